@@ -16,12 +16,25 @@ pub struct WebSession {
 }
 
 /// Accounts, SRP exchanges in flight, idmsa sessions, web sessions and trust tokens.
-pub struct AuthState {}
+pub struct AuthState {
+    dsid: String,
+}
+
+/// Placeholder token of the stub (replaced by real sessions).
+const STUB_TOKEN: &str = "X-APPLE-WEBAUTH-TOKEN=stub";
 
 impl AuthState {
     /// State for the configured account.
-    pub fn new(_config: &SimConfig, _account: &SimAccount) -> Self {
-        AuthState {}
+    pub fn new(_config: &SimConfig, account: &SimAccount) -> Self {
+        AuthState {
+            dsid: account.dsid.clone(),
+        }
+    }
+
+    /// Test and benchmark convenience: a new trusted web session minted without signing in,
+    /// returned as the value of a `Cookie` header that CloudKit calls accept.
+    pub fn mint_web_session(&self) -> String {
+        format!("X-APPLE-WEBAUTH-USER=\"v=1:s=1:d={}\"; {STUB_TOKEN}", self.dsid)
     }
 
     /// Invalidate every web session (cookies and session tokens); trust tokens stay valid.
@@ -31,8 +44,12 @@ impl AuthState {
     pub fn expire_trust_tokens(&self) {}
 
     /// The web session a request's cookies identify, if valid.
-    pub fn web_session(&self, _headers: &HeaderMap) -> Option<WebSession> {
-        None
+    pub fn web_session(&self, headers: &HeaderMap) -> Option<WebSession> {
+        let cookies = headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
+        cookies.contains(STUB_TOKEN).then(|| WebSession {
+            dsid: self.dsid.clone(),
+            trusted: true,
+        })
     }
 }
 
