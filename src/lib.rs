@@ -3,6 +3,8 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+pub mod auth;
 pub mod cli;
 pub mod model;
+pub mod net;
 pub mod sim;
