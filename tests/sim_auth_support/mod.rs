@@ -405,23 +405,40 @@ impl Client {
 
     /// E1 + E2 with a chosen SRP client.
     pub async fn signin_with(&mut self, user: &str, password: &str, srp: &SrpClient) -> Reply {
+        self.signin_steps(user, password, srp).await.1
+    }
+
+    /// E1 + E2, returning both answers.
+    pub async fn signin_steps(
+        &mut self,
+        user: &str,
+        password: &str,
+        srp: &SrpClient,
+    ) -> (Reply, Reply) {
         let user = match self.style {
             Style::Rclone => user.to_lowercase(),
             Style::Py => user.to_string(),
         };
-        let init = self.signin_init(&user, srp).await;
-        assert_eq!(init.status, StatusCode::OK, "signin/init: {}", init.body);
-        let init = init.json();
+        let init_reply = self.signin_init(&user, srp).await;
+        assert_eq!(
+            init_reply.status,
+            StatusCode::OK,
+            "signin/init: {}",
+            init_reply.body
+        );
+        let init = init_reply.json();
         let (m1, m2) = srp.proofs(&user, password, &init, self.style == Style::Rclone);
         let trust: Vec<&str> = self.trust_token.iter().map(String::as_str).collect();
         let body = json!({"accountName": user, "c": init["c"], "m1": m1, "m2": m2, "rememberMe": true, "trustTokens": trust});
-        self.idmsa(
-            Method::POST,
-            "/signin/complete?isRememberMeEnabled=true",
-            Some(body.to_string()),
-            true,
-        )
-        .await
+        let complete = self
+            .idmsa(
+                Method::POST,
+                "/signin/complete?isRememberMeEnabled=true",
+                Some(body.to_string()),
+                true,
+            )
+            .await;
+        (init_reply, complete)
     }
 
     /// E5 `accountLogin` with the saved session token and trust token.

@@ -220,6 +220,7 @@ pub async fn repair_complete(State(state): State<SharedState>, headers: HeaderMa
     };
     let mut resp = idmsa_json(StatusCode::OK, &json!({}));
     add_session_headers(&mut resp, &headers);
+    put(resp.headers_mut(), "location", "/auth");
     if state.config.trust_token_without_2fa && !auth.secrets.has_second_factor() {
         let token = auth.store.mint_trust_token();
         put(resp.headers_mut(), "x-apple-twosv-trust-token", &token);

@@ -140,7 +140,9 @@ fn check_code(
     let auth = &state.auth;
     if code != state.account.two_factor_code {
         tracing::warn!(endpoint = ep, "rejected: wrong verification code");
-        return wrong_code(&session.scnt);
+        let mut resp = wrong_code(&session.scnt);
+        add_idmsa_cookies(&mut resp, state);
+        return resp;
     }
     auth.store
         .with_session(&session.id, |s| s.second_factor = SecondFactor::Verified);
@@ -177,10 +179,17 @@ fn phone_verification() -> Value {
         "trustedPhoneNumbers": [phone_challenge()],
         "securityCode": security_code_info(),
         "authenticationType": "hsa2",
-        "recoveryUrl": "https://iforgot.apple.com/phone/add?prs_account_nm=&autoSubmitAccount=true&appId=142",
+        "recoveryUrl": "https://iforgot.apple.com/phone/add?autoSubmitAccount=true&appId=142",
+        "cantUsePhoneNumberUrl": "https://iforgot.apple.com/iforgot/phone/add?context=cantuse&appId=142",
+        "recoveryWebUrl": "https://iforgot.apple.com/password/verify/appleid?appId=142",
+        "repairPhoneNumberUrl": "https://gsa.apple.com/appleid/account/manage/repair/verify/phone",
+        "repairPhoneNumberWebUrl": "https://appleid.apple.com/widget/account/repair?#!repair",
         "aboutTwoFactorAuthenticationUrl": "https://support.apple.com/kb/HT204921",
         "autoVerified": false,
         "showAutoVerificationUI": false,
+        "supportsCustodianRecovery": false,
+        "hideSendSMSCodeOption": false,
+        "supervisedChangePasswordFlow": false,
         "supportsRecovery": true,
         "trustedPhoneNumber": phone_challenge(),
         "hsa2Account": true,
@@ -216,7 +225,10 @@ pub async fn auth_page(State(state): State<SharedState>, headers: HeaderMap) -> 
     } else {
         reply(StatusCode::OK, "text/html; charset=UTF-8", boot_args_page())
     };
-    put(resp.headers_mut(), "scnt", &session.scnt);
+    let h = resp.headers_mut();
+    put(h, "scnt", &session.scnt);
+    put(h, "access-control-allow-credentials", "true");
+    put(h, "access-control-allow-origin", &state.urls.home);
     resp
 }
 
