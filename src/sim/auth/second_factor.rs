@@ -41,21 +41,38 @@ pub fn security_code_info() -> Value {
     })
 }
 
+/// Why a second-factor request has no usable context.
+enum NoCodeContext {
+    /// `scnt` / `X-Apple-ID-Session-Id` name no live sign-in.
+    Unknown,
+    /// The account has no second factor, or only security keys.
+    NotApplicable(&'static str),
+}
+
+impl NoCodeContext {
+    fn response(self, ep: &str) -> Response {
+        match self {
+            NoCodeContext::Unknown => no_signin_context(ep),
+            NoCodeContext::NotApplicable(why) => bad_request(ep, why),
+        }
+    }
+}
+
 /// The idmsa session a second-factor request belongs to, if it can take a code.
-fn code_context(
-    state: &SharedState,
-    headers: &HeaderMap,
-    ep: &str,
-) -> Result<IdmsaSession, Response> {
+fn code_context(state: &SharedState, headers: &HeaderMap) -> Result<IdmsaSession, NoCodeContext> {
     let store = &state.auth.store;
     let session = store
         .session_id_from_headers(headers)
         .and_then(|id| store.with_session(&id, |s| s.clone()))
-        .ok_or_else(|| no_signin_context(ep))?;
+        .ok_or(NoCodeContext::Unknown)?;
     match session.second_factor {
         SecondFactor::Pending | SecondFactor::Verified => Ok(session),
-        SecondFactor::NotRequired => Err(bad_request(ep, "account has no second factor")),
-        SecondFactor::SecurityKey => Err(bad_request(ep, "account requires a security key")),
+        SecondFactor::NotRequired => {
+            Err(NoCodeContext::NotApplicable("account has no second factor"))
+        }
+        SecondFactor::SecurityKey => Err(NoCodeContext::NotApplicable(
+            "account requires a security key",
+        )),
     }
 }
 
@@ -70,9 +87,9 @@ fn code_sent(state: &SharedState, session: &IdmsaSession) {
 /// E7 `PUT .../verify/trusteddevice/securitycode`: push a code to trusted devices (body: none,
 /// `null`, or anything).
 pub async fn push_code(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let session = match code_context(&state, &headers, "verify/trusteddevice (push)") {
+    let session = match code_context(&state, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(no) => return no.response("verify/trusteddevice (push)"),
     };
     code_sent(&state, &session);
     let mut resp = idmsa_json(
@@ -123,9 +140,9 @@ fn check_code(
     ep: &str,
     by_phone: bool,
 ) -> Response {
-    let session = match code_context(state, headers, ep) {
+    let session = match code_context(state, headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(no) => return no.response(ep),
     };
     let req = match json_object(body) {
         Ok(req) => req,
@@ -201,9 +218,9 @@ fn phone_verification() -> Value {
 /// E9 `GET /appleauth/auth`: the phone list. JSON when the client accepts `application/json`
 /// (rclone), else Apple's HTML page with the `boot_args` script (py).
 pub async fn auth_page(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let session = match code_context(&state, &headers, "auth (phone page)") {
+    let session = match code_context(&state, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(no) => return no.response("auth (phone page)"),
     };
     let wants_json = headers
         .get(header::ACCEPT)
@@ -272,9 +289,9 @@ pub async fn send_phone_code(
     body: Bytes,
 ) -> Response {
     const EP: &str = "verify/phone";
-    let session = match code_context(&state, &headers, EP) {
+    let session = match code_context(&state, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(no) => return no.response(EP),
     };
     let req = match json_object(&body) {
         Ok(req) => req,
@@ -301,9 +318,9 @@ pub async fn send_phone_code(
 /// new `X-Apple-TwoSV-Trust-Token`.
 pub async fn trust(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     const EP: &str = "2sv/trust";
-    let session = match code_context(&state, &headers, EP) {
+    let session = match code_context(&state, &headers) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(no) => return no.response(EP),
     };
     if session.second_factor != SecondFactor::Verified {
         tracing::warn!(endpoint = EP, "rejected: no verified code in this session");
