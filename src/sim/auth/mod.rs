@@ -8,10 +8,21 @@
 //! trust), [`setup`] and [`account_doc`] (the setup service), [`cookies`] and [`replies`]
 //! (wire details shared by the handlers).
 //!
-//! Choices where the recordings are silent (documented in the handlers): a locked account gets
-//! 403 with `serviceErrors` code `-20209` at `signin/complete`; malformed input gets 400 with
-//! code `-20000`; an idmsa call without a live `scnt` / `X-Apple-ID-Session-Id` gets 401; an
-//! unknown or expired web session gets 401 with a plain-text body at the setup service.
+//! Choices where the recordings are silent (documented in the handlers):
+//! - a locked account gets 403 with `serviceErrors` code `-20209` at `signin/complete`, whatever
+//!   the password;
+//! - malformed input gets 400 with code `-20000` (in both `serviceErrors` and `service_errors`
+//!   spellings, plus `hasError`); an idmsa call without a live `scnt` / `X-Apple-ID-Session-Id`
+//!   gets 401; an unknown or expired web session gets 401 with a plain-text body at the setup
+//!   service;
+//! - the push (E7) and SMS request (E10) answer 200 with a small JSON body; a right SMS code
+//!   (E11) answers 204 like a device code; `2sv/trust` without a verified code answers 401;
+//! - 204 answers carry no body (the recorded `{}` of `2sv/trust` cannot go with a 204);
+//! - a web session is "trusted" once no second factor is needed (so always, for an account
+//!   without one); trusted sessions get `X-APPLE-WEBAUTH-TOKEN` and the recorded PCS cookies
+//!   (not `-PCS-Photos`, which only `requestPCS` hands out);
+//! - `scnt` and the session id stay the same for a whole idmsa session; session tokens rotate.
+//!   `expire_web_sessions` also ends idmsa sessions (their session tokens are gone).
 
 pub mod account_doc;
 pub mod accounts;
