@@ -73,7 +73,10 @@ impl Default for NetConfig {
 }
 
 /// Build a client; with `cookies`, every request sends and every response updates that jar.
-pub fn build_client(config: &NetConfig, cookies: Option<Arc<CookieJar>>) -> Result<reqwest::Client, NetError> {
+pub fn build_client(
+    config: &NetConfig,
+    cookies: Option<Arc<CookieJar>>,
+) -> Result<reqwest::Client, NetError> {
     let tls = tls_config(&config.extra_root_files)?;
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -145,7 +148,10 @@ pub struct RootSources {
 
 impl RootSources {
     /// Resolve from the two variables' values (`None` or empty = unset).
-    pub fn resolve(ssl_cert_file: Option<&std::ffi::OsStr>, ssl_cert_dir: Option<&std::ffi::OsStr>) -> Self {
+    pub fn resolve(
+        ssl_cert_file: Option<&std::ffi::OsStr>,
+        ssl_cert_dir: Option<&std::ffi::OsStr>,
+    ) -> Self {
         let file = match ssl_cert_file.filter(|v| !v.is_empty()) {
             Some(f) => Some(PathBuf::from(f)),
             // Without the variable, probe() names the distribution's bundle file.
@@ -155,7 +161,9 @@ impl RootSources {
             Some(list) => std::env::split_paths(list)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect(),
-            None => openssl_probe::candidate_cert_dirs().map(Path::to_path_buf).collect(),
+            None => openssl_probe::candidate_cert_dirs()
+                .map(Path::to_path_buf)
+                .collect(),
         };
         RootSources { file, dirs }
     }
@@ -177,10 +185,16 @@ impl RootSources {
             certs.extend(result.certs);
         };
         if let Some(file) = &self.file {
-            add(rustls_native_certs::load_certs_from_paths(Some(file), None), file);
+            add(
+                rustls_native_certs::load_certs_from_paths(Some(file), None),
+                file,
+            );
         }
         for dir in &self.dirs {
-            add(rustls_native_certs::load_certs_from_paths(None, Some(dir)), dir);
+            add(
+                rustls_native_certs::load_certs_from_paths(None, Some(dir)),
+                dir,
+            );
         }
         certs.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
         certs.dedup();
@@ -247,13 +261,19 @@ impl CookieJar {
 
     /// Remove every cookie.
     pub fn clear(&self) {
-        self.store.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Names of the unexpired cookies, sorted (for diagnostics and tests; values stay private).
     pub fn names(&self) -> Vec<String> {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = store.iter_unexpired().map(|c| c.name().to_string()).collect();
+        let mut names: Vec<String> = store
+            .iter_unexpired()
+            .map(|c| c.name().to_string())
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -276,7 +296,11 @@ impl CookieJar {
 }
 
 impl reqwest::cookie::CookieStore for CookieJar {
-    fn set_cookies(&self, cookie_headers: &mut dyn Iterator<Item = &HeaderValue>, url: &reqwest::Url) {
+    fn set_cookies(
+        &self,
+        cookie_headers: &mut dyn Iterator<Item = &HeaderValue>,
+        url: &reqwest::Url,
+    ) {
         let cookies = cookie_headers
             .filter_map(|v| v.to_str().ok())
             .filter_map(|s| cookie_store::RawCookie::parse(s.to_owned()).ok())
@@ -316,11 +340,17 @@ mod tests {
             HeaderValue::from_static("C=3; Path=/; Max-Age=86400"),
             HeaderValue::from_static("D=4; Path=/; Expires=Thu, 01 Jan 2015 00:00:00 GMT"),
         ];
-        jar.set_cookies(&mut headers.iter(), &url("http://127.0.0.1:9/setup/ws/1/accountLogin"));
+        jar.set_cookies(
+            &mut headers.iter(),
+            &url("http://127.0.0.1:9/setup/ws/1/accountLogin"),
+        );
         let names = jar.names();
         assert!(names.contains(&"A".to_string()), "{names:?}");
         assert!(names.contains(&"C".to_string()), "{names:?}");
-        assert!(!names.contains(&"D".to_string()), "expired cookie kept: {names:?}");
+        assert!(
+            !names.contains(&"D".to_string()),
+            "expired cookie kept: {names:?}"
+        );
 
         let restored = CookieJar::from_json(&jar.to_json()).expect("parse saved jar");
         assert_eq!(restored.names(), names);
@@ -330,9 +360,15 @@ mod tests {
         let sent = sent.to_str().expect("ascii");
         assert!(sent.contains("A=\"v=1:x\""), "{sent}");
         assert!(sent.contains("C=3"), "{sent}");
-        assert!(restored.cookies(&url("http://127.0.0.2:9/")).is_none(), "cookie leaked to another host");
+        assert!(
+            restored.cookies(&url("http://127.0.0.2:9/")).is_none(),
+            "cookie leaked to another host"
+        );
         assert!(restored.expiry_of("C").is_some());
-        assert!(restored.expiry_of("A").is_none(), "session cookie has no expiry");
+        assert!(
+            restored.expiry_of("A").is_none(),
+            "session cookie has no expiry"
+        );
     }
 
     #[test]
@@ -344,14 +380,17 @@ mod tests {
     #[test]
     fn root_sources_follow_openssl_rules() {
         use std::ffi::OsStr;
-        let both = RootSources::resolve(Some(OsStr::new("/x/ca.pem")), Some(OsStr::new("/d1:/d2::")));
+        let both =
+            RootSources::resolve(Some(OsStr::new("/x/ca.pem")), Some(OsStr::new("/d1:/d2::")));
         assert_eq!(both.file, Some(PathBuf::from("/x/ca.pem")));
         assert_eq!(both.dirs, vec![PathBuf::from("/d1"), PathBuf::from("/d2")]);
 
         // A file alone replaces only the bundle: the system directories stay.
         let file_only = RootSources::resolve(Some(OsStr::new("/x/ca.pem")), None);
         assert_eq!(file_only.file, Some(PathBuf::from("/x/ca.pem")));
-        let system_dirs: Vec<PathBuf> = openssl_probe::candidate_cert_dirs().map(Path::to_path_buf).collect();
+        let system_dirs: Vec<PathBuf> = openssl_probe::candidate_cert_dirs()
+            .map(Path::to_path_buf)
+            .collect();
         assert_eq!(file_only.dirs, system_dirs);
 
         // Empty values count as unset.
@@ -365,7 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("empty.pem");
         std::fs::write(&path, "not a certificate\n").expect("write");
-        match tls_config(&[path.clone()]) {
+        match tls_config(std::slice::from_ref(&path)) {
             Err(NetError::Certificate { path: p, .. }) => assert_eq!(p, path),
             other => panic!("expected a certificate error, got {other:?}"),
         }

@@ -48,37 +48,66 @@ async fn non_2fa_account_signs_in_with_srp_repair_and_account_login() {
         .expect("sign-in");
     assert_eq!(server.calls(), vec![E1, E2, E3, E5]);
     assert_eq!(session.dsid(), "12345678901");
-    assert_eq!(session.ckdatabasews_url(), "https://p61-ckdatabasews.icloud.com:443");
-    assert!(session.client_id().starts_with("auth-"), "{}", session.client_id());
+    assert_eq!(
+        session.ckdatabasews_url(),
+        "https://p61-ckdatabasews.icloud.com:443"
+    );
+    assert!(
+        session.client_id().starts_with("auth-"),
+        "{}",
+        session.client_id()
+    );
 
     let init = &server.requests(E1)[0];
     let body = init.json();
     assert_eq!(body["accountName"], USER);
     assert_eq!(body["protocols"], serde_json::json!(["s2k", "s2k_fo"]));
-    assert!(body["a"].as_str().is_some_and(|a| a.len() >= 340), "A is 256 bytes in base64");
+    assert!(
+        body["a"].as_str().is_some_and(|a| a.len() >= 340),
+        "A is 256 bytes in base64"
+    );
     assert_eq!(init.header("origin"), Some(server.endpoint.as_str()));
-    assert_eq!(init.header("x-apple-oauth-state"), Some(session.client_id()));
+    assert_eq!(
+        init.header("x-apple-oauth-state"),
+        Some(session.client_id())
+    );
     assert_eq!(
         init.header("x-apple-widget-key"),
         Some("d39ba9916b7251055b22c7f910e2ea796ee65e98b2ddecea8f5dde8d9d1a815d")
     );
-    assert_eq!(init.header("x-apple-oauth-redirect-uri"), Some("https://www.icloud.com"));
-    assert!(init.header("user-agent").is_some_and(|ua| ua.contains("Chrome/")));
+    assert_eq!(
+        init.header("x-apple-oauth-redirect-uri"),
+        Some("https://www.icloud.com")
+    );
+    assert!(
+        init.header("user-agent")
+            .is_some_and(|ua| ua.contains("Chrome/"))
+    );
 
     let complete = &server.requests(E2)[0];
     assert_eq!(complete.query.as_deref(), Some("isRememberMeEnabled=true"));
     let body = complete.json();
-    assert_eq!(body["c"], "d-123-456789ab-cdef-0123-4567-89abcdef0123:MSA", "c echoed unchanged");
+    assert_eq!(
+        body["c"], "d-123-456789ab-cdef-0123-4567-89abcdef0123:MSA",
+        "c echoed unchanged"
+    );
     assert_eq!(body["m1"].as_str().map(str::len), Some(44));
     assert_eq!(body["m2"].as_str().map(str::len), Some(44));
     assert_eq!(body["rememberMe"], true);
     assert_eq!(body["trustTokens"], serde_json::json!([]));
-    assert_eq!(complete.header("scnt"), Some("scnt-1234567890"), "scnt from E1 sent on E2");
+    assert_eq!(
+        complete.header("scnt"),
+        Some("scnt-1234567890"),
+        "scnt from E1 sent on E2"
+    );
 
     // E3 carries what E2 returned, with the home origin.
     let repair = &server.requests(E3)[0];
     assert_eq!(repair.header("scnt"), Some("scnt-1234567890"));
-    assert_eq!(repair.header("x-apple-id-session-id"), Some("sess-1234567890"));
+    assert_eq!(
+        repair.header("x-apple-id-session-id"),
+        Some("sess-1234567890")
+    );
 
     let login = server.requests(E5)[0].json();
     assert_eq!(login["dsWebAuthToken"], "token-1234567890");
@@ -90,7 +119,10 @@ async fn non_2fa_account_signs_in_with_srp_repair_and_account_login() {
     assert_eq!(saved["session_token"], "token-1234567890");
     assert_eq!(saved["client_id"], session.client_id());
     assert_eq!(saved["account"]["dsid"], "12345678901");
-    assert!(files_containing(data.path(), PASSWORD).is_empty(), "password written to disk");
+    assert!(
+        files_containing(data.path(), PASSWORD).is_empty(),
+        "password written to disk"
+    );
 }
 
 #[tokio::test]
@@ -106,9 +138,16 @@ async fn account_requiring_2fa_is_reported_without_asking() {
         }
         other => panic!("expected TwoFactorRequired, got {other:?}"),
     }
-    assert_eq!(server.calls(), vec![E1, E2, E5], "no code may be requested unattended");
+    assert_eq!(
+        server.calls(),
+        vec![E1, E2, E5],
+        "no code may be requested unattended"
+    );
     // The half-done session is kept, so `login` continues without a new SRP.
-    assert_eq!(session_json(data.path())["session_token"], "token-1234567890");
+    assert_eq!(
+        session_json(data.path())["session_token"],
+        "token-1234567890"
+    );
 }
 
 async fn two_factor(cassette: &str, typed: &str, sent: &str) {
@@ -124,10 +163,16 @@ async fn two_factor(cassette: &str, typed: &str, sent: &str) {
     .expect("sign-in with a code");
     assert_eq!(server.calls(), vec![E1, E2, E5, E7, E8, E12, E5]);
     let submitted = &server.requests(E8)[0];
-    assert_eq!(submitted.json(), serde_json::json!({"securityCode": {"code": sent}}));
+    assert_eq!(
+        submitted.json(),
+        serde_json::json!({"securityCode": {"code": sent}})
+    );
     assert_eq!(submitted.header("accept"), Some("application/json"));
     assert_eq!(submitted.header("scnt"), Some("scnt-1234567890"));
-    assert_eq!(submitted.header("x-apple-id-session-id"), Some("sess-1234567890"));
+    assert_eq!(
+        submitted.header("x-apple-id-session-id"),
+        Some("sess-1234567890")
+    );
     // The final accountLogin uses the token and trust token of the trust answer.
     let last_login = server.requests(E5)[1].json();
     assert_eq!(last_login["trustToken"], "2svtoken-1234567890");
@@ -138,7 +183,10 @@ async fn two_factor(cassette: &str, typed: &str, sent: &str) {
     assert_eq!(saved["trust_token"], "2svtoken-1234567890");
     assert!(saved.get("pending").is_none());
     assert!(
-        session.cookies().names().contains(&"X-APPLE-WEBAUTH-TOKEN".to_string()),
+        session
+            .cookies()
+            .names()
+            .contains(&"X-APPLE-WEBAUTH-TOKEN".to_string()),
         "{:?}",
         session.cookies().names()
     );
@@ -166,7 +214,10 @@ async fn wrong_code_three_times_fails_with_wrong_code() {
     )
     .await
     .expect_err("wrong code");
-    assert!(matches!(err, AuthError::WrongCode { attempts: 3, .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::WrongCode { attempts: 3, .. }),
+        "{err:?}"
+    );
     assert_eq!(server.requests(E8).len(), 3);
     assert_eq!(server.requests(E12).len(), 0, "no trust after a wrong code");
     assert_eq!(prompter.codes.len(), 1, "asked exactly three times");
@@ -177,11 +228,20 @@ async fn wrong_code_three_times_fails_with_wrong_code() {
 async fn wrong_password_is_reported_as_such() {
     let server = replay("failed_auth.yml").await;
     let data = tempfile::tempdir().expect("tempdir");
-    let err = Authenticator::resume(options(&server.endpoint, "bad_username", "bad_password", data.path()))
-        .await
-        .expect_err("wrong password");
+    let err = Authenticator::resume(options(
+        &server.endpoint,
+        "bad_username",
+        "bad_password",
+        data.path(),
+    ))
+    .await
+    .expect_err("wrong password");
     assert!(matches!(err, AuthError::WrongPassword { .. }), "{err:?}");
-    assert_eq!(server.calls(), vec![E1, E2], "no legacy plain-password fallback, no retry");
+    assert_eq!(
+        server.calls(),
+        vec![E1, E2],
+        "no legacy plain-password fallback, no retry"
+    );
     assert!(!err.to_string().contains("bad_password"));
     assert!(err.is_authentication_problem());
 }
@@ -190,9 +250,14 @@ async fn wrong_password_is_reported_as_such() {
 async fn service_unavailable_is_retried_then_reported() {
     let server = replay("failed_auth_503.yml").await;
     let data = tempfile::tempdir().expect("tempdir");
-    let err = Authenticator::resume(options(&server.endpoint, "whatever_username", "pw", data.path()))
-        .await
-        .expect_err("503");
+    let err = Authenticator::resume(options(
+        &server.endpoint,
+        "whatever_username",
+        "pw",
+        data.path(),
+    ))
+    .await
+    .expect_err("503");
     match err {
         AuthError::Throttled {
             status: 503,
@@ -227,6 +292,35 @@ async fn saved_session_is_reused_with_validate_only() {
         .expect("reuse");
     assert_eq!(server.calls(), vec![E6], "no SRP, no code");
     assert_eq!(server.requests(E6)[0].body, b"null");
-    assert_eq!(session.client_id(), "auth-12345678-1234-1234-1234-123456789012");
+    assert_eq!(
+        session.client_id(),
+        "auth-12345678-1234-1234-1234-123456789012"
+    );
     assert_eq!(session.dsid(), "12345678901");
+}
+
+#[tokio::test]
+async fn account_of_the_other_domain_is_told_which_domain_to_use() {
+    let mut interactions: Vec<_> = load_cassette("auth_non_2fa.yml")
+        .into_iter()
+        .filter(|i| i.path != "/setup/ws/1/accountLogin")
+        .collect();
+    interactions.push(synthetic(
+        "POST",
+        "/setup/ws/1/accountLogin",
+        200,
+        r#"{"domainToUse":"iCloud.com.cn"}"#,
+    ));
+    let server = Replay::start(interactions).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let err = Authenticator::resume(options(&server.endpoint, USER, PASSWORD, data.path()))
+        .await
+        .expect_err("wrong domain");
+    match &err {
+        AuthError::WrongDomain { suggested, .. } => {
+            assert_eq!(*suggested, Some(icloudpd_rs::auth::Domain::Cn))
+        }
+        other => panic!("expected WrongDomain, got {other:?}"),
+    }
+    assert!(err.to_string().contains("--domain cn"), "{err}");
 }

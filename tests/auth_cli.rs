@@ -49,7 +49,11 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>, secret: &str) -
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
         .env("RUST_LOG", "trace")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -98,7 +102,14 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Output {
             let _ = child.kill();
             let _ = child.wait();
             let err = String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned();
-            let tail: String = err.chars().rev().take(6000).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(6000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             panic!("the binary hung for {limit:?}; end of stderr:\n{tail}");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -145,7 +156,10 @@ fn login_without_second_factor() {
     let r = run(&strs(&args), &[], None, &pw);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Signed in as"), "{}", r.stdout);
-    assert!(files_containing(data.path(), &pw).is_empty(), "password stored");
+    assert!(
+        files_containing(data.path(), &pw).is_empty(),
+        "password stored"
+    );
 }
 
 #[test]
@@ -172,13 +186,24 @@ fn password_from_the_environment_and_code_from_stdin() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("trusted until about"), "{}", r.stdout);
-    assert!(files_containing(data.path(), &acct.password).is_empty(), "password stored");
+    assert!(
+        files_containing(data.path(), &acct.password).is_empty(),
+        "password stored"
+    );
 
     // Next time: nothing to type, no SRP.
     let inits = sim.state().stats.count("/appleauth/auth/signin/init");
-    let r = run(&strs(&args), &[("ICLOUD_PASSWORD", &acct.password)], None, &acct.password);
+    let r = run(
+        &strs(&args),
+        &[("ICLOUD_PASSWORD", &acct.password)],
+        None,
+        &acct.password,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(sim.state().stats.count("/appleauth/auth/signin/init"), inits);
+    assert_eq!(
+        sim.state().stats.count("/appleauth/auth/signin/init"),
+        inits
+    );
 }
 
 #[test]
@@ -190,13 +215,25 @@ fn second_factor_without_a_terminal_says_which_commands_to_run() {
     let args = login_args(&sim, data.path(), &password_file(secrets.path(), &pw));
     let r = run(&strs(&args), &[], None, &pw);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("two-factor authentication is needed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("two-factor authentication is needed"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("--request-code"), "{}", r.stderr);
     assert!(r.stderr.contains("--submit-code CODE"), "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!("--data-dir {}", data.path().display())),
+        r.stderr
+            .contains(&format!("--data-dir {}", data.path().display())),
         "the suggested command must find this session: {}",
         r.stderr
+    );
+    assert_eq!(
+        sim.state()
+            .stats
+            .count("/appleauth/auth/verify/trusteddevice/securitycode"),
+        0,
+        "a code was pushed although nobody can type it"
     );
 }
 
@@ -206,7 +243,11 @@ fn headless_request_then_submit_in_two_processes() {
     let acct = sim.account().clone();
     let data = tempfile::tempdir().expect("tempdir");
     let secrets = tempfile::tempdir().expect("tempdir");
-    let mut args = login_args(&sim, data.path(), &password_file(secrets.path(), &acct.password));
+    let mut args = login_args(
+        &sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
     args.push("--request-code".into());
     let r = run(&strs(&args), &[], None, &acct.password);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -235,26 +276,44 @@ fn headless_request_then_submit_in_two_processes() {
 fn wrong_codes_exit_3() {
     let sim = sim(two_factor());
     let acct = sim.account().clone();
-    let wrong = if acct.two_factor_code == "000000" { "111111" } else { "000000" };
+    let wrong = if acct.two_factor_code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     let data = tempfile::tempdir().expect("tempdir");
     let secrets = tempfile::tempdir().expect("tempdir");
-    let args = login_args(&sim, data.path(), &password_file(secrets.path(), &acct.password));
+    let args = login_args(
+        &sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
     let input = format!("{wrong}\n{wrong}\n{wrong}\n");
     let r = run(&strs(&args), &[], Some(&input), &acct.password);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("verification code was wrong (3 attempt(s))"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("verification code was wrong (3 attempt(s))"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// Run a plain `login` against a simulator configured with `config`; returns exit code and
 /// standard error.
 fn refused(config: SimConfig, password: Option<&str>) -> (i32, String) {
     let sim = sim(config);
-    let pw = password.map(str::to_string).unwrap_or_else(|| sim.account().password.clone());
+    let pw = password
+        .map(str::to_string)
+        .unwrap_or_else(|| sim.account().password.clone());
     let data = tempfile::tempdir().expect("tempdir");
     let secrets = tempfile::tempdir().expect("tempdir");
     let args = login_args(&sim, data.path(), &password_file(secrets.path(), &pw));
     let r = run(&strs(&args), &[], None, &pw);
-    assert!(files_containing(data.path(), &pw).is_empty(), "password stored");
+    assert!(
+        files_containing(data.path(), &pw).is_empty(),
+        "password stored"
+    );
     (r.code, r.stderr)
 }
 
@@ -348,7 +407,12 @@ fn no_password_and_no_terminal_exit_3() {
 
 #[test]
 fn missing_username_is_a_usage_error() {
-    let r = run(&["login", "--data-dir", "/nonexistent"], &[], None, "unused-secret");
+    let r = run(
+        &["login", "--data-dir", "/nonexistent"],
+        &[],
+        None,
+        "unused-secret",
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("-u/--username"), "{}", r.stderr);
 }
@@ -404,7 +468,11 @@ fn https_trusts_ssl_cert_file_and_ssl_cert_dir_and_nothing_else() {
     let r = run(&strs(&args), &[], None, &pw);
     assert_eq!(r.code, 1, "an unknown CA must be refused: {}", r.stderr);
     assert!(r.stderr.contains("cannot reach Apple"), "{}", r.stderr);
-    assert!(r.stderr.to_lowercase().contains("certificate"), "{}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        r.stderr
+    );
 
     let ca = format!("{TLS_DIR}/ca.pem");
     let r = run(&strs(&args), &[("SSL_CERT_FILE", &ca)], None, &pw);
@@ -454,4 +522,50 @@ fn a_silent_server_cannot_hang_login() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("no answer in time"), "{}", r.stderr);
     drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_domain_exit_3() {
+    use auth_support::{Replay, load_cassette, synthetic};
+    let mut interactions: Vec<_> = load_cassette("auth_non_2fa.yml")
+        .into_iter()
+        .filter(|i| i.path != "/setup/ws/1/accountLogin")
+        .collect();
+    interactions.push(synthetic(
+        "POST",
+        "/setup/ws/1/accountLogin",
+        200,
+        r#"{"domainToUse":"iCloud.com.cn"}"#,
+    ));
+    let server = Replay::start(interactions).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_string_lossy().into_owned();
+    let endpoint = server.endpoint.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "login",
+                "-u",
+                "jdoe@gmail.com",
+                "-p",
+                "pw-other-domain",
+                "--endpoint",
+                &endpoint,
+                "--data-dir",
+                &dir,
+            ],
+            &[],
+            None,
+            "pw-other-domain",
+        )
+    })
+    .await
+    .expect("run");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Apple insists on using iCloud.com.cn"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--domain cn"), "{}", r.stderr);
 }

@@ -7,7 +7,9 @@ mod auth_support;
 use std::sync::Arc;
 
 use auth_support::{ScriptedPrompter, files_containing, options};
-use icloudpd_rs::auth::{AccountSession, AuthError, AuthOptions, Authenticator, CodeRequest, NoPrompt, SecondFactor};
+use icloudpd_rs::auth::{
+    AccountSession, AuthError, AuthOptions, Authenticator, CodeRequest, NoPrompt, SecondFactor,
+};
 use icloudpd_rs::sim::{Sim, SimConfig, SrpProtocol};
 
 const INIT: &str = "/appleauth/auth/signin/init";
@@ -39,7 +41,9 @@ async fn signs_in_with(protocol: SrpProtocol) {
     })
     .await;
     let data = tempfile::tempdir().expect("tempdir");
-    let session = Authenticator::resume(opts(&sim, data.path())).await.expect("sign-in");
+    let session = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("sign-in");
     assert_eq!(session.dsid(), sim.account().dsid);
     assert!(!session.ckdatabasews_url().is_empty());
     assert_eq!(count(&sim, INIT), 1);
@@ -68,33 +72,52 @@ async fn trusted_device_code_then_trust_is_reused_without_srp_or_code() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
     let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    let session = Authenticator::login(opts(&sim, data.path()), &mut prompter, SecondFactor::TrustedDevice)
-        .await
-        .expect("login with a device code");
+    let session = Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("login with a device code");
     let summary = session.summary().await;
     assert!(summary.signed_in && summary.trusted, "{summary:?}");
     assert_eq!(count(&sim, INIT), 1);
 
     // Second login: the saved session is accepted; no SRP, no code asked.
     let mut nobody = ScriptedPrompter::default();
-    Authenticator::login(opts(&sim, data.path()), &mut nobody, SecondFactor::TrustedDevice)
-        .await
-        .expect("second login");
+    Authenticator::login(
+        opts(&sim, data.path()),
+        &mut nobody,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("second login");
     assert_eq!(count(&sim, INIT), 1, "the second login ran SRP");
     assert!(nobody.prompts.is_empty(), "asked: {:?}", nobody.prompts);
 
     // Web session gone, trust token still good: SRP again, but no second factor.
     sim.state().auth.expire_web_sessions();
     let pushes = count(&sim, PUSH_OR_SUBMIT);
-    Authenticator::resume(opts(&sim, data.path())).await.expect("resume with trust");
+    Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("resume with trust");
     assert_eq!(count(&sim, INIT), 2);
-    assert_eq!(count(&sim, PUSH_OR_SUBMIT), pushes, "a code was requested despite trust");
+    assert_eq!(
+        count(&sim, PUSH_OR_SUBMIT),
+        pushes,
+        "a code was requested despite trust"
+    );
 
     // Trust gone too: unattended runs must stop and say how to sign in.
     sim.state().auth.expire_trust_tokens();
     sim.state().auth.expire_web_sessions();
-    let err = Authenticator::resume(opts(&sim, data.path())).await.expect_err("2FA needed");
-    assert!(matches!(err, AuthError::TwoFactorRequired { .. }), "{err:?}");
+    let err = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect_err("2FA needed");
+    assert!(
+        matches!(err, AuthError::TwoFactorRequired { .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("--request-code"), "{err}");
 }
 
@@ -108,10 +131,18 @@ async fn sms_code() {
         .expect("login with an SMS code");
     assert!(session.summary().await.trusted);
     assert_eq!(count(&sim, "/appleauth/auth"), 1, "phone list fetched once");
-    assert_eq!(count(&sim, "/appleauth/auth/verify/phone"), 1, "one SMS sent");
+    assert_eq!(
+        count(&sim, "/appleauth/auth/verify/phone"),
+        1,
+        "one SMS sent"
+    );
     assert_eq!(count(&sim, "/appleauth/auth/verify/phone/securitycode"), 1);
     assert_eq!(count(&sim, PUSH_OR_SUBMIT), 0, "no device push for SMS");
-    assert!(prompter.notices.iter().any(|n| n.contains("SMS")), "{:?}", prompter.notices);
+    assert!(
+        prompter.notices.iter().any(|n| n.contains("SMS")),
+        "{:?}",
+        prompter.notices
+    );
 }
 
 #[tokio::test]
@@ -119,20 +150,35 @@ async fn wrong_codes_are_allowed_three_times() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
     let right = sim.account().two_factor_code.clone();
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     // Two wrong codes, a malformed one, then nothing more: WrongCode after three.
     let mut prompter = ScriptedPrompter::with_codes(&[wrong, wrong, "12"]);
-    let err = Authenticator::login(opts(&sim, data.path()), &mut prompter, SecondFactor::TrustedDevice)
-        .await
-        .expect_err("three wrong");
-    assert!(matches!(err, AuthError::WrongCode { attempts: 3, .. }), "{err:?}");
+    let err = Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect_err("three wrong");
+    assert!(
+        matches!(err, AuthError::WrongCode { attempts: 3, .. }),
+        "{err:?}"
+    );
 
     // Two wrong then right: accepted; the session from the failed attempt is reused (no SRP).
     let inits = count(&sim, INIT);
     let mut prompter = ScriptedPrompter::with_codes(&[wrong, "", &right]);
-    Authenticator::login(opts(&sim, data.path()), &mut prompter, SecondFactor::TrustedDevice)
-        .await
-        .expect("right code on the last try");
+    Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("right code on the last try");
     assert_eq!(count(&sim, INIT), inits, "a new SRP was run");
 }
 
@@ -140,9 +186,13 @@ async fn wrong_codes_are_allowed_three_times() {
 async fn headless_two_step_in_separate_authenticators() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let sent = Authenticator::request_code(opts(&sim, data.path()), &mut NoPrompt, SecondFactor::TrustedDevice)
-        .await
-        .expect("request a code");
+    let sent = Authenticator::request_code(
+        opts(&sim, data.path()),
+        &mut NoPrompt,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("request a code");
     assert!(matches!(sent, CodeRequest::Sent { .. }), "{sent:?}");
     assert_eq!(count(&sim, INIT), 1);
 
@@ -152,26 +202,44 @@ async fn headless_two_step_in_separate_authenticators() {
     let session = Authenticator::submit_code(second, &sim.account().two_factor_code)
         .await
         .expect("submit the code");
-    assert_eq!(count(&sim, INIT), 1, "submit-code ran SRP (that would send a new code)");
+    assert_eq!(
+        count(&sim, INIT),
+        1,
+        "submit-code ran SRP (that would send a new code)"
+    );
     assert!(session.summary().await.trusted);
 
     // Asking again now: nothing to do.
-    let again = Authenticator::request_code(opts(&sim, data.path()), &mut NoPrompt, SecondFactor::TrustedDevice)
-        .await
-        .expect("request again");
-    assert!(matches!(again, CodeRequest::AlreadySignedIn(_)), "{again:?}");
+    let again = Authenticator::request_code(
+        opts(&sim, data.path()),
+        &mut NoPrompt,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("request again");
+    assert!(
+        matches!(again, CodeRequest::AlreadySignedIn(_)),
+        "{again:?}"
+    );
 }
 
 #[tokio::test]
 async fn headless_sms_two_step_and_wrong_code_keeps_the_pending_sign_in() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let sent = Authenticator::request_code(opts(&sim, data.path()), &mut NoPrompt, SecondFactor::Sms)
-        .await
-        .expect("request an SMS");
-    assert!(matches!(sent, CodeRequest::Sent { ref destination } if destination.contains('•') || !destination.is_empty()));
+    let sent =
+        Authenticator::request_code(opts(&sim, data.path()), &mut NoPrompt, SecondFactor::Sms)
+            .await
+            .expect("request an SMS");
+    assert!(
+        matches!(sent, CodeRequest::Sent { ref destination } if destination.contains('•') || !destination.is_empty())
+    );
     let right = sim.account().two_factor_code.clone();
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
     let err = Authenticator::submit_code(opts(&sim, data.path()), wrong)
         .await
         .expect_err("wrong code");
@@ -209,7 +277,9 @@ async fn cloudkit_stand_in(sim: &Sim) -> String {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -244,10 +314,16 @@ async fn session_expiry_mid_run_is_healed_by_one_reauthentication() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
     let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    Authenticator::login(opts(&sim, data.path()), &mut prompter, SecondFactor::TrustedDevice)
+    Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("login");
+    let session = Authenticator::resume(opts(&sim, data.path()))
         .await
-        .expect("login");
-    let session = Authenticator::resume(opts(&sim, data.path())).await.expect("resume");
+        .expect("resume");
     let url = cloudkit_stand_in(&sim).await;
     assert_eq!(call(&session, &url).await.expect("call"), 200);
 
@@ -265,11 +341,21 @@ async fn session_expiry_mid_run_is_healed_by_one_reauthentication() {
     for t in tasks {
         assert_eq!(t.await.expect("task").expect("call after expiry"), 200);
     }
-    assert_eq!(count(&sim, INIT), inits + 1, "exactly one SRP for all tasks");
-    assert_eq!(count(&sim, PUSH_OR_SUBMIT), pushes, "no second factor while trusted");
+    assert_eq!(
+        count(&sim, INIT),
+        inits + 1,
+        "exactly one SRP for all tasks"
+    );
+    assert_eq!(
+        count(&sim, PUSH_OR_SUBMIT),
+        pushes,
+        "no second factor while trusted"
+    );
     assert_eq!(session.generation(), 1);
     // The saved session is the healed one: a new process reuses it without SRP.
-    Authenticator::resume(opts(&sim, data.path())).await.expect("resume after heal");
+    Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("resume after heal");
     assert_eq!(count(&sim, INIT), inits + 1);
 }
 
@@ -278,16 +364,26 @@ async fn reauthentication_needing_a_code_fails_once_for_everyone() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
     let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    let session = Authenticator::login(opts(&sim, data.path()), &mut prompter, SecondFactor::TrustedDevice)
-        .await
-        .expect("login");
+    let session = Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("login");
     sim.state().auth.expire_trust_tokens();
     sim.state().auth.expire_web_sessions();
     let seen = session.generation();
     let first = session.reauthenticate(seen).await.expect_err("code needed");
-    assert!(matches!(first, AuthError::TwoFactorRequired { .. }), "{first:?}");
+    assert!(
+        matches!(first, AuthError::TwoFactorRequired { .. }),
+        "{first:?}"
+    );
     let inits = count(&sim, INIT);
-    let second = session.reauthenticate(seen).await.expect_err("still needed");
+    let second = session
+        .reauthenticate(seen)
+        .await
+        .expect_err("still needed");
     assert!(matches!(second, AuthError::TwoFactorRequired { .. }));
     assert_eq!(count(&sim, INIT), inits, "the failure was not remembered");
 }
@@ -308,7 +404,9 @@ async fn refusals_are_distinct() {
         ..Default::default()
     })
     .await;
-    let err = Authenticator::resume(opts(&sim, data.path())).await.expect_err("locked");
+    let err = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect_err("locked");
     assert!(matches!(err, AuthError::AccountLocked { .. }), "{err:?}");
 
     // Security keys.
@@ -318,7 +416,9 @@ async fn refusals_are_distinct() {
         ..Default::default()
     })
     .await;
-    let err = Authenticator::resume(opts(&sim, data.path())).await.expect_err("fido");
+    let err = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect_err("fido");
     match &err {
         AuthError::SecurityKeys { key_names } => assert!(!key_names.is_empty()),
         other => panic!("expected SecurityKeys, got {other:?}"),
@@ -330,9 +430,17 @@ async fn refusals_are_distinct() {
         ..Default::default()
     })
     .await;
-    let err = Authenticator::resume(opts(&sim, data.path())).await.expect_err("adp");
-    assert!(matches!(err, AuthError::AdvancedDataProtection { .. }), "{err:?}");
-    assert!(err.to_string().contains("Access iCloud Data on the Web"), "{err}");
+    let err = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect_err("adp");
+    assert!(
+        matches!(err, AuthError::AdvancedDataProtection { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("Access iCloud Data on the Web"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -343,7 +451,9 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
     })
     .await;
     let data = tempfile::tempdir().expect("tempdir");
-    let err = Authenticator::resume(opts(&sim, data.path())).await.expect_err("throttled");
+    let err = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect_err("throttled");
     match err {
         AuthError::Throttled {
             status: 429,

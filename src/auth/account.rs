@@ -34,7 +34,10 @@ impl AccountInfo {
         if !body.is_object() {
             return Err("the account document is not a JSON object".into());
         }
-        let domain_to_use = body.get("domainToUse").and_then(Value::as_str).map(str::to_string);
+        let domain_to_use = body
+            .get("domainToUse")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let ds = body.get("dsInfo");
         let dsid = match ds.and_then(|d| d.get("dsid")) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -107,8 +110,9 @@ mod tests {
 
     #[test]
     fn non_2fa_document_has_no_flags() {
-        let info = AccountInfo::from_body(&json!({"dsInfo": {"dsid": "12345678901"}, "webservices": {}}))
-            .expect("parse");
+        let info =
+            AccountInfo::from_body(&json!({"dsInfo": {"dsid": "12345678901"}, "webservices": {}}))
+                .expect("parse");
         assert!(!info.needs_two_factor());
         assert!(!info.needs_two_step());
         assert_eq!(info.ckdatabasews_url, None);
@@ -116,7 +120,8 @@ mod tests {
 
     #[test]
     fn adp_and_domain_flags() {
-        let info = AccountInfo::from_body(&json!({"dsInfo": {"dsid": 7}, "iCDPEnabled": true})).expect("parse");
+        let info = AccountInfo::from_body(&json!({"dsInfo": {"dsid": 7}, "iCDPEnabled": true}))
+            .expect("parse");
         assert!(info.adp_enabled);
         assert_eq!(info.dsid, "7");
         let info = AccountInfo::from_body(&json!({"domainToUse": "iCloud.com.cn"})).expect("parse");

@@ -17,7 +17,7 @@ use super::account::AccountInfo;
 use super::endpoints::Endpoints;
 use super::error::AuthError;
 use super::session_store::SessionData;
-use super::srp::{Protocol, Proofs};
+use super::srp::{Proofs, Protocol};
 
 /// The browser User-Agent Apple's web endpoints are used with (section 1.2).
 pub const APPLE_USER_AGENT: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 \
@@ -59,7 +59,9 @@ impl RetryPolicy {
     /// Delay before retry number `n` (1-based) without Retry-After: doubling plus up to one
     /// base delay of jitter, so that many clients do not retry in step.
     fn backoff(&self, n: u32) -> Duration {
-        let doubled = self.base_delay.saturating_mul(1u32 << n.saturating_sub(1).min(16));
+        let doubled = self
+            .base_delay
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
         let jitter = self.base_delay.mul_f64(rand::random::<f64>());
         doubled.min(self.max_delay) + jitter
     }
@@ -144,11 +146,18 @@ fn first_service_error(body: &Value) -> Option<(String, String)> {
 }
 
 fn has_body_error(body: &Value) -> bool {
-    body.get("hasError").and_then(Value::as_bool).unwrap_or(false)
-        || body.get("has_error").and_then(Value::as_bool).unwrap_or(false)
-        || ["serviceErrors", "service_errors"]
-            .iter()
-            .any(|k| body.get(*k).and_then(Value::as_array).is_some_and(|a| !a.is_empty()))
+    body.get("hasError")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || body
+            .get("has_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        || ["serviceErrors", "service_errors"].iter().any(|k| {
+            body.get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+        })
 }
 
 /// Base64 decoding of server values: standard alphabet, tolerant of missing padding and of
@@ -209,7 +218,10 @@ pub(crate) enum Completion {
 pub(crate) enum SetupOutcome {
     Accepted(AccountInfo),
     /// The saved session or token is not (or no longer) accepted.
-    Refused { status: u16, detail: String },
+    Refused {
+        status: u16,
+        detail: String,
+    },
 }
 
 /// A trusted phone number for SMS codes.
@@ -251,26 +263,41 @@ pub(crate) struct AppleClient {
 
 impl AppleClient {
     pub fn new(http: reqwest::Client, endpoints: Endpoints, retry: RetryPolicy) -> Self {
-        AppleClient { http, endpoints, retry }
+        AppleClient {
+            http,
+            endpoints,
+            retry,
+        }
     }
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
-    fn auth_headers(&self, session: &SessionData, origin: Origin, accept: &'static str) -> HeaderMap {
+    fn auth_headers(
+        &self,
+        session: &SessionData,
+        origin: Origin,
+        accept: &'static str,
+    ) -> HeaderMap {
         let mut h = HeaderMap::new();
         let mut put = |name: &'static str, value: &str| match HeaderValue::from_str(value) {
             Ok(v) => {
                 h.insert(HeaderName::from_static(name), v);
             }
-            Err(_) => tracing::warn!(header = name, "value not sendable as an HTTP header; omitted"),
+            Err(_) => tracing::warn!(
+                header = name,
+                "value not sendable as an HTTP header; omitted"
+            ),
         };
         put("accept", accept);
         put("content-type", "application/json");
         put("x-apple-oauth-client-id", WIDGET_KEY);
         put("x-apple-oauth-client-type", "firstPartyAuth");
-        put("x-apple-oauth-redirect-uri", self.endpoints.domain.redirect_uri());
+        put(
+            "x-apple-oauth-redirect-uri",
+            self.endpoints.domain.redirect_uri(),
+        );
         put("x-apple-oauth-require-grant-code", "true");
         put("x-apple-oauth-response-mode", "web_message");
         put("x-apple-oauth-response-type", "code");
@@ -300,7 +327,10 @@ impl AppleClient {
         if let Ok(v) = HeaderValue::from_str(&format!("{home}/")) {
             h.insert(reqwest::header::REFERER, v);
         }
-        h.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h
     }
 
@@ -349,8 +379,13 @@ impl AppleClient {
                     });
                 }
             };
-            tracing::debug!(endpoint = call.name, status = reply.status.as_u16(), "answer");
-            let transient = reply.status == StatusCode::TOO_MANY_REQUESTS || reply.status.is_server_error();
+            tracing::debug!(
+                endpoint = call.name,
+                status = reply.status.as_u16(),
+                "answer"
+            );
+            let transient =
+                reply.status == StatusCode::TOO_MANY_REQUESTS || reply.status.is_server_error();
             if call.retry_status && transient && can_retry {
                 let delay = match reply.retry_after() {
                     Some(d) if !d.is_zero() => d.min(self.retry.max_retry_after),
@@ -385,7 +420,10 @@ impl AppleClient {
                 attempts: reply.attempts,
                 retry_after: reply.retry_after(),
             },
-            500..=599 => AuthError::Unavailable { endpoint: name, status },
+            500..=599 => AuthError::Unavailable {
+                endpoint: name,
+                status,
+            },
             _ => AuthError::Rejected {
                 endpoint: name,
                 status,
@@ -414,12 +452,17 @@ impl AppleClient {
         a_pub: &[u8],
     ) -> Result<InitAnswer, AuthError> {
         const NAME: &str = "signin/init";
-        let body = json!({"a": b64(a_pub), "accountName": account_name, "protocols": ["s2k", "s2k_fo"]});
+        let body =
+            json!({"a": b64(a_pub), "accountName": account_name, "protocols": ["s2k", "s2k_fo"]});
         let call = Call {
             name: NAME,
             method: Method::POST,
             url: self.endpoints.auth_url("/signin/init"),
-            headers: self.auth_headers(session, Origin::AuthRoot, "application/json, text/javascript"),
+            headers: self.auth_headers(
+                session,
+                Origin::AuthRoot,
+                "application/json, text/javascript",
+            ),
             body: Some(body.to_string().into_bytes()),
             retry_status: true,
             retry_network: true,
@@ -435,7 +478,9 @@ impl AppleClient {
             endpoint: NAME,
             detail: detail.to_string(),
         };
-        let doc = reply.json().ok_or_else(|| protocol_error("the answer is not JSON"))?;
+        let doc = reply
+            .json()
+            .ok_or_else(|| protocol_error("the answer is not JSON"))?;
         let field = |k: &str| doc.get(k).and_then(Value::as_str);
         let salt = field("salt")
             .and_then(decode_base64)
@@ -450,7 +495,10 @@ impl AppleClient {
         let protocol = field("protocol")
             .and_then(Protocol::parse)
             .ok_or_else(|| protocol_error("missing or unknown protocol"))?;
-        let c = doc.get("c").cloned().ok_or_else(|| protocol_error("missing c"))?;
+        let c = doc
+            .get("c")
+            .cloned()
+            .ok_or_else(|| protocol_error("missing c"))?;
         Ok(InitAnswer {
             salt,
             b,
@@ -469,7 +517,12 @@ impl AppleClient {
         proofs: &Proofs,
     ) -> Result<Completion, AuthError> {
         const NAME: &str = "signin/complete";
-        let trust_tokens: Vec<&str> = session.trust_token.as_deref().filter(|t| !t.is_empty()).into_iter().collect();
+        let trust_tokens: Vec<&str> = session
+            .trust_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .into_iter()
+            .collect();
         let body = json!({
             "accountName": account_name,
             "c": c,
@@ -481,8 +534,14 @@ impl AppleClient {
         let call = Call {
             name: NAME,
             method: Method::POST,
-            url: self.endpoints.auth_url("/signin/complete?isRememberMeEnabled=true"),
-            headers: self.auth_headers(session, Origin::AuthRoot, "application/json, text/javascript"),
+            url: self
+                .endpoints
+                .auth_url("/signin/complete?isRememberMeEnabled=true"),
+            headers: self.auth_headers(
+                session,
+                Origin::AuthRoot,
+                "application/json, text/javascript",
+            ),
             body: Some(body.to_string().into_bytes()),
             retry_status: true,
             retry_network: true,
@@ -547,20 +606,29 @@ impl AppleClient {
     }
 
     /// E5: exchange the session token (and trust token) for a web session.
-    pub async fn account_login(&self, session: &mut SessionData) -> Result<SetupOutcome, AuthError> {
+    pub async fn account_login(
+        &self,
+        session: &mut SessionData,
+    ) -> Result<SetupOutcome, AuthError> {
         let body = json!({
             "accountCountryCode": session.account_country.clone().unwrap_or_default(),
             "dsWebAuthToken": session.session_token.clone().unwrap_or_default(),
             "extended_login": true,
             "trustToken": session.trust_token.clone().unwrap_or_default(),
         });
-        self.setup_call(session, "accountLogin", "/accountLogin", body.to_string().into_bytes())
-            .await
+        self.setup_call(
+            session,
+            "accountLogin",
+            "/accountLogin",
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// E6: check the saved cookies.
     pub async fn validate(&self, session: &mut SessionData) -> Result<SetupOutcome, AuthError> {
-        self.setup_call(session, "validate", "/validate", b"null".to_vec()).await
+        self.setup_call(session, "validate", "/validate", b"null".to_vec())
+            .await
     }
 
     async fn setup_call(
@@ -591,7 +659,9 @@ impl AppleClient {
                 detail: reply.describe(),
             });
         }
-        if let Some(AuthError::Rejected { detail, status, .. }) = Self::hidden_rejection(name, &reply) {
+        if let Some(AuthError::Rejected { detail, status, .. }) =
+            Self::hidden_rejection(name, &reply)
+        {
             return Ok(SetupOutcome::Refused { status, detail });
         }
         let Some(doc) = reply.json() else {
@@ -613,7 +683,10 @@ impl AppleClient {
                 detail: format!("{message} (code {code})"),
             });
         }
-        let info = AccountInfo::from_body(&doc).map_err(|detail| AuthError::Protocol { endpoint: name, detail })?;
+        let info = AccountInfo::from_body(&doc).map_err(|detail| AuthError::Protocol {
+            endpoint: name,
+            detail,
+        })?;
         Ok(SetupOutcome::Accepted(info))
     }
 
@@ -625,7 +698,9 @@ impl AppleClient {
         let call = Call {
             name: NAME,
             method: Method::PUT,
-            url: self.endpoints.auth_url("/verify/trusteddevice/securitycode"),
+            url: self
+                .endpoints
+                .auth_url("/verify/trusteddevice/securitycode"),
             headers,
             body: None,
             retry_status: true,
@@ -640,14 +715,24 @@ impl AppleClient {
     }
 
     /// E8: submit a trusted-device code; `Ok(false)` when Apple says it is wrong.
-    pub async fn submit_device_code(&self, session: &mut SessionData, code: &str) -> Result<bool, AuthError> {
+    pub async fn submit_device_code(
+        &self,
+        session: &mut SessionData,
+        code: &str,
+    ) -> Result<bool, AuthError> {
         const NAME: &str = "verify/trusteddevice/securitycode";
         let call = Call {
             name: NAME,
             method: Method::POST,
-            url: self.endpoints.auth_url("/verify/trusteddevice/securitycode"),
+            url: self
+                .endpoints
+                .auth_url("/verify/trusteddevice/securitycode"),
             headers: self.auth_headers(session, Origin::Home, "application/json"),
-            body: Some(json!({"securityCode": {"code": code}}).to_string().into_bytes()),
+            body: Some(
+                json!({"securityCode": {"code": code}})
+                    .to_string()
+                    .into_bytes(),
+            ),
             retry_status: true,
             retry_network: false,
         };
@@ -655,7 +740,12 @@ impl AppleClient {
         self.code_verdict(NAME, &reply, session)
     }
 
-    fn code_verdict(&self, name: &'static str, reply: &Reply, session: &SessionData) -> Result<bool, AuthError> {
+    fn code_verdict(
+        &self,
+        name: &'static str,
+        reply: &Reply,
+        session: &SessionData,
+    ) -> Result<bool, AuthError> {
         if reply.status.is_success() {
             return Ok(!reply.json().is_some_and(|doc| has_body_error(&doc)));
         }
@@ -666,7 +756,10 @@ impl AppleClient {
     }
 
     /// E9: the trusted phone numbers (from the HTML boot_args page, or JSON).
-    pub async fn trusted_phones(&self, session: &mut SessionData) -> Result<Vec<TrustedPhone>, AuthError> {
+    pub async fn trusted_phones(
+        &self,
+        session: &mut SessionData,
+    ) -> Result<Vec<TrustedPhone>, AuthError> {
         const NAME: &str = "auth (trusted phone numbers)";
         let mut headers = self.auth_headers(session, Origin::Home, "text/html, application/json");
         headers.remove(reqwest::header::CONTENT_TYPE);
@@ -687,14 +780,22 @@ impl AppleClient {
     }
 
     /// E10: send an SMS code to a trusted phone number.
-    pub async fn request_sms_code(&self, session: &mut SessionData, phone_id: u64) -> Result<(), AuthError> {
+    pub async fn request_sms_code(
+        &self,
+        session: &mut SessionData,
+        phone_id: u64,
+    ) -> Result<(), AuthError> {
         const NAME: &str = "verify/phone";
         let call = Call {
             name: NAME,
             method: Method::PUT,
             url: self.endpoints.auth_url("/verify/phone"),
             headers: self.auth_headers(session, Origin::Home, "application/json"),
-            body: Some(json!({"phoneNumber": {"id": phone_id}, "mode": "sms"}).to_string().into_bytes()),
+            body: Some(
+                json!({"phoneNumber": {"id": phone_id}, "mode": "sms"})
+                    .to_string()
+                    .into_bytes(),
+            ),
             retry_status: true,
             retry_network: false,
         };
@@ -714,7 +815,8 @@ impl AppleClient {
         code: &str,
     ) -> Result<bool, AuthError> {
         const NAME: &str = "verify/phone/securitycode";
-        let body = json!({"phoneNumber": {"id": phone_id}, "securityCode": {"code": code}, "mode": "sms"});
+        let body =
+            json!({"phoneNumber": {"id": phone_id}, "securityCode": {"code": code}, "mode": "sms"});
         let call = Call {
             name: NAME,
             method: Method::POST,
@@ -745,7 +847,10 @@ impl AppleClient {
         if !reply.status.is_success() {
             return Err(self.failure(NAME, &reply, &session.username.clone()));
         }
-        if reply.header("x-apple-twosv-trust-token").is_some_and(|t| !t.is_empty()) {
+        if reply
+            .header("x-apple-twosv-trust-token")
+            .is_some_and(|t| !t.is_empty())
+        {
             session.trust_established_at = Some(chrono::Utc::now());
         } else {
             tracing::warn!("Apple answered the trust request without a trust token");
@@ -784,7 +889,9 @@ fn capture_session_headers(session: &mut SessionData, headers: &HeaderMap) {
 
 fn is_wrong_code(reply: &Reply) -> bool {
     reply.header("x-apple-i-ercd") == Some(WRONG_CODE)
-        || reply.service_error().is_some_and(|(code, _)| code == WRONG_CODE)
+        || reply
+            .service_error()
+            .is_some_and(|(code, _)| code == WRONG_CODE)
         || (reply.status == StatusCode::BAD_REQUEST && locked_detail(reply).is_none())
 }
 
@@ -794,9 +901,11 @@ fn locked_detail(reply: &Reply) -> Option<String> {
         return Some(String::new());
     }
     match reply.service_error() {
-        Some((code, message)) if code == LOCKED_ACCOUNT => {
-            Some(if message.is_empty() { String::new() } else { format!(" ({message})") })
-        }
+        Some((code, message)) if code == LOCKED_ACCOUNT => Some(if message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({message})")
+        }),
         _ => None,
     }
 }
@@ -807,7 +916,12 @@ fn security_keys(reply: &Reply) -> Option<Vec<String>> {
     let names: Vec<String> = doc
         .get("keyNames")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let challenge = doc.get("fsaChallenge").is_some_and(Value::is_object);
     (challenge || !names.is_empty()).then_some(names)
@@ -822,9 +936,12 @@ pub fn parse_trusted_phones(body: &str) -> Vec<TrustedPhone> {
     let Some(doc) = doc else {
         return Vec::new();
     };
-    let list = ["/direct/twoSV/phoneNumberVerification/trustedPhoneNumbers", "/trustedPhoneNumbers"]
-        .iter()
-        .find_map(|p| doc.pointer(p).and_then(Value::as_array));
+    let list = [
+        "/direct/twoSV/phoneNumberVerification/trustedPhoneNumbers",
+        "/trustedPhoneNumbers",
+    ]
+    .iter()
+    .find_map(|p| doc.pointer(p).and_then(Value::as_array));
     list.into_iter()
         .flatten()
         .filter_map(|entry| {
@@ -894,7 +1011,10 @@ mod tests {
         );
         assert!(parse_trusted_phones("<html>nothing</html>").is_empty());
         assert_eq!(
-            parse_trusted_phones(r#"{"trustedPhoneNumbers":[{"id":2,"numberWithDialCode":"+49"}]}"#).len(),
+            parse_trusted_phones(
+                r#"{"trustedPhoneNumbers":[{"id":2,"numberWithDialCode":"+49"}]}"#
+            )
+            .len(),
             1
         );
     }
@@ -906,7 +1026,11 @@ mod tests {
         s.trust_token = Some("keep".into());
         let r = reply(
             200,
-            &[("scnt", "new"), ("x-apple-twosv-trust-token", ""), ("x-apple-session-token", "tok")],
+            &[
+                ("scnt", "new"),
+                ("x-apple-twosv-trust-token", ""),
+                ("x-apple-session-token", "tok"),
+            ],
             "",
         );
         capture_session_headers(&mut s, &r.headers);
@@ -924,21 +1048,35 @@ mod tests {
         );
         assert!(is_wrong_code(&wrong));
         assert_eq!(locked_detail(&wrong), None);
-        let locked = reply(403, &[], r#"{"serviceErrors":[{"code":"-20209","message":"This Apple Account has been locked."}]}"#);
-        assert_eq!(locked_detail(&locked).as_deref(), Some(" (This Apple Account has been locked.)"));
+        let locked = reply(
+            403,
+            &[],
+            r#"{"serviceErrors":[{"code":"-20209","message":"This Apple Account has been locked."}]}"#,
+        );
+        assert_eq!(
+            locked_detail(&locked).as_deref(),
+            Some(" (This Apple Account has been locked.)")
+        );
         assert!(!is_wrong_code(&locked));
     }
 
     #[test]
     fn fido_detection() {
-        assert_eq!(security_keys(&reply(409, &[], r#"{"authType":"hsa2"}"#)), None);
+        assert_eq!(
+            security_keys(&reply(409, &[], r#"{"authType":"hsa2"}"#)),
+            None
+        );
         assert_eq!(security_keys(&reply(409, &[], "not json")), None);
         assert_eq!(
             security_keys(&reply(409, &[], r#"{"keyNames":["YubiKey 5C"]}"#)),
             Some(vec!["YubiKey 5C".to_string()])
         );
         assert_eq!(
-            security_keys(&reply(409, &[], r#"{"fsaChallenge":{"challenge":"x","keyHandles":[],"rpId":"apple.com"}}"#)),
+            security_keys(&reply(
+                409,
+                &[],
+                r#"{"fsaChallenge":{"challenge":"x","keyHandles":[],"rpId":"apple.com"}}"#
+            )),
             Some(vec![])
         );
     }
@@ -946,7 +1084,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
@@ -959,9 +1100,15 @@ mod tests {
             max_retry_after: Duration::from_secs(1),
         };
         let first = p.backoff(1);
-        assert!(first >= Duration::from_millis(100) && first < Duration::from_millis(200), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(100) && first < Duration::from_millis(200),
+            "{first:?}"
+        );
         let third = p.backoff(3);
-        assert!(third >= Duration::from_millis(300) && third < Duration::from_millis(400), "{third:?}");
+        assert!(
+            third >= Duration::from_millis(300) && third < Duration::from_millis(400),
+            "{third:?}"
+        );
     }
 
     #[test]
@@ -973,10 +1120,18 @@ mod tests {
 
     #[test]
     fn body_descriptions_are_safe() {
-        assert_eq!(reply(500, &[], "<html>oops</html>").describe(), "an HTML page");
+        assert_eq!(
+            reply(500, &[], "<html>oops</html>").describe(),
+            "an HTML page"
+        );
         assert_eq!(reply(500, &[], "").describe(), "empty answer");
         assert_eq!(
-            reply(401, &[], r#"{"serviceErrors":[{"code":"-20101","message":"Enter the email"}]}"#).describe(),
+            reply(
+                401,
+                &[],
+                r#"{"serviceErrors":[{"code":"-20101","message":"Enter the email"}]}"#
+            )
+            .describe(),
             "Enter the email (code -20101)"
         );
     }

@@ -140,8 +140,14 @@ mod tests {
     #[test]
     fn apple_hosts_per_domain() {
         let com = Endpoints::apple(Domain::Com);
-        assert_eq!(com.auth_url("/signin/init"), "https://idmsa.apple.com/appleauth/auth/signin/init");
-        assert_eq!(com.setup_url("/accountLogin"), "https://setup.icloud.com/setup/ws/1/accountLogin");
+        assert_eq!(
+            com.auth_url("/signin/init"),
+            "https://idmsa.apple.com/appleauth/auth/signin/init"
+        );
+        assert_eq!(
+            com.setup_url("/accountLogin"),
+            "https://setup.icloud.com/setup/ws/1/accountLogin"
+        );
         assert_eq!(com.home, "https://www.icloud.com");
         let cn = Endpoints::apple(Domain::Cn);
         assert_eq!(cn.auth, "https://idmsa.apple.com.cn/appleauth/auth");
@@ -163,7 +169,10 @@ mod tests {
 
     #[test]
     fn domain_to_use_values() {
-        assert_eq!(Domain::from_domain_to_use("icloud.com.cn"), Some(Domain::Cn));
+        assert_eq!(
+            Domain::from_domain_to_use("icloud.com.cn"),
+            Some(Domain::Cn)
+        );
         assert_eq!(Domain::from_domain_to_use("iCloud.com"), Some(Domain::Com));
         assert_eq!(Domain::from_domain_to_use("example.org"), None);
     }

@@ -19,19 +19,27 @@ pub enum AuthError {
         "a password is needed to sign in as {username}, and none was given: use -p/--password, \
          ICLOUD_PASSWORD, --password-file or --password-command, or run `{login_command}` in a terminal"
     )]
-    PasswordNeeded { username: String, login_command: String },
+    PasswordNeeded {
+        username: String,
+        login_command: String,
+    },
 
     #[error("cannot get the password: {0}")]
     PasswordSource(#[from] PasswordError),
 
-    #[error("Apple refused the Apple ID or password for {username} (wrong password, or no such account)")]
+    #[error(
+        "Apple refused the Apple ID or password for {username} (wrong password, or no such account)"
+    )]
     WrongPassword { username: String },
 
     #[error(
         "the verification code was wrong ({attempts} attempt(s)); run `{login_command}` to try again \
          (with --request-code, a new code is sent)"
     )]
-    WrongCode { attempts: u32, login_command: String },
+    WrongCode {
+        attempts: u32,
+        login_command: String,
+    },
 
     #[error("a verification code has 6 digits; got {given_digits} digit(s)")]
     InvalidCodeFormat { given_digits: usize },
@@ -41,13 +49,19 @@ pub enum AuthError {
          Run `{login_command}` in a terminal, or without one: `{login_command} --request-code`, \
          then `{login_command} --submit-code CODE` with the code shown on your Apple device"
     )]
-    TwoFactorRequired { username: String, login_command: String },
+    TwoFactorRequired {
+        username: String,
+        login_command: String,
+    },
 
     #[error(
         "no sign-in is waiting for a code for {username} (it was never started or has expired): \
          run `{login_command} --request-code` first"
     )]
-    NoPendingCode { username: String, login_command: String },
+    NoPendingCode {
+        username: String,
+        login_command: String,
+    },
 
     #[error(
         "Apple reports that the Apple Account {username} is locked{detail}; unlock it at \
@@ -91,19 +105,34 @@ pub enum AuthError {
         "Apple insists on using {domain_to_use} for this account: run again with --domain {}",
         suggested.map(|d| d.as_str()).unwrap_or("cn or --domain com")
     )]
-    WrongDomain { domain_to_use: String, suggested: Option<Domain> },
+    WrongDomain {
+        domain_to_use: String,
+        suggested: Option<Domain>,
+    },
 
-    #[error("Apple's sign-in service failed (HTTP {status} from {endpoint}); try again in a few minutes")]
+    #[error(
+        "Apple's sign-in service failed (HTTP {status} from {endpoint}); try again in a few minutes"
+    )]
     Unavailable { endpoint: &'static str, status: u16 },
 
     #[error("Apple refused the request ({endpoint}, HTTP {status}): {detail}")]
-    Rejected { endpoint: &'static str, status: u16, detail: String },
+    Rejected {
+        endpoint: &'static str,
+        status: u16,
+        detail: String,
+    },
 
     #[error("unexpected answer from Apple ({endpoint}): {detail}")]
-    Protocol { endpoint: &'static str, detail: String },
+    Protocol {
+        endpoint: &'static str,
+        detail: String,
+    },
 
     #[error("cannot reach Apple ({endpoint}): {detail}")]
-    Network { endpoint: &'static str, detail: String },
+    Network {
+        endpoint: &'static str,
+        detail: String,
+    },
 
     #[error(
         "another icloudpd-rs process is signing in to {username} (lock file {}); wait for it to \
@@ -143,7 +172,8 @@ impl AuthError {
     pub fn is_authentication_problem(&self) -> bool {
         !matches!(
             self,
-            AuthError::Unavailable { .. }
+            AuthError::NoUsername
+                | AuthError::Unavailable { .. }
                 | AuthError::Network { .. }
                 | AuthError::Protocol { .. }
                 | AuthError::SessionBusy { .. }
@@ -157,18 +187,31 @@ impl AuthError {
     pub fn redacted(self, password: &Password) -> AuthError {
         let r = |s: String| password.redact(&s);
         match self {
-            AuthError::Rejected { endpoint, status, detail } => AuthError::Rejected {
+            AuthError::Rejected {
+                endpoint,
+                status,
+                detail,
+            } => AuthError::Rejected {
                 endpoint,
                 status,
                 detail: r(detail),
             },
-            AuthError::Protocol { endpoint, detail } => AuthError::Protocol { endpoint, detail: r(detail) },
-            AuthError::Network { endpoint, detail } => AuthError::Network { endpoint, detail: r(detail) },
+            AuthError::Protocol { endpoint, detail } => AuthError::Protocol {
+                endpoint,
+                detail: r(detail),
+            },
+            AuthError::Network { endpoint, detail } => AuthError::Network {
+                endpoint,
+                detail: r(detail),
+            },
             AuthError::AccountLocked { username, detail } => AuthError::AccountLocked {
                 username,
                 detail: r(detail),
             },
-            AuthError::Storage { path, detail } => AuthError::Storage { path, detail: r(detail) },
+            AuthError::Storage { path, detail } => AuthError::Storage {
+                path,
+                detail: r(detail),
+            },
             AuthError::Setup(s) => AuthError::Setup(r(s)),
             AuthError::Input(s) => AuthError::Input(r(s)),
             AuthError::SecurityKeys { key_names } => AuthError::SecurityKeys {
@@ -205,7 +248,12 @@ mod tests {
 
     #[test]
     fn exit_classes() {
-        assert!(AuthError::WrongPassword { username: "u".into() }.is_authentication_problem());
+        assert!(
+            AuthError::WrongPassword {
+                username: "u".into()
+            }
+            .is_authentication_problem()
+        );
         assert!(
             AuthError::Throttled {
                 endpoint: "signin/init",

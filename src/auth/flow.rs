@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::account::AccountInfo;
-use super::client::{APPLE_USER_AGENT, AppleClient, Completion, RetryPolicy, SetupOutcome, TrustedPhone};
+use super::client::{
+    APPLE_USER_AGENT, AppleClient, Completion, RetryPolicy, SetupOutcome, TrustedPhone,
+};
 use super::endpoints::{Domain, Endpoints};
 use super::error::AuthError;
 use super::password::{Password, PasswordSources};
@@ -83,6 +85,11 @@ pub trait Prompter: Send {
     fn choose_phone(&mut self, phones: &[TrustedPhone]) -> std::io::Result<Option<usize>>;
     /// Tell the user something (e.g. "a code was sent").
     fn notice(&mut self, message: &str);
+    /// False when a code could certainly not be answered (input already at its end): the
+    /// sign-in then stops before having a code sent for nothing.
+    fn can_answer(&mut self) -> bool {
+        true
+    }
 }
 
 /// A prompter for unattended runs: never asks, never prints.
@@ -101,6 +108,9 @@ impl Prompter for NoPrompt {
     }
     fn notice(&mut self, message: &str) {
         tracing::info!("{message}");
+    }
+    fn can_answer(&mut self) -> bool {
+        false
     }
 }
 
@@ -127,12 +137,10 @@ impl Authenticator {
         let result = async {
             let (mut work, lock) = Work::open(opts).await?;
             let info = work.establish(Srp::Allowed, &mut NoPrompt).await?;
-            let info = if info.needs_two_factor() {
+            if info.needs_two_factor() {
                 work.save()?;
                 return Err(work.two_factor_required());
-            } else {
-                info
-            };
+            }
             work.finish(info, lock)
         }
         .await;
@@ -176,11 +184,16 @@ impl Authenticator {
             let (pending, destination) = match method {
                 SecondFactor::TrustedDevice => {
                     work.api.request_device_code(&mut work.session).await?;
-                    (PendingMethod::TrustedDevice, "your trusted Apple devices".to_string())
+                    (
+                        PendingMethod::TrustedDevice,
+                        "your trusted Apple devices".to_string(),
+                    )
                 }
                 SecondFactor::Sms => {
                     let phone = work.pick_phone(prompter).await?;
-                    work.api.request_sms_code(&mut work.session, phone.id).await?;
+                    work.api
+                        .request_sms_code(&mut work.session, phone.id)
+                        .await?;
                     (PendingMethod::Sms { phone_id: phone.id }, phone.number)
                 }
             };
@@ -212,8 +225,16 @@ impl Authenticator {
             .map(|p| p.method)
             .unwrap_or(PendingMethod::TrustedDevice);
         let accepted = match method {
-            PendingMethod::TrustedDevice => work.api.submit_device_code(&mut work.session, &code).await?,
-            PendingMethod::Sms { phone_id } => work.api.submit_sms_code(&mut work.session, phone_id, &code).await?,
+            PendingMethod::TrustedDevice => {
+                work.api
+                    .submit_device_code(&mut work.session, &code)
+                    .await?
+            }
+            PendingMethod::Sms { phone_id } => {
+                work.api
+                    .submit_sms_code(&mut work.session, phone_id, &code)
+                    .await?
+            }
         };
         if !accepted {
             // Keep the pending sign-in: the user may retry with the right code.
@@ -228,7 +249,10 @@ impl Authenticator {
     }
 }
 
-fn redact_result<T>(result: Result<T, AuthError>, password: Option<&Password>) -> Result<T, AuthError> {
+fn redact_result<T>(
+    result: Result<T, AuthError>,
+    password: Option<&Password>,
+) -> Result<T, AuthError> {
     match (result, password) {
         (Err(e), Some(p)) => Err(e.redacted(p)),
         (r, _) => r,
@@ -328,7 +352,10 @@ impl Work {
             Some(p) => p,
             None => {
                 let prompt = format!("Password for {}: ", self.opts.username);
-                match prompter.password(&prompt).map_err(|e| AuthError::Input(e.to_string()))? {
+                match prompter
+                    .password(&prompt)
+                    .map_err(|e| AuthError::Input(e.to_string()))?
+                {
                     Some(p) if !p.expose().is_empty() => p,
                     _ => {
                         return Err(AuthError::PasswordNeeded {
@@ -345,7 +372,11 @@ impl Work {
 
     /// Reach a signed-in state (second factor possibly still pending): saved session first,
     /// then SRP if allowed.
-    pub async fn establish(&mut self, srp: Srp, prompter: &mut dyn Prompter) -> Result<AccountInfo, AuthError> {
+    pub async fn establish(
+        &mut self,
+        srp: Srp,
+        prompter: &mut dyn Prompter,
+    ) -> Result<AccountInfo, AuthError> {
         if let Some(info) = self.reuse_saved().await? {
             return Ok(info);
         }
@@ -406,12 +437,18 @@ impl Work {
     }
 
     /// E1 -> E2 (-> E3) -> E5.
-    pub async fn sign_in_with_srp(&mut self, password: &Password) -> Result<AccountInfo, AuthError> {
+    pub async fn sign_in_with_srp(
+        &mut self,
+        password: &Password,
+    ) -> Result<AccountInfo, AuthError> {
         tracing::info!("signing in with SRP");
         self.session.forget_web_session();
         let username = self.opts.username.clone();
         let srp = SrpClient::new();
-        let init = self.api.signin_init(&mut self.session, &username, &srp.public_bytes()).await?;
+        let init = self
+            .api
+            .signin_init(&mut self.session, &username, &srp.public_bytes())
+            .await?;
         let proofs = srp
             .proofs(
                 &username,
@@ -455,6 +492,10 @@ impl Work {
         prompter: &mut dyn Prompter,
         method: SecondFactor,
     ) -> Result<AccountInfo, AuthError> {
+        if !prompter.can_answer() {
+            self.save()?;
+            return Err(self.two_factor_required());
+        }
         let phone = match method {
             SecondFactor::TrustedDevice => {
                 self.api.request_device_code(&mut self.session).await?;
@@ -463,19 +504,29 @@ impl Work {
             }
             SecondFactor::Sms => {
                 let phone = self.pick_phone(prompter).await?;
-                self.api.request_sms_code(&mut self.session, phone.id).await?;
-                prompter.notice(&format!("A verification code was sent by SMS to {}.", phone.number));
+                self.api
+                    .request_sms_code(&mut self.session, phone.id)
+                    .await?;
+                prompter.notice(&format!(
+                    "A verification code was sent by SMS to {}.",
+                    phone.number
+                ));
                 Some(phone)
             }
         };
         let prompt = match &phone {
-            None => "Enter the 6-digit code shown on your Apple device (empty line: send a new code): ",
+            None => {
+                "Enter the 6-digit code shown on your Apple device (empty line: send a new code): "
+            }
             Some(_) => "Enter the 6-digit code from the SMS (empty line: send a new code): ",
         };
         let mut wrong = 0;
         let mut resent = 0;
         loop {
-            let Some(input) = prompter.code(prompt).map_err(|e| AuthError::Input(e.to_string()))? else {
+            let Some(input) = prompter
+                .code(prompt)
+                .map_err(|e| AuthError::Input(e.to_string()))?
+            else {
                 self.save()?;
                 return Err(self.two_factor_required());
             };
@@ -494,8 +545,16 @@ impl Work {
                     false
                 }
                 Ok(code) => match &phone {
-                    None => self.api.submit_device_code(&mut self.session, &code).await?,
-                    Some(p) => self.api.submit_sms_code(&mut self.session, p.id, &code).await?,
+                    None => {
+                        self.api
+                            .submit_device_code(&mut self.session, &code)
+                            .await?
+                    }
+                    Some(p) => {
+                        self.api
+                            .submit_sms_code(&mut self.session, p.id, &code)
+                            .await?
+                    }
                 },
             };
             if accepted {
@@ -534,7 +593,10 @@ impl Work {
                 .map_err(|e| AuthError::Input(e.to_string()))?
                 .unwrap_or(0)
         };
-        phones.get(index).cloned().ok_or_else(|| AuthError::Input("no such phone number".into()))
+        phones
+            .get(index)
+            .cloned()
+            .ok_or_else(|| AuthError::Input("no such phone number".into()))
     }
 
     /// E12 -> E5, and check that Apple now trusts us.
@@ -573,8 +635,13 @@ pub(crate) fn build_api(opts: &AuthOptions, jar: Arc<CookieJar>) -> Result<Apple
             net.default_headers.entry(name).or_insert(v);
         }
     }
-    let http = crate::net::build_client(&net, Some(jar)).map_err(|e| AuthError::Setup(e.to_string()))?;
-    Ok(AppleClient::new(http, opts.endpoints.clone(), opts.retry.clone()))
+    let http =
+        crate::net::build_client(&net, Some(jar)).map_err(|e| AuthError::Setup(e.to_string()))?;
+    Ok(AppleClient::new(
+        http,
+        opts.endpoints.clone(),
+        opts.retry.clone(),
+    ))
 }
 
 /// A signed-in account that still cannot be used for photos.
@@ -587,9 +654,10 @@ fn check_usable(info: &AccountInfo, opts: &AuthOptions) -> Result<(), AuthError>
     if info.ckdatabasews_url.is_none() {
         return Err(AuthError::Protocol {
             endpoint: "accountLogin",
-            detail: "the account has no iCloud Photos service (no ckdatabasews URL); sign in once at \
+            detail:
+                "the account has no iCloud Photos service (no ckdatabasews URL); sign in once at \
                      https://www.icloud.com to finish setting up iCloud"
-                .into(),
+                    .into(),
         });
     }
     Ok(())

@@ -111,7 +111,9 @@ impl PasswordSources {
             return read_password_file(path).map(Some);
         }
         if let Some(cmd) = &self.command {
-            return run_password_command(cmd, PASSWORD_COMMAND_TIMEOUT).await.map(Some);
+            return run_password_command(cmd, PASSWORD_COMMAND_TIMEOUT)
+                .await
+                .map(Some);
         }
         Ok(None)
     }
@@ -155,7 +157,10 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 
 /// Run `sh -c command` with no input, wait at most `timeout`, return the first output line.
-pub async fn run_password_command(command: &str, timeout: Duration) -> Result<Password, PasswordError> {
+pub async fn run_password_command(
+    command: &str,
+    timeout: Duration,
+) -> Result<Password, PasswordError> {
     let child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
@@ -164,10 +169,16 @@ pub async fn run_password_command(command: &str, timeout: Duration) -> Result<Pa
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| PasswordError::CommandStart { detail: e.to_string() })?;
+        .map_err(|e| PasswordError::CommandStart {
+            detail: e.to_string(),
+        })?;
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(PasswordError::CommandStart { detail: e.to_string() }),
+        Ok(Err(e)) => {
+            return Err(PasswordError::CommandStart {
+                detail: e.to_string(),
+            });
+        }
         // Dropping the future drops the child, which kills it (kill_on_drop).
         Err(_) => return Err(PasswordError::CommandTimeout(timeout)),
     };
@@ -254,7 +265,10 @@ mod tests {
         assert_eq!(format!("{p:?}"), REDACTED);
         let sources = PasswordSources::literal("hunter2-secret");
         assert!(!format!("{sources:?}").contains("hunter2"));
-        assert_eq!(p.redact("x hunter2-secret y hunter2-secret"), "x <redacted> y <redacted>");
+        assert_eq!(
+            p.redact("x hunter2-secret y hunter2-secret"),
+            "x <redacted> y <redacted>"
+        );
         assert_eq!(Password::new("").redact("abc"), "abc");
     }
 
@@ -268,11 +282,20 @@ mod tests {
             file: Some(file.clone()),
             command: Some("echo from-command".into()),
         };
-        assert_eq!(sources.resolve().await.expect("ok").expect("some").expose(), "literal");
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "literal"
+        );
         sources.literal = None;
-        assert_eq!(sources.resolve().await.expect("ok").expect("some").expose(), "from-file");
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-file"
+        );
         sources.file = None;
-        assert_eq!(sources.resolve().await.expect("ok").expect("some").expose(), "from-command");
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-command"
+        );
         sources.command = None;
         assert!(sources.resolve().await.expect("ok").is_none());
     }
@@ -282,7 +305,10 @@ mod tests {
         let err = run_password_command("echo leaked-secret; exit 3", Duration::from_secs(10))
             .await
             .expect_err("non-zero exit");
-        assert!(matches!(err, PasswordError::CommandFailed { .. }), "{err:?}");
+        assert!(
+            matches!(err, PasswordError::CommandFailed { .. }),
+            "{err:?}"
+        );
         assert!(!err.to_string().contains("leaked-secret"));
         let err = run_password_command("true", Duration::from_secs(10))
             .await
@@ -295,7 +321,10 @@ mod tests {
         let err = run_password_command("sleep 30", Duration::from_millis(200))
             .await
             .expect_err("timeout");
-        assert_eq!(err, PasswordError::CommandTimeout(Duration::from_millis(200)));
+        assert_eq!(
+            err,
+            PasswordError::CommandTimeout(Duration::from_millis(200))
+        );
     }
 
     #[test]
@@ -303,7 +332,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n").expect("write");
-        assert!(matches!(read_password_file(&empty), Err(PasswordError::EmptyFile { .. })));
+        assert!(matches!(
+            read_password_file(&empty),
+            Err(PasswordError::EmptyFile { .. })
+        ));
         assert!(matches!(
             read_password_file(&dir.path().join("missing")),
             Err(PasswordError::File { .. })

@@ -58,7 +58,10 @@ impl AccountSession {
                 username: work.opts.username.clone(),
                 account: RwLock::new(info),
                 generation: AtomicU64::new(0),
-                reauth: tokio::sync::Mutex::new(ReauthState { work, failure: None }),
+                reauth: tokio::sync::Mutex::new(ReauthState {
+                    work,
+                    failure: None,
+                }),
             }),
         }
     }
@@ -96,7 +99,11 @@ impl AccountSession {
 
     /// The account document subset of the last accepted sign-in.
     pub fn account(&self) -> AccountInfo {
-        self.inner.account.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner
+            .account
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counter of successful re-authentications; read it before a request, pass it to
@@ -126,7 +133,11 @@ impl AccountSession {
         tracing::info!(username = %self.inner.username, "session refused by iCloud; signing in again");
         match reauthenticate_work(&mut state.work).await {
             Ok(info) => {
-                *self.inner.account.write().unwrap_or_else(|e| e.into_inner()) = info;
+                *self
+                    .inner
+                    .account
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = info;
                 state.failure = None;
                 self.inner.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::info!("signed in again");
@@ -169,7 +180,10 @@ async fn reauthenticate_work(work: &mut Work) -> Result<AccountInfo, AuthError> 
         work.jar.replace_with(work.store.load_cookies()?);
         work.session = saved;
     }
-    let reused = work.reuse_saved().await?.filter(|info| !info.needs_two_factor());
+    let reused = work
+        .reuse_saved()
+        .await?
+        .filter(|info| !info.needs_two_factor());
     let info = match reused {
         Some(info) => info,
         None => {

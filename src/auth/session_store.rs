@@ -148,13 +148,18 @@ impl SessionSummary {
     pub fn from_data(data: &SessionData) -> Self {
         let trusted = data.trust_token.as_deref().is_some_and(|t| !t.is_empty());
         let signed_in = data.session_token.is_some()
-            && data.account.as_ref().is_some_and(|a| !a.needs_two_factor() && !a.needs_two_step());
+            && data
+                .account
+                .as_ref()
+                .is_some_and(|a| !a.needs_two_factor() && !a.needs_two_step());
         SessionSummary {
             username: data.username.clone(),
             signed_in,
             trusted,
             trust_established_at: data.trust_established_at,
-            trust_expires_estimate: data.trust_established_at.map(|t| t + TRUST_LIFETIME_ESTIMATE),
+            trust_expires_estimate: data
+                .trust_established_at
+                .map(|t| t + TRUST_LIFETIME_ESTIMATE),
             last_validated_at: data.validated_at,
             code_pending: data.pending.is_some(),
         }
@@ -208,8 +213,11 @@ mod rfc3339_opt {
 
 /// `$XDG_DATA_HOME/icloudpd-rs`, else `~/.local/share/icloudpd-rs`.
 pub fn default_data_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    let base = xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    let xdg = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base =
+        xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
     Some(base.join("icloudpd-rs"))
 }
 
@@ -338,7 +346,10 @@ impl AccountStore {
             Err(e) => return Err(self.storage_error(&path, e)),
         };
         match serde_json::from_str::<SessionData>(&text) {
-            Ok(data) if data.username.eq_ignore_ascii_case(&self.username) && !data.client_id.is_empty() => {
+            Ok(data)
+                if data.username.eq_ignore_ascii_case(&self.username)
+                    && !data.client_id.is_empty() =>
+            {
                 Ok(Some(data))
             }
             Ok(_) => {
@@ -392,9 +403,11 @@ impl AccountStore {
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), AuthError> {
         self.ensure_dir()?;
         let path = self.dir.join(name);
-        let tmp = self
-            .dir
-            .join(format!(".{name}.tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let tmp = self.dir.join(format!(
+            ".{name}.tmp-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let result = (|| -> std::io::Result<()> {
             let mut file = OpenOptions::new()
                 .create_new(true)
@@ -451,10 +464,18 @@ mod tests {
         store.save_session(&data).expect("save");
         store.save_cookies(&CookieJar::new()).expect("save cookies");
         assert_eq!(store.load_session().expect("load"), Some(data.clone()));
-        let dir_mode = std::fs::metadata(store.dir()).expect("meta").permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(store.dir())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         for name in [SESSION_FILE, COOKIE_FILE] {
-            let mode = std::fs::metadata(store.dir().join(name)).expect("meta").permissions().mode() & 0o777;
+            let mode = std::fs::metadata(store.dir().join(name))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
         let leftovers: Vec<_> = std::fs::read_dir(store.dir())
@@ -463,7 +484,10 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "temp files left behind");
-        assert!(!format!("{data:?}").contains("secret"), "Debug shows tokens");
+        assert!(
+            !format!("{data:?}").contains("secret"),
+            "Debug shows tokens"
+        );
     }
 
     #[test]
@@ -473,7 +497,9 @@ mod tests {
         store.ensure_dir().expect("dir");
         std::fs::write(store.dir().join(SESSION_FILE), "{garbage").expect("write");
         assert_eq!(store.load_session().expect("load"), None);
-        store.save_session(&SessionData::new("b@example.com")).expect("save");
+        store
+            .save_session(&SessionData::new("b@example.com"))
+            .expect("save");
         assert_eq!(store.load_session().expect("load"), None);
     }
 
@@ -482,9 +508,14 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = AccountStore::new(tmp.path(), "a@example.com");
         std::fs::create_dir_all(store.dir()).expect("mkdir");
-        std::fs::set_permissions(store.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(store.dir(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         store.ensure_dir().expect("ensure");
-        let mode = std::fs::metadata(store.dir()).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(store.dir())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
     }
 
@@ -492,7 +523,10 @@ mod tests {
     async fn second_locker_waits_then_gives_up() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = AccountStore::new(tmp.path(), "a@example.com");
-        let held = store.lock(Duration::from_secs(1)).await.expect("first lock");
+        let held = store
+            .lock(Duration::from_secs(1))
+            .await
+            .expect("first lock");
         // flock locks belong to the open file description, so a second open in the same process
         // conflicts just as another process would.
         match store.lock(Duration::from_millis(300)).await {
@@ -500,14 +534,19 @@ mod tests {
             other => panic!("expected SessionBusy, got {other:?}"),
         }
         drop(held);
-        store.lock(Duration::from_millis(300)).await.expect("lock after release");
+        store
+            .lock(Duration::from_millis(300))
+            .await
+            .expect("lock after release");
     }
 
     #[test]
     fn summary_reports_trust_and_estimate() {
         let mut data = SessionData::new("a@example.com");
         assert!(!SessionSummary::from_data(&data).trusted);
-        let t = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("date").to_utc();
+        let t = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .expect("date")
+            .to_utc();
         data.trust_token = Some("t".into());
         data.trust_established_at = Some(t);
         data.session_token = Some("s".into());
@@ -520,7 +559,10 @@ mod tests {
         });
         let s = SessionSummary::from_data(&data);
         assert!(s.trusted && s.signed_in && !s.code_pending);
-        assert_eq!(s.trust_expires_estimate, Some(t + chrono::TimeDelta::days(60)));
+        assert_eq!(
+            s.trust_expires_estimate,
+            Some(t + chrono::TimeDelta::days(60))
+        );
         assert_eq!(s.trust_days_left(t + chrono::TimeDelta::days(10)), Some(50));
     }
 }

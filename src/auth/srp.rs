@@ -122,7 +122,8 @@ impl SrpClient {
         if iterations > u64::from(MAX_ITERATIONS) {
             return Err(SrpError::TooManyIterations(iterations));
         }
-        let iterations = u32::try_from(iterations).map_err(|_| SrpError::TooManyIterations(iterations))?;
+        let iterations =
+            u32::try_from(iterations).map_err(|_| SrpError::TooManyIterations(iterations))?;
         if iterations == 0 {
             return Err(SrpError::ZeroIterations);
         }
@@ -172,7 +173,12 @@ impl Default for SrpClient {
 }
 
 /// The 32-byte value that replaces the password in `x` (section 3.2).
-fn derive_password_key(password: &str, protocol: Protocol, salt: &[u8], iterations: u32) -> [u8; 32] {
+fn derive_password_key(
+    password: &str,
+    protocol: Protocol,
+    salt: &[u8],
+    iterations: u32,
+) -> [u8; 32] {
     let digest = sha256(&[password.as_bytes()]);
     let hex_digest;
     let input: &[u8] = match protocol {
@@ -204,11 +210,17 @@ mod tests {
     #[test]
     fn k_and_hash_xor_constants_match_the_spec() {
         let k = sha256(&[&n().to_bytes_be(), &pad(g())]);
-        assert_eq!(hex::encode(k), "05b9e8ef059c6b32ea59fc1d322d37f04aa30bae5aa9003b8321e21ddb04e300");
+        assert_eq!(
+            hex::encode(k),
+            "05b9e8ef059c6b32ea59fc1d322d37f04aa30bae5aa9003b8321e21ddb04e300"
+        );
         let h_n = sha256(&[&n().to_bytes_be()]);
         let h_g = sha256(&[&pad(g())]);
         let x: Vec<u8> = h_n.iter().zip(h_g).map(|(a, b)| a ^ b).collect();
-        assert_eq!(hex::encode(x), "a2b80ee3d957ede6b072f76f67415f3d1a7158bb8f0e765e34d87844031acc9c");
+        assert_eq!(
+            hex::encode(x),
+            "a2b80ee3d957ede6b072f76f67415f3d1a7158bb8f0e765e34d87844031acc9c"
+        );
     }
 
     #[test]
@@ -216,11 +228,23 @@ mod tests {
         let client = SrpClient::with_private(&unhex(A1));
         assert_eq!(hex::encode(client.public_bytes()), A1_PUB);
         assert_eq!(
-            hex::encode(derive_password_key("password1", Protocol::S2k, &unhex(SALT1), 20000)),
+            hex::encode(derive_password_key(
+                "password1",
+                Protocol::S2k,
+                &unhex(SALT1),
+                20000
+            )),
             "c70d5acb20db2df3e5599170e09578118995ff5358a5f5916724e669f34043fc"
         );
         let proofs = client
-            .proofs("jdoe@example.com", "password1", Protocol::S2k, &unhex(SALT1), 20000, &unhex(B1_S2K))
+            .proofs(
+                "jdoe@example.com",
+                "password1",
+                Protocol::S2k,
+                &unhex(SALT1),
+                20000,
+                &unhex(B1_S2K),
+            )
             .expect("proofs");
         assert_eq!(
             hex::encode(proofs.m1),
@@ -236,11 +260,23 @@ mod tests {
     fn vector_1_s2k_fo() {
         let client = SrpClient::with_private(&unhex(A1));
         assert_eq!(
-            hex::encode(derive_password_key("password1", Protocol::S2kFo, &unhex(SALT1), 20000)),
+            hex::encode(derive_password_key(
+                "password1",
+                Protocol::S2kFo,
+                &unhex(SALT1),
+                20000
+            )),
             "c4c7eb86ce060dc111648f92d648de4165126f87f5bf659c671aad83b1e88124"
         );
         let proofs = client
-            .proofs("jdoe@example.com", "password1", Protocol::S2kFo, &unhex(SALT1), 20000, &unhex(B1_S2K_FO))
+            .proofs(
+                "jdoe@example.com",
+                "password1",
+                Protocol::S2kFo,
+                &unhex(SALT1),
+                20000,
+                &unhex(B1_S2K_FO),
+            )
             .expect("proofs");
         assert_eq!(
             hex::encode(proofs.m1),
@@ -258,13 +294,24 @@ mod tests {
         let salt = unhex("f0e1d2c3b4a5968778695a4b3c2d1e0f");
         let b = "efd34d9f353dd02f382aee7b8c8ec21b9daa75ab6398e4fa0d56a2f2d65bcd8457059f207c7941419d24dc5957897519465df9b50855bb27978086d8adc80744be306e94bbbc29fa90626b21b4b0cc81ec7d115e9abb036a47fa0a8da003d7d950db9c7a7bb2277fca2b2e89b41b3f384db916fffa17a370f3926066dbbf2b46f334f3c6cd41aef892b394173a1b1c67bde57702daf0e0bcb92dcb0fb171e49219ed5273e6fc1186ff358a4b2d66be9fdaa18fc9e8eb4d1220b6d689110f485a2b58f348c974cd12f64c3fae3d65c03a9c56325ea9849949f959ec7e310119500757b0681a3f657eb622d7070d5b327f5e0515601594d04745a6f8096286c1";
         let client = SrpClient::with_private(&unhex(a));
-        assert_eq!(client.public_bytes().len(), 255, "the vector's A has a leading zero byte");
+        assert_eq!(
+            client.public_bytes().len(),
+            255,
+            "the vector's A has a leading zero byte"
+        );
         assert_eq!(
             hex::encode(client.public_bytes()),
             "c6e60232e9319241d3fec59b9005d595f872badce8525281e475f8186eeae277f07d2e2536348ad2a14688a023b9fccca0ff8ef95ae75ff80ab1300f26a3d52c527485ab7d53afb5210c09286a7fc330bb52d585f0b4618a29ccafda9d2298c085eb5c9ef040a0a9d4d92e6789c60c9726c9496e115857a28ffbb3a4df15b36404f824f06dca4ff1b89f81170ffc7669aa587c1b8aca90c28a9d8711c50437eb4e292d640f4270a8313789756bbcc77b6bb15e058bf3f7c314787700ff8106e853d17ef6973788a95a1d23c0f171cd97369b19e8c1cba27f184db6119f1bc93f86286e1b140a0a85e675bda26209d85adffce250539037a5ab764188621c15"
         );
         let proofs = client
-            .proofs("jdoe@example.com", "password1", Protocol::S2k, &salt, 1000, &unhex(b))
+            .proofs(
+                "jdoe@example.com",
+                "password1",
+                Protocol::S2k,
+                &salt,
+                1000,
+                &unhex(b),
+            )
             .expect("proofs");
         assert_eq!(
             hex::encode(proofs.m1),
@@ -285,7 +332,10 @@ mod tests {
             client.proofs("u", "p", Protocol::S2k, &salt, 10, &n_bytes),
             Err(SrpError::InvalidB)
         );
-        assert_eq!(client.proofs("u", "p", Protocol::S2k, &salt, 10, &[]), Err(SrpError::InvalidB));
+        assert_eq!(
+            client.proofs("u", "p", Protocol::S2k, &salt, 10, &[]),
+            Err(SrpError::InvalidB)
+        );
         assert_eq!(
             client.proofs("u", "p", Protocol::S2k, &salt, 1_000_001, &[2]),
             Err(SrpError::TooManyIterations(1_000_001))
@@ -298,6 +348,9 @@ mod tests {
 
     #[test]
     fn random_exchanges_differ() {
-        assert_ne!(SrpClient::new().public_bytes(), SrpClient::new().public_bytes());
+        assert_ne!(
+            SrpClient::new().public_bytes(),
+            SrpClient::new().public_bytes()
+        );
     }
 }

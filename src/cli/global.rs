@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{AuthError, AuthOptions, Domain, Endpoints, Password, PasswordSources, default_data_dir};
+use crate::auth::{
+    AuthError, AuthOptions, Domain, Endpoints, Password, PasswordSources, default_data_dir,
+};
 
 /// Account, password, data directory and server options.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,7 +17,13 @@ pub struct GlobalArgs {
 
     /// Password (prefer --password-file or --password-command: command lines are visible to
     /// other users).
-    #[arg(short = 'p', long, env = "ICLOUD_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    #[arg(
+        short = 'p',
+        long,
+        env = "ICLOUD_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
     pub password: Option<Password>,
 
     /// Read the password from the first line of this file.
@@ -68,7 +76,9 @@ impl GlobalArgs {
     /// Where the sign-in calls go.
     pub fn endpoints(&self) -> Result<Endpoints, AuthError> {
         match &self.endpoint {
-            Some(url) => Endpoints::custom(url, self.domain).map_err(|e| AuthError::Setup(e.to_string())),
+            Some(url) => {
+                Endpoints::custom(url, self.domain).map_err(|e| AuthError::Setup(e.to_string()))
+            }
             None => Ok(Endpoints::apple(self.domain)),
         }
     }
@@ -154,7 +164,10 @@ mod tests {
             cmd,
             "icloudpd-rs login -u 'j doe@example.com' --data-dir /d --endpoint http://127.0.0.1:1"
         );
-        assert!(!format!("{p:?}").contains("secret-pw"), "Debug shows the password");
+        assert!(
+            !format!("{p:?}").contains("secret-pw"),
+            "Debug shows the password"
+        );
         let opts = p.global.auth_options().expect("options");
         assert_eq!(opts.endpoints.setup, "http://127.0.0.1:1/setup/ws/1");
         assert_eq!(opts.data_dir, PathBuf::from("/d"));

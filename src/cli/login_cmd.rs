@@ -6,8 +6,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use super::exit;
 use super::global::GlobalArgs;
 use crate::auth::{
-    AccountSession, AuthError, Authenticator, CodeRequest, Password, Prompter, SecondFactor, TrustedPhone,
-    password::prompt_hidden,
+    AccountSession, AuthError, Authenticator, CodeRequest, Password, Prompter, SecondFactor,
+    TrustedPhone, password::prompt_hidden,
 };
 
 /// Arguments of `login`.
@@ -31,7 +31,10 @@ pub struct LoginArgs {
 
 /// Run `login`; returns the exit code.
 pub fn run(args: LoginArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("icloudpd-rs: cannot start: {e}");
@@ -157,4 +160,28 @@ impl Prompter for TerminalPrompter {
     fn notice(&mut self, message: &str) {
         eprintln!("{message}");
     }
+
+    fn can_answer(&mut self) -> bool {
+        std::io::stdin().is_terminal() || !stdin_at_end()
+    }
+}
+
+/// True when standard input has already ended (e.g. `/dev/null`, a closed pipe); never blocks.
+/// Data that is already there stays buffered for the next read.
+fn stdin_at_end() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    if ready <= 0 || fd.revents & (libc::POLLIN | libc::POLLHUP) == 0 {
+        return false;
+    }
+    std::io::stdin()
+        .lock()
+        .fill_buf()
+        .map(|b| b.is_empty())
+        .unwrap_or(true)
 }

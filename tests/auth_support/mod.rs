@@ -86,8 +86,12 @@ fn scalar(v: &serde_yaml::Value) -> Option<String> {
 pub fn load_cassette(name: &str) -> Vec<Interaction> {
     let path = cassette_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let list = doc["interactions"].as_sequence().expect("interactions list").clone();
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let list = doc["interactions"]
+        .as_sequence()
+        .expect("interactions list")
+        .clone();
     list.iter()
         .map(|i| {
             let req = &i["request"];
@@ -161,15 +165,22 @@ impl Replay {
     pub async fn start(interactions: Vec<Interaction>) -> Replay {
         let mut script: HashMap<String, Vec<Interaction>> = HashMap::new();
         for i in interactions {
-            script.entry(format!("{} {}", i.method, i.path)).or_default().push(i);
+            script
+                .entry(format!("{} {}", i.method, i.path))
+                .or_default()
+                .push(i);
         }
         let state = Arc::new(Mutex::new(ReplayState {
             script,
             served: HashMap::new(),
             received: Vec::new(),
         }));
-        let app = axum::Router::new().fallback(answer).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -204,7 +215,10 @@ impl Replay {
 
 async fn answer(State(state): State<Arc<Mutex<ReplayState>>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default().to_vec();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default()
+        .to_vec();
     let key = format!("{} {}", parts.method, parts.uri.path());
     let mut st = state.lock().expect("replay state");
     st.received.push(Received {
@@ -237,11 +251,16 @@ async fn answer(State(state): State<Arc<Mutex<ReplayState>>>, req: Request) -> R
         } else {
             value.clone()
         };
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(&value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(&value),
+        ) {
             builder = builder.header(n, v);
         }
     }
-    builder.body(Body::from(interaction.body)).expect("response")
+    builder
+        .body(Body::from(interaction.body))
+        .expect("response")
 }
 
 /// A synthetic answer (for an exchange no cassette recorded).
@@ -250,7 +269,10 @@ pub fn synthetic(method: &str, path: &str, status: u16, body: &str) -> Interacti
         method: method.into(),
         path: path.into(),
         status,
-        headers: vec![("Content-Type".into(), "application/json;charset=UTF-8".into())],
+        headers: vec![(
+            "Content-Type".into(),
+            "application/json;charset=UTF-8".into(),
+        )],
         body: body.as_bytes().to_vec(),
         request_body: None,
     }
@@ -268,7 +290,11 @@ pub fn fast_retry() -> RetryPolicy {
 
 /// Options against `endpoint` with a literal password.
 pub fn options(endpoint: &str, username: &str, password: &str, data_dir: &Path) -> AuthOptions {
-    let mut opts = AuthOptions::new(username, PasswordSources::literal(password), data_dir.to_path_buf());
+    let mut opts = AuthOptions::new(
+        username,
+        PasswordSources::literal(password),
+        data_dir.to_path_buf(),
+    );
     opts.endpoints = Endpoints::custom(endpoint, Domain::Com).expect("endpoint");
     opts.retry = fast_retry();
     opts.lock_wait = Duration::from_secs(2);
@@ -316,7 +342,9 @@ pub fn files_containing(dir: &Path, secret: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
