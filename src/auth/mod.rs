@@ -34,8 +34,9 @@
 //! - [`read_summary`] / [`SessionSummary`]: what `status` prints (signed in, trusted, trust
 //!   established, estimated expiry), without network access.
 //!
-//! Layout: `srp` (client math), `endpoints` (URLs), `client` (one typed call per exchange,
-//! retries, error classification), `flow` (the order of exchanges), `session` (the signed-in
+//! Layout: `srp` (client math), `endpoints` (URLs), `transport` (one exchange: headers,
+//! retries, header capture, answer readers), `client` (password sign-in and setup calls),
+//! `second_factor` (code, SMS and trust calls), `options` (what a sign-in needs), `flow` (the order of exchanges), `session` (the signed-in
 //! handle and re-authentication), `session_store` (files and locking), `account` (the account
 //! document subset), `password` (sources and redaction), `error`.
 //!
@@ -48,16 +49,21 @@ mod client;
 pub mod endpoints;
 pub mod error;
 pub mod flow;
+pub mod options;
 pub mod password;
+mod second_factor;
 pub mod session;
 pub mod session_store;
 pub mod srp;
+mod transport;
 
 pub use account::AccountInfo;
-pub use client::{APPLE_USER_AGENT, RetryPolicy, TrustedPhone, parse_trusted_phones};
 pub use endpoints::{Domain, Endpoints};
 pub use error::AuthError;
-pub use flow::{AuthOptions, Authenticator, CodeRequest, NoPrompt, Prompter, SecondFactor};
+pub use flow::{Authenticator, CodeRequest};
+pub use options::{AuthOptions, NoPrompt, Prompter, SecondFactor};
 pub use password::{Password, PasswordSources};
+pub use second_factor::{TrustedPhone, parse_trusted_phones};
 pub use session::AccountSession;
 pub use session_store::{SessionSummary, default_data_dir, read_summary};
+pub use transport::{APPLE_USER_AGENT, RetryPolicy};
