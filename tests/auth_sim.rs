@@ -386,6 +386,61 @@ async fn reauthentication_needing_a_code_fails_once_for_everyone() {
         .expect_err("still needed");
     assert!(matches!(second, AuthError::TwoFactorRequired { .. }));
     assert_eq!(count(&sim, INIT), inits, "the failure was not remembered");
+
+    // The user signs in again elsewhere (another process, same data dir): the running session
+    // picks that up on its next attempt, without a code of its own.
+    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
+    Authenticator::login(
+        opts(&sim, data.path()),
+        &mut prompter,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("login elsewhere");
+    let inits = count(&sim, INIT);
+    session
+        .reauthenticate(seen)
+        .await
+        .expect("healed by the other sign-in");
+    assert_eq!(
+        count(&sim, INIT),
+        inits,
+        "no SRP needed: the saved session is adopted"
+    );
+    assert_eq!(session.generation(), seen + 1);
+}
+
+#[tokio::test]
+async fn persist_never_overwrites_a_newer_sign_in() {
+    let sim = start(SimConfig::default()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let old = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("first");
+    sim.state().auth.expire_web_sessions();
+    let newer = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("second");
+    let path = data
+        .path()
+        .join(icloudpd_rs::auth::session_store::account_dir_name(
+            &sim.account().username,
+        ))
+        .join("session.json");
+    let before = std::fs::read(&path).expect("saved");
+    old.persist().await.expect("persist old");
+    assert_eq!(
+        std::fs::read(&path).expect("saved"),
+        before,
+        "the older session overwrote the newer"
+    );
+    newer.persist().await.expect("persist newer");
+    // The saved session still works for a new process, without SRP.
+    let inits = count(&sim, INIT);
+    Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("third");
+    assert_eq!(count(&sim, INIT), inits);
 }
 
 #[tokio::test]

@@ -5,10 +5,13 @@
 //! before the request that failed; the first caller signs in again while the others wait on the
 //! same mutex, then find the generation moved on and simply retry. A failure is remembered for
 //! that generation, so a crowd of failing requests causes one sign-in attempt, not one each
-//! (Apple rate-limits SRP).
+//! (Apple rate-limits SRP): an authentication failure (a code is needed, the password is wrong)
+//! until the saved session changes on disk (the user ran `login` meanwhile), a transient one
+//! for [`TRANSIENT_FAILURE_MEMORY`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use super::account::AccountInfo;
 use super::error::AuthError;
@@ -32,10 +35,44 @@ struct Shared {
     reauth: tokio::sync::Mutex<ReauthState>,
 }
 
+/// How long a transient re-authentication failure (network, Apple unavailable) is returned to
+/// later callers before a new attempt is allowed.
+pub const TRANSIENT_FAILURE_MEMORY: Duration = Duration::from_secs(30);
+
 struct ReauthState {
     work: Work,
-    /// The last failed re-authentication and the generation it was for.
-    failure: Option<(u64, AuthError)>,
+    failure: Option<Failure>,
+}
+
+/// The last failed re-authentication.
+struct Failure {
+    generation: u64,
+    error: AuthError,
+    at: Instant,
+    /// The session token saved on disk at the time (a change means someone signed in).
+    saved_token: Option<String>,
+}
+
+impl Failure {
+    /// Whether a caller of `generation` should get this failure instead of a new attempt.
+    fn still_holds(&self, generation: u64, work: &Work) -> bool {
+        if self.generation != generation {
+            return false;
+        }
+        if saved_token(work) != self.saved_token {
+            return false;
+        }
+        self.error.is_authentication_problem() || self.at.elapsed() < TRANSIENT_FAILURE_MEMORY
+    }
+}
+
+/// The session token in the saved session file (read without the lock: writes are atomic).
+fn saved_token(work: &Work) -> Option<String> {
+    work.store
+        .load_session()
+        .ok()
+        .flatten()
+        .and_then(|s| s.session_token)
 }
 
 impl std::fmt::Debug for AccountSession {
@@ -125,10 +162,10 @@ impl AccountSession {
         if current != seen {
             return Ok(());
         }
-        if let Some((generation, error)) = &state.failure
-            && *generation == current
+        if let Some(failure) = &state.failure
+            && failure.still_holds(current, &state.work)
         {
-            return Err(error.clone());
+            return Err(failure.error.clone());
         }
         tracing::info!(username = %self.inner.username, "session refused by iCloud; signing in again");
         match reauthenticate_work(&mut state.work).await {
@@ -149,17 +186,29 @@ impl AccountSession {
                     None => e,
                 };
                 tracing::warn!(error = %e, "signing in again failed");
-                state.failure = Some((current, e.clone()));
+                state.failure = Some(Failure {
+                    generation: current,
+                    error: e.clone(),
+                    at: Instant::now(),
+                    saved_token: saved_token(&state.work),
+                });
                 Err(e)
             }
         }
     }
 
     /// Save the current cookies and session (cookies rotate on many answers; call this at the
-    /// end of a run, or now and then in a long one).
+    /// end of a run, or now and then in a long one). A session saved meanwhile by another
+    /// process after a newer sign-in is left alone.
     pub async fn persist(&self) -> Result<(), AuthError> {
         let state = self.inner.reauth.lock().await;
         let _lock = state.work.store.lock(state.work.opts.lock_wait).await?;
+        if let Some(saved) = state.work.store.load_session()?
+            && saved.validated_at > state.work.session.validated_at
+        {
+            tracing::debug!("a newer session was saved by another process; not overwriting it");
+            return Ok(());
+        }
         state.work.save()
     }
 

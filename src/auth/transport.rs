@@ -485,6 +485,16 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn user_agent_is_the_documented_browser_string() {
+        assert_eq!(
+            APPLE_USER_AGENT,
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/138.0.0.0 Safari/537.36"
+        );
+        assert!(!APPLE_USER_AGENT.contains("  "));
+    }
+
+    #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(
