@@ -306,20 +306,20 @@ impl Work {
         }
         match self.api.validate(&mut self.session).await? {
             SetupOutcome::Accepted(info) => {
-                tracing::info!("saved session accepted (validate)");
+                tracing::debug!("saved session accepted (validate)");
                 return self.checked(info).map(Some);
             }
             SetupOutcome::Refused { status, detail } => {
-                tracing::info!(status, %detail, "saved web session refused; trying the saved token");
+                tracing::debug!(status, %detail, "saved web session refused; trying the saved token");
             }
         }
         match self.api.account_login(&mut self.session).await? {
             SetupOutcome::Accepted(info) => {
-                tracing::info!("saved session token accepted (accountLogin)");
+                tracing::debug!("saved session token accepted (accountLogin)");
                 self.checked(info).map(Some)
             }
             SetupOutcome::Refused { status, detail } => {
-                tracing::info!(status, %detail, "saved session token refused; a new sign-in is needed");
+                tracing::debug!(status, %detail, "saved session token refused; a new sign-in is needed");
                 Ok(None)
             }
         }
@@ -350,7 +350,7 @@ impl Work {
         &mut self,
         password: &Password,
     ) -> Result<AccountInfo, AuthError> {
-        tracing::info!("signing in with SRP");
+        tracing::debug!("signing in with SRP");
         self.session.forget_web_session();
         let username = self.opts.username.clone();
         let srp = SrpClient::new();

@@ -210,8 +210,8 @@ pub fn prompt_hidden(prompt: &str) -> std::io::Result<Password> {
     let echo = EchoOff::new(libc::STDIN_FILENO)?;
     let mut line = Zeroizing::new(String::new());
     let read = stdin.lock().read_line(&mut line);
+    // ECHONL already echoed the newline the user typed.
     drop(echo);
-    writeln!(stderr)?;
     if read? == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
