@@ -3,7 +3,8 @@
 //! idmsa headers and cookie names the recording carries, and the JSON shape (every recorded key
 //! present with the same JSON type). Deviations the spec asks for are listed where they apply.
 //!
-//! Cassettes are read from `$ICLOUDPD_CASSETTES`, else `/work/shared/fixtures/cassettes`.
+//! Cassettes are read from `$ICLOUDPD_CASSETTES`, else from `shared/fixtures/cassettes` beside
+//! the checkout (or two levels up, for a worktree), else `/work/shared/fixtures/cassettes`.
 
 mod sim_auth_support;
 
@@ -16,15 +17,23 @@ use icloudpd_rs::sim::{Sim, SimConfig};
 use sim_auth_support::{Client, Reply, SrpClient, Style, config, start};
 
 fn cassette_dir() -> PathBuf {
-    let dir = std::env::var_os("ICLOUDPD_CASSETTES")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates: Vec<PathBuf> = std::env::var_os("ICLOUDPD_CASSETTES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures/cassettes"));
-    assert!(
-        dir.join("auth_non_2fa.yml").is_file(),
-        "recorded cassettes not found in {} (set ICLOUDPD_CASSETTES)",
-        dir.display()
-    );
-    dir
+        .into_iter()
+        .chain([
+            manifest.join("../shared/fixtures/cassettes"),
+            manifest.join("../../shared/fixtures/cassettes"),
+            PathBuf::from("/work/shared/fixtures/cassettes"),
+        ])
+        .collect();
+    candidates
+        .iter()
+        .find(|dir| dir.join("auth_non_2fa.yml").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("recorded cassettes not found in {candidates:?} (set ICLOUDPD_CASSETTES)")
+        })
 }
 
 /// One recorded exchange.

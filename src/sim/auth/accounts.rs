@@ -1,7 +1,10 @@
 //! The simulated account's sign-in secrets: salt, iteration count and one SRP verifier per
-//! protocol, computed once at start from the password (which is not kept). Unknown names get a
+//! protocol, each computed once, at its first use (PBKDF2 is slow in debug builds, and most
+//! simulator runs in tests never sign in). Unknown names get a
 //! decoy salt so that `signin/init` does not reveal which accounts exist (Apple answers it for
 //! any name, see the `failed_auth` recording).
+
+use std::sync::OnceLock;
 
 use num_bigint::BigUint;
 
@@ -28,8 +31,8 @@ pub struct AccountSecrets {
     salt: Vec<u8>,
     iterations: u32,
     preferred: SrpProtocol,
-    verifier_s2k: BigUint,
-    verifier_s2k_fo: BigUint,
+    verifier_s2k: OnceLock<BigUint>,
+    verifier_s2k_fo: OnceLock<BigUint>,
     pub second_factor: SecondFactorKind,
     pub locked: bool,
     decoy_key: [u8; 32],
@@ -56,9 +59,6 @@ impl AccountSecrets {
     /// Derive the secrets for the configured account.
     pub fn new(config: &SimConfig, account: &SimAccount) -> Self {
         let salt = salt_from(&seeded_hash(config.seed, b"srp-salt"));
-        let key = |p| srp::password_key(&account.password, &salt, config.iterations, p);
-        let verifier_s2k = srp::verifier(&salt, &key(SrpProtocol::S2k));
-        let verifier_s2k_fo = srp::verifier(&salt, &key(SrpProtocol::S2kFo));
         let second_factor = if config.fido {
             SecondFactorKind::SecurityKeys
         } else if config.two_factor {
@@ -71,8 +71,8 @@ impl AccountSecrets {
             salt,
             iterations: config.iterations,
             preferred: config.protocol,
-            verifier_s2k,
-            verifier_s2k_fo,
+            verifier_s2k: OnceLock::new(),
+            verifier_s2k_fo: OnceLock::new(),
             second_factor,
             locked: config.locked,
             decoy_key: seeded_hash(config.seed, b"srp-decoy"),
@@ -101,12 +101,19 @@ impl AccountSecrets {
             .find(|p| offered.contains(&p.as_str()))
     }
 
-    /// Parameters for this account with `protocol`.
-    pub fn params(&self, protocol: SrpProtocol) -> SrpParams {
-        let verifier = match protocol {
-            SrpProtocol::S2k => self.verifier_s2k.clone(),
-            SrpProtocol::S2kFo => self.verifier_s2k_fo.clone(),
+    /// Parameters for this account with `protocol`; `password` is the account's (the verifier is
+    /// derived from it on first use only).
+    pub fn params(&self, protocol: SrpProtocol, password: &str) -> SrpParams {
+        let cell = match protocol {
+            SrpProtocol::S2k => &self.verifier_s2k,
+            SrpProtocol::S2kFo => &self.verifier_s2k_fo,
         };
+        let verifier = cell
+            .get_or_init(|| {
+                let key = srp::password_key(password, &self.salt, self.iterations, protocol);
+                srp::verifier(&self.salt, &key)
+            })
+            .clone();
         SrpParams {
             salt: self.salt.clone(),
             iterations: self.iterations,
@@ -174,13 +181,19 @@ mod tests {
         );
         assert_eq!(a.choose_protocol(&["s2k"]), Some(SrpProtocol::S2k));
         assert_eq!(a.choose_protocol(&["plain"]), None);
+        let pw = "pw";
         assert_ne!(
-            a.params(SrpProtocol::S2k).verifier,
-            a.params(SrpProtocol::S2kFo).verifier
+            a.params(SrpProtocol::S2k, pw).verifier,
+            a.params(SrpProtocol::S2kFo, pw).verifier
+        );
+        // Computed once: a different password later does not change it.
+        assert_eq!(
+            a.params(SrpProtocol::S2k, pw).verifier,
+            a.params(SrpProtocol::S2k, "other").verifier
         );
         let d1 = a.decoy_params("nobody@example.com", SrpProtocol::S2k);
         let d2 = a.decoy_params("NOBODY@example.com", SrpProtocol::S2k);
         assert_eq!(d1.salt, d2.salt);
-        assert_ne!(d1.salt, a.params(SrpProtocol::S2k).salt);
+        assert_ne!(d1.salt, a.params(SrpProtocol::S2k, pw).salt);
     }
 }

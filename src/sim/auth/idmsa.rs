@@ -51,7 +51,7 @@ pub async fn signin_init(State(state): State<SharedState>, body: Bytes) -> Respo
     };
     let known = secrets.is_account(name);
     let params = if known {
-        secrets.params(protocol)
+        secrets.params(protocol, &state.account.password)
     } else {
         tracing::info!(
             account = name,

@@ -101,8 +101,7 @@ impl AuthState {
 
     /// The web session a request's cookies identify, if valid.
     pub fn web_session(&self, headers: &HeaderMap) -> Option<WebSession> {
-        let cookies = headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
-        let web = self.store.find_web_session(cookies)?;
+        let web = self.store.find_web_session_in(headers)?;
         Some(WebSession {
             dsid: web.dsid.clone(),
             trusted: web.trusted(),

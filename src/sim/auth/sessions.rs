@@ -359,6 +359,16 @@ impl SessionStore {
             .find_map(|(_, value)| web.get(value).filter(|e| e.is_live()).cloned())
     }
 
+    /// The live web session named by any of a request's `Cookie` headers (HTTP/2 clients such
+    /// as Go's split the cookies over several header fields).
+    pub fn find_web_session_in(&self, headers: &HeaderMap) -> Option<Arc<WebEntry>> {
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|cookies| self.find_web_session(cookies))
+    }
+
     /// Forget every web session, session token and idmsa session (trust tokens stay).
     pub fn expire_web_sessions(&self) {
         self.web.write().unwrap_or_else(|e| e.into_inner()).clear();
@@ -463,8 +473,17 @@ mod tests {
         assert!(!e.trusted());
         e.set_trusted();
         assert!(st.find_web_session(&ds).is_some_and(|w| w.trusted()));
+        // Cookies split over several header fields (HTTP/2).
+        let mut split = HeaderMap::new();
+        split.append(axum::http::header::COOKIE, HeaderValue::from_static("a=1"));
+        split.append(
+            axum::http::header::COOKIE,
+            HeaderValue::from_str(&ds).expect("ascii"),
+        );
+        assert!(st.find_web_session_in(&split).is_some());
         st.expire_web_sessions();
         assert!(st.find_web_session(&ds).is_none());
+        assert!(st.find_web_session_in(&split).is_none());
 
         let short = SessionStore::new(Duration::ZERO, Duration::ZERO);
         let e = short.create_web_session("1", None, true);

@@ -119,8 +119,7 @@ pub async fn request_pcs(
 }
 
 fn find_web(state: &SimState, headers: &HeaderMap) -> Option<std::sync::Arc<WebEntry>> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    state.auth.store.find_web_session(cookies)
+    state.auth.store.find_web_session_in(headers)
 }
 
 /// `.icloud.com` on Apple's host names, host-only otherwise; `Secure` only over TLS.
