@@ -17,17 +17,26 @@ use icloudpd_rs::auth::{
     AuthOptions, Domain, Endpoints, Password, PasswordSources, Prompter, RetryPolicy, TrustedPhone,
 };
 
-/// Where the recorded exchanges are: `$ICLOUDPD_CASSETTES`, else the shared fixtures.
+/// Where the recorded exchanges are: `$ICLOUDPD_CASSETTES`, else `shared/fixtures/cassettes`
+/// beside the checkout (or two levels up, for a worktree), else the shared fixtures.
 pub fn cassette_dir() -> PathBuf {
-    let dir = std::env::var_os("ICLOUDPD_CASSETTES")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates: Vec<PathBuf> = std::env::var_os("ICLOUDPD_CASSETTES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures/cassettes"));
-    assert!(
-        dir.is_dir(),
-        "recorded cassettes not found in {} (set ICLOUDPD_CASSETTES)",
-        dir.display()
-    );
-    dir
+        .into_iter()
+        .chain([
+            manifest.join("../shared/fixtures/cassettes"),
+            manifest.join("../../shared/fixtures/cassettes"),
+            PathBuf::from("/work/shared/fixtures/cassettes"),
+        ])
+        .collect();
+    candidates
+        .iter()
+        .find(|dir| dir.join("auth_non_2fa.yml").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("recorded cassettes not found in {candidates:?} (set ICLOUDPD_CASSETTES)")
+        })
 }
 
 /// One recorded exchange, as served.
