@@ -1,6 +1,8 @@
 //! The command line: parse flags, wire the modules, print progress and summaries. No business
 //! logic lives here.
 
+pub mod args;
+mod config;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
