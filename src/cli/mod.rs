@@ -2,7 +2,7 @@
 //! logic lives here.
 
 pub mod args;
-mod config;
+pub mod config;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
