@@ -4,5 +4,6 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod cli;
+pub mod layout;
 pub mod model;
 pub mod sim;
