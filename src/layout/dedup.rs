@@ -12,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::PlannedFile;
 use super::filename;
 use super::policy::FileMatchPolicy;
+use super::{PlannedFile, RelDir};
+use crate::model::VersionKind;
 
 /// Give every file a name no other file in its directory has (ignoring case), and drop exact
 /// repeats (the same asset and role listed twice in one directory). The result is ordered by
@@ -23,24 +24,7 @@ pub fn resolve_collisions(
     mut files: Vec<PlannedFile>,
     policy: FileMatchPolicy,
 ) -> Vec<PlannedFile> {
-    files.sort_by(|a, b| {
-        (
-            a.added_date_ms,
-            &a.asset_id,
-            a.role,
-            &a.dir,
-            a.version,
-            &a.name,
-        )
-            .cmp(&(
-                b.added_date_ms,
-                &b.asset_id,
-                b.role,
-                &b.dir,
-                b.version,
-                &b.name,
-            ))
-    });
+    files.sort_by(|a, b| rank(a).cmp(&rank(b)));
     files.dedup_by(|b, a| a.asset_id == b.asset_id && a.role == b.role && a.dir == b.dir);
 
     let mut taken: HashMap<String, HashSet<String>> = HashMap::new();
@@ -52,6 +36,18 @@ pub fn resolve_collisions(
         file.name = name;
     }
     files
+}
+
+/// The order in which files of a directory get their names: oldest addition first.
+fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, &RelDir, VersionKind, &str) {
+    (
+        file.added_date_ms,
+        &file.asset_id,
+        file.role,
+        &file.dir,
+        file.version,
+        &file.name,
+    )
 }
 
 /// The first candidate name not yet taken in the directory.
