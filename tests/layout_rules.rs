@@ -23,6 +23,9 @@ fn plan(asset: &Asset, policy: &LayoutPolicy) -> Vec<(String, K, K)> {
     summary(&plan_asset(asset, policy))
 }
 
+/// Expected (name, role, source) of one file.
+type Row = (String, K, K);
+
 fn row(name: &str, role: K, source: K) -> (String, K, K) {
     (name.to_string(), role, source)
 }
@@ -32,7 +35,7 @@ use PrimarySize::{Adjusted, Alternative, Medium, Original, Thumb};
 #[test]
 fn primary_sizes_of_a_plain_photo() {
     let photo = jpeg_photo(ICLOUDPD_ID, "IMG_7409.JPG", 1_884_695);
-    let cases: Vec<(Vec<PrimarySize>, Vec<(String, K, K)>)> = vec![
+    let cases: Vec<(Vec<PrimarySize>, Vec<Row>)> = vec![
         (vec![], vec![row("IMG_7409.JPG", K::Original, K::Original)]),
         (
             vec![Original],

@@ -58,14 +58,17 @@ pub struct NameParts {
 
 impl NameParts {
     /// Split at the last `.`, the way `os.path.splitext` does for ordinary names. A trailing
-    /// `.` is dropped; an overlong "extension" stays in the stem.
+    /// `.` is dropped; text after the last `.` that is long or not alphanumeric is not an
+    /// extension (`IMG 1.2 final`, `.._.._etc_passwd`) and stays in the stem.
     pub fn split(name: &str) -> NameParts {
         let (stem, ext) = match name.rfind('.') {
             Some(dot) => {
                 let ext = &name[dot + 1..];
                 if ext.is_empty() {
                     (&name[..dot], None)
-                } else if ext.len() <= MAX_EXT_BYTES {
+                } else if ext.len() <= MAX_EXT_BYTES
+                    && ext.chars().all(|c| c.is_ascii_alphanumeric())
+                {
                     (&name[..dot], Some(ext.to_string()))
                 } else {
                     (name, None)
@@ -236,6 +239,8 @@ mod tests {
         let long = format!("a.{}", "x".repeat(30));
         let p = NameParts::split(&long);
         assert_eq!((p.stem.as_str(), p.ext()), (long.as_str(), None));
+        let p = NameParts::split("IMG 1.2 final");
+        assert_eq!((p.stem.as_str(), p.ext()), ("IMG 1.2 final", None));
     }
 
     #[test]
