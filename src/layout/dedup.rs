@@ -10,41 +10,43 @@
 //! a case-insensitive disk (macOS, exFAT, SMB) then keeps every file. Unicode normalisation
 //! forms are not unified.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use super::PlannedFile;
 use super::filename;
 use super::policy::FileMatchPolicy;
-use super::{PlannedFile, RelDir};
 use crate::model::VersionKind;
 
 /// Give every file a name no other file in its directory has (ignoring case), and drop exact
 /// repeats (the same asset and role listed twice in one directory). The result is ordered by
-/// rank and does not depend on the order of `files`.
+/// directory, then rank, and does not depend on the order of `files`.
 pub fn resolve_collisions(
     mut files: Vec<PlannedFile>,
     policy: FileMatchPolicy,
 ) -> Vec<PlannedFile> {
-    files.sort_by(|a, b| rank(a).cmp(&rank(b)));
-    files.dedup_by(|b, a| a.asset_id == b.asset_id && a.role == b.role && a.dir == b.dir);
+    files.sort_by(|a, b| (&a.dir, rank(a)).cmp(&(&b.dir, rank(b))));
+    files.dedup_by(|b, a| a.dir == b.dir && a.asset_id == b.asset_id && a.role == b.role);
 
-    let mut taken: HashMap<String, HashSet<String>> = HashMap::new();
-    for file in &mut files {
-        let names = taken.entry(file.dir.as_str().to_string()).or_default();
-        let (parts, name) = free_name(file, policy, names);
-        names.insert(name.to_lowercase());
+    let mut taken: HashSet<String> = HashSet::new();
+    for i in 0..files.len() {
+        if i > 0 && files[i].dir != files[i - 1].dir {
+            taken.clear();
+        }
+        let file = &mut files[i];
+        let (parts, name) = free_name(file, policy, &taken);
+        taken.insert(name.to_lowercase());
         file.parts = parts;
         file.name = name;
     }
     files
 }
 
-/// The order in which files of a directory get their names: oldest addition first.
-fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, &RelDir, VersionKind, &str) {
+/// The order in which files of one directory get their names: oldest addition first.
+fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, VersionKind, &str) {
     (
         file.added_date_ms,
         &file.asset_id,
         file.role,
-        &file.dir,
         file.version,
         &file.name,
     )

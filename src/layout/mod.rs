@@ -8,7 +8,17 @@
 //! the date folders, which the policy names ([`DateZone`]).
 //!
 //! The rules are icloudpd's (section 6 of the protocol notes), with a few deliberate
-//! departures where icloudpd would lose or hide a file; each is documented where it is made.
+//! departures, each documented where it is made:
+//! * collisions are resolved from the catalog, not from files found on disk: the
+//!   earliest-added asset keeps the plain name, and a same-name same-size file of another
+//!   asset still gets `-<size>` (icloudpd would take it for the first and skip it);
+//! * names that differ only in case collide (the tree survives a case-insensitive disk);
+//! * names are capped at 255 bytes (stem cut, suffixes and extension kept), control
+//!   characters become `_`, a leading `.` becomes `_`, a name left blank by cleaning takes the
+//!   id-based fallback stem, and text after the last `.` counts as an extension only when it
+//!   is short and alphanumeric;
+//! * a live photo's motion file is always MOV-named, and gets `.MOV` even when the still's
+//!   name has no extension; a `/` in an id7 becomes `_`.
 //!
 //! Entry points:
 //! * [`plan_asset`]: the files of one asset in its folder, names before collision handling.
@@ -32,7 +42,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, FixedOffset, Local, Utc};
 
 pub use dedup::resolve_collisions;
-pub use filename::{NameParts, extension_for_uti, id7};
+use filename::NameParts;
+pub use filename::{extension_for_uti, id7};
 pub use policy::{
     AlignRaw, DateZone, FileMatchPolicy, LayoutPolicy, LiveSize, MovNamePolicy, PolicyError,
     PrimarySize,
