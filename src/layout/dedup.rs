@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use super::PlannedFile;
 use super::filename;
 use super::policy::FileMatchPolicy;
+use super::sanitize;
 use crate::model::VersionKind;
 
 /// Give every file a name no other file in its directory has (ignoring case), and drop exact
@@ -80,5 +81,57 @@ fn free_name(
             return (candidate, name);
         }
         n += 1;
+    }
+}
+
+/// Unique, safe names for sibling folders from remote names (albums in one folder, libraries):
+/// `entries` are `(stable id, name)`; the result is aligned with `entries`. Among names that
+/// collide (ignoring case) the smallest id keeps the name and the others get `-2`, `-3`, ...
+/// in id order, so the answer does not depend on the order of `entries` and renaming or
+/// reordering other albums does not move a folder.
+pub fn unique_folder_names(entries: &[(&str, &str)], keep_unicode: bool) -> Vec<String> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].cmp(&entries[b]));
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut names = vec![String::new(); entries.len()];
+    for i in order {
+        let base = sanitize::remote_component(entries[i].1, keep_unicode);
+        let mut name = base.clone();
+        let mut n: u64 = 2;
+        while taken.contains(&name.to_lowercase()) {
+            let suffix = format!("-{n}");
+            let stem = sanitize::truncate_bytes(&base, sanitize::NAME_MAX_BYTES - suffix.len());
+            name = format!("{stem}{suffix}");
+            n += 1;
+        }
+        taken.insert(name.to_lowercase());
+        names[i] = name;
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sibling_folders_get_unique_stable_names() {
+        let entries = [
+            ("b", "Trip"),
+            ("a", "trip"),
+            ("c", "Trip"),
+            ("d", "Köln"),
+            ("e", ".."),
+        ];
+        let names = unique_folder_names(&entries, false);
+        assert_eq!(names, ["Trip-2", "trip", "Trip-3", "Kln", "_."]);
+        let mut reversed = entries;
+        reversed.reverse();
+        let mut again = unique_folder_names(&reversed, false);
+        again.reverse();
+        assert_eq!(again, names);
+        let long = "ü".repeat(200);
+        let names = unique_folder_names(&[("a", &long), ("b", &long)], true);
+        assert!(names[1].ends_with("-2") && names[1].len() <= sanitize::NAME_MAX_BYTES);
     }
 }

@@ -160,6 +160,13 @@ pub fn folder_name(name: &str, policy: &LayoutPolicy) -> String {
     sanitize::remote_component(name, policy.keep_unicode)
 }
 
+/// Unique, safe names for sibling folders (albums of one folder, libraries) from
+/// `(stable id, remote name)` pairs, aligned with `entries`. Colliding names (ignoring case)
+/// are told apart by `-2`, `-3`, ... in id order, independent of the order of `entries`.
+pub fn folder_names(entries: &[(&str, &str)], policy: &LayoutPolicy) -> Vec<String> {
+    dedup::unique_folder_names(entries, policy.keep_unicode)
+}
+
 /// The asset's date in the policy's zone; an out-of-range date counts as the epoch (as
 /// icloudpd does when it cannot convert one).
 fn folder_date(asset: &Asset, zone: DateZone) -> DateTime<FixedOffset> {
