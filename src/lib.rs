@@ -3,7 +3,9 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+
 pub mod cli;
 pub mod fetch;
+pub mod layout;
 pub mod model;
 pub mod sim;
