@@ -3,7 +3,6 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
-
 pub mod cli;
 pub mod fetch;
 pub mod layout;
