@@ -33,7 +33,10 @@ fn boxes(bytes: &[u8], from: usize, to: usize) -> Result<Vec<BoxRef>, String> {
                 let large = bytes
                     .get(pos + 8..pos + 16)
                     .ok_or("64-bit box size runs past the end")?;
-                (u64::from_be_bytes(large.try_into().map_err(|_| "size")?), 16)
+                (
+                    u64::from_be_bytes(large.try_into().map_err(|_| "size")?),
+                    16,
+                )
             }
             n => (n, 8),
         };
@@ -85,7 +88,10 @@ impl<'a> Cursor<'a> {
         if n > 8 {
             return Err(format!("integer of {n} bytes"));
         }
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | *b as u64))
     }
 
     /// Version and flags of a full box.
@@ -247,11 +253,7 @@ fn item_locations(bytes: &[u8], iloc: BoxRef) -> Result<Vec<Item>, String> {
     let mut out = Vec::new();
     for _ in 0..count {
         let id = c.uint(if v < 2 { 2 } else { 4 })? as u32;
-        let method = if v == 0 {
-            0
-        } else {
-            (c.uint(2)? & 0xF) as u8
-        };
+        let method = if v == 0 { 0 } else { (c.uint(2)? & 0xF) as u8 };
         c.uint(2)?; // data_reference_index
         let base_offset = c.uint(base_offset_size)?;
         let extents = c.uint(2)?;

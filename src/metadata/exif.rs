@@ -27,6 +27,7 @@ use little_exif::metadata::Metadata;
 use sha2::{Digest, Sha256};
 
 use super::atomic::{self, Keep};
+use super::tiff::{self, Directory};
 use super::{MetadataError, bmff, capture_time, jpeg, offset_text};
 use crate::model::Asset;
 
@@ -82,7 +83,10 @@ pub(crate) fn sniff(head: &[u8]) -> FileKind {
         }
         return FileKind::Video;
     }
-    if head.get(4..8).is_some_and(|t| t == b"moov" || t == b"mdat" || t == b"wide") {
+    if head
+        .get(4..8)
+        .is_some_and(|t| t == b"moov" || t == b"mdat" || t == b"wide")
+    {
         return FileKind::Video;
     }
     FileKind::Unknown
@@ -127,26 +131,16 @@ pub fn set_exif_datetime(path: &Path, asset: &Asset) -> Result<ExifOutcome, Meta
         path: path.to_path_buf(),
         reason,
     };
-    let existing = match kind {
-        FileKind::Jpeg => {
-            let layout = jpeg::parse(&old).map_err(malformed)?;
-            match layout.exif_tiff(&old) {
-                Some(tiff) => Some(decode_tiff(tiff).map_err(library)?),
-                None => None,
-            }
-        }
-        _ => {
-            let heif = bmff::parse(&old).map_err(malformed)?;
-            match heif.exif_item() {
-                Some(_) => Some(
-                    guarded(|| Metadata::new_from_vec(&old, FileExtension::HEIF)).map_err(library)?,
-                ),
-                None => None,
-            }
-        }
+    let old_tiff = exif_tiff(kind, &old).map_err(malformed)?;
+    let existing = match &old_tiff {
+        Some(tiff) => Some(decode_tiff(tiff).map_err(library)?),
+        None => None,
     };
     if existing.as_ref().is_some_and(has_capture_date) {
         return Ok(ExifOutcome::AlreadyHadDate);
+    }
+    if let (Some(tiff), Some(decoded)) = (&old_tiff, &existing) {
+        understood_fully(tiff, decoded).map_err(library)?;
     }
     let mut metadata = existing.clone().unwrap_or_default();
     let written = add_capture_date(&mut metadata, &when);
@@ -163,11 +157,17 @@ pub fn set_exif_datetime(path: &Path, asset: &Asset) -> Result<ExifOutcome, Meta
             buf
         }
     };
-    check_rewrite(kind, &old, &new, existing.as_ref(), &written).map_err(|reason| {
-        MetadataError::Unsafe {
-            path: path.to_path_buf(),
-            reason,
-        }
+    check_rewrite(
+        kind,
+        &old,
+        &new,
+        old_tiff.as_deref(),
+        existing.as_ref(),
+        &written,
+    )
+    .map_err(|reason| MetadataError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
     })?;
     atomic::replace(path, &new, Keep::PermissionsAndTimes)?;
     Ok(ExifOutcome::Written {
@@ -282,26 +282,82 @@ fn tag_set(metadata: &Metadata) -> Vec<(u32, String, u16, Option<ExifTag>)> {
     out
 }
 
+/// The TIFF structure of a file's EXIF block, if it has one.
+fn exif_tiff(kind: FileKind, bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    if kind == FileKind::Jpeg {
+        let layout = jpeg::parse(bytes)?;
+        return Ok(layout.exif_tiff(bytes).map(<[u8]>::to_vec));
+    }
+    let heif = bmff::parse(bytes)?;
+    let Some(item) = heif.exif_item() else {
+        return Ok(None);
+    };
+    let data = heif.item_bytes(bytes, item)?;
+    // A 4-byte offset to the TIFF header, then that many bytes (usually `Exif\0\0`).
+    let skip = data
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("EXIF item too short")?;
+    data.get(4 + skip..)
+        .map(|t| Some(t.to_vec()))
+        .ok_or_else(|| "EXIF item header points past its end".to_string())
+}
+
+/// The library's group of a directory.
+fn directory_of(group: ExifTagGroup, ifd: u32) -> Directory {
+    match group {
+        ExifTagGroup::GENERIC => Directory::Generic(ifd),
+        ExifTagGroup::EXIF => Directory::Exif(ifd),
+        ExifTagGroup::GPS => Directory::Gps(ifd),
+        ExifTagGroup::INTEROP => Directory::Interop(ifd),
+    }
+}
+
+/// Every tag an independent walk finds in `tiff` was decoded by the library, so re-encoding
+/// what it decoded cannot drop any.
+fn understood_fully(tiff: &[u8], decoded: &Metadata) -> Result<(), String> {
+    let decoded: BTreeSet<(Directory, u16)> = decoded
+        .get_ifds()
+        .iter()
+        .flat_map(|ifd| {
+            let dir = directory_of(ifd.get_ifd_type(), ifd.get_generic_ifd_nr());
+            ifd.get_tags().iter().map(move |t| (dir, t.as_u16()))
+        })
+        .collect();
+    for (dir, tag) in tiff::tags(tiff)? {
+        // The library keeps sub-IFDs as directories, not as pointer tags.
+        if !tiff::is_pointer(tag) && !decoded.contains(&(dir, tag)) {
+            return Err(format!(
+                "EXIF tag {tag:#06x} in {dir:?} is not understood; not rewriting"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The safety check a rewritten file must pass before it replaces the original.
 fn check_rewrite(
     kind: FileKind,
     old: &[u8],
     new: &[u8],
+    old_tiff: Option<&[u8]>,
     before: Option<&Metadata>,
     written: &BTreeSet<u16>,
 ) -> Result<(), String> {
-    let after = match kind {
-        FileKind::Jpeg => {
-            jpeg::same_except_exif(old, new)?;
-            let layout = jpeg::parse(new)?;
-            decode_tiff(layout.exif_tiff(new).ok_or("no EXIF block after writing")?)?
+    match kind {
+        FileKind::Jpeg => jpeg::same_except_exif(old, new)?,
+        _ => bmff::same_except_exif(old, new)?,
+    }
+    let new_tiff = exif_tiff(kind, new)?.ok_or("no EXIF block after writing")?;
+    // Independently of the library: every tag is still there...
+    if let Some(old_tiff) = old_tiff {
+        let now = tiff::tags(&new_tiff)?;
+        if let Some((dir, tag)) = tiff::tags(old_tiff)?.into_iter().find(|t| !now.contains(t)) {
+            return Err(format!("EXIF tag {tag:#06x} in {dir:?} would be lost"));
         }
-        _ => {
-            bmff::same_except_exif(old, new)?;
-            let buf = new.to_vec();
-            guarded(|| Metadata::new_from_vec(&buf, FileExtension::HEIF))?
-        }
-    };
+    }
+    // ...and, as the library reads them back, with the same values, our date included.
+    let after = decode_tiff(&new_tiff)?;
     if !has_capture_date(&after) {
         return Err("the written date does not read back".into());
     }
@@ -311,7 +367,7 @@ fn check_rewrite(
             let ours = tag.1 == "EXIF" && written.contains(&tag.2);
             if !ours && !kept.contains(&tag) {
                 return Err(format!(
-                    "EXIF tag {:#06x} ({} IFD{}) would be lost or altered",
+                    "EXIF tag {:#06x} ({} IFD{}) would be altered",
                     tag.2, tag.1, tag.0
                 ));
             }

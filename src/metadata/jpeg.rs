@@ -104,7 +104,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<JpegLayout, String> {
                 }
                 let end = len_at + len;
                 if end > bytes.len() {
-                    return Err(format!("segment at byte {pos} runs past the end of the file"));
+                    return Err(format!(
+                        "segment at byte {pos} runs past the end of the file"
+                    ));
                 }
                 segments.push(Segment {
                     marker,

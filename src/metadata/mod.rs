@@ -21,6 +21,7 @@ mod atomic;
 mod bmff;
 mod exif;
 mod jpeg;
+mod tiff;
 mod xattr;
 mod xmp;
 mod xmp_merge;

@@ -88,12 +88,18 @@ mod tests {
     #[test]
     fn minimal_asset() {
         let x = xattrs_for(&bare_asset());
-        assert_eq!(get(&x, "user.icloud.asset_id"), Some("AY6c+BsE0jjaXx9tmVGJM1D2VcEO"));
+        assert_eq!(
+            get(&x, "user.icloud.asset_id"),
+            Some("AY6c+BsE0jjaXx9tmVGJM1D2VcEO")
+        );
         assert_eq!(get(&x, "user.icloud.favorite"), Some("0"));
         assert_eq!(get(&x, "user.icloud.caption"), None);
         assert_eq!(get(&x, "user.xdg.comment"), None);
         assert_eq!(get(&x, "user.icloud.keywords"), None);
-        assert_eq!(get(&x, "user.icloud.date"), Some("2018-07-31T14:22:24.816+07:00"));
+        assert_eq!(
+            get(&x, "user.icloud.date"),
+            Some("2018-07-31T14:22:24.816+07:00")
+        );
         // Names are unique.
         let mut names: Vec<_> = x.iter().map(|(n, _)| n.clone()).collect();
         names.dedup();

@@ -127,7 +127,12 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
             offset_text(*when.offset())
         );
         push("xmp", "CreateDate", "date", Value::Text(date.clone()));
-        push("exif", "DateTimeOriginal", "date", Value::Text(date.clone()));
+        push(
+            "exif",
+            "DateTimeOriginal",
+            "date",
+            Value::Text(date.clone()),
+        );
         push("photoshop", "DateCreated", "date", Value::Text(date));
     }
     if let Some(loc) = &asset.location {
@@ -139,7 +144,12 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
             push("exif", "GPSLongitude", "gps", Value::Text(lon));
             if let Some(alt) = loc.altitude.filter(|a| a.is_finite() && a.abs() < 1e7) {
                 let cm = (alt.abs() * 100.0).round() as u64;
-                push("exif", "GPSAltitude", "gps", Value::Text(format!("{cm}/100")));
+                push(
+                    "exif",
+                    "GPSAltitude",
+                    "gps",
+                    Value::Text(format!("{cm}/100")),
+                );
                 let below = alt < 0.0 && cm > 0;
                 let r = if below { "1" } else { "0" };
                 push("exif", "GPSAltitudeRef", "gps", Value::Text(r.into()));
@@ -172,10 +182,20 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
         push("xmp", "Label", "label", Value::Text("Hidden".into()));
     }
     if let Some(o) = asset.orientation.filter(|o| (1..=8).contains(o)) {
-        push("tiff", "Orientation", "orientation", Value::Text(o.to_string()));
+        push(
+            "tiff",
+            "Orientation",
+            "orientation",
+            Value::Text(o.to_string()),
+        );
     }
     let flag = |b: bool| Value::Text(if b { "True" } else { "False" }.into());
-    push(ICLOUD_PREFIX, "AssetId", "AssetId", Value::Text(clean(&asset.id)));
+    push(
+        ICLOUD_PREFIX,
+        "AssetId",
+        "AssetId",
+        Value::Text(clean(&asset.id)),
+    );
     if let Some(name) = clean_text(asset.filename.as_deref()) {
         push(ICLOUD_PREFIX, "Filename", "Filename", Value::Text(name));
     }
@@ -295,7 +315,8 @@ pub(crate) fn render_block(props: &[Property], indent: &str) -> Option<String> {
 }
 
 /// The packet of a sidecar that has only our block: what [`render_xmp`] starts from.
-pub(crate) const EMPTY_PACKET: &str = "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>
+pub(crate) const EMPTY_PACKET: &str =
+    "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>
 <x:xmpmeta xmlns:x=\"adobe:ns:meta/\" x:xmptk=\"icloudpd-rs\">
  <rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">
  </rdf:RDF>
@@ -306,8 +327,7 @@ pub(crate) const EMPTY_PACKET: &str = "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpC
 /// The XMP sidecar of an asset on its own (what the mount serves as `<file>.xmp`): a
 /// complete packet with one `rdf:Description`. Deterministic: same asset, same bytes.
 pub fn render_xmp(asset: &Asset) -> String {
-    super::xmp_merge::merge(EMPTY_PACKET, asset)
-        .expect("our own empty packet is well-formed XMP")
+    super::xmp_merge::merge(EMPTY_PACKET, asset).expect("our own empty packet is well-formed XMP")
 }
 
 #[cfg(test)]
@@ -347,10 +367,13 @@ pub(crate) mod tests {
     }
 
     fn text_of(props: &[Property], name: &str) -> Option<String> {
-        props.iter().find(|p| p.name == name).map(|p| match &p.value {
-            Value::Text(t) | Value::LangAlt(t) => t.clone(),
-            Value::Bag(b) => b.join("|"),
-        })
+        props
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| match &p.value {
+                Value::Text(t) | Value::LangAlt(t) => t.clone(),
+                Value::Bag(b) => b.join("|"),
+            })
     }
 
     #[test]
@@ -368,7 +391,10 @@ pub(crate) mod tests {
             gps_coordinate(10.999_999_999_9, 90.0, ['N', 'S']).unwrap(),
             "11,00.000000N"
         );
-        assert_eq!(gps_coordinate(-0.0, 90.0, ['N', 'S']).unwrap(), "0,00.000000N");
+        assert_eq!(
+            gps_coordinate(-0.0, 90.0, ['N', 'S']).unwrap(),
+            "0,00.000000N"
+        );
         assert!(gps_coordinate(90.5, 90.0, ['N', 'S']).is_none());
         assert!(gps_coordinate(f64::NAN, 180.0, ['E', 'W']).is_none());
     }
