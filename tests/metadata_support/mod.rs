@@ -421,7 +421,7 @@ pub fn xmp_properties(text: &str) -> BTreeMap<(String, String), Vec<Vec<String>>
                         out.entry(k).or_default().push(v);
                     }
                 } else if ns == RDF && local == "li" {
-                    in_li = true;
+                    in_li = !empty;
                     if let Some(c) = current.as_mut() {
                         c.1.push(String::new());
                     }
