@@ -357,6 +357,26 @@ fn heic_without_exif_gets_an_exif_item() {
     assert!(bytes.len() > original.len());
 }
 
+/// The EXIF library links a new EXIF item to item 1; here the image is item 7, and the link
+/// must end up on it (libheif numbers its primary image 2).
+#[test]
+fn heic_whose_primary_is_not_item_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "IMG_7.HEIC", &heic_with_image_id(None, 7));
+    written_hash(set_exif_datetime(&p, &full_asset()).unwrap());
+    assert_eq!(
+        exif_ascii(&p, exif::Tag::DateTimeOriginal).as_deref(),
+        Some("2018:07:31 14:22:24")
+    );
+    let bytes = fs::read(&p).unwrap();
+    // iref version 0: `cdsc`, from (the new EXIF item, 8), count 1, to item 7.
+    let cdsc = bytes
+        .windows(4)
+        .position(|w| w == b"cdsc")
+        .expect("an item reference");
+    assert_eq!(&bytes[cdsc + 4..cdsc + 10], &[0, 8, 0, 1, 0, 7]);
+}
+
 #[test]
 fn heic_with_exif_but_no_date_keeps_its_fields() {
     let dir = tempfile::tempdir().unwrap();

@@ -118,6 +118,8 @@ pub(crate) struct Heif {
     pub items: BTreeMap<u32, Item>,
     /// `(reference type, from, to)` triples from `iref`.
     pub references: Vec<([u8; 4], u32, u32)>,
+    /// Where each reference's `to` id is stored, and in how many bytes (same order).
+    reference_slots: Vec<(usize, usize)>,
     idat: Option<(usize, usize)>,
     iprp: Option<(usize, usize)>,
 }
@@ -173,6 +175,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Heif, String> {
         primary: None,
         items: BTreeMap::new(),
         references: Vec::new(),
+        reference_slots: Vec::new(),
         idat: None,
         iprp: None,
     };
@@ -187,7 +190,11 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Heif, String> {
             }
             b"iinf" => types = item_types(bytes, *b)?,
             b"iloc" => locations = item_locations(bytes, *b)?,
-            b"iref" => heif.references = references(bytes, *b)?,
+            b"iref" => {
+                let refs = references(bytes, *b)?;
+                heif.references = refs.iter().map(|r| r.0).collect();
+                heif.reference_slots = refs.iter().map(|r| r.1).collect();
+            }
             b"idat" => heif.idat = Some((b.body, b.end)),
             b"iprp" => heif.iprp = Some((b.start, b.end)),
             _ => {}
@@ -275,7 +282,10 @@ fn item_locations(bytes: &[u8], iloc: BoxRef) -> Result<Vec<Item>, String> {
     Ok(out)
 }
 
-fn references(bytes: &[u8], iref: BoxRef) -> Result<Vec<([u8; 4], u32, u32)>, String> {
+/// A reference triple and the `(position, size)` of its `to` id.
+type Reference = (([u8; 4], u32, u32), (usize, usize));
+
+fn references(bytes: &[u8], iref: BoxRef) -> Result<Vec<Reference>, String> {
     let mut c = Cursor::new(bytes, iref);
     let v = c.full_header()?;
     let id_size = if v == 0 { 2 } else { 4 };
@@ -285,10 +295,37 @@ fn references(bytes: &[u8], iref: BoxRef) -> Result<Vec<([u8; 4], u32, u32)>, St
         let from = c.uint(id_size)? as u32;
         let n = c.uint(2)?;
         for _ in 0..n {
-            out.push((r.kind, from, c.uint(id_size)? as u32));
+            let at = c.pos;
+            out.push(((r.kind, from, c.uint(id_size)? as u32), (at, id_size)));
         }
     }
     Ok(out)
+}
+
+/// Make the EXIF item describe the primary image. The EXIF library, when it adds an EXIF
+/// item, links it to item 1, which is not the primary image in every file (libheif's are
+/// item 2); the id is rewritten in place, so nothing else moves.
+pub(crate) fn link_exif_to_primary(bytes: &mut [u8]) -> Result<(), String> {
+    let heif = parse(bytes)?;
+    let exif = heif.exif_item().ok_or("no EXIF item")?.id;
+    let primary = heif.primary.ok_or("no primary item")?;
+    if heif.references.contains(&(*b"cdsc", exif, primary)) {
+        return Ok(());
+    }
+    let slot = heif
+        .references
+        .iter()
+        .position(|r| r.0 == *b"cdsc" && r.1 == exif)
+        .map(|i| heif.reference_slots[i])
+        .ok_or("the EXIF item is not linked to any image")?;
+    match slot {
+        (at, 2) => {
+            let id = u16::try_from(primary).map_err(|_| "primary item id too large")?;
+            bytes[at..at + 2].copy_from_slice(&id.to_be_bytes());
+        }
+        (at, _) => bytes[at..at + 4].copy_from_slice(&primary.to_be_bytes()),
+    }
+    Ok(())
 }
 
 /// True when `new` is `old` with only its EXIF item changed or added: the same primary item,

@@ -154,6 +154,7 @@ pub fn set_exif_datetime(path: &Path, asset: &Asset) -> Result<ExifOutcome, Meta
         _ => {
             let mut buf = old.clone();
             guarded(|| metadata.write_to_vec(&mut buf, FileExtension::HEIF)).map_err(library)?;
+            bmff::link_exif_to_primary(&mut buf).map_err(malformed)?;
             buf
         }
     };

@@ -291,6 +291,11 @@ fn full(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
 /// item 1) holding `exif_tiff`, and an `mdat` with the items' bytes. The image bytes are a
 /// recognisable pattern, not a decodable HEVC stream: the tests check they are unchanged.
 pub fn heic(exif_tiff: Option<&[u8]>) -> Vec<u8> {
+    heic_with_image_id(exif_tiff, 1)
+}
+
+/// [`heic`] with the image (and primary) item numbered `id`, the EXIF item `id + 1`.
+pub fn heic_with_image_id(exif_tiff: Option<&[u8]>, id: u16) -> Vec<u8> {
     let image: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
     let exif_item = exif_tiff.map(|t| {
         let mut v = 6u32.to_be_bytes().to_vec();
@@ -305,7 +310,7 @@ pub fn heic(exif_tiff: Option<&[u8]>) -> Vec<u8> {
         hdlr.extend_from_slice(b"pict");
         hdlr.extend_from_slice(&[0u8; 13]);
         let hdlr = full(b"hdlr", 0, &hdlr);
-        let pitm = full(b"pitm", 0, &1u16.to_be_bytes());
+        let pitm = full(b"pitm", 0, &id.to_be_bytes());
         let infe = |id: u16, kind: &[u8; 4]| {
             let mut b = id.to_be_bytes().to_vec();
             b.extend_from_slice(&[0, 0]);
@@ -315,9 +320,9 @@ pub fn heic(exif_tiff: Option<&[u8]>) -> Vec<u8> {
         };
         let n = if exif_item.is_some() { 2u16 } else { 1 };
         let mut iinf = n.to_be_bytes().to_vec();
-        iinf.extend(infe(1, b"hvc1"));
+        iinf.extend(infe(id, b"hvc1"));
         if exif_item.is_some() {
-            iinf.extend(infe(2, b"Exif"));
+            iinf.extend(infe(id + 1, b"Exif"));
         }
         let iinf = full(b"iinf", 0, &iinf);
         // iloc version 1: 4-byte offsets and lengths, no base offset, construction method 0.
@@ -330,9 +335,9 @@ pub fn heic(exif_tiff: Option<&[u8]>) -> Vec<u8> {
             iloc.extend_from_slice(&at.to_be_bytes());
             iloc.extend_from_slice(&(len as u32).to_be_bytes());
         };
-        loc(1, image_at, image.len());
+        loc(id, image_at, image.len());
         if let Some(e) = &exif_item {
-            loc(2, exif_at, e.len());
+            loc(id + 1, exif_at, e.len());
         }
         let iloc = full(b"iloc", 1, &iloc);
         let hvcc = bx(b"hvcC", &[1u8; 23]);
@@ -340,13 +345,16 @@ pub fn heic(exif_tiff: Option<&[u8]>) -> Vec<u8> {
         ispe.extend_from_slice(&8u32.to_be_bytes());
         let ispe = full(b"ispe", 0, &ispe);
         let ipco = bx(b"ipco", &[hvcc, ispe].concat());
-        let ipma = full(b"ipma", 0, &[0, 0, 0, 1, 0, 1, 2, 0x81, 0x02]);
+        let mut ipma = vec![0, 0, 0, 1];
+        ipma.extend_from_slice(&id.to_be_bytes());
+        ipma.extend_from_slice(&[2, 0x81, 0x02]);
+        let ipma = full(b"ipma", 0, &ipma);
         let iprp = bx(b"iprp", &[ipco, ipma].concat());
         let mut children = [hdlr, pitm, iinf, iloc].concat();
         if exif_item.is_some() {
-            let mut cdsc = 2u16.to_be_bytes().to_vec();
+            let mut cdsc = (id + 1).to_be_bytes().to_vec();
             cdsc.extend_from_slice(&1u16.to_be_bytes());
-            cdsc.extend_from_slice(&1u16.to_be_bytes());
+            cdsc.extend_from_slice(&id.to_be_bytes());
             children.extend(full(b"iref", 0, &bx(b"cdsc", &cdsc)));
         }
         children.extend(iprp);
