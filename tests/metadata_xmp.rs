@@ -75,7 +75,7 @@ fn rendered_values_round_trip_through_a_parser() {
     assert_eq!(one(&props, DC, "subject"), asset.keywords);
     assert_eq!(one(&props, XMP, "Rating"), ["5"]);
     assert_eq!(one(&props, TIFF, "Orientation"), ["6"]);
-    assert_eq!(one(&props, ICLOUD_NS, "AssetId"), [asset.id.clone()]);
+    assert_eq!(one(&props, ICLOUD_NS, "AssetId"), [asset.id.as_str()]);
     assert_eq!(one(&props, ICLOUD_NS, "Favorite"), ["True"]);
     assert_eq!(one(&props, ICLOUD_NS, "Hidden"), ["False"]);
     assert_eq!(one(&props, ICLOUD_NS, "LivePhoto"), ["True"]);
@@ -112,7 +112,7 @@ fn minimal_asset_gives_a_valid_packet() {
     let props = xmp_properties(&text);
     assert!(!props.contains_key(&(XMP.to_string(), "CreateDate".to_string())));
     assert!(!props.contains_key(&(DC.to_string(), "title".to_string())));
-    assert_eq!(one(&props, ICLOUD_NS, "AssetId"), [asset.id.clone()]);
+    assert_eq!(one(&props, ICLOUD_NS, "AssetId"), [asset.id.as_str()]);
     assert!(text.starts_with("<?xpacket begin="));
     assert!(text.trim_end().ends_with("<?xpacket end=\"w\"?>"));
 }

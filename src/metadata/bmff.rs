@@ -40,7 +40,7 @@ fn boxes(bytes: &[u8], from: usize, to: usize) -> Result<Vec<BoxRef>, String> {
             }
             n => (n, 8),
         };
-        let end = (pos as u64).checked_add(size).unwrap_or(u64::MAX);
+        let end = (pos as u64).saturating_add(size);
         if size < header as u64 || end > to as u64 {
             return Err(format!(
                 "box {} at byte {pos} has a bad size {size}",

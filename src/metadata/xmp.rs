@@ -135,25 +135,25 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
         );
         push("photoshop", "DateCreated", "date", Value::Text(date));
     }
-    if let Some(loc) = &asset.location {
-        if let (Some(lat), Some(lon)) = (
+    if let Some(loc) = &asset.location
+        && let (Some(lat), Some(lon)) = (
             gps_coordinate(loc.latitude, 90.0, ['N', 'S']),
             gps_coordinate(loc.longitude, 180.0, ['E', 'W']),
-        ) {
-            push("exif", "GPSLatitude", "gps", Value::Text(lat));
-            push("exif", "GPSLongitude", "gps", Value::Text(lon));
-            if let Some(alt) = loc.altitude.filter(|a| a.is_finite() && a.abs() < 1e7) {
-                let cm = (alt.abs() * 100.0).round() as u64;
-                push(
-                    "exif",
-                    "GPSAltitude",
-                    "gps",
-                    Value::Text(format!("{cm}/100")),
-                );
-                let below = alt < 0.0 && cm > 0;
-                let r = if below { "1" } else { "0" };
-                push("exif", "GPSAltitudeRef", "gps", Value::Text(r.into()));
-            }
+        )
+    {
+        push("exif", "GPSLatitude", "gps", Value::Text(lat));
+        push("exif", "GPSLongitude", "gps", Value::Text(lon));
+        if let Some(alt) = loc.altitude.filter(|a| a.is_finite() && a.abs() < 1e7) {
+            let cm = (alt.abs() * 100.0).round() as u64;
+            push(
+                "exif",
+                "GPSAltitude",
+                "gps",
+                Value::Text(format!("{cm}/100")),
+            );
+            let below = alt < 0.0 && cm > 0;
+            let r = if below { "1" } else { "0" };
+            push("exif", "GPSAltitudeRef", "gps", Value::Text(r.into()));
         }
     }
     if let Some(title) = clean_text(asset.caption.as_deref()) {
@@ -164,10 +164,10 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
     }
     let mut keywords: Vec<String> = Vec::new();
     for k in &asset.keywords {
-        if let Some(k) = clean_text(Some(k)) {
-            if !keywords.contains(&k) {
-                keywords.push(k);
-            }
+        if let Some(k) = clean_text(Some(k))
+            && !keywords.contains(&k)
+        {
+            keywords.push(k);
         }
     }
     if !keywords.is_empty() {

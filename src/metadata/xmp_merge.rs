@@ -197,10 +197,10 @@ fn scan(text: &str) -> Result<Scan, String> {
                     } else {
                         block = Some(b);
                     }
-                } else if let (Some(b), Some(r)) = (block.as_mut(), rdf_depth) {
-                    if depth == r + 1 {
-                        b.properties.push((ns, local));
-                    }
+                } else if let (Some(b), Some(r)) = (block.as_mut(), rdf_depth)
+                    && depth == r + 1
+                {
+                    b.properties.push((ns, local));
                 }
                 if !empty {
                     depth += 1;
