@@ -180,3 +180,57 @@ fn libheif_decodes_a_heic_we_dated() {
         assert!(fs::metadata(&png).unwrap().len() > 0);
     }
 }
+
+#[test]
+fn exiftool_reads_a_merged_sidecar_and_its_edits_are_kept() {
+    if !tool("exiftool") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("IMG_7409.JPG");
+    fs::write(&img, jpeg_without_exif()).unwrap();
+    let side = sidecar_path(&img);
+    // A digiKam-like sidecar with the user's own title.
+    fs::write(
+        &side,
+        r#"<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Mine</rdf:li></rdf:Alt></dc:title>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"#,
+    )
+    .unwrap();
+    let asset = full_asset();
+    write_xmp_sidecar(&img, &asset).unwrap();
+    let tags = exiftool(&side);
+    no_warnings(&tags);
+    assert_eq!(tags["XMP-dc:Title"], "Mine");
+    assert_eq!(tags["XMP-xmp:Rating"], 5);
+    assert_eq!(tags["XMP-icloud:AssetId"], asset.id.as_str());
+
+    // exiftool edits the sidecar (re-serialising it); our next run keeps its edit.
+    let edit = Command::new("exiftool")
+        .args([
+            "-overwrite_original",
+            "-XMP-dc:Rights=CC-BY",
+            "-XMP-xmp:Rating=2",
+        ])
+        .arg(&side)
+        .output()
+        .unwrap();
+    assert!(
+        edit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edit.stderr)
+    );
+    write_xmp_sidecar(&img, &asset).unwrap();
+    let tags = exiftool(&side);
+    no_warnings(&tags);
+    assert_eq!(tags["XMP-dc:Rights"], "CC-BY");
+    assert_eq!(tags["XMP-xmp:Rating"], 2);
+    assert_eq!(tags["XMP-dc:Title"], "Mine");
+    assert_eq!(tags["XMP-icloud:AssetId"], asset.id.as_str());
+}
