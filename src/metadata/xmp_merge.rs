@@ -39,7 +39,8 @@ pub enum SidecarOutcome {
     Updated,
     /// The sidecar already said exactly this; it was not rewritten.
     Unchanged,
-    /// The existing file is not XMP we can merge into; it was left untouched.
+    /// The existing file is not XMP we can merge into; it was left untouched. The caller
+    /// should show `reason` as a warning.
     LeftAlone { reason: String },
 }
 
@@ -66,7 +67,8 @@ pub fn write_xmp_sidecar(file_path: &Path, asset: &Asset) -> Result<SidecarOutco
         .and_then(|text| merge(text, asset));
     match merged {
         Err(reason) => {
-            tracing::warn!(path = %path.display(), %reason, "existing sidecar left untouched");
+            // The caller reports this outcome as a warning; this trace is for debugging.
+            tracing::debug!(path = %path.display(), %reason, "existing sidecar left untouched");
             Ok(SidecarOutcome::LeftAlone { reason })
         }
         Ok(text) if text.as_bytes() == existing => Ok(SidecarOutcome::Unchanged),
