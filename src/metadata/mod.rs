@@ -8,11 +8,11 @@
 //!
 //! Invariants:
 //! * a file is only ever replaced by an atomic rename of a complete, fsynced temp file written
-//!   beside it, keeping its permissions and mtime ([`atomic`]);
+//!   beside it, keeping its permissions and mtime (`atomic`);
 //! * a rewritten image is checked before it replaces the original: every byte outside the
 //!   EXIF block (JPEG segments, HEIF items) must be unchanged, and the EXIF tags it had must
-//!   still be there ([`exif`]);
-//! * a sidecar another tool wrote keeps every element and attribute it had ([`xmp_merge`]).
+//!   still be there (`exif`);
+//! * a sidecar another tool wrote keeps every element and attribute it had (`xmp_merge`).
 //!
 //! Entry points: [`set_exif_datetime`], [`write_xmp_sidecar`], [`render_xmp`],
 //! [`sidecar_path`], [`xattrs_for`].
