@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod fetch;
 pub mod layout;
+pub mod metadata;
 pub mod model;
 pub mod sim;
