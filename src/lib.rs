@@ -5,6 +5,9 @@
 
 pub mod auth;
 pub mod cli;
+pub mod fetch;
+pub mod layout;
+pub mod metadata;
 pub mod model;
 pub mod net;
 pub mod sim;
