@@ -18,10 +18,9 @@ fn number(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(
-        s.bytes()
-            .fold(0u64, |n, b| n.saturating_mul(10).saturating_add(u64::from(b - b'0'))),
-    )
+    Some(s.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
 }
 
 /// Answer the `Range` header `value` (if any) for a file of `size` bytes.
@@ -87,7 +86,10 @@ mod tests {
         assert_eq!(a("bytes=10-19", 100), Partial { start: 10, end: 19 });
         assert_eq!(a("bytes=10-10", 100), Partial { start: 10, end: 10 });
         assert_eq!(a("bytes=90-500", 100), Partial { start: 90, end: 99 });
-        assert_eq!(a("bytes=0-99999999999999999999999", 100), Partial { start: 0, end: 99 });
+        assert_eq!(
+            a("bytes=0-99999999999999999999999", 100),
+            Partial { start: 0, end: 99 }
+        );
         assert_eq!(a("bytes=-10", 100), Partial { start: 90, end: 99 });
         assert_eq!(a("bytes=-1000", 100), Partial { start: 0, end: 99 });
         assert_eq!(a("Bytes = 5-6", 100), Partial { start: 5, end: 6 });

@@ -56,8 +56,15 @@ fn pick_fault(
     } else {
         None
     };
-    let kinds = if has_body { &CONSULTED[..] } else { &CONSULTED[..3] };
-    let kind = kinds.iter().copied().find(|&k| faults.fire_for(k, id.as_deref()))?;
+    let kinds = if has_body {
+        &CONSULTED[..]
+    } else {
+        &CONSULTED[..3]
+    };
+    let kind = kinds
+        .iter()
+        .copied()
+        .find(|&k| faults.fire_for(k, id.as_deref()))?;
     Some(match kind {
         FaultKind::UrlExpire => CdnFault::Expire,
         FaultKind::Cdn503 => CdnFault::Unavailable,
@@ -92,15 +99,32 @@ fn base_headers(state: &SharedState, request: &str) -> HeaderMap {
     set(&mut h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "false");
     set(&mut h, header::ACCESS_CONTROL_ALLOW_HEADERS, "");
     set(&mut h, header::ACCESS_CONTROL_ALLOW_METHODS, "GET,OPTIONS");
-    set(&mut h, header::ACCESS_CONTROL_ALLOW_ORIGIN, &state.urls.home);
+    set(
+        &mut h,
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        &state.urls.home,
+    );
     set(&mut h, header::SERVER, SERVER);
     let millis = chrono::Utc::now().timestamp_millis();
-    set(&mut h, HeaderName::from_static("x-apple-request-uuid"), &format!("{request}{millis}"));
-    set(&mut h, HeaderName::from_static("x-responding-instance"), RESPONDING_INSTANCE);
+    set(
+        &mut h,
+        HeaderName::from_static("x-apple-request-uuid"),
+        &format!("{request}{millis}"),
+    );
+    set(
+        &mut h,
+        HeaderName::from_static("x-responding-instance"),
+        RESPONDING_INSTANCE,
+    );
     h
 }
 
-fn answer(status: StatusCode, mut headers: HeaderMap, content_type: &str, body: &'static str) -> Response {
+fn answer(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    content_type: &str,
+    body: &'static str,
+) -> Response {
     set(&mut headers, header::CONTENT_TYPE, content_type);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     (status, headers, body).into_response()
@@ -111,11 +135,21 @@ pub(crate) async fn serve(State(state): State<SharedState>, req: Request) -> Res
     let method = req.method().clone();
     let path = req.uri().path();
     let Some((path_id, name)) = split_path(path) else {
-        return answer(StatusCode::NOT_FOUND, HeaderMap::new(), "text/plain", "Not Found\n");
+        return answer(
+            StatusCode::NOT_FOUND,
+            HeaderMap::new(),
+            "text/plain",
+            "Not Found\n",
+        );
     };
     let Some(query) = req.uri().query().and_then(SignedQuery::parse) else {
         tracing::warn!(path, "CDN: refused, URL without its signed parameters");
-        return answer(StatusCode::BAD_REQUEST, HeaderMap::new(), "application/json", "{}");
+        return answer(
+            StatusCode::BAD_REQUEST,
+            HeaderMap::new(),
+            "application/json",
+            "{}",
+        );
     };
     let request = query.request.map(str::to_string).unwrap_or_default();
     let headers = base_headers(&state, &request);
@@ -123,9 +157,20 @@ pub(crate) async fn serve(State(state): State<SharedState>, req: Request) -> Res
         return answer(StatusCode::OK, headers, "text/plain", "");
     }
     if method != Method::GET && method != Method::HEAD {
-        return answer(StatusCode::METHOD_NOT_ALLOWED, headers, "text/plain", "Method Not Allowed\n");
+        return answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            headers,
+            "text/plain",
+            "Method Not Allowed\n",
+        );
     }
-    if !url::verify(&state.secret, path_id, query.token, query.expiry, query.signature) {
+    if !url::verify(
+        &state.secret,
+        path_id,
+        query.token,
+        query.expiry,
+        query.signature,
+    ) {
         tracing::warn!(path, "CDN: refused, bad URL signature");
         return answer(StatusCode::FORBIDDEN, headers, "text/plain", "Forbidden\n");
     }
@@ -143,27 +188,49 @@ pub(crate) async fn serve(State(state): State<SharedState>, req: Request) -> Res
         );
         return gone(headers);
     }
-    let range = range::answer(req.headers().get(header::RANGE).map(|v| v.as_bytes()), res.size);
+    let range = range::answer(
+        req.headers().get(header::RANGE).map(|v| v.as_bytes()),
+        res.size,
+    );
     if range == RangeAnswer::Unsatisfiable {
         let mut headers = headers;
-        set(&mut headers, header::CONTENT_RANGE, &format!("bytes */{}", res.size));
+        set(
+            &mut headers,
+            header::CONTENT_RANGE,
+            &format!("bytes */{}", res.size),
+        );
         return answer(StatusCode::RANGE_NOT_SATISFIABLE, headers, "text/plain", "");
     }
     let has_body = method == Method::GET;
     let stall = Duration::from_secs(state.config.stall_secs);
-    let fault = pick_fault(&state.faults, has_body, stall, || state.library.asset_id(res.asset_key));
+    let fault = pick_fault(&state.faults, has_body, stall, || {
+        state.library.asset_id(res.asset_key)
+    });
     match fault {
         Some(CdnFault::Expire) => {
-            tracing::info!(asset_key = res.asset_key, "CDN: refused, URL expired (url-expire fault)");
+            tracing::info!(
+                asset_key = res.asset_key,
+                "CDN: refused, URL expired (url-expire fault)"
+            );
             return gone(headers);
         }
         Some(CdnFault::Unavailable) => {
             let mut headers = headers;
             set(&mut headers, header::RETRY_AFTER, "1");
-            return answer(StatusCode::SERVICE_UNAVAILABLE, headers, "text/html", "Service Unavailable\n");
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                headers,
+                "text/html",
+                "Service Unavailable\n",
+            );
         }
         Some(CdnFault::Html) => {
-            return answer(StatusCode::OK, headers, "text/html;charset=utf-8", HTML_ERROR_PAGE);
+            return answer(
+                StatusCode::OK,
+                headers,
+                "text/html;charset=utf-8",
+                HTML_ERROR_PAGE,
+            );
         }
         _ => {}
     }
@@ -201,8 +268,16 @@ fn file_response(
     set(&mut headers, header::CACHE_CONTROL, CACHE_CONTROL);
     set(&mut headers, header::CONTENT_DISPOSITION, &disposition);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    set(&mut headers, header::CONTENT_TYPE, "application/octet-stream");
-    set(&mut headers, header::LAST_MODIFIED, &apple_http_date(chrono::Utc::now()));
+    set(
+        &mut headers,
+        header::CONTENT_TYPE,
+        "application/octet-stream",
+    );
+    set(
+        &mut headers,
+        header::LAST_MODIFIED,
+        &apple_http_date(chrono::Utc::now()),
+    );
     let body = if has_body {
         let plan = BodyPlan {
             bytes: FileBytes::new(state.config.seed, &res),
@@ -237,14 +312,18 @@ mod tests {
 
     #[test]
     fn apple_dates_have_no_leading_zero_on_the_day() {
-        let t = chrono::DateTime::parse_from_rfc3339("2023-06-07T02:54:18Z").unwrap().to_utc();
+        let t = chrono::DateTime::parse_from_rfc3339("2023-06-07T02:54:18Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(apple_http_date(t), "Wed, 7 Jun 2023 02:54:18 GMT");
     }
 
     #[test]
     fn no_fault_and_no_lookup_when_nothing_is_armed() {
         let f = Faults::new(1, &[]).unwrap();
-        let fault = pick_fault(&f, true, STALL, || panic!("asset id looked up without a targeted rule"));
+        let fault = pick_fault(&f, true, STALL, || {
+            panic!("asset id looked up without a targeted rule")
+        });
         assert_eq!(fault, None);
     }
 
@@ -259,7 +338,11 @@ mod tests {
             (FaultKind::CdnStall, CdnFault::Body(BodyFault::Stall(STALL))),
         ] {
             let f = Faults::new(1, &[format!("{}=1", kind.name())]).unwrap();
-            assert_eq!(pick_fault(&f, true, STALL, || None), Some(expected), "{kind}");
+            assert_eq!(
+                pick_fault(&f, true, STALL, || None),
+                Some(expected),
+                "{kind}"
+            );
         }
     }
 

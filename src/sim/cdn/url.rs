@@ -50,7 +50,11 @@ pub(crate) fn decode_token(token: &str) -> Option<Resource> {
 
 fn mac(secret: &[u8; 32], path_id: &str, token: &str, expiry: u64) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    for part in [path_id.as_bytes(), token.as_bytes(), expiry.to_string().as_bytes()] {
+    for part in [
+        path_id.as_bytes(),
+        token.as_bytes(),
+        expiry.to_string().as_bytes(),
+    ] {
         mac.update(&(part.len() as u32).to_be_bytes());
         mac.update(part);
     }
@@ -64,9 +68,17 @@ pub(crate) fn sign(secret: &[u8; 32], path_id: &str, token: &str, expiry: u64) -
 }
 
 /// True if `signature` is the one [`sign`] gives (compared in constant time).
-pub(crate) fn verify(secret: &[u8; 32], path_id: &str, token: &str, expiry: u64, signature: &str) -> bool {
+pub(crate) fn verify(
+    secret: &[u8; 32],
+    path_id: &str,
+    token: &str,
+    expiry: u64,
+    signature: &str,
+) -> bool {
     match URL_SAFE_NO_PAD.decode(signature) {
-        Ok(tag) if tag.len() == SIG_LEN => mac(secret, path_id, token, expiry).verify_truncated_left(&tag).is_ok(),
+        Ok(tag) if tag.len() == SIG_LEN => mac(secret, path_id, token, expiry)
+            .verify_truncated_left(&tag)
+            .is_ok(),
         _ => false,
     }
 }
@@ -97,7 +109,10 @@ pub(crate) fn decorations(token: &str, expiry: u64) -> (String, String) {
     let mut uuid_bytes = [0u8; 16];
     uuid_bytes.copy_from_slice(&d[16..]);
     let uuid = uuid::Builder::from_random_bytes(uuid_bytes).into_uuid();
-    (URL_SAFE_NO_PAD.encode(&d[..24]), uuid.hyphenated().to_string())
+    (
+        URL_SAFE_NO_PAD.encode(&d[..24]),
+        uuid.hyphenated().to_string(),
+    )
 }
 
 /// Percent-encode every byte outside RFC 3986's unreserved set (as Apple's
@@ -121,12 +136,15 @@ pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        let escaped = if b[i] == b'%' && i + 2 < b.len() {
+            hex(b[i + 1]).zip(hex(b[i + 2]))
+        } else {
+            None
+        };
+        if let Some((h, l)) = escaped {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -202,16 +220,28 @@ mod tests {
         assert!(verify(&SECRET, "AAAA", &t, 1000, &s));
         assert!(!verify(&SECRET, "AAAB", &t, 1000, &s));
         assert!(!verify(&SECRET, "AAAA", &t, 1001, &s));
-        assert!(!verify(&SECRET, "AAAA", &encode_token(&Resource { size: 1, ..res() }), 1000, &s));
+        assert!(!verify(
+            &SECRET,
+            "AAAA",
+            &encode_token(&Resource { size: 1, ..res() }),
+            1000,
+            &s
+        ));
         assert!(!verify(&[8; 32], "AAAA", &t, 1000, &s));
-        assert!(!verify(&SECRET, "AAAA", &t, 1000, &s[..10]), "truncated signatures are refused");
+        assert!(
+            !verify(&SECRET, "AAAA", &t, 1000, &s[..10]),
+            "truncated signatures are refused"
+        );
         assert!(!verify(&SECRET, "AAAA", &t, 1000, ""));
     }
 
     #[test]
     fn url_safe_matches_the_recorded_form() {
         // wrappingKey "Aj375aJi6sEmqgJPj64+7Q==" appears as k=Aj375aJi6sEmqgJPj64-7Q.
-        assert_eq!(url_safe("Aj375aJi6sEmqgJPj64+7Q=="), "Aj375aJi6sEmqgJPj64-7Q");
+        assert_eq!(
+            url_safe("Aj375aJi6sEmqgJPj64+7Q=="),
+            "Aj375aJi6sEmqgJPj64-7Q"
+        );
         assert_eq!(url_safe("AY6c+BsE0jjaXx9t/VGJ"), "AY6c-BsE0jjaXx9t_VGJ");
     }
 

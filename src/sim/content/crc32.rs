@@ -102,7 +102,11 @@ mod tests {
         for &b in &data {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { POLY ^ (crc >> 1) } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    POLY ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
             }
         }
         assert_eq!(!crc, crc32(&data));

@@ -11,7 +11,12 @@ use super::layout::{FrameKind, Layout};
 /// The layout of a file of `format` and `size` bytes.
 pub(crate) fn layout(format: Format, size: u64) -> Layout {
     match format {
-        Format::Jpeg => Layout::new(size, jpeg_head(), TINY_JPEG.to_vec(), Some(FrameKind::JpegComment)),
+        Format::Jpeg => Layout::new(
+            size,
+            jpeg_head(),
+            TINY_JPEG.to_vec(),
+            Some(FrameKind::JpegComment),
+        ),
         Format::Png => Layout::new(size, png_head(), png_tail(), Some(FrameKind::PngChunk)),
         Format::Heic => boxed(size, ftyp(b"heic", 0, &[b"mif1", b"heic"])),
         Format::Mov => {
@@ -31,7 +36,9 @@ pub(crate) fn layout(format: Format, size: u64) -> Layout {
 pub(crate) fn min_size(format: Format) -> u64 {
     let frame = |kind: FrameKind| kind.min_len();
     match format {
-        Format::Jpeg => (jpeg_head().len() + TINY_JPEG.len()) as u64 + frame(FrameKind::JpegComment),
+        Format::Jpeg => {
+            (jpeg_head().len() + TINY_JPEG.len()) as u64 + frame(FrameKind::JpegComment)
+        }
         Format::Png => (png_head().len() + png_tail().len()) as u64 + frame(FrameKind::PngChunk),
         // Box formats: the prefix plus an empty `mdat` (8-byte header).
         Format::Heic | Format::Mov | Format::Mp4 => {
@@ -52,7 +59,8 @@ pub(crate) fn min_size(format: Format) -> u64 {
 fn jpeg_head() -> Vec<u8> {
     vec![
         0xFF, 0xD8, // SOI
-        0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+        0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00,
+        0x01, 0x00, 0x00,
     ]
 }
 
@@ -234,18 +242,18 @@ fn tiff_head(kind: RawKind) -> Vec<u8> {
         RawKind::Cr2 => ("Canon", "Canon EOS (iCloud simulator)"),
     };
     let mut entries = vec![
-        long(254, 0), // NewSubfileType: main image
-        long(256, 1), // ImageWidth
-        long(257, 1), // ImageLength
+        long(254, 0),  // NewSubfileType: main image
+        long(256, 1),  // ImageWidth
+        long(257, 1),  // ImageLength
         short(258, 8), // BitsPerSample
         short(259, 1), // Compression: none
         short(262, 1), // PhotometricInterpretation: BlackIsZero
         ascii(271, make),
         ascii(272, model),
-        long(273, 0), // StripOffsets: patched below
+        long(273, 0),  // StripOffsets: patched below
         short(277, 1), // SamplesPerPixel
-        long(278, 1), // RowsPerStrip
-        long(279, 1), // StripByteCounts
+        long(278, 1),  // RowsPerStrip
+        long(279, 1),  // StripByteCounts
     ];
     if kind == RawKind::Dng {
         entries.push(Entry {
@@ -314,7 +322,15 @@ mod tests {
         assert_eq!(min_size(Format::Heic), 24 + 8);
         assert_eq!(min_size(Format::Mov), 20 + 8 + 8);
         assert_eq!(min_size(Format::Mp4), 28 + 8);
-        for f in [Format::Jpeg, Format::Png, Format::Heic, Format::Mov, Format::Mp4, Format::Dng, Format::Cr2] {
+        for f in [
+            Format::Jpeg,
+            Format::Png,
+            Format::Heic,
+            Format::Mov,
+            Format::Mp4,
+            Format::Dng,
+            Format::Cr2,
+        ] {
             assert!(layout(f, min_size(f)).is_complete(), "{f:?}");
             assert!(!layout(f, min_size(f) - 1).is_complete(), "{f:?}");
             assert!(min_size(f) <= 1024, "{f:?} fits the library's 1 KiB floor");

@@ -178,12 +178,19 @@ impl Layout {
     ///
     /// When `size` cannot hold that structure, the file is only as much of `head` as fits
     /// followed by noise: the magic bytes survive, the structure does not.
-    pub(crate) fn new(size: u64, head: Vec<u8>, tail: Vec<u8>, frames: Option<FrameKind>) -> Layout {
+    pub(crate) fn new(
+        size: u64,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+        frames: Option<FrameKind>,
+    ) -> Layout {
         let fixed = (head.len() + tail.len()) as u64;
         let framing = match (size.checked_sub(fixed), frames) {
             (None, _) => Err(()),
             (Some(_), None) => Ok(None),
-            (Some(body), Some(kind)) => Framing::split(kind, head.len() as u64, body).map(Some).ok_or(()),
+            (Some(body), Some(kind)) => Framing::split(kind, head.len() as u64, body)
+                .map(Some)
+                .ok_or(()),
         };
         match framing {
             Ok(framing) => Layout {
@@ -234,13 +241,27 @@ mod tests {
     fn splits_cover_the_body_exactly_with_legal_frames() {
         for kind in [FrameKind::JpegComment, FrameKind::PngChunk] {
             let (max, min) = (kind.max_len(), kind.min_len());
-            for len in [0, min, min + 1, max - 1, max, max + 1, max + min - 1, max + min, 3 * max + 2, 10 * max] {
+            for len in [
+                0,
+                min,
+                min + 1,
+                max - 1,
+                max,
+                max + 1,
+                max + min - 1,
+                max + min,
+                3 * max + 2,
+                10 * max,
+            ] {
                 let f = Framing::split(kind, 100, len).expect("splittable");
                 let fs = frames(&f);
                 let mut at = 100;
                 for &(start, flen) in &fs {
                     assert_eq!(start, at, "{kind:?} len {len}: frames are contiguous");
-                    assert!((min..=max).contains(&flen), "{kind:?} len {len}: frame of {flen}");
+                    assert!(
+                        (min..=max).contains(&flen),
+                        "{kind:?} len {len}: frame of {flen}"
+                    );
                     at += flen;
                 }
                 assert_eq!(at, 100 + len, "{kind:?} len {len}: frames cover the body");

@@ -63,7 +63,16 @@ mod tests {
     fn any_window_matches_the_whole_stream() {
         let mut whole = vec![0u8; 1000];
         fill(42, 0, &mut whole);
-        for (start, len) in [(0, 1), (1, 7), (3, 8), (7, 9), (8, 16), (13, 500), (999, 1), (5, 0)] {
+        for (start, len) in [
+            (0, 1),
+            (1, 7),
+            (3, 8),
+            (7, 9),
+            (8, 16),
+            (13, 500),
+            (999, 1),
+            (5, 0),
+        ] {
             let mut part = vec![0u8; len];
             fill(42, start as u64, &mut part);
             assert_eq!(part, whole[start..start + len], "window {start}+{len}");
@@ -82,6 +91,9 @@ mod tests {
         for &x in &a {
             counts[x as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (150..400).contains(&c)), "skewed histogram: {counts:?}");
+        assert!(
+            counts.iter().all(|&c| (150..400).contains(&c)),
+            "skewed histogram: {counts:?}"
+        );
     }
 }

@@ -31,7 +31,17 @@ fn whole(r: &Resource) -> Vec<u8> {
 /// Sizes that exercise each format's edges: the minimum, frame boundaries, odd remainders.
 fn sizes(format: Format) -> Vec<u64> {
     let min = min_size(format);
-    let mut v = vec![min, min + 1, min + 3, min + 11, min + 12, 1024, 65_537 + 200, 3 * 65_548 + 7, 1_000_003];
+    let mut v = vec![
+        min,
+        min + 1,
+        min + 3,
+        min + 11,
+        min + 12,
+        1024,
+        65_537 + 200,
+        3 * 65_548 + 7,
+        1_000_003,
+    ];
     v.retain(|&s| s >= min);
     v
 }
@@ -56,7 +66,11 @@ fn check_jpeg(b: &[u8]) {
         assert!(len >= 2);
         if marker == 0xDA {
             // Scan data to EOI: the tiny image's one byte.
-            assert_eq!(&b[at + 2 + len..], &[0x3F, 0xFF, 0xD9], "scan then EOI at the very end");
+            assert_eq!(
+                &b[at + 2 + len..],
+                &[0x3F, 0xFF, 0xD9],
+                "scan then EOI at the very end"
+            );
             break;
         }
         at += 2 + len;
@@ -65,7 +79,11 @@ fn check_jpeg(b: &[u8]) {
     assert_eq!(&b[6..11], b"JFIF\0");
     assert!(!markers.contains(&0xE1), "no EXIF/APP1 segment");
     let tail: Vec<u8> = markers.iter().copied().filter(|&m| m != 0xFE).collect();
-    assert_eq!(tail, vec![0xE0, 0xDB, 0xC0, 0xC4, 0xC4, 0xDA], "segments besides COM");
+    assert_eq!(
+        tail,
+        vec![0xE0, 0xDB, 0xC0, 0xC4, 0xC4, 0xDA],
+        "segments besides COM"
+    );
 }
 
 fn check_png(b: &[u8]) {
@@ -76,7 +94,11 @@ fn check_png(b: &[u8]) {
         let len = be32(b, at) as usize;
         let kind = &b[at + 4..at + 8];
         let crc = be32(b, at + 8 + len) as u32;
-        assert_eq!(crc, crc32::crc32(&b[at + 4..at + 8 + len]), "CRC of chunk at {at}");
+        assert_eq!(
+            crc,
+            crc32::crc32(&b[at + 4..at + 8 + len]),
+            "CRC of chunk at {at}"
+        );
         kinds.push(String::from_utf8_lossy(kind).into_owned());
         at += 12 + len;
     }
@@ -172,7 +194,9 @@ fn documented_minimum_sizes() {
 fn any_window_equals_the_same_bytes_of_the_whole_file() {
     let mut lcg = 12345u64;
     let mut next = |m: u64| {
-        lcg = lcg.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        lcg = lcg
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (lcg >> 33) % m
     };
     for format in ALL {
@@ -185,7 +209,11 @@ fn any_window_equals_the_same_bytes_of_the_whole_file() {
             let len = next(70_000).min(size - start) as usize;
             let mut part = vec![0u8; len];
             assert_eq!(bytes.fill(start, &mut part), len);
-            assert_eq!(part, all[start as usize..start as usize + len], "{format:?} window {start}+{len}");
+            assert_eq!(
+                part,
+                all[start as usize..start as usize + len],
+                "{format:?} window {start}+{len}"
+            );
         }
         // Windows reaching past the end stop at the end and leave the rest alone.
         let mut part = vec![0xAAu8; 100];
@@ -214,9 +242,18 @@ fn content_depends_on_seed_and_every_resource_field() {
     fill(10, &base, 0, &mut other_seed);
     assert_ne!(a, other_seed);
     for changed in [
-        Resource { asset_key: 78, ..base },
-        Resource { rendition: 2, ..base },
-        Resource { generation: 1, ..base },
+        Resource {
+            asset_key: 78,
+            ..base
+        },
+        Resource {
+            rendition: 2,
+            ..base
+        },
+        Resource {
+            generation: 1,
+            ..base
+        },
     ] {
         let b = whole(&changed);
         assert_eq!(&a[..32], &b[..32], "same structure");
@@ -227,7 +264,11 @@ fn content_depends_on_seed_and_every_resource_field() {
 #[test]
 fn huge_videos_use_64_bit_mdat_sizes() {
     let size = 5 * (1u64 << 30) + 3;
-    for (format, prefix) in [(Format::Mov, 28usize), (Format::Mp4, 28), (Format::Heic, 24)] {
+    for (format, prefix) in [
+        (Format::Mov, 28usize),
+        (Format::Mp4, 28),
+        (Format::Heic, 24),
+    ] {
         let r = res(format, size);
         let mut head = vec![0u8; 64];
         fill(9, &r, 0, &mut head);

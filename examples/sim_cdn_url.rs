@@ -1,0 +1,71 @@
+//! Print a signed CDN URL for a synthetic file, for benchmarks and manual checks.
+//!
+//! Starts a simulator (on `--listen`, default an ephemeral loopback port), prints the URL of one
+//! file on stdout, then serves until killed:
+//! `cargo run --release --example sim_cdn_url -- --format mov --size 2000000000`
+//! Options: `--format jpeg|heic|png|mov|mp4|dng|cr2`, `--size BYTES`, `--listen ADDR`,
+//! `--bandwidth BYTES_PER_SEC`, `--ttl SECS`.
+
+use std::io::Write;
+
+use icloudpd_rs::sim::cdn::{self, UrlParts};
+use icloudpd_rs::sim::content::{Format, Resource};
+use icloudpd_rs::sim::{Sim, SimConfig};
+
+fn parse_format(s: &str) -> Option<Format> {
+    Some(match s {
+        "jpeg" | "jpg" => Format::Jpeg,
+        "heic" => Format::Heic,
+        "png" => Format::Png,
+        "mov" => Format::Mov,
+        "mp4" => Format::Mp4,
+        "dng" => Format::Dng,
+        "cr2" => Format::Cr2,
+        _ => return None,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = SimConfig {
+        assets: 1,
+        ..SimConfig::default()
+    };
+    let mut format = Format::Mov;
+    let mut size: u64 = 2_000_000_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--format" => {
+                format = parse_format(&value).ok_or_else(|| format!("unknown format {value}"))?
+            }
+            "--size" => size = value.parse()?,
+            "--listen" => config.listen = value.parse()?,
+            "--bandwidth" => config.cdn_bandwidth = Some(value.parse()?),
+            "--ttl" => config.url_ttl = value.parse()?,
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let sim = Sim::start(config).await?;
+    let res = Resource {
+        asset_key: 1,
+        rendition: 0,
+        generation: 0,
+        size,
+        format,
+    };
+    let parts = UrlParts {
+        file_checksum: "AY6c+BsE0jjaXx9tmVGJM1D2VcEO",
+        reference_checksum: "AfUMnLhKAW8bwnMCwMMXLMKCslue",
+        wrapping_key: "Aj375aJi6sEmqgJPj64+7Q==",
+        zone: "PrimarySync",
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", cdn::download_url(sim.state(), &res, &parts))?;
+    out.flush()?;
+    drop(out);
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}
