@@ -5,8 +5,14 @@
 //! `cargo run --release --example sim_cdn_url -- --format mov --size 2000000000`
 //! Options: `--format jpeg|heic|png|mov|mp4|dng|cr2`, `--size BYTES`, `--listen ADDR`,
 //! `--bandwidth BYTES_PER_SEC`, `--ttl SECS`.
+//!
+//! `--baseline` instead serves SIZE bytes from a fixed in-memory buffer with the least possible
+//! HTTP/1.1 (no generation, no framework): the loopback limit the CDN is compared with.
 
 use std::io::Write;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use icloudpd_rs::sim::cdn::{self, UrlParts};
 use icloudpd_rs::sim::content::{Format, Resource};
@@ -33,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut format = Format::Mov;
     let mut size: u64 = 2_000_000_000;
+    let mut baseline = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -44,8 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--listen" => config.listen = value.parse()?,
             "--bandwidth" => config.cdn_bandwidth = Some(value.parse()?),
             "--ttl" => config.url_ttl = value.parse()?,
+            "--baseline" => baseline = value == "1" || value == "true",
             other => return Err(format!("unknown option {other}").into()),
         }
+    }
+    if baseline {
+        return serve_baseline(config.listen, size).await;
     }
     let sim = Sim::start(config).await?;
     let res = Resource {
@@ -68,4 +79,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::signal::ctrl_c().await?;
     sim.shutdown().await;
     Ok(())
+}
+
+/// Serve `size` bytes per request from one 4 MiB buffer, over bare tokio TCP.
+async fn serve_baseline(listen: SocketAddr, size: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("http://{}/baseline", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let buf: &'static [u8] = Box::leak(vec![0x5Au8; 4 << 20].into_boxed_slice());
+    loop {
+        let (mut tcp, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let mut req = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {size}\r\nConnection: close\r\n\r\n"
+            );
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if tcp.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                left -= n as u64;
+            }
+        });
+    }
 }

@@ -14,7 +14,7 @@ use crate::sim::content::FileBytes;
 
 /// Bytes generated per chunk without a bandwidth limit: big enough for loopback speed, small
 /// enough to keep each poll of the body short.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 256 * 1024;
 /// Smallest chunk under a bandwidth limit.
 const MIN_PACED_CHUNK: u64 = 1024;
 /// Chunks per second under a bandwidth limit, so the rate is smooth at any setting.
