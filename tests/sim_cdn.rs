@@ -450,32 +450,70 @@ async fn faults_fire_only_when_armed() {
     }
 }
 
+/// What a client observed on one request.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Complete,
+    Unavailable,
+    Html,
+    Gone,
+    Incomplete,
+}
+
+async fn outcome(c: &reqwest::Client, u: &str, size: usize) -> Outcome {
+    let resp = c.get(u).send().await.unwrap();
+    match resp.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            assert_eq!(hval(resp.headers(), "retry-after"), "1");
+            Outcome::Unavailable
+        }
+        StatusCode::GONE => Outcome::Gone,
+        StatusCode::OK if hval(resp.headers(), "content-type").starts_with("text/html") => {
+            Outcome::Html
+        }
+        StatusCode::OK => match read_all(resp).await {
+            (got, None) if got.len() == size => Outcome::Complete,
+            (_, Some(_)) => Outcome::Incomplete,
+            (got, None) => panic!("body of {} bytes ended without an error", got.len()),
+        },
+        other => panic!("unexpected {other}"),
+    }
+}
+
 #[tokio::test]
-async fn cdn_503_fires_at_its_rate() {
-    let sim = start(config()).await;
-    let r = res(Format::Jpeg, 2_000);
+async fn each_cdn_fault_fires_at_its_rate() {
+    // stall_secs 0: a stall sends half the body, then gives up at once.
+    let sim = start(SimConfig {
+        stall_secs: 0,
+        ..config()
+    })
+    .await;
+    let r = res(Format::Jpeg, 20_000);
     let u = url(&sim, &r);
     let c = client();
-    arm(&sim, FaultKind::Cdn503, 0.25);
-    let mut unavailable = 0;
-    for _ in 0..200 {
-        let resp = c.get(&u).send().await.unwrap();
-        match resp.status() {
-            StatusCode::SERVICE_UNAVAILABLE => {
-                assert_eq!(hval(resp.headers(), "retry-after"), "1");
-                unavailable += 1;
+    for (kind, effect) in [
+        (FaultKind::Cdn503, Outcome::Unavailable),
+        (FaultKind::CdnHtml, Outcome::Html),
+        (FaultKind::UrlExpire, Outcome::Gone),
+        (FaultKind::CdnReset, Outcome::Incomplete),
+        (FaultKind::CdnTruncate, Outcome::Incomplete),
+        (FaultKind::CdnStall, Outcome::Incomplete),
+    ] {
+        sim.state().faults.clear();
+        arm(&sim, kind, 0.25);
+        let mut hits = 0;
+        for _ in 0..200 {
+            match outcome(&c, &u, 20_000).await {
+                Outcome::Complete => {}
+                o if o == effect => hits += 1,
+                o => panic!("{kind}: unexpected {o:?}"),
             }
-            StatusCode::OK => assert_eq!(resp.bytes().await.unwrap().len(), 2_000),
-            other => panic!("unexpected {other}"),
         }
+        assert!((25..=75).contains(&hits), "{kind}: {hits} of 200 at p=0.25");
+        assert_eq!(sim.state().faults.fired(kind), hits, "{kind}");
     }
-    assert!(
-        (25..=75).contains(&unavailable),
-        "{unavailable} of 200 at p=0.25"
-    );
-    assert_eq!(sim.state().faults.fired(FaultKind::Cdn503), unavailable);
     sim.state().faults.clear();
-    assert_eq!(c.get(&u).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(outcome(&c, &u, 20_000).await, Outcome::Complete);
 }
 
 #[tokio::test]

@@ -75,6 +75,12 @@ impl Sender {
         }
         if self.pos >= self.stop {
             self.finished = true;
+            if self.fault.is_some() {
+                // Pause once so the connection flushes what was sent: an error or an early end
+                // while bytes are still buffered would discard them, and the fault would turn
+                // into "no answer at all".
+                tokio::task::yield_now().await;
+            }
             return match self.fault {
                 None | Some(BodyFault::Truncate) => None,
                 Some(BodyFault::Reset) => Some(Err(io::Error::new(
