@@ -6,6 +6,8 @@
 //! Options: `--format jpeg|heic|png|mov|mp4|dng|cr2`, `--size BYTES`, `--listen ADDR`,
 //! `--bandwidth BYTES_PER_SEC`, `--ttl SECS`.
 //!
+//! `--sign-bench N` first times N calls of `download_url` and reports the rate on stderr.
+//!
 //! `--baseline` instead serves SIZE bytes from a fixed in-memory buffer with the least possible
 //! HTTP/1.1 (no generation, no framework): the loopback limit the CDN is compared with.
 
@@ -40,6 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut format = Format::Mov;
     let mut size: u64 = 2_000_000_000;
     let mut baseline = false;
+    let mut sign_bench: u64 = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -51,6 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--listen" => config.listen = value.parse()?,
             "--bandwidth" => config.cdn_bandwidth = Some(value.parse()?),
             "--ttl" => config.url_ttl = value.parse()?,
+            "--sign-bench" => sign_bench = value.parse()?,
             "--baseline" => baseline = value == "1" || value == "true",
             other => return Err(format!("unknown option {other}").into()),
         }
@@ -72,6 +76,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         wrapping_key: "Aj375aJi6sEmqgJPj64+7Q==",
         zone: "PrimarySync",
     };
+    if sign_bench > 0 {
+        let started = std::time::Instant::now();
+        let mut total = 0usize;
+        for key in 0..sign_bench {
+            let r = Resource {
+                asset_key: key,
+                ..res
+            };
+            total += cdn::download_url(sim.state(), &r, &parts).len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "urls_signed_per_s={:.0} (mean length {} bytes)",
+            sign_bench as f64 / secs,
+            total as u64 / sign_bench
+        );
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", cdn::download_url(sim.state(), &res, &parts))?;
     out.flush()?;

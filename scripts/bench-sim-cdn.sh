@@ -10,6 +10,7 @@
 #                             buffer to the same curl: the loopback + client limit
 #   cdn.vs_loopback           ratio of the two
 #   cdn.range_requests_per_s  1 MiB Range GETs, one keep-alive connection (mount-like access)
+#   cdn.urls_signed_per_s     download_url calls per second (the library signs one per rendition)
 #   cdn.bandwidth_limit_ratio measured / configured rate under --cdn-bandwidth (~1.0 expected)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +88,11 @@ t0=$(date +%s.%N)
 curl -s -K "$cfg" | sort | uniq -c | sed 's/^/#   status /'
 t1=$(date +%s.%N)
 echo "cdn.range_requests_per_s=$(awk -v n="$RANGES" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')"
+
+echo "# URL signing"
+start_sim --format jpeg --size 1000000 --sign-bench 200000 2>"$tmp/sign"
+sleep 0.5
+echo "cdn.$(grep -o 'urls_signed_per_s=[0-9]*' "$tmp/sign")"
 
 echo "# bandwidth limit: $LIMITED_SIZE bytes at $LIMIT bytes/s"
 start_sim --format mp4 --size "$LIMITED_SIZE" --bandwidth "$LIMIT"
