@@ -4,5 +4,8 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod cli;
+pub mod fetch;
+pub mod layout;
+pub mod metadata;
 pub mod model;
 pub mod sim;

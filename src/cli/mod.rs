@@ -1,6 +1,8 @@
 //! The command line: parse flags, wire the modules, print progress and summaries. No business
 //! logic lives here.
 
+pub mod args;
+pub mod config;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +39,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::FAILURE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::FAILURE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
