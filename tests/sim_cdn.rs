@@ -695,3 +695,50 @@ async fn jpeg_and_png_decode_with_pillow() {
         assert_eq!(stdout.trim(), expect, "{name}");
     }
 }
+
+/// exiftool (an independent reader, installed by `scripts/test.sh`) recognises every format and
+/// finds nothing to complain about. Passes with a note when exiftool is not installed.
+#[test]
+fn exiftool_validates_every_format() {
+    let available = std::process::Command::new("exiftool")
+        .arg("-ver")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        eprintln!("exiftool not installed: skipped (apt-get install libimage-exiftool-perl)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (format, file_type) in [
+        (Format::Jpeg, "JPEG"),
+        (Format::Png, "PNG"),
+        (Format::Heic, "HEIC"),
+        (Format::Mov, "MOV"),
+        (Format::Mp4, "MP4"),
+        (Format::Dng, "DNG"),
+        (Format::Cr2, "CR2"),
+    ] {
+        for size in [content::min_size(format), 300_007] {
+            let r = res(format, size);
+            let mut bytes = vec![0u8; size as usize];
+            content::fill(5, &r, 0, &mut bytes);
+            let path = dir
+                .path()
+                .join(format!("f{size}.{}", file_type.to_lowercase()));
+            std::fs::write(&path, &bytes).unwrap();
+            let out = std::process::Command::new("exiftool")
+                .args(["-j", "-validate", "-warning", "-error", "-FileType", "-a"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let tags = &json[0];
+            assert_eq!(tags["FileType"], file_type, "{format:?} {size}: {tags}");
+            assert_eq!(tags["Validate"], "OK", "{format:?} {size}: {tags}");
+            assert!(
+                tags.get("Warning").is_none() && tags.get("Error").is_none(),
+                "{tags}"
+            );
+        }
+    }
+}
