@@ -613,9 +613,14 @@ async fn cdn_stall_stops_sending_until_the_client_gives_up() {
 }
 
 #[tokio::test]
-async fn targeted_faults_skip_assets_the_library_does_not_name() {
+async fn targeted_faults_fire_only_for_their_asset() {
     let sim = start(config()).await;
-    let r = res(Format::Jpeg, 3_000);
+    // A low key, so that once the library generates assets it names this one and the targeted
+    // branch below runs too (with the library stub, only the untargeted path is exercised).
+    let r = Resource {
+        asset_key: 1,
+        ..res(Format::Jpeg, 3_000)
+    };
     // Asset keys resolve through the library; a rule for one asset id never fires for others.
     let id = sim.state().library.asset_id(r.asset_key);
     sim.state().faults.set(
