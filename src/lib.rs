@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+pub mod catalog;
 pub mod cli;
 pub mod model;
 pub mod sim;
