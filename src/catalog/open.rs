@@ -289,11 +289,20 @@ fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<()> {
     Ok(())
 }
 
-/// `<catalog>.backup-v<from>-<epoch ms>` beside the catalog.
+/// `<catalog>.backup-v<from>-<epoch ms>` beside the catalog (with a counter if that exists).
 fn backup_path(db: &Path, from: i64) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".backup-v{from}-{}", now_ms()));
-    db.with_file_name(name)
+    let first = db.with_file_name(&name);
+    let mut candidate = first.clone();
+    let mut n = 1;
+    while candidate.exists() {
+        let mut numbered = name.clone();
+        numbered.push(format!("-{n}"));
+        candidate = db.with_file_name(numbered);
+        n += 1;
+    }
+    candidate
 }
 
 /// Marks every run left `running` as interrupted: we hold the writer lock, so whoever started
