@@ -341,3 +341,23 @@ pub(super) fn remove_member(
         .ctx("removing an album member")?;
     Ok(n > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::{MAX_FOLDER_DEPTH, folder_path};
+
+    #[test]
+    fn folder_paths_stop_at_unknown_parents_and_cycles() {
+        let mut by_id = HashMap::new();
+        by_id.insert("top", ("Top", Some("----Root-Folder----")));
+        by_id.insert("mid", ("Mid", Some("top")));
+        by_id.insert("leaf", ("Leaf", Some("mid")));
+        by_id.insert("loop", ("Loop", Some("loop")));
+        assert_eq!(folder_path(&by_id, "leaf"), ["Top", "Mid", "Leaf"]);
+        assert_eq!(folder_path(&by_id, "top"), ["Top"]);
+        assert!(folder_path(&by_id, "absent").is_empty());
+        assert_eq!(folder_path(&by_id, "loop").len(), MAX_FOLDER_DEPTH);
+    }
+}

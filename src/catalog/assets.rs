@@ -403,3 +403,69 @@ fn sync_versions(tx: &Transaction<'_>, key: AssetKey, asset: &Asset) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::content_hash;
+    use crate::model::{Asset, ItemKind, Version, VersionKind};
+
+    fn sample() -> Asset {
+        Asset {
+            id: "M".into(),
+            asset_record: "A".into(),
+            asset_change_tag: None,
+            zone: "PrimarySync".into(),
+            filename: Some("IMG_0001.JPG".into()),
+            filename_problem: None,
+            item_type: Some("public.jpeg".into()),
+            kind: ItemKind::Image,
+            asset_date_ms: 1,
+            added_date_ms: 2,
+            tz_offset_s: None,
+            favorite: false,
+            hidden: false,
+            deleted: false,
+            date_expunged_ms: None,
+            burst_id: None,
+            subtype: 0,
+            subtype_v2: 0,
+            orientation: None,
+            duration: None,
+            adjustment_type: None,
+            caption: None,
+            description: None,
+            keywords: vec![],
+            location: None,
+            versions: vec![Version {
+                kind: VersionKind::Original,
+                size: 10,
+                file_type: "public.jpeg".into(),
+                checksum: "c".into(),
+                width: None,
+                height: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_content_hash_is_deterministic_and_sees_every_change() {
+        let a = sample();
+        assert_eq!(content_hash(&a), content_hash(&a.clone()));
+        assert_ne!(content_hash(&a), 0);
+        let edits: Vec<fn(&mut Asset)> = vec![
+            |a| a.favorite = true,
+            |a| a.asset_change_tag = Some("x".into()),
+            |a| a.keywords.push("k".into()),
+            |a| a.versions[0].size = 11,
+            |a| a.versions[0].checksum = "d".into(),
+            |a| a.versions[0].width = Some(1),
+            |a| a.versions.clear(),
+            |a| a.tz_offset_s = Some(0),
+        ];
+        for edit in edits {
+            let mut b = sample();
+            edit(&mut b);
+            assert_ne!(content_hash(&a), content_hash(&b), "{b:?}");
+        }
+    }
+}

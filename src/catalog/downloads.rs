@@ -411,3 +411,35 @@ fn check_rel_path(rel: &str) -> Result<()> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{check_rel_path, normalize_root};
+
+    #[test]
+    fn roots_are_normalised_lexically() {
+        assert_eq!(
+            normalize_root(Path::new("/srv/./photos/")).unwrap(),
+            PathBuf::from("/srv/photos")
+        );
+        assert!(normalize_root(Path::new("photos")).is_err());
+        assert!(normalize_root(Path::new("/srv/../etc")).is_err());
+    }
+
+    #[test]
+    fn local_paths_stay_inside_their_root() {
+        for ok in [
+            "a.JPG",
+            "2019/01/02/IMG_0001.HEIC",
+            "./a/b",
+            "Albums/Jörg/x.MOV",
+        ] {
+            assert!(check_rel_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/abs", "..", "a/../b", "a/.."] {
+            assert!(check_rel_path(bad).is_err(), "{bad}");
+        }
+    }
+}

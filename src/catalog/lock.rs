@@ -103,3 +103,44 @@ fn dev_major(dev: u64) -> u64 {
 fn dev_minor(dev: u64) -> u64 {
     (dev & 0xff) | ((dev >> 12) & !0xff)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_decode_like_glibc() {
+        // makedev(8, 1) and makedev(259, 70000).
+        assert_eq!((dev_major(0x801), dev_minor(0x801)), (8, 1));
+        let dev = (70000u64 & 0xff) | ((259u64 & 0xfff) << 8) | ((70000u64 & !0xff) << 12);
+        assert_eq!((dev_major(dev), dev_minor(dev)), (259, 70000));
+    }
+
+    #[test]
+    fn the_holder_of_a_lock_is_found_and_a_stale_pid_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let lock = lock_path(&db);
+        assert_eq!(lock, dir.path().join("c.db.lock"));
+        // A stale lock file naming a live process (pid 1) but held by nobody.
+        std::fs::write(&lock, "1\n").unwrap();
+        assert_eq!(writer_of(&lock), None);
+
+        let held = acquire_writer_lock(&db).unwrap();
+        let holder = writer_of(&lock).unwrap();
+        assert!(
+            holder.starts_with(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        assert!(matches!(
+            acquire_writer_lock(&db),
+            Err(CatalogError::Locked {
+                holder: Some(_),
+                ..
+            })
+        ));
+        drop(held);
+        assert_eq!(writer_of(&lock), None);
+        drop(acquire_writer_lock(&db).unwrap());
+    }
+}

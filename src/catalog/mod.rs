@@ -221,6 +221,3 @@ fn serialize_ms_always<S: serde::Serializer>(
 ) -> std::result::Result<S::Ok, S::Error> {
     serialize_ms(&Some(*ms), s)
 }
-
-#[cfg(test)]
-mod tests;

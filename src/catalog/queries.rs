@@ -168,11 +168,14 @@ pub struct StoredVersion {
     pub version: Version,
 }
 
+/// Fetches the next page of a [`Paged`] iterator (it tracks its own cursor).
+pub(super) type PageFetcher<'c, T> = Box<dyn FnMut(&Catalog) -> Result<Vec<T>> + 'c>;
+
 /// A streaming iterator over query results, fetched [`ITER_PAGE`] rows at a time with keyset
 /// pagination (each page is a fresh query, so nothing is held open between pages).
 pub struct Paged<'c, T> {
     catalog: &'c Catalog,
-    next_page: Box<dyn FnMut(&Catalog) -> Result<Vec<T>> + 'c>,
+    next_page: PageFetcher<'c, T>,
     buffer: std::vec::IntoIter<T>,
     finished: bool,
 }
@@ -181,10 +184,7 @@ pub struct Paged<'c, T> {
 pub type AssetIter<'c> = Paged<'c, StoredAsset>;
 
 impl<'c, T> Paged<'c, T> {
-    pub(super) fn new(
-        catalog: &'c Catalog,
-        next_page: Box<dyn FnMut(&Catalog) -> Result<Vec<T>> + 'c>,
-    ) -> Self {
+    pub(super) fn new(catalog: &'c Catalog, next_page: PageFetcher<'c, T>) -> Self {
         Paged {
             catalog,
             next_page,

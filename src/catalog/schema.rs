@@ -289,3 +289,33 @@ fn migrate_v0_to_v1(tx: &Transaction<'_>) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_form_a_chain_up_to_the_current_version() {
+        let mut version = 0;
+        for m in MIGRATIONS {
+            assert_eq!((m.from, m.to), (version, version + 1));
+            version = m.to;
+        }
+        assert_eq!(version, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn the_current_schema_is_created_and_stamped() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        create_current(&tx).unwrap();
+        tx.commit().unwrap();
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!((app, version), (APPLICATION_ID, CURRENT_VERSION));
+    }
+}
