@@ -162,10 +162,14 @@ fn a_second_writer_is_refused_while_a_reader_works() {
     let status = reader.status(None).unwrap();
     assert!(status.writer.is_some(), "a reader sees the live writer");
 
-    // The writer keeps writing while the reader is open; the reader sees the commit.
+    // The writer keeps writing while the reader is open; the reader sees the commit and
+    // notices it through the data version.
+    let version = reader.data_version().unwrap();
+    assert_eq!(reader.data_version().unwrap(), version);
     let run = w.begin_run(lib, RunKind::Full, None).unwrap();
     w.upsert_page(run, &[photo("C", 3)], &[]).unwrap();
     assert_eq!(reader.count_assets(lib, AssetFilter::AllPhotos).unwrap(), 3);
+    assert_ne!(reader.data_version().unwrap(), version);
 
     // Writes through the reader are refused before reaching SQLite.
     let mut reader = reader;

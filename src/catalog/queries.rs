@@ -435,6 +435,14 @@ impl Catalog {
             .ctx("reading a version")
     }
 
+    /// A number that changes whenever another connection (the writer, for a reader) commits to
+    /// the catalog: a reader such as the mount polls it to know when its views are stale.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .ctx("reading the data version")
+    }
+
     /// Fails with [`CatalogError::UnknownLibrary`] unless the library exists.
     pub(super) fn require_library(&self, library: LibraryId) -> Result<()> {
         let found: Option<i64> = self
