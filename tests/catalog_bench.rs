@@ -20,19 +20,19 @@ const PAGE: usize = 100;
 fn synthetic(i: usize) -> Asset {
     let mut a = photo(&format!("AY6c+BsE0jjaXx9t{i:012}"), i as i64);
     a.asset_record = format!("F2A23C38-0020-42FE-A273-{i:012X}");
-    a.keywords = if i % 5 == 0 {
+    a.keywords = if i.is_multiple_of(5) {
         vec!["beach".into()]
     } else {
         vec![]
     };
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         a.versions.push(version(
             VersionKind::LiveOriginal,
             3_000_000,
             &format!("live-{i}"),
         ));
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         a.versions.push(version(
             VersionKind::Adjusted,
             2_000_000,
