@@ -122,6 +122,68 @@ fn a_damaged_database_is_refused_untouched() {
 }
 
 #[test]
+fn a_truncated_catalog_is_refused_by_writers_and_found_by_check_integrity() {
+    let s = Scratch::new();
+    {
+        let (mut c, lib) = writer(&s.db());
+        let assets: Vec<_> = (0..2000).map(|i| photo(&format!("M{i}"), i)).collect();
+        full_refresh(&mut c, lib, &assets);
+    }
+    let mut bytes = file_bytes(&s.db());
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(s.db(), &bytes).unwrap();
+
+    match Catalog::open(s.db()) {
+        Err(e @ CatalogError::Corrupt { .. }) => {
+            assert!(e.to_string().contains("catalog.db"), "{e}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(file_bytes(&s.db()), bytes);
+    // Readers skip the full check at open (SQLite may still notice), and can ask for it.
+    let found = Catalog::open_read_only(s.db()).and_then(|r| r.check_integrity());
+    assert!(
+        matches!(found, Err(CatalogError::Corrupt { .. })),
+        "{found:?}"
+    );
+    assert_eq!(file_bytes(&s.db()), bytes);
+}
+
+#[test]
+fn damage_past_the_schema_pages_is_found_by_the_writer_check() {
+    let s = Scratch::new();
+    {
+        let (mut c, lib) = writer(&s.db());
+        let assets: Vec<_> = (0..2000).map(|i| photo(&format!("M{i}"), i)).collect();
+        full_refresh(&mut c, lib, &assets);
+    }
+    // Overwrite a stretch in the middle of the file (the size stays right).
+    let mut bytes = file_bytes(&s.db());
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8192] {
+        *b = 0x5A;
+    }
+    std::fs::write(s.db(), &bytes).unwrap();
+    assert!(matches!(
+        Catalog::open(s.db()),
+        Err(CatalogError::Corrupt { .. })
+    ));
+    assert_eq!(file_bytes(&s.db()), bytes);
+}
+
+#[test]
+fn a_sound_catalog_passes_check_integrity() {
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    full_refresh(&mut c, lib, &[photo("A", 1)]);
+    c.check_integrity().unwrap();
+    Catalog::open_read_only(s.db())
+        .unwrap()
+        .check_integrity()
+        .unwrap();
+}
+
+#[test]
 fn another_programs_database_is_refused_untouched() {
     let s = Scratch::new();
     {

@@ -29,13 +29,12 @@ pub enum CatalogError {
     #[error("{} is not an icloudpd-rs catalog ({reason}); it was left untouched", path.display())]
     NotACatalog { path: PathBuf, reason: String },
 
-    /// The file looks like SQLite but cannot be read: damaged or truncated.
-    #[error("catalog {} is damaged and cannot be read ({source}); it was left untouched", path.display())]
-    Corrupt {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// The file looks like SQLite but is damaged or truncated.
+    #[error(
+        "catalog {} is damaged ({detail}); it was left untouched: restore a backup or move it \
+         away to start a new catalog", path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
 
     /// A newer icloudpd-rs wrote this catalog; this version cannot read it safely.
     #[error(
