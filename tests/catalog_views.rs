@@ -170,3 +170,31 @@ fn totals_count_versions_of_assets_still_in_icloud() {
         0
     );
 }
+
+#[test]
+fn a_reader_streams_a_view_while_the_writer_records_downloads() {
+    // The sync engine's pattern: iterate through a read-only handle, write through the writer.
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    let assets: Vec<_> = (0..700).map(|i| photo(&format!("M{i:03}"), i)).collect();
+    full_refresh(&mut c, lib, &assets);
+    let root = c.register_root(&s.path("photos")).unwrap();
+
+    let reader = icloudpd_rs::catalog::Catalog::open_read_only(s.db()).unwrap();
+    let mut done = 0;
+    for a in reader.assets(lib, AssetFilter::AllPhotos) {
+        let a = a.unwrap();
+        let key = a.version_key(VersionKind::Original).unwrap();
+        c.mark_downloaded(key, root, &format!("{}.HEIC", a.asset.id), 1, &[0; 32])
+            .unwrap();
+        done += 1;
+    }
+    assert_eq!(done, 700);
+    assert_eq!(reader.status(Some(root)).unwrap().downloaded, 700);
+}
+
+#[test]
+fn a_catalog_handle_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<icloudpd_rs::catalog::Catalog>();
+}

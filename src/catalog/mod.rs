@@ -12,6 +12,10 @@
 //!   ([`Catalog::open_read_only`]: `status`, the mount) may open the same file at any time.
 //! - WAL journal, `synchronous=NORMAL` (a commit survives a process crash; an OS crash may lose
 //!   the last commits but never corrupts), foreign keys on, a busy timeout, cached statements.
+//! - A [`Catalog`] handle is `Send`, not `Sync`: give each thread its own read-only handle
+//!   (cheap), or guard one with a mutex. Iterators borrow their handle, so a process that
+//!   streams a view while writing (the sync engine) iterates through a read-only handle and
+//!   writes through the writer; WAL lets both proceed.
 //! - The schema is versioned ([`schema`]): opening checks it, refuses newer or foreign files
 //!   without touching them, and migrates older ones in one transaction after making a copy.
 //!
