@@ -69,7 +69,7 @@ pub use changes::{ChangeBatch, ChangeCounts, FlagChange};
 pub use downloads::{DownloadRecord, DownloadRoot, DownloadState, DownloadStateKind};
 pub use error::{CatalogError, Result};
 pub use libraries::LibraryRecord;
-pub use queries::{AssetFilter, AssetIter, SmartFolder, StoredAsset, StoredVersion};
+pub use queries::{AssetFilter, AssetIter, Paged, SmartFolder, StoredAsset, StoredVersion};
 pub use runs::{RunCounts, RunKind, RunRecord, RunStatus};
 pub use status::{LibraryStatus, Status};
 
