@@ -198,10 +198,9 @@ mod tests {
     #[test]
     fn environment_beats_the_file() {
         // SAFETY: the variable is used by this test only.
-        unsafe { std::env::set_var("T_THREADS", "16") };
-        let m = run("threads_num = 8\n", &[]).unwrap();
-        assert_eq!(m.get_one::<String>("threads_num").unwrap(), "16");
-        unsafe { std::env::remove_var("T_THREADS") };
+        unsafe { std::env::set_var("ICLOUDPD_RS_TEST_CONFIG_WORKERS", "16") };
+        let m = run("workers = 8\n", &[]).unwrap();
+        assert_eq!(m.get_one::<String>("workers").unwrap(), "16");
     }
 
     #[test]
