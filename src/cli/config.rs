@@ -148,6 +148,12 @@ mod tests {
                     Arg::new("skip_videos")
                         .long("skip-videos")
                         .action(ArgAction::SetTrue),
+                )
+                // Only the environment test sets this variable (tests share the process).
+                .arg(
+                    Arg::new("workers")
+                        .long("workers")
+                        .env("ICLOUDPD_RS_TEST_CONFIG_WORKERS"),
                 ),
         )
     }
