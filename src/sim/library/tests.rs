@@ -1,0 +1,1 @@
+//! Unit tests of the library: generation, indexes under mutations, change feed.
