@@ -53,7 +53,12 @@ pub fn encode(root: &Value<'_>) -> Vec<u8> {
 fn count_objects(v: &Value<'_>) -> usize {
     match v {
         Value::Array(items) => 1 + items.iter().map(count_objects).sum::<usize>(),
-        Value::Dict(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_objects(v)).sum::<usize>(),
+        Value::Dict(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + count_objects(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }
@@ -75,7 +80,10 @@ fn flatten(v: &Value<'_>, objects: &mut Vec<Vec<u8>>, ref_size: usize) -> usize 
         }
         Value::Str(s) => string_object(s),
         Value::Array(items) => {
-            let refs: Vec<usize> = items.iter().map(|i| flatten(i, objects, ref_size)).collect();
+            let refs: Vec<usize> = items
+                .iter()
+                .map(|i| flatten(i, objects, ref_size))
+                .collect();
             let mut b = marker(0xA0, refs.len());
             for r in refs {
                 push_ref(&mut b, r, ref_size);
@@ -87,7 +95,10 @@ fn flatten(v: &Value<'_>, objects: &mut Vec<Vec<u8>>, ref_size: usize) -> usize 
                 .iter()
                 .map(|(k, _)| flatten(&Value::Str(k), objects, ref_size))
                 .collect();
-            let values: Vec<usize> = entries.iter().map(|(_, v)| flatten(v, objects, ref_size)).collect();
+            let values: Vec<usize> = entries
+                .iter()
+                .map(|(_, v)| flatten(v, objects, ref_size))
+                .collect();
             let mut b = marker(0xD0, entries.len());
             for r in keys.into_iter().chain(values) {
                 push_ref(&mut b, r, ref_size);
@@ -259,18 +270,29 @@ mod tests {
         ]));
         let decoded = decode(&ours).expect("decodes");
         assert_eq!(keys(&decoded), keys(&recorded));
-        let Decoded::Dict(entries) = decoded else { panic!() };
+        let Decoded::Dict(entries) = decoded else {
+            panic!()
+        };
         assert!(entries.contains(&("lon".to_string(), Decoded::Real(98.9))));
         assert!(entries.contains(&("timestamp".to_string(), Decoded::Date(554_000_000.0))));
-        let Decoded::Dict(rec) = recorded else { panic!() };
-        assert!(rec.iter().any(|(k, v)| k == "timestamp" && matches!(v, Decoded::Date(_))));
+        let Decoded::Dict(rec) = recorded else {
+            panic!()
+        };
+        assert!(
+            rec.iter()
+                .any(|(k, v)| k == "timestamp" && matches!(v, Decoded::Date(_)))
+        );
     }
 
     #[test]
     fn arrays_of_unicode_strings_and_long_arrays() {
-        let words: Vec<Value> = (0..20).map(|i| Value::Str(if i % 2 == 0 { "été" } else { "cat" })).collect();
+        let words: Vec<Value> = (0..20)
+            .map(|i| Value::Str(if i % 2 == 0 { "été" } else { "cat" }))
+            .collect();
         let decoded = decode(&encode(&Value::Array(words))).unwrap();
-        let Decoded::Array(items) = decoded else { panic!() };
+        let Decoded::Array(items) = decoded else {
+            panic!()
+        };
         assert_eq!(items.len(), 20);
         assert_eq!(items[0], Decoded::Str("été".into()));
         assert_eq!(items[1], Decoded::Str("cat".into()));

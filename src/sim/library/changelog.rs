@@ -183,18 +183,45 @@ mod tests {
     fn bad_tokens_are_classified() {
         let c = TokenCodec::new(1);
         let t = c.zone_token("PrimarySync", 7);
-        assert_eq!(c.parse_zone_token("PrimarySync", &t[..20]), Err(TokenError::Format));
-        assert_eq!(c.parse_zone_token("PrimarySync", "%%%"), Err(TokenError::Format));
+        assert_eq!(
+            c.parse_zone_token("PrimarySync", &t[..20]),
+            Err(TokenError::Format)
+        );
+        assert_eq!(
+            c.parse_zone_token("PrimarySync", "%%%"),
+            Err(TokenError::Format)
+        );
         let garbage = STANDARD.encode([7u8; 33]);
-        assert_eq!(c.parse_zone_token("PrimarySync", &garbage), Err(TokenError::UnknownType));
-        assert_eq!(c.parse_zone_token("SharedSync-X", &t), Err(TokenError::UnknownType));
+        assert_eq!(
+            c.parse_zone_token("PrimarySync", &garbage),
+            Err(TokenError::UnknownType)
+        );
+        assert_eq!(
+            c.parse_zone_token("SharedSync-X", &t),
+            Err(TokenError::UnknownType)
+        );
         let db = c.database_token("private", 7);
-        assert_eq!(c.parse_zone_token("PrimarySync", &db), Err(TokenError::UnknownType));
+        assert_eq!(
+            c.parse_zone_token("PrimarySync", &db),
+            Err(TokenError::UnknownType)
+        );
         assert_eq!(c.parse_database_token("private", &db), Ok(7));
-        assert_eq!(c.parse_database_token("shared", &db), Err(TokenError::UnknownType));
-        assert_eq!(TokenCodec::new(2).parse_zone_token("PrimarySync", &t), Err(TokenError::UnknownType));
+        assert_eq!(
+            c.parse_database_token("shared", &db),
+            Err(TokenError::UnknownType)
+        );
+        assert_eq!(
+            TokenCodec::new(2).parse_zone_token("PrimarySync", &t),
+            Err(TokenError::UnknownType)
+        );
         // A recorded Apple token is not ours.
-        assert!(c.parse_zone_token("PrimarySync", "AQAAAAAAAwmVf//////////Kd+LphRdKGbpJMSeRX5Td").is_err());
+        assert!(
+            c.parse_zone_token(
+                "PrimarySync",
+                "AQAAAAAAAwmVf//////////Kd+LphRdKGbpJMSeRX5Td"
+            )
+            .is_err()
+        );
     }
 
     #[test]

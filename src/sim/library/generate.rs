@@ -11,14 +11,14 @@
 
 use std::collections::HashMap;
 
+use super::Zone;
 use super::changelog::{ChangeLog, RecordRef};
 use super::ids::Rng;
 use super::index::Indexes;
 use super::model::{
-    Album, AlbumKind, Asset, AssetKind, DAY_MS, DELETED, EDITED, EXPUNGE_AFTER_MS, FAVORITE, HIDDEN,
-    REFERENCE_NOW_MS, Relation, asset_key, special_kind,
+    Album, AlbumKind, Asset, AssetKind, DAY_MS, DELETED, EDITED, EXPUNGE_AFTER_MS, FAVORITE,
+    HIDDEN, REFERENCE_NOW_MS, Relation, asset_key, special_kind,
 };
-use super::Zone;
 
 /// Start of generated capture dates: 2013-01-01T00:00:00Z.
 const START_MS: i64 = 1_356_998_400_000;
@@ -94,23 +94,59 @@ enum Fill {
 /// their parent folder in this table.
 const ALBUMS: [(&str, AlbumKind, Option<u32>, Fill, bool); 22] = [
     ("Bilderrahmen", AlbumKind::Album, None, Fill::Random, false),
-    ("Garage vorher/nachher", AlbumKind::Album, None, Fill::Random, false),
+    (
+        "Garage vorher/nachher",
+        AlbumKind::Album,
+        None,
+        Fill::Random,
+        false,
+    ),
     ("Jörg", AlbumKind::Album, None, Fill::Random, false),
     ("Trips", AlbumKind::Folder, None, Fill::Empty, false),
-    ("Été à Zürich 2019", AlbumKind::Album, Some(4), Fill::Random, false),
-    ("東京 / Tokyo", AlbumKind::Album, Some(4), Fill::Random, false),
+    (
+        "Été à Zürich 2019",
+        AlbumKind::Album,
+        Some(4),
+        Fill::Random,
+        false,
+    ),
+    (
+        "東京 / Tokyo",
+        AlbumKind::Album,
+        Some(4),
+        Fill::Random,
+        false,
+    ),
     ("Europe", AlbumKind::Folder, Some(4), Fill::Empty, false),
     ("Paris", AlbumKind::Album, Some(7), Fill::Random, false),
     ("Berlin", AlbumKind::Album, Some(7), Fill::Random, false),
     ("Everything", AlbumKind::Album, None, Fill::Big, false),
     ("Empty album", AlbumKind::Album, None, Fill::Empty, false),
-    ("Old album (deleted)", AlbumKind::Album, None, Fill::Empty, true),
+    (
+        "Old album (deleted)",
+        AlbumKind::Album,
+        None,
+        Fill::Empty,
+        true,
+    ),
     ("Pets 🐶", AlbumKind::Album, None, Fill::Random, false),
     ("Recipes", AlbumKind::Album, None, Fill::Random, false),
-    ("Screenshots to sort", AlbumKind::Album, None, Fill::Screenshots, false),
+    (
+        "Screenshots to sort",
+        AlbumKind::Album,
+        None,
+        Fill::Screenshots,
+        false,
+    ),
     ("Family", AlbumKind::Folder, None, Fill::Empty, false),
     ("Kids", AlbumKind::Album, Some(16), Fill::Random, false),
-    ("Grandparents", AlbumKind::Album, Some(16), Fill::Random, false),
+    (
+        "Grandparents",
+        AlbumKind::Album,
+        Some(16),
+        Fill::Random,
+        false,
+    ),
     ("Wallpapers", AlbumKind::Album, None, Fill::Random, false),
     ("Work", AlbumKind::Album, None, Fill::Random, false),
     ("Concerts 2023", AlbumKind::Album, None, Fill::Random, false),
@@ -277,7 +313,13 @@ pub fn added_delay(rng: &mut Rng, asset_date: i64) -> i64 {
     }
 }
 
-fn generate_albums(seed: u64, number: usize, assets: &[Asset], albums: &mut Vec<Album>, members: &mut Vec<Vec<u32>>) {
+fn generate_albums(
+    seed: u64,
+    number: usize,
+    assets: &[Asset],
+    albums: &mut Vec<Album>,
+    members: &mut Vec<Vec<u32>>,
+) {
     let n = assets.len() as u32;
     let mut rng = Rng::new(seed, ALBUM_STREAM, number as u64);
     albums.push(Album {
@@ -318,7 +360,8 @@ fn generate_albums(seed: u64, number: usize, assets: &[Asset], albums: &mut Vec<
                 .collect(),
             Fill::Random => {
                 let want = (n / 40).clamp(n.min(3), 400);
-                let mut picked: Vec<u32> = (0..want).map(|_| rng.below(u64::from(n)) as u32).collect();
+                let mut picked: Vec<u32> =
+                    (0..want).map(|_| rng.below(u64::from(n)) as u32).collect();
                 picked.sort_unstable();
                 picked.dedup();
                 picked

@@ -62,7 +62,8 @@ impl IdCodec {
         out[0] = 0x01;
         out[1..9].copy_from_slice(&feistel(&self.master_rounds, asset_key).to_be_bytes());
         out[9..17].copy_from_slice(&mix64(asset_key ^ self.tag_key).to_be_bytes());
-        out[17..21].copy_from_slice(&(mix64(asset_key.wrapping_add(self.tag_key)) as u32).to_be_bytes());
+        out[17..21]
+            .copy_from_slice(&(mix64(asset_key.wrapping_add(self.tag_key)) as u32).to_be_bytes());
         out
     }
 
@@ -259,7 +260,10 @@ mod tests {
         assert!(matches!(&id[19..20], "8" | "9" | "A" | "B"));
         assert_eq!(id, id.to_uppercase());
         assert_eq!(c.parse_uuid(&id), Some((IdDomain::Asset, 42)));
-        assert_eq!(c.parse_uuid(&id.to_lowercase()), Some((IdDomain::Asset, 42)));
+        assert_eq!(
+            c.parse_uuid(&id.to_lowercase()),
+            Some((IdDomain::Asset, 42))
+        );
         let album = c.uuid(IdDomain::Album, 3);
         assert_eq!(c.parse_uuid(&album), Some((IdDomain::Album, 3)));
         assert_eq!(c.parse_uuid("F2A23C38-0020-42FE-A273-2923ADE3CAED"), None);

@@ -140,7 +140,10 @@ pub const ALBUM_COUNT_PREFIX: &str = "CPLContainerRelationNotDeletedByAssetDate:
 impl IndexId {
     /// The index a list query names, given its `smartAlbum` filter; albums are resolved by the
     /// caller. Err = the reason for a `BAD_REQUEST`.
-    pub fn from_list_type(record_type: &str, smart_album: Option<&str>) -> Result<Option<IndexId>, String> {
+    pub fn from_list_type(
+        record_type: &str,
+        smart_album: Option<&str>,
+    ) -> Result<Option<IndexId>, String> {
         Ok(Some(match record_type {
             "CPLAssetAndMasterByAssetDateWithoutHiddenOrDeleted" => IndexId::All,
             "CPLAssetAndMasterByAddedDate" => IndexId::AddedDate,
@@ -261,13 +264,15 @@ impl Indexes {
             }
         }
         ix.added = ix.all.clone();
-        ix.added.sort_unstable_by_key(|&i| Order::AddedDate.key(&assets[i as usize]));
+        ix.added
+            .sort_unstable_by_key(|&i| Order::AddedDate.key(&assets[i as usize]));
         ix.deleted = by_date
             .iter()
             .copied()
             .filter(|&i| memberships(&assets[i as usize]).any(|m| m == IndexId::Deleted))
             .collect();
-        ix.deleted.sort_unstable_by_key(|&i| Order::Expunged.key(&assets[i as usize]));
+        ix.deleted
+            .sort_unstable_by_key(|&i| Order::Expunged.key(&assets[i as usize]));
         ix.albums = album_members
             .iter()
             .map(|members| {
@@ -416,7 +421,11 @@ mod tests {
         assert!(ix.get(IndexId::Smart(Smart::Live)).unwrap().is_empty());
         assert_eq!(ix.hidden, vec![3]);
         assert_eq!(ix.deleted, vec![4]);
-        assert!(ix.get(IndexId::Smart(Smart::Screenshot)).unwrap().is_empty());
+        assert!(
+            ix.get(IndexId::Smart(Smart::Screenshot))
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(ix.albums[0], vec![1, 0]);
         assert_eq!(ix.get(IndexId::Album(1)), None);
     }
@@ -445,12 +454,21 @@ mod tests {
     #[test]
     fn catalogue_names_resolve() {
         assert_eq!(
-            IndexId::from_list_type("CPLAssetAndMasterInSmartAlbumByAssetDate", Some("TIMELAPSE")),
+            IndexId::from_list_type(
+                "CPLAssetAndMasterInSmartAlbumByAssetDate",
+                Some("TIMELAPSE")
+            ),
             Ok(Some(IndexId::Smart(Smart::Timelapse)))
         );
-        assert!(IndexId::from_list_type("CPLAssetAndMasterInSmartAlbumByAssetDate", Some("NOPE")).is_err());
+        assert!(
+            IndexId::from_list_type("CPLAssetAndMasterInSmartAlbumByAssetDate", Some("NOPE"))
+                .is_err()
+        );
         assert!(IndexId::from_list_type("Bogus", None).is_err());
-        assert_eq!(IndexId::from_list_type("CPLContainerRelationLiveByAssetDate", None), Ok(None));
+        assert_eq!(
+            IndexId::from_list_type("CPLContainerRelationLiveByAssetDate", None),
+            Ok(None)
+        );
         assert_eq!(
             IndexId::from_count_id("CPLAssetInSmartAlbumByAssetDate:Slomo"),
             Some(Ok(IndexId::Smart(Smart::Slomo)))
@@ -464,6 +482,9 @@ mod tests {
             Some(Err("ABC"))
         );
         assert_eq!(IndexId::from_count_id("nope"), None);
-        assert_eq!(kinds_in(Smart::Video), vec![AssetKind::MovVideo, AssetKind::Mp4Video]);
+        assert_eq!(
+            kinds_in(Smart::Video),
+            vec![AssetKind::MovVideo, AssetKind::Mp4Video]
+        );
     }
 }

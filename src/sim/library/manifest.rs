@@ -9,7 +9,9 @@
 
 use serde::Serialize;
 
-use super::model::{Asset, DELETED, EDITED, FAVORITE, HIDDEN, NameEncoding, PURGED, Rendition, filename};
+use super::model::{
+    Asset, DELETED, EDITED, FAVORITE, HIDDEN, NameEncoding, PURGED, Rendition, filename,
+};
 use super::{LibraryState, ZoneHandle};
 use crate::sim::content;
 
@@ -96,7 +98,10 @@ impl LibraryState {
     pub fn manifest_zones(&self, opts: &ManifestOptions) -> Result<Vec<&ZoneHandle>, String> {
         match &opts.zone {
             None => Ok(self.zones().iter().collect()),
-            Some(name) => self.zone(name).map(|z| vec![z]).ok_or_else(|| format!("no zone named {name:?}")),
+            Some(name) => self
+                .zone(name)
+                .map(|z| vec![z])
+                .ok_or_else(|| format!("no zone named {name:?}")),
         }
     }
 
@@ -154,7 +159,11 @@ impl LibraryState {
             }
             let asset_id = self.ids.master_name(asset.key);
             let (name, enc) = filename(asset);
-            let name = if enc == NameEncoding::Absent { None } else { name };
+            let name = if enc == NameEncoding::Absent {
+                None
+            } else {
+                name
+            };
             let item_type = asset.kind.original_format().uti();
             for (version, r) in versions(asset) {
                 let facts = self.facts.rendition(asset, &asset_id, r);
@@ -191,20 +200,35 @@ impl LibraryState {
 
 /// Hex SHA-256 of every resource, on all cores.
 fn hash_all(seed: u64, resources: &[content::Resource]) -> Vec<String> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     if threads <= 1 || resources.len() < 8 {
-        return resources.iter().map(|r| hex::encode(content::sha256(seed, r))).collect();
+        return resources
+            .iter()
+            .map(|r| hex::encode(content::sha256(seed, r)))
+            .collect();
     }
     let per = resources.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = resources
             .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|r| hex::encode(content::sha256(seed, r))).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|r| hex::encode(content::sha256(seed, r)))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
             .zip(resources.chunks(per))
-            .flat_map(|(h, chunk)| h.join().unwrap_or_else(|_| vec![String::new(); chunk.len()]))
+            .flat_map(|(h, chunk)| {
+                h.join()
+                    .unwrap_or_else(|_| vec![String::new(); chunk.len()])
+            })
             .collect()
     })
 }

@@ -165,7 +165,12 @@ impl LibraryState {
                     shared: true,
                     contributors: vec![owner_name(seed, b"shared-owner"), owner],
                 },
-                data: RwLock::new(generate::generate_zone(seed, 1, config.shared_assets, false)),
+                data: RwLock::new(generate::generate_zone(
+                    seed,
+                    1,
+                    config.shared_assets,
+                    false,
+                )),
             });
         }
         LibraryState {
@@ -255,7 +260,10 @@ impl LibraryState {
         if idx == 0 {
             generate::ROOT_FOLDER.to_string()
         } else {
-            self.ids.uuid(IdDomain::Album, ((zone.number as u64) << 32) | u64::from(idx))
+            self.ids.uuid(
+                IdDomain::Album,
+                ((zone.number as u64) << 32) | u64::from(idx),
+            )
         }
     }
 

@@ -112,7 +112,10 @@ impl AssetKind {
 
     /// True for live photos.
     pub fn is_live(self) -> bool {
-        matches!(self, AssetKind::LiveHeic | AssetKind::LiveJpeg | AssetKind::LongExposure)
+        matches!(
+            self,
+            AssetKind::LiveHeic | AssetKind::LiveJpeg | AssetKind::LongExposure
+        )
     }
 
     /// True for RAW+JPEG pairs.
@@ -253,7 +256,10 @@ impl Rendition {
 
     /// True for renditions carried by the CPLAsset (edits).
     pub fn on_asset(self) -> bool {
-        matches!(self, Rendition::JpegFull | Rendition::AssetJpegThumb | Rendition::VidFull)
+        matches!(
+            self,
+            Rendition::JpegFull | Rendition::AssetJpegThumb | Rendition::VidFull
+        )
     }
 }
 
@@ -263,7 +269,14 @@ pub fn master_renditions(kind: AssetKind) -> &'static [Rendition] {
     if kind.is_movie() {
         &[Original, JpegMed, JpegThumb, VidMed, VidSmall]
     } else if kind.is_live() {
-        &[Original, OriginalVidCompl, JpegMed, JpegThumb, VidMed, VidSmall]
+        &[
+            Original,
+            OriginalVidCompl,
+            JpegMed,
+            JpegThumb,
+            VidMed,
+            VidSmall,
+        ]
     } else if kind.is_raw() {
         &[Original, OriginalAlt, JpegMed, JpegThumb]
     } else {
@@ -294,7 +307,10 @@ pub fn rendition_format(kind: AssetKind, r: Rendition) -> Format {
                 Format::Mp4
             }
         }
-        Rendition::OriginalAlt | Rendition::JpegMed | Rendition::JpegThumb | Rendition::JpegFull => Format::Jpeg,
+        Rendition::OriginalAlt
+        | Rendition::JpegMed
+        | Rendition::JpegThumb
+        | Rendition::JpegFull => Format::Jpeg,
         Rendition::AssetJpegThumb => Format::Jpeg,
     }
 }
@@ -349,8 +365,16 @@ const MB: f64 = 1_000_000.0;
 impl Facts {
     /// Byte size of a rendition (at least 1 KiB so file headers fit).
     pub fn size(&self, asset: &Asset, r: Rendition) -> u64 {
-        let generation = if r.on_asset() { u64::from(asset.edit_gen) } else { 0 };
-        let mut rng = Rng::new(self.seed, stream::SIZE, asset.key ^ ((r as u64) << 48) ^ (generation << 52));
+        let generation = if r.on_asset() {
+            u64::from(asset.edit_gen)
+        } else {
+            0
+        };
+        let mut rng = Rng::new(
+            self.seed,
+            stream::SIZE,
+            asset.key ^ ((r as u64) << 48) ^ (generation << 52),
+        );
         let original = self.original_bytes(asset);
         let bytes = match r {
             Rendition::Original => original,
@@ -385,15 +409,24 @@ impl Facts {
         let mut rng = Rng::new(self.seed, stream::DIMS, asset.key);
         let portrait = rng.chance(0.3);
         let (w, h) = match asset.kind {
-            AssetKind::Screenshot => [(1170, 2532), (1284, 2778), (2532, 1170)][rng.below(3) as usize],
+            AssetKind::Screenshot => {
+                [(1170, 2532), (1284, 2778), (2532, 1170)][rng.below(3) as usize]
+            }
             AssetKind::Panorama => (12_000 + rng.range(0, 4000), 3000 + rng.range(0, 600)),
             AssetKind::RawCr2 => (6000, 4000),
             k if k.is_movie() => [(1920, 1080), (3840, 2160), (1280, 720)][rng.below(3) as usize],
             _ => (4032, 3024),
         };
-        let (w, h) = if portrait && asset.kind != AssetKind::Panorama { (h, w) } else { (w, h) };
+        let (w, h) = if portrait && asset.kind != AssetKind::Panorama {
+            (h, w)
+        } else {
+            (w, h)
+        };
         let long_side = match r {
-            Rendition::Original | Rendition::OriginalAlt | Rendition::JpegFull | Rendition::VidFull => return (w, h),
+            Rendition::Original
+            | Rendition::OriginalAlt
+            | Rendition::JpegFull
+            | Rendition::VidFull => return (w, h),
             Rendition::JpegMed => 2048,
             Rendition::JpegThumb | Rendition::AssetJpegThumb => 480,
             Rendition::OriginalVidCompl => 1440,
@@ -405,7 +438,11 @@ impl Facts {
 
     /// Every fact of a rendition except its URL.
     pub fn rendition(&self, asset: &Asset, master_name: &str, r: Rendition) -> RenditionFacts {
-        let generation = if r.on_asset() { u32::from(asset.edit_gen) } else { 0 };
+        let generation = if r.on_asset() {
+            u32::from(asset.edit_gen)
+        } else {
+            0
+        };
         let mut rng = Rng::new(
             self.seed,
             stream::CHECKSUM,
@@ -447,24 +484,41 @@ impl Facts {
         let mut rng = Rng::new(self.seed, stream::META, asset.key);
         let tz = TIME_ZONES[rng.below(TIME_ZONES.len() as u64) as usize];
         let orientation = if rng.chance(0.25) { 6 } else { 1 };
-        let location = (!matches!(asset.kind, AssetKind::Screenshot) && rng.chance(0.6)).then(|| Location {
-            lat: rng.unit() * 140.0 - 70.0,
-            lon: rng.unit() * 360.0 - 180.0,
-            alt: rng.unit() * 3000.0,
-            speed: if rng.chance(0.8) { 0.0 } else { rng.unit() * 30.0 },
-            course: if rng.chance(0.5) { -1.0 } else { rng.unit() * 360.0 },
-            horz_acc: 5.0 + rng.unit() * 60.0,
-            vert_acc: 3.0 + rng.unit() * 20.0,
-            timestamp_ms: asset.asset_date,
-        });
-        let caption = rng.chance(0.04).then(|| CAPTIONS[rng.below(CAPTIONS.len() as u64) as usize]);
+        let location =
+            (!matches!(asset.kind, AssetKind::Screenshot) && rng.chance(0.6)).then(|| Location {
+                lat: rng.unit() * 140.0 - 70.0,
+                lon: rng.unit() * 360.0 - 180.0,
+                alt: rng.unit() * 3000.0,
+                speed: if rng.chance(0.8) {
+                    0.0
+                } else {
+                    rng.unit() * 30.0
+                },
+                course: if rng.chance(0.5) {
+                    -1.0
+                } else {
+                    rng.unit() * 360.0
+                },
+                horz_acc: 5.0 + rng.unit() * 60.0,
+                vert_acc: 3.0 + rng.unit() * 20.0,
+                timestamp_ms: asset.asset_date,
+            });
+        let caption = rng
+            .chance(0.04)
+            .then(|| CAPTIONS[rng.below(CAPTIONS.len() as u64) as usize]);
         let keywords: Vec<&'static str> = if rng.chance(0.04) {
             let n = 1 + rng.below(3) as usize;
-            (0..n).map(|_| KEYWORDS[rng.below(KEYWORDS.len() as u64) as usize]).collect()
+            (0..n)
+                .map(|_| KEYWORDS[rng.below(KEYWORDS.len() as u64) as usize])
+                .collect()
         } else {
             Vec::new()
         };
-        let duration_ms = if asset.kind.is_movie() { rng.range(2_000, 600_000) } else { 0 };
+        let duration_ms = if asset.kind.is_movie() {
+            rng.range(2_000, 600_000)
+        } else {
+            0
+        };
         let live_duration = rng.range(1_500_000_000, 3_000_000_000);
         let live_still = rng.range(0, live_duration);
         let created_ms = self.created_ms(asset);
@@ -486,7 +540,8 @@ impl Facts {
 
 /// `timeZoneOffset` values (seconds east of UTC), including half- and quarter-hour zones.
 pub const TIME_ZONES: [i64; 14] = [
-    -28_800, -25_200, -18_000, -14_400, -10_800, 0, 3600, 7200, 19_800, 20_700, 28_800, 32_400, 34_200, 45_900,
+    -28_800, -25_200, -18_000, -14_400, -10_800, 0, 3600, 7200, 19_800, 20_700, 28_800, 32_400,
+    34_200, 45_900,
 ];
 
 const CAPTIONS: [&str; 5] = [
@@ -551,9 +606,19 @@ pub enum NameEncoding {
 /// Special file names given to the first assets of each zone (index, stem, kind, encoding), to
 /// exercise unicode, reserved characters, over-long names, `STRING` and absent encodings.
 pub const SPECIAL_NAMES: [(u32, &str, AssetKind, NameEncoding); 6] = [
-    (1, "Été à Zürich", AssetKind::JpegPhoto, NameEncoding::Base64),
+    (
+        1,
+        "Été à Zürich",
+        AssetKind::JpegPhoto,
+        NameEncoding::Base64,
+    ),
     (2, "写真", AssetKind::HeicPhoto, NameEncoding::Base64),
-    (3, "a/b:c*d?e<f>g|h\"i", AssetKind::JpegPhoto, NameEncoding::Base64),
+    (
+        3,
+        "a/b:c*d?e<f>g|h\"i",
+        AssetKind::JpegPhoto,
+        NameEncoding::Base64,
+    ),
     (4, "", AssetKind::JpegPhoto, NameEncoding::Base64),
     (5, "", AssetKind::Screenshot, NameEncoding::Plain),
     (6, "", AssetKind::HeicPhoto, NameEncoding::Absent),
@@ -561,7 +626,10 @@ pub const SPECIAL_NAMES: [(u32, &str, AssetKind, NameEncoding); 6] = [
 
 /// Stem of the over-long name (given to index 4): well over 255 bytes with its extension.
 fn long_stem() -> String {
-    "A very long file name that goes on and on ".repeat(7).trim_end().to_string()
+    "A very long file name that goes on and on "
+        .repeat(7)
+        .trim_end()
+        .to_string()
 }
 
 /// The asset's filename and how `filenameEnc` carries it (None = absent).
@@ -569,9 +637,15 @@ pub fn filename(asset: &Asset) -> (Option<String>, NameEncoding) {
     let idx = asset.idx();
     let counter = idx % 9999 + 1;
     let default = format!("IMG_{counter:04}.{}", asset.kind.extension());
-    match SPECIAL_NAMES.iter().find(|s| s.0 == idx && s.2 == asset.kind) {
+    match SPECIAL_NAMES
+        .iter()
+        .find(|s| s.0 == idx && s.2 == asset.kind)
+    {
         None => (Some(default), NameEncoding::Base64),
-        Some(&(4, ..)) => (Some(format!("{}.{}", long_stem(), asset.kind.extension())), NameEncoding::Base64),
+        Some(&(4, ..)) => (
+            Some(format!("{}.{}", long_stem(), asset.kind.extension())),
+            NameEncoding::Base64,
+        ),
         Some(&(_, "", _, NameEncoding::Absent)) => (None, NameEncoding::Absent),
         Some(&(_, "", _, enc)) => (Some(default), enc),
         Some(&(_, stem, _, enc)) => (Some(format!("{stem}.{}", asset.kind.extension())), enc),
@@ -659,11 +733,17 @@ mod tests {
 
     #[test]
     fn sizes_scale_and_never_drop_below_a_kib() {
-        let f = Facts { seed: 1, size_scale: 1.0 };
+        let f = Facts {
+            seed: 1,
+            size_scale: 1.0,
+        };
         let a = asset(AssetKind::HeicPhoto, 100);
         let s = f.size(&a, Rendition::Original);
         assert!((1_000_000..=8_000_000).contains(&s), "{s}");
-        let tiny = Facts { seed: 1, size_scale: 1e-9 };
+        let tiny = Facts {
+            seed: 1,
+            size_scale: 1e-9,
+        };
         assert_eq!(tiny.size(&a, Rendition::Original), 1024);
         let v = asset(AssetKind::MovVideo, 101);
         let vs = f.size(&v, Rendition::Original);
@@ -672,7 +752,10 @@ mod tests {
 
     #[test]
     fn edits_change_only_asset_level_content() {
-        let f = Facts { seed: 1, size_scale: 1.0 };
+        let f = Facts {
+            seed: 1,
+            size_scale: 1.0,
+        };
         let mut a = asset(AssetKind::JpegPhoto, 100);
         a.flags |= EDITED;
         a.edit_gen = 1;
@@ -683,7 +766,10 @@ mod tests {
         let after = f.rendition(&a, name, Rendition::JpegFull);
         assert_ne!(before.file_checksum, after.file_checksum);
         assert_eq!(after.generation, 2);
-        assert_eq!(f.rendition(&a, name, Rendition::Original).size, orig_before.size);
+        assert_eq!(
+            f.rendition(&a, name, Rendition::Original).size,
+            orig_before.size
+        );
     }
 
     #[test]
@@ -693,10 +779,25 @@ mod tests {
         assert_eq!(enc, NameEncoding::Base64);
         let (n, _) = filename(&asset(AssetKind::JpegPhoto, 4));
         assert!(n.unwrap().len() > 255);
-        assert_eq!(filename(&asset(AssetKind::HeicPhoto, 6)).1, NameEncoding::Absent);
-        assert_eq!(filename(&asset(AssetKind::Screenshot, 5)).1, NameEncoding::Plain);
-        assert_eq!(filename(&asset(AssetKind::JpegPhoto, 0)).0.as_deref(), Some("IMG_0001.JPG"));
-        assert_eq!(filename(&asset(AssetKind::JpegPhoto, 9999)).0.as_deref(), Some("IMG_0001.JPG"));
-        assert_eq!(filename(&asset(AssetKind::MovVideo, 9998)).0.as_deref(), Some("IMG_9999.MOV"));
+        assert_eq!(
+            filename(&asset(AssetKind::HeicPhoto, 6)).1,
+            NameEncoding::Absent
+        );
+        assert_eq!(
+            filename(&asset(AssetKind::Screenshot, 5)).1,
+            NameEncoding::Plain
+        );
+        assert_eq!(
+            filename(&asset(AssetKind::JpegPhoto, 0)).0.as_deref(),
+            Some("IMG_0001.JPG")
+        );
+        assert_eq!(
+            filename(&asset(AssetKind::JpegPhoto, 9999)).0.as_deref(),
+            Some("IMG_0001.JPG")
+        );
+        assert_eq!(
+            filename(&asset(AssetKind::MovVideo, 9998)).0.as_deref(),
+            Some("IMG_9999.MOV")
+        );
     }
 }

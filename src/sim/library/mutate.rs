@@ -12,8 +12,8 @@ use super::generate::{added_delay, pick_kind};
 use super::ids::Rng;
 use super::index::IndexId;
 use super::model::{
-    Album, AlbumKind, Asset, AssetKind, DAY_MS, DELETED, EDITED, EXPUNGE_AFTER_MS, FAVORITE, HIDDEN, PURGED,
-    Relation, asset_key,
+    Album, AlbumKind, Asset, AssetKind, DAY_MS, DELETED, EDITED, EXPUNGE_AFTER_MS, FAVORITE,
+    HIDDEN, PURGED, Relation, asset_key,
 };
 use super::{LibraryState, PRIMARY_ZONE, Zone, ZoneHandle, now_ms};
 
@@ -100,7 +100,11 @@ pub enum MutationError {
     #[error("invalid mutation request: {0}")]
     Parse(String),
     #[error("operation {index} ({op}): {reason}{}", applied_note(*.index))]
-    Invalid { index: usize, op: &'static str, reason: String },
+    Invalid {
+        index: usize,
+        op: &'static str,
+        reason: String,
+    },
 }
 
 fn applied_note(index: usize) -> String {
@@ -145,9 +149,9 @@ impl Mutation {
 
     fn zone(&self) -> Option<&str> {
         match self {
-            Mutation::Add { zone, .. } | Mutation::AlbumCreate { zone, .. } | Mutation::AlbumDelete { zone, .. } => {
-                zone.as_deref()
-            }
+            Mutation::Add { zone, .. }
+            | Mutation::AlbumCreate { zone, .. }
+            | Mutation::AlbumDelete { zone, .. } => zone.as_deref(),
             Mutation::Delete(a)
             | Mutation::Restore(a)
             | Mutation::Purge(a)
@@ -172,13 +176,18 @@ impl LibraryState {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    Mutation::deserialize(v).map_err(|e| MutationError::Parse(format!("operation {i}: {e}")))
+                    Mutation::deserialize(v)
+                        .map_err(|e| MutationError::Parse(format!("operation {i}: {e}")))
                 })
                 .collect::<Result<_, _>>()?,
             serde_json::Value::Object(_) => {
                 vec![Mutation::deserialize(body).map_err(|e| MutationError::Parse(e.to_string()))?]
             }
-            _ => return Err(MutationError::Parse("expected a JSON object or an array of objects".into())),
+            _ => {
+                return Err(MutationError::Parse(
+                    "expected a JSON object or an array of objects".into(),
+                ));
+            }
         };
         self.mutate(&ops)
     }
@@ -204,7 +213,12 @@ impl LibraryState {
         Ok(out)
     }
 
-    fn apply(&self, zone: &ZoneHandle, op: &Mutation, out: &mut MutationOutcome) -> Result<(), String> {
+    fn apply(
+        &self,
+        zone: &ZoneHandle,
+        op: &Mutation,
+        out: &mut MutationOutcome,
+    ) -> Result<(), String> {
         let now = now_ms();
         let mut z = zone.write();
         let change = match op {
@@ -232,24 +246,40 @@ impl LibraryState {
             z.log.mark_time(now);
             match op {
                 Mutation::Add { count, album, .. } => {
-                    let album = album.as_deref().map(|a| self.resolve_album(zone, &z, a, true)).transpose()?;
+                    let album = album
+                        .as_deref()
+                        .map(|a| self.resolve_album(zone, &z, a, true))
+                        .transpose()?;
                     if *count > 100_000 {
-                        return Err(format!("count {count} is too large (at most 100000 per operation)"));
+                        return Err(format!(
+                            "count {count} is too large (at most 100000 per operation)"
+                        ));
                     }
                     let new = self.add_assets(&mut z, zone.info.number, *count, now);
                     if let Some(album) = album {
                         add_to_album(&mut z, album, &new);
                     }
-                    out.asset_ids.extend(new.iter().map(|&i| self.ids.master_name(z.assets[i as usize].key)));
+                    out.asset_ids.extend(
+                        new.iter()
+                            .map(|&i| self.ids.master_name(z.assets[i as usize].key)),
+                    );
                 }
-                Mutation::AlbumCreate { name, parent, folder, .. } => {
+                Mutation::AlbumCreate {
+                    name,
+                    parent,
+                    folder,
+                    ..
+                } => {
                     if name.trim().is_empty() {
                         return Err("album name is empty".into());
                     }
                     if z.albums.is_empty() {
                         return Err("this zone has no albums".into());
                     }
-                    let parent = parent.as_deref().map(|p| self.resolve_folder(zone, &z, p)).transpose()?;
+                    let parent = parent
+                        .as_deref()
+                        .map(|p| self.resolve_folder(zone, &z, p))
+                        .transpose()?;
                     let idx = create_album(&mut z, name, parent, *folder, now);
                     out.album_ids.push(self.album_record_name(&zone.info, idx));
                 }
@@ -276,7 +306,12 @@ impl LibraryState {
     }
 
     /// Apply one asset change (for `records/modify`); returns the asset's new view.
-    pub fn change_asset(&self, zone: &ZoneHandle, idx: u32, change: AssetChange) -> Result<super::AssetView, String> {
+    pub fn change_asset(
+        &self,
+        zone: &ZoneHandle,
+        idx: u32,
+        change: AssetChange,
+    ) -> Result<super::AssetView, String> {
         let now = now_ms();
         let mut z = zone.write();
         let asset = z.assets.get(idx as usize).ok_or("no such record")?;
@@ -285,10 +320,16 @@ impl LibraryState {
         apply_change(&mut z, idx, change, now);
         z.library_info_seq = z.log.append(RecordRef::LibraryInfo);
         self.bump_db_counter(&mut z);
-        self.asset_view(&z, idx).ok_or_else(|| "no such record".to_string())
+        self.asset_view(&z, idx)
+            .ok_or_else(|| "no such record".to_string())
     }
 
-    fn resolve_assets(&self, zone: &ZoneHandle, z: &Zone, ids: &[String]) -> Result<Vec<u32>, String> {
+    fn resolve_assets(
+        &self,
+        zone: &ZoneHandle,
+        z: &Zone,
+        ids: &[String],
+    ) -> Result<Vec<u32>, String> {
         if ids.is_empty() {
             return Err("asset_ids is empty".into());
         }
@@ -302,12 +343,21 @@ impl LibraryState {
     }
 
     /// An album by record name or (first live match of its) name.
-    fn resolve_album(&self, zone: &ZoneHandle, z: &Zone, album: &str, want_album: bool) -> Result<u32, String> {
+    fn resolve_album(
+        &self,
+        zone: &ZoneHandle,
+        z: &Zone,
+        album: &str,
+        want_album: bool,
+    ) -> Result<u32, String> {
         let idx = self.ids.parse_uuid(album).and_then(|_| {
             (1..z.albums.len() as u32).find(|&i| self.album_record_name(&zone.info, i) == album)
         });
         let idx = idx
-            .or_else(|| (1..z.albums.len() as u32).find(|&i| z.albums[i as usize].name == album && !z.albums[i as usize].deleted))
+            .or_else(|| {
+                (1..z.albums.len() as u32)
+                    .find(|&i| z.albums[i as usize].name == album && !z.albums[i as usize].deleted)
+            })
             .ok_or_else(|| format!("no album {album:?}"))?;
         let a = &z.albums[idx as usize];
         if a.deleted {
@@ -341,7 +391,9 @@ impl LibraryState {
                 0
             };
             let asset_date = now - rng.range(0, 3_600_000);
-            let added_date = (asset_date + added_delay(&mut rng, asset_date)).min(now).max(asset_date);
+            let added_date = (asset_date + added_delay(&mut rng, asset_date))
+                .min(now)
+                .max(asset_date);
             z.assets.push(Asset {
                 key,
                 asset_date,
@@ -354,10 +406,15 @@ impl LibraryState {
                 kind,
                 flags: 0,
             });
-            let (m, a) = (z.log.append(RecordRef::Master(idx)), z.log.append(RecordRef::Asset(idx)));
+            let (m, a) = (
+                z.log.append(RecordRef::Master(idx)),
+                z.log.append(RecordRef::Asset(idx)),
+            );
             z.assets[idx as usize].master_seq = m;
             z.assets[idx as usize].asset_seq = a;
-            let Zone { indexes, assets, .. } = z;
+            let Zone {
+                indexes, assets, ..
+            } = z;
             indexes.add_asset(assets, idx);
             new.push(idx);
         }
@@ -407,7 +464,10 @@ fn apply_change(z: &mut Zone, i: u32, change: AssetChange, now: i64) {
             }
         }
     }
-    let both = matches!(change, AssetChange::Delete | AssetChange::Restore | AssetChange::Purge);
+    let both = matches!(
+        change,
+        AssetChange::Delete | AssetChange::Restore | AssetChange::Purge
+    );
     if both {
         let seq = z.log.append(RecordRef::Master(i));
         z.assets[i as usize].master_seq = seq;
@@ -419,7 +479,9 @@ fn apply_change(z: &mut Zone, i: u32, change: AssetChange, now: i64) {
 /// Change asset `i` with every index (albums included) kept consistent around the change.
 fn reindex(z: &mut Zone, i: u32, f: impl FnOnce(&mut Asset)) {
     let albums = z.asset_albums.get(&i).cloned().unwrap_or_default();
-    let Zone { indexes, assets, .. } = z;
+    let Zone {
+        indexes, assets, ..
+    } = z;
     let was_visible = assets[i as usize].is_visible();
     indexes.remove_asset(assets, i);
     if was_visible {
@@ -442,7 +504,11 @@ fn create_album(z: &mut Zone, name: &str, parent: Option<u32>, folder: bool, now
     let seq = z.log.append(RecordRef::Album(idx));
     z.albums.push(Album {
         name: name.to_string(),
-        kind: if folder { AlbumKind::Folder } else { AlbumKind::Album },
+        kind: if folder {
+            AlbumKind::Folder
+        } else {
+            AlbumKind::Album
+        },
         parent,
         position,
         deleted: false,
@@ -504,7 +570,9 @@ fn add_to_album(z: &mut Zone, album: u32, assets: &[u32]) {
         first = false;
         z.asset_albums.entry(i).or_default().push(album);
         if z.assets[i as usize].is_visible() {
-            let Zone { indexes, assets, .. } = z;
+            let Zone {
+                indexes, assets, ..
+            } = z;
             indexes.insert(IndexId::Album(album), assets, i);
         }
     }
@@ -525,7 +593,9 @@ fn remove_from_album(z: &mut Zone, album: u32, assets: &[u32]) {
             list.retain(|a| *a != album);
         }
         if z.assets[i as usize].is_visible() {
-            let Zone { indexes, assets, .. } = z;
+            let Zone {
+                indexes, assets, ..
+            } = z;
             indexes.remove(IndexId::Album(album), assets, i);
         }
     }

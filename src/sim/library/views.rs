@@ -66,7 +66,10 @@ pub enum ChangeItem {
         modified_ms: i64,
     },
     /// A hard-deleted record (`deleted: true`, `recordType: null`).
-    Deleted { record_name: String, seq: u32 },
+    Deleted {
+        record_name: String,
+        seq: u32,
+    },
 }
 
 /// A page of the change feed.
@@ -96,7 +99,14 @@ impl LibraryState {
 
     /// Assets at ranks `start..start+limit` of an index (`descending` walks it oldest first).
     /// None when the index does not exist (unknown album).
-    pub fn page(&self, zone: &ZoneHandle, index: IndexId, start: usize, limit: usize, descending: bool) -> Option<Page> {
+    pub fn page(
+        &self,
+        zone: &ZoneHandle,
+        index: IndexId,
+        start: usize,
+        limit: usize,
+        descending: bool,
+    ) -> Option<Page> {
         let z = zone.read();
         let v = z.indexes.get(index)?;
         let total = v.len();
@@ -104,7 +114,11 @@ impl LibraryState {
         let start = start.min(total);
         let assets = (start..end)
             .filter_map(|rank| {
-                let i = if descending { v[total - 1 - rank] } else { v[rank] };
+                let i = if descending {
+                    v[total - 1 - rank]
+                } else {
+                    v[rank]
+                };
                 self.asset_view(&z, i)
             })
             .collect();
@@ -130,6 +144,12 @@ impl LibraryState {
             modified_ms: z.log.time_of(album.seq).unwrap_or(album.created_ms),
             album,
         })
+    }
+
+    /// One album.
+    pub fn album(&self, zone: &ZoneHandle, idx: u32) -> Option<AlbumView> {
+        let z = zone.read();
+        self.album_view(zone, &z, idx)
     }
 
     /// Albums as `CPLAlbumByPositionLive` lists them: the root sentinel and the top-level
@@ -187,7 +207,11 @@ impl LibraryState {
             RecordRef::Master(i) | RecordRef::Asset(i) => {
                 let view = self.asset_view(z, i)?;
                 let is_master = matches!(entry, RecordRef::Master(_));
-                let current = if is_master { view.asset.master_seq } else { view.asset.asset_seq };
+                let current = if is_master {
+                    view.asset.master_seq
+                } else {
+                    view.asset.asset_seq
+                };
                 if current != seq {
                     return None;
                 }
@@ -216,7 +240,8 @@ impl LibraryState {
                 let asset = *z.assets.get(asset as usize)?;
                 let album_record = self.album_record_name(&zone.info, album);
                 if !relation.live {
-                    let record_name = format!("{}-IN-{album_record}", self.asset_record_name(asset.key));
+                    let record_name =
+                        format!("{}-IN-{album_record}", self.asset_record_name(asset.key));
                     return Some(ChangeItem::Deleted { record_name, seq });
                 }
                 let fallback = asset.added_date;
