@@ -132,7 +132,8 @@ fn asset_page(call: &Call, zone: &ZoneHandle, query: &Value, record_type: &str) 
             None => 0,
             Some(Some(n)) if n >= 0 => n as usize,
             Some(_) => {
-                return call.bad_request(StatusCode::OK, "startRank must be a non-negative integer");
+                return call
+                    .bad_request(StatusCode::OK, "startRank must be a non-negative integer");
             }
         },
     };
