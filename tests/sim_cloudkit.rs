@@ -119,11 +119,10 @@ async fn hundred_thousand_assets_paged_by_20_fetchers_arrive_once_and_match_the_
 }
 
 /// The smart folders and the rule their members must satisfy (read from the records).
-fn smart_rules() -> Vec<(
-    &'static str,
-    &'static str,
-    Box<dyn Fn(&Value, &Value) -> bool>,
-)> {
+/// A membership rule over a (master, asset) pair.
+type Rule = Box<dyn Fn(&Value, &Value) -> bool>;
+
+fn smart_rules() -> Vec<(&'static str, &'static str, Rule)> {
     let movie = |m: &Value| {
         matches!(
             m["fields"]["itemType"]["value"].as_str(),
