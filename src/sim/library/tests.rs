@@ -603,3 +603,29 @@ fn manifest_lists_every_version_with_real_hashes() {
         .is_err()
     );
 }
+
+#[test]
+fn empty_and_tiny_libraries_work() {
+    for n in [0, 1, 3] {
+        let lib = library(n);
+        let zone = primary(&lib);
+        assert_eq!(zone.read().assets.len(), n);
+        assert_indexes_consistent(zone);
+        let page = lib.page(zone, IndexId::All, 0, 100, false).unwrap();
+        assert_eq!(page.total, lib.count(PRIMARY_ZONE, IndexId::All).unwrap());
+        assert!(page.next_rank.is_none());
+        let added = lib
+            .mutate_json(&serde_json::json!({"op": "add", "count": 2, "album": "Jörg"}))
+            .unwrap();
+        assert_eq!(added.asset_ids.len(), 2);
+        assert_indexes_consistent(zone);
+        let album = lib
+            .albums(zone, None)
+            .into_iter()
+            .find(|a| a.album.name == "Jörg")
+            .unwrap();
+        assert!(lib.count(PRIMARY_ZONE, IndexId::Album(album.idx)).unwrap() >= 2);
+        let history = changes_since(&lib, zone, 0);
+        assert!(history.len() >= 2 * (n + 2));
+    }
+}
