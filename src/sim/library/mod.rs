@@ -13,6 +13,7 @@
 
 pub mod bplist;
 pub mod changelog;
+pub mod facts;
 pub mod generate;
 pub mod ids;
 pub mod index;
@@ -26,9 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use changelog::{ChangeLog, TokenCodec};
+use facts::Facts;
 use ids::{IdCodec, IdDomain};
 use index::{IndexId, Indexes};
-use model::{Album, Asset, Facts, Relation, split_key};
+use model::{Album, Asset, Relation, split_key};
 
 pub use manifest::{ManifestEntry, ManifestOptions};
 pub use mutate::{Mutation, MutationError, MutationOutcome};
