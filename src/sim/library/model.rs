@@ -236,6 +236,25 @@ pub enum Rendition {
 }
 
 impl Rendition {
+    /// Every rendition, by number.
+    pub const ALL: [Rendition; 10] = [
+        Rendition::Original,
+        Rendition::OriginalAlt,
+        Rendition::OriginalVidCompl,
+        Rendition::JpegMed,
+        Rendition::JpegThumb,
+        Rendition::VidMed,
+        Rendition::VidSmall,
+        Rendition::JpegFull,
+        Rendition::AssetJpegThumb,
+        Rendition::VidFull,
+    ];
+
+    /// The rendition with this number (inverse of `as u8`).
+    pub fn from_u8(n: u8) -> Option<Rendition> {
+        Rendition::ALL.get(n as usize).copied()
+    }
+
     /// The field-name prefix after `res` (`resJPEGMedRes`, ...).
     pub fn prefix(self) -> &'static str {
         match self {

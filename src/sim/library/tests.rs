@@ -629,3 +629,43 @@ fn empty_and_tiny_libraries_work() {
         assert!(history.len() >= 2 * (n + 2));
     }
 }
+
+#[test]
+fn resources_stay_current_until_purged_or_re_edited() {
+    let lib = library(40);
+    let zone = primary(&lib);
+    let asset = zone.read().assets[8]; // an edited JPEG (forced slot)
+    assert!(asset.has(EDITED));
+    let name = lib.ids.master_name(asset.key);
+    let full = lib
+        .facts
+        .rendition(&asset, &name, model::Rendition::JpegFull)
+        .resource(asset.key);
+    let original = lib
+        .facts
+        .rendition(&asset, &name, model::Rendition::Original)
+        .resource(asset.key);
+    assert!(lib.is_current(&full) && lib.is_current(&original));
+    assert!(!lib.is_current(&crate::sim::content::Resource {
+        size: original.size + 1,
+        ..original
+    }));
+    assert!(
+        !lib.is_current(&crate::sim::content::Resource {
+            rendition: 2,
+            ..original
+        }),
+        "no live part"
+    );
+    lib.mutate_json(&serde_json::json!({"op": "edit", "asset_ids": [name]}))
+        .unwrap();
+    assert!(!lib.is_current(&full), "superseded edit");
+    assert!(lib.is_current(&original));
+    lib.mutate_json(&serde_json::json!({"op": "purge", "asset_ids": [name]}))
+        .unwrap();
+    assert!(!lib.is_current(&original));
+    assert!(!lib.is_current(&crate::sim::content::Resource {
+        asset_key: 999_999,
+        ..original
+    }));
+}
