@@ -68,14 +68,30 @@ pub(crate) fn begin(
             &request_id,
         )));
     };
-    if state.auth.web_session(headers).is_none() {
-        tracing::warn!(db, endpoint, "rejected: no valid web session");
-        return Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "AUTHENTICATION_REQUIRED",
-            "Invalid global session",
-            &request_id,
-        )));
+    match state.auth.web_session(headers) {
+        None => {
+            tracing::warn!(db, endpoint, "rejected: no valid web session");
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "AUTHENTICATION_REQUIRED",
+                "Invalid global session",
+                &request_id,
+            )));
+        }
+        // Signed in with the password but the second factor is still owed: Apple's web
+        // session lacks the trust cookie, and CloudKit answers as for a missing cookie.
+        Some(session) if !session.trusted => {
+            tracing::warn!(db, endpoint, "rejected: two-factor authentication not completed");
+            return Err(Box::new(
+                (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
+                    "Missing X-APPLE-WEBAUTH-TOKEN cookie",
+                )
+                    .into_response(),
+            ));
+        }
+        Some(_) => {}
     }
     if state.config.adp && database == Database::Private {
         tracing::info!(endpoint, "refused: Advanced Data Protection is on");
