@@ -4,5 +4,6 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod cli;
+pub mod cloudkit;
 pub mod model;
 pub mod sim;

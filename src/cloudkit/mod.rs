@@ -1,0 +1,40 @@
+//! The typed client of the iCloud Photos CloudKit database (`ckdatabasews`): requests, retries
+//! and error classification, record parsing into [`crate::model`] types, streaming enumeration
+//! of asset indexes, album trees, change feeds, deletes and URL refreshes.
+//!
+//! It never touches disk or SQLite: callers receive parsed pages and store them. Download URLs
+//! travel beside the model ([`ListedAsset::downloads`]), never inside it.
+//!
+//! Layout:
+//! - [`client`]: the transport (one POST, classification, bounded retries with backoff);
+//! - [`requests`]: databases, the catalogue of indexes ([`Index`]) and the request bodies;
+//! - [`records`]: the record envelope and lenient field decoding;
+//! - [`plist`]: the binary property lists inside `locationEnc` / `keywordsEnc`;
+//! - [`parse`]: CPLMaster + CPLAsset into an asset with its versions, pairing, skips;
+//! - [`calls`]: zones, indexing state, counts, one page, delete, lookup;
+//! - [`albums`]: the album and folder tree;
+//! - [`enumerate`]: parallel, streaming walks of an index;
+//! - [`changes`]: `changes/database` and `changes/zone`;
+//! - [`error`]: the error type.
+
+pub mod albums;
+pub mod calls;
+pub mod changes;
+pub mod client;
+pub mod enumerate;
+pub mod error;
+pub mod parse;
+pub mod plist;
+pub mod records;
+pub mod requests;
+
+pub use albums::AlbumListing;
+pub use calls::{IndexCount, IndexingState, Modified, Page, Refreshed};
+pub use changes::{
+    AssetRecordChange, Change, ChangedZone, DatabaseChanges, ZoneChangePage, ZoneChanges,
+};
+pub use client::{ClientParams, CloudKitClient, RetryPolicy};
+pub use enumerate::{IndexWalk, WalkOptions, WalkProgress, WalkSummary};
+pub use error::CloudKitError;
+pub use parse::{ListedAsset, Skipped};
+pub use requests::{Database, Index, SmartAlbum};

@@ -1,0 +1,647 @@
+//! CPLMaster + CPLAsset records into `model::Asset` with its versions (section 6.1 of the
+//! protocol notes), and the pairing of the two records by `masterRef`, with carry-over of
+//! unpaired records across the pages of one walk.
+//!
+//! Nothing is dropped silently: a record that cannot become an asset, or a rendition that cannot
+//! become a version, is reported as a [`Skipped`] with the reason.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::model::{Asset, ItemKind, ListedVersion, Location, Version, VersionKind};
+
+use super::plist::{self, Plist};
+use super::records::Record;
+
+/// An asset as listed: the catalog data plus the short-lived download URL of each version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedAsset {
+    /// The asset; `asset.versions` holds the same versions without URLs.
+    pub asset: Asset,
+    /// Every version with its download URL, in the order of `asset.versions`.
+    pub downloads: Vec<ListedVersion>,
+}
+
+impl ListedAsset {
+    /// The download URL of one version, if listed.
+    pub fn url(&self, kind: VersionKind) -> Option<&str> {
+        self.downloads
+            .iter()
+            .find(|d| d.version.kind == kind)
+            .map(|d| d.download_url.as_str())
+    }
+}
+
+/// A record (or one rendition of it) that did not become part of an asset, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub record_name: String,
+    pub reason: String,
+}
+
+impl Skipped {
+    pub(crate) fn new(record_name: &str, reason: impl Into<String>) -> Self {
+        Skipped {
+            record_name: record_name.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The versions of an image (or an asset of unknown kind): version kind and rendition prefix.
+const IMAGE_TABLE: [(VersionKind, &str); 9] = [
+    (VersionKind::Original, "resOriginal"),
+    (VersionKind::Alternative, "resOriginalAlt"),
+    (VersionKind::Medium, "resJPEGMed"),
+    (VersionKind::Thumb, "resJPEGThumb"),
+    (VersionKind::Adjusted, "resJPEGFull"),
+    (VersionKind::LiveOriginal, "resOriginalVidCompl"),
+    (VersionKind::LiveMedium, "resVidMed"),
+    (VersionKind::LiveThumb, "resVidSmall"),
+    (VersionKind::LiveAdjusted, "resVidFull"),
+];
+
+/// The versions of a movie.
+const MOVIE_TABLE: [(VersionKind, &str); 4] = [
+    (VersionKind::Original, "resOriginal"),
+    (VersionKind::Medium, "resVidMed"),
+    (VersionKind::Thumb, "resVidSmall"),
+    (VersionKind::Adjusted, "resVidFull"),
+];
+
+/// Image or movie from the master's `itemType` (section 4.3), with icloudpd's filename
+/// heuristic for UTIs outside the table.
+pub fn item_kind(item_type: Option<&str>, filename: Option<&str>) -> ItemKind {
+    let Some(uti) = item_type else {
+        return ItemKind::Unknown;
+    };
+    match uti {
+        "public.heic"
+        | "public.heif"
+        | "public.jpeg"
+        | "public.png"
+        | "org.webmproject.webp"
+        | "public.tiff"
+        | "com.compuserve.gif"
+        | "com.adobe.raw-image"
+        | "com.canon.cr2-raw-image"
+        | "com.canon.crw-raw-image"
+        | "com.canon.cr3-raw-image"
+        | "com.sony.arw-raw-image"
+        | "com.fuji.raw-image"
+        | "com.panasonic.rw2-raw-image"
+        | "com.nikon.nrw-raw-image"
+        | "com.nikon.raw-image"
+        | "com.pentax.raw-image"
+        | "com.olympus.raw-image"
+        | "com.olympus.or-raw-image" => ItemKind::Image,
+        "com.apple.quicktime-movie" | "public.mpeg-4" | "com.apple.m4v-video" => ItemKind::Movie,
+        _ => {
+            let ext = filename
+                .and_then(|f| f.rsplit_once('.'))
+                .map(|(_, e)| e.to_ascii_lowercase())
+                .unwrap_or_default();
+            if matches!(ext.as_str(), "heic" | "png" | "jpg" | "jpeg" | "webp") {
+                ItemKind::Image
+            } else {
+                ItemKind::Movie
+            }
+        }
+    }
+}
+
+/// Build the asset of a master/asset pair. Unusable renditions are reported in `skipped`.
+pub(crate) fn build_asset(
+    master: &Record,
+    asset: &Record,
+    zone: &str,
+    skipped: &mut Vec<Skipped>,
+) -> ListedAsset {
+    let id = master.name().to_string();
+    let (filename, filename_problem) = decode_filename(master);
+    let item_type = master.string("itemType").map(str::to_string);
+    let kind = item_kind(item_type.as_deref(), filename.as_deref());
+    let table: &[(VersionKind, &str)] = if kind == ItemKind::Movie {
+        &MOVIE_TABLE
+    } else {
+        &IMAGE_TABLE
+    };
+    let mut versions = Vec::with_capacity(table.len());
+    let mut downloads = Vec::with_capacity(table.len());
+    for &(version_kind, prefix) in table {
+        match rendition(master, asset, version_kind, prefix) {
+            Ok(Some(listed)) => {
+                versions.push(listed.version.clone());
+                downloads.push(listed);
+            }
+            Ok(None) => {}
+            Err(reason) => skipped.push(Skipped::new(&id, reason)),
+        }
+    }
+    let text = |name: &str| match asset.text(name) {
+        Ok(t) => t.filter(|s| !s.is_empty()),
+        Err(e) => {
+            tracing::debug!(asset = %id, field = name, problem = %e, "undecodable text field ignored");
+            None
+        }
+    };
+    let asset_model = Asset {
+        id: id.clone(),
+        asset_record: asset.name().to_string(),
+        asset_change_tag: asset.change_tag.clone(),
+        zone: asset
+            .zone_name
+            .clone()
+            .or_else(|| master.zone_name.clone())
+            .unwrap_or_else(|| zone.to_string()),
+        filename,
+        filename_problem,
+        item_type,
+        kind,
+        asset_date_ms: asset.int("assetDate").unwrap_or(0),
+        added_date_ms: asset.int("addedDate").unwrap_or(0),
+        tz_offset_s: asset
+            .int("timeZoneOffset")
+            .and_then(|v| i32::try_from(v).ok()),
+        favorite: asset.flag("isFavorite"),
+        hidden: asset.flag("isHidden"),
+        deleted: asset.flag("isDeleted"),
+        date_expunged_ms: asset
+            .int("dateExpunged")
+            .or_else(|| master.int("dateExpunged")),
+        burst_id: asset.string("burstId").map(str::to_string),
+        subtype: asset.int("assetSubtype").unwrap_or(0),
+        subtype_v2: asset.int("assetSubtypeV2").unwrap_or(0),
+        orientation: asset
+            .int("orientation")
+            .or_else(|| master.int("originalOrientation"))
+            .and_then(|v| i32::try_from(v).ok()),
+        duration: asset.int("duration"),
+        adjustment_type: asset.string("adjustmentType").map(str::to_string),
+        caption: text("captionEnc"),
+        description: text("extendedDescEnc"),
+        keywords: keywords(asset, &id),
+        location: location(asset, &id),
+        versions,
+    };
+    ListedAsset {
+        asset: asset_model,
+        downloads,
+    }
+}
+
+/// `filenameEnc` decoded, or why there is no usable name.
+fn decode_filename(master: &Record) -> (Option<String>, Option<String>) {
+    if !master.has("filenameEnc") {
+        return (None, Some("no filenameEnc on the CPLMaster".into()));
+    }
+    let declared = master.field_type("filenameEnc");
+    match master.text("filenameEnc") {
+        Ok(Some(name)) if name.is_empty() => (None, Some("filenameEnc is empty".into())),
+        Ok(Some(name)) => {
+            let note = match declared {
+                None | Some("STRING") | Some("ENCRYPTED_BYTES") => None,
+                Some(other) => Some(format!("filenameEnc has type {other}; decoded as base64")),
+            };
+            (Some(name), note)
+        }
+        Ok(None) => (None, Some("no filenameEnc on the CPLMaster".into())),
+        Err(e) => (None, Some(format!("filenameEnc undecodable: {e}"))),
+    }
+}
+
+/// One version from the asset's rendition if it has one, else the master's.
+/// `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot be used.
+fn rendition(
+    master: &Record,
+    asset: &Record,
+    kind: VersionKind,
+    prefix: &str,
+) -> Result<Option<ListedVersion>, String> {
+    let res_field = format!("{prefix}Res");
+    let source = if asset.has(&res_field) {
+        asset
+    } else if master.has(&res_field) {
+        master
+    } else {
+        return Ok(None);
+    };
+    let Some(res) = source.value(&res_field) else {
+        return Ok(None);
+    };
+    let what = || {
+        format!(
+            "{} version ({res_field} on {})",
+            kind.as_str(),
+            source.kind()
+        )
+    };
+    let url = res
+        .get("downloadURL")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: no downloadURL", what()))?;
+    let size = res
+        .get("size")
+        .and_then(super::records::as_int)
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| format!("{}: no valid size", what()))?;
+    let checksum = res
+        .get("fileChecksum")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: no fileChecksum", what()))?;
+    let file_type = source
+        .string(&format!("{prefix}FileType"))
+        .ok_or_else(|| format!("{}: no {prefix}FileType", what()))?;
+    let dim = |suffix: &str| {
+        source
+            .int(&format!("{prefix}{suffix}"))
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    Ok(Some(ListedVersion {
+        version: Version {
+            kind,
+            size,
+            file_type: file_type.to_string(),
+            checksum: checksum.to_string(),
+            width: dim("Width"),
+            height: dim("Height"),
+        },
+        download_url: url.to_string(),
+    }))
+}
+
+fn keywords(asset: &Record, id: &str) -> Vec<String> {
+    let bytes = match asset.bytes("keywordsEnc") {
+        Ok(Some(b)) => b,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::debug!(asset = %id, problem = %e, "keywordsEnc ignored");
+            return Vec::new();
+        }
+    };
+    match plist::parse(&bytes) {
+        Ok(Plist::Array(items)) => items
+            .into_iter()
+            .filter_map(|p| match p {
+                Plist::String(s) if !s.is_empty() => Some(s),
+                _ => None,
+            })
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            tracing::debug!(asset = %id, problem = %e, "keywordsEnc ignored");
+            Vec::new()
+        }
+    }
+}
+
+fn location(asset: &Record, id: &str) -> Option<Location> {
+    let from_plist = match asset.bytes("locationEnc") {
+        Ok(Some(b)) => match plist::parse(&b) {
+            Ok(Plist::Dict(d)) => {
+                let get = |k: &str| d.get(k).and_then(Plist::as_f64).filter(|f| f.is_finite());
+                match (get("lat"), get("lon").or_else(|| get("lng"))) {
+                    (Some(latitude), Some(longitude)) => Some(Location {
+                        latitude,
+                        longitude,
+                        altitude: get("alt"),
+                    }),
+                    _ => None,
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(asset = %id, problem = %e, "locationEnc ignored");
+                None
+            }
+        },
+        _ => None,
+    };
+    from_plist
+        .or_else(|| {
+            Some(Location {
+                latitude: asset.double("locationLatitude")?,
+                longitude: asset.double("locationLongitude")?,
+                altitude: None,
+            })
+        })
+        .filter(|l| (-90.0..=90.0).contains(&l.latitude) && (-180.0..=180.0).contains(&l.longitude))
+}
+
+/// What one page of an asset listing yielded.
+#[derive(Debug, Default)]
+pub(crate) struct PairedPage {
+    pub assets: Vec<ListedAsset>,
+    pub skipped: Vec<Skipped>,
+    /// Records of types that carry no asset (e.g. `CPLContainerRelation` in album listings).
+    pub ignored: usize,
+}
+
+/// Unpaired records of one walk, waiting for their partner on a later page.
+#[derive(Default)]
+pub(crate) struct CarryOver {
+    /// Masters by recordName, with whether an asset already paired with it.
+    masters: HashMap<String, (Record, bool)>,
+    /// Assets waiting for their master, by master recordName.
+    assets: HashMap<String, Vec<Record>>,
+}
+
+impl CarryOver {
+    /// Report everything still unpaired at the end of the walk.
+    pub fn finish(self) -> Vec<Skipped> {
+        let mut out = Vec::new();
+        for (name, (_, used)) in self.masters {
+            if !used {
+                out.push(Skipped::new(
+                    &name,
+                    "CPLMaster without its CPLAsset in this listing",
+                ));
+            }
+        }
+        for (master, assets) in self.assets {
+            for a in assets {
+                out.push(Skipped::new(
+                    a.name(),
+                    format!("CPLAsset whose CPLMaster {master} never arrived in this listing"),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Pair the records of one page. Unpaired records go to `carry` (shared by the walk) when given,
+/// else they are reported as skipped at once.
+pub(crate) fn pair_page(
+    records: Vec<Record>,
+    zone: &str,
+    carry: Option<&Mutex<CarryOver>>,
+) -> PairedPage {
+    let mut page = PairedPage::default();
+    let mut masters: HashMap<String, (Record, bool)> = HashMap::new();
+    let mut master_order: Vec<String> = Vec::new();
+    let mut assets: Vec<Record> = Vec::new();
+    for r in records {
+        if let Some(code) = &r.server_error_code {
+            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
+            page.skipped.push(Skipped::new(r.name(), reason));
+            continue;
+        }
+        if r.deleted {
+            page.skipped.push(Skipped::new(
+                r.name(),
+                "hard-deleted record inside a listing",
+            ));
+            continue;
+        }
+        match r.record_type.as_deref() {
+            Some("CPLMaster") if r.record_name.is_some() => {
+                let name = r.name().to_string();
+                if masters.insert(name.clone(), (r, false)).is_none() {
+                    master_order.push(name);
+                }
+            }
+            Some("CPLMaster") => page
+                .skipped
+                .push(Skipped::new("", "CPLMaster without recordName")),
+            Some("CPLAsset") => {
+                if r.reference("masterRef").is_some() {
+                    assets.push(r);
+                } else {
+                    page.skipped
+                        .push(Skipped::new(r.name(), "CPLAsset without masterRef"));
+                }
+            }
+            Some("CPLContainerRelation") => page.ignored += 1,
+            Some(other) => {
+                let reason = format!("unexpected record type {other} in an asset listing");
+                page.skipped.push(Skipped::new(r.name(), reason));
+            }
+            None => page
+                .skipped
+                .push(Skipped::new(r.name(), "record without recordType")),
+        }
+    }
+
+    let mut waiting_assets = Vec::new();
+    for a in assets {
+        let master_name = a.reference("masterRef").unwrap_or_default();
+        match masters.get_mut(master_name) {
+            Some((m, used)) => {
+                *used = true;
+                let built = build_asset(m, &a, zone, &mut page.skipped);
+                page.assets.push(built);
+            }
+            None => waiting_assets.push(a),
+        }
+    }
+    let waiting_masters: Vec<Record> = master_order
+        .into_iter()
+        .filter_map(|name| masters.remove(&name))
+        .filter(|(_, used)| !used)
+        .map(|(m, _)| m)
+        .collect();
+
+    if waiting_assets.is_empty() && waiting_masters.is_empty() {
+        return page;
+    }
+    let Some(carry) = carry else {
+        for a in waiting_assets {
+            let reason = format!(
+                "CPLAsset whose CPLMaster {} is not in the answer",
+                a.reference("masterRef").unwrap_or_default()
+            );
+            page.skipped.push(Skipped::new(a.name(), reason));
+        }
+        for m in waiting_masters {
+            page.skipped.push(Skipped::new(
+                m.name(),
+                "CPLMaster without its CPLAsset in the answer",
+            ));
+        }
+        return page;
+    };
+    let mut carry = carry.lock().unwrap_or_else(|e| e.into_inner());
+    for a in waiting_assets {
+        let master_name = a.reference("masterRef").unwrap_or_default().to_string();
+        match carry.masters.get_mut(&master_name) {
+            Some((m, used)) => {
+                *used = true;
+                let built = build_asset(m, &a, zone, &mut page.skipped);
+                page.assets.push(built);
+            }
+            None => carry.assets.entry(master_name).or_default().push(a),
+        }
+    }
+    for m in waiting_masters {
+        let name = m.name().to_string();
+        let used = match carry.assets.remove(&name) {
+            Some(waiting) => {
+                for a in waiting {
+                    let built = build_asset(&m, &a, zone, &mut page.skipped);
+                    page.assets.push(built);
+                }
+                true
+            }
+            None => false,
+        };
+        carry.masters.insert(name, (m, used));
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn record(v: Value) -> Record {
+        serde_json::from_value(v).expect("record")
+    }
+
+    fn res(size: u64) -> Value {
+        json!({"value": {"fileChecksum": "AQID", "size": size, "downloadURL": "https://cvws.icloud-content.com/B/x/${f}"}, "type": "ASSETID"})
+    }
+
+    fn master(name: &str, item_type: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": item_type, "type": "STRING"},
+                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+                "resOriginalRes": res(100), "resOriginalFileType": {"value": item_type, "type": "STRING"},
+                "resJPEGThumbRes": res(10), "resJPEGThumbFileType": {"value": "public.jpeg", "type": "STRING"},
+                "resVidMedRes": res(50), "resVidMedFileType": {"value": "com.apple.quicktime-movie", "type": "STRING"},
+            }}),
+        )
+    }
+
+    fn asset(name: &str, master: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLAsset", "recordChangeTag": "t1", "fields": {
+                "masterRef": {"value": {"recordName": master, "action": "DELETE_SELF"}, "type": "REFERENCE"},
+                "assetDate": {"value": 1000, "type": "TIMESTAMP"},
+                "isFavorite": {"value": 1, "type": "INT64"},
+            }}),
+        )
+    }
+
+    #[test]
+    fn image_table_vs_movie_table() {
+        let mut skipped = Vec::new();
+        let img = build_asset(
+            &master("M", "public.jpeg"),
+            &asset("A", "M"),
+            "PrimarySync",
+            &mut skipped,
+        );
+        let kinds: Vec<_> = img.asset.versions.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                VersionKind::Original,
+                VersionKind::Thumb,
+                VersionKind::LiveMedium
+            ]
+        );
+        let mov = build_asset(
+            &master("M", "com.apple.quicktime-movie"),
+            &asset("A", "M"),
+            "PrimarySync",
+            &mut skipped,
+        );
+        let kinds: Vec<_> = mov.asset.versions.iter().map(|v| v.kind).collect();
+        // The JPEG thumb of a movie is its poster frame, not a version; VidMed is the medium.
+        assert_eq!(kinds, vec![VersionKind::Original, VersionKind::Medium]);
+        assert!(skipped.is_empty());
+        assert!(img.asset.favorite && !img.asset.deleted);
+        assert_eq!(img.asset.filename.as_deref(), Some("IMG_7409.JPG"));
+        assert_eq!(
+            img.url(VersionKind::Original),
+            Some("https://cvws.icloud-content.com/B/x/${f}")
+        );
+    }
+
+    #[test]
+    fn unknown_item_type_follows_the_filename_heuristic() {
+        assert_eq!(
+            item_kind(Some("public.weird"), Some("a.JPG")),
+            ItemKind::Image
+        );
+        assert_eq!(
+            item_kind(Some("public.weird"), Some("a.avi")),
+            ItemKind::Movie
+        );
+        assert_eq!(item_kind(None, Some("a.avi")), ItemKind::Unknown);
+    }
+
+    #[test]
+    fn pairs_split_across_pages_are_joined_and_leftovers_reported() {
+        let carry = Mutex::new(CarryOver::default());
+        let p1 = pair_page(
+            vec![master("M1", "public.jpeg"), asset("A2", "M2")],
+            "Z",
+            Some(&carry),
+        );
+        assert!(p1.assets.is_empty() && p1.skipped.is_empty());
+        let p2 = pair_page(
+            vec![
+                asset("A1", "M1"),
+                master("M2", "public.jpeg"),
+                master("M3", "public.jpeg"),
+            ],
+            "Z",
+            Some(&carry),
+        );
+        let ids: Vec<_> = p2.assets.iter().map(|a| a.asset.id.as_str()).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&"M1") && ids.contains(&"M2"));
+        let left = carry.into_inner().expect("lock").finish();
+        assert_eq!(
+            left,
+            vec![Skipped::new(
+                "M3",
+                "CPLMaster without its CPLAsset in this listing"
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_records_become_explicit_skips() {
+        let no_ref = record(json!({"recordName": "A9", "recordType": "CPLAsset", "fields": {}}));
+        let err = record(
+            json!({"recordName": "X", "serverErrorCode": "ACCESS_DENIED", "reason": "revoked"}),
+        );
+        let other = record(json!({"recordName": "Y", "recordType": "CPLMemory", "fields": {}}));
+        let untyped = record(json!({"recordName": "Z", "fields": {}}));
+        let p = pair_page(
+            vec![no_ref, err, other, untyped, master("M", "public.jpeg")],
+            "Z",
+            None,
+        );
+        let names: Vec<_> = p.skipped.iter().map(|s| s.record_name.as_str()).collect();
+        assert_eq!(names, vec!["A9", "X", "Y", "Z", "M"]);
+        assert!(p.skipped[1].reason.contains("ACCESS_DENIED"));
+    }
+
+    #[test]
+    fn unusable_rendition_is_skipped_but_asset_kept() {
+        let m = record(
+            json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.jpeg"},
+                "resOriginalRes": {"value": {"fileChecksum": "AQID", "size": 5}},
+                "resOriginalFileType": {"value": "public.jpeg"},
+                "resJPEGThumbRes": res(3),
+            }}),
+        );
+        let mut skipped = Vec::new();
+        let a = build_asset(&m, &asset("A", "M"), "Z", &mut skipped);
+        assert!(a.asset.versions.is_empty());
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].reason.contains("no downloadURL"));
+        assert!(skipped[1].reason.contains("no resJPEGThumbFileType"));
+        assert_eq!(a.asset.filename, None);
+        assert!(a.asset.filename_problem.is_some());
+    }
+}
