@@ -82,6 +82,19 @@ pub(crate) fn parse_album(r: &Record, parent: Option<&str>, zone: &str) -> Album
     })
 }
 
+/// The albums of one standalone album-list answer (e.g. a recorded one), sentinels left out.
+pub fn parse_album_records(records: &[Record], zone: &str) -> AlbumListing {
+    let mut listing = AlbumListing::default();
+    for r in records {
+        match parse_album(r, None, zone) {
+            AlbumRecord::Album(a) => listing.albums.push(a),
+            AlbumRecord::Sentinel => {}
+            AlbumRecord::NotAnAlbum(s) => listing.skipped.push(s),
+        }
+    }
+    listing
+}
+
 impl CloudKitClient {
     /// The album tree of a library. Shared libraries without an album index give an empty list.
     pub async fn list_albums(&self, library: &Library) -> Result<AlbumListing, CloudKitError> {

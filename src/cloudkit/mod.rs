@@ -28,7 +28,7 @@ pub mod plist;
 pub mod records;
 pub mod requests;
 
-pub use albums::AlbumListing;
+pub use albums::{AlbumListing, parse_album_records};
 pub use calls::{IndexCount, IndexingState, Modified, Page, Refreshed};
 pub use changes::{
     AssetRecordChange, Change, ChangedZone, DatabaseChanges, ZoneChangePage, ZoneChanges,
@@ -36,5 +36,6 @@ pub use changes::{
 pub use client::{ClientParams, CloudKitClient, RetryPolicy};
 pub use enumerate::{IndexWalk, WalkOptions, WalkProgress, WalkSummary};
 pub use error::CloudKitError;
-pub use parse::{ListedAsset, Skipped};
+pub use parse::{ListedAsset, ParsedRecords, Skipped, parse_records};
+pub use records::Record;
 pub use requests::{Database, Index, SmartAlbum};

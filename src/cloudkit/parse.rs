@@ -330,9 +330,9 @@ fn location(asset: &Record, id: &str) -> Option<Location> {
         .filter(|l| (-90.0..=90.0).contains(&l.latitude) && (-180.0..=180.0).contains(&l.longitude))
 }
 
-/// What one page of an asset listing yielded.
+/// The assets of one answer (a listing page, a lookup), and what did not become an asset.
 #[derive(Debug, Default)]
-pub(crate) struct PairedPage {
+pub struct ParsedRecords {
     pub assets: Vec<ListedAsset>,
     pub skipped: Vec<Skipped>,
     /// Records of types that carry no asset (e.g. `CPLContainerRelation` in album listings).
@@ -372,14 +372,20 @@ impl CarryOver {
     }
 }
 
+/// Pair and parse the records of one standalone answer (e.g. a recorded listing page): records
+/// whose partner is not in the answer are reported as skipped.
+pub fn parse_records(records: Vec<Record>, zone: &str) -> ParsedRecords {
+    pair_page(records, zone, None)
+}
+
 /// Pair the records of one page. Unpaired records go to `carry` (shared by the walk) when given,
 /// else they are reported as skipped at once.
 pub(crate) fn pair_page(
     records: Vec<Record>,
     zone: &str,
     carry: Option<&Mutex<CarryOver>>,
-) -> PairedPage {
-    let mut page = PairedPage::default();
+) -> ParsedRecords {
+    let mut page = ParsedRecords::default();
     let mut masters: HashMap<String, (Record, bool)> = HashMap::new();
     let mut master_order: Vec<String> = Vec::new();
     let mut assets: Vec<Record> = Vec::new();
