@@ -19,7 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::model::Library;
 
-use super::calls::Page;
+use super::calls::{IndexCount, Page};
 use super::client::CloudKitClient;
 use super::error::CloudKitError;
 use super::parse::{CarryOver, Skipped};
@@ -204,7 +204,23 @@ async fn run_walk(
     tx: mpsc::Sender<Page>,
     counters: Arc<Counters>,
 ) -> Result<WalkSummary, CloudKitError> {
-    let counted = client.count(&library, &index).await?;
+    // The count only splits the work; without one the walk probes until a short page.
+    let counted = match client.count(&library, &index).await {
+        Ok(c) => c,
+        Err(
+            e @ (CloudKitError::SessionExpired { .. }
+            | CloudKitError::WebAccessDisabled { .. }
+            | CloudKitError::ZoneNotFound { .. }),
+        ) => return Err(e),
+        Err(e) => {
+            tracing::warn!(index = %index.describe(), zone = %library.zone, error = %e, "no count; walking without one");
+            IndexCount {
+                index: index.clone(),
+                count: None,
+                sync_token: None,
+            }
+        }
+    };
     *counters.expected.lock().unwrap_or_else(|e| e.into_inner()) = counted.count;
     let first_token = Arc::new(Mutex::new(counted.sync_token.clone()));
     let carry = Arc::new(Mutex::new(CarryOver::default()));
