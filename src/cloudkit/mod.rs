@@ -8,7 +8,8 @@
 //! Layout:
 //! - [`client`]: the transport (one POST, classification, bounded retries with backoff);
 //! - [`requests`]: databases, the catalogue of indexes ([`Index`]) and the request bodies;
-//! - [`records`]: the record envelope and lenient field decoding;
+//! - [`records`]: the record envelope and lenient field access;
+//! - [`fields`]: compact decoding of the fields the client reads (the hot path);
 //! - [`plist`]: the binary property lists inside `locationEnc` / `keywordsEnc`;
 //! - [`parse`]: CPLMaster + CPLAsset into an asset with its versions, pairing, skips;
 //! - [`calls`]: zones, indexing state, counts, one page, delete, lookup;
@@ -23,6 +24,7 @@ pub mod changes;
 pub mod client;
 pub mod enumerate;
 pub mod error;
+pub mod fields;
 pub mod parse;
 pub mod plist;
 pub mod records;

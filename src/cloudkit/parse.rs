@@ -226,9 +226,6 @@ fn rendition(
     } else {
         return Ok(None);
     };
-    let Some(res) = source.value(&res_field) else {
-        return Ok(None);
-    };
     let what = || {
         format!(
             "{} version ({res_field} on {})",
@@ -236,19 +233,21 @@ fn rendition(
             source.kind()
         )
     };
+    let Some(res) = source.resource(&res_field) else {
+        return Err(format!("{}: not a resource dictionary", what()));
+    };
     let url = res
-        .get("downloadURL")
-        .and_then(|v| v.as_str())
+        .download_url
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{}: no downloadURL", what()))?;
     let size = res
-        .get("size")
-        .and_then(super::records::as_int)
+        .size
         .and_then(|s| u64::try_from(s).ok())
         .ok_or_else(|| format!("{}: no valid size", what()))?;
     let checksum = res
-        .get("fileChecksum")
-        .and_then(|v| v.as_str())
+        .file_checksum
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{}: no fileChecksum", what()))?;
     let file_type = source

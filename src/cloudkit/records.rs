@@ -4,21 +4,24 @@
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::fields::{Field, FieldValue, Fields, LenientString, Resource};
 
 /// Standard base64, padding optional (CloudKit pads; lenient about peers that do not).
 pub(crate) const BASE64: base64::engine::GeneralPurpose =
     base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 
-/// One record of any type as CloudKit returns it. Only what clients use is kept.
+/// One record of any type as CloudKit returns it. Only what the client reads is kept: the
+/// envelope below and the fields it knows (see [`super::fields`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Record {
     #[serde(rename = "recordName", default, deserialize_with = "lenient_string")]
     pub record_name: Option<String>,
     #[serde(rename = "recordType", default, deserialize_with = "lenient_string")]
     pub record_type: Option<String>,
-    #[serde(default, deserialize_with = "lenient_map")]
-    pub fields: Map<String, Value>,
+    #[serde(default)]
+    pub fields: Fields,
     #[serde(
         rename = "recordChangeTag",
         default,
@@ -70,30 +73,30 @@ impl Record {
         self.record_type.as_deref().unwrap_or("")
     }
 
+    fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.get(name)
+    }
+
+    /// The value of a field; `None` when absent or `null`.
+    pub fn value(&self, name: &str) -> Option<&FieldValue> {
+        self.field(name)
+            .map(|f| &f.value)
+            .filter(|v| **v != FieldValue::Null)
+    }
+
     /// True when the record has a field of that name with a non-null value.
     pub fn has(&self, name: &str) -> bool {
         self.value(name).is_some()
     }
 
-    /// The unwrapped value of a field; `None` when absent or `null`. A bare (unwrapped) scalar is
-    /// accepted as its own value.
-    pub fn value(&self, name: &str) -> Option<&Value> {
-        let wrapper = self.fields.get(name)?;
-        let v = match wrapper {
-            Value::Object(obj) => obj.get("value")?,
-            other => other,
-        };
-        (!v.is_null()).then_some(v)
-    }
-
     /// The declared `type` of a field, if any.
     pub fn field_type(&self, name: &str) -> Option<&str> {
-        self.fields.get(name)?.get("type")?.as_str()
+        self.field(name)?.declared_type.as_deref()
     }
 
     /// An integer field; floats are truncated, booleans are 0/1, digit strings are parsed.
     pub fn int(&self, name: &str) -> Option<i64> {
-        as_int(self.value(name)?)
+        self.value(name)?.as_int()
     }
 
     /// A flag: true when the value is non-zero or `true`; absent or null is false.
@@ -104,23 +107,36 @@ impl Record {
     /// A floating-point field.
     pub fn double(&self, name: &str) -> Option<f64> {
         match self.value(name)? {
-            Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
-            Value::String(s) => s.trim().parse().ok().filter(|f: &f64| f.is_finite()),
+            FieldValue::Float(f) => Some(*f),
+            FieldValue::Int(i) => Some(*i as f64),
+            FieldValue::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
+        .filter(|f: &f64| f.is_finite())
     }
 
     /// A plain string field (non-empty).
     pub fn string(&self, name: &str) -> Option<&str> {
-        self.value(name)?.as_str().filter(|s| !s.is_empty())
+        match self.value(name)? {
+            FieldValue::Str(s) if !s.is_empty() => Some(s),
+            _ => None,
+        }
     }
 
     /// The target recordName of a `REFERENCE` field.
     pub fn reference(&self, name: &str) -> Option<&str> {
-        self.value(name)?
-            .get("recordName")?
-            .as_str()
-            .filter(|s| !s.is_empty())
+        match self.value(name)? {
+            FieldValue::Reference(s) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The resource dictionary of an `ASSETID` field.
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        match self.value(name)? {
+            FieldValue::Resource(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The bytes of an `ENCRYPTED_BYTES` (base64) field. `Ok(None)` when absent.
@@ -128,7 +144,9 @@ impl Record {
         let Some(v) = self.value(name) else {
             return Ok(None);
         };
-        let s = v.as_str().ok_or(TextProblem::NotAString)?;
+        let FieldValue::Str(s) = v else {
+            return Err(TextProblem::NotAString);
+        };
         BASE64
             .decode(s.trim())
             .map(Some)
@@ -141,7 +159,7 @@ impl Record {
         if self.field_type(name) == Some("STRING") {
             return match self.value(name) {
                 None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(FieldValue::Str(s)) => Ok(Some(s.clone())),
                 Some(_) => Err(TextProblem::NotAString),
             };
         }
@@ -172,31 +190,64 @@ pub(crate) fn as_int(v: &Value) -> Option<i64> {
 }
 
 pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        _ => None,
-    })
+    Ok(LenientString::deserialize(d)?.0)
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(as_int(&Value::deserialize(d)?).is_some_and(|v| v != 0))
-}
-
-fn lenient_map<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    })
+    Ok(FieldValue::deserialize(d)?.as_int().is_some_and(|v| v != 0))
 }
 
 fn lenient_zone_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Object(mut m) => match m.remove("zoneName") {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        },
-        _ => None,
-    })
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a zoneID object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Option<String>, A::Error> {
+            let mut name = None;
+            while let Some(key) = map.next_key::<LenientString>()? {
+                if key.0.as_deref() == Some("zoneName") {
+                    name = map.next_value::<LenientString>()?.0;
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(name)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Option<String>, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// A `zoneID` object as received (zones/list, changes/database).
@@ -269,14 +320,14 @@ mod tests {
     #[test]
     fn flags_accept_ints_bools_and_absence() {
         let r = rec(json!({
-            "a": {"value": 1, "type": "INT64"},
-            "b": {"value": true},
-            "c": {"value": 0},
-            "d": {"value": null},
-            "e": {"value": 1.0, "type": "INT64"},
+            "isFavorite": {"value": 1, "type": "INT64"},
+            "isHidden": {"value": true},
+            "isDeleted": {"value": 0},
+            "isExpunged": {"value": null},
+            "burstId": {"value": 1.0, "type": "INT64"},
         }));
-        assert!(r.flag("a") && r.flag("b") && r.flag("e"));
-        assert!(!r.flag("c") && !r.flag("d") && !r.flag("missing"));
+        assert!(r.flag("isFavorite") && r.flag("isHidden") && r.flag("burstId"));
+        assert!(!r.flag("isDeleted") && !r.flag("isExpunged") && !r.flag("orientation"));
     }
 
     #[test]
@@ -288,18 +339,27 @@ mod tests {
     #[test]
     fn text_decodes_base64_or_takes_string_as_is() {
         let r = rec(json!({
-            "enc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
-            "untyped": {"value": "SU1HXzc0MDkuSlBH"},
-            "plain": {"value": "IMG 1.JPG", "type": "STRING"},
-            "bad": {"value": "!!!", "type": "ENCRYPTED_BYTES"},
-            "notutf8": {"value": "/w==", "type": "ENCRYPTED_BYTES"},
+            "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+            "captionEnc": {"value": "SU1HXzc0MDkuSlBH"},
+            "extendedDescEnc": {"value": "IMG 1.JPG", "type": "STRING"},
+            "keywordsEnc": {"value": "!!!", "type": "ENCRYPTED_BYTES"},
+            "locationEnc": {"value": "/w==", "type": "ENCRYPTED_BYTES"},
         }));
-        assert_eq!(r.text("enc").unwrap().as_deref(), Some("IMG_7409.JPG"));
-        assert_eq!(r.text("untyped").unwrap().as_deref(), Some("IMG_7409.JPG"));
-        assert_eq!(r.text("plain").unwrap().as_deref(), Some("IMG 1.JPG"));
-        assert_eq!(r.text("bad"), Err(TextProblem::BadBase64));
-        assert_eq!(r.text("notutf8"), Err(TextProblem::BadUtf8));
-        assert_eq!(r.text("missing"), Ok(None));
+        assert_eq!(
+            r.text("filenameEnc").unwrap().as_deref(),
+            Some("IMG_7409.JPG")
+        );
+        assert_eq!(
+            r.text("captionEnc").unwrap().as_deref(),
+            Some("IMG_7409.JPG")
+        );
+        assert_eq!(
+            r.text("extendedDescEnc").unwrap().as_deref(),
+            Some("IMG 1.JPG")
+        );
+        assert_eq!(r.text("keywordsEnc"), Err(TextProblem::BadBase64));
+        assert_eq!(r.text("locationEnc"), Err(TextProblem::BadUtf8));
+        assert_eq!(r.text("albumNameEnc"), Ok(None));
     }
 
     #[test]

@@ -214,7 +214,7 @@ pub(crate) const RENDITION_PREFIXES: [&str; 10] = [
 ];
 
 /// Non-rendition fields the parser reads from CPLMaster and CPLAsset records.
-const ASSET_FIELDS: [&str; 31] = [
+pub(crate) const ASSET_FIELDS: [&str; 31] = [
     "itemType",
     "dataClassType",
     "filenameEnc",
