@@ -41,7 +41,100 @@ pub struct Resource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Field {
     pub value: FieldValue,
-    pub declared_type: Option<Box<str>>,
+    pub declared_type: Option<FieldType>,
+}
+
+/// The declared `type` of a field; the common ones without allocating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Int64,
+    Double,
+    Timestamp,
+    EncryptedBytes,
+    AssetId,
+    Reference,
+    ReferenceList,
+    StringList,
+    Other(Box<str>),
+}
+
+impl FieldType {
+    fn parse(s: &str) -> FieldType {
+        match s {
+            "STRING" => FieldType::String,
+            "INT64" => FieldType::Int64,
+            "DOUBLE" => FieldType::Double,
+            "TIMESTAMP" => FieldType::Timestamp,
+            "ENCRYPTED_BYTES" => FieldType::EncryptedBytes,
+            "ASSETID" => FieldType::AssetId,
+            "REFERENCE" => FieldType::Reference,
+            "REFERENCE_LIST" => FieldType::ReferenceList,
+            "STRING_LIST" => FieldType::StringList,
+            other => FieldType::Other(other.into()),
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FieldType::String => "STRING",
+            FieldType::Int64 => "INT64",
+            FieldType::Double => "DOUBLE",
+            FieldType::Timestamp => "TIMESTAMP",
+            FieldType::EncryptedBytes => "ENCRYPTED_BYTES",
+            FieldType::AssetId => "ASSETID",
+            FieldType::Reference => "REFERENCE",
+            FieldType::ReferenceList => "REFERENCE_LIST",
+            FieldType::StringList => "STRING_LIST",
+            FieldType::Other(s) => s,
+        }
+    }
+}
+
+/// A declared type, read without allocating for the common names.
+struct TypeName(Option<FieldType>);
+
+impl<'de> Deserialize<'de> for TypeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a type name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<TypeName, E> {
+                Ok(TypeName(Some(FieldType::parse(s))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TypeName, E> {
+                Ok(TypeName(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TypeName, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TypeName(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeName, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TypeName(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The kept fields of a record, in arrival order.
@@ -214,12 +307,7 @@ impl<'de> Visitor<'de> for FieldVisitor {
         while let Some(key) = map.next_key::<WrapperKey>()? {
             match key {
                 WrapperKey::Value => value = map.next_value()?,
-                WrapperKey::Type => {
-                    declared_type = map.next_value::<FieldValue>().map(|v| match v {
-                        FieldValue::Str(s) => Some(s.into_boxed_str()),
-                        _ => None,
-                    })?
-                }
+                WrapperKey::Type => declared_type = map.next_value::<TypeName>()?.0,
                 WrapperKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -456,8 +544,8 @@ mod tests {
         );
         assert_eq!(
             f.get("resOriginalRes")
-                .and_then(|x| x.declared_type.as_deref()),
-            Some("ASSETID")
+                .and_then(|x| x.declared_type.as_ref()),
+            Some(&FieldType::AssetId)
         );
     }
 

@@ -91,7 +91,7 @@ impl Record {
 
     /// The declared `type` of a field, if any.
     pub fn field_type(&self, name: &str) -> Option<&str> {
-        self.field(name)?.declared_type.as_deref()
+        self.field(name)?.declared_type.as_ref().map(|t| t.as_str())
     }
 
     /// An integer field; floats are truncated, booleans are 0/1, digit strings are parsed.
