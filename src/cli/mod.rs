@@ -37,11 +37,7 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::FAILURE
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::FAILURE } else { exit::OK };
             let _ = e.print();
             return code;
         }

@@ -34,10 +34,7 @@ impl AuthState {
     /// Test and benchmark convenience: a new trusted web session minted without signing in,
     /// returned as the value of a `Cookie` header that CloudKit calls accept.
     pub fn mint_web_session(&self) -> String {
-        format!(
-            "X-APPLE-WEBAUTH-USER=\"v=1:s=1:d={}\"; {STUB_TOKEN}",
-            self.dsid
-        )
+        format!("X-APPLE-WEBAUTH-USER=\"v=1:s=1:d={}\"; {STUB_TOKEN}", self.dsid)
     }
 
     /// Invalidate every web session (cookies and session tokens); trust tokens stay valid.
