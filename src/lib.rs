@@ -3,7 +3,12 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+pub mod auth;
 pub mod cli;
 pub mod cloudkit;
+pub mod fetch;
+pub mod layout;
+pub mod metadata;
 pub mod model;
+pub mod net;
 pub mod sim;

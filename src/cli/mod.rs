@@ -1,6 +1,10 @@
 //! The command line: parse flags, wire the modules, print progress and summaries. No business
 //! logic lives here.
 
+pub mod args;
+pub mod config;
+pub mod global;
+mod login_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the iCloud simulator (a local fake of Apple's servers) until interrupted.
     Sim(crate::sim::SimConfig),
+    /// Sign in to iCloud once (password, two-factor code) and save the session for later runs.
+    Login(login_cmd::LoginArgs),
 }
 
 /// Parse the command line, run the command, return the process exit code.
@@ -37,7 +43,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::FAILURE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::FAILURE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -45,6 +55,7 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Sim(config) => sim_cmd::run(config),
+        Command::Login(args) => login_cmd::run(args),
     }
 }
 

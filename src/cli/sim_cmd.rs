@@ -7,7 +7,10 @@ use crate::sim::{Sim, SimConfig};
 
 /// Start the simulator, print the ready line on stdout, serve until interrupted.
 pub fn run(config: SimConfig) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

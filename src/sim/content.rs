@@ -82,7 +82,10 @@ pub fn fill(seed: u64, res: &Resource, offset: u64, buf: &mut [u8]) {
         Format::Mp4 => b"\0\0\0\x18ftypisom",
         Format::Dng | Format::Cr2 => b"II*\0",
     };
-    let key = seed ^ res.asset_key.rotate_left(20) ^ (u64::from(res.rendition) << 56) ^ u64::from(res.generation);
+    let key = seed
+        ^ res.asset_key.rotate_left(20)
+        ^ (u64::from(res.rendition) << 56)
+        ^ u64::from(res.generation);
     for (i, b) in buf.iter_mut().enumerate() {
         let pos = offset + i as u64;
         if pos >= res.size {

@@ -136,16 +136,18 @@ pub struct FaultRule {
 
 /// Parse `NAME=P` as given to `--fault`.
 pub fn parse_spec(spec: &str) -> Result<(FaultKind, f64), String> {
-    let (name, p) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("fault {spec:?} must look like NAME=PROBABILITY, e.g. cdn-503=0.05"))?;
+    let (name, p) = spec.split_once('=').ok_or_else(|| {
+        format!("fault {spec:?} must look like NAME=PROBABILITY, e.g. cdn-503=0.05")
+    })?;
     let kind: FaultKind = name.trim().parse()?;
     let p: f64 = p
         .trim()
         .parse()
         .map_err(|_| format!("fault {spec:?}: {p:?} is not a number"))?;
     if !(0.0..=1.0).contains(&p) {
-        return Err(format!("fault {spec:?}: probability must be between 0 and 1"));
+        return Err(format!(
+            "fault {spec:?}: probability must be between 0 and 1"
+        ));
     }
     Ok((kind, p))
 }
@@ -164,12 +166,24 @@ impl Faults {
         let faults = Faults {
             seed,
             rules: RwLock::new(HashMap::new()),
-            consulted: FaultKind::ALL.into_iter().map(|k| (k, AtomicU64::new(0))).collect(),
-            fired: FaultKind::ALL.into_iter().map(|k| (k, AtomicU64::new(0))).collect(),
+            consulted: FaultKind::ALL
+                .into_iter()
+                .map(|k| (k, AtomicU64::new(0)))
+                .collect(),
+            fired: FaultKind::ALL
+                .into_iter()
+                .map(|k| (k, AtomicU64::new(0)))
+                .collect(),
         };
         for spec in specs {
             let (kind, p) = parse_spec(spec)?;
-            faults.set(kind, FaultRule { p, ..FaultRule::default() });
+            faults.set(
+                kind,
+                FaultRule {
+                    p,
+                    ..FaultRule::default()
+                },
+            );
         }
         Ok(faults)
     }
@@ -186,7 +200,10 @@ impl Faults {
 
     /// Disarm every fault.
     pub fn clear(&self) {
-        self.rules.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.rules
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Decide whether `kind` fires now (for an untargeted consultation).
@@ -248,7 +265,10 @@ impl Faults {
         let mut consulted = serde_json::Map::new();
         for k in FaultKind::ALL {
             fired.insert(k.name().into(), self.fired(k).into());
-            consulted.insert(k.name().into(), self.consulted[&k].load(Ordering::Relaxed).into());
+            consulted.insert(
+                k.name().into(),
+                self.consulted[&k].load(Ordering::Relaxed).into(),
+            );
         }
         serde_json::json!({"armed": armed, "fired": fired, "consulted": consulted})
     }
@@ -270,7 +290,10 @@ mod tests {
 
     #[test]
     fn parses_specs_and_rejects_bad_ones() {
-        assert_eq!(parse_spec("cdn-503=0.25").unwrap(), (FaultKind::Cdn503, 0.25));
+        assert_eq!(
+            parse_spec("cdn-503=0.25").unwrap(),
+            (FaultKind::Cdn503, 0.25)
+        );
         assert!(parse_spec("cdn-503").is_err());
         assert!(parse_spec("nope=0.1").is_err());
         assert!(parse_spec("cdn-503=2").is_err());
@@ -281,7 +304,10 @@ mod tests {
     fn fires_at_its_rate_and_only_when_armed() {
         let f = Faults::new(7, &["api-503=0.1".into()]).unwrap();
         let fired = (0..10_000).filter(|_| f.fire(FaultKind::Api503)).count();
-        assert!((800..1200).contains(&fired), "fired {fired} of 10000 at p=0.1");
+        assert!(
+            (800..1200).contains(&fired),
+            "fired {fired} of 10000 at p=0.1"
+        );
         assert!((0..10_000).all(|_| !f.fire(FaultKind::Api429)));
         assert_eq!(f.fired(FaultKind::Api503), fired as u64);
     }

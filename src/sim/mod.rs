@@ -180,7 +180,8 @@ impl SimAccount {
     pub fn from_config(config: &SimConfig) -> Self {
         let h = seeded_hash(config.seed, b"account");
         let code = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % 1_000_000;
-        let dsid = 10_000_000_000u64 + u64::from_be_bytes(h[4..12].try_into().expect("8 bytes")) % 90_000_000_000;
+        let dsid = 10_000_000_000u64
+            + u64::from_be_bytes(h[4..12].try_into().expect("8 bytes")) % 90_000_000_000;
         SimAccount {
             username: config
                 .username

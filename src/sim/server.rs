@@ -94,7 +94,11 @@ impl Stats {
 
     /// The `/_sim/stats` document.
     pub fn snapshot(&self) -> serde_json::Value {
-        let map = self.by_path.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let map = self
+            .by_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let cloudkit: u64 = map
             .iter()
             .filter(|(k, _)| k.starts_with("/database/"))
@@ -133,20 +137,29 @@ impl Sim {
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             (None, None) => None,
-            _ => return Err(SimError::Config("--tls-cert and --tls-key go together".into())),
+            _ => {
+                return Err(SimError::Config(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
         };
         if !(config.size_scale > 0.0 && config.size_scale.is_finite()) {
-            return Err(SimError::Config("--size-scale must be a positive number".into()));
+            return Err(SimError::Config(
+                "--size-scale must be a positive number".into(),
+            ));
         }
         let faults = Faults::new(config.seed, &config.faults).map_err(SimError::Config)?;
-        let std_listener = std::net::TcpListener::bind(config.listen).map_err(|source| SimError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        std_listener.set_nonblocking(true).map_err(|source| SimError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let std_listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let listener = TcpListener::from_std(std_listener).map_err(|source| SimError::Bind {
             addr: config.listen,
             source,
@@ -261,7 +274,8 @@ impl BackgroundSim {
                 rt.block_on(async move {
                     match Sim::start(config).await {
                         Ok(sim) => {
-                            let _ = ready_tx.send(Ok((sim.endpoint().to_string(), sim.state().clone())));
+                            let _ = ready_tx
+                                .send(Ok((sim.endpoint().to_string(), sim.state().clone())));
                             let _ = stop_rx.await;
                             sim.shutdown().await;
                         }
@@ -387,7 +401,9 @@ async fn front(State(state): State<SharedState>, req: Request, next: Next) -> Re
 /// Keep the status and headers, cut the body in half (a truncated JSON document).
 async fn truncate_body(resp: Response) -> Response {
     let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let cut = bytes.slice(..bytes.len() / 2);
     parts
         .headers
@@ -395,7 +411,10 @@ async fn truncate_body(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(cut))
 }
 
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, SimError> {
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, SimError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -403,9 +422,13 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_r
         .collect::<Result<_, _>>()
         .map_err(|e| SimError::Tls(format!("{}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(SimError::Tls(format!("{}: no certificate in file", cert.display())));
+        return Err(SimError::Tls(format!(
+            "{}: no certificate in file",
+            cert.display()
+        )));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| SimError::Tls(format!("{}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| SimError::Tls(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

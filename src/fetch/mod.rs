@@ -1,0 +1,172 @@
+//! Getting the bytes of one version from the CDN, safely.
+//!
+//! - [`download`]: a whole file into place: Range resume of a partial temp file (validated
+//!   `Content-Range`, restart on 200), size checks against `Content-Length` and the catalog,
+//!   magic-byte checks (an HTML or JSON page is never saved as a photo), temp file + fsync +
+//!   atomic rename, SHA-256 of what was written, retries with backoff and a fresh URL when the
+//!   old one expired.
+//! - [`range`]: a byte range for the mount's block cache, with the same validation.
+//! - [`sniff`]: what the first bytes of a body say about it.
+//! - [`backoff`]: retry delays with jitter and `Retry-After`.
+//!
+//! Nothing here decides paths or talks to the catalog: callers pass a destination and a way to
+//! get a (fresh) URL.
+
+pub mod backoff;
+pub mod download;
+pub mod range;
+pub mod sniff;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+pub use download::{Download, DownloadOutcome, download};
+pub use range::fetch_range;
+
+/// Tuning of CDN transfers.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Attempts per file before it is recorded as failed (each URL refresh counts as one).
+    pub max_attempts: u32,
+    /// Retry delays.
+    pub backoff: backoff::Backoff,
+    /// Suffix of partial files beside their destination.
+    pub temp_suffix: String,
+    /// A response that sends no byte for this long is abandoned (and resumed).
+    pub stall_timeout: Duration,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            max_attempts: 6,
+            backoff: backoff::Backoff::default(),
+            temp_suffix: ".icloudpd-rs.part".into(),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Gives the download URL of the version being fetched. `refresh == true` means the previous
+/// URL was refused as expired: the provider must ask CloudKit for a new one.
+pub trait UrlProvider: Send + Sync {
+    /// A URL for the version; a fresh one when `refresh` is set.
+    fn url(&self, refresh: bool) -> BoxFuture<'_, Result<String, FetchError>>;
+}
+
+/// A fixed URL (tests, and callers that refresh by other means).
+pub struct FixedUrl(pub String);
+
+impl UrlProvider for FixedUrl {
+    fn url(&self, _refresh: bool) -> BoxFuture<'_, Result<String, FetchError>> {
+        let url = self.0.clone();
+        Box::pin(async move { Ok(url) })
+    }
+}
+
+/// Why a transfer failed. [`FetchError::is_transient`] decides retries.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("CDN answered HTTP {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("download URL expired or refused (HTTP {status})")]
+    UrlExpired { status: u16 },
+    #[error("session expired (HTTP {status} from the CDN)")]
+    SessionExpired { status: u16 },
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("no data for {0:?}: the CDN stalled")]
+    Stalled(Duration),
+    #[error("body ended after {got} of {expected} bytes")]
+    Truncated { got: u64, expected: u64 },
+    #[error("CDN announced {announced} bytes but the catalog says {expected}")]
+    SizeMismatch { announced: u64, expected: u64 },
+    #[error("CDN sent {what} instead of the file")]
+    NotMedia { what: String },
+    #[error("bad Content-Range {header:?} for a request from byte {offset}")]
+    BadContentRange { header: String, offset: u64 },
+    #[error("no download URL: {0}")]
+    NoUrl(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        attempts: u32,
+        last: Box<FetchError>,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl FetchError {
+    /// Worth another attempt with the same URL after a pause.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status == 429 || *status >= 500 || *status == 408,
+            FetchError::Network(_)
+            | FetchError::Stalled(_)
+            | FetchError::Truncated { .. }
+            | FetchError::NotMedia { .. }
+            | FetchError::BadContentRange { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The URL must be replaced before trying again.
+    pub fn needs_new_url(&self) -> bool {
+        matches!(self, FetchError::UrlExpired { .. })
+    }
+
+    /// The local disk is the problem (full, read-only, ...): stop the whole run.
+    pub fn is_local_io(&self) -> bool {
+        matches!(self, FetchError::Io { .. })
+    }
+
+    /// ENOSPC: the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            FetchError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            FetchError::GaveUp { last, .. } => last.is_disk_full(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FetchError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Classify a reqwest error (timeouts and connection failures are transient).
+    pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
+        // The URL may carry a signature: never put it in messages.
+        FetchError::Network(e.without_url().to_string())
+    }
+}
+
+/// Map a non-success CDN status to an error.
+pub(crate) fn status_error(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> FetchError {
+    let code = status.as_u16();
+    match code {
+        401 => FetchError::SessionExpired { status: code },
+        403 | 404 | 410 => FetchError::UrlExpired { status: code },
+        _ => FetchError::Status {
+            status: code,
+            retry_after: backoff::retry_after(headers),
+        },
+    }
+}

@@ -1,0 +1,117 @@
+//! A byte range of a version, for the mount's block cache: a Range GET whose answer is checked
+//! against the catalog before a byte is trusted.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
+
+use super::{FetchConfig, FetchError, sniff, status_error};
+
+/// Fetch bytes `[offset, offset + len)` of a file of `total` bytes (clamped at the end).
+/// The answer must be a 206 with exactly that `Content-Range` (or a 200 of the whole file
+/// when the range starts at 0), its head must look like `uti` when it starts at 0, and its
+/// length must be exact. One attempt: the caller decides about retries and URL refreshes.
+pub async fn fetch_range(
+    http: &reqwest::Client,
+    cfg: &FetchConfig,
+    url: &str,
+    offset: u64,
+    len: u64,
+    total: u64,
+    uti: &str,
+) -> Result<Bytes, FetchError> {
+    if offset >= total || len == 0 {
+        return Ok(Bytes::new());
+    }
+    let end = (offset + len).min(total) - 1;
+    let want = end - offset + 1;
+    let resp = http
+        .get(url)
+        .header(RANGE, format!("bytes={offset}-{end}"))
+        .send()
+        .await
+        .map_err(FetchError::from_reqwest)?;
+    let status = resp.status();
+    let mut skip = 0u64;
+    match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let header = resp
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let ok = header
+                .trim()
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(r, t)| {
+                    let (s, e) = r.split_once('-')?;
+                    Some((
+                        s.parse::<u64>().ok()?,
+                        e.parse::<u64>().ok()?,
+                        t.parse::<u64>().ok()?,
+                    ))
+                });
+            match ok {
+                Some((s, e, t)) if s == offset && e == end && t == total => {}
+                Some((_, _, t)) if t != total => {
+                    return Err(FetchError::SizeMismatch {
+                        announced: t,
+                        expected: total,
+                    });
+                }
+                _ => return Err(FetchError::BadContentRange { header, offset }),
+            }
+        }
+        // A server that ignores Range sends everything: skip to our offset.
+        StatusCode::OK => skip = offset,
+        _ => return Err(status_error(status, resp.headers())),
+    }
+    if let Some(ct) = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let ct = ct.to_ascii_lowercase();
+        if ct.starts_with("text/html") || ct.starts_with("application/json") {
+            return Err(FetchError::NotMedia {
+                what: format!("a {ct} document"),
+            });
+        }
+    }
+    let mut out = BytesMut::with_capacity(want as usize);
+    let mut stream = resp.bytes_stream();
+    loop {
+        let next = tokio::time::timeout(cfg.stall_timeout, stream.next())
+            .await
+            .map_err(|_| FetchError::Stalled(cfg.stall_timeout))?;
+        let mut chunk = match next {
+            None => break,
+            Some(chunk) => chunk.map_err(FetchError::from_reqwest)?,
+        };
+        if skip > 0 {
+            let n = skip.min(chunk.len() as u64) as usize;
+            let _ = chunk.split_to(n);
+            skip -= n as u64;
+        }
+        let room = (want - out.len() as u64) as usize;
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() as u64 == want {
+            break;
+        }
+    }
+    if (out.len() as u64) < want {
+        return Err(FetchError::Truncated {
+            got: out.len() as u64,
+            expected: want,
+        });
+    }
+    if offset == 0
+        && let Err(what) = sniff::check(&out[..out.len().min(sniff::HEAD_LEN)], uti)
+    {
+        return Err(FetchError::NotMedia { what });
+    }
+    Ok(out.freeze())
+}
