@@ -143,6 +143,26 @@ impl CloudKitClient {
         }
     }
 
+    /// A client for a signed-in account: its HTTP client (with the session cookies), its
+    /// `ckdatabasews` URL, dsid and client id. Build a new one after a re-authentication: the
+    /// URL may have changed.
+    pub fn for_session(session: &crate::auth::AccountSession) -> Result<Self, CloudKitError> {
+        let url = session.ckdatabasews_url();
+        if url.is_empty() {
+            return Err(CloudKitError::WebAccessDisabled {
+                call: "account setup".into(),
+                code: "NO_CKDATABASEWS".into(),
+                reason: "the account document names no Photos (ckdatabasews) service".into(),
+            });
+        }
+        let dsid = session.dsid();
+        let params = ClientParams {
+            client_id: session.client_id().to_string(),
+            dsid: (!dsid.is_empty()).then_some(dsid),
+        };
+        Ok(CloudKitClient::new(session.http().clone(), &url, params))
+    }
+
     /// The same client with another retry policy.
     pub fn with_retry_policy(self, retry: RetryPolicy) -> Self {
         let inner = &self.inner;

@@ -5,6 +5,19 @@
 //! It never touches disk or SQLite: callers receive parsed pages and store them. Download URLs
 //! travel beside the model ([`ListedAsset::downloads`]), never inside it.
 //!
+//! # Using it
+//!
+//! Build a client with [`CloudKitClient::for_session`]. Transient failures are retried inside;
+//! a [`CloudKitError::SessionExpired`] is returned for the caller to sign in again
+//! (`AccountSession::reauthenticate` with the generation read before the call), rebuild the
+//! client (the service URL may change) and repeat the call or restart the walk.
+//!
+//! A full listing: [`CloudKitClient::walk`] an index, store each page as it arrives, then
+//! [`IndexWalk::finish`]; only an `Ok` summary means the listing is complete, and its
+//! `sync_token` (taken before the first page) is the token to keep for
+//! [`CloudKitClient::zone_changes`]. Assets whose download URL has expired are fetched again
+//! with [`CloudKitClient::refresh_assets`].
+//!
 //! Layout:
 //! - [`client`]: the transport (one POST, classification, bounded retries with backoff);
 //! - [`requests`]: databases, the catalogue of indexes ([`Index`]) and the request bodies;
