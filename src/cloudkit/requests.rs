@@ -250,7 +250,7 @@ pub(crate) const ASSET_FIELDS: [&str; 31] = [
 
 /// The `desiredKeys` of asset listings, lookups and change feeds: exactly what the parser reads,
 /// which keeps pages small.
-pub(crate) fn asset_desired_keys() -> Vec<String> {
+pub fn asset_desired_keys() -> Vec<String> {
     let mut keys: Vec<String> =
         Vec::with_capacity(RENDITION_PREFIXES.len() * 4 + ASSET_FIELDS.len());
     for p in RENDITION_PREFIXES {
