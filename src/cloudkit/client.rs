@@ -221,10 +221,7 @@ impl CloudKitClient {
                             last: why,
                         });
                     }
-                    let delay = match wait {
-                        Some(w) => w.min(policy.max_retry_after),
-                        None => backoff(policy, attempt),
-                    };
+                    let delay = retry_delay(policy, attempt, wait);
                     tracing::warn!(call = %info.name, attempt, delay_ms = delay.as_millis() as u64, %why, "transient CloudKit failure; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -395,6 +392,15 @@ fn classify_code<T>(
     Attempt::Done(Err(err))
 }
 
+/// How long to wait before the next attempt: the server's `Retry-After` (capped) when it gave
+/// one, else exponential backoff.
+fn retry_delay(policy: &RetryPolicy, attempt: u32, server_wait: Option<Duration>) -> Duration {
+    match server_wait {
+        Some(w) => w.min(policy.max_retry_after),
+        None => backoff(policy, attempt),
+    }
+}
+
 /// Exponential backoff with jitter: a random delay in [d/2, d], d = base · 2^(attempt-1).
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let exp = policy.base_delay.saturating_mul(
@@ -541,6 +547,20 @@ mod tests {
             assert!(d <= p.max_delay);
         }
         assert!(backoff(&p, 1) <= p.base_delay && backoff(&p, 1) >= p.base_delay / 2);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            retry_delay(&p, 1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            retry_delay(&p, 1, Some(Duration::from_secs(3600))),
+            p.max_retry_after
+        );
+        assert!(retry_delay(&p, 3, None) <= p.base_delay * 4);
     }
 
     #[test]

@@ -649,4 +649,99 @@ mod tests {
         assert_eq!(a.asset.filename, None);
         assert!(a.asset.filename_problem.is_some());
     }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn metadata_fields_decode() {
+        use crate::cloudkit::plist::tests::{ascii, write};
+        let keywords = write(&[vec![0xA2, 1, 2], ascii("beach"), ascii("2019")], 0);
+        let a = record(
+            json!({"recordName": "A", "recordType": "CPLAsset", "fields": {
+                "masterRef": {"value": {"recordName": "M"}, "type": "REFERENCE"},
+                "assetDate": {"value": 1000.0, "type": "TIMESTAMP"},
+                "addedDate": {"value": 2000, "type": "TIMESTAMP"},
+                "timeZoneOffset": {"value": -25200, "type": "INT64"},
+                "captionEnc": {"value": b64("Été".as_bytes()), "type": "ENCRYPTED_BYTES"},
+                "extendedDescEnc": {"value": b64(b"long text"), "type": "ENCRYPTED_BYTES"},
+                "keywordsEnc": {"value": b64(&keywords), "type": "ENCRYPTED_BYTES"},
+                "locationEnc": {"value": "not a plist", "type": "ENCRYPTED_BYTES"},
+                "locationLatitude": {"value": 48.85, "type": "DOUBLE"},
+                "locationLongitude": {"value": 2.35, "type": "DOUBLE"},
+                "burstId": {"value": "B-1", "type": "STRING"},
+                "assetSubtype": {"value": 1, "type": "INT64"},
+                "assetSubtypeV2": {"value": 3, "type": "INT64"},
+                "adjustmentType": {"value": "com.apple.photo", "type": "STRING"},
+                "isHidden": {"value": true},
+                "isDeleted": {"value": null},
+                "dateExpunged": {"value": 5000, "type": "TIMESTAMP"},
+                "duration": {"value": 6472, "type": "INT64"},
+            }}),
+        );
+        let m = record(
+            json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.heic", "type": "STRING"},
+                "filenameEnc": {"value": "IMG 1.HEIC", "type": "STRING"},
+                "originalOrientation": {"value": 6, "type": "INT64"},
+                "resOriginalRes": res(9), "resOriginalFileType": {"value": "public.heic"},
+            }}),
+        );
+        let mut skipped = Vec::new();
+        let got = build_asset(&m, &a, "Z", &mut skipped).asset;
+        assert!(skipped.is_empty());
+        assert_eq!(got.filename.as_deref(), Some("IMG 1.HEIC"));
+        assert_eq!(got.filename_problem, None);
+        assert_eq!((got.asset_date_ms, got.added_date_ms), (1000, 2000));
+        assert_eq!(got.tz_offset_s, Some(-25200));
+        assert_eq!(got.caption.as_deref(), Some("Été"));
+        assert_eq!(got.description.as_deref(), Some("long text"));
+        assert_eq!(got.keywords, vec!["beach".to_string(), "2019".to_string()]);
+        let loc = got.location.expect("fallback location");
+        assert_eq!(
+            (loc.latitude, loc.longitude, loc.altitude),
+            (48.85, 2.35, None)
+        );
+        assert_eq!(got.burst_id.as_deref(), Some("B-1"));
+        assert_eq!((got.subtype, got.subtype_v2), (1, 3));
+        assert_eq!(got.adjustment_type.as_deref(), Some("com.apple.photo"));
+        assert!(got.hidden && !got.deleted && !got.favorite);
+        assert_eq!(got.date_expunged_ms, Some(5000));
+        assert_eq!(
+            got.orientation,
+            Some(6),
+            "falls back to the master's orientation"
+        );
+        assert_eq!(got.duration, Some(6472));
+    }
+
+    #[test]
+    fn undecodable_filenames_keep_the_asset_and_say_why() {
+        for (value, ty, problem) in [
+            (json!("%%%"), json!("ENCRYPTED_BYTES"), "not valid base64"),
+            (
+                json!(b64(&[0xff, 0xfe])),
+                json!("ENCRYPTED_BYTES"),
+                "not valid UTF-8",
+            ),
+            (json!(""), json!("STRING"), "empty"),
+            (json!(42), json!("ENCRYPTED_BYTES"), "not a string"),
+        ] {
+            let m = record(
+                json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                    "itemType": {"value": "public.jpeg"},
+                    "filenameEnc": {"value": value, "type": ty},
+                    "resOriginalRes": res(9), "resOriginalFileType": {"value": "public.jpeg"},
+                }}),
+            );
+            let p = pair_page(vec![m, asset("A", "M")], "Z", None);
+            assert_eq!(p.assets.len(), 1, "asset kept");
+            let a = &p.assets[0].asset;
+            assert_eq!(a.filename, None);
+            let why = a.filename_problem.as_deref().expect("problem");
+            assert!(why.contains(problem), "{why}");
+        }
+    }
 }

@@ -267,13 +267,13 @@ pub(crate) mod tests {
         out
     }
 
-    fn ascii(s: &str) -> Vec<u8> {
+    pub(crate) fn ascii(s: &str) -> Vec<u8> {
         let mut v = vec![0x50 | u8::try_from(s.len()).expect("short")];
         v.extend_from_slice(s.as_bytes());
         v
     }
 
-    fn realv(f: f64) -> Vec<u8> {
+    pub(crate) fn realv(f: f64) -> Vec<u8> {
         let mut v = vec![0x23];
         v.extend_from_slice(&f.to_be_bytes());
         v
