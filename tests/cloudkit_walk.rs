@@ -79,6 +79,20 @@ async fn exact_count_parallel_ranges_cover_every_asset_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_before_reading_every_page_is_not_a_complete_listing() {
+    let server = index_server(1234, Some(1234)).await;
+    let client = client_for(&server.url());
+    let mut walk = client.walk(
+        &Library::primary(),
+        Index::AllPhotos,
+        WalkOptions::default(),
+    );
+    assert!(walk.next_page().await.is_some());
+    let err = walk.finish().await.expect_err("incomplete");
+    assert!(err.to_string().contains("incomplete"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undercount_is_repaired_by_tail_probing() {
     let server = index_server(1234, Some(1000)).await;
     let client = client_for(&server.url());

@@ -76,6 +76,8 @@ struct Counters {
     expected: Mutex<Option<u64>>,
     assets: AtomicU64,
     pages: AtomicU64,
+    /// Pages fetched but never handed over (the consumer stopped reading).
+    discarded: AtomicU64,
 }
 
 /// A walk in progress. Read pages with [`IndexWalk::next_page`], then call
@@ -107,23 +109,38 @@ impl IndexWalk {
         }
     }
 
-    /// Wait for the walk to end (pages not yet read are discarded) and return its outcome.
+    /// Wait for the walk to end and return its outcome. Pages not yet read are discarded, and
+    /// then the walk is reported as incomplete (an error), never as a complete listing.
     pub async fn finish(mut self) -> Result<WalkSummary, CloudKitError> {
         self.pages.close();
-        while self.pages.recv().await.is_some() {}
+        while self.pages.recv().await.is_some() {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(task) = self.task.take() else {
             return Err(CloudKitError::Protocol {
                 call: "index walk".into(),
                 detail: "finished twice".into(),
             });
         };
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(CloudKitError::Protocol {
-                call: "index walk".into(),
-                detail: format!("walk task failed: {e}"),
-            }),
+        let summary = match task.await {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(CloudKitError::Protocol {
+                    call: "index walk".into(),
+                    detail: format!("walk task failed: {e}"),
+                });
+            }
+        };
+        let discarded = self.counters.discarded.load(Ordering::Relaxed);
+        if discarded > 0 {
+            return Err(CloudKitError::Protocol {
+                call: format!("walk of {}", summary.index.describe()),
+                detail: format!(
+                    "finished before every page was read ({discarded} page(s) discarded); the listing is incomplete"
+                ),
+            });
         }
+        Ok(summary)
     }
 }
 
@@ -322,7 +339,8 @@ impl RangeFetch {
                 .assets
                 .fetch_add(page.assets.len() as u64, Ordering::Relaxed);
             if self.tx.send(page).await.is_err() {
-                // The consumer went away: nothing more to do.
+                // The consumer went away: the walk ends incomplete.
+                self.counters.discarded.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             if range.open_ended && short && rank + PAGE_ASSETS >= range.end {
