@@ -17,7 +17,27 @@ use axum::response::{IntoResponse, Response};
 use icloudpd_rs::cloudkit::{ClientParams, CloudKitClient, RetryPolicy};
 use serde_json::Value;
 
-pub const CASSETTES: &str = "/work/shared/fixtures/cassettes";
+/// Where the recorded exchanges are: `$ICLOUDPD_CASSETTES`, else `shared/fixtures/cassettes`
+/// beside the checkout (or two levels up, for a worktree), else the shared fixtures.
+pub fn cassette_dir() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates: Vec<PathBuf> = std::env::var_os("ICLOUDPD_CASSETTES")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            manifest.join("../shared/fixtures/cassettes"),
+            manifest.join("../../shared/fixtures/cassettes"),
+            PathBuf::from("/work/shared/fixtures/cassettes"),
+        ])
+        .collect();
+    candidates
+        .iter()
+        .find(|dir| dir.join("listing_photos.yml").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("recorded cassettes not found in {candidates:?} (set ICLOUDPD_CASSETTES)")
+        })
+}
 
 /// One recorded exchange.
 #[derive(Debug, Clone)]
@@ -75,7 +95,7 @@ fn text(v: &serde_yaml::Value) -> String {
 
 /// Every cassette file name.
 pub fn cassette_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(CASSETTES)
+    let mut names: Vec<String> = std::fs::read_dir(cassette_dir())
         .expect("cassette directory")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -87,7 +107,7 @@ pub fn cassette_names() -> Vec<String> {
 
 /// The interactions of one cassette.
 pub fn load_cassette(name: &str) -> Vec<Interaction> {
-    let path = PathBuf::from(CASSETTES).join(name);
+    let path = cassette_dir().join(name);
     let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let doc: serde_yaml::Value =
         untag(serde_yaml::from_str(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
