@@ -10,7 +10,8 @@ use crate::model::Library;
 
 use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::CloudKitError;
-use super::parse::{CarryOver, ListedAsset, Skipped, pair_page};
+use super::pairing::{CarryOver, pair_page};
+use super::parse::{ListedAsset, Skipped};
 use super::records::{Record, ZoneIdRecord, lenient_string};
 use super::requests::{self, Database, Index};
 

@@ -22,7 +22,8 @@ use crate::model::Library;
 use super::calls::{IndexCount, Page};
 use super::client::CloudKitClient;
 use super::error::CloudKitError;
-use super::parse::{CarryOver, Skipped};
+use super::pairing::CarryOver;
+use super::parse::Skipped;
 use super::requests::{self, Index, PAGE_ASSETS};
 
 /// Tuning of a walk.

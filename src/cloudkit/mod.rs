@@ -24,7 +24,8 @@
 //! - [`records`]: the record envelope and lenient field access;
 //! - [`fields`]: compact decoding of the fields the client reads (the hot path);
 //! - [`plist`]: the binary property lists inside `locationEnc` / `keywordsEnc`;
-//! - [`parse`]: CPLMaster + CPLAsset into an asset with its versions, pairing, skips;
+//! - [`parse`]: a CPLMaster + CPLAsset pair into an asset with its versions and metadata;
+//! - [`pairing`]: pairing the two records within an answer and across a walk's pages, skips;
 //! - [`calls`]: zones, indexing state, counts, one page, delete, lookup;
 //! - [`albums`]: the album and folder tree;
 //! - [`enumerate`]: parallel, streaming walks of an index;
@@ -38,6 +39,7 @@ pub mod client;
 pub mod enumerate;
 pub mod error;
 pub mod fields;
+pub mod pairing;
 pub mod parse;
 pub mod plist;
 pub mod records;
@@ -51,6 +53,7 @@ pub use changes::{
 pub use client::{ClientParams, CloudKitClient, RetryPolicy};
 pub use enumerate::{IndexWalk, WalkOptions, WalkProgress, WalkSummary};
 pub use error::CloudKitError;
-pub use parse::{ListedAsset, ParsedRecords, Skipped, parse_records};
+pub use pairing::{ParsedRecords, parse_records};
+pub use parse::{ListedAsset, Skipped};
 pub use records::Record;
 pub use requests::{Database, Index, SmartAlbum};
