@@ -4,6 +4,7 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod cloudkit;
 pub mod fetch;

@@ -158,6 +158,22 @@ fn rendition_of(field: &str) -> Option<&str> {
     .find_map(|suffix| rest.strip_suffix(suffix))
 }
 
+/// Whether a recorded field must be on our record too.
+fn applicable(k: &str, of: &Value, label: &str) -> bool {
+    if let Some(p) = rendition_of(k) {
+        return !k.ends_with("FileSize") && of.get(format!("res{p}Res")).is_some();
+    }
+    let edited = of.get("resJPEGFullRes").is_some() || of.get("resVidFullRes").is_some();
+    match k {
+        _ if OPTIONAL.contains(&k) => false,
+        "adjustmentType" => edited,
+        "locationEnc" => of.get("locationLatitude").is_some(),
+        "keywordsEnc" => of.get("keywordsEnc").is_some(),
+        "contributors" | "trashReason" => label.contains("shared"),
+        _ => true,
+    }
+}
+
 /// Compare a recorded record with ours: envelope keys and every applicable field.
 fn compare_record(rec: &Value, ours: &Value, label: &str, errs: &mut Vec<String>) {
     for (k, v) in rec.as_object().expect("record") {
@@ -170,26 +186,8 @@ fn compare_record(rec: &Value, ours: &Value, label: &str, errs: &mut Vec<String>
         }
     }
     let of = &ours["fields"];
-    let edited = of.get("adjustmentType").is_some();
     for (k, v) in rec["fields"].as_object().expect("fields") {
-        let applicable = match rendition_of(k) {
-            Some(p) if k.ends_with("FileSize") => {
-                let _ = p;
-                false
-            }
-            Some(p) => of.get(format!("res{p}Res")).is_some(),
-            None => {
-                !OPTIONAL.contains(&k.as_str())
-                    && !(k == "adjustmentType" && !edited)
-                    && !(k == "locationEnc" && of.get("locationLatitude").is_none())
-                    && !(k == "keywordsEnc"
-                        && of.get("locationLatitude").is_none()
-                        && of.get("keywordsEnc").is_none())
-                    && !(k == "contributors" && !label.contains("shared"))
-                    && !(k == "trashReason" && !label.contains("shared"))
-            }
-        };
-        if !applicable {
+        if !applicable(k, of, label) {
             continue;
         }
         match of.get(k) {
@@ -244,10 +242,10 @@ fn check_encodings(r: &Value, errs: &mut Vec<String>) {
         if !ok {
             errs.push(format!("{name}.{k}: bad {} value {v}", f["type"]));
         }
-        if let Some(p) = rendition_of(k).filter(|_| k.ends_with("Res")) {
-            if r["fields"].get(format!("res{p}FileType")).is_none() {
-                errs.push(format!("{name}: res{p}Res without its FileType"));
-            }
+        if let Some(p) = rendition_of(k).filter(|_| k.ends_with("Res"))
+            && r["fields"].get(format!("res{p}FileType")).is_none()
+        {
+            errs.push(format!("{name}: res{p}Res without its FileType"));
         }
     }
     match r["recordType"].as_str() {

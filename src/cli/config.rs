@@ -148,6 +148,12 @@ mod tests {
                     Arg::new("skip_videos")
                         .long("skip-videos")
                         .action(ArgAction::SetTrue),
+                )
+                // Only the environment test sets this variable (tests share the process).
+                .arg(
+                    Arg::new("workers")
+                        .long("workers")
+                        .env("ICLOUDPD_RS_TEST_CONFIG_WORKERS"),
                 ),
         )
     }
@@ -198,10 +204,9 @@ mod tests {
     #[test]
     fn environment_beats_the_file() {
         // SAFETY: the variable is used by this test only.
-        unsafe { std::env::set_var("T_THREADS", "16") };
-        let m = run("threads_num = 8\n", &[]).unwrap();
-        assert_eq!(m.get_one::<String>("threads_num").unwrap(), "16");
-        unsafe { std::env::remove_var("T_THREADS") };
+        unsafe { std::env::set_var("ICLOUDPD_RS_TEST_CONFIG_WORKERS", "16") };
+        let m = run("workers = 8\n", &[]).unwrap();
+        assert_eq!(m.get_one::<String>("workers").unwrap(), "16");
     }
 
     #[test]

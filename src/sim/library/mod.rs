@@ -13,6 +13,7 @@
 
 pub mod bplist;
 pub mod changelog;
+pub mod facts;
 pub mod generate;
 pub mod ids;
 pub mod index;
@@ -26,15 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use changelog::{ChangeLog, TokenCodec};
+use facts::Facts;
 use ids::{IdCodec, IdDomain};
 use index::{IndexId, Indexes};
-use model::{Album, Asset, Facts, Relation, split_key};
+use model::{Album, Asset, Relation, split_key};
 
 pub use manifest::{ManifestEntry, ManifestOptions};
 pub use mutate::{Mutation, MutationError, MutationOutcome};
 pub use views::{AlbumView, AssetView, ChangeItem, ChangesPage, LibraryCounts, Page};
 
 use super::SimConfig;
+use super::content::Resource;
 
 /// Name of the personal library zone.
 pub const PRIMARY_ZONE: &str = "PrimarySync";
@@ -197,6 +200,32 @@ impl LibraryState {
     /// The CPLAsset recordName of an asset key.
     pub fn asset_record_name(&self, asset_key: u64) -> String {
         self.ids.uuid(IdDomain::Asset, asset_key)
+    }
+
+    /// True while `res` is something the library serves: its asset exists and is not purged,
+    /// has that rendition, and an edit's rendition is of the current edit generation. (A CDN
+    /// can refuse URLs of purged assets or superseded edits with this.)
+    pub fn is_current(&self, res: &Resource) -> bool {
+        let Some((zone, idx)) = split_key(res.asset_key) else {
+            return false;
+        };
+        let Some(asset) = self
+            .zones
+            .get(zone)
+            .and_then(|z| z.read().assets.get(idx as usize).copied())
+        else {
+            return false;
+        };
+        let Some(r) = model::Rendition::from_u8(res.rendition) else {
+            return false;
+        };
+        let listed = if r.on_asset() {
+            model::asset_renditions(&asset).contains(&r)
+                && res.generation == u32::from(asset.edit_gen)
+        } else {
+            model::master_renditions(asset.kind).contains(&r) && res.generation == 0
+        };
+        listed && !asset.has(model::PURGED) && res.size == self.facts.size(&asset, r)
     }
 
     /// Every zone.

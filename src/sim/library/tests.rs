@@ -603,3 +603,69 @@ fn manifest_lists_every_version_with_real_hashes() {
         .is_err()
     );
 }
+
+#[test]
+fn empty_and_tiny_libraries_work() {
+    for n in [0, 1, 3] {
+        let lib = library(n);
+        let zone = primary(&lib);
+        assert_eq!(zone.read().assets.len(), n);
+        assert_indexes_consistent(zone);
+        let page = lib.page(zone, IndexId::All, 0, 100, false).unwrap();
+        assert_eq!(page.total, lib.count(PRIMARY_ZONE, IndexId::All).unwrap());
+        assert!(page.next_rank.is_none());
+        let added = lib
+            .mutate_json(&serde_json::json!({"op": "add", "count": 2, "album": "Jörg"}))
+            .unwrap();
+        assert_eq!(added.asset_ids.len(), 2);
+        assert_indexes_consistent(zone);
+        let album = lib
+            .albums(zone, None)
+            .into_iter()
+            .find(|a| a.album.name == "Jörg")
+            .unwrap();
+        assert!(lib.count(PRIMARY_ZONE, IndexId::Album(album.idx)).unwrap() >= 2);
+        let history = changes_since(&lib, zone, 0);
+        assert!(history.len() >= 2 * (n + 2));
+    }
+}
+
+#[test]
+fn resources_stay_current_until_purged_or_re_edited() {
+    let lib = library(40);
+    let zone = primary(&lib);
+    let asset = zone.read().assets[8]; // an edited JPEG (forced slot)
+    assert!(asset.has(EDITED));
+    let name = lib.ids.master_name(asset.key);
+    let full = lib
+        .facts
+        .rendition(&asset, &name, model::Rendition::JpegFull)
+        .resource(asset.key);
+    let original = lib
+        .facts
+        .rendition(&asset, &name, model::Rendition::Original)
+        .resource(asset.key);
+    assert!(lib.is_current(&full) && lib.is_current(&original));
+    assert!(!lib.is_current(&crate::sim::content::Resource {
+        size: original.size + 1,
+        ..original
+    }));
+    assert!(
+        !lib.is_current(&crate::sim::content::Resource {
+            rendition: 2,
+            ..original
+        }),
+        "no live part"
+    );
+    lib.mutate_json(&serde_json::json!({"op": "edit", "asset_ids": [name]}))
+        .unwrap();
+    assert!(!lib.is_current(&full), "superseded edit");
+    assert!(lib.is_current(&original));
+    lib.mutate_json(&serde_json::json!({"op": "purge", "asset_ids": [name]}))
+        .unwrap();
+    assert!(!lib.is_current(&original));
+    assert!(!lib.is_current(&crate::sim::content::Resource {
+        asset_key: 999_999,
+        ..original
+    }));
+}
