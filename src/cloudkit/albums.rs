@@ -8,7 +8,7 @@ use crate::model::{Album, Library};
 use super::calls::{RecordsAnswer, database_of};
 use super::client::{CallInfo, CloudKitClient};
 use super::error::CloudKitError;
-use super::parse::Skipped;
+use super::parse::{Skipped, skip_entry};
 use super::records::Record;
 use super::requests;
 
@@ -42,18 +42,18 @@ pub(crate) enum AlbumRecord {
 pub(crate) fn parse_album(r: &Record, parent: Option<&str>, zone: &str) -> AlbumRecord {
     if let Some(code) = &r.server_error_code {
         let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-        return AlbumRecord::NotAnAlbum(Skipped::new(r.name(), reason));
+        return AlbumRecord::NotAnAlbum(skip_entry(r.name(), reason));
     }
     if r.kind() != "CPLAlbum" {
         let reason = format!("unexpected record type {:?} in the album list", r.kind());
-        return AlbumRecord::NotAnAlbum(Skipped::new(r.name(), reason));
+        return AlbumRecord::NotAnAlbum(skip_entry(r.name(), reason));
     }
     let id = r.name();
     if SENTINELS.contains(&id) {
         return AlbumRecord::Sentinel;
     }
     if id.is_empty() {
-        return AlbumRecord::NotAnAlbum(Skipped::new("", "CPLAlbum without recordName"));
+        return AlbumRecord::NotAnAlbum(skip_entry("", "CPLAlbum without recordName"));
     }
     let name = match r.text("albumNameEnc") {
         Ok(Some(n)) if !n.is_empty() => n,

@@ -15,7 +15,7 @@ use super::albums::{AlbumRecord, parse_album};
 use super::calls::{database_of, null_as_empty};
 use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::{CloudKitError, is_transient_code, is_web_access_refusal};
-use super::parse::{ListedAsset, Skipped, build_asset};
+use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
 use super::records::{Record, ZoneIdRecord, as_int, lenient_string};
 use super::requests::{self, Database};
 
@@ -311,7 +311,7 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
     for r in records {
         if let Some(code) = &r.server_error_code {
             let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(Skipped::new(r.name(), reason));
+            page.skipped.push(skip_entry(r.name(), reason));
             continue;
         }
         if r.deleted {
@@ -335,7 +335,7 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
             "CPLAsset" if r.reference("masterRef").is_some() => assets.push(r),
             "CPLAsset" => page
                 .skipped
-                .push(Skipped::new(r.name(), "CPLAsset without masterRef")),
+                .push(skip_entry(r.name(), "CPLAsset without masterRef")),
             "CPLAlbum" => match parse_album(&r, None, zone) {
                 AlbumRecord::Album(a) => page.changes.push(Change::Album(a)),
                 AlbumRecord::Sentinel => page.ignored += 1,
@@ -349,7 +349,7 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
                         album_id,
                         deleted: r.flag("isDeleted"),
                     }),
-                    _ => page.skipped.push(Skipped::new(
+                    _ => page.skipped.push(skip_entry(
                         r.name(),
                         "album membership without item or album",
                     )),
@@ -357,7 +357,7 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
             }
             "" => page
                 .skipped
-                .push(Skipped::new(r.name(), "record without recordType")),
+                .push(skip_entry(r.name(), "record without recordType")),
             _ => page.ignored += 1,
         }
     }

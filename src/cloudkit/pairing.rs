@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::parse::{ListedAsset, Skipped, build_asset};
+use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
 use super::records::Record;
 
 /// The assets of one answer (a listing page, a lookup), and what did not become an asset.
@@ -32,7 +32,7 @@ impl CarryOver {
         let mut out = Vec::new();
         for (name, (_, used)) in self.masters {
             if !used {
-                out.push(Skipped::new(
+                out.push(skip_entry(
                     &name,
                     "CPLMaster without its CPLAsset in this listing",
                 ));
@@ -40,7 +40,7 @@ impl CarryOver {
         }
         for (master, assets) in self.assets {
             for a in assets {
-                out.push(Skipped::new(
+                out.push(skip_entry(
                     a.name(),
                     format!("CPLAsset whose CPLMaster {master} never arrived in this listing"),
                 ));
@@ -70,14 +70,12 @@ pub(crate) fn pair_page(
     for r in records {
         if let Some(code) = &r.server_error_code {
             let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(Skipped::new(r.name(), reason));
+            page.skipped.push(skip_entry(r.name(), reason));
             continue;
         }
         if r.deleted {
-            page.skipped.push(Skipped::new(
-                r.name(),
-                "hard-deleted record inside a listing",
-            ));
+            page.skipped
+                .push(skip_entry(r.name(), "hard-deleted record inside a listing"));
             continue;
         }
         match r.record_type.as_deref() {
@@ -89,23 +87,23 @@ pub(crate) fn pair_page(
             }
             Some("CPLMaster") => page
                 .skipped
-                .push(Skipped::new("", "CPLMaster without recordName")),
+                .push(skip_entry("", "CPLMaster without recordName")),
             Some("CPLAsset") => {
                 if r.reference("masterRef").is_some() {
                     assets.push(r);
                 } else {
                     page.skipped
-                        .push(Skipped::new(r.name(), "CPLAsset without masterRef"));
+                        .push(skip_entry(r.name(), "CPLAsset without masterRef"));
                 }
             }
             Some("CPLContainerRelation") => page.ignored += 1,
             Some(other) => {
                 let reason = format!("unexpected record type {other} in an asset listing");
-                page.skipped.push(Skipped::new(r.name(), reason));
+                page.skipped.push(skip_entry(r.name(), reason));
             }
             None => page
                 .skipped
-                .push(Skipped::new(r.name(), "record without recordType")),
+                .push(skip_entry(r.name(), "record without recordType")),
         }
     }
 
@@ -137,10 +135,10 @@ pub(crate) fn pair_page(
                 "CPLAsset whose CPLMaster {} is not in the answer",
                 a.reference("masterRef").unwrap_or_default()
             );
-            page.skipped.push(Skipped::new(a.name(), reason));
+            page.skipped.push(skip_entry(a.name(), reason));
         }
         for m in waiting_masters {
-            page.skipped.push(Skipped::new(
+            page.skipped.push(skip_entry(
                 m.name(),
                 "CPLMaster without its CPLAsset in the answer",
             ));
@@ -235,7 +233,7 @@ mod tests {
         let left = carry.into_inner().expect("lock").finish();
         assert_eq!(
             left,
-            vec![Skipped::new(
+            vec![skip_entry(
                 "M3",
                 "CPLMaster without its CPLAsset in this listing"
             )]

@@ -28,19 +28,15 @@ impl ListedAsset {
     }
 }
 
-/// A record (or one rendition of it) that did not become part of an asset, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub record_name: String,
-    pub reason: String,
-}
+/// A record (or one rendition of it) that did not become part of an asset, and why: the
+/// catalog stores these with the run.
+pub use crate::model::Skipped;
 
-impl Skipped {
-    pub(crate) fn new(record_name: &str, reason: impl Into<String>) -> Self {
-        Skipped {
-            record_name: record_name.to_string(),
-            reason: reason.into(),
-        }
+/// A [`Skipped`] entry.
+pub(crate) fn skip_entry(record_name: &str, reason: impl Into<String>) -> Skipped {
+    Skipped {
+        record_name: record_name.to_string(),
+        reason: reason.into(),
     }
 }
 
@@ -131,7 +127,7 @@ pub(crate) fn build_asset(
                 downloads.push(listed);
             }
             Ok(None) => {}
-            Err(reason) => skipped.push(Skipped::new(&id, reason)),
+            Err(reason) => skipped.push(skip_entry(&id, reason)),
         }
     }
     let text = |name: &str| match asset.text(name) {
