@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod cloudkit;
 pub mod fetch;
 pub mod layout;
 pub mod metadata;
