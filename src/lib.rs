@@ -11,5 +11,6 @@ pub mod fetch;
 pub mod layout;
 pub mod metadata;
 pub mod model;
+pub mod refresh;
 pub mod net;
 pub mod sim;

@@ -128,7 +128,7 @@ impl SessionData {
 }
 
 /// What `status` prints about a saved session, read without network access.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionSummary {
     pub username: String,
     /// A session was saved and Apple last accepted it without asking for a second factor.
