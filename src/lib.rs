@@ -10,6 +10,7 @@ pub mod cloudkit;
 pub mod fetch;
 pub mod layout;
 pub mod metadata;
+pub mod mirror;
 pub mod model;
 pub mod refresh;
 pub mod net;
