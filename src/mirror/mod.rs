@@ -29,14 +29,17 @@
 
 mod decide;
 mod engine;
+pub mod notify;
 mod plan;
 mod queue;
 mod reconcile;
 pub mod report;
 pub mod select;
+pub mod signals;
 mod state;
 mod stream;
 mod urls;
+pub mod watch;
 mod worker;
 
 use std::path::PathBuf;
@@ -207,7 +210,23 @@ pub struct Mirror {
     config: Arc<MirrorConfig>,
     gate: PriorityGate,
     stopper: Stopper,
-    current: Mutex<(Transfers, Arc<Counters>)>,
+    transfers: Mutex<Transfers>,
+    counters: LiveCounters,
+}
+
+/// The counters of whichever run is current (runs replace them); cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCounters(Arc<Mutex<Arc<Counters>>>);
+
+impl LiveCounters {
+    /// The counters of the current (or last) run.
+    pub fn current(&self) -> Arc<Counters> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, counters: Arc<Counters>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+    }
 }
 
 impl Mirror {
@@ -217,7 +236,8 @@ impl Mirror {
             config: Arc::new(config),
             gate: PriorityGate::default(),
             stopper: Stopper::default(),
-            current: Mutex::new((Transfers::default(), Arc::new(Counters::default()))),
+            transfers: Mutex::new(Transfers::default()),
+            counters: LiveCounters::default(),
         }
     }
 
@@ -238,12 +258,20 @@ impl Mirror {
 
     /// The single-flight registry of the current (or last) run.
     pub fn transfers(&self) -> Transfers {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+        self.transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// The live counters of the current (or last) run.
+    /// The counters of the current (or last) run.
     pub fn counters(&self) -> Arc<Counters> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+        self.counters.current()
+    }
+
+    /// A handle that always reads the current run's counters (for a progress display).
+    pub fn live_counters(&self) -> LiveCounters {
+        self.counters.clone()
     }
 
     /// One run: refresh the catalog first when `refresh` is given, then bring the folder in
@@ -257,8 +285,8 @@ impl Mirror {
     ) -> Result<RunReport, MirrorError> {
         let transfers = Transfers::default();
         let counters = Arc::new(Counters::default());
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
-            (transfers.clone(), counters.clone());
+        *self.transfers.lock().unwrap_or_else(|e| e.into_inner()) = transfers.clone();
+        self.counters.replace(counters.clone());
         engine::run(engine::RunInputs {
             config: self.config.clone(),
             session,
