@@ -109,6 +109,24 @@ impl Catalog {
         Ok(applied)
     }
 
+    /// Forgets every download state of one root (or of all roots): the next sync adopts the
+    /// complete files it finds at their planned paths and downloads the rest. Returns how
+    /// many states were forgotten.
+    pub fn forget_downloads(&mut self, root: Option<RootId>) -> Result<u64> {
+        let tx = self.write_tx("forgetting download states")?;
+        if let Some(root) = root {
+            require_root(&tx, root)?;
+        }
+        let n = tx
+            .execute(
+                "DELETE FROM downloads WHERE ?1 IS NULL OR root_id = ?1",
+                [root],
+            )
+            .ctx("forgetting download states")?;
+        tx.commit().ctx("forgetting download states")?;
+        Ok(n as u64)
+    }
+
     /// The states of `versions` in `root` (versions never planned there are absent).
     pub fn download_states(
         &self,

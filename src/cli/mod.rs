@@ -8,6 +8,7 @@ pub mod context;
 pub mod global;
 mod login_cmd;
 mod sim_cmd;
+mod state_cmd;
 pub mod sync_cmd;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,16 @@ pub enum Command {
     /// Download the library into a folder tree, resumably (the default: `icloudpd-rs -u ME
     /// -d DIR` means `icloudpd-rs sync -u ME -d DIR`).
     Sync(Box<sync_cmd::SyncArgs>),
+    /// Download again the files whose last attempt failed (same flags as the sync).
+    RetryFailed(Box<sync_cmd::SyncArgs>),
+    /// Adopt a folder written by the Python icloudpd or by hand: match files by path, name
+    /// and size, record them as downloaded, download nothing (same flags as the sync).
+    ImportExisting(Box<sync_cmd::SyncArgs>),
+    /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
+    /// unchanged).
+    Verify(state_cmd::VerifyArgs),
+    /// Forget what was downloaded into a folder (files stay; the next sync adopts them).
+    ResetState(state_cmd::ResetStateArgs),
     /// Run the iCloud simulator (a local fake of Apple's servers) until interrupted.
     Sim(crate::sim::SimConfig),
     /// Sign in to iCloud once (password, two-factor code) and save the session for later runs.
@@ -76,6 +87,10 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Sync(args) => sync_cmd::run(*args),
+        Command::RetryFailed(args) => state_cmd::retry_failed(*args),
+        Command::ImportExisting(args) => state_cmd::import_existing(*args),
+        Command::Verify(args) => state_cmd::verify(args),
+        Command::ResetState(args) => state_cmd::reset_state(args),
         Command::Sim(config) => sim_cmd::run(config),
         Command::Login(args) => login_cmd::run(args),
         Command::Refresh(args) => catalog_cmd::refresh_cmd(args),

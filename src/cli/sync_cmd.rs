@@ -113,13 +113,29 @@ pub struct DeletionArgs {
     pub yes: bool,
 }
 
+/// What a run of the engine is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `sync`.
+    Sync,
+    /// `retry-failed`: download again only the files that failed (no refresh).
+    RetryFailed,
+    /// `import-existing`: adopt files already in the folder, download nothing.
+    ImportExisting,
+}
+
 /// `sync`.
 pub fn run(args: SyncArgs) -> i32 {
+    run_action(args, Action::Sync)
+}
+
+/// `sync`, `retry-failed` or `import-existing` (they share the flags that decide the plan).
+pub fn run_action(args: SyncArgs, action: Action) -> i32 {
     let ctx = match AccountContext::new(&args.global) {
         Ok(c) => c,
         Err(e) => return context::report(None, e),
     };
-    match run_sync(&ctx, &args) {
+    match run_sync(&ctx, &args, action) {
         Ok(code) => code,
         Err(e) => context::report(Some(&ctx), e),
     }
@@ -168,12 +184,18 @@ pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, Com
     })
 }
 
-fn run_sync(ctx: &AccountContext, args: &SyncArgs) -> Result<i32, CommandError> {
+fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32, CommandError> {
     let dry_run = args.run.dry_run || args.run.only_print_filenames;
-    let mode = if dry_run {
-        RunMode::DryRun
-    } else {
-        RunMode::Download
+    if action != Action::Sync && (dry_run || args.run.watch_with_interval.is_some()) {
+        return Err(CommandError::failure(
+            "--dry-run, --only-print-filenames and --watch-with-interval are options of sync",
+        ));
+    }
+    let mode = match action {
+        Action::Sync if dry_run => RunMode::DryRun,
+        Action::Sync => RunMode::Download,
+        Action::RetryFailed => RunMode::RetryFailed,
+        Action::ImportExisting => RunMode::ImportExisting,
     };
     let mut config = mirror_config(args, mode)?;
     let deletion = &args.deletion;
@@ -220,11 +242,12 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs) -> Result<i32, CommandError> 
         let mut refresh = refresh;
         loop {
             let bar = show_progress.then(|| ProgressLine::start(mirror.live_counters()));
-            let result = mirror.run(&session, &mut catalog, Some(&refresh)).await;
+            let refreshing = (action != Action::RetryFailed).then_some(&refresh);
+            let result = mirror.run(&session, &mut catalog, refreshing).await;
             if let Some(bar) = bar {
                 bar.finish();
             }
-            let code = finish_cycle(&mirror, &result, args, &notifier, &received, dry_run, &root);
+            let code = finish_cycle(&mirror, &result, args, &notifier, &received, action, &root);
             if let Err(e) = &result
                 && e.is_authentication_problem()
             {
@@ -272,9 +295,10 @@ fn finish_cycle(
     args: &SyncArgs,
     notifier: &Notifier,
     received: &signals::Received,
-    dry_run: bool,
+    action: Action,
     root: &Path,
 ) -> i32 {
+    let dry_run = args.run.dry_run || args.run.only_print_filenames;
     match result {
         Ok(report) => {
             let code = match &report.outcome {
@@ -304,7 +328,21 @@ fn finish_cycle(
                     );
                 }
             } else {
-                println!("{line}");
+                if action == Action::ImportExisting {
+                    let adopted = report
+                        .skip_reasons
+                        .get(&mirror::SkipReason::Adopted)
+                        .copied()
+                        .unwrap_or(0);
+                    let missing = report.total - report.skipped - report.failed;
+                    println!(
+                        "{adopted} adopted, {} already recorded, {missing} not found ({} total)",
+                        report.skipped - adopted,
+                        report.total
+                    );
+                } else {
+                    println!("{line}");
+                }
                 for f in report.failures.iter().take(10) {
                     eprintln!("icloudpd-rs: failed: {}: {}", f.path, f.error);
                 }
