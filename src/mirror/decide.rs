@@ -62,6 +62,7 @@ pub(super) fn plan(
         tx,
         moves: Vec::new(),
         owners: None,
+        missing: 0,
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -75,9 +76,15 @@ pub(super) fn plan(
         };
         for item in items {
             if !planner.decide(item, &states)? {
-                return Ok(planner.moves);
+                break;
             }
         }
+    }
+    if planner.missing > 0 {
+        tracing::info!(
+            files = planner.missing,
+            "files recorded as downloaded were missing on disk; fetching them again"
+        );
     }
     Ok(planner.moves)
 }
@@ -90,6 +97,8 @@ struct Planner<'a> {
     moves: Vec<PendingMove>,
     /// Recorded path (lowercase) -> version, loaded the first time a file is in the way.
     owners: Option<HashMap<String, VersionKey>>,
+    /// Files recorded as downloaded but missing on disk.
+    missing: u64,
 }
 
 impl Planner<'_> {
@@ -126,7 +135,8 @@ impl Planner<'_> {
                     }
                     return Ok(true);
                 }
-                tracing::info!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
+                tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
+                self.missing += 1;
             }
             Some(DownloadState::Pending { previous_path })
             | Some(DownloadState::Failed { previous_path, .. }) => {

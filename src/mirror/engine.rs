@@ -58,9 +58,22 @@ pub(super) struct RunContext {
     pub abort: CancellationToken,
     fatal: Mutex<Option<MirrorError>>,
     retries: Mutex<Vec<Arc<FileSpec>>>,
+    /// When the run started (after sign-in), for the first-download log line.
+    started: Instant,
+    first_started: std::sync::atomic::AtomicBool,
 }
 
 impl RunContext {
+    /// A worker starts a transfer: the first one of the run is logged with its delay.
+    pub fn transfer_starting(&self) {
+        if !self.first_started.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                after_ms = self.started.elapsed().as_millis() as u64,
+                "first download started"
+            );
+        }
+    }
+
     /// Record a finished file.
     pub fn done(&self, job: Job, size: u64, sha256: [u8; 32]) {
         if let Some(state) = &self.state {
@@ -161,6 +174,8 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         fatal: Mutex::new(None),
         retries: Mutex::new(Vec::new()),
         config: config.clone(),
+        started,
+        first_started: std::sync::atomic::AtomicBool::new(false),
     });
 
     let threads = config.threads.max(1);

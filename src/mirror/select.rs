@@ -206,7 +206,14 @@ impl Selection {
         let mut out = Sources::default();
         let mut matched: HashSet<String> = HashSet::new();
         for (library, zone) in libraries {
-            let entries = catalog.albums(library)?;
+            // The album tree (with member counts) costs a query per library: only when asked.
+            let needs_albums =
+                self.all_albums || !self.albums.is_empty() || !self.exclude_albums.is_empty();
+            let entries = if needs_albums {
+                catalog.albums(library)?
+            } else {
+                Vec::new()
+            };
             let albums: Vec<_> = entries
                 .iter()
                 .filter(|e| !e.album.is_folder && !e.album.deleted)

@@ -93,6 +93,7 @@ pub(super) async fn work(ctx: Arc<RunContext>, rx: Arc<tokio::sync::Mutex<mpsc::
 
 async fn run_job(ctx: &RunContext, job: Job) {
     job.handle.running();
+    ctx.transfer_starting();
     let dest = ctx.root.join(&job.rel_path);
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
