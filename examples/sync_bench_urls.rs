@@ -14,7 +14,9 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [endpoint, username, data] = args.as_slice() else {
-        eprintln!("usage: sync_bench_urls ENDPOINT USERNAME DATA_DIR (password in ICLOUD_PASSWORD)");
+        eprintln!(
+            "usage: sync_bench_urls ENDPOINT USERNAME DATA_DIR (password in ICLOUD_PASSWORD)"
+        );
         std::process::exit(2);
     };
     let password = std::env::var("ICLOUD_PASSWORD").ok().map(Password::new);
@@ -28,7 +30,11 @@ async fn main() {
     let session = Authenticator::resume(opts).await.expect("sign-in");
     let client = CloudKitClient::for_session(&session).expect("client");
     let policy = LayoutPolicy::default();
-    let mut walk = client.walk(&Library::primary(), Index::AllPhotos, WalkOptions::default());
+    let mut walk = client.walk(
+        &Library::primary(),
+        Index::AllPhotos,
+        WalkOptions::default(),
+    );
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while let Some(page) = walk.next_page().await {
         for listed in &page.assets {

@@ -38,7 +38,10 @@ fn planned_by_engine(
         for item in index.plan_directory(g, catalog, policy, selection).unwrap() {
             let previous = out.insert(
                 item.file.rel_path(),
-                (item.file.asset_id.clone(), item.file.version.as_str().to_string()),
+                (
+                    item.file.asset_id.clone(),
+                    item.file.version.as_str().to_string(),
+                ),
             );
             assert!(previous.is_none(), "{} planned twice", item.file.rel_path());
         }
@@ -57,7 +60,12 @@ fn planned_by_layout(
         .collect();
     layout::plan_tree(&assets, policy, None)
         .into_iter()
-        .map(|f| (f.rel_path(), (f.asset_id.clone(), f.version.as_str().to_string())))
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
         .collect()
 }
 
@@ -74,10 +82,7 @@ fn the_plan_is_plan_tree_for_every_policy() {
         },
         LayoutPolicy {
             folder: FolderTemplate::parse("%Y").unwrap(),
-            sizes: vec![
-                layout::PrimarySize::Medium,
-                layout::PrimarySize::Original,
-            ],
+            sizes: vec![layout::PrimarySize::Medium, layout::PrimarySize::Original],
             ..LayoutPolicy::default()
         },
         LayoutPolicy {
@@ -90,8 +95,7 @@ fn the_plan_is_plan_tree_for_every_policy() {
         let engine = planned_by_engine(&c, policy, &Selection::default());
         let reference = planned_by_layout(&c, lib, policy);
         assert_eq!(engine, reference, "{}", policy.folder.as_str());
-        if policy.file_match == FileMatchPolicy::NameSizeDedupWithSuffix
-            && policy.folder.is_flat()
+        if policy.file_match == FileMatchPolicy::NameSizeDedupWithSuffix && policy.folder.is_flat()
         {
             assert!(
                 engine.keys().any(|p| p.contains('-')),
@@ -114,8 +118,7 @@ fn recent_and_until_found_take_the_newest_assets() {
     let mut recent = Selection::default();
     recent.recent = Some(7);
     let planned = planned_by_engine(&c, &policy, &recent);
-    let ids: std::collections::BTreeSet<&str> =
-        planned.values().map(|(a, _)| a.as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> = planned.values().map(|(a, _)| a.as_str()).collect();
     let newest: std::collections::BTreeSet<&str> =
         by_date.iter().take(7).map(|a| a.id.as_str()).collect();
     assert_eq!(ids, newest);

@@ -17,7 +17,10 @@ fn a_changed_layout_renames_every_file_and_downloads_nothing() {
     run.expect_code(0);
     assert_eq!(env.cdn(), before, "no CDN request");
     let expected = expected_tree(&env, &flat);
-    assert_eq!(run.summary(), (0, expected.len() as u64, 0, expected.len() as u64));
+    assert_eq!(
+        run.summary(),
+        (0, expected.len() as u64, 0, expected.len() as u64)
+    );
     assert_tree(&env, &photos, &expected);
     assert_recorded(&env, &photos);
     // The date folders emptied by the renames are gone.
@@ -50,7 +53,10 @@ fn collisions_found_late_in_a_first_listing_end_in_the_planned_names() {
                 .is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
         })
         .count();
-    assert!(collided > 10, "only {collided} collisions: the test proves little");
+    assert!(
+        collided > 10,
+        "only {collided} collisions: the test proves little"
+    );
     // Exactly the plan (no parked or partial file left), every file with the right bytes.
     assert_tree(&env, &photos, &expected);
     assert_recorded(&env, &photos);

@@ -353,7 +353,9 @@ fn finish_cycle(
                     );
                 }
                 if report.outcome == RunOutcome::Interrupted {
-                    eprintln!("icloudpd-rs: interrupted; the next run resumes where this one stopped");
+                    eprintln!(
+                        "icloudpd-rs: interrupted; the next run resumes where this one stopped"
+                    );
                 }
             }
             if let Some(path) = &args.run.report_json
@@ -379,9 +381,12 @@ fn finish_cycle(
             };
             eprintln!("icloudpd-rs: {e}");
             let counters = mirror.counters();
-            let partial = counters.report(Duration::ZERO, RunOutcome::Failed {
-                error: e.to_string(),
-            });
+            let partial = counters.report(
+                Duration::ZERO,
+                RunOutcome::Failed {
+                    error: e.to_string(),
+                },
+            );
             if !dry_run && partial.downloaded + partial.failed > 0 {
                 println!("{}", partial.summary_line());
             }
@@ -461,10 +466,9 @@ struct ProgressLine {
 impl ProgressLine {
     fn start(counters: LiveCounters) -> ProgressLine {
         let bar = indicatif::ProgressBar::new(0);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} files {msg} [{elapsed}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         let b = bar.clone();
         let ticker = tokio::spawn(async move {

@@ -168,7 +168,10 @@ impl Planner<'_> {
             // An older copy of this very version (the photo was edited): replace it.
             return self.queue(item, planned, true);
         }
-        if let Some(owner) = ctx.claims.owner(&planned).or_else(|| self.recorded_owner(&planned))
+        if let Some(owner) = ctx
+            .claims
+            .owner(&planned)
+            .or_else(|| self.recorded_owner(&planned))
             && owner != item.version
         {
             // Another version's file sits at our path; it will move to its own planned path.
@@ -214,7 +217,12 @@ impl Planner<'_> {
     }
 
     /// Queue a download of `item` to `rel_path`; `Ok(false)` when the run is stopping.
-    fn queue(&mut self, item: PlanItem, rel_path: String, replace: bool) -> Result<bool, MirrorError> {
+    fn queue(
+        &mut self,
+        item: PlanItem,
+        rel_path: String,
+        replace: bool,
+    ) -> Result<bool, MirrorError> {
         let ctx = self.ctx;
         let Some(handle) = ctx.transfers.claim(item.version) else {
             return Ok(true);
@@ -297,7 +305,8 @@ impl Planner<'_> {
             let found = std::fs::symlink_metadata(self.ctx.root.join(&candidate));
             if found.is_ok_and(|m| m.is_file() && m.len() == size) {
                 self.adopt(item, &candidate)?;
-                self.moves.push(PendingMove::new(item.version, planned.to_string()));
+                self.moves
+                    .push(PendingMove::new(item.version, planned.to_string()));
                 return Ok(());
             }
         }

@@ -24,7 +24,9 @@ use super::report::{Counters, Failure, RunOutcome, RunReport};
 use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
-use super::{MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream};
+use super::{
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
+};
 
 /// What [`run`] is given.
 pub(super) struct RunInputs<'a> {
@@ -239,7 +241,10 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     let retries: Vec<Arc<FileSpec>> =
         std::mem::take(&mut *ctx.retries.lock().unwrap_or_else(|e| e.into_inner()));
     if !retries.is_empty() && !ctx.stop.is_cancelled() {
-        tracing::info!(files = retries.len(), "second pass over failed files with fresh URLs");
+        tracing::info!(
+            files = retries.len(),
+            "second pass over failed files with fresh URLs"
+        );
         second_pass(&ctx, retries, threads).await;
     }
 
@@ -263,8 +268,9 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     if writes && complete && config.mode == RunMode::Download {
         let root = ctx.root.clone();
         let suffix = ctx.fetch.temp_suffix.clone();
-        let _ = tokio::task::spawn_blocking(move || reconcile::remove_stale_temp_files(&root, &suffix))
-            .await;
+        let _ =
+            tokio::task::spawn_blocking(move || reconcile::remove_stale_temp_files(&root, &suffix))
+                .await;
     }
     let state_error = state_writer.and_then(|w| w.close().err());
 

@@ -79,7 +79,7 @@ pub(super) fn settle(
         return Ok(());
     }
     tracing::info!(files = moves.len(), "renaming files to their planned paths");
-    let mut recorded: Option<HashMap<String, (VersionKey, u64, [u8; 32])>> = None;
+    let mut recorded: Option<RecordedFiles> = None;
     let mut left_dirs: HashSet<PathBuf> = HashSet::new();
     while !moves.is_empty() {
         let sources: HashSet<String> = moves.iter().map(|m| m.from.to_lowercase()).collect();
@@ -175,15 +175,17 @@ fn move_sidecar(from: &Path, to: &Path) {
         crate::metadata::sidecar_path(from),
         crate::metadata::sidecar_path(to),
     );
-    if from.exists() && let Err(e) = rename_noreplace(&from, &to) {
+    if from.exists()
+        && let Err(e) = rename_noreplace(&from, &to)
+    {
         tracing::warn!(path = %from.display(), error = %e, "could not move the XMP sidecar");
     }
 }
 
-fn recorded_files(
-    catalog: &Catalog,
-    root: crate::catalog::RootId,
-) -> HashMap<String, (VersionKey, u64, [u8; 32])> {
+/// Recorded files of a root by lowercase path: version, size, SHA-256.
+type RecordedFiles = HashMap<String, (VersionKey, u64, [u8; 32])>;
+
+fn recorded_files(catalog: &Catalog, root: crate::catalog::RootId) -> RecordedFiles {
     let mut out = HashMap::new();
     for record in catalog.downloads(root, crate::catalog::DownloadStateKind::Downloaded) {
         let Ok(record) = record else { break };
@@ -306,7 +308,9 @@ pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
             continue;
         };
         for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let name = entry.file_name();
             let name = name.as_bytes();
             if kind.is_dir() {
@@ -315,7 +319,9 @@ pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
             {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => removed += 1,
-                    Err(e) => tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file"),
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file")
+                    }
                 }
             }
         }

@@ -248,9 +248,9 @@ impl UrlProvider for JobUrls<'_> {
             let pairs = [(asset.id.clone(), asset.asset_record.clone())];
             match self.ctx.api.lookup(&self.job.library, &pairs).await {
                 Ok(found) => job_url(self.job, found.get(&asset.id)).map_err(FetchError::NoUrl),
-                Err(ApiError::Auth(e)) => Err(FetchError::NoUrl(format!(
-                    "signing in again failed: {e}"
-                ))),
+                Err(ApiError::Auth(e)) => {
+                    Err(FetchError::NoUrl(format!("signing in again failed: {e}")))
+                }
                 Err(ApiError::CloudKit(e)) => Err(FetchError::Network(format!(
                     "could not get a fresh download URL: {e}"
                 ))),

@@ -15,7 +15,7 @@ use crate::model::{Library, VersionKind};
 use super::engine::RunContext;
 use super::queue::{TransferHandle, TransferState};
 use super::urls::JobUrls;
-use super::{MirrorError, MetadataOptions};
+use super::{MetadataOptions, MirrorError};
 
 /// CDN refusals of the session in one file's transfer before it is given up.
 const MAX_REAUTHS_PER_FILE: u32 = 3;
@@ -208,16 +208,16 @@ fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) ->
     };
     if options.set_exif_datetime {
         match crate::metadata::set_exif_datetime(path, &asset.asset) {
-            Ok(crate::metadata::ExifOutcome::Written { sha256 }) => {
-                match std::fs::metadata(path) {
-                    Ok(m) => out.file = Some((m.len(), sha256)),
-                    Err(e) => out.warnings.push(format!("cannot stat after writing EXIF: {e}")),
-                }
-            }
+            Ok(crate::metadata::ExifOutcome::Written { sha256 }) => match std::fs::metadata(path) {
+                Ok(m) => out.file = Some((m.len(), sha256)),
+                Err(e) => out
+                    .warnings
+                    .push(format!("cannot stat after writing EXIF: {e}")),
+            },
             Ok(_) => {}
-            Err(e) => out
-                .warnings
-                .push(format!("EXIF date not written (the file is kept as downloaded): {e}")),
+            Err(e) => out.warnings.push(format!(
+                "EXIF date not written (the file is kept as downloaded): {e}"
+            )),
         }
     }
     if options.xmp_sidecar {
