@@ -279,6 +279,7 @@ impl Planner<'_> {
                 rel_path: rel_path.to_string(),
                 size,
                 sha256,
+                source_sha256: None,
             });
         }
         self.ctx.claims.claim(rel_path, item.version).ok();

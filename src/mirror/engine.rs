@@ -77,9 +77,9 @@ impl RunContext {
     }
 
     /// Record a finished file.
-    pub fn done(&self, job: Job, size: u64, sha256: [u8; 32]) {
+    pub fn done(&self, job: Job, file: worker::OnDisk) {
         if let Some(state) = &self.state {
-            state.send(worker::downloaded_update(&job.spec, size, sha256));
+            state.send(worker::downloaded_update(&job.spec, file));
         }
         self.counters.downloaded.fetch_add(1, Ordering::Relaxed);
         let state = worker::done_state(&job.spec);
