@@ -23,7 +23,10 @@ fn metadata_is_written_and_both_digests_are_recorded() {
     let mut by_path = std::collections::HashMap::new();
     for record in catalog.downloads(root, DownloadStateKind::Downloaded) {
         let record = record.unwrap();
-        if let DownloadState::Downloaded { rel_path, sha256, .. } = &record.state {
+        if let DownloadState::Downloaded {
+            rel_path, sha256, ..
+        } = &record.state
+        {
             by_path.insert(rel_path.clone(), (record.version, *sha256));
         }
     }
@@ -35,12 +38,23 @@ fn metadata_is_written_and_both_digests_are_recorded() {
         assert_eq!(sidecar, name_len + 4 <= 255, "{path}: sidecar");
         let served = manifest[key].sha256.clone().unwrap();
         let (version, recorded) = by_path[path];
-        assert_eq!(on_disk[path], hex::encode(recorded), "{path}: recorded digest");
+        assert_eq!(
+            on_disk[path],
+            hex::encode(recorded),
+            "{path}: recorded digest"
+        );
         if on_disk[path] != served {
             rewritten += 1;
-            assert!(path.ends_with(".JPG"), "{path}: only JPEGs without a date are rewritten");
+            assert!(
+                path.ends_with(".JPG"),
+                "{path}: only JPEGs without a date are rewritten"
+            );
             let source = catalog.download_source_digest(version, root).unwrap();
-            assert_eq!(source.map(hex::encode), Some(served), "{path}: downloaded digest");
+            assert_eq!(
+                source.map(hex::encode),
+                Some(served),
+                "{path}: downloaded digest"
+            );
         }
     }
     assert!(rewritten > 0, "no JPEG got a date: the test proves nothing");
@@ -51,7 +65,8 @@ fn metadata_is_written_and_both_digests_are_recorded() {
     }
 
     let dir = photos.to_str().unwrap();
-    env.run(&["verify", "-d", dir, "--checksums"]).expect_code(0);
+    env.run(&["verify", "-d", dir, "--checksums"])
+        .expect_code(0);
     let before = env.cdn();
     let again = env.sync(&photos, &flags);
     again.expect_code(0);

@@ -84,7 +84,15 @@ impl Catalog {
                             last_error = NULL, failed_ms = NULL",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![root, version, rel_path, size, &sha256[..], source, now])
+                        s.execute(params![
+                            root,
+                            version,
+                            rel_path,
+                            size,
+                            &sha256[..],
+                            source,
+                            now
+                        ])
                     })
                     .ctx("recording downloads")?;
                 }
