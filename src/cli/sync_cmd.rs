@@ -12,7 +12,7 @@ use super::args::{LayoutArgs, MetadataArgs, SelectionArgs};
 use super::context::{self, AccountContext, CommandError};
 use super::exit;
 use super::global::GlobalArgs;
-use crate::auth::{AccountSession, AuthError};
+use crate::auth::{AccountSession, AuthError, Authenticator};
 use crate::catalog::Catalog;
 use crate::fetch::FetchConfig;
 use crate::mirror::notify::{self, Event, Figures};
@@ -232,11 +232,11 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     rt.block_on(async {
         let received = signals::install(mirror.stopper(), signals::GRACE)
             .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
-        let session = match ctx.session().await {
+        let session = match Authenticator::resume(ctx.auth.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let mut refresh = refresh;
@@ -447,13 +447,18 @@ impl Notifier {
         }
     }
 
-    fn auth_failure(&self, e: &CommandError) {
-        let event = if e.code == exit::AUTH && e.message.contains("code") {
+    fn auth_failure(&self, e: &AuthError) {
+        let event = if matches!(e, AuthError::TwoFactorRequired { .. }) {
             Event::TwoFactorNeeded
         } else {
             Event::SyncFailed
         };
-        self.send(event, None, e.code, &e.message);
+        let code = if e.is_authentication_problem() {
+            exit::AUTH
+        } else {
+            exit::FAILURE
+        };
+        self.send(event, None, code, &e.to_string());
     }
 }
 
