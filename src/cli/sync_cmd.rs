@@ -181,6 +181,13 @@ pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, Com
         metadata: args.metadata.options(),
         mode,
         on_planned: None,
+        deletion: mirror::DeletionOptions {
+            auto_delete: args.deletion.auto_delete,
+            keep_icloud_recent_days: args.deletion.keep_icloud_recent_days,
+            delete_after_download: args.deletion.delete_after_download,
+            confirm: None,
+        },
+        on_deletion: None,
     })
 }
 
@@ -198,18 +205,27 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         Action::ImportExisting => RunMode::ImportExisting,
     };
     let mut config = mirror_config(args, mode)?;
-    let deletion = &args.deletion;
-    if deletion.auto_delete
-        || deletion.delete_after_download
-        || deletion.keep_icloud_recent_days.is_some()
-    {
+    if config.deletion.any() && action != Action::Sync {
         return Err(CommandError::failure(
-            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are not \
-             available in this version; nothing was changed",
+            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are options \
+             of sync",
         ));
+    }
+    if config.deletion.auto_delete && config.deletion.in_icloud() {
+        return Err(CommandError::failure(
+            "--auto-delete cannot be combined with --delete-after-download or \
+             --keep-icloud-recent-days: it would delete the local copies of the photos they \
+             move to Recently Deleted",
+        ));
+    }
+    if !args.deletion.yes {
+        config.deletion.confirm = Some(confirmation());
     }
     if dry_run {
         config.on_planned = Some(Arc::new(|path: &str| println!("{path}")));
+        if !args.run.only_print_filenames {
+            config.on_deletion = Some(Arc::new(|line: &str| eprintln!("{line}")));
+        }
     }
     let show_progress = !args.run.no_progress_bar
         && !args.run.only_print_filenames
@@ -264,6 +280,22 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             refresh.full = false;
             refresh.reset_sync_token = false;
         }
+    })
+}
+
+/// Deletions are confirmed on a terminal; without one (cron) they need `--yes`.
+fn confirmation() -> mirror::Confirm {
+    Arc::new(|question: &str| {
+        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            eprintln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() {
+            return false;
+        }
+        matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
     })
 }
 
@@ -342,6 +374,12 @@ fn finish_cycle(
                     );
                 } else {
                     println!("{line}");
+                }
+                if report.deleted_local + report.deleted_in_icloud > 0 {
+                    println!(
+                        "{} local file(s) deleted, {} photo(s) moved to Recently Deleted in iCloud",
+                        report.deleted_local, report.deleted_in_icloud
+                    );
                 }
                 for f in report.failures.iter().take(10) {
                     eprintln!("icloudpd-rs: failed: {}: {}", f.path, f.error);

@@ -60,6 +60,8 @@ pub(super) struct RunContext {
     pub abort: CancellationToken,
     fatal: Mutex<Option<MirrorError>>,
     retries: Mutex<Vec<Arc<FileSpec>>>,
+    /// What the deletions did.
+    pub deleted: super::delete::Deleted,
     /// When the run started (after sign-in), for the first-download log line.
     started: Instant,
     first_started: std::sync::atomic::AtomicBool,
@@ -73,6 +75,14 @@ impl RunContext {
                 after_ms = self.started.elapsed().as_millis() as u64,
                 "first download started"
             );
+        }
+    }
+
+    /// A dry run's deletion, reported to the caller's sink (or logged).
+    pub fn report_deletion(&self, line: &str) {
+        match &self.config.on_deletion {
+            Some(sink) => sink(line),
+            None => tracing::info!("{line}"),
         }
     }
 
@@ -178,6 +188,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         config: config.clone(),
         started,
         first_started: std::sync::atomic::AtomicBool::new(false),
+        deleted: Default::default(),
     });
 
     let threads = config.threads.max(1);
@@ -265,6 +276,14 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         }
     }
     let complete = !ctx.stop.is_cancelled() && counters.failed.load(Ordering::Relaxed) == 0;
+    // Deletions trust the catalog only right after a successful refresh, in a run that was
+    // not stopped; each photo is judged on its own files.
+    if config.deletion.any() && !ctx.stop.is_cancelled() && refresh_doc.is_some() {
+        let dry_run = !writes;
+        if let Err(e) = deletions(&ctx, catalog, dry_run).await {
+            ctx.fatal(e);
+        }
+    }
     if writes && complete && config.mode == RunMode::Download {
         let root = ctx.root.clone();
         let suffix = ctx.fetch.temp_suffix.clone();
@@ -290,7 +309,42 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     };
     let mut report = counters.report(elapsed, outcome);
     report.refresh = refresh_doc;
+    report.deleted_local = ctx.deleted.local.load(Ordering::Relaxed);
+    report.deleted_in_icloud = ctx.deleted.in_icloud.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// `--auto-delete`, then the moves to Recently Deleted in iCloud.
+async fn deletions(
+    ctx: &Arc<RunContext>,
+    catalog: &Catalog,
+    dry_run: bool,
+) -> Result<(), MirrorError> {
+    if let Some(state) = &ctx.state {
+        state.flush().await;
+    }
+    let deletion = &ctx.config.deletion;
+    let libraries: HashMap<LibraryId, Library> = catalog
+        .libraries()?
+        .into_iter()
+        .map(|l| (l.id, l.library))
+        .collect();
+    let ctx2 = ctx.clone();
+    let (auto, in_icloud) = (deletion.auto_delete, deletion.in_icloud());
+    let candidates = tokio::task::spawn_blocking(move || {
+        let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
+        if auto {
+            super::delete::local(&ctx2, &reader, dry_run)?;
+        }
+        if in_icloud {
+            super::delete::icloud_candidates(&ctx2, &reader, &libraries)
+        } else {
+            Ok(Vec::new())
+        }
+    })
+    .await
+    .map_err(|e| MirrorError::State(format!("the deletion task failed: {e}")))??;
+    super::delete::in_icloud(ctx, candidates, dry_run).await
 }
 
 fn spawn_workers(ctx: &Arc<RunContext>, rx: mpsc::Receiver<Job>, n: usize) -> JoinSet<()> {

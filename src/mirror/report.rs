@@ -130,6 +130,8 @@ impl Counters {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             elapsed_secs: elapsed.as_secs_f64(),
+            deleted_local: 0,
+            deleted_in_icloud: 0,
             refresh: None,
         }
     }
@@ -167,6 +169,10 @@ pub struct RunReport {
     /// Failed files (at most [`MAX_LISTED_FAILURES`]).
     pub failures: Vec<Failure>,
     pub elapsed_secs: f64,
+    /// Local files deleted (`--auto-delete`).
+    pub deleted_local: u64,
+    /// Photos moved to Recently Deleted in iCloud.
+    pub deleted_in_icloud: u64,
     /// What the catalog refresh did, when the run refreshed.
     pub refresh: Option<serde_json::Value>,
 }
