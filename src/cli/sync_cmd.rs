@@ -523,6 +523,11 @@ impl ProgressLine {
                 let planned = c.planned.load(Ordering::Relaxed);
                 b.set_length(planned.max(done));
                 b.set_position(done);
+                if planned == 0 && done == 0 {
+                    b.set_message("(listing and planning)");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 b.set_message(format!(
                     "({} downloaded, {} failed, {:.1} MB)",
                     c.downloaded.load(Ordering::Relaxed),

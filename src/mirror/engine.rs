@@ -365,11 +365,14 @@ async fn second_pass(ctx: &Arc<RunContext>, retries: Vec<Arc<FileSpec>>, threads
         let Some(handle) = ctx.transfers.reclaim_failed(spec.version) else {
             continue;
         };
-        // A success now replaces the failure counted in the first pass.
-        ctx.counters.unfail(&spec.rel_path);
         if ctx.claims.claim(&spec.rel_path, spec.version).is_err() {
+            handle.finish(TransferState::Failed {
+                error: "its path was taken meanwhile".into(),
+            });
             continue;
         }
+        // The attempt is counted again by its outcome.
+        ctx.counters.unfail(&spec.rel_path);
         let job = Job {
             handle,
             spec,
