@@ -2,7 +2,7 @@
 # Sync benchmark against the simulator on loopback (release build).
 #
 #   scripts/bench-sync.sh
-#   ASSETS=2000 SCALE=0.05 THREADS=8 LATENCY=20 BANDWIDTH=4000000 scripts/bench-sync.sh
+#   ASSETS=1000 SCALE=0.05 THREADS=8 LATENCY=0 BANDWIDTH=4000000 scripts/bench-sync.sh
 #
 # Prints key=value lines:
 #   throughput.curl_mbps      curl --parallel --parallel-max THREADS over the same URLs
@@ -21,10 +21,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ASSETS=${ASSETS:-2000}
+ASSETS=${ASSETS:-1000}
 SCALE=${SCALE:-0.05}
 THREADS=${THREADS:-8}
-LATENCY=${LATENCY:-0}
+LATENCY=${LATENCY:-20}
 BANDWIDTH=${BANDWIDTH:-}
 SMALL=${SMALL:-10000}
 BIG=${BIG:-100000}
@@ -127,7 +127,7 @@ first_sync() {
     local pid=$!
     local first_ms=""
     while kill -0 "$pid" 2>/dev/null; do
-        if [ -z "$first_ms" ] && grep -q "first download started" "$tmp/e$1"; then
+        if [ -z "$first_ms" ] && grep -qs "first download started" "$tmp/e$1"; then
             first_ms=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
         fi
         sleep 0.02

@@ -284,7 +284,10 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             ctx.fatal(e);
         }
     }
-    if writes && complete && config.mode == RunMode::Download {
+    // Partial files are left by interrupted transfers, whose files a later run downloads:
+    // a run that downloaded nothing has none to clean up.
+    let downloaded_some = counters.queued.load(Ordering::Relaxed) > 0;
+    if writes && complete && downloaded_some && config.mode == RunMode::Download {
         let root = ctx.root.clone();
         let suffix = ctx.fetch.temp_suffix.clone();
         let _ =

@@ -82,7 +82,8 @@ impl TreeIndex {
                     .map(String::as_str)
                     .collect()
             });
-            for asset in catalog.assets(source.library, source.filter) {
+            // Directories depend on the asset's own fields only: no versions needed here.
+            for asset in catalog.assets_without_versions(source.library, source.filter) {
                 let asset = asset?;
                 if !selection.accepts(&asset, source.smart) || sources.is_excluded(&asset) {
                     continue;
