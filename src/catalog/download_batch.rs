@@ -8,7 +8,7 @@ use rusqlite::params;
 
 use super::downloads::{STATE_COLUMNS, check_rel_path, require_root, state_from_row};
 use super::error::{Result, SqlContext};
-use super::queries::KEY_BATCH;
+use super::queries::{KEY_BATCH, in_list};
 use super::{Catalog, DownloadState, RootId, VersionKey, now_ms, to_i64};
 
 /// One change of a version's download state in a root.
@@ -149,15 +149,18 @@ impl Catalog {
     ) -> Result<HashMap<VersionKey, DownloadState>> {
         let mut out = HashMap::with_capacity(versions.len());
         for chunk in versions.chunks(KEY_BATCH) {
-            let marks = vec!["?"; chunk.len()].join(",");
+            let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
+            params.push(root.0);
             let sql = format!(
                 "SELECT d.version_key, {STATE_COLUMNS} FROM downloads d
-                 WHERE d.root_id = {} AND d.version_key IN ({marks})",
-                root.0
+                 WHERE d.version_key IN ({marks}) AND d.root_id = ?"
             );
-            let mut stmt = self.conn.prepare(&sql).ctx("reading download states")?;
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .ctx("reading download states")?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
                     Ok((r.get::<_, VersionKey>(0)?, state_from_row(r, 1)?))
                 })
                 .ctx("reading download states")?;

@@ -23,6 +23,20 @@ pub(super) const ITER_PAGE: usize = 256;
 /// Keys per `IN (...)` list of the batch lookups (well under SQLite's parameter limit).
 pub(super) const KEY_BATCH: usize = 500;
 
+/// Lengths of `IN (...)` lists: a batch is padded up to the next one with a key that matches
+/// nothing, so a few cached statements serve batches of every size.
+const IN_LIST_LENGTHS: [usize; 4] = [8, 64, 256, KEY_BATCH];
+
+/// The placeholders of an `IN (...)` list for `keys` (at most [`KEY_BATCH`]), and the keys
+/// padded to that length.
+pub(super) fn in_list(keys: impl ExactSizeIterator<Item = i64>) -> (String, Vec<i64>) {
+    let n = keys.len();
+    let len = IN_LIST_LENGTHS.into_iter().find(|&l| l >= n).unwrap_or(n);
+    let mut padded: Vec<i64> = keys.collect();
+    padded.resize(len, i64::MIN);
+    (vec!["?"; len].join(","), padded)
+}
+
 /// The smart folders of the mount, computed from stored flags and kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -444,11 +458,11 @@ impl Catalog {
         let mut found: std::collections::HashMap<AssetKey, StoredAsset> =
             std::collections::HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEY_BATCH) {
-            let marks = vec!["?"; chunk.len()].join(",");
+            let (marks, padded) = in_list(chunk.iter().map(|k| k.0));
             let sql = format!("{ASSET_SELECT} WHERE a.asset_key IN ({marks})");
-            let mut stmt = self.conn.prepare(&sql).ctx("reading assets")?;
+            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading assets")?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), asset_row)
+                .query_map(rusqlite::params_from_iter(padded.iter()), asset_row)
                 .ctx("reading assets")?;
             for row in rows {
                 let asset = row.ctx("reading assets")?;
@@ -458,9 +472,9 @@ impl Catalog {
                 "SELECT version_key, kind, size, file_type, checksum, width, height, asset_key
                  FROM versions WHERE asset_key IN ({marks})"
             );
-            let mut stmt = self.conn.prepare(&sql).ctx("reading versions")?;
+            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading versions")?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                .query_map(rusqlite::params_from_iter(padded.iter()), |r| {
                     let (key, version) = version_row(r)?;
                     Ok((r.get::<_, AssetKey>(7)?, key, version))
                 })
