@@ -19,6 +19,18 @@
 //! 5. `reconcile` renames files whose recorded path differs from the plan (a collision only
 //!    discovered late in a first listing, a changed layout), two-phase for swaps, never
 //!    re-downloading; then, after a complete run, removes stale temp files.
+//! 6. `delete`: `--auto-delete` and the moves to Recently Deleted in iCloud, only after a
+//!    successful refresh, each photo judged on its own checked files.
+//!
+//! The run's outcome is a [`RunReport`] (counts, bytes, skip reasons, failures). The
+//! operation helpers around runs are `signals` (graceful SIGINT/SIGTERM), `watch` (the pause
+//! between cycles) and `notify` (the notification script).
+//!
+//! # Memory
+//! Per asset, the plan keeps a few numbers (directory, album, key, date) and per downloaded
+//! file a path hash and a version key; one directory's assets are loaded at a time and the
+//! channels between planner, URL resolver and workers are bounded. A no-op sync of 100,000
+//! assets reads the catalog and `stat`s each file once (about 1.7 s).
 //!
 //! # For the mount
 //! [`Mirror::transfers`] is the single-flight registry of the current run: a foreground reader
