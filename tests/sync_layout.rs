@@ -234,3 +234,41 @@ fn albums_are_selected_by_name_and_laid_out_with_their_path() {
     run.expect_code(1);
     assert!(run.stderr.contains("No Such Album"), "{}", run.stderr);
 }
+
+#[test]
+fn every_library_syncs_into_one_tree() {
+    let mut config = small(30);
+    config.shared_library = true;
+    config.shared_assets = 20;
+    let env = Env::new(config);
+    let photos = env.folder("photos");
+    let run = env.sync(&photos, &["--library", "all"]);
+    run.expect_code(0);
+    let catalog = env.catalog();
+    let libraries = catalog.libraries().unwrap();
+    assert_eq!(libraries.len(), 2, "{libraries:?}");
+    let assets: Vec<_> = libraries
+        .iter()
+        .flat_map(|l| {
+            catalog
+                .assets(l.id, AssetFilter::AllPhotos)
+                .map(|a| a.unwrap().asset)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let policy = config_for(&[]).policy;
+    let exp: BTreeMap<_, _> = layout::plan_tree(&assets, &policy, None)
+        .into_iter()
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
+        .collect();
+    assert!(
+        exp.values()
+            .any(|(a, _)| assets.iter().any(|x| x.id == *a && x.zone != "PrimarySync"))
+    );
+    assert_tree(&env, &photos, &exp);
+}
