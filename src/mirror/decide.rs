@@ -34,13 +34,23 @@ use super::report::{Failure, SkipReason};
 use super::worker::{FileSpec, Job};
 use super::{MirrorError, RunMode};
 
-/// Plan the run and queue its downloads; returns the renames to check once downloads end.
+/// What the planner leaves for the end of the run.
+#[derive(Debug, Default)]
+pub(super) struct Leftovers {
+    /// Renames to check once downloads end.
+    pub moves: Vec<PendingMove>,
+    /// (first path, other path) of a version planned at several paths (an asset in several
+    /// album folders): the other paths become links to the one downloaded file.
+    pub links: Vec<(String, String)>,
+}
+
+/// Plan the run and queue its downloads.
 pub(super) fn plan(
     ctx: &Arc<RunContext>,
     catalog: &Catalog,
     libraries: &HashMap<LibraryId, Library>,
     tx: mpsc::Sender<Job>,
-) -> Result<Vec<PendingMove>, MirrorError> {
+) -> Result<Leftovers, MirrorError> {
     let config = &ctx.config;
     let sources = config.selection.sources(catalog)?;
     let index = TreeIndex::build(
@@ -63,6 +73,8 @@ pub(super) fn plan(
         moves: Vec::new(),
         owners: None,
         missing: 0,
+        first_paths: config.policy.folder.uses_album().then(HashMap::new),
+        links: Vec::new(),
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -86,7 +98,10 @@ pub(super) fn plan(
             "files recorded as downloaded were missing on disk; fetching them again"
         );
     }
-    Ok(planner.moves)
+    Ok(Leftovers {
+        moves: planner.moves,
+        links: planner.links,
+    })
 }
 
 struct Planner<'a> {
@@ -99,6 +114,10 @@ struct Planner<'a> {
     owners: Option<HashMap<String, VersionKey>>,
     /// Files recorded as downloaded but missing on disk.
     missing: u64,
+    /// With `{album}` folders: where each version was first planned (a version has one
+    /// download state, so it is downloaded once and linked at its other paths).
+    first_paths: Option<HashMap<VersionKey, String>>,
+    links: Vec<(String, String)>,
 }
 
 impl Planner<'_> {
@@ -117,6 +136,18 @@ impl Planner<'_> {
         let counters = &ctx.counters;
         let planned = item.file.rel_path();
         counters.planned.fetch_add(1, Ordering::Relaxed);
+        if let Some(first) = self.first_paths.as_mut() {
+            match first.get(&item.version) {
+                Some(path) => {
+                    self.links.push((path.clone(), planned));
+                    counters.skip(SkipReason::Linked);
+                    return Ok(true);
+                }
+                None => {
+                    first.insert(item.version, planned.clone());
+                }
+            }
+        }
 
         if ctx.transfers.is_known(item.version) {
             // Taken while the listing streamed, under its name before collision handling.

@@ -223,7 +223,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     }
 
     // The plan, queued through the URL resolver to the workers.
-    let mut moves = Vec::new();
+    let mut leftovers = decide::Leftovers::default();
     if !ctx.stop.is_cancelled() {
         let libraries: HashMap<LibraryId, Library> = catalog
             .libraries()?
@@ -239,7 +239,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         })
         .await;
         match planned {
-            Ok(Ok(m)) => moves = m,
+            Ok(Ok(l)) => leftovers = l,
             Ok(Err(e)) => ctx.fatal(e),
             Err(e) => ctx.fatal(MirrorError::State(format!("the planner failed: {e}"))),
         }
@@ -262,11 +262,15 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     if let Some(state) = &ctx.state {
         state.flush().await;
     }
-    if writes && !ctx.stop.is_cancelled() && !moves.is_empty() {
+    let decide::Leftovers { moves, links } = leftovers;
+    if writes && !ctx.stop.is_cancelled() && !(moves.is_empty() && links.is_empty()) {
         let ctx2 = ctx.clone();
         let result = tokio::task::spawn_blocking(move || {
             let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
-            reconcile::settle(&ctx2, &reader, moves)
+            if !moves.is_empty() {
+                reconcile::settle(&ctx2, &reader, moves)?;
+            }
+            reconcile::link_duplicates(&ctx2, links)
         })
         .await;
         match result {

@@ -114,7 +114,10 @@ pub(super) fn settle(
                         let aside = free_name(&ctx.root, &m.to);
                         rename_noreplace(&to, &ctx.root.join(&aside))
                             .map_err(|e| io_error("moving aside", &to, e))?;
-                        let source = catalog.download_source_digest(owner, root_id).ok().flatten();
+                        let source = catalog
+                            .download_source_digest(owner, root_id)
+                            .ok()
+                            .flatten();
                         record(ctx, owner, &aside, (size, sha256, source));
                         tracing::warn!(from = %m.to, to = %aside, "moved aside a file of a photo that is no longer selected or in iCloud");
                         owners.remove(&m.to.to_lowercase());
@@ -234,6 +237,37 @@ fn free_name(root: &Path, rel_path: &str) -> String {
         }
         n += 1;
     }
+}
+
+/// Give a file planned at several paths (an asset in several album folders) its other paths:
+/// a hard link to the downloaded file, or a copy (temp + rename) across file systems. Paths
+/// already present are left alone; a missing first file leaves its links for the next run.
+pub(super) fn link_duplicates(
+    ctx: &RunContext,
+    links: Vec<(String, String)>,
+) -> Result<(), MirrorError> {
+    for (first, other) in links {
+        let (from, to) = (ctx.root.join(&first), ctx.root.join(&other));
+        if std::fs::symlink_metadata(&to).is_ok() || !from.is_file() {
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| io_error("creating the folder", parent, e))?;
+        }
+        if std::fs::hard_link(&from, &to).is_err() {
+            let temp = to.with_file_name(format!(
+                ".{}.icloudpd-rs-copy",
+                to.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::copy(&from, &temp)
+                .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+                .and_then(|()| rename_noreplace(&temp, &to))
+                .map_err(|e| io_error("copying", &from, e))?;
+        }
+        tracing::debug!(from = %first, to = %other, "linked a file planned in several folders");
+    }
+    Ok(())
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.

@@ -22,6 +22,8 @@ pub enum SkipReason {
     Adopted,
     /// Not fetched because the run is a dry run.
     DryRun,
+    /// A second path of a file already planned (an asset in several album folders): linked.
+    Linked,
 }
 
 impl SkipReason {
@@ -45,7 +47,7 @@ pub struct Counters {
     pub queued_bytes: AtomicU64,
     /// Files renamed to their planned path.
     pub moved: AtomicU64,
-    skipped: [AtomicU64; 3],
+    skipped: [AtomicU64; 4],
     failures: Mutex<Vec<Failure>>,
     warnings: AtomicU64,
 }
