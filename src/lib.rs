@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+pub mod cache;
 pub mod cli;
 pub mod fetch;
 pub mod model;
