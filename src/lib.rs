@@ -7,4 +7,5 @@ pub mod cache;
 pub mod cli;
 pub mod fetch;
 pub mod model;
+pub mod mount;
 pub mod sim;

@@ -1,0 +1,442 @@
+//! Getting blocks of CDN files into the block cache, one transfer per block however many
+//! readers want it (single-flight).
+//!
+//! A read asks for a byte range plus a read-ahead bound. Blocks found in the cache are served
+//! from it; the missing ones are grouped into runs of consecutive blocks, each run fetched by
+//! Range requests of at most [`FetcherConfig::max_transfer_blocks`] blocks (so a big window
+//! becomes several transfers in parallel, and the blocks a reader waits for come in their own
+//! small transfer). Every block in flight is registered in a table: a second reader of the same
+//! block, or the mirror through [`BlockFetcher::ensure`], waits for that transfer instead of
+//! starting one.
+//!
+//! Transfers run as their own tasks: a reader that gives up (its wait is bounded by
+//! [`FetcherConfig::total_timeout`]) does not cancel the transfer other readers share, and
+//! the transfer is itself bounded by the same timeout, retries transient failures with backoff,
+//! and asks for a fresh URL when the CDN says the old one expired. Bytes are checked by
+//! [`fetch::fetch_range`] (status, `Content-Range`, exact length, head of the file) and land
+//! in the cache with their checksum.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::time::Instant;
+
+use super::source::ReadError;
+use crate::cache::{BLOCK_SIZE, BlockCache, ContentKey};
+use crate::fetch::{self, FetchConfig, FetchError, UrlProvider};
+
+/// Tuning of CDN transfers for reads.
+#[derive(Debug, Clone)]
+pub struct FetcherConfig {
+    /// Per-request settings (stall timeout, backoff, attempts per transfer).
+    pub fetch: FetchConfig,
+    /// Longest a read waits for the network, and longest a transfer runs, retries included.
+    pub total_timeout: Duration,
+    /// Largest transfer, in blocks.
+    pub max_transfer_blocks: u64,
+    /// Transfers running at once, over all files.
+    pub max_concurrent_transfers: usize,
+}
+
+impl Default for FetcherConfig {
+    fn default() -> Self {
+        FetcherConfig {
+            fetch: FetchConfig {
+                stall_timeout: Duration::from_secs(10),
+                ..FetchConfig::default()
+            },
+            total_timeout: Duration::from_secs(20),
+            max_transfer_blocks: 8,
+            max_concurrent_transfers: 32,
+        }
+    }
+}
+
+/// A file the fetcher can get from the CDN.
+pub struct RemoteFile {
+    /// Cache identity of the content.
+    pub content: ContentKey,
+    /// Exact size.
+    pub size: u64,
+    /// Expected type of the content (checked on the first bytes).
+    pub uti: String,
+    /// Download URLs.
+    pub urls: Arc<dyn UrlProvider>,
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetcherStats {
+    /// Transfers started (one per range of blocks).
+    pub transfers: u64,
+    /// HTTP requests made (attempts, including retries).
+    pub requests: u64,
+    /// Bytes received in successful requests.
+    pub bytes: u64,
+    /// Transfers that ended in an error.
+    pub failures: u64,
+}
+
+type FlightResult = Result<Arc<Vec<Bytes>>, Arc<ReadError>>;
+
+#[derive(Clone)]
+struct Flight {
+    id: u64,
+    first_block: u64,
+    result: Shared<BoxFuture<'static, FlightResult>>,
+}
+
+/// Fetches blocks of CDN files into a [`BlockCache`], single-flight.
+pub struct BlockFetcher {
+    http: reqwest::Client,
+    cfg: FetcherConfig,
+    cache: Arc<BlockCache>,
+    flights: Mutex<HashMap<(ContentKey, u64), Flight>>,
+    permits: Arc<Semaphore>,
+    next_id: AtomicU64,
+    transfers: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Where the bytes of one needed block will come from.
+enum Source {
+    Ready(Bytes),
+    Flight(Flight),
+}
+
+impl BlockFetcher {
+    /// A fetcher using `http` to fill `cache`.
+    pub fn new(http: reqwest::Client, cache: Arc<BlockCache>, cfg: FetcherConfig) -> Arc<Self> {
+        let permits = Arc::new(Semaphore::new(cfg.max_concurrent_transfers.max(1)));
+        Arc::new(BlockFetcher {
+            http,
+            cfg,
+            cache,
+            flights: Mutex::new(HashMap::new()),
+            permits,
+            next_id: AtomicU64::new(1),
+            transfers: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// The cache this fetcher fills.
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> FetcherStats {
+        FetcherStats {
+            transfers: self.transfers.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Exactly bytes `[offset, offset + len)` of `file` (`len` already clamped to the file),
+    /// starting transfers for missing blocks up to `fetch_to`. Must run on a tokio runtime.
+    pub async fn read(
+        self: &Arc<Self>,
+        file: &Arc<RemoteFile>,
+        offset: u64,
+        len: u64,
+        fetch_to: u64,
+    ) -> Result<Bytes, ReadError> {
+        let len = len.min(file.size.saturating_sub(offset));
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let deadline = Instant::now() + self.cfg.total_timeout;
+        let first = offset / BLOCK_SIZE;
+        let last = (offset + len - 1) / BLOCK_SIZE;
+        let sources = self.plan(file, first, last, fetch_to.max(offset + len));
+        let mut blocks = Vec::with_capacity(sources.len());
+        for (i, source) in sources.into_iter().enumerate() {
+            let block = first + i as u64;
+            let data = match source {
+                Source::Ready(b) => b,
+                Source::Flight(f) => {
+                    let res = tokio::time::timeout_at(deadline, f.result.clone())
+                        .await
+                        .map_err(|_| ReadError::Timeout(self.cfg.total_timeout))?;
+                    let all = res.map_err(ReadError::Shared)?;
+                    all.get((block - f.first_block) as usize)
+                        .cloned()
+                        .ok_or_else(|| ReadError::Internal("transfer without the block".into()))?
+                }
+            };
+            if data.len() as u64 != block_len(file.size, block) {
+                return Err(ReadError::Internal(format!(
+                    "block {block} has {} bytes",
+                    data.len()
+                )));
+            }
+            blocks.push(data);
+        }
+        Ok(assemble(&blocks, offset - first * BLOCK_SIZE, len as usize))
+    }
+
+    /// Make sure bytes `[offset, offset + len)` of `file` are in the cache, sharing transfers
+    /// with readers (the hook for the mirror).
+    pub async fn ensure(
+        self: &Arc<Self>,
+        file: &Arc<RemoteFile>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ReadError> {
+        let len = len.min(file.size.saturating_sub(offset));
+        self.read(file, offset, len, offset + len).await.map(|_| ())
+    }
+
+    /// Cached bytes of blocks `first..=last`, or the flights that will bring them; starts
+    /// transfers for every missing block up to the one holding byte `fetch_to - 1`.
+    fn plan(
+        self: &Arc<Self>,
+        file: &Arc<RemoteFile>,
+        first: u64,
+        last: u64,
+        fetch_to: u64,
+    ) -> Vec<Source> {
+        let key = &file.content;
+        let mut cached: Vec<Option<Bytes>> =
+            (first..=last).map(|b| self.cache.get(key, b)).collect();
+        let last_block = (file.size.max(1) - 1) / BLOCK_SIZE;
+        let ahead_last =
+            ((fetch_to.min(file.size).max(1) - 1) / BLOCK_SIZE).clamp(last, last_block);
+
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sources: Vec<Option<Source>> = cached
+            .iter_mut()
+            .map(|c| c.take().map(Source::Ready))
+            .collect();
+        // Runs of blocks nobody has or fetches: (start, end inclusive, contains needed blocks).
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for block in first..=ahead_last {
+            let needed = block <= last;
+            if needed && sources[(block - first) as usize].is_some() {
+                continue;
+            }
+            if let Some(f) = flights.get(&(key.clone(), block)) {
+                if needed {
+                    sources[(block - first) as usize] = Some(Source::Flight(f.clone()));
+                }
+                continue;
+            }
+            if !needed && self.cache.contains(key, block) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((_, end)) if *end + 1 == block => *end = block,
+                _ => runs.push((block, block)),
+            }
+        }
+        for (start, end) in runs {
+            let mut s = start;
+            while s <= end {
+                // The blocks a reader waits for get a transfer of their own.
+                let limit = if s <= last { last.min(end) } else { end };
+                let e = limit.min(s + self.cfg.max_transfer_blocks - 1);
+                let flight = self.start_transfer(&mut flights, file, s, e);
+                for b in s..=e.min(last) {
+                    sources[(b - first) as usize] = Some(Source::Flight(flight.clone()));
+                }
+                s = e + 1;
+            }
+        }
+        drop(flights);
+        sources
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Source::Ready(Bytes::new())))
+            .collect()
+    }
+
+    /// Register and spawn the transfer of blocks `first..=last`.
+    fn start_transfer(
+        self: &Arc<Self>,
+        flights: &mut HashMap<(ContentKey, u64), Flight>,
+        file: &Arc<RemoteFile>,
+        first: u64,
+        last: u64,
+    ) -> Flight {
+        let (tx, rx) = oneshot::channel::<FlightResult>();
+        let result = async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Arc::new(ReadError::Internal(
+                    "transfer task vanished".into(),
+                )))
+            })
+        }
+        .boxed()
+        .shared();
+        let flight = Flight {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            first_block: first,
+            result,
+        };
+        for b in first..=last {
+            flights.insert((file.content.clone(), b), flight.clone());
+        }
+        self.transfers.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        let file = file.clone();
+        let id = flight.id;
+        tokio::spawn(async move {
+            let res = this.transfer(&file, first, last).await;
+            match res {
+                Ok(blocks) => {
+                    let blocks = Arc::new(blocks);
+                    let _ = tx.send(Ok(blocks.clone()));
+                    // Into the cache off the async workers; the flight stays registered until
+                    // the blocks are there, so nobody starts a second transfer meanwhile.
+                    let this2 = this.clone();
+                    let key = file.content.clone();
+                    let stored = tokio::task::spawn_blocking(move || {
+                        for (i, data) in blocks.iter().enumerate() {
+                            this2.cache.put(&key, first + i as u64, data);
+                        }
+                    })
+                    .await;
+                    if let Err(e) = stored {
+                        tracing::warn!(error = %e, "storing fetched blocks failed");
+                    }
+                }
+                Err(e) => {
+                    this.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, first, last, "fetching blocks failed");
+                    let _ = tx.send(Err(Arc::new(e)));
+                }
+            }
+            let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
+            for b in first..=last {
+                let k = (file.content.clone(), b);
+                if flights.get(&k).is_some_and(|f| f.id == id) {
+                    flights.remove(&k);
+                }
+            }
+        });
+        flight
+    }
+
+    /// One transfer: Range requests until the blocks arrive whole, the attempts run out or the
+    /// time does.
+    async fn transfer(
+        &self,
+        file: &RemoteFile,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Bytes>, ReadError> {
+        let deadline = Instant::now() + self.cfg.total_timeout;
+        let timeout = || ReadError::Timeout(self.cfg.total_timeout);
+        let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| ReadError::Internal("transfer limiter closed".into()))?;
+        let start = first * BLOCK_SIZE;
+        let len = ((last + 1) * BLOCK_SIZE).min(file.size) - start;
+        let mut refresh = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let request = async {
+                let url = file.urls.url(refresh).await?;
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let b = fetch::fetch_range(
+                    &self.http,
+                    &self.cfg.fetch,
+                    &url,
+                    start,
+                    len,
+                    file.size,
+                    &file.uti,
+                )
+                .await?;
+                if b.len() as u64 == len {
+                    Ok(b)
+                } else {
+                    Err(FetchError::Truncated {
+                        got: b.len() as u64,
+                        expected: len,
+                    })
+                }
+            };
+            let outcome = tokio::time::timeout_at(deadline, request).await;
+            let err = match outcome {
+                Err(_) => return Err(timeout()),
+                Ok(Ok(bytes)) => {
+                    self.bytes.fetch_add(len, Ordering::Relaxed);
+                    return Ok(split_blocks(bytes));
+                }
+                Ok(Err(e)) => e,
+            };
+            if attempt >= self.cfg.fetch.max_attempts {
+                return Err(err.into());
+            }
+            if err.needs_new_url() || matches!(err, FetchError::SessionExpired { .. }) {
+                refresh = true;
+                tracing::debug!(error = %err, "download URL refused; asking for a fresh one");
+            } else if err.is_transient() {
+                let retry_after = match &err {
+                    FetchError::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let pause = self.cfg.fetch.backoff.delay(attempt - 1, retry_after);
+                tracing::debug!(error = %err, ?pause, "transient CDN failure; retrying");
+                if Instant::now() + pause >= deadline {
+                    return Err(timeout());
+                }
+                tokio::time::sleep(pause).await;
+            } else {
+                return Err(err.into());
+            }
+        }
+    }
+}
+
+/// Length of block `idx` of a file of `size` bytes.
+fn block_len(size: u64, idx: u64) -> u64 {
+    (size.saturating_sub(idx * BLOCK_SIZE)).min(BLOCK_SIZE)
+}
+
+fn split_blocks(mut data: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(data.len().div_ceil(BLOCK_SIZE as usize));
+    while !data.is_empty() {
+        let n = data.len().min(BLOCK_SIZE as usize);
+        out.push(data.split_to(n));
+    }
+    out
+}
+
+/// `len` bytes starting `skip` bytes into the concatenation of `blocks`.
+fn assemble(blocks: &[Bytes], skip: u64, len: usize) -> Bytes {
+    let skip = skip as usize;
+    if blocks.len() == 1 {
+        return blocks[0].slice(skip..skip + len);
+    }
+    let mut out = BytesMut::with_capacity(len);
+    let mut skip = skip;
+    for b in blocks {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let take = (b.len() - skip).min(len - out.len());
+        out.extend_from_slice(&b[skip..skip + take]);
+        skip = 0;
+        if out.len() == len {
+            break;
+        }
+    }
+    out.freeze()
+}
