@@ -437,10 +437,11 @@ impl BlockCache {
     fn drop_block(&self, key: &str, idx: u64, seen: Option<BlockMeta>) {
         let mut index = lock(&self.index);
         let current = index.get(key, idx).ok().flatten();
-        if current.is_some() && current == seen {
-            if let Ok(Some(meta)) = index.remove(key, idx) {
-                self.release_space(&mut index, key, idx, meta.len as u64, false);
-            }
+        if current.is_some()
+            && current == seen
+            && let Ok(Some(meta)) = index.remove(key, idx)
+        {
+            self.release_space(&mut index, key, idx, meta.len as u64, false);
         }
     }
 

@@ -234,7 +234,13 @@ impl BlockFetcher {
                 }
                 continue;
             }
-            if !needed && self.cache.contains(key, block) {
+            // A transfer may have landed between the lookup above and taking the lock.
+            if needed {
+                if let Some(b) = self.cache.get(key, block) {
+                    sources[(block - first) as usize] = Some(Source::Ready(b));
+                    continue;
+                }
+            } else if self.cache.contains(key, block) {
                 continue;
             }
             match runs.last_mut() {
@@ -293,8 +299,16 @@ impl BlockFetcher {
         let file = file.clone();
         let id = flight.id;
         tokio::spawn(async move {
-            let res = this.transfer(&file, first, last).await;
-            match res {
+            let unregister = || {
+                let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
+                for b in first..=last {
+                    let k = (file.content.clone(), b);
+                    if flights.get(&k).is_some_and(|f| f.id == id) {
+                        flights.remove(&k);
+                    }
+                }
+            };
+            match this.transfer(&file, first, last).await {
                 Ok(blocks) => {
                     let blocks = Arc::new(blocks);
                     let _ = tx.send(Ok(blocks.clone()));
@@ -311,18 +325,15 @@ impl BlockFetcher {
                     if let Err(e) = stored {
                         tracing::warn!(error = %e, "storing fetched blocks failed");
                     }
+                    unregister();
                 }
                 Err(e) => {
                     this.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, first, last, "fetching blocks failed");
+                    // Unregister before answering: a reader retrying after this error must
+                    // start a new transfer, not find the failed one.
+                    unregister();
                     let _ = tx.send(Err(Arc::new(e)));
-                }
-            }
-            let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
-            for b in first..=last {
-                let k = (file.content.clone(), b);
-                if flights.get(&k).is_some_and(|f| f.id == id) {
-                    flights.remove(&k);
                 }
             }
         });

@@ -576,42 +576,44 @@ fn set_dir_mtimes(
 }
 
 /// Cookies for the sorted `names`, keeping the cookie of every name already in `old`.
+///
+/// A new name gets a cookie between those of its nearest old neighbours, counting removed old
+/// names too: resuming after the cookie of a removed entry then still shows the new names that
+/// sort after it.
 pub(crate) fn assign_cookies(names: &[&[u8]], old: Option<&[Child]>) -> Vec<u64> {
     let fresh = |n: usize| (1..=n as u64).map(|i| i * COOKIE_STEP).collect();
     let Some(old) = old else {
         return fresh(names.len());
     };
-    // Both lists are sorted by name: one merge walk finds the kept cookies.
-    let mut kept: Vec<Option<u64>> = Vec::with_capacity(names.len());
+    let mut out = Vec::with_capacity(names.len());
     let mut j = 0;
-    for name in names {
-        while j < old.len() && &*old[j].name < *name {
+    let mut i = 0;
+    while i < names.len() {
+        while j < old.len() && &*old[j].name < names[i] {
             j += 1;
         }
-        kept.push((j < old.len() && &*old[j].name == *name).then(|| old[j].cookie));
-    }
-    let mut out = Vec::with_capacity(names.len());
-    let mut i = 0;
-    let mut low = COOKIE_DOTDOT;
-    while i < kept.len() {
-        if let Some(c) = kept[i] {
-            out.push(c);
-            low = c;
+        if j < old.len() && &*old[j].name == names[i] {
+            out.push(old[j].cookie);
             i += 1;
             continue;
         }
+        // A run of new names between old[j - 1] and old[j].
+        let low = if j > 0 {
+            old[j - 1].cookie
+        } else {
+            COOKIE_DOTDOT
+        };
+        let high = old.get(j).map_or(COOKIE_MAX, |c| c.cookie);
         let run_start = i;
-        while i < kept.len() && kept[i].is_none() {
+        while i < names.len() && old.get(j).is_none_or(|c| names[i] < &*c.name) {
             i += 1;
         }
         let run = (i - run_start) as u64;
-        let high = kept.get(i).copied().flatten().unwrap_or(COOKIE_MAX);
-        let gap = high - low;
         let step = if high == COOKIE_MAX && low.saturating_add(COOKIE_STEP * run) < COOKIE_MAX {
             // Appending: keep the usual spacing so later appends have room too.
             COOKIE_STEP
         } else {
-            gap / (run + 1)
+            (high - low) / (run + 1)
         };
         if step == 0 {
             // No room left between two neighbours: renumber the directory. Old cookies may
@@ -621,7 +623,6 @@ pub(crate) fn assign_cookies(names: &[&[u8]], old: Option<&[Child]>) -> Vec<u64>
         for k in 1..=run {
             out.push(low + step * k);
         }
-        low += step * run;
     }
     out
 }

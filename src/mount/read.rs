@@ -13,6 +13,8 @@
 //! [`PrefetchConfig::backward_tolerance`] behind or [`PrefetchConfig::forward_tolerance`]
 //! beyond the expected offset keeps the window.
 
+use crate::cache::BLOCK_SIZE;
+
 /// Tuning of read-ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefetchConfig {
@@ -106,10 +108,17 @@ impl ReadPlanner {
         }
         self.ahead_to = self.ahead_to.min(self.file_size);
         self.started = true;
+        // Stop read-ahead at a block boundary: a window ending inside a block would cost a
+        // whole extra block (and request) for a few bytes.
+        let fetch_to = if self.ahead_to >= self.file_size {
+            self.file_size
+        } else {
+            (self.ahead_to / BLOCK_SIZE * BLOCK_SIZE).max(end)
+        };
         ReadPlan {
             offset,
             len,
-            fetch_to: self.ahead_to.max(end),
+            fetch_to,
         }
     }
 }

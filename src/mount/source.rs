@@ -114,6 +114,11 @@ impl<L: FileLocator> CachedSource<L> {
         CachedSource { locator, fetcher }
     }
 
+    /// The locator.
+    pub fn locator(&self) -> &L {
+        &self.locator
+    }
+
     /// The fetcher (the mirror shares its transfers through [`BlockFetcher::ensure`]).
     pub fn fetcher(&self) -> &Arc<BlockFetcher> {
         &self.fetcher
