@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
@@ -44,6 +44,20 @@ pub(crate) struct Ttls {
     pub negative: Duration,
 }
 
+/// Counters of what the adapter did (shared with the mount handle).
+#[derive(Debug, Default)]
+pub(crate) struct AdapterCounters {
+    /// Passthrough was negotiated with the kernel.
+    pub passthrough_on: AtomicBool,
+    pub passthrough_opens: AtomicU64,
+    pub cached_opens: AtomicU64,
+    /// Reads answered on the FUSE thread (cache or local hits).
+    pub reads_inline: AtomicU64,
+    /// Reads that waited for the network on the runtime.
+    pub reads_async: AtomicU64,
+    pub read_errors: AtomicU64,
+}
+
 #[derive(Default)]
 struct InodeMode {
     cached_opens: u32,
@@ -56,7 +70,7 @@ pub(crate) struct FuseFs {
     rt: tokio::runtime::Handle,
     ttls: Ttls,
     passthrough_wanted: bool,
-    passthrough_on: AtomicBool,
+    counters: Arc<AdapterCounters>,
     modes: Mutex<HashMap<u64, InodeMode>>,
     backing_of_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
 }
@@ -67,13 +81,14 @@ impl FuseFs {
         rt: tokio::runtime::Handle,
         ttls: Ttls,
         passthrough: bool,
+        counters: Arc<AdapterCounters>,
     ) -> Self {
         FuseFs {
             core,
             rt,
             ttls,
             passthrough_wanted: passthrough,
-            passthrough_on: AtomicBool::new(false),
+            counters,
             modes: Mutex::new(HashMap::new()),
             backing_of_fh: Mutex::new(HashMap::new()),
         }
@@ -81,7 +96,7 @@ impl FuseFs {
 
     /// Shared flag telling whether passthrough was negotiated (set during INIT).
     pub fn passthrough_active(&self) -> bool {
-        self.passthrough_on.load(Ordering::Relaxed)
+        self.counters.passthrough_on.load(Ordering::Relaxed)
     }
 
     /// Try to open `fh` of `ino` in passthrough mode; `false` means "answer as cached".
@@ -178,10 +193,13 @@ fn negative_attr() -> FileAttr {
     }
 }
 
-fn reply_read(reply: ReplyData, res: Result<Bytes, FsError>) {
+fn reply_read(reply: ReplyData, res: Result<Bytes, FsError>, counters: &AdapterCounters) {
     match res {
         Ok(data) => reply.data(&data),
-        Err(e) => reply.error(errno(&e)),
+        Err(e) => {
+            counters.read_errors.fetch_add(1, Ordering::Relaxed);
+            reply.error(errno(&e))
+        }
     }
 }
 
@@ -204,7 +222,7 @@ impl Filesystem for FuseFs {
             if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok()
             {
-                self.passthrough_on.store(true, Ordering::Relaxed);
+                self.counters.passthrough_on.store(true, Ordering::Relaxed);
                 tracing::debug!("passthrough enabled for mirrored files");
             } else {
                 tracing::info!(
@@ -304,8 +322,19 @@ impl Filesystem for FuseFs {
         if opened.local
             && let Some(backing) = self.try_passthrough(ino.0, opened.fh, &reply)
         {
-            return reply.opened_passthrough(FileHandle(opened.fh), fopen, &backing);
+            self.counters
+                .passthrough_opens
+                .fetch_add(1, Ordering::Relaxed);
+            // The kernel refuses passthrough opens with any flag outside
+            // FOPEN_PASSTHROUGH_MASK (KEEP_CACHE included: the page cache is the backing
+            // file's anyway), failing the open with EIO.
+            return reply.opened_passthrough(
+                FileHandle(opened.fh),
+                FopenFlags::FOPEN_NOFLUSH,
+                &backing,
+            );
         }
+        self.counters.cached_opens.fetch_add(1, Ordering::Relaxed);
         lock(&self.modes).entry(ino.0).or_default().cached_opens += 1;
         reply.opened(FileHandle(opened.fh), fopen);
     }
@@ -327,9 +356,15 @@ impl Filesystem for FuseFs {
         let _guard = self.rt.enter();
         let mut cx = Context::from_waker(Waker::noop());
         match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(res) => reply_read(reply, res),
+            Poll::Ready(res) => {
+                self.counters.reads_inline.fetch_add(1, Ordering::Relaxed);
+                reply_read(reply, res, &self.counters)
+            }
             Poll::Pending => {
-                self.rt.spawn(async move { reply_read(reply, fut.await) });
+                self.counters.reads_async.fetch_add(1, Ordering::Relaxed);
+                let counters = self.counters.clone();
+                self.rt
+                    .spawn(async move { reply_read(reply, fut.await, &counters) });
             }
         }
     }

@@ -36,7 +36,9 @@ pub use self::namespace::{
     Entry, FileId, Invalidation, Kind, Namespace, ROOT_INO, SkipReason, Skipped, Update, Xattrs,
 };
 pub use self::read::{PrefetchConfig, ReadPlan, ReadPlanner};
-pub use self::session::{MountError, MountHandle, MountOptions, check_mountpoint, mount};
+pub use self::session::{
+    MountError, MountHandle, MountOptions, MountStats, check_mountpoint, mount,
+};
 pub use self::source::{
     CachedSource, ContentSource, FileLocator, FileSpec, LocalContent, OpenContent, ReadError,
 };

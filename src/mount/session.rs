@@ -21,7 +21,7 @@ use std::time::Duration;
 use fuser::{INodeNo, MountOption, Notifier, SessionACL, SessionUnmounter};
 
 use super::core::{CoreConfig, FsCore};
-use super::fuse::{FuseFs, Ttls};
+use super::fuse::{AdapterCounters, FuseFs, Ttls};
 use super::namespace::{Entry, Invalidation, Namespace, Skipped};
 use super::source::ContentSource;
 
@@ -298,12 +298,31 @@ pub struct MountHandle {
     core: Arc<FsCore>,
     unmounter: Mutex<SessionUnmounter>,
     events_tx: mpsc::Sender<Event>,
-    events_rx: mpsc::Receiver<Event>,
+    events_rx: Mutex<mpsc::Receiver<Event>>,
     session_thread: Option<JoinHandle<()>>,
     inval_tx: Option<mpsc::Sender<Vec<Invalidation>>>,
     inval_thread: Option<JoinHandle<()>>,
     rt_handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
+    counters: Arc<AdapterCounters>,
+    catching_signals: bool,
+}
+
+/// What the kernel-facing side of a mount has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountStats {
+    /// Kernel passthrough was negotiated (mirrored files are read by the kernel directly).
+    pub passthrough: bool,
+    /// Opens served in passthrough mode.
+    pub passthrough_opens: u64,
+    /// Opens served by the daemon.
+    pub cached_opens: u64,
+    /// Reads answered at once (local file or cache).
+    pub reads_inline: u64,
+    /// Reads that waited for the network.
+    pub reads_async: u64,
+    /// Reads answered EIO.
+    pub read_errors: u64,
 }
 
 impl std::fmt::Debug for MountHandle {
@@ -345,11 +364,13 @@ pub fn mount(
         entry: opts.entry_ttl,
         negative: opts.negative_ttl,
     };
+    let counters = Arc::new(AdapterCounters::default());
     let fs = FuseFs::new(
         core.clone(),
         rt_handle.clone(),
         ttls,
         opts.passthrough && passthrough_allowed(),
+        counters.clone(),
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -407,12 +428,14 @@ pub fn mount(
         core,
         unmounter: Mutex::new(unmounter),
         events_tx,
-        events_rx,
+        events_rx: Mutex::new(events_rx),
         session_thread: Some(session_thread),
         inval_tx: Some(inval_tx),
         inval_thread: Some(inval_thread),
         rt_handle,
         runtime,
+        counters,
+        catching_signals: false,
     })
 }
 
@@ -449,6 +472,27 @@ impl MountHandle {
         &self.core
     }
 
+    fn next_event(&self) -> Result<Event, mpsc::RecvError> {
+        self.events_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .recv()
+    }
+
+    /// Counters of the kernel-facing side.
+    pub fn stats(&self) -> MountStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        MountStats {
+            passthrough: c.passthrough_on.load(Relaxed),
+            passthrough_opens: c.passthrough_opens.load(Relaxed),
+            cached_opens: c.cached_opens.load(Relaxed),
+            reads_inline: c.reads_inline.load(Relaxed),
+            reads_async: c.reads_async.load(Relaxed),
+            read_errors: c.read_errors.load(Relaxed),
+        }
+    }
+
     /// The runtime serving reads.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.rt_handle
@@ -475,7 +519,7 @@ impl MountHandle {
     /// Block until the filesystem is unmounted from outside (`fusermount3 -u`).
     pub fn wait(self) -> Result<(), MountError> {
         loop {
-            match self.events_rx.recv() {
+            match self.next_event() {
                 Ok(Event::Ended(res)) => return self.finish_with(res),
                 Ok(Event::Signal(_)) => continue,
                 Err(_) => return self.finish(),
@@ -483,8 +527,13 @@ impl MountHandle {
         }
     }
 
-    /// Block until SIGINT or SIGTERM (then unmount) or an external unmount; `Ok` in both cases.
-    pub fn run_until_signal(mut self) -> Result<(), MountError> {
+    /// From now on, SIGINT and SIGTERM end [`MountHandle::run_until_signal`] instead of the
+    /// process (called by it; call it earlier to close the window between mounting and
+    /// waiting).
+    pub fn catch_signals(&mut self) {
+        if self.catching_signals {
+            return;
+        }
         let signals = {
             let _guard = self.rt_handle.enter();
             use tokio::signal::unix::{SignalKind, signal};
@@ -507,8 +556,14 @@ impl MountHandle {
                 };
                 let _ = tx.send(Event::Signal(name));
             });
+            self.catching_signals = true;
         }
-        match self.events_rx.recv() {
+    }
+
+    /// Block until SIGINT or SIGTERM (then unmount) or an external unmount; `Ok` in both cases.
+    pub fn run_until_signal(mut self) -> Result<(), MountError> {
+        self.catch_signals();
+        match self.next_event() {
             Ok(Event::Ended(res)) => self.finish_with(res),
             Ok(Event::Signal(name)) => {
                 tracing::info!(signal = name, "unmounting");
@@ -553,7 +608,7 @@ impl MountHandle {
 
     fn finish(mut self) -> Result<(), MountError> {
         let res = loop {
-            match self.events_rx.recv() {
+            match self.next_event() {
                 Ok(Event::Ended(res)) => break res,
                 Ok(Event::Signal(_)) => continue,
                 Err(_) => break Ok(()),

@@ -339,7 +339,16 @@ pub fn fetcher_config(total: Duration) -> FetcherConfig {
     }
 }
 
+/// Log to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 pub fn http() -> reqwest::Client {
+    init_logs();
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
