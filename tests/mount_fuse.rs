@@ -625,7 +625,9 @@ fn bad_mountpoints_are_refused_with_their_fix() {
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
             .lines()
-            .filter(|l| l.contains("fuse.icloudpd-rs"))
+            // Root mounts show type `fuse` with source `icloudpd-rs`; user mounts (through
+            // fusermount3) show `fuse.icloudpd-rs`.
+            .filter(|l| l.split(" - ").nth(1).is_some_and(|t| t.contains("icloudpd-rs")))
             .count()
     };
     let base = tempfile::tempdir().unwrap();
