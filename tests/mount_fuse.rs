@@ -621,17 +621,16 @@ fn bad_mountpoints_are_refused_with_their_fix() {
         );
         mount(Arc::new(ns), source, MountOptions::new(dir))
     };
-    let fuse_mounts = || {
+    // How many mounts sit exactly at `path` (other tests mount elsewhere meanwhile).
+    let mounts_at = |path: &Path| {
+        let want = path.as_os_str().as_bytes().to_vec();
         std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
             .lines()
-            // Root mounts show type `fuse` with source `icloudpd-rs`; user mounts (through
-            // fusermount3) show `fuse.icloudpd-rs`.
-            .filter(|l| l.split(" - ").nth(1).is_some_and(|t| t.contains("icloudpd-rs")))
+            .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.as_bytes() == want))
             .count()
     };
     let base = tempfile::tempdir().unwrap();
-    let before = fuse_mounts();
 
     let missing = base.path().join("missing");
     let e = try_mount(&missing).unwrap_err();
@@ -675,15 +674,15 @@ fn bad_mountpoints_are_refused_with_their_fix() {
     let e = try_mount(&stale).unwrap_err();
     assert!(matches!(e, MountError::StaleMount(_)), "{e}");
     assert!(e.to_string().contains("fusermount3 -u"), "{e}");
+    assert_eq!(mounts_at(&stale), 1, "only the stale mount, nothing on top");
     let c = std::ffi::CString::new(stale.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid path.
     assert_eq!(unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) }, 0);
 
-    assert_eq!(
-        fuse_mounts(),
-        before,
-        "a refused mount leaves nothing mounted"
-    );
+    for p in [&file, &full, &taken, &stale] {
+        let p = p.canonicalize().unwrap();
+        assert_eq!(mounts_at(&p), 0, "{} is left mounted", p.display());
+    }
 }
 
 /// Not a test on its own: the child process of `unmount_by_sigterm_and_by_fusermount`, which

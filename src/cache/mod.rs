@@ -3,9 +3,10 @@
 //!
 //! - Keyed by ([`ContentKey`], block index): the content key is derived from the version's
 //!   checksum and size, so a new version of a photo never sees the old one's bytes.
-//! - Blocks of [`BLOCK_SIZE`] bytes (the last block of a file is shorter) in per-content sparse
-//!   files (see `store`), indexed in SQLite (see `index`), so a restart is warm and costs one
-//!   query whatever the cache size.
+//! - Blocks of [`BLOCK_SIZE`] bytes (the last block of a file is shorter; a block may also hold
+//!   only a prefix, the head of a file fetched for a quick peek) in per-content sparse files
+//!   (see `store`), indexed in SQLite (see `index`), so a restart is warm and costs one query
+//!   whatever the cache size.
 //! - Every block read from disk is verified against the CRC-32C recorded when it was written;
 //!   a corrupt or missing block is dropped and reported as a miss (the caller refetches it),
 //!   never served.
@@ -124,6 +125,13 @@ pub enum CacheError {
 }
 
 type BlockId = (ContentKey, u64);
+
+/// What `put` did.
+enum Put {
+    Stored,
+    AlreadyThere,
+    Refused,
+}
 
 /// The block cache of one cache directory. Cheap to share behind an `Arc`.
 pub struct BlockCache {
@@ -330,13 +338,23 @@ impl BlockCache {
 
     /// Whether block `idx` of `key` is indexed (not verified; for planning fetches only).
     pub fn contains(&self, key: &ContentKey, idx: u64) -> bool {
-        if lock(&self.hot).blocks.contains(&(key.clone(), idx)) {
-            return true;
-        }
-        matches!(lock(&self.index).get(key.as_str(), idx), Ok(Some(_)))
+        self.cached_len(key, idx).is_some()
     }
 
-    /// Store block `idx` of `key`, evicting least recently used unpinned blocks first. Returns
+    /// How many bytes of block `idx` of `key` are cached (a block may hold only a prefix:
+    /// the head of a file fetched for a quick peek). Not verified; for planning fetches only.
+    pub fn cached_len(&self, key: &ContentKey, idx: u64) -> Option<u32> {
+        if let Some(b) = lock(&self.hot).blocks.peek(&(key.clone(), idx)) {
+            return Some(b.len() as u32);
+        }
+        match lock(&self.index).get(key.as_str(), idx) {
+            Ok(Some(meta)) => Some(meta.len),
+            _ => None,
+        }
+    }
+
+    /// Store block `idx` of `key` (the whole block, or a prefix of it: a longer prefix or the
+    /// whole block replaces it later), evicting least recently used unpinned blocks first. Returns
     /// `false` when it was not stored (no room without evicting pinned blocks, or a disk error,
     /// which is logged): the cache is an optimisation, its failures never fail a read.
     pub fn put(&self, key: &ContentKey, idx: u64, data: &[u8]) -> bool {
@@ -355,27 +373,40 @@ impl BlockCache {
             return false;
         }
         let mut index = lock(&self.index);
-        let stored = match index.get(key.as_str(), idx) {
-            Ok(Some(old)) if old == meta => true,
+        let previous = index.get(key.as_str(), idx).ok().flatten();
+        let outcome = match previous {
+            // Content under a key never changes: a longer (or equal) prefix is already there.
+            Some(old) if old.len >= meta.len => Put::AlreadyThere,
             _ => {
                 let room = self.make_room(&mut index, len, key.as_str(), idx);
-                room && match index.insert(key.as_str(), idx, meta) {
-                    Ok(()) => true,
-                    Err(e) => {
+                match room.then(|| index.insert(key.as_str(), idx, meta)) {
+                    Some(Ok(())) => Put::Stored,
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "cache index insert failed");
-                        false
+                        Put::Refused
                     }
+                    None => Put::Refused,
                 }
             }
         };
         drop(index);
-        if stored {
-            self.inserts.fetch_add(1, Ordering::Relaxed);
-            lock(&self.hot).put((key.clone(), idx), Bytes::copy_from_slice(data));
-        } else if let Err(e) = self.files.punch(key.as_str(), offset, len) {
-            tracing::debug!(error = %e, "could not free an unstored block");
+        match outcome {
+            Put::Stored => {
+                self.inserts.fetch_add(1, Ordering::Relaxed);
+                lock(&self.hot).put((key.clone(), idx), Bytes::copy_from_slice(data));
+                true
+            }
+            Put::AlreadyThere => true,
+            Put::Refused => {
+                // Give the space back, unless an older (shorter) copy of the block lives there.
+                if previous.is_none()
+                    && let Err(e) = self.files.punch(key.as_str(), offset, len)
+                {
+                    tracing::debug!(error = %e, "could not free an unstored block");
+                }
+                false
+            }
         }
-        stored
     }
 
     /// Evict until `len` more bytes fit. `(key, idx)` is the block being inserted (never

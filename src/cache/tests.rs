@@ -205,3 +205,22 @@ fn oversized_or_empty_blocks_are_refused() {
     assert!(!cache.put(&k, 0, &[]));
     assert!(cache.put(&k, 0, &block(1, 1000)));
 }
+
+#[test]
+fn a_prefix_grows_and_never_shrinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 4)).unwrap();
+    let k = ContentKey::new("photo", 3 * BLOCK_SIZE);
+    let full = block(5, BLOCK_SIZE as usize);
+    assert!(cache.put(&k, 0, &full[..131_072]));
+    assert_eq!(cache.cached_len(&k, 0), Some(131_072));
+    assert_eq!(cache.get(&k, 0).unwrap(), full[..131_072]);
+    assert!(cache.put(&k, 0, &full));
+    assert!(
+        cache.put(&k, 0, &full[..65_536]),
+        "a shorter prefix is already there"
+    );
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&k, 0).unwrap(), full);
+    assert_eq!(cache.stats().bytes, BLOCK_SIZE);
+}

@@ -106,6 +106,20 @@ pub struct BlockFetcher {
     failures: AtomicU64,
 }
 
+/// Consecutive blocks fetched by one transfer.
+struct Run {
+    first: u64,
+    last: u64,
+    /// Bytes of block `first` already at hand (the transfer starts after them).
+    prefix: Bytes,
+    /// Absolute end of the bytes to fetch.
+    end: u64,
+    /// The last block is fetched whole, so the next block may join the run.
+    open: bool,
+    /// The run holds blocks a reader waits for (they travel apart from read-ahead).
+    needed: bool,
+}
+
 /// Where the bytes of one needed block will come from.
 enum Source {
     Ready(Bytes),
@@ -145,8 +159,8 @@ impl BlockFetcher {
         }
     }
 
-    /// Exactly bytes `[offset, offset + len)` of `file` (`len` already clamped to the file),
-    /// starting transfers for missing blocks up to `fetch_to`. Must run on a tokio runtime.
+    /// Exactly bytes `[offset, offset + len)` of `file` (`len` is clamped to the file),
+    /// starting transfers for missing bytes up to `fetch_to`. Must run on a tokio runtime.
     pub async fn read(
         self: &Arc<Self>,
         file: &Arc<RemoteFile>,
@@ -161,31 +175,46 @@ impl BlockFetcher {
         let deadline = Instant::now() + self.cfg.total_timeout;
         let first = offset / BLOCK_SIZE;
         let last = (offset + len - 1) / BLOCK_SIZE;
-        let sources = self.plan(file, first, last, fetch_to.max(offset + len));
-        let mut blocks = Vec::with_capacity(sources.len());
-        for (i, source) in sources.into_iter().enumerate() {
-            let block = first + i as u64;
-            let data = match source {
-                Source::Ready(b) => b,
-                Source::Flight(f) => {
-                    let res = tokio::time::timeout_at(deadline, f.result.clone())
-                        .await
-                        .map_err(|_| ReadError::Timeout(self.cfg.total_timeout))?;
-                    let all = res.map_err(ReadError::Shared)?;
-                    all.get((block - f.first_block) as usize)
-                        .cloned()
-                        .ok_or_else(|| ReadError::Internal("transfer without the block".into()))?
-                }
-            };
-            if data.len() as u64 != block_len(file.size, block) {
-                return Err(ReadError::Internal(format!(
-                    "block {block} has {} bytes",
-                    data.len()
-                )));
+        let need = |block: u64| {
+            if block == last {
+                offset + len - block * BLOCK_SIZE
+            } else {
+                block_len(file.size, block)
             }
-            blocks.push(data);
+        };
+        // A transfer can bring less than a reader needs (it fetched a block's head for another
+        // reader): then plan again, which fetches the rest.
+        loop {
+            let sources = self.plan(file, first, last, need(last), fetch_to.max(offset + len));
+            let mut blocks = Vec::with_capacity(sources.len());
+            for (i, source) in sources.into_iter().enumerate() {
+                let block = first + i as u64;
+                let data = match source {
+                    Source::Ready(b) => b,
+                    Source::Flight(f) => {
+                        let res = tokio::time::timeout_at(deadline, f.result.clone())
+                            .await
+                            .map_err(|_| ReadError::Timeout(self.cfg.total_timeout))?;
+                        let all = res.map_err(ReadError::Shared)?;
+                        all.get((block - f.first_block) as usize)
+                            .cloned()
+                            .ok_or_else(|| {
+                                ReadError::Internal("transfer without the block".into())
+                            })?
+                    }
+                };
+                if (data.len() as u64) < need(block) {
+                    break;
+                }
+                blocks.push(data);
+            }
+            if blocks.len() as u64 == last - first + 1 {
+                return Ok(assemble(&blocks, offset - first * BLOCK_SIZE, len as usize));
+            }
+            if Instant::now() >= deadline {
+                return Err(ReadError::Timeout(self.cfg.total_timeout));
+            }
         }
-        Ok(assemble(&blocks, offset - first * BLOCK_SIZE, len as usize))
     }
 
     /// Make sure bytes `[offset, offset + len)` of `file` are in the cache, sharing transfers
@@ -200,65 +229,132 @@ impl BlockFetcher {
         self.read(file, offset, len, offset + len).await.map(|_| ())
     }
 
-    /// Cached bytes of blocks `first..=last`, or the flights that will bring them; starts
-    /// transfers for every missing block up to the one holding byte `fetch_to - 1`.
+    /// For each block `first..=last` (the last needing its first `need_last` bytes), the bytes
+    /// at hand or the flight that will bring them; starts transfers for what nobody has or
+    /// fetches, up to byte `fetch_to`.
     fn plan(
         self: &Arc<Self>,
         file: &Arc<RemoteFile>,
         first: u64,
         last: u64,
+        need_last: u64,
         fetch_to: u64,
     ) -> Vec<Source> {
         let key = &file.content;
-        let mut cached: Vec<Option<Bytes>> =
-            (first..=last).map(|b| self.cache.get(key, b)).collect();
-        let last_block = (file.size.max(1) - 1) / BLOCK_SIZE;
-        let ahead_last =
-            ((fetch_to.min(file.size).max(1) - 1) / BLOCK_SIZE).clamp(last, last_block);
+        let size = file.size;
+        let need = |b: u64| {
+            if b == last {
+                need_last
+            } else {
+                block_len(size, b)
+            }
+        };
+        // Cache lookups of the needed blocks happen before taking the lock (they read disk).
+        let mut cached: Vec<Bytes> = (first..=last)
+            .map(|b| self.cache.get(key, b).unwrap_or_default())
+            .collect();
+        let fetch_to = fetch_to.min(size);
+        let ahead_last = ((fetch_to.max(1) - 1) / BLOCK_SIZE).max(last);
+        // How much of block b this plan wants to have: whole blocks, except a head-only fetch
+        // ending inside the last block (`fetch_to` covers at least what is needed).
+        let want = |b: u64| {
+            let full = block_len(size, b);
+            if b == ahead_last {
+                full.min(fetch_to.saturating_sub(b * BLOCK_SIZE))
+            } else {
+                full
+            }
+        };
 
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sources: Vec<Option<Source>> = cached
-            .iter_mut()
-            .map(|c| c.take().map(Source::Ready))
-            .collect();
-        // Runs of blocks nobody has or fetches: (start, end inclusive, contains needed blocks).
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut sources: Vec<Option<Source>> = (first..=last).map(|_| None).collect();
+        let mut runs: Vec<Run> = Vec::new();
         for block in first..=ahead_last {
             let needed = block <= last;
-            if needed && sources[(block - first) as usize].is_some() {
-                continue;
-            }
-            if let Some(f) = flights.get(&(key.clone(), block)) {
-                if needed {
-                    sources[(block - first) as usize] = Some(Source::Flight(f.clone()));
-                }
-                continue;
-            }
-            // A transfer may have landed between the lookup above and taking the lock.
+            let mut prefix = Bytes::new();
             if needed {
-                if let Some(b) = self.cache.get(key, block) {
-                    sources[(block - first) as usize] = Some(Source::Ready(b));
+                let slot = (block - first) as usize;
+                prefix = std::mem::take(&mut cached[slot]);
+                if prefix.len() as u64 >= need(block) {
+                    sources[slot] = Some(Source::Ready(prefix));
                     continue;
                 }
-            } else if self.cache.contains(key, block) {
-                continue;
+                if let Some(f) = flights.get(&(key.clone(), block)) {
+                    match f.result.peek() {
+                        // In flight: wait for it (and plan again if it brings too little).
+                        None => {
+                            sources[slot] = Some(Source::Flight(f.clone()));
+                            continue;
+                        }
+                        Some(Ok(done)) => {
+                            let got = done
+                                .get((block - f.first_block) as usize)
+                                .cloned()
+                                .unwrap_or_default();
+                            if got.len() as u64 >= need(block) {
+                                sources[slot] = Some(Source::Ready(got));
+                                continue;
+                            }
+                            if got.len() > prefix.len() {
+                                prefix = got;
+                            }
+                        }
+                        // Failed: start again.
+                        Some(Err(_)) => {}
+                    }
+                } else if let Some(b) = self.cache.get(key, block) {
+                    // A transfer landed between the lookup above and taking the lock.
+                    if b.len() as u64 >= need(block) {
+                        sources[slot] = Some(Source::Ready(b));
+                        continue;
+                    }
+                    if b.len() > prefix.len() {
+                        prefix = b;
+                    }
+                }
+            } else {
+                if flights.contains_key(&(key.clone(), block)) {
+                    continue;
+                }
+                if self
+                    .cache
+                    .cached_len(key, block)
+                    .is_some_and(|l| l as u64 >= want(block))
+                {
+                    continue;
+                }
             }
+            let end = block * BLOCK_SIZE + want(block);
+            let full = want(block) == block_len(size, block);
             match runs.last_mut() {
-                Some((_, end)) if *end + 1 == block => *end = block,
-                _ => runs.push((block, block)),
+                // Extend the current run: contiguous bytes, same kind, not too long.
+                Some(r)
+                    if r.last + 1 == block
+                        && r.open
+                        && prefix.is_empty()
+                        && r.needed == needed
+                        && block - r.first < self.cfg.max_transfer_blocks =>
+                {
+                    r.last = block;
+                    r.end = end;
+                    r.open = full;
+                }
+                _ => runs.push(Run {
+                    first: block,
+                    last: block,
+                    prefix,
+                    end,
+                    open: full,
+                    needed,
+                }),
             }
         }
-        for (start, end) in runs {
-            let mut s = start;
-            while s <= end {
-                // The blocks a reader waits for get a transfer of their own.
-                let limit = if s <= last { last.min(end) } else { end };
-                let e = limit.min(s + self.cfg.max_transfer_blocks - 1);
-                let flight = self.start_transfer(&mut flights, file, s, e);
-                for b in s..=e.min(last) {
+        for run in runs {
+            let flight = self.start_transfer(&mut flights, file, &run);
+            for b in run.first..=run.last.min(last) {
+                if b >= first {
                     sources[(b - first) as usize] = Some(Source::Flight(flight.clone()));
                 }
-                s = e + 1;
             }
         }
         drop(flights);
@@ -268,13 +364,12 @@ impl BlockFetcher {
             .collect()
     }
 
-    /// Register and spawn the transfer of blocks `first..=last`.
+    /// Register and spawn the transfer of `run`.
     fn start_transfer(
         self: &Arc<Self>,
         flights: &mut HashMap<(ContentKey, u64), Flight>,
         file: &Arc<RemoteFile>,
-        first: u64,
-        last: u64,
+        run: &Run,
     ) -> Flight {
         let (tx, rx) = oneshot::channel::<FlightResult>();
         let result = async move {
@@ -286,6 +381,7 @@ impl BlockFetcher {
         }
         .boxed()
         .shared();
+        let (first, last) = (run.first, run.last);
         let flight = Flight {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             first_block: first,
@@ -298,6 +394,8 @@ impl BlockFetcher {
         let this = self.clone();
         let file = file.clone();
         let id = flight.id;
+        let prefix = run.prefix.clone();
+        let end = run.end;
         tokio::spawn(async move {
             let unregister = || {
                 let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
@@ -308,7 +406,7 @@ impl BlockFetcher {
                     }
                 }
             };
-            match this.transfer(&file, first, last).await {
+            match this.transfer(&file, first, prefix, end).await {
                 Ok(blocks) => {
                     let blocks = Arc::new(blocks);
                     let _ = tx.send(Ok(blocks.clone()));
@@ -340,13 +438,15 @@ impl BlockFetcher {
         flight
     }
 
-    /// One transfer: Range requests until the blocks arrive whole, the attempts run out or the
-    /// time does.
+    /// One transfer: the bytes of blocks `first..` after `prefix` (already known bytes of
+    /// block `first`) up to byte `end`, by Range requests until they arrive whole, the attempts
+    /// run out or the time does. Returns each block's bytes from its start.
     async fn transfer(
         &self,
         file: &RemoteFile,
         first: u64,
-        last: u64,
+        prefix: Bytes,
+        end: u64,
     ) -> Result<Vec<Bytes>, ReadError> {
         let deadline = Instant::now() + self.cfg.total_timeout;
         let timeout = || ReadError::Timeout(self.cfg.total_timeout);
@@ -354,8 +454,8 @@ impl BlockFetcher {
             .await
             .map_err(|_| timeout())?
             .map_err(|_| ReadError::Internal("transfer limiter closed".into()))?;
-        let start = first * BLOCK_SIZE;
-        let len = ((last + 1) * BLOCK_SIZE).min(file.size) - start;
+        let start = first * BLOCK_SIZE + prefix.len() as u64;
+        let len = end.min(file.size).saturating_sub(start);
         let mut refresh = false;
         let mut attempt = 0u32;
         loop {
@@ -387,7 +487,7 @@ impl BlockFetcher {
                 Err(_) => return Err(timeout()),
                 Ok(Ok(bytes)) => {
                     self.bytes.fetch_add(len, Ordering::Relaxed);
-                    return Ok(split_blocks(bytes));
+                    return Ok(split_blocks(prefix, bytes));
                 }
                 Ok(Err(e)) => e,
             };
@@ -420,8 +520,20 @@ fn block_len(size: u64, idx: u64) -> u64 {
     (size.saturating_sub(idx * BLOCK_SIZE)).min(BLOCK_SIZE)
 }
 
-fn split_blocks(mut data: Bytes) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(data.len().div_ceil(BLOCK_SIZE as usize));
+/// Cut `data` (the bytes right after `prefix`, which starts a block) into per-block byte
+/// strings, each from its block's start.
+fn split_blocks(prefix: Bytes, mut data: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let head_room = (BLOCK_SIZE as usize - prefix.len()).min(data.len());
+    let head = data.split_to(head_room);
+    out.push(if prefix.is_empty() {
+        head
+    } else {
+        let mut b = BytesMut::with_capacity(prefix.len() + head.len());
+        b.extend_from_slice(&prefix);
+        b.extend_from_slice(&head);
+        b.freeze()
+    });
     while !data.is_empty() {
         let n = data.len().min(BLOCK_SIZE as usize);
         out.push(data.split_to(n));
