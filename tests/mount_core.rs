@@ -152,11 +152,24 @@ fn xattrs_follow_the_probe_and_erange_rules() {
         libc::ERANGE
     );
     assert_eq!(
-        core.getxattr(ino, b"security.selinux", 0)
-            .unwrap_err()
-            .errno(),
+        core.getxattr(ino, b"user.other", 0).unwrap_err().errno(),
         libc::ENODATA
     );
+    // Other namespaces do not exist here (so `ls -l` stops probing them).
+    for name in [
+        &b"security.selinux"[..],
+        b"system.posix_acl_access",
+        b"trusted.x",
+    ] {
+        assert_eq!(
+            core.getxattr(ino, name, 0).unwrap_err().errno(),
+            libc::EOPNOTSUPP
+        );
+        assert_eq!(
+            core.getxattr(ROOT_INO, name, 0).unwrap_err().errno(),
+            libc::EOPNOTSUPP
+        );
+    }
     let list = b"user.icloud.asset_id\0".to_vec();
     assert_eq!(
         core.listxattr(ino, 0).unwrap(),

@@ -58,6 +58,10 @@ pub enum FsError {
     /// No such extended attribute.
     #[error("no such attribute")]
     NoAttr,
+    /// An extended attribute namespace the mount does not have (`security.`, `system.`,
+    /// `trusted.`): only `user.` attributes exist.
+    #[error("attribute namespace not supported")]
+    NotSupported,
     /// The caller's buffer is too small for the answer.
     #[error("buffer too small: {needed} bytes needed")]
     Range { needed: usize },
@@ -76,6 +80,7 @@ impl FsError {
             FsError::ReadOnly => libc::EROFS,
             FsError::BadHandle => libc::EBADF,
             FsError::NoAttr => libc::ENODATA,
+            FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::Range { .. } => libc::ERANGE,
             FsError::Read(_) => libc::EIO,
         }
@@ -328,7 +333,7 @@ impl FsCore {
         if plan.len == 0 {
             return Box::pin(std::future::ready(Ok(Bytes::new())));
         }
-        let fut = h.content.read(plan.offset, plan.len, plan.fetch_to);
+        let fut = h.content.read(&plan);
         Box::pin(async move {
             let data = fut.await?;
             if data.len() as u64 != plan.len {
@@ -360,9 +365,21 @@ impl FsCore {
         attr::statfs(&self.ns.tree())
     }
 
-    /// Extended attribute `name` of `ino`, honouring the size-0 probe and ERANGE.
+    /// Extended attribute `name` of `ino`, honouring the size-0 probe and ERANGE. Names
+    /// outside `user.` get EOPNOTSUPP (as on a filesystem without that namespace): tools such
+    /// as `ls -l` then stop asking for SELinux labels and ACLs for the rest of the mount,
+    /// where ENODATA would cost them a request per file.
     pub fn getxattr(&self, ino: u64, name: &[u8], size: u32) -> Result<XattrReply, FsError> {
         let tree = self.ns.tree();
+        if !name.starts_with(b"user.") {
+            return Err(
+                if tree.files.contains_key(&ino) || tree.dirs.contains_key(&ino) {
+                    FsError::NotSupported
+                } else {
+                    FsError::NotFound
+                },
+            );
+        }
         let value = match tree.files.get(&ino) {
             Some(f) => std::str::from_utf8(name)
                 .ok()

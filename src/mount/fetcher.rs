@@ -27,6 +27,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 
+use super::read::ReadPlan;
 use super::source::ReadError;
 use crate::cache::{BLOCK_SIZE, BlockCache, ContentKey};
 use crate::fetch::{self, FetchConfig, FetchError, UrlProvider};
@@ -159,16 +160,17 @@ impl BlockFetcher {
         }
     }
 
-    /// Exactly bytes `[offset, offset + len)` of `file` (`len` is clamped to the file),
-    /// starting transfers for missing bytes up to `fetch_to`. Must run on a tokio runtime.
+    /// Exactly bytes `[plan.offset, plan.offset + plan.len)` of `file` (`len` is clamped to
+    /// the file), starting transfers for missing bytes up to `plan.fetch_to` (read-ahead before
+    /// `plan.prefetch_from` is taken as already requested). Must run on a tokio runtime.
     pub async fn read(
         self: &Arc<Self>,
         file: &Arc<RemoteFile>,
-        offset: u64,
-        len: u64,
-        fetch_to: u64,
+        plan: &ReadPlan,
     ) -> Result<Bytes, ReadError> {
-        let len = len.min(file.size.saturating_sub(offset));
+        let offset = plan.offset;
+        let fetch_to = plan.fetch_to;
+        let len = plan.len.min(file.size.saturating_sub(offset));
         if len == 0 {
             return Ok(Bytes::new());
         }
@@ -185,7 +187,8 @@ impl BlockFetcher {
         // A transfer can bring less than a reader needs (it fetched a block's head for another
         // reader): then plan again, which fetches the rest.
         loop {
-            let sources = self.plan(file, first, last, need(last), fetch_to.max(offset + len));
+            let ahead = (fetch_to.max(offset + len), plan.prefetch_from);
+            let sources = self.plan(file, first, last, need(last), ahead);
             let mut blocks = Vec::with_capacity(sources.len());
             for (i, source) in sources.into_iter().enumerate() {
                 let block = first + i as u64;
@@ -226,20 +229,24 @@ impl BlockFetcher {
         len: u64,
     ) -> Result<(), ReadError> {
         let len = len.min(file.size.saturating_sub(offset));
-        self.read(file, offset, len, offset + len).await.map(|_| ())
+        self.read(file, &ReadPlan::exact(offset, len))
+            .await
+            .map(|_| ())
     }
 
     /// For each block `first..=last` (the last needing its first `need_last` bytes), the bytes
     /// at hand or the flight that will bring them; starts transfers for what nobody has or
-    /// fetches, up to byte `fetch_to`.
+    /// fetches, up to byte `fetch_to` (`ahead.0`), looking at read-ahead blocks only from
+    /// byte `ahead.1` on.
     fn plan(
         self: &Arc<Self>,
         file: &Arc<RemoteFile>,
         first: u64,
         last: u64,
         need_last: u64,
-        fetch_to: u64,
+        ahead: (u64, u64),
     ) -> Vec<Source> {
+        let (fetch_to, prefetch_from) = ahead;
         let key = &file.content;
         let size = file.size;
         let need = |b: u64| {
@@ -269,7 +276,9 @@ impl BlockFetcher {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         let mut sources: Vec<Option<Source>> = (first..=last).map(|_| None).collect();
         let mut runs: Vec<Run> = Vec::new();
-        for block in first..=ahead_last {
+        let prefetch_first = (last + 1).max(prefetch_from / BLOCK_SIZE);
+        let blocks = (first..=last).chain(prefetch_first..=ahead_last);
+        for block in blocks {
             let needed = block <= last;
             let mut prefix = Bytes::new();
             if needed {

@@ -139,7 +139,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn errno(e: &FsError) -> Errno {
     match e {
         FsError::Read(err) => tracing::warn!(error = %err, "read failed (EIO)"),
-        FsError::NotFound | FsError::NoAttr | FsError::Range { .. } => {}
+        FsError::NotFound | FsError::NoAttr | FsError::NotSupported | FsError::Range { .. } => {}
         other => tracing::debug!(error = %other, "request refused"),
     }
     Errno::from_i32(e.errno())

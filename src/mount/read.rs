@@ -60,6 +60,21 @@ pub struct ReadPlan {
     pub len: u64,
     /// Fetch ahead up to this offset (at least `offset + len`, at most the file size).
     pub fetch_to: u64,
+    /// Read-ahead before this offset was already requested through this handle: the source
+    /// need not look at it again (keeps a read O(new blocks), not O(window)).
+    pub prefetch_from: u64,
+}
+
+impl ReadPlan {
+    /// A plan for exactly `[offset, offset + len)`, without read-ahead.
+    pub fn exact(offset: u64, len: u64) -> Self {
+        ReadPlan {
+            offset,
+            len,
+            fetch_to: offset + len,
+            prefetch_from: offset,
+        }
+    }
 }
 
 /// Read-ahead state of one open handle.
@@ -71,8 +86,10 @@ pub struct ReadPlanner {
     /// End of the furthest read so far.
     next: u64,
     window: u64,
-    /// Everything before this has been requested.
+    /// Read-ahead is planned up to here.
     ahead_to: u64,
+    /// Largest `fetch_to` handed out since the last reset.
+    requested_to: u64,
 }
 
 impl ReadPlanner {
@@ -85,6 +102,7 @@ impl ReadPlanner {
             next: 0,
             window: cfg.initial_window,
             ahead_to: 0,
+            requested_to: 0,
         }
     }
 
@@ -98,11 +116,7 @@ impl ReadPlanner {
         let end = offset.saturating_add(size as u64).min(self.file_size);
         let len = end.saturating_sub(offset);
         if len == 0 {
-            return ReadPlan {
-                offset,
-                len: 0,
-                fetch_to: offset.min(self.file_size),
-            };
+            return ReadPlan::exact(offset.min(self.file_size), 0);
         }
         let sequential = self.started
             && offset.saturating_add(self.cfg.backward_tolerance) >= self.next
@@ -111,6 +125,7 @@ impl ReadPlanner {
             self.window = self.cfg.initial_window;
             self.ahead_to = end.max(offset.saturating_add(self.window));
             self.next = end;
+            self.requested_to = offset;
         } else {
             if end.saturating_add(self.window / 2) > self.ahead_to {
                 self.window = (self.window * 2)
@@ -134,10 +149,13 @@ impl ReadPlanner {
                 .min(self.file_size)
                 .max(end)
         };
+        let prefetch_from = self.requested_to.max(offset);
+        self.requested_to = self.requested_to.max(fetch_to);
         ReadPlan {
             offset,
             len,
             fetch_to,
+            prefetch_from,
         }
     }
 }
@@ -157,7 +175,8 @@ mod tests {
             ReadPlan {
                 offset: 0,
                 len: 64 * K,
-                fetch_to: 128 * K
+                fetch_to: 128 * K,
+                prefetch_from: 0,
             }
         );
         let mut small = ReadPlanner::new(PrefetchConfig::default(), 100 * K);
@@ -166,7 +185,8 @@ mod tests {
             ReadPlan {
                 offset: 90 * K,
                 len: 10 * K,
-                fetch_to: 100 * K
+                fetch_to: 100 * K,
+                prefetch_from: 90 * K,
             }
         );
         assert_eq!(small.plan(100 * K, 4096).len, 0);
@@ -206,6 +226,11 @@ mod tests {
             if plan.fetch_to > last_fetch_to && off < 4 * M {
                 requests_before_4m += 1;
             }
+            assert!(plan.prefetch_from <= plan.fetch_to);
+            assert!(
+                plan.prefetch_from >= last_fetch_to.min(plan.offset),
+                "nothing re-checked"
+            );
             last_fetch_to = plan.fetch_to;
             if windows.last() != Some(&p.window()) {
                 windows.push(p.window());

@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 
 use super::fetcher::{BlockFetcher, RemoteFile};
 use super::namespace::FileId;
+use super::read::ReadPlan;
 use crate::cache::ContentKey;
 use crate::fetch::{FetchError, UrlProvider};
 
@@ -24,15 +25,10 @@ pub trait ContentSource: Send + Sync + 'static {
 
 /// One opened file.
 pub trait OpenContent: Send + Sync {
-    /// Exactly the bytes `[offset, offset + len)` (the caller clamps `len` at the end of the
-    /// file), fetching ahead up to `fetch_to` if the source fetches at all. A future that is
-    /// ready at its first poll when no network wait is needed.
-    fn read(
-        &self,
-        offset: u64,
-        len: u64,
-        fetch_to: u64,
-    ) -> BoxFuture<'static, Result<Bytes, ReadError>>;
+    /// Exactly the bytes `[plan.offset, plan.offset + plan.len)` (the caller clamps `len` at
+    /// the end of the file), fetching ahead up to `plan.fetch_to` if the source fetches at
+    /// all. A future that is ready at its first poll when no network wait is needed.
+    fn read(&self, plan: &ReadPlan) -> BoxFuture<'static, Result<Bytes, ReadError>>;
 
     /// The local file holding the complete content, if there is one (lets the adapter use
     /// kernel passthrough).
@@ -188,13 +184,9 @@ impl LocalContent {
 }
 
 impl OpenContent for LocalContent {
-    fn read(
-        &self,
-        offset: u64,
-        len: u64,
-        _fetch_to: u64,
-    ) -> BoxFuture<'static, Result<Bytes, ReadError>> {
-        let len = len.min(self.size.saturating_sub(offset)) as usize;
+    fn read(&self, plan: &ReadPlan) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+        let offset = plan.offset;
+        let len = plan.len.min(self.size.saturating_sub(offset)) as usize;
         let mut buf = vec![0u8; len];
         let res = self
             .file
@@ -220,14 +212,10 @@ struct RemoteContent {
 }
 
 impl OpenContent for RemoteContent {
-    fn read(
-        &self,
-        offset: u64,
-        len: u64,
-        fetch_to: u64,
-    ) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+    fn read(&self, plan: &ReadPlan) -> BoxFuture<'static, Result<Bytes, ReadError>> {
         let fetcher = self.fetcher.clone();
         let file = self.file.clone();
-        Box::pin(async move { fetcher.read(&file, offset, len, fetch_to).await })
+        let plan = *plan;
+        Box::pin(async move { fetcher.read(&file, &plan).await })
     }
 }
