@@ -161,6 +161,20 @@ fn bench_mount() {
     let mnt = root.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let handle = mount(Arc::new(ns), source.clone(), MountOptions::new(&mnt)).unwrap();
+    if let Some(kb) = std::env::var("BENCH_READ_AHEAD_KB").ok() {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(&mnt).unwrap().dev();
+        let p = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        std::fs::write(&p, &kb).unwrap();
+        eprintln!(
+            "bench: {p} = {}",
+            std::fs::read_to_string(&p).unwrap().trim()
+        );
+    }
     let mut rows = Vec::new();
 
     // Listing. References are warm (two runs); the mount's first run is cold.
@@ -360,4 +374,98 @@ fn bench_mount() {
     );
     println!("mount: {stats:?}");
     println!("fetcher: {fstats:?}");
+}
+
+/// The thumbnail pattern through the filesystem core without the kernel, next to plain Range
+/// requests: separates the cost of the read path from the cost of FUSE.
+#[test]
+#[ignore = "benchmark: run scripts/bench-mount.sh"]
+fn bench_core_thumbnails() {
+    use icloudpd_rs::mount::{CoreConfig, FsCore};
+    let n = env_u64("BENCH_THUMBS", 1000);
+    let files: Vec<(u64, u64)> = (1..=n).map(|id| (id, 3_000_000 + id)).collect();
+    let cdn = TestCdn::start(files.iter().copied());
+    let urls = UrlState::new(&cdn.base);
+    let sizes: HashMap<u64, u64> = files.iter().copied().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, _) = cached_source(
+        &sizes,
+        urls,
+        dir.path(),
+        8 << 30,
+        fetcher_config(Duration::from_secs(60)),
+    );
+    let entries: Vec<Entry> = files
+        .iter()
+        .map(|(id, size)| entry(&format!("d/{id}.jpg"), *id, *size))
+        .collect();
+    let (ns, _) = Namespace::new(entries, &[]);
+    let core = Arc::new(FsCore::new(Arc::new(ns), source, CoreConfig::default()));
+    let d = core.lookup(1, b"d").unwrap().unwrap().ino;
+    let inos: Vec<u64> = files
+        .iter()
+        .map(|(id, _)| {
+            core.lookup(d, format!("{id}.jpg").as_bytes())
+                .unwrap()
+                .unwrap()
+                .ino
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = http();
+    let (plain, ()) = time(|| {
+        rt.block_on(async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(8));
+            let mut tasks = Vec::new();
+            for (id, _) in &files {
+                let (http, sem) = (http.clone(), sem.clone());
+                let url = format!("{}/f/{id}?sig=1", cdn.base);
+                tasks.push(tokio::spawn(async move {
+                    let _p = sem.acquire().await.unwrap();
+                    let body = http
+                        .get(&url)
+                        .header("Range", "bytes=0-131071")
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    assert_eq!(body.len(), 131072);
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    });
+    let (through, ()) = time(|| {
+        rt.block_on(async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(8));
+            let mut tasks = Vec::new();
+            for ino in &inos {
+                let (core, sem, ino) = (core.clone(), sem.clone(), *ino);
+                tasks.push(tokio::spawn(async move {
+                    let _p = sem.acquire().await.unwrap();
+                    let fh = core.open(ino, false).unwrap().fh;
+                    let data = core.read(fh, 0, 131072).await.unwrap();
+                    assert_eq!(data.len(), 131072);
+                    core.release(fh);
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    });
+    println!(
+        "core thumbnails: {n} x 128 KiB heads, 8 at a time: core {:.3}s, plain Range requests {:.3}s, ratio {:.2}x",
+        through.as_secs_f64(),
+        plain.as_secs_f64(),
+        through.as_secs_f64() / plain.as_secs_f64()
+    );
 }
