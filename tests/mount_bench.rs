@@ -161,7 +161,7 @@ fn bench_mount() {
     let mnt = root.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let handle = mount(Arc::new(ns), source.clone(), MountOptions::new(&mnt)).unwrap();
-    if let Some(kb) = std::env::var("BENCH_READ_AHEAD_KB").ok() {
+    if let Ok(kb) = std::env::var("BENCH_READ_AHEAD_KB") {
         use std::os::unix::fs::MetadataExt;
         let dev = std::fs::metadata(&mnt).unwrap().dev();
         let p = format!(

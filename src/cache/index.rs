@@ -1,41 +1,67 @@
-//! The persistent index of cached blocks: which (content, block) pairs are on disk, how long
-//! they are, their checksum, and when they were last used.
+//! The persistent index of cached blocks: which (content, block) pairs are on disk, their
+//! length, checksum and last use. Written by a background thread in batched transactions.
 //!
-//! SQLite in WAL mode with `synchronous = NORMAL`: a crash can lose the last few commits, which
-//! only forgets blocks (they are fetched again); it can never make the index claim a block with
-//! a checksum its bytes do not have, because a block's bytes are written before its row. The
-//! LRU clock is a counter persisted in the rows, so the order survives restarts and every row
-//! has a distinct `last_use` (which makes keyset scans of the LRU order exact).
+//! While the cache is open its truth is in memory (`super::memory`); this module keeps a copy on
+//! disk so a restart is warm. SQLite in WAL mode with `synchronous = NORMAL` and exclusive
+//! locking (one process per cache directory anyway). Changes are queued and committed every few
+//! milliseconds: a crash loses at most the last batch, which only forgets blocks (their bytes
+//! are orphaned, and fetched again when needed) or resurrects rows of evicted blocks (whose
+//! bytes are gone: the checksum check drops them on first read). Neither can serve a wrong byte.
 
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Bumped when the schema or the meaning of a column changes: an index of another version is
 /// rebuilt empty.
 const SCHEMA_VERSION: i64 = 1;
+/// Longest a change waits in the queue before its batch is committed.
+const BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Largest batch committed at once.
+const BATCH_MAX: usize = 4096;
 
-/// What the index knows about one cached block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BlockMeta {
-    pub len: u32,
-    pub sum: u32,
-}
-
-/// A block the LRU scan proposes for eviction.
-#[derive(Debug, Clone)]
-pub(crate) struct Candidate {
+/// One indexed block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
     pub key: String,
     pub idx: u64,
-    pub len: u64,
-    pub last_use: i64,
+    pub len: u32,
+    pub sum: u32,
+    pub last_use: u64,
 }
 
+/// A change to the index.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Record (or replace) a block.
+    Insert(Row),
+    /// A block was used.
+    Touch {
+        key: String,
+        idx: u64,
+        last_use: u64,
+    },
+    /// A block was evicted or found bad.
+    Remove { key: String, idx: u64 },
+    /// Commit everything queued before, then answer (tests, shutdown).
+    Flush(mpsc::Sender<()>),
+}
+
+/// Why an index cannot be used as it is (it will be rebuilt empty).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IndexProblem {
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    #[error("{0}")]
+    Damaged(String),
+}
+
+/// The SQLite file.
 pub(crate) struct Index {
     conn: Connection,
-    total_bytes: u64,
-    blocks: u64,
-    clock: i64,
 }
 
 impl Index {
@@ -43,10 +69,14 @@ impl Index {
     /// version, right block size, and a clean `quick_check`.
     pub fn open(path: &Path, block_size: u64) -> Result<Index, IndexProblem> {
         let conn = Connection::open(path).map_err(IndexProblem::Sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(IndexProblem::Sqlite)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(IndexProblem::Sqlite)?;
+        for (pragma, value) in [
+            ("locking_mode", "EXCLUSIVE"),
+            ("journal_mode", "WAL"),
+            ("synchronous", "NORMAL"),
+        ] {
+            conn.pragma_update(None, pragma, value)
+                .map_err(IndexProblem::Sqlite)?;
+        }
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(IndexProblem::Sqlite)?;
@@ -66,8 +96,7 @@ impl Index {
                      sum INTEGER NOT NULL,
                      last_use INTEGER NOT NULL,
                      PRIMARY KEY (key, idx)
-                 ) WITHOUT ROWID;
-                 CREATE INDEX IF NOT EXISTS blocks_lru ON blocks(last_use);",
+                 ) WITHOUT ROWID;",
             )
             .map_err(IndexProblem::Sqlite)?;
             conn.execute(
@@ -93,178 +122,171 @@ impl Index {
                 "block size {stored_bs:?}, expected {block_size}"
             )));
         }
-        let (total, blocks, clock): (i64, i64, i64) = conn
-            .query_row(
-                "SELECT COALESCE(SUM(len), 0), COUNT(*), COALESCE(MAX(last_use), 0) FROM blocks",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+        Ok(Index { conn })
+    }
+
+    /// Every indexed block, least recently used first.
+    pub fn load(&mut self) -> Result<Vec<Row>, IndexProblem> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, idx, len, sum, last_use FROM blocks ORDER BY last_use")
             .map_err(IndexProblem::Sqlite)?;
-        Ok(Index {
-            conn,
-            total_bytes: total.max(0) as u64,
-            blocks: blocks.max(0) as u64,
-            clock,
-        })
-    }
-
-    /// Bytes of all indexed blocks.
-    pub fn total_bytes(&self) -> u64 {
-        self.total_bytes
-    }
-
-    /// Number of indexed blocks.
-    pub fn blocks(&self) -> u64 {
-        self.blocks
-    }
-
-    fn tick(&mut self) -> i64 {
-        self.clock += 1;
-        self.clock
-    }
-
-    /// The block's metadata, marking it used.
-    pub fn get_and_touch(&mut self, key: &str, idx: u64) -> rusqlite::Result<Option<BlockMeta>> {
-        let meta = self.get(key, idx)?;
-        if meta.is_some() {
-            let now = self.tick();
-            self.conn
-                .prepare_cached("UPDATE blocks SET last_use = ?1 WHERE key = ?2 AND idx = ?3")?
-                .execute(params![now, key, idx as i64])?;
-        }
-        Ok(meta)
-    }
-
-    /// The block's metadata, without touching it.
-    pub fn get(&mut self, key: &str, idx: u64) -> rusqlite::Result<Option<BlockMeta>> {
-        self.conn
-            .prepare_cached("SELECT len, sum FROM blocks WHERE key = ?1 AND idx = ?2")?
-            .query_row(params![key, idx as i64], |r| {
-                Ok(BlockMeta {
-                    len: r.get::<_, i64>(0)? as u32,
-                    sum: r.get::<_, i64>(1)? as u32,
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Row {
+                    key: r.get(0)?,
+                    idx: r.get::<_, i64>(1)? as u64,
+                    len: r.get::<_, i64>(2)? as u32,
+                    sum: r.get::<_, i64>(3)? as u32,
+                    last_use: r.get::<_, i64>(4)? as u64,
                 })
             })
-            .optional()
+            .map_err(IndexProblem::Sqlite)?;
+        rows.collect::<Result<Vec<Row>, _>>()
+            .map_err(IndexProblem::Sqlite)
     }
 
-    /// Record a block (replacing any previous row for it).
-    pub fn insert(&mut self, key: &str, idx: u64, meta: BlockMeta) -> rusqlite::Result<()> {
-        if let Some(old) = self.get(key, idx)? {
-            self.total_bytes -= old.len as u64;
-            self.blocks -= 1;
-        }
-        let now = self.tick();
-        self.conn
-            .prepare_cached(
+    /// Apply `ops` in one transaction.
+    pub fn apply(&mut self, ops: &[Op]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO blocks(key, idx, len, sum, last_use)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                key,
-                idx as i64,
-                meta.len as i64,
-                meta.sum as i64,
-                now
-            ])?;
-        self.total_bytes += meta.len as u64;
-        self.blocks += 1;
-        Ok(())
-    }
-
-    /// Forget a block; returns its metadata if it was indexed.
-    pub fn remove(&mut self, key: &str, idx: u64) -> rusqlite::Result<Option<BlockMeta>> {
-        let old = self.get(key, idx)?;
-        if let Some(old) = old {
-            self.conn
-                .prepare_cached("DELETE FROM blocks WHERE key = ?1 AND idx = ?2")?
-                .execute(params![key, idx as i64])?;
-            self.total_bytes -= old.len as u64;
-            self.blocks -= 1;
+            )?;
+            let mut touch =
+                tx.prepare_cached("UPDATE blocks SET last_use = ?1 WHERE key = ?2 AND idx = ?3")?;
+            let mut remove = tx.prepare_cached("DELETE FROM blocks WHERE key = ?1 AND idx = ?2")?;
+            for op in ops {
+                match op {
+                    Op::Insert(r) => {
+                        insert.execute(params![
+                            r.key,
+                            r.idx as i64,
+                            r.len as i64,
+                            r.sum as i64,
+                            r.last_use as i64
+                        ])?;
+                    }
+                    Op::Touch { key, idx, last_use } => {
+                        touch.execute(params![*last_use as i64, key, *idx as i64])?;
+                    }
+                    Op::Remove { key, idx } => {
+                        remove.execute(params![key, *idx as i64])?;
+                    }
+                    Op::Flush(_) => {}
+                }
+            }
         }
-        Ok(old)
-    }
-
-    /// Up to `limit` least recently used blocks used after `after` (a `last_use` value), oldest
-    /// first.
-    pub fn oldest_after(&mut self, after: i64, limit: usize) -> rusqlite::Result<Vec<Candidate>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key, idx, len, last_use FROM blocks WHERE last_use > ?1
-             ORDER BY last_use LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok(Candidate {
-                key: r.get(0)?,
-                idx: r.get::<_, i64>(1)? as u64,
-                len: r.get::<_, i64>(2)? as u64,
-                last_use: r.get(3)?,
-            })
-        })?;
-        rows.collect()
-    }
-
-    /// Whether any block of this content is still indexed.
-    pub fn has_blocks_of(&mut self, key: &str) -> rusqlite::Result<bool> {
-        self.conn
-            .prepare_cached("SELECT 1 FROM blocks WHERE key = ?1 LIMIT 1")?
-            .query_row(params![key], |_| Ok(()))
-            .optional()
-            .map(|r| r.is_some())
+        tx.commit()
     }
 }
 
-/// Why an index cannot be used as it is (it will be rebuilt empty).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum IndexProblem {
-    #[error("{0}")]
-    Sqlite(rusqlite::Error),
-    #[error("{0}")]
-    Damaged(String),
+/// The background writer of an [`Index`].
+pub(crate) struct Journal {
+    tx: Option<mpsc::Sender<Op>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Start writing to `index` from a background thread.
+    pub fn start(mut index: Index) -> std::io::Result<Journal> {
+        let (tx, rx) = mpsc::channel::<Op>();
+        let thread = std::thread::Builder::new()
+            .name("cache-index".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    // Gather what arrives shortly after: one commit for a burst of changes.
+                    while batch.len() < BATCH_MAX {
+                        match rx.recv_timeout(BATCH_DELAY) {
+                            Ok(op) => {
+                                let flush = matches!(op, Op::Flush(_));
+                                batch.push(op);
+                                if flush {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = index.apply(&batch) {
+                        tracing::warn!(error = %e, "writing the cache index failed; the cache may forget recent blocks");
+                    }
+                    for op in batch {
+                        if let Op::Flush(done) = op {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(Journal {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue a change.
+    pub fn send(&self, op: Op) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(op);
+        }
+    }
+
+    /// Wait until everything queued so far is committed.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        self.send(Op::Flush(done_tx));
+        let _ = done_rx.recv();
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn row(key: &str, idx: u64, len: u32, last_use: u64) -> Row {
+        Row {
+            key: key.into(),
+            idx,
+            len,
+            sum: 7,
+            last_use,
+        }
+    }
+
     #[test]
-    fn totals_lru_order_and_persistence() {
+    fn batches_persist_in_lru_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
         {
-            let mut ix = Index::open(&path, 1024).unwrap();
-            ix.insert("a", 0, BlockMeta { len: 100, sum: 1 }).unwrap();
-            ix.insert("a", 1, BlockMeta { len: 50, sum: 2 }).unwrap();
-            ix.insert("b", 0, BlockMeta { len: 10, sum: 3 }).unwrap();
-            // Replacing a row does not double count.
-            ix.insert("b", 0, BlockMeta { len: 20, sum: 4 }).unwrap();
-            assert_eq!((ix.total_bytes(), ix.blocks()), (170, 3));
-            // Touch a/0: it becomes the most recent.
-            assert_eq!(
-                ix.get_and_touch("a", 0).unwrap(),
-                Some(BlockMeta { len: 100, sum: 1 })
-            );
+            let journal = Journal::start(Index::open(&path, 1024).unwrap()).unwrap();
+            journal.send(Op::Insert(row("a", 0, 100, 1)));
+            journal.send(Op::Insert(row("a", 1, 50, 2)));
+            journal.send(Op::Insert(row("b", 0, 10, 3)));
+            journal.send(Op::Insert(row("b", 0, 20, 4)));
+            journal.send(Op::Touch {
+                key: "a".into(),
+                idx: 0,
+                last_use: 5,
+            });
+            journal.send(Op::Remove {
+                key: "a".into(),
+                idx: 1,
+            });
+            journal.flush();
         }
-        let mut ix = Index::open(&path, 1024).unwrap();
-        assert_eq!((ix.total_bytes(), ix.blocks()), (170, 3));
-        let order: Vec<(String, u64)> = ix
-            .oldest_after(0, 10)
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.key, c.idx))
-            .collect();
-        assert_eq!(
-            order,
-            vec![("a".into(), 1), ("b".into(), 0), ("a".into(), 0)]
-        );
-        let first = ix.oldest_after(0, 1).unwrap();
-        let rest = ix.oldest_after(first[0].last_use, 10).unwrap();
-        assert_eq!(rest.len(), 2);
-        assert_eq!(ix.remove("a", 1).unwrap().map(|m| m.len), Some(50));
-        assert_eq!(ix.remove("a", 1).unwrap(), None);
-        assert!(ix.has_blocks_of("a").unwrap());
-        ix.remove("a", 0).unwrap();
-        assert!(!ix.has_blocks_of("a").unwrap());
-        assert_eq!((ix.total_bytes(), ix.blocks()), (20, 1));
+        let rows = Index::open(&path, 1024).unwrap().load().unwrap();
+        assert_eq!(rows, vec![row("b", 0, 20, 4), row("a", 0, 100, 5)]);
     }
 
     #[test]

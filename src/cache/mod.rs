@@ -5,8 +5,9 @@
 //!   checksum and size, so a new version of a photo never sees the old one's bytes.
 //! - Blocks of [`BLOCK_SIZE`] bytes (the last block of a file is shorter; a block may also hold
 //!   only a prefix, the head of a file fetched for a quick peek) in per-content sparse files
-//!   (see `store`), indexed in SQLite (see `index`), so a restart is warm and costs one query
-//!   whatever the cache size.
+//!   (see `store`). The index of blocks lives in memory while the cache is open (lookups never
+//!   wait for SQLite) and is kept on disk in SQLite (see `index`) by a background writer, so a
+//!   restart is warm; opening loads it (about a second per million blocks, i.e. per TiB).
 //! - Every block read from disk is verified against the CRC-32C recorded when it was written;
 //!   a corrupt or missing block is dropped and reported as a miss (the caller refetches it),
 //!   never served.
@@ -19,6 +20,7 @@
 
 pub mod crc32c;
 mod index;
+mod memory;
 mod store;
 
 use std::collections::HashMap;
@@ -30,17 +32,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-use index::{BlockMeta, Index, IndexProblem};
+use index::{Index, IndexProblem, Journal, Op, Row};
+use memory::{BlockId, BlockTable, HotTier, Meta};
 use store::BlockFiles;
 
 /// Size of a cache block; also the unit of CDN range requests.
 pub const BLOCK_SIZE: u64 = 1 << 20;
-
-/// Blocks examined per step of an eviction scan.
-const EVICTION_SCAN: usize = 64;
 
 /// Identity of a file's content: the same version of the same photo always has the same key,
 /// any other content a different one.
@@ -124,8 +123,6 @@ pub enum CacheError {
     },
 }
 
-type BlockId = (ContentKey, u64);
-
 /// What `put` did.
 enum Put {
     Stored,
@@ -138,7 +135,8 @@ pub struct BlockCache {
     dir: PathBuf,
     max_bytes: u64,
     files: BlockFiles,
-    index: Mutex<Index>,
+    table: Mutex<BlockTable>,
+    journal: Journal,
     pins: Mutex<HashMap<BlockId, u32>>,
     hot: Mutex<HotTier>,
     can_punch: bool,
@@ -149,40 +147,6 @@ pub struct BlockCache {
     inserts: AtomicU64,
     /// Held for the life of the cache: the `flock` that keeps other processes out.
     _lock: File,
-}
-
-struct HotTier {
-    blocks: LruCache<BlockId, Bytes>,
-    bytes: u64,
-    max_bytes: u64,
-}
-
-impl HotTier {
-    fn get(&mut self, id: &BlockId) -> Option<Bytes> {
-        self.blocks.get(id).cloned()
-    }
-
-    fn put(&mut self, id: BlockId, data: Bytes) {
-        if data.len() as u64 > self.max_bytes {
-            return;
-        }
-        self.bytes += data.len() as u64;
-        if let Some(old) = self.blocks.put(id, data) {
-            self.bytes -= old.len() as u64;
-        }
-        while self.bytes > self.max_bytes {
-            match self.blocks.pop_lru() {
-                Some((_, old)) => self.bytes -= old.len() as u64,
-                None => break,
-            }
-        }
-    }
-
-    fn remove(&mut self, id: &BlockId) {
-        if let Some(old) = self.blocks.pop(id) {
-            self.bytes -= old.len() as u64;
-        }
-    }
 }
 
 /// Keeps a block from being evicted while it is read. Dropping it unpins.
@@ -237,7 +201,20 @@ impl BlockCache {
             });
         }
         let files = BlockFiles::new(dir.join("blocks"));
-        let index = open_index(&dir, &files)?;
+        let (index, rows) = open_index(&dir, &files)?;
+        let mut table = BlockTable::default();
+        for r in rows {
+            let id = (ContentKey(r.key.into()), r.idx);
+            table.insert(
+                id,
+                Meta {
+                    len: r.len,
+                    sum: r.sum,
+                    last_use: r.last_use,
+                },
+            );
+        }
+        let journal = Journal::start(index).map_err(io_err)?;
         let can_punch = files.probe_punch();
         if !can_punch {
             tracing::warn!(
@@ -250,13 +227,10 @@ impl BlockCache {
             dir,
             max_bytes: cfg.max_bytes,
             files,
-            index: Mutex::new(index),
+            table: Mutex::new(table),
+            journal,
             pins: Mutex::new(HashMap::new()),
-            hot: Mutex::new(HotTier {
-                blocks: LruCache::unbounded(),
-                bytes: 0,
-                max_bytes: cfg.memory_bytes,
-            }),
+            hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
             can_punch,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -284,7 +258,8 @@ impl BlockCache {
         PinGuard { cache: self, id }
     }
 
-    /// The verified bytes of block `idx` of `key`, or `None` (never wrong bytes).
+    /// The verified bytes of block `idx` of `key` (the whole block or a prefix of it), or
+    /// `None` (never wrong bytes).
     pub fn get(&self, key: &ContentKey, idx: u64) -> Option<Bytes> {
         let id = (key.clone(), idx);
         if let Some(data) = lock(&self.hot).get(&id) {
@@ -292,18 +267,15 @@ impl BlockCache {
             return Some(data);
         }
         let _pin = self.pin(key, idx);
-        let meta = match lock(&self.index).get_and_touch(key.as_str(), idx) {
-            Ok(Some(meta)) => meta,
-            Ok(None) => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cache index lookup failed; treating as a miss");
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+        let Some(meta) = lock(&self.table).touch(&id) else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
+        self.journal.send(Op::Touch {
+            key: key.as_str().to_string(),
+            idx,
+            last_use: meta.last_use,
+        });
         let read = self
             .files
             .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize);
@@ -330,7 +302,7 @@ impl BlockCache {
                 );
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                self.drop_block(key.as_str(), idx, Some(meta));
+                self.drop_block(&id, meta);
                 None
             }
         }
@@ -344,56 +316,59 @@ impl BlockCache {
     /// How many bytes of block `idx` of `key` are cached (a block may hold only a prefix:
     /// the head of a file fetched for a quick peek). Not verified; for planning fetches only.
     pub fn cached_len(&self, key: &ContentKey, idx: u64) -> Option<u32> {
-        if let Some(b) = lock(&self.hot).blocks.peek(&(key.clone(), idx)) {
-            return Some(b.len() as u32);
+        let id = (key.clone(), idx);
+        if let Some(len) = lock(&self.hot).len_of(&id) {
+            return Some(len);
         }
-        match lock(&self.index).get(key.as_str(), idx) {
-            Ok(Some(meta)) => Some(meta.len),
-            _ => None,
-        }
+        lock(&self.table).get(&id).map(|m| m.len)
     }
 
     /// Store block `idx` of `key` (the whole block, or a prefix of it: a longer prefix or the
-    /// whole block replaces it later), evicting least recently used unpinned blocks first. Returns
-    /// `false` when it was not stored (no room without evicting pinned blocks, or a disk error,
-    /// which is logged): the cache is an optimisation, its failures never fail a read.
+    /// whole block replaces it later), evicting least recently used unpinned blocks first.
+    /// Returns `false` when it was not stored (no room without evicting pinned blocks, or a
+    /// disk error, which is logged): the cache is an optimisation, its failures never fail a
+    /// read.
     pub fn put(&self, key: &ContentKey, idx: u64, data: &[u8]) -> bool {
         let len = data.len() as u64;
         if len == 0 || len > BLOCK_SIZE || len > self.max_bytes {
             return false;
         }
-        let meta = BlockMeta {
-            len: len as u32,
-            sum: crc32c::checksum(data),
-        };
+        let id = (key.clone(), idx);
+        let sum = crc32c::checksum(data);
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
         if let Err(e) = self.files.write(key.as_str(), offset, data) {
             tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
             return false;
         }
-        let mut index = lock(&self.index);
-        let previous = index.get(key.as_str(), idx).ok().flatten();
+        let mut table = lock(&self.table);
+        let previous = table.get(&id);
         let outcome = match previous {
             // Content under a key never changes: a longer (or equal) prefix is already there.
-            Some(old) if old.len >= meta.len => Put::AlreadyThere,
-            _ => {
-                let room = self.make_room(&mut index, len, key.as_str(), idx);
-                match room.then(|| index.insert(key.as_str(), idx, meta)) {
-                    Some(Ok(())) => Put::Stored,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "cache index insert failed");
-                        Put::Refused
-                    }
-                    None => Put::Refused,
-                }
+            Some(old) if old.len as u64 >= len => Put::AlreadyThere,
+            _ if self.make_room(&mut table, len, &id) => {
+                let meta = Meta {
+                    len: len as u32,
+                    sum,
+                    last_use: table.tick(),
+                };
+                table.insert(id.clone(), meta);
+                self.journal.send(Op::Insert(Row {
+                    key: key.as_str().to_string(),
+                    idx,
+                    len: meta.len,
+                    sum,
+                    last_use: meta.last_use,
+                }));
+                Put::Stored
             }
+            _ => Put::Refused,
         };
-        drop(index);
+        drop(table);
         match outcome {
             Put::Stored => {
                 self.inserts.fetch_add(1, Ordering::Relaxed);
-                lock(&self.hot).put((key.clone(), idx), Bytes::copy_from_slice(data));
+                lock(&self.hot).put(id, Bytes::copy_from_slice(data));
                 true
             }
             Put::AlreadyThere => true,
@@ -409,92 +384,99 @@ impl BlockCache {
         }
     }
 
-    /// Evict until `len` more bytes fit. `(key, idx)` is the block being inserted (never
-    /// evicted for itself).
-    fn make_room(&self, index: &mut Index, len: u64, key: &str, idx: u64) -> bool {
-        let mut after = i64::MIN;
-        while index.total_bytes() + len > self.max_bytes {
-            let candidates = match index.oldest_after(after, EVICTION_SCAN) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache eviction scan failed");
-                    return false;
-                }
-            };
-            if candidates.is_empty() {
-                return false;
+    /// Evict least recently used unpinned blocks until `len` more bytes fit. `id` is the block
+    /// being inserted (its own older copy is replaced, not evicted).
+    fn make_room(&self, table: &mut BlockTable, len: u64, id: &BlockId) -> bool {
+        let own = table.get(id).map_or(0, |m| m.len as u64);
+        if table.total_bytes() - own + len <= self.max_bytes {
+            return true;
+        }
+        let pins = lock(&self.pins);
+        let mut victims = Vec::new();
+        let mut freed = 0u64;
+        for candidate in table.oldest() {
+            if table.total_bytes() - own - freed + len <= self.max_bytes {
+                break;
             }
-            for c in candidates {
-                after = c.last_use;
-                if index.total_bytes() + len <= self.max_bytes {
-                    break;
-                }
-                if c.key == key && c.idx == idx {
-                    continue;
-                }
-                let ckey = ContentKey(c.key.as_str().into());
-                if lock(&self.pins).contains_key(&(ckey.clone(), c.idx)) {
-                    continue;
-                }
-                if let Err(e) = index.remove(&c.key, c.idx) {
-                    tracing::warn!(error = %e, "cache eviction failed");
-                    return false;
-                }
+            if candidate == id || pins.contains_key(candidate) {
+                continue;
+            }
+            freed += table.get(candidate).map_or(0, |m| m.len as u64);
+            victims.push(candidate.clone());
+        }
+        drop(pins);
+        if table.total_bytes() - own - freed + len > self.max_bytes {
+            return false;
+        }
+        for victim in victims {
+            if let Some((meta, last)) = table.remove(&victim) {
+                self.journal.send(Op::Remove {
+                    key: victim.0.as_str().to_string(),
+                    idx: victim.1,
+                });
                 // Never unlink the file the new block was just written into.
-                self.release_space(index, &c.key, c.idx, c.len, c.key == key);
-                lock(&self.hot).remove(&(ckey, c.idx));
+                self.release_space(&victim, meta.len as u64, last && victim.0 != id.0);
+                lock(&self.hot).remove(&victim);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
         true
     }
 
-    /// Free the disk space of a block whose row is gone.
-    fn release_space(&self, index: &mut Index, key: &str, idx: u64, len: u64, keep_file: bool) {
-        let last = !keep_file && !index.has_blocks_of(key).unwrap_or(true);
-        let res = if last {
+    /// Free the disk space of a block that is no longer indexed.
+    fn release_space(&self, id: &BlockId, len: u64, last_of_content: bool) {
+        let key = id.0.as_str();
+        let res = if last_of_content {
             self.files.remove(key)
         } else if self.can_punch {
-            self.files.punch(key, idx * BLOCK_SIZE, len)
+            self.files.punch(key, id.1 * BLOCK_SIZE, len)
         } else {
             Ok(())
         };
         if let Err(e) = res {
-            tracing::warn!(error = %e, key, idx, "freeing an evicted cache block failed");
+            tracing::warn!(error = %e, key, idx = id.1, "freeing a cache block failed");
         }
     }
 
-    /// Forget a block found bad (only if its row is still the one that was verified).
-    fn drop_block(&self, key: &str, idx: u64, seen: Option<BlockMeta>) {
-        let mut index = lock(&self.index);
-        let current = index.get(key, idx).ok().flatten();
-        if current.is_some()
-            && current == seen
-            && let Ok(Some(meta)) = index.remove(key, idx)
+    /// Forget a block found bad (only if it is still the one that was verified).
+    fn drop_block(&self, id: &BlockId, seen: Meta) {
+        let mut table = lock(&self.table);
+        let current = table.get(id);
+        if current.is_some_and(|m| m.len == seen.len && m.sum == seen.sum)
+            && let Some((meta, last)) = table.remove(id)
         {
-            self.release_space(&mut index, key, idx, meta.len as u64, false);
+            self.journal.send(Op::Remove {
+                key: id.0.as_str().to_string(),
+                idx: id.1,
+            });
+            self.release_space(id, meta.len as u64, last);
         }
+        drop(table);
+        lock(&self.hot).remove(id);
     }
 
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
-        let index = lock(&self.index);
+        let table = lock(&self.table);
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             corrupt: self.corrupt.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             inserts: self.inserts.load(Ordering::Relaxed),
-            bytes: index.total_bytes(),
-            blocks: index.blocks(),
+            bytes: table.total_bytes(),
+            blocks: table.len(),
         }
+    }
+
+    /// Wait until the on-disk index has every change made so far.
+    pub fn flush(&self) {
+        self.journal.flush();
     }
 
     /// Forget the in-memory tier (tests use it to force reads from disk).
     pub fn drop_memory_tier(&self) {
-        let mut hot = lock(&self.hot);
-        hot.blocks.clear();
-        hot.bytes = 0;
+        lock(&self.hot).clear();
     }
 
     /// Path of the sparse file holding the blocks of `key` (tests corrupt it on purpose).
@@ -503,22 +485,26 @@ impl BlockCache {
     }
 }
 
-fn open_index(dir: &Path, files: &BlockFiles) -> Result<Index, CacheError> {
+/// Open the index and load its rows; a damaged or foreign index is replaced by an empty one
+/// (and the block files it described are deleted).
+fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), CacheError> {
     let path = dir.join("index.sqlite");
     prepare_private_file(&path).map_err(|source| CacheError::Io {
         path: path.clone(),
         source,
     })?;
-    match Index::open(&path, BLOCK_SIZE) {
-        Ok(index) => return Ok(index),
-        Err(problem) => {
-            tracing::warn!(
-                index = %path.display(),
-                problem = %problem,
-                "the cache index is unusable; starting with an empty cache"
-            );
-        }
-    }
+    let problem = match Index::open(&path, BLOCK_SIZE).and_then(|mut ix| {
+        let rows = ix.load()?;
+        Ok((ix, rows))
+    }) {
+        Ok(loaded) => return Ok(loaded),
+        Err(problem) => problem,
+    };
+    tracing::warn!(
+        index = %path.display(),
+        problem = %problem,
+        "the cache index is unusable; starting with an empty cache"
+    );
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", path.display()));
         match std::fs::remove_file(&p) {
@@ -536,13 +522,14 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<Index, CacheError> {
         path: path.clone(),
         source,
     })?;
-    Index::open(&path, BLOCK_SIZE).map_err(|problem| match problem {
+    let index = Index::open(&path, BLOCK_SIZE).map_err(|problem| match problem {
         IndexProblem::Sqlite(source) => CacheError::Index { path, source },
         IndexProblem::Damaged(what) => CacheError::Index {
             path,
             source: rusqlite::Error::InvalidParameterName(what),
         },
-    })
+    })?;
+    Ok((index, Vec::new()))
 }
 
 /// Create the index file `0600` before SQLite does (SQLite would use the umask, and its
