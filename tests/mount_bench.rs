@@ -312,6 +312,7 @@ fn bench_mount() {
         })
     });
     let bytes_before = cdn.bytes();
+    let (m0, f0) = (handle.stats(), fetcher.stats());
     let (through, ()) = time(|| {
         let mut threads = Vec::new();
         for t in 0..8 {
@@ -329,6 +330,16 @@ fn bench_mount() {
         }
     });
     let thumb_bytes = cdn.bytes() - bytes_before;
+    let (m1, f1) = (handle.stats(), fetcher.stats());
+    let waits = (m1.reads_async - m0.reads_async).max(1);
+    let transfers = (f1.transfers - f0.transfers).max(1);
+    println!(
+        "thumbnail pattern: {} reads waited {} us on average; {} transfers took {} us on average",
+        m1.reads_async - m0.reads_async,
+        (m1.reads_async_wait_us - m0.reads_async_wait_us) / waits,
+        f1.transfers - f0.transfers,
+        (f1.transfer_us - f0.transfer_us) / transfers
+    );
     rows.push(Row {
         what: "thumbnail pattern (1,000 x 64 KiB, 8 readers)",
         ours: through,

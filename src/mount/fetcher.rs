@@ -82,6 +82,8 @@ pub struct FetcherStats {
     pub bytes: u64,
     /// Transfers that ended in an error.
     pub failures: u64,
+    /// Total time of transfers (from start to bytes in hand), in microseconds.
+    pub transfer_us: u64,
 }
 
 type FlightResult = Result<Arc<Vec<Bytes>>, Arc<ReadError>>;
@@ -105,6 +107,7 @@ pub struct BlockFetcher {
     requests: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
+    transfer_us: AtomicU64,
 }
 
 /// Consecutive blocks fetched by one transfer.
@@ -142,6 +145,7 @@ impl BlockFetcher {
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            transfer_us: AtomicU64::new(0),
         })
     }
 
@@ -157,6 +161,7 @@ impl BlockFetcher {
             requests: self.requests.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            transfer_us: self.transfer_us.load(Ordering::Relaxed),
         }
     }
 
@@ -415,7 +420,11 @@ impl BlockFetcher {
                     }
                 }
             };
-            match this.transfer(&file, first, prefix, end).await {
+            let started = std::time::Instant::now();
+            let result = this.transfer(&file, first, prefix, end).await;
+            this.transfer_us
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            match result {
                 Ok(blocks) => {
                     let blocks = Arc::new(blocks);
                     let _ = tx.send(Ok(blocks.clone()));

@@ -55,6 +55,8 @@ pub(crate) struct AdapterCounters {
     pub reads_inline: AtomicU64,
     /// Reads that waited for the network on the runtime.
     pub reads_async: AtomicU64,
+    /// Total time those reads waited, in microseconds.
+    pub reads_async_wait_us: AtomicU64,
     pub read_errors: AtomicU64,
 }
 
@@ -363,8 +365,14 @@ impl Filesystem for FuseFs {
             Poll::Pending => {
                 self.counters.reads_async.fetch_add(1, Ordering::Relaxed);
                 let counters = self.counters.clone();
-                self.rt
-                    .spawn(async move { reply_read(reply, fut.await, &counters) });
+                let started = std::time::Instant::now();
+                self.rt.spawn(async move {
+                    let res = fut.await;
+                    counters
+                        .reads_async_wait_us
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    reply_read(reply, res, &counters)
+                });
             }
         }
     }

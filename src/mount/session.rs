@@ -321,6 +321,8 @@ pub struct MountStats {
     pub reads_inline: u64,
     /// Reads that waited for the network.
     pub reads_async: u64,
+    /// Total time those reads waited, in microseconds.
+    pub reads_async_wait_us: u64,
     /// Reads answered EIO.
     pub read_errors: u64,
 }
@@ -489,6 +491,7 @@ impl MountHandle {
             cached_opens: c.cached_opens.load(Relaxed),
             reads_inline: c.reads_inline.load(Relaxed),
             reads_async: c.reads_async.load(Relaxed),
+            reads_async_wait_us: c.reads_async_wait_us.load(Relaxed),
             read_errors: c.read_errors.load(Relaxed),
         }
     }
