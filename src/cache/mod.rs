@@ -323,21 +323,31 @@ impl BlockCache {
         lock(&self.table).get(&id).map(|m| m.len)
     }
 
+    /// Whether block `idx` of `key` is in the memory tier (reading it costs no disk read).
+    pub fn is_hot(&self, key: &ContentKey, idx: u64) -> bool {
+        lock(&self.hot).len_of(&(key.clone(), idx)).is_some()
+    }
+
     /// Store block `idx` of `key` (the whole block, or a prefix of it: a longer prefix or the
     /// whole block replaces it later), evicting least recently used unpinned blocks first.
     /// Returns `false` when it was not stored (no room without evicting pinned blocks, or a
     /// disk error, which is logged): the cache is an optimisation, its failures never fail a
     /// read.
     pub fn put(&self, key: &ContentKey, idx: u64, data: &[u8]) -> bool {
+        self.put_bytes(key, idx, Bytes::copy_from_slice(data))
+    }
+
+    /// [`BlockCache::put`] without copying `data` (it is shared with the memory tier).
+    pub fn put_bytes(&self, key: &ContentKey, idx: u64, data: Bytes) -> bool {
         let len = data.len() as u64;
         if len == 0 || len > BLOCK_SIZE || len > self.max_bytes {
             return false;
         }
         let id = (key.clone(), idx);
-        let sum = crc32c::checksum(data);
+        let sum = crc32c::checksum(&data);
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
-        if let Err(e) = self.files.write(key.as_str(), offset, data) {
+        if let Err(e) = self.files.write(key.as_str(), offset, &data) {
             tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
             return false;
         }
@@ -368,7 +378,7 @@ impl BlockCache {
         match outcome {
             Put::Stored => {
                 self.inserts.fetch_add(1, Ordering::Relaxed);
-                lock(&self.hot).put(id, Bytes::copy_from_slice(data));
+                lock(&self.hot).put(id, data);
                 true
             }
             Put::AlreadyThere => true,

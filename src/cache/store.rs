@@ -50,16 +50,17 @@ impl BlockFiles {
     /// Read exactly `len` bytes at `offset` of the file of `key`; `Ok(None)` when the file does
     /// not exist or is too short (a block lost to a crash or an external deletion).
     pub fn read(&self, key: &str, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
-        let file = match File::open(self.path(key)) {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match File::open(self.path(key)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             other => other?,
         };
-        let mut buf = vec![0u8; len];
-        match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(Some(buf)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
+        file.seek(SeekFrom::Start(offset))?;
+        // `read_to_end` into reserved capacity: no zero-filling of a buffer about to be
+        // overwritten.
+        let mut buf = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut buf)?;
+        Ok((buf.len() == len).then_some(buf))
     }
 
     /// Give back the disk space of `[offset, offset + len)` of the file of `key`.

@@ -16,7 +16,7 @@
 //! [`fetch::fetch_range`] (status, `Content-Range`, exact length, head of the file) and land
 //! in the cache with their checksum.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,9 @@ use super::read::ReadPlan;
 use super::source::ReadError;
 use crate::cache::{BLOCK_SIZE, BlockCache, ContentKey};
 use crate::fetch::{self, FetchConfig, FetchError, UrlProvider};
+
+/// Cached blocks loaded into memory ahead of a sequential reader.
+const WARM_AHEAD: u64 = 4;
 
 /// Tuning of CDN transfers for reads.
 #[derive(Debug, Clone)]
@@ -103,6 +106,8 @@ pub struct BlockFetcher {
     flights: Mutex<HashMap<(ContentKey, u64), Flight>>,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
+    /// Cached blocks being loaded into the memory tier ahead of a reader.
+    warming: Mutex<HashSet<(ContentKey, u64)>>,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -141,6 +146,7 @@ impl BlockFetcher {
             flights: Mutex::new(HashMap::new()),
             permits,
             next_id: AtomicU64::new(1),
+            warming: Mutex::new(HashSet::new()),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -372,6 +378,29 @@ impl BlockFetcher {
             }
         }
         drop(flights);
+        // Blocks just ahead that are on disk but not in memory: load (and verify) them in the
+        // background, so a sequential reader of a cached file finds them ready.
+        let last_block = (size.max(1) - 1) / BLOCK_SIZE;
+        for b in last + 1..=(last + WARM_AHEAD).min(last_block) {
+            if !self.cache.is_hot(key, b)
+                && self.cache.contains(key, b)
+                && self
+                    .warming
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((key.clone(), b))
+            {
+                let this = self.clone();
+                let key = key.clone();
+                tokio::task::spawn_blocking(move || {
+                    this.cache.get(&key, b);
+                    this.warming
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(key, b));
+                });
+            }
+        }
         sources
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Source::Ready(Bytes::new())))
@@ -434,7 +463,7 @@ impl BlockFetcher {
                     let key = file.content.clone();
                     let stored = tokio::task::spawn_blocking(move || {
                         for (i, data) in blocks.iter().enumerate() {
-                            this2.cache.put(&key, first + i as u64, data);
+                            this2.cache.put_bytes(&key, first + i as u64, data.clone());
                         }
                     })
                     .await;
