@@ -281,6 +281,21 @@ fn listing_stat_and_bytes_of_a_few_thousand_files() {
         std::io::Error::last_os_error().raw_os_error(),
         Some(libc::ERANGE)
     );
+    // No SELinux labels or ACLs here: EOPNOTSUPP (so `ls -l` stops asking).
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            c"security.selinux".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert_eq!(r, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EOPNOTSUPP)
+    );
 }
 
 /// Relative path -> (size, mtime, bytes) of every file under `root`.
