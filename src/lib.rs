@@ -3,9 +3,16 @@
 //!
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
+pub mod auth;
 pub mod cache;
+pub mod catalog;
 pub mod cli;
+pub mod cloudkit;
 pub mod fetch;
+pub mod layout;
+pub mod metadata;
 pub mod model;
 pub mod mount;
+pub mod net;
+pub mod refresh;
 pub mod sim;

@@ -224,3 +224,12 @@ impl Library {
         }
     }
 }
+
+/// A record of a listing that could not become an asset or album, and why. Never dropped
+/// silently: the parser reports it, the catalog stores it with the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The CloudKit recordName (or a description of the record when it has none).
+    pub record_name: String,
+    pub reason: String,
+}

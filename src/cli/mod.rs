@@ -1,6 +1,12 @@
 //! The command line: parse flags, wire the modules, print progress and summaries. No business
 //! logic lives here.
 
+pub mod args;
+mod catalog_cmd;
+pub mod config;
+pub mod context;
+pub mod global;
+mod login_cmd;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +36,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the iCloud simulator (a local fake of Apple's servers) until interrupted.
     Sim(crate::sim::SimConfig),
+    /// Sign in to iCloud once (password, two-factor code) and save the session for later runs.
+    Login(login_cmd::LoginArgs),
+    /// Bring the local catalog up to date with iCloud (full listing first, then changes only).
+    Refresh(catalog_cmd::RefreshArgs),
+    /// List albums or libraries from the catalog (no network).
+    #[command(subcommand)]
+    List(catalog_cmd::ListWhat),
+    /// Summarise the catalog, downloads and session (no network).
+    Status(catalog_cmd::StatusArgs),
 }
 
 /// Parse the command line, run the command, return the process exit code.
@@ -49,6 +64,10 @@ pub fn main() -> i32 {
     init_logging();
     match cli.command {
         Command::Sim(config) => sim_cmd::run(config),
+        Command::Login(args) => login_cmd::run(args),
+        Command::Refresh(args) => catalog_cmd::refresh_cmd(args),
+        Command::List(what) => catalog_cmd::list_cmd(what),
+        Command::Status(args) => catalog_cmd::status_cmd(args),
     }
 }
 

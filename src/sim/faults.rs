@@ -206,6 +206,13 @@ impl Faults {
             .clear();
     }
 
+    /// True if `kind` is armed for particular assets only: a caller must then look up and pass
+    /// the asset id, which it can skip otherwise.
+    pub fn needs_asset_id(&self, kind: FaultKind) -> bool {
+        let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
+        rules.get(&kind).is_some_and(|r| r.asset_ids.is_some())
+    }
+
     /// Decide whether `kind` fires now (for an untargeted consultation).
     pub fn fire(&self, kind: FaultKind) -> bool {
         self.fire_for(kind, None)

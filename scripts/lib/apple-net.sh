@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Run unmodified iCloud clients against the simulator as if it were Apple: a throwaway CA and
+# certificate for Apple's host names, a private network namespace whose hosts file points those
+# names at 127.0.0.1, and the simulator listening there on port 443 with TLS.
+#
+# Usage (as root), from a script that has `set -euo pipefail`:
+#   source scripts/lib/apple-net.sh
+#   apple_net_setup            # CA, certificate, namespace; registers cleanup on exit
+#   apple_sim_start --assets 500 --seed 7 --size-scale 0.01   # extra simulator flags
+#   in_ns some-client ...      # run a command inside the namespace (trusts the CA)
+# Variables set: APPLE_NS, APPLE_WORK, APPLE_CA (PEM), SIM_PID, SIM_USER, SIM_PASS, SIM_CODE,
+# SIM_ADMIN (URL of the simulator's /_sim/ API, reachable inside the namespace).
+
+APPLE_HOSTS=(idmsa.apple.com setup.icloud.com www.icloud.com p61-ckdatabasews.icloud.com cvws.icloud-content.com)
+
+apple_net_cleanup() {
+  local rc=$?
+  if [ -n "${SIM_PID:-}" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+  if [ -n "${APPLE_NS:-}" ]; then
+    # Stop anything still running in the namespace, then remove it.
+    local pids
+    pids=$(ip netns pids "$APPLE_NS" 2>/dev/null || true)
+    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+    sleep 0.2
+    pids=$(ip netns pids "$APPLE_NS" 2>/dev/null || true)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+    ip netns del "$APPLE_NS" 2>/dev/null || true
+    rm -rf "/etc/netns/$APPLE_NS"
+  fi
+  if [ -n "${APPLE_WORK:-}" ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$APPLE_WORK"; fi
+  return $rc
+}
+
+apple_net_setup() {
+  if [ "$(id -u)" != 0 ]; then echo "error: this needs root (network namespaces)" >&2; return 1; fi
+  APPLE_NS="icloudsim-$$"
+  APPLE_WORK=$(mktemp -d /tmp/icloudsim.XXXXXX)
+  trap apple_net_cleanup EXIT
+  trap 'exit 130' INT TERM
+  local d="$APPLE_WORK/tls"
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=icloudpd-rs test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  local san
+  san=$(printf 'DNS:%s,' "${APPLE_HOSTS[@]}")
+  san="${san}DNS:*.icloud.com,DNS:*.icloud-content.com,DNS:*.apple.com"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=idmsa.apple.com" -keyout "$d/server.key" \
+    -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$san" > "$d/ext.cnf"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" 2>/dev/null
+  APPLE_CA="$d/ca.pem"
+  # The client trusts the system store plus this CA (as with a TLS-inspecting proxy).
+  cat /etc/ssl/certs/ca-certificates.crt "$APPLE_CA" > "$d/bundle.pem" 2>/dev/null || cp "$APPLE_CA" "$d/bundle.pem"
+
+  ip netns add "$APPLE_NS"
+  ip netns exec "$APPLE_NS" ip link set lo up
+  mkdir -p "/etc/netns/$APPLE_NS"
+  {
+    echo "127.0.0.1 localhost"
+    for h in "${APPLE_HOSTS[@]}"; do echo "127.0.0.1 $h"; done
+  } > "/etc/netns/$APPLE_NS/hosts"
+}
+
+# Run a command in the namespace with the test CA trusted by Python requests, Go, curl and us.
+in_ns() {
+  ip netns exec "$APPLE_NS" env \
+    SSL_CERT_FILE="$APPLE_WORK/tls/bundle.pem" \
+    REQUESTS_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem" \
+    CURL_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem" \
+    "$@"
+}
+
+# Start the simulator on 127.0.0.1:443 in the namespace; extra arguments go to `sim`.
+apple_sim_start() {
+  local bin="${ICLOUDPD_RS_BIN:-target/release/icloudpd-rs}"
+  local ready="$APPLE_WORK/sim.ready"
+  ip netns exec "$APPLE_NS" "$bin" sim --listen 127.0.0.1:443 \
+    --tls-cert "$APPLE_WORK/tls/server.pem" --tls-key "$APPLE_WORK/tls/server.key" --apple-hosts \
+    "$@" > "$ready" 2> "$APPLE_WORK/sim.log" &
+  SIM_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    [ -s "$ready" ] && break
+    if ! kill -0 "$SIM_PID" 2>/dev/null; then cat "$APPLE_WORK/sim.log" >&2; return 1; fi
+    sleep 0.1
+  done
+  [ -s "$ready" ] || { echo "error: simulator did not start" >&2; return 1; }
+  SIM_USER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["username"])' "$ready")
+  SIM_PASS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["password"])' "$ready")
+  SIM_CODE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("two_factor_code",""))' "$ready")
+  SIM_ADMIN="https://setup.icloud.com/_sim"
+}
+
+# GET a /_sim/ endpoint from inside the namespace.
+sim_admin_get() {
+  in_ns curl -fsS "$SIM_ADMIN/$1"
+}

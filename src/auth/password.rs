@@ -1,0 +1,344 @@
+//! The Apple ID password: a type that never shows itself, the sources it is read from (in the
+//! order `--password`/`ICLOUD_PASSWORD`, `--password-file`, `--password-command`, terminal
+//! prompt), and redaction of any text that could echo it back.
+//!
+//! The password never leaves this process: SRP sends only proofs derived from it, and nothing
+//! here writes it to disk or to a log.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+/// Longest time a `--password-command` may run.
+pub const PASSWORD_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Replacement text for a redacted password.
+pub const REDACTED: &str = "<redacted>";
+
+/// A password held in memory only, wiped on drop; Debug and Display print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wrap a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Password(Zeroizing::new(s.into()))
+    }
+
+    /// The clear text, for the SRP computation only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `text` with every occurrence of the password replaced by `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_string();
+        }
+        text.replace(self.0.as_str(), REDACTED)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl std::str::FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password::new(s))
+    }
+}
+
+/// Why a password could not be obtained. Messages never contain the password or the output of
+/// a password command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot read the password file {path}: {detail}")]
+    File { path: PathBuf, detail: String },
+    #[error("the password file {path} is empty")]
+    EmptyFile { path: PathBuf },
+    #[error("the password command could not be started: {detail}")]
+    CommandStart { detail: String },
+    #[error("the password command failed ({status}); its output is not shown")]
+    CommandFailed { status: String },
+    #[error("the password command printed nothing")]
+    CommandEmpty,
+    #[error("the password command did not finish within {} s and was stopped", .0.as_secs())]
+    CommandTimeout(Duration),
+}
+
+/// Where the password may come from, tried in this order.
+#[derive(Debug, Clone, Default)]
+pub struct PasswordSources {
+    /// `-p/--password` or `ICLOUD_PASSWORD`.
+    pub literal: Option<Password>,
+    /// `--password-file`: its first line.
+    pub file: Option<PathBuf>,
+    /// `--password-command`: run by `sh -c`, first line of its standard output.
+    pub command: Option<String>,
+}
+
+impl PasswordSources {
+    /// Only a literal password.
+    pub fn literal(password: impl Into<String>) -> Self {
+        PasswordSources {
+            literal: Some(Password::new(password)),
+            ..Default::default()
+        }
+    }
+
+    /// True when some non-interactive source is configured.
+    pub fn any(&self) -> bool {
+        self.literal.is_some() || self.file.is_some() || self.command.is_some()
+    }
+
+    /// The password from the first configured non-interactive source, `None` if none is.
+    pub async fn resolve(&self) -> Result<Option<Password>, PasswordError> {
+        if let Some(p) = &self.literal {
+            return Ok(Some(p.clone()));
+        }
+        if let Some(path) = &self.file {
+            return read_password_file(path).map(Some);
+        }
+        if let Some(cmd) = &self.command {
+            return run_password_command(cmd, PASSWORD_COMMAND_TIMEOUT)
+                .await
+                .map(Some);
+        }
+        Ok(None)
+    }
+}
+
+/// First line of `s` without its line ending.
+fn first_line(s: &str) -> &str {
+    s.split('\n').next().unwrap_or("").trim_end_matches('\r')
+}
+
+fn read_password_file(path: &Path) -> Result<Password, PasswordError> {
+    let bytes = std::fs::read(path).map_err(|e| PasswordError::File {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let bytes = Zeroizing::new(bytes);
+    let text = std::str::from_utf8(&bytes).map_err(|_| PasswordError::File {
+        path: path.to_path_buf(),
+        detail: "not UTF-8 text".into(),
+    })?;
+    warn_if_readable_by_others(path);
+    let line = first_line(text);
+    if line.is_empty() {
+        return Err(PasswordError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Password::new(line))
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "the password file is readable by other users; consider chmod 600"
+        );
+    }
+}
+
+/// Run `sh -c command` with no input, wait at most `timeout`, return the first output line.
+pub async fn run_password_command(
+    command: &str,
+    timeout: Duration,
+) -> Result<Password, PasswordError> {
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| PasswordError::CommandStart {
+            detail: e.to_string(),
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            return Err(PasswordError::CommandStart {
+                detail: e.to_string(),
+            });
+        }
+        // Dropping the future drops the child, which kills it (kill_on_drop).
+        Err(_) => return Err(PasswordError::CommandTimeout(timeout)),
+    };
+    let stdout = Zeroizing::new(output.stdout);
+    if !output.status.success() {
+        return Err(PasswordError::CommandFailed {
+            status: output.status.to_string(),
+        });
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    let line = first_line(&text);
+    if line.is_empty() {
+        return Err(PasswordError::CommandEmpty);
+    }
+    Ok(Password::new(line))
+}
+
+/// Read a line from the terminal without echo (the password prompt). Fails when stdin is not
+/// a terminal.
+pub fn prompt_hidden(prompt: &str) -> std::io::Result<Password> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(std::io::Error::other("standard input is not a terminal"));
+    }
+    let mut stderr = std::io::stderr();
+    write!(stderr, "{prompt}")?;
+    stderr.flush()?;
+    let echo = EchoOff::new(libc::STDIN_FILENO)?;
+    let mut line = Zeroizing::new(String::new());
+    let read = stdin.lock().read_line(&mut line);
+    // ECHONL already echoed the newline the user typed.
+    drop(echo);
+    if read? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "no password entered",
+        ));
+    }
+    Ok(Password::new(first_line(&line)))
+}
+
+/// Terminal echo switched off until dropped.
+struct EchoOff {
+    fd: i32,
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new(fd: i32) -> std::io::Result<Self> {
+        // SAFETY: termios is a plain C struct; tcgetattr fills it or fails.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: fd is a terminal (tcgetattr succeeded) and `quiet` a valid termios.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(EchoOff { fd, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new` on the same descriptor.
+        unsafe {
+            libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_never_formats_itself() {
+        let p = Password::new("hunter2-secret");
+        assert_eq!(format!("{p}"), REDACTED);
+        assert_eq!(format!("{p:?}"), REDACTED);
+        let sources = PasswordSources::literal("hunter2-secret");
+        assert!(!format!("{sources:?}").contains("hunter2"));
+        assert_eq!(
+            p.redact("x hunter2-secret y hunter2-secret"),
+            "x <redacted> y <redacted>"
+        );
+        assert_eq!(Password::new("").redact("abc"), "abc");
+    }
+
+    #[tokio::test]
+    async fn sources_are_tried_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\r\nsecond line\n").expect("write");
+        let mut sources = PasswordSources {
+            literal: Some(Password::new("literal")),
+            file: Some(file.clone()),
+            command: Some("echo from-command".into()),
+        };
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "literal"
+        );
+        sources.literal = None;
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-file"
+        );
+        sources.file = None;
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-command"
+        );
+        sources.command = None;
+        assert!(sources.resolve().await.expect("ok").is_none());
+    }
+
+    #[tokio::test]
+    async fn command_failures_do_not_show_output() {
+        let err = run_password_command("echo leaked-secret; exit 3", Duration::from_secs(10))
+            .await
+            .expect_err("non-zero exit");
+        assert!(
+            matches!(err, PasswordError::CommandFailed { .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("leaked-secret"));
+        let err = run_password_command("true", Duration::from_secs(10))
+            .await
+            .expect_err("no output");
+        assert_eq!(err, PasswordError::CommandEmpty);
+    }
+
+    #[tokio::test]
+    async fn command_is_bounded_in_time() {
+        let err = run_password_command("sleep 30", Duration::from_millis(200))
+            .await
+            .expect_err("timeout");
+        assert_eq!(
+            err,
+            PasswordError::CommandTimeout(Duration::from_millis(200))
+        );
+    }
+
+    #[test]
+    fn empty_or_missing_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        assert!(matches!(
+            read_password_file(&empty),
+            Err(PasswordError::EmptyFile { .. })
+        ));
+        assert!(matches!(
+            read_password_file(&dir.path().join("missing")),
+            Err(PasswordError::File { .. })
+        ));
+    }
+}

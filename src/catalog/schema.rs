@@ -1,0 +1,321 @@
+//! The versioned schema and its migrations.
+//!
+//! A catalog is recognised by SQLite's `application_id` header field ([`APPLICATION_ID`]) and
+//! versioned by `user_version` ([`CURRENT_VERSION`]). Opening for writing creates the current
+//! schema in an empty file, or runs every migration from the file's version up to the current one
+//! (see `open.rs` for the backup and the single transaction around them).
+//!
+//! Versions:
+//! - **0**, the pre-release prototype: `assets(id, zone, filename, asset_date_ms,
+//!   added_date_ms, favorite, hidden, deleted)` and `versions(asset_id, kind, size, checksum,
+//!   file_type)`, metadata only, no runs, albums or download state ([`V0_SCHEMA`]).
+//! - **1**, the first release ([`V1_SCHEMA`]).
+//!
+//! Choices in v1 worth knowing:
+//! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
+//!   never reused after a delete: the mount derives inode numbers from them.
+//! - Assets are never deleted, only marked `gone_ms`: their keys, and the download state of
+//!   files already on disk, survive an asset leaving iCloud.
+//! - Times are integer milliseconds since the Unix epoch (UTC), like CloudKit's.
+//! - Album membership is keyed by record names, not row keys: the change feed can report a
+//!   membership before the asset or album it names, and such a row simply joins nothing until
+//!   they arrive.
+//! - Download state never holds a download URL (they expire within the hour).
+
+use rusqlite::{Transaction, params};
+
+/// `PRAGMA application_id` of an icloudpd-rs catalog ("iCPD").
+pub const APPLICATION_ID: i32 = 0x6943_5044;
+
+/// Schema version this program reads and writes.
+pub const CURRENT_VERSION: i64 = 1;
+
+/// The v1 schema, created in one transaction on an empty database.
+pub const V1_SCHEMA: &str = r#"
+CREATE TABLE libraries (
+    library_id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    database             TEXT NOT NULL,
+    zone                 TEXT NOT NULL,
+    owner                TEXT,
+    zone_token           TEXT,
+    last_refresh_ms      INTEGER,
+    last_full_refresh_ms INTEGER,
+    UNIQUE (database, zone)
+);
+
+-- changes/database tokens belong to a database (private, shared), not to a zone.
+CREATE TABLE database_tokens (
+    database   TEXT PRIMARY KEY,
+    token      TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+
+CREATE TABLE runs (
+    run_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id  INTEGER NOT NULL REFERENCES libraries(library_id),
+    kind        TEXT NOT NULL CHECK (kind IN ('full', 'incremental')),
+    status      TEXT NOT NULL CHECK (status IN ('running', 'completed', 'interrupted', 'failed')),
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    expected    INTEGER,
+    seen        INTEGER NOT NULL DEFAULT 0,
+    added       INTEGER NOT NULL DEFAULT 0,
+    changed     INTEGER NOT NULL DEFAULT 0,
+    removed     INTEGER NOT NULL DEFAULT 0,
+    skipped     INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX runs_by_library ON runs (library_id, run_id);
+CREATE INDEX runs_by_status ON runs (status);
+
+CREATE TABLE skipped_records (
+    run_id      INTEGER NOT NULL REFERENCES runs(run_id),
+    record_name TEXT NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE INDEX skipped_by_run ON skipped_records (run_id);
+
+CREATE TABLE assets (
+    asset_key        INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id       INTEGER NOT NULL REFERENCES libraries(library_id),
+    record_id        TEXT NOT NULL,
+    asset_record     TEXT NOT NULL,
+    asset_change_tag TEXT,
+    filename         TEXT,
+    filename_problem TEXT,
+    item_type        TEXT,
+    kind             TEXT NOT NULL,
+    asset_date_ms    INTEGER NOT NULL,
+    added_date_ms    INTEGER NOT NULL,
+    tz_offset_s      INTEGER,
+    favorite         INTEGER NOT NULL,
+    hidden           INTEGER NOT NULL,
+    deleted          INTEGER NOT NULL,
+    date_expunged_ms INTEGER,
+    burst_id         TEXT,
+    subtype          INTEGER NOT NULL,
+    subtype_v2       INTEGER NOT NULL,
+    orientation      INTEGER,
+    duration         INTEGER,
+    adjustment_type  TEXT,
+    caption          TEXT,
+    description      TEXT,
+    keywords         TEXT,             -- JSON array of strings; NULL when there are none
+    latitude         REAL,
+    longitude        REAL,
+    altitude         REAL,
+    live             INTEGER NOT NULL, -- derived: an image with a motion version
+    content_hash     INTEGER NOT NULL, -- of the Asset as last upserted; 0 = unknown
+    first_seen_run   INTEGER REFERENCES runs(run_id),
+    last_seen_run    INTEGER REFERENCES runs(run_id),
+    gone_ms          INTEGER,          -- set when the asset left iCloud
+    UNIQUE (library_id, record_id)
+);
+CREATE INDEX assets_in_order ON assets (library_id, added_date_ms, record_id);
+CREATE INDEX assets_by_asset_record ON assets (library_id, asset_record);
+
+CREATE TABLE versions (
+    version_key INTEGER PRIMARY KEY AUTOINCREMENT,
+    asset_key   INTEGER NOT NULL REFERENCES assets(asset_key) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    file_type   TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    width       INTEGER,
+    height      INTEGER,
+    UNIQUE (asset_key, kind)
+);
+
+CREATE TABLE albums (
+    album_key  INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id INTEGER NOT NULL REFERENCES libraries(library_id),
+    record_id  TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    parent_id  TEXT,
+    is_folder  INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL,
+    position   INTEGER NOT NULL,
+    UNIQUE (library_id, record_id)
+);
+
+CREATE TABLE album_members (
+    library_id INTEGER NOT NULL REFERENCES libraries(library_id),
+    album_id   TEXT NOT NULL,
+    asset_id   TEXT NOT NULL,
+    PRIMARY KEY (library_id, album_id, asset_id)
+) WITHOUT ROWID;
+CREATE INDEX album_members_by_asset ON album_members (library_id, asset_id);
+
+CREATE TABLE download_roots (
+    root_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    path       BLOB NOT NULL UNIQUE,  -- the OS bytes of the absolute path
+    created_ms INTEGER NOT NULL
+);
+
+CREATE TABLE downloads (
+    root_id       INTEGER NOT NULL REFERENCES download_roots(root_id) ON DELETE CASCADE,
+    version_key   INTEGER NOT NULL REFERENCES versions(version_key) ON DELETE CASCADE,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'downloaded', 'failed')),
+    rel_path      TEXT,    -- downloaded: the file; pending/failed: where an older copy was
+    size          INTEGER,
+    sha256        BLOB,
+    downloaded_ms INTEGER,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    failed_ms     INTEGER,
+    PRIMARY KEY (root_id, version_key)
+) WITHOUT ROWID;
+CREATE INDEX downloads_by_version ON downloads (version_key);
+CREATE INDEX downloads_by_state ON downloads (root_id, state, version_key);
+"#;
+
+/// The v0 prototype schema; kept so tests can build a v0 file and the migration knows its input.
+pub const V0_SCHEMA: &str = r#"
+CREATE TABLE assets (
+    id            TEXT PRIMARY KEY,
+    zone          TEXT NOT NULL,
+    filename      TEXT,
+    asset_date_ms INTEGER NOT NULL,
+    added_date_ms INTEGER NOT NULL,
+    favorite      INTEGER NOT NULL,
+    hidden        INTEGER NOT NULL,
+    deleted       INTEGER NOT NULL
+);
+CREATE TABLE versions (
+    asset_id  TEXT NOT NULL REFERENCES assets(id),
+    kind      TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    checksum  TEXT NOT NULL,
+    file_type TEXT NOT NULL,
+    PRIMARY KEY (asset_id, kind)
+);
+"#;
+
+/// One step of the schema history.
+pub struct Migration {
+    /// Version the step starts from.
+    pub from: i64,
+    /// Version the step produces (always `from + 1`).
+    pub to: i64,
+    /// Rewrites the data inside the caller's transaction; an error rolls everything back.
+    pub apply: fn(&Transaction<'_>) -> Result<(), String>,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 0,
+    to: 1,
+    apply: migrate_v0_to_v1,
+}];
+
+/// Creates the current schema in an empty database (inside the caller's transaction).
+pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(V1_SCHEMA)?;
+    stamp(tx, CURRENT_VERSION)
+}
+
+/// Writes the identifying header fields.
+pub fn stamp(tx: &Transaction<'_>, version: i64) -> rusqlite::Result<()> {
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", version)
+}
+
+/// v0 -> v1: libraries appear (one per zone, in the private database), assets gain the fields
+/// the prototype did not keep (filled with neutral values; the next refresh rewrites them since
+/// `content_hash` 0 never matches), versions get row keys.
+fn migrate_v0_to_v1(tx: &Transaction<'_>) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    tx.execute_batch(
+        "ALTER TABLE assets RENAME TO v0_assets;
+         ALTER TABLE versions RENAME TO v0_versions;",
+    )
+    .map_err(sql)?;
+    tx.execute_batch(V1_SCHEMA).map_err(sql)?;
+
+    // Refuse data the new schema cannot represent rather than inventing it.
+    let mut bad_kind = tx.prepare("SELECT kind FROM v0_versions").map_err(sql)?;
+    let kinds = bad_kind
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sql)?;
+    for kind in kinds {
+        let kind = kind.map_err(sql)?;
+        if crate::model::VersionKind::parse(&kind).is_none() {
+            return Err(format!("v0 version kind {kind:?} is unknown"));
+        }
+    }
+    drop(bad_kind);
+
+    tx.execute_batch(
+        r#"
+        INSERT INTO libraries (database, zone)
+            SELECT DISTINCT 'private', zone FROM v0_assets ORDER BY zone;
+        INSERT INTO assets (library_id, record_id, asset_record, filename, kind,
+                            asset_date_ms, added_date_ms, favorite, hidden, deleted,
+                            subtype, subtype_v2, live, content_hash)
+            SELECT l.library_id, a.id, a.id, a.filename,
+                   CASE
+                     WHEN EXISTS (SELECT 1 FROM v0_versions v WHERE v.asset_id = a.id
+                                  AND v.kind = 'original'
+                                  AND v.file_type = 'com.apple.quicktime-movie') THEN 'movie'
+                     ELSE 'image'
+                   END,
+                   a.asset_date_ms, a.added_date_ms, a.favorite, a.hidden, a.deleted, 0, 0, 0, 0
+            FROM v0_assets a JOIN libraries l ON l.zone = a.zone
+            ORDER BY a.added_date_ms, a.id;
+        INSERT INTO versions (asset_key, kind, size, file_type, checksum)
+            SELECT n.asset_key, v.kind, v.size, v.file_type, v.checksum
+            FROM v0_versions v JOIN assets n ON n.record_id = v.asset_id
+            ORDER BY n.asset_key, v.kind;
+        UPDATE assets SET live = 1
+            WHERE kind <> 'movie' AND EXISTS (
+                SELECT 1 FROM versions v WHERE v.asset_key = assets.asset_key
+                AND v.kind IN ('live_original', 'live_medium', 'live_thumb', 'live_adjusted'));
+        DROP TABLE v0_versions;
+        DROP TABLE v0_assets;
+        "#,
+    )
+    .map_err(sql)?;
+
+    let orphans: i64 = tx
+        .query_row(
+            "SELECT count(*) FROM versions v LEFT JOIN assets a USING (asset_key)
+             WHERE a.asset_key IS NULL",
+            params![],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    if orphans != 0 {
+        return Err(format!("{orphans} migrated versions lost their asset"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_form_a_chain_up_to_the_current_version() {
+        let mut version = 0;
+        for m in MIGRATIONS {
+            assert_eq!((m.from, m.to), (version, version + 1));
+            version = m.to;
+        }
+        assert_eq!(version, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn the_current_schema_is_created_and_stamped() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        create_current(&tx).unwrap();
+        tx.commit().unwrap();
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!((app, version), (APPLICATION_ID, CURRENT_VERSION));
+    }
+}

@@ -1,0 +1,201 @@
+//! Flags shared by `sync` and `mount`: what to select, which versions, how to lay files out.
+//! Names follow the Python icloudpd where it has the flag, so its users' habits carry over.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Which assets to take.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Selection")]
+pub struct SelectionArgs {
+    /// Library to use: a zone name (PrimarySync, SharedSync-...), "primary", "shared" or "all".
+    #[arg(long, value_name = "NAME", default_value = "primary")]
+    pub library: String,
+    /// Album or smart folder to take (repeatable); "all" for every album; "!NAME" excludes one.
+    #[arg(short = 'a', long = "album", value_name = "NAME")]
+    pub albums: Vec<String>,
+    /// Skip videos.
+    #[arg(long)]
+    pub skip_videos: bool,
+    /// Skip photos (still images).
+    #[arg(long)]
+    pub skip_photos: bool,
+    /// Skip the video part of live photos.
+    #[arg(long)]
+    pub skip_live_photos: bool,
+    /// Skip assets created before DATE (YYYY-MM-DD, an RFC 3339 time, or Nd for N days ago).
+    #[arg(long, value_name = "DATE")]
+    pub skip_created_before: Option<String>,
+    /// Skip assets created after DATE (YYYY-MM-DD, an RFC 3339 time, or Nd for N days ago).
+    #[arg(long, value_name = "DATE")]
+    pub skip_created_after: Option<String>,
+    /// Only the N most recent assets.
+    #[arg(long, value_name = "N")]
+    pub recent: Option<usize>,
+    /// Stop after N consecutive assets that are already downloaded.
+    #[arg(long, value_name = "N")]
+    pub until_found: Option<usize>,
+    /// Skip files whose name matches GLOB (repeatable), e.g. "*.AAE".
+    #[arg(long, value_name = "GLOB")]
+    pub filename_exclude: Vec<String>,
+}
+
+/// Sizes of a version (`--size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SizeArg {
+    Original,
+    Medium,
+    Thumb,
+    Adjusted,
+    Alternative,
+}
+
+/// Sizes of the motion part of live photos (`--live-photo-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LiveSizeArg {
+    Original,
+    Medium,
+    Thumb,
+}
+
+/// `--live-photo-mov-filename-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MovPolicyArg {
+    /// `IMG_1234.HEIC` -> `IMG_1234_HEVC.MOV`.
+    Suffix,
+    /// `IMG_1234.HEIC` -> `IMG_1234.MOV`.
+    Original,
+}
+
+/// `--align-raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlignRawArg {
+    #[value(name = "as-is")]
+    AsIs,
+    Original,
+    Alternative,
+}
+
+/// `--file-match-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileMatchArg {
+    /// Same name and size = same file; a different size gets `-<size>` before the extension.
+    #[value(name = "name-size-dedup-with-suffix")]
+    NameSizeDedupWithSuffix,
+    /// Every name carries the first 7 characters of the asset id.
+    #[value(name = "name-id7")]
+    NameId7,
+}
+
+/// Which versions of each asset, and how files are named and placed.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Versions and layout")]
+pub struct LayoutArgs {
+    /// Version to download (repeatable).
+    #[arg(long = "size", value_enum, value_name = "SIZE")]
+    pub sizes: Vec<SizeArg>,
+    /// Only the requested sizes: no fallback to the original when a size is missing.
+    #[arg(long)]
+    pub force_size: bool,
+    /// Size of the video part of live photos.
+    #[arg(long, value_enum, default_value = "original")]
+    pub live_photo_size: LiveSizeArg,
+    /// How the video of a live photo is named.
+    #[arg(long, value_enum, default_value = "suffix")]
+    pub live_photo_mov_filename_policy: MovPolicyArg,
+    /// Which of a RAW+JPEG pair counts as the original.
+    #[arg(long, value_enum, default_value = "as-is")]
+    pub align_raw: AlignRawArg,
+    /// Folder template: "{:%Y/%m/%d}" (default), any strftime form, or "none".
+    #[arg(long, value_name = "TEMPLATE", default_value = "{:%Y/%m/%d}")]
+    pub folder_structure: String,
+    /// How name collisions are resolved.
+    #[arg(long, value_enum, default_value = "name-size-dedup-with-suffix")]
+    pub file_match_policy: FileMatchArg,
+    /// Keep non-ASCII characters in file names.
+    #[arg(long)]
+    pub keep_unicode_in_filenames: bool,
+}
+
+/// Metadata written with files, and deletions.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Metadata and deletion")]
+pub struct MetadataArgs {
+    /// Write the asset date into JPEG/HEIC files that have none (EXIF DateTimeOriginal).
+    #[arg(long)]
+    pub set_exif_datetime: bool,
+    /// Write an XMP sidecar beside each file (merged with an existing one).
+    #[arg(long)]
+    pub xmp_sidecar: bool,
+}
+
+/// Options of `mount` only.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Mount")]
+pub struct MountOnlyArgs {
+    /// Where to mount the library (an empty directory).
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// Let other users (and root) see the mount; needs user_allow_other in /etc/fuse.conf.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Where read bytes are cached (default: a cache folder in the data dir).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Upper bound of the byte cache, in bytes (suffixes K, M, G, T accepted).
+    #[arg(long, value_name = "BYTES", default_value = "10G")]
+    pub cache_size: String,
+    /// Download everything in the background into DIR (same layout as `sync -d DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Option<PathBuf>,
+    /// Seconds between catalog refreshes (new and deleted photos appear).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub poll_interval: u64,
+}
+
+/// Parse a byte count with an optional K/M/G/T suffix (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'B' => 1,
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
+                    ));
+                }
+            };
+            (&t[..t.len() - 1], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 500M, 10G, 1073741824)"))?;
+    if !(n >= 0.0 && n.is_finite()) {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("10Q").is_err());
+        assert!(parse_bytes("-1").is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! `refresh`, `list albums`, `list libraries` and `status`: the catalog commands. Only
+//! `refresh` uses the network.
+
+use std::io::IsTerminal;
+
+use super::context::{self, AccountContext, CommandError};
+use super::exit;
+use super::global::GlobalArgs;
+use crate::refresh::{self, LibrarySelector, NoSink, RefreshMode, RefreshOptions};
+
+/// Arguments of `refresh`.
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Library: "primary" (default), "shared", "all", or a zone name.
+    #[arg(long, value_name = "NAME", default_value = "primary")]
+    pub library: String,
+    /// List everything again instead of following the change feed.
+    #[arg(long)]
+    pub full: bool,
+    /// Forget the stored sync tokens first.
+    #[arg(long)]
+    pub reset_sync_token: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `list` shows.
+#[derive(Debug, clap::Subcommand)]
+pub enum ListWhat {
+    /// Albums and folders of the catalog (run `refresh` first).
+    Albums(ListArgs),
+    /// Libraries of the catalog (personal and shared).
+    Libraries(ListArgs),
+}
+
+/// Arguments of `list albums` / `list libraries`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Print the status document as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Download counts for this download folder only.
+    #[arg(short = 'd', long = "directory", value_name = "DIR")]
+    pub directory: Option<std::path::PathBuf>,
+}
+
+/// `refresh`.
+pub fn refresh_cmd(args: RefreshArgs) -> i32 {
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    match run_refresh(&ctx, &args) {
+        Ok(()) => exit::OK,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+fn run_refresh(ctx: &AccountContext, args: &RefreshArgs) -> Result<(), CommandError> {
+    let rt = context::runtime()?;
+    let mut catalog = ctx.open_catalog()?;
+    let options = RefreshOptions {
+        libraries: LibrarySelector::parse(&args.library),
+        full: args.full,
+        reset_sync_token: args.reset_sync_token,
+        progress: true,
+    };
+    let report = rt.block_on(async {
+        let session = ctx.session().await?;
+        Ok::<_, CommandError>(
+            refresh::refresh(&session, &mut catalog, &options, &mut NoSink).await?,
+        )
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return Ok(());
+    }
+    for lib in &report.libraries {
+        let how = match &lib.mode {
+            RefreshMode::Full { reason } => format!("listed in full ({reason})"),
+            RefreshMode::Incremental => "changes applied".to_string(),
+            RefreshMode::Unchanged => "unchanged".to_string(),
+        };
+        println!(
+            "{}: {how}: {} seen, {} added, {} changed, {} removed, {} skipped, {} albums ({:.1}s)",
+            lib.library.zone,
+            lib.seen,
+            lib.added,
+            lib.changed,
+            lib.removed,
+            lib.skipped,
+            lib.albums,
+            lib.elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `list albums` / `list libraries`.
+pub fn list_cmd(what: ListWhat) -> i32 {
+    let (args, albums) = match &what {
+        ListWhat::Albums(a) => (a, true),
+        ListWhat::Libraries(a) => (a, false),
+    };
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    let result = (|| -> Result<(), CommandError> {
+        let catalog = ctx.open_catalog_read_only()?;
+        for lib in catalog.libraries()? {
+            if !albums {
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"zone": lib.library.zone, "database": lib.library.database,
+                            "last_refresh_ms": lib.last_refresh_ms})
+                    );
+                } else {
+                    println!("{}\t{}", lib.library.zone, lib.library.database);
+                }
+                continue;
+            }
+            for entry in catalog.albums(lib.id)? {
+                let path = entry.path.join("/");
+                if args.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": entry.album.id, "name": entry.album.name, "path": path,
+                            "folder": entry.album.is_folder, "assets": entry.visible_members,
+                            "library": lib.library.zone})
+                    );
+                } else if entry.album.is_folder {
+                    println!("{path}/");
+                } else {
+                    println!("{path}\t{}", entry.visible_members);
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+/// `status`.
+pub fn status_cmd(args: StatusArgs) -> i32 {
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    let result = (|| -> Result<(), CommandError> {
+        let catalog = ctx.open_catalog_read_only()?;
+        let root = match &args.directory {
+            Some(d) => Some(catalog.root_id(d)?.ok_or_else(|| {
+                CommandError::failure(format!(
+                    "{} is not a download folder of this catalog",
+                    d.display()
+                ))
+            })?),
+            None => None,
+        };
+        let status = catalog.status(root)?;
+        let session = crate::auth::read_summary(&ctx.global.data_dir()?, &ctx.auth.username)?;
+        if args.json {
+            let mut doc = serde_json::to_value(&status).unwrap_or_default();
+            doc["session"] = serde_json::to_value(&session).unwrap_or_default();
+            println!("{doc}");
+            return Ok(());
+        }
+        print_status(&status, session.as_ref());
+        Ok(())
+    })();
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::SessionSummary>) {
+    let doc = serde_json::to_value(status).unwrap_or_default();
+    let n = |k: &str| doc.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    println!("Catalog: {}", status.catalog.display());
+    println!(
+        "Assets: {}  versions: {}  albums: {}",
+        n("assets"),
+        n("versions"),
+        n("albums")
+    );
+    println!(
+        "Downloaded: {}  pending: {}  failed: {}",
+        n("downloaded"),
+        n("pending"),
+        n("failed")
+    );
+    if let Some(last) = doc.get("last_refresh").filter(|v| !v.is_null()) {
+        println!("Last refresh: {last}");
+    }
+    match session {
+        Some(s) => {
+            let state = if s.code_pending {
+                "waiting for the two-factor code (run `icloudpd-rs login --submit-code CODE`)"
+            } else if s.signed_in {
+                "signed in"
+            } else {
+                "signed out (the next run signs in again)"
+            };
+            println!("Session: {} {state}", s.username);
+            match (s.trusted, s.trust_expires_estimate) {
+                (true, Some(expiry)) => println!(
+                    "Two-factor trust: established {}, expected to expire around {}",
+                    s.trust_established_at
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default(),
+                    expiry.format("%Y-%m-%d")
+                ),
+                (true, None) => println!("Two-factor trust: yes"),
+                (false, _) => {
+                    println!("Two-factor trust: none (a code may be asked at the next sign-in)")
+                }
+            }
+        }
+        None => println!("Session: not signed in (run `icloudpd-rs login`)"),
+    }
+    if std::io::stdout().is_terminal() && n("failed") > 0 {
+        println!("Run `icloudpd-rs status --failed` to see what failed.");
+    }
+}

@@ -1,0 +1,221 @@
+//! The TOML config file (`--config FILE`): the same keys as the flags, with the precedence
+//! flag > environment > file > default.
+//!
+//! The file is turned into extra command-line arguments, inserted before the user's own, for
+//! every key that was not already given on the command line or through the environment. Parsing
+//! then happens once more, so a config value gets exactly the validation a flag gets.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::parser::ValueSource;
+
+/// Name of the flag that points at the config file.
+const CONFIG_ARG: &str = "config";
+
+/// Return `argv` with the config file's settings inserted, or an error naming the problem.
+/// Without `--config`, `argv` comes back unchanged.
+pub fn merge_config_file(
+    cmd: &clap::Command,
+    argv: Vec<OsString>,
+) -> Result<Vec<OsString>, String> {
+    let Ok(matches) = cmd.clone().try_get_matches_from(&argv) else {
+        // Let the real parse report the error.
+        return Ok(argv);
+    };
+    // The matches and command that hold the arguments (the subcommand's, if one was used).
+    let (sub_name, sub_matches, sub_cmd) = match matches.subcommand() {
+        Some((name, m)) => match cmd.find_subcommand(name) {
+            Some(c) => (Some(name.to_string()), m.clone(), c.clone()),
+            None => return Ok(argv),
+        },
+        None => (None, matches.clone(), cmd.clone()),
+    };
+    if !sub_cmd.get_arguments().any(|a| a.get_id() == CONFIG_ARG) {
+        return Ok(argv);
+    }
+    let Some(path) = sub_matches.get_one::<std::path::PathBuf>(CONFIG_ARG) else {
+        return Ok(argv);
+    };
+    let extra = config_args(&sub_cmd, &sub_matches, path)?;
+    if extra.is_empty() {
+        return Ok(argv);
+    }
+    let insert_at = match &sub_name {
+        Some(name) => match argv.iter().position(|a| a.to_str() == Some(name.as_str())) {
+            Some(i) => i + 1,
+            None => return Ok(argv),
+        },
+        None => 1,
+    };
+    let mut out = argv[..insert_at].to_vec();
+    out.extend(extra);
+    out.extend_from_slice(&argv[insert_at..]);
+    Ok(out)
+}
+
+/// Arguments for the keys of the config file at `path` that the user did not set otherwise.
+fn config_args(
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+    path: &Path,
+) -> Result<Vec<OsString>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let wanted = key.replace('_', "-");
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(wanted.as_str()))
+            .ok_or_else(|| format!("config file {}: unknown key {key:?}", path.display()))?;
+        if arg.get_id() == CONFIG_ARG || arg.is_positional() {
+            return Err(format!(
+                "config file {}: key {key:?} cannot be set in a config file",
+                path.display()
+            ));
+        }
+        let id = arg.get_id().as_str();
+        if matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let flag = format!("--{wanted}");
+        let takes_value = arg.get_action().takes_values();
+        let mut push_value = |v: &toml::Value| -> Result<(), String> {
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "config file {}: key {key:?} has an unsupported value {other}",
+                        path.display()
+                    ));
+                }
+            };
+            out.push(OsString::from(format!("{flag}={text}")));
+            Ok(())
+        };
+        match (takes_value, value) {
+            (false, toml::Value::Boolean(true)) => out.push(OsString::from(flag.clone())),
+            (false, toml::Value::Boolean(false)) => {}
+            (false, other) => {
+                return Err(format!(
+                    "config file {}: key {key:?} is a switch and takes true or false, not {other}",
+                    path.display()
+                ));
+            }
+            (true, toml::Value::Array(items)) => {
+                for item in items {
+                    push_value(item)?;
+                }
+            }
+            (true, v) => push_value(v)?,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Arg, ArgAction, Command};
+
+    fn cmd() -> Command {
+        Command::new("t").subcommand(
+            Command::new("sync")
+                .arg(
+                    Arg::new("config")
+                        .long("config")
+                        .value_parser(clap::value_parser!(std::path::PathBuf)),
+                )
+                .arg(Arg::new("directory").long("directory"))
+                .arg(
+                    Arg::new("threads_num")
+                        .long("threads-num")
+                        .env("T_THREADS")
+                        .default_value("4"),
+                )
+                .arg(Arg::new("album").long("album").action(ArgAction::Append))
+                .arg(
+                    Arg::new("skip_videos")
+                        .long("skip-videos")
+                        .action(ArgAction::SetTrue),
+                )
+                // Only the environment test sets this variable (tests share the process).
+                .arg(
+                    Arg::new("workers")
+                        .long("workers")
+                        .env("ICLOUDPD_RS_TEST_CONFIG_WORKERS"),
+                ),
+        )
+    }
+
+    fn run(config: &str, argv: &[&str]) -> Result<clap::ArgMatches, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut full: Vec<OsString> = vec![
+            "t".into(),
+            "sync".into(),
+            format!("--config={}", path.display()).into(),
+        ];
+        full.extend(argv.iter().map(OsString::from));
+        let merged = merge_config_file(&cmd(), full)?;
+        let m = cmd()
+            .try_get_matches_from(merged)
+            .map_err(|e| e.to_string())?;
+        Ok(m.subcommand_matches("sync").unwrap().clone())
+    }
+
+    #[test]
+    fn file_fills_what_flags_do_not_set() {
+        let m = run(
+            "directory = \"/p\"\nthreads_num = 8\nalbum = [\"A\", \"B\"]\nskip-videos = true\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(m.get_one::<String>("directory").unwrap(), "/p");
+        assert_eq!(m.get_one::<String>("threads_num").unwrap(), "8");
+        let albums: Vec<_> = m.get_many::<String>("album").unwrap().collect();
+        assert_eq!(albums, ["A", "B"]);
+        assert!(m.get_flag("skip_videos"));
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let m = run(
+            "directory = \"/p\"\nalbum = [\"A\"]\n",
+            &["--directory", "/q", "--album", "Z"],
+        )
+        .unwrap();
+        assert_eq!(m.get_one::<String>("directory").unwrap(), "/q");
+        let albums: Vec<_> = m.get_many::<String>("album").unwrap().collect();
+        assert_eq!(albums, ["Z"]);
+    }
+
+    #[test]
+    fn environment_beats_the_file() {
+        // SAFETY: the variable is used by this test only.
+        unsafe { std::env::set_var("ICLOUDPD_RS_TEST_CONFIG_WORKERS", "16") };
+        let m = run("workers = 8\n", &[]).unwrap();
+        assert_eq!(m.get_one::<String>("workers").unwrap(), "16");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = run("no_such_key = 1\n", &[]).unwrap_err();
+        assert!(e.contains("unknown key \"no_such_key\""), "{e}");
+        let e = run("skip_videos = \"yes\"\n", &[]).unwrap_err();
+        assert!(e.contains("switch"), "{e}");
+        let e = run("directory = [\n", &[]).unwrap_err();
+        assert!(e.contains("not valid TOML"), "{e}");
+    }
+}

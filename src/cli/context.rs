@@ -1,0 +1,154 @@
+//! What every account command needs: the account's directory, its catalog, a signed-in session,
+//! an async runtime, and errors turned into messages and exit codes.
+
+use std::path::PathBuf;
+
+use super::exit;
+use super::global::GlobalArgs;
+use crate::auth::session_store::AccountStore;
+use crate::auth::{AccountSession, AuthError, AuthOptions, Authenticator};
+use crate::catalog::{Catalog, CatalogError};
+
+/// File name of the catalog inside the account directory.
+pub const CATALOG_FILE: &str = "catalog.sqlite";
+
+/// An error of a command, with the exit code it maps to.
+#[derive(Debug)]
+pub struct CommandError {
+    pub message: String,
+    pub code: i32,
+}
+
+impl CommandError {
+    /// A failure (exit code 1).
+    pub fn failure(message: impl Into<String>) -> Self {
+        CommandError {
+            message: message.into(),
+            code: exit::FAILURE,
+        }
+    }
+}
+
+impl From<AuthError> for CommandError {
+    fn from(e: AuthError) -> Self {
+        let code = if e.is_authentication_problem() {
+            exit::AUTH
+        } else {
+            exit::FAILURE
+        };
+        CommandError {
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
+impl From<CatalogError> for CommandError {
+    fn from(e: CatalogError) -> Self {
+        CommandError::failure(e.to_string())
+    }
+}
+
+impl From<crate::refresh::RefreshError> for CommandError {
+    fn from(e: crate::refresh::RefreshError) -> Self {
+        let code = if e.is_authentication_problem() {
+            exit::AUTH
+        } else {
+            exit::FAILURE
+        };
+        CommandError {
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
+/// One account's files and sign-in options.
+pub struct AccountContext {
+    pub global: GlobalArgs,
+    pub auth: AuthOptions,
+    /// `<data dir>/<sanitised Apple ID>`: session, cookies, catalog.
+    pub dir: PathBuf,
+}
+
+impl AccountContext {
+    /// Resolve the account from the global options (username, data dir, endpoint).
+    pub fn new(global: &GlobalArgs) -> Result<Self, CommandError> {
+        let auth = global.auth_options()?;
+        let dir = AccountStore::new(&global.data_dir()?, global.username()?)
+            .dir()
+            .to_path_buf();
+        Ok(AccountContext {
+            global: global.clone(),
+            auth,
+            dir,
+        })
+    }
+
+    /// The catalog's path.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.dir.join(CATALOG_FILE)
+    }
+
+    /// Open the catalog as its writer, creating the account directory (0700) if needed.
+    pub fn open_catalog(&self) -> Result<Catalog, CommandError> {
+        create_private_dir(&self.dir)?;
+        Ok(Catalog::open(self.catalog_path())?)
+    }
+
+    /// Open an existing catalog for reading; a clear error when there is none yet.
+    pub fn open_catalog_read_only(&self) -> Result<Catalog, CommandError> {
+        let path = self.catalog_path();
+        if !path.exists() {
+            return Err(CommandError::failure(format!(
+                "no catalog yet for {} (run `icloudpd-rs refresh` or `icloudpd-rs sync` first)",
+                self.auth.username
+            )));
+        }
+        Ok(Catalog::open_read_only(path)?)
+    }
+
+    /// Sign in without prompting (saved session, or the configured password).
+    pub async fn session(&self) -> Result<AccountSession, CommandError> {
+        Ok(Authenticator::resume(self.auth.clone()).await?)
+    }
+
+    /// Redact the password from a message.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.global.password {
+            Some(p) => p.redact(text),
+            None => text.to_string(),
+        }
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700 for the last component.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), CommandError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CommandError::failure(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// A multi-threaded runtime for a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::failure(format!("cannot start the async runtime: {e}")))
+}
+
+/// Print an error (redacted) and return its exit code.
+pub fn report(ctx: Option<&AccountContext>, e: CommandError) -> i32 {
+    let text = match ctx {
+        Some(ctx) => ctx.redact(&e.message),
+        None => e.message,
+    };
+    eprintln!("icloudpd-rs: {text}");
+    e.code
+}

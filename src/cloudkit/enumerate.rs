@@ -1,0 +1,386 @@
+//! Streaming enumeration of one index: several rank ranges fetched in parallel, pages handed
+//! over through a bounded channel as they arrive, then tail probing past the counted end until a
+//! short page, so a count that grew during the walk loses nothing.
+//!
+//! Memory is flat in the library size: at most `channel_pages` parsed pages wait for the
+//! consumer, and only records whose partner is on another page are carried over.
+//!
+//! Ranges follow section 5.4 of the protocol notes: with count C and F fetchers, fetcher i covers
+//! ranks `[i·chunk, (i+1)·chunk)` with `chunk` a multiple of the page size, so fetchers start on
+//! page boundaries. A bounded fetcher walks its whole range even through empty pages (an empty
+//! page in the middle of an index does not end it); the last fetcher is open-ended and stops at
+//! the first short page at or past the counted end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::model::Library;
+
+use super::calls::{IndexCount, Page};
+use super::client::CloudKitClient;
+use super::error::CloudKitError;
+use super::pairing::CarryOver;
+use super::parse::Skipped;
+use super::requests::{self, Index, PAGE_ASSETS};
+
+/// Tuning of a walk.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Rank ranges fetched at the same time.
+    pub parallelism: usize,
+    /// Parsed pages that may wait for the consumer before fetchers pause.
+    pub channel_pages: usize,
+    /// Stop probing past the counted end after this many ranks (a server that never ends).
+    pub max_ranks: u64,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            parallelism: 6,
+            channel_pages: 12,
+            max_ranks: 50_000_000,
+        }
+    }
+}
+
+/// How far a walk has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkProgress {
+    /// The index's count before the walk, if the server gave one.
+    pub expected: Option<u64>,
+    /// Assets handed over so far.
+    pub assets_seen: u64,
+    /// Pages fetched so far.
+    pub pages: u64,
+}
+
+/// The result of a completed walk.
+#[derive(Debug)]
+pub struct WalkSummary {
+    pub index: Index,
+    pub expected: Option<u64>,
+    pub assets_seen: u64,
+    pub pages: u64,
+    /// Records still unpaired at the end (a master without its asset, or the reverse).
+    pub skipped: Vec<Skipped>,
+    /// The zone token to store once every page is committed: taken before the first page (from
+    /// the count), so changes made during the walk are replayed by the next incremental sync.
+    pub sync_token: Option<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    expected: Mutex<Option<u64>>,
+    assets: AtomicU64,
+    pages: AtomicU64,
+    /// Pages fetched but never handed over (the consumer stopped reading).
+    discarded: AtomicU64,
+}
+
+/// A walk in progress. Read pages with [`IndexWalk::next_page`], then call
+/// [`IndexWalk::finish`]: only an `Ok` summary means the listing is complete. Dropping the walk
+/// cancels it.
+pub struct IndexWalk {
+    pages: mpsc::Receiver<Page>,
+    counters: Arc<Counters>,
+    task: Option<JoinHandle<Result<WalkSummary, CloudKitError>>>,
+}
+
+impl IndexWalk {
+    /// The next page, in arrival order (not rank order); `None` when the walk has ended,
+    /// successfully or not.
+    pub async fn next_page(&mut self) -> Option<Page> {
+        self.pages.recv().await
+    }
+
+    /// Progress counters, for a progress bar.
+    pub fn progress(&self) -> WalkProgress {
+        WalkProgress {
+            expected: *self
+                .counters
+                .expected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            assets_seen: self.counters.assets.load(Ordering::Relaxed),
+            pages: self.counters.pages.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wait for the walk to end and return its outcome. Pages not yet read are discarded, and
+    /// then the walk is reported as incomplete (an error), never as a complete listing.
+    pub async fn finish(mut self) -> Result<WalkSummary, CloudKitError> {
+        self.pages.close();
+        while self.pages.recv().await.is_some() {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(task) = self.task.take() else {
+            return Err(CloudKitError::Protocol {
+                call: "index walk".into(),
+                detail: "finished twice".into(),
+            });
+        };
+        let summary = match task.await {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(CloudKitError::Protocol {
+                    call: "index walk".into(),
+                    detail: format!("walk task failed: {e}"),
+                });
+            }
+        };
+        let discarded = self.counters.discarded.load(Ordering::Relaxed);
+        if discarded > 0 {
+            return Err(CloudKitError::Protocol {
+                call: format!("walk of {}", summary.index.describe()),
+                detail: format!(
+                    "finished before every page was read ({discarded} page(s) discarded); the listing is incomplete"
+                ),
+            });
+        }
+        Ok(summary)
+    }
+}
+
+impl Drop for IndexWalk {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One rank range of a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RankRange {
+    pub start: u64,
+    /// The counted end of this range (exclusive).
+    pub end: u64,
+    /// Keep going past `end` until a short page.
+    pub open_ended: bool,
+}
+
+/// Split `[0, count)` into at most `parallelism` page-aligned ranges; the last is open-ended.
+pub(crate) fn rank_ranges(count: Option<u64>, parallelism: usize) -> Vec<RankRange> {
+    let c = count.unwrap_or(0);
+    if c == 0 {
+        return vec![RankRange {
+            start: 0,
+            end: 0,
+            open_ended: true,
+        }];
+    }
+    let pages = c.div_ceil(PAGE_ASSETS);
+    let fetchers = pages.min(parallelism.max(1) as u64);
+    let chunk = c.div_ceil(fetchers).div_ceil(PAGE_ASSETS) * PAGE_ASSETS;
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < c {
+        let end = (start + chunk).min(c);
+        ranges.push(RankRange {
+            start,
+            end,
+            open_ended: false,
+        });
+        start = end;
+    }
+    if let Some(last) = ranges.last_mut() {
+        last.open_ended = true;
+    }
+    ranges
+}
+
+impl CloudKitClient {
+    /// Start walking one index of a library. Must be called inside a tokio runtime.
+    pub fn walk(&self, library: &Library, index: Index, options: WalkOptions) -> IndexWalk {
+        let (tx, rx) = mpsc::channel(options.channel_pages.max(1));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run_walk(
+            self.clone(),
+            library.clone(),
+            index,
+            options,
+            tx,
+            counters.clone(),
+        ));
+        IndexWalk {
+            pages: rx,
+            counters,
+            task: Some(task),
+        }
+    }
+}
+
+async fn run_walk(
+    client: CloudKitClient,
+    library: Library,
+    index: Index,
+    options: WalkOptions,
+    tx: mpsc::Sender<Page>,
+    counters: Arc<Counters>,
+) -> Result<WalkSummary, CloudKitError> {
+    // The count only splits the work; without one the walk probes until a short page.
+    let counted = match client.count(&library, &index).await {
+        Ok(c) => c,
+        Err(
+            e @ (CloudKitError::SessionExpired { .. }
+            | CloudKitError::WebAccessDisabled { .. }
+            | CloudKitError::ZoneNotFound { .. }),
+        ) => return Err(e),
+        Err(e) => {
+            tracing::warn!(index = %index.describe(), zone = %library.zone, error = %e, "no count; walking without one");
+            IndexCount {
+                index: index.clone(),
+                count: None,
+                sync_token: None,
+            }
+        }
+    };
+    *counters.expected.lock().unwrap_or_else(|e| e.into_inner()) = counted.count;
+    let first_token = Arc::new(Mutex::new(counted.sync_token.clone()));
+    let carry = Arc::new(Mutex::new(CarryOver::default()));
+    let keys: Arc<Vec<String>> = Arc::new(requests::asset_desired_keys());
+    let ranges = rank_ranges(counted.count, options.parallelism);
+    tracing::debug!(index = %index.describe(), zone = %library.zone, count = ?counted.count, ranges = ranges.len(), "walking index");
+
+    let mut fetchers = JoinSet::new();
+    for range in ranges {
+        let fetch = RangeFetch {
+            client: client.clone(),
+            library: library.clone(),
+            index: index.clone(),
+            keys: keys.clone(),
+            carry: carry.clone(),
+            tx: tx.clone(),
+            counters: counters.clone(),
+            first_token: first_token.clone(),
+            max_ranks: options.max_ranks,
+        };
+        fetchers.spawn(fetch.run(range));
+    }
+    drop(tx);
+    while let Some(joined) = fetchers.join_next().await {
+        let outcome = joined.unwrap_or_else(|e| {
+            Err(CloudKitError::Protocol {
+                call: format!("walk of {}", index.describe()),
+                detail: format!("fetcher task failed: {e}"),
+            })
+        });
+        if let Err(e) = outcome {
+            fetchers.abort_all();
+            return Err(e);
+        }
+    }
+    let skipped = match Arc::try_unwrap(carry) {
+        Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()).finish(),
+        Err(shared) => {
+            std::mem::take(&mut *shared.lock().unwrap_or_else(|e| e.into_inner())).finish()
+        }
+    };
+    let sync_token = first_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(WalkSummary {
+        index,
+        expected: counted.count,
+        assets_seen: counters.assets.load(Ordering::Relaxed),
+        pages: counters.pages.load(Ordering::Relaxed),
+        skipped,
+        sync_token,
+    })
+}
+
+/// Everything one fetcher needs.
+struct RangeFetch {
+    client: CloudKitClient,
+    library: Library,
+    index: Index,
+    keys: Arc<Vec<String>>,
+    carry: Arc<Mutex<CarryOver>>,
+    tx: mpsc::Sender<Page>,
+    counters: Arc<Counters>,
+    first_token: Arc<Mutex<Option<String>>>,
+    max_ranks: u64,
+}
+
+impl RangeFetch {
+    async fn run(self, range: RankRange) -> Result<(), CloudKitError> {
+        let mut rank = range.start;
+        loop {
+            if !range.open_ended && rank >= range.end {
+                return Ok(());
+            }
+            if rank >= self.max_ranks {
+                tracing::warn!(index = %self.index.describe(), rank, "index never ended; stopped probing");
+                return Ok(());
+            }
+            let page = self
+                .client
+                .query_page(
+                    &self.library,
+                    &self.index,
+                    rank,
+                    &self.keys,
+                    Some(&self.carry),
+                )
+                .await?;
+            let short = page.is_short();
+            if page.sync_token.is_some() {
+                let mut t = self.first_token.lock().unwrap_or_else(|e| e.into_inner());
+                if t.is_none() {
+                    *t = page.sync_token.clone();
+                }
+            }
+            self.counters.pages.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .assets
+                .fetch_add(page.assets.len() as u64, Ordering::Relaxed);
+            if self.tx.send(page).await.is_err() {
+                // The consumer went away: the walk ends incomplete.
+                self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if range.open_ended && short && rank + PAGE_ASSETS >= range.end {
+                return Ok(());
+            }
+            rank += PAGE_ASSETS;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_page_aligned_cover_the_count_and_end_open() {
+        let r = rank_ranges(Some(100_000), 8);
+        assert_eq!(r.len(), 8);
+        assert_eq!(r[0].start, 0);
+        assert!(r.iter().all(|x| x.start % PAGE_ASSETS == 0));
+        assert!(r.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(
+            r.last().map(|x| (x.end, x.open_ended)),
+            Some((100_000, true))
+        );
+        assert!(r[..7].iter().all(|x| !x.open_ended));
+
+        let small = rank_ranges(Some(150), 8);
+        assert_eq!(small.len(), 2);
+        assert_eq!((small[1].start, small[1].end), (100, 150));
+
+        let unknown = rank_ranges(None, 8);
+        assert_eq!(
+            unknown,
+            vec![RankRange {
+                start: 0,
+                end: 0,
+                open_ended: true
+            }]
+        );
+    }
+}

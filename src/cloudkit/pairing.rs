@@ -1,0 +1,260 @@
+//! Pairing CPLMaster and CPLAsset records by `masterRef`: within one answer, and across the
+//! pages of one walk through a shared carry-over of the records whose partner has not arrived.
+//! Every record that cannot become an asset is reported as a [`Skipped`] with the reason.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
+use super::records::Record;
+
+/// The assets of one answer (a listing page, a lookup), and what did not become an asset.
+#[derive(Debug, Default)]
+pub struct ParsedRecords {
+    pub assets: Vec<ListedAsset>,
+    pub skipped: Vec<Skipped>,
+    /// Records of types that carry no asset (e.g. `CPLContainerRelation` in album listings).
+    pub ignored: usize,
+}
+
+/// Unpaired records of one walk, waiting for their partner on a later page.
+#[derive(Default)]
+pub(crate) struct CarryOver {
+    /// Masters by recordName, with whether an asset already paired with it.
+    masters: HashMap<String, (Record, bool)>,
+    /// Assets waiting for their master, by master recordName.
+    assets: HashMap<String, Vec<Record>>,
+}
+
+impl CarryOver {
+    /// Report everything still unpaired at the end of the walk.
+    pub fn finish(self) -> Vec<Skipped> {
+        let mut out = Vec::new();
+        for (name, (_, used)) in self.masters {
+            if !used {
+                out.push(skip_entry(
+                    &name,
+                    "CPLMaster without its CPLAsset in this listing",
+                ));
+            }
+        }
+        for (master, assets) in self.assets {
+            for a in assets {
+                out.push(skip_entry(
+                    a.name(),
+                    format!("CPLAsset whose CPLMaster {master} never arrived in this listing"),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Pair and parse the records of one standalone answer (e.g. a recorded listing page): records
+/// whose partner is not in the answer are reported as skipped.
+pub fn parse_records(records: Vec<Record>, zone: &str) -> ParsedRecords {
+    pair_page(records, zone, None)
+}
+
+/// Pair the records of one page. Unpaired records go to `carry` (shared by the walk) when given,
+/// else they are reported as skipped at once.
+pub(crate) fn pair_page(
+    records: Vec<Record>,
+    zone: &str,
+    carry: Option<&Mutex<CarryOver>>,
+) -> ParsedRecords {
+    let mut page = ParsedRecords::default();
+    let mut masters: HashMap<String, (Record, bool)> = HashMap::new();
+    let mut master_order: Vec<String> = Vec::new();
+    let mut assets: Vec<Record> = Vec::new();
+    for r in records {
+        if let Some(code) = &r.server_error_code {
+            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
+            page.skipped.push(skip_entry(r.name(), reason));
+            continue;
+        }
+        if r.deleted {
+            page.skipped
+                .push(skip_entry(r.name(), "hard-deleted record inside a listing"));
+            continue;
+        }
+        match r.record_type.as_deref() {
+            Some("CPLMaster") if r.record_name.is_some() => {
+                let name = r.name().to_string();
+                if masters.insert(name.clone(), (r, false)).is_none() {
+                    master_order.push(name);
+                }
+            }
+            Some("CPLMaster") => page
+                .skipped
+                .push(skip_entry("", "CPLMaster without recordName")),
+            Some("CPLAsset") => {
+                if r.reference("masterRef").is_some() {
+                    assets.push(r);
+                } else {
+                    page.skipped
+                        .push(skip_entry(r.name(), "CPLAsset without masterRef"));
+                }
+            }
+            Some("CPLContainerRelation") => page.ignored += 1,
+            Some(other) => {
+                let reason = format!("unexpected record type {other} in an asset listing");
+                page.skipped.push(skip_entry(r.name(), reason));
+            }
+            None => page
+                .skipped
+                .push(skip_entry(r.name(), "record without recordType")),
+        }
+    }
+
+    let mut waiting_assets = Vec::new();
+    for a in assets {
+        let master_name = a.reference("masterRef").unwrap_or_default();
+        match masters.get_mut(master_name) {
+            Some((m, used)) => {
+                *used = true;
+                let built = build_asset(m, &a, zone, &mut page.skipped);
+                page.assets.push(built);
+            }
+            None => waiting_assets.push(a),
+        }
+    }
+    let waiting_masters: Vec<Record> = master_order
+        .into_iter()
+        .filter_map(|name| masters.remove(&name))
+        .filter(|(_, used)| !used)
+        .map(|(m, _)| m)
+        .collect();
+
+    if waiting_assets.is_empty() && waiting_masters.is_empty() {
+        return page;
+    }
+    let Some(carry) = carry else {
+        for a in waiting_assets {
+            let reason = format!(
+                "CPLAsset whose CPLMaster {} is not in the answer",
+                a.reference("masterRef").unwrap_or_default()
+            );
+            page.skipped.push(skip_entry(a.name(), reason));
+        }
+        for m in waiting_masters {
+            page.skipped.push(skip_entry(
+                m.name(),
+                "CPLMaster without its CPLAsset in the answer",
+            ));
+        }
+        return page;
+    };
+    let mut carry = carry.lock().unwrap_or_else(|e| e.into_inner());
+    for a in waiting_assets {
+        let master_name = a.reference("masterRef").unwrap_or_default().to_string();
+        match carry.masters.get_mut(&master_name) {
+            Some((m, used)) => {
+                *used = true;
+                let built = build_asset(m, &a, zone, &mut page.skipped);
+                page.assets.push(built);
+            }
+            None => carry.assets.entry(master_name).or_default().push(a),
+        }
+    }
+    for m in waiting_masters {
+        let name = m.name().to_string();
+        let used = match carry.assets.remove(&name) {
+            Some(waiting) => {
+                for a in waiting {
+                    let built = build_asset(&m, &a, zone, &mut page.skipped);
+                    page.assets.push(built);
+                }
+                true
+            }
+            None => false,
+        };
+        carry.masters.insert(name, (m, used));
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn record(v: Value) -> Record {
+        serde_json::from_value(v).expect("record")
+    }
+
+    fn res(size: u64) -> Value {
+        json!({"value": {"fileChecksum": "AQID", "size": size, "downloadURL": "https://cvws.icloud-content.com/B/x/${f}"}, "type": "ASSETID"})
+    }
+
+    fn master(name: &str, item_type: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": item_type, "type": "STRING"},
+                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+                "resOriginalRes": res(100), "resOriginalFileType": {"value": item_type, "type": "STRING"},
+                "resJPEGThumbRes": res(10), "resJPEGThumbFileType": {"value": "public.jpeg", "type": "STRING"},
+                "resVidMedRes": res(50), "resVidMedFileType": {"value": "com.apple.quicktime-movie", "type": "STRING"},
+            }}),
+        )
+    }
+
+    fn asset(name: &str, master: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLAsset", "recordChangeTag": "t1", "fields": {
+                "masterRef": {"value": {"recordName": master, "action": "DELETE_SELF"}, "type": "REFERENCE"},
+                "assetDate": {"value": 1000, "type": "TIMESTAMP"},
+                "isFavorite": {"value": 1, "type": "INT64"},
+            }}),
+        )
+    }
+
+    #[test]
+    fn pairs_split_across_pages_are_joined_and_leftovers_reported() {
+        let carry = Mutex::new(CarryOver::default());
+        let p1 = pair_page(
+            vec![master("M1", "public.jpeg"), asset("A2", "M2")],
+            "Z",
+            Some(&carry),
+        );
+        assert!(p1.assets.is_empty() && p1.skipped.is_empty());
+        let p2 = pair_page(
+            vec![
+                asset("A1", "M1"),
+                master("M2", "public.jpeg"),
+                master("M3", "public.jpeg"),
+            ],
+            "Z",
+            Some(&carry),
+        );
+        let ids: Vec<_> = p2.assets.iter().map(|a| a.asset.id.as_str()).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&"M1") && ids.contains(&"M2"));
+        let left = carry.into_inner().expect("lock").finish();
+        assert_eq!(
+            left,
+            vec![skip_entry(
+                "M3",
+                "CPLMaster without its CPLAsset in this listing"
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_records_become_explicit_skips() {
+        let no_ref = record(json!({"recordName": "A9", "recordType": "CPLAsset", "fields": {}}));
+        let err = record(
+            json!({"recordName": "X", "serverErrorCode": "ACCESS_DENIED", "reason": "revoked"}),
+        );
+        let other = record(json!({"recordName": "Y", "recordType": "CPLMemory", "fields": {}}));
+        let untyped = record(json!({"recordName": "Z", "fields": {}}));
+        let p = pair_page(
+            vec![no_ref, err, other, untyped, master("M", "public.jpeg")],
+            "Z",
+            None,
+        );
+        let names: Vec<_> = p.skipped.iter().map(|s| s.record_name.as_str()).collect();
+        assert_eq!(names, vec!["A9", "X", "Y", "Z", "M"]);
+        assert!(p.skipped[1].reason.contains("ACCESS_DENIED"));
+    }
+}

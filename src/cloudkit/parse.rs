@@ -1,0 +1,522 @@
+//! A CPLMaster + CPLAsset pair into `model::Asset` with its versions (section 6.1 of the
+//! protocol notes) and metadata. Pairing the two records is [`super::pairing`]'s job.
+//!
+//! Nothing is dropped silently: a record that cannot become an asset, or a rendition that cannot
+//! become a version, is reported as a [`Skipped`] with the reason.
+
+use crate::model::{Asset, ItemKind, ListedVersion, Location, Version, VersionKind};
+
+use super::plist::{self, Plist};
+use super::records::Record;
+
+/// An asset as listed: the catalog data plus the short-lived download URL of each version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedAsset {
+    /// The asset; `asset.versions` holds the same versions without URLs.
+    pub asset: Asset,
+    /// Every version with its download URL, in the order of `asset.versions`.
+    pub downloads: Vec<ListedVersion>,
+}
+
+impl ListedAsset {
+    /// The download URL of one version, if listed.
+    pub fn url(&self, kind: VersionKind) -> Option<&str> {
+        self.downloads
+            .iter()
+            .find(|d| d.version.kind == kind)
+            .map(|d| d.download_url.as_str())
+    }
+}
+
+/// A record (or one rendition of it) that did not become part of an asset, and why: the
+/// catalog stores these with the run.
+pub use crate::model::Skipped;
+
+/// A [`Skipped`] entry.
+pub(crate) fn skip_entry(record_name: &str, reason: impl Into<String>) -> Skipped {
+    Skipped {
+        record_name: record_name.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The versions of an image (or an asset of unknown kind): version kind and rendition prefix.
+const IMAGE_TABLE: [(VersionKind, &str); 9] = [
+    (VersionKind::Original, "resOriginal"),
+    (VersionKind::Alternative, "resOriginalAlt"),
+    (VersionKind::Medium, "resJPEGMed"),
+    (VersionKind::Thumb, "resJPEGThumb"),
+    (VersionKind::Adjusted, "resJPEGFull"),
+    (VersionKind::LiveOriginal, "resOriginalVidCompl"),
+    (VersionKind::LiveMedium, "resVidMed"),
+    (VersionKind::LiveThumb, "resVidSmall"),
+    (VersionKind::LiveAdjusted, "resVidFull"),
+];
+
+/// The versions of a movie.
+const MOVIE_TABLE: [(VersionKind, &str); 4] = [
+    (VersionKind::Original, "resOriginal"),
+    (VersionKind::Medium, "resVidMed"),
+    (VersionKind::Thumb, "resVidSmall"),
+    (VersionKind::Adjusted, "resVidFull"),
+];
+
+/// Image or movie from the master's `itemType` (section 4.3), with icloudpd's filename
+/// heuristic for UTIs outside the table.
+pub fn item_kind(item_type: Option<&str>, filename: Option<&str>) -> ItemKind {
+    let Some(uti) = item_type else {
+        return ItemKind::Unknown;
+    };
+    match uti {
+        "public.heic"
+        | "public.heif"
+        | "public.jpeg"
+        | "public.png"
+        | "org.webmproject.webp"
+        | "public.tiff"
+        | "com.compuserve.gif"
+        | "com.adobe.raw-image"
+        | "com.canon.cr2-raw-image"
+        | "com.canon.crw-raw-image"
+        | "com.canon.cr3-raw-image"
+        | "com.sony.arw-raw-image"
+        | "com.fuji.raw-image"
+        | "com.panasonic.rw2-raw-image"
+        | "com.nikon.nrw-raw-image"
+        | "com.nikon.raw-image"
+        | "com.pentax.raw-image"
+        | "com.olympus.raw-image"
+        | "com.olympus.or-raw-image" => ItemKind::Image,
+        "com.apple.quicktime-movie" | "public.mpeg-4" | "com.apple.m4v-video" => ItemKind::Movie,
+        _ => {
+            let ext = filename
+                .and_then(|f| f.rsplit_once('.'))
+                .map(|(_, e)| e.to_ascii_lowercase())
+                .unwrap_or_default();
+            if matches!(ext.as_str(), "heic" | "png" | "jpg" | "jpeg" | "webp") {
+                ItemKind::Image
+            } else {
+                ItemKind::Movie
+            }
+        }
+    }
+}
+
+/// Build the asset of a master/asset pair. Unusable renditions are reported in `skipped`.
+pub(crate) fn build_asset(
+    master: &Record,
+    asset: &Record,
+    zone: &str,
+    skipped: &mut Vec<Skipped>,
+) -> ListedAsset {
+    let id = master.name().to_string();
+    let (filename, filename_problem) = decode_filename(master);
+    let item_type = master.string("itemType").map(str::to_string);
+    let kind = item_kind(item_type.as_deref(), filename.as_deref());
+    let table: &[(VersionKind, &str)] = if kind == ItemKind::Movie {
+        &MOVIE_TABLE
+    } else {
+        &IMAGE_TABLE
+    };
+    let mut versions = Vec::with_capacity(table.len());
+    let mut downloads = Vec::with_capacity(table.len());
+    for &(version_kind, prefix) in table {
+        match rendition(master, asset, version_kind, prefix) {
+            Ok(Some(listed)) => {
+                versions.push(listed.version.clone());
+                downloads.push(listed);
+            }
+            Ok(None) => {}
+            Err(reason) => skipped.push(skip_entry(&id, reason)),
+        }
+    }
+    let text = |name: &str| match asset.text(name) {
+        Ok(t) => t.filter(|s| !s.is_empty()),
+        Err(e) => {
+            tracing::debug!(asset = %id, field = name, problem = %e, "undecodable text field ignored");
+            None
+        }
+    };
+    let asset_model = Asset {
+        id: id.clone(),
+        asset_record: asset.name().to_string(),
+        asset_change_tag: asset.change_tag.clone(),
+        zone: asset
+            .zone_name
+            .clone()
+            .or_else(|| master.zone_name.clone())
+            .unwrap_or_else(|| zone.to_string()),
+        filename,
+        filename_problem,
+        item_type,
+        kind,
+        asset_date_ms: asset.int("assetDate").unwrap_or(0),
+        added_date_ms: asset.int("addedDate").unwrap_or(0),
+        tz_offset_s: asset
+            .int("timeZoneOffset")
+            .and_then(|v| i32::try_from(v).ok()),
+        favorite: asset.flag("isFavorite"),
+        hidden: asset.flag("isHidden"),
+        deleted: asset.flag("isDeleted"),
+        date_expunged_ms: asset
+            .int("dateExpunged")
+            .or_else(|| master.int("dateExpunged")),
+        burst_id: asset.string("burstId").map(str::to_string),
+        subtype: asset.int("assetSubtype").unwrap_or(0),
+        subtype_v2: asset.int("assetSubtypeV2").unwrap_or(0),
+        orientation: asset
+            .int("orientation")
+            .or_else(|| master.int("originalOrientation"))
+            .and_then(|v| i32::try_from(v).ok()),
+        duration: asset.int("duration"),
+        adjustment_type: asset.string("adjustmentType").map(str::to_string),
+        caption: text("captionEnc"),
+        description: text("extendedDescEnc"),
+        keywords: keywords(asset, &id),
+        location: location(asset, &id),
+        versions,
+    };
+    ListedAsset {
+        asset: asset_model,
+        downloads,
+    }
+}
+
+/// `filenameEnc` decoded, or why there is no usable name.
+fn decode_filename(master: &Record) -> (Option<String>, Option<String>) {
+    if !master.has("filenameEnc") {
+        return (None, Some("no filenameEnc on the CPLMaster".into()));
+    }
+    let declared = master.field_type("filenameEnc");
+    match master.text("filenameEnc") {
+        Ok(Some(name)) if name.is_empty() => (None, Some("filenameEnc is empty".into())),
+        Ok(Some(name)) => {
+            let note = match declared {
+                None | Some("STRING") | Some("ENCRYPTED_BYTES") => None,
+                Some(other) => Some(format!("filenameEnc has type {other}; decoded as base64")),
+            };
+            (Some(name), note)
+        }
+        Ok(None) => (None, Some("no filenameEnc on the CPLMaster".into())),
+        Err(e) => (None, Some(format!("filenameEnc undecodable: {e}"))),
+    }
+}
+
+/// One version from the asset's rendition if it has one, else the master's.
+/// `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot be used.
+fn rendition(
+    master: &Record,
+    asset: &Record,
+    kind: VersionKind,
+    prefix: &str,
+) -> Result<Option<ListedVersion>, String> {
+    let res_field = format!("{prefix}Res");
+    let source = if asset.has(&res_field) {
+        asset
+    } else if master.has(&res_field) {
+        master
+    } else {
+        return Ok(None);
+    };
+    let what = || {
+        format!(
+            "{} version ({res_field} on {})",
+            kind.as_str(),
+            source.kind()
+        )
+    };
+    let Some(res) = source.resource(&res_field) else {
+        return Err(format!("{}: not a resource dictionary", what()));
+    };
+    let url = res
+        .download_url
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: no downloadURL", what()))?;
+    let size = res
+        .size
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| format!("{}: no valid size", what()))?;
+    let checksum = res
+        .file_checksum
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: no fileChecksum", what()))?;
+    let file_type = source
+        .string(&format!("{prefix}FileType"))
+        .ok_or_else(|| format!("{}: no {prefix}FileType", what()))?;
+    let dim = |suffix: &str| {
+        source
+            .int(&format!("{prefix}{suffix}"))
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    Ok(Some(ListedVersion {
+        version: Version {
+            kind,
+            size,
+            file_type: file_type.to_string(),
+            checksum: checksum.to_string(),
+            width: dim("Width"),
+            height: dim("Height"),
+        },
+        download_url: url.to_string(),
+    }))
+}
+
+fn keywords(asset: &Record, id: &str) -> Vec<String> {
+    let bytes = match asset.bytes("keywordsEnc") {
+        Ok(Some(b)) => b,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::debug!(asset = %id, problem = %e, "keywordsEnc ignored");
+            return Vec::new();
+        }
+    };
+    match plist::parse(&bytes) {
+        Ok(Plist::Array(items)) => items
+            .into_iter()
+            .filter_map(|p| match p {
+                Plist::String(s) if !s.is_empty() => Some(s),
+                _ => None,
+            })
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            tracing::debug!(asset = %id, problem = %e, "keywordsEnc ignored");
+            Vec::new()
+        }
+    }
+}
+
+fn location(asset: &Record, id: &str) -> Option<Location> {
+    let from_plist = match asset.bytes("locationEnc") {
+        Ok(Some(b)) => match plist::parse(&b) {
+            Ok(Plist::Dict(d)) => {
+                let get = |k: &str| d.get(k).and_then(Plist::as_f64).filter(|f| f.is_finite());
+                match (get("lat"), get("lon").or_else(|| get("lng"))) {
+                    (Some(latitude), Some(longitude)) => Some(Location {
+                        latitude,
+                        longitude,
+                        altitude: get("alt"),
+                    }),
+                    _ => None,
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(asset = %id, problem = %e, "locationEnc ignored");
+                None
+            }
+        },
+        _ => None,
+    };
+    from_plist
+        .or_else(|| {
+            Some(Location {
+                latitude: asset.double("locationLatitude")?,
+                longitude: asset.double("locationLongitude")?,
+                altitude: None,
+            })
+        })
+        .filter(|l| (-90.0..=90.0).contains(&l.latitude) && (-180.0..=180.0).contains(&l.longitude))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn record(v: Value) -> Record {
+        serde_json::from_value(v).expect("record")
+    }
+
+    fn res(size: u64) -> Value {
+        json!({"value": {"fileChecksum": "AQID", "size": size, "downloadURL": "https://cvws.icloud-content.com/B/x/${f}"}, "type": "ASSETID"})
+    }
+
+    fn master(name: &str, item_type: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": item_type, "type": "STRING"},
+                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+                "resOriginalRes": res(100), "resOriginalFileType": {"value": item_type, "type": "STRING"},
+                "resJPEGThumbRes": res(10), "resJPEGThumbFileType": {"value": "public.jpeg", "type": "STRING"},
+                "resVidMedRes": res(50), "resVidMedFileType": {"value": "com.apple.quicktime-movie", "type": "STRING"},
+            }}),
+        )
+    }
+
+    fn asset(name: &str, master: &str) -> Record {
+        record(
+            json!({"recordName": name, "recordType": "CPLAsset", "recordChangeTag": "t1", "fields": {
+                "masterRef": {"value": {"recordName": master, "action": "DELETE_SELF"}, "type": "REFERENCE"},
+                "assetDate": {"value": 1000, "type": "TIMESTAMP"},
+                "isFavorite": {"value": 1, "type": "INT64"},
+            }}),
+        )
+    }
+
+    #[test]
+    fn image_table_vs_movie_table() {
+        let mut skipped = Vec::new();
+        let img = build_asset(
+            &master("M", "public.jpeg"),
+            &asset("A", "M"),
+            "PrimarySync",
+            &mut skipped,
+        );
+        let kinds: Vec<_> = img.asset.versions.iter().map(|v| v.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                VersionKind::Original,
+                VersionKind::Thumb,
+                VersionKind::LiveMedium
+            ]
+        );
+        let mov = build_asset(
+            &master("M", "com.apple.quicktime-movie"),
+            &asset("A", "M"),
+            "PrimarySync",
+            &mut skipped,
+        );
+        let kinds: Vec<_> = mov.asset.versions.iter().map(|v| v.kind).collect();
+        // The JPEG thumb of a movie is its poster frame, not a version; VidMed is the medium.
+        assert_eq!(kinds, vec![VersionKind::Original, VersionKind::Medium]);
+        assert!(skipped.is_empty());
+        assert!(img.asset.favorite && !img.asset.deleted);
+        assert_eq!(img.asset.filename.as_deref(), Some("IMG_7409.JPG"));
+        assert_eq!(
+            img.url(VersionKind::Original),
+            Some("https://cvws.icloud-content.com/B/x/${f}")
+        );
+    }
+
+    #[test]
+    fn unknown_item_type_follows_the_filename_heuristic() {
+        assert_eq!(
+            item_kind(Some("public.weird"), Some("a.JPG")),
+            ItemKind::Image
+        );
+        assert_eq!(
+            item_kind(Some("public.weird"), Some("a.avi")),
+            ItemKind::Movie
+        );
+        assert_eq!(item_kind(None, Some("a.avi")), ItemKind::Unknown);
+    }
+
+    #[test]
+    fn unusable_rendition_is_skipped_but_asset_kept() {
+        let m = record(
+            json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.jpeg"},
+                "resOriginalRes": {"value": {"fileChecksum": "AQID", "size": 5}},
+                "resOriginalFileType": {"value": "public.jpeg"},
+                "resJPEGThumbRes": res(3),
+            }}),
+        );
+        let mut skipped = Vec::new();
+        let a = build_asset(&m, &asset("A", "M"), "Z", &mut skipped);
+        assert!(a.asset.versions.is_empty());
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].reason.contains("no downloadURL"));
+        assert!(skipped[1].reason.contains("no resJPEGThumbFileType"));
+        assert_eq!(a.asset.filename, None);
+        assert!(a.asset.filename_problem.is_some());
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn metadata_fields_decode() {
+        use crate::cloudkit::plist::tests::{ascii, write};
+        let keywords = write(&[vec![0xA2, 1, 2], ascii("beach"), ascii("2019")], 0);
+        let a = record(
+            json!({"recordName": "A", "recordType": "CPLAsset", "fields": {
+                "masterRef": {"value": {"recordName": "M"}, "type": "REFERENCE"},
+                "assetDate": {"value": 1000.0, "type": "TIMESTAMP"},
+                "addedDate": {"value": 2000, "type": "TIMESTAMP"},
+                "timeZoneOffset": {"value": -25200, "type": "INT64"},
+                "captionEnc": {"value": b64("Été".as_bytes()), "type": "ENCRYPTED_BYTES"},
+                "extendedDescEnc": {"value": b64(b"long text"), "type": "ENCRYPTED_BYTES"},
+                "keywordsEnc": {"value": b64(&keywords), "type": "ENCRYPTED_BYTES"},
+                "locationEnc": {"value": "not a plist", "type": "ENCRYPTED_BYTES"},
+                "locationLatitude": {"value": 48.85, "type": "DOUBLE"},
+                "locationLongitude": {"value": 2.35, "type": "DOUBLE"},
+                "burstId": {"value": "B-1", "type": "STRING"},
+                "assetSubtype": {"value": 1, "type": "INT64"},
+                "assetSubtypeV2": {"value": 3, "type": "INT64"},
+                "adjustmentType": {"value": "com.apple.photo", "type": "STRING"},
+                "isHidden": {"value": true},
+                "isDeleted": {"value": null},
+                "dateExpunged": {"value": 5000, "type": "TIMESTAMP"},
+                "duration": {"value": 6472, "type": "INT64"},
+            }}),
+        );
+        let m = record(
+            json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.heic", "type": "STRING"},
+                "filenameEnc": {"value": "IMG 1.HEIC", "type": "STRING"},
+                "originalOrientation": {"value": 6, "type": "INT64"},
+                "resOriginalRes": res(9), "resOriginalFileType": {"value": "public.heic"},
+            }}),
+        );
+        let mut skipped = Vec::new();
+        let got = build_asset(&m, &a, "Z", &mut skipped).asset;
+        assert!(skipped.is_empty());
+        assert_eq!(got.filename.as_deref(), Some("IMG 1.HEIC"));
+        assert_eq!(got.filename_problem, None);
+        assert_eq!((got.asset_date_ms, got.added_date_ms), (1000, 2000));
+        assert_eq!(got.tz_offset_s, Some(-25200));
+        assert_eq!(got.caption.as_deref(), Some("Été"));
+        assert_eq!(got.description.as_deref(), Some("long text"));
+        assert_eq!(got.keywords, vec!["beach".to_string(), "2019".to_string()]);
+        let loc = got.location.expect("fallback location");
+        assert_eq!(
+            (loc.latitude, loc.longitude, loc.altitude),
+            (48.85, 2.35, None)
+        );
+        assert_eq!(got.burst_id.as_deref(), Some("B-1"));
+        assert_eq!((got.subtype, got.subtype_v2), (1, 3));
+        assert_eq!(got.adjustment_type.as_deref(), Some("com.apple.photo"));
+        assert!(got.hidden && !got.deleted && !got.favorite);
+        assert_eq!(got.date_expunged_ms, Some(5000));
+        assert_eq!(
+            got.orientation,
+            Some(6),
+            "falls back to the master's orientation"
+        );
+        assert_eq!(got.duration, Some(6472));
+    }
+
+    #[test]
+    fn undecodable_filenames_keep_the_asset_and_say_why() {
+        for (value, ty, problem) in [
+            (json!("%%%"), json!("ENCRYPTED_BYTES"), "not valid base64"),
+            (
+                json!(b64(&[0xff, 0xfe])),
+                json!("ENCRYPTED_BYTES"),
+                "not valid UTF-8",
+            ),
+            (json!(""), json!("STRING"), "empty"),
+            (json!(42), json!("ENCRYPTED_BYTES"), "not a string"),
+        ] {
+            let m = record(
+                json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                    "itemType": {"value": "public.jpeg"},
+                    "filenameEnc": {"value": value, "type": ty},
+                    "resOriginalRes": res(9), "resOriginalFileType": {"value": "public.jpeg"},
+                }}),
+            );
+            let p = crate::cloudkit::pairing::parse_records(vec![m, asset("A", "M")], "Z");
+            assert_eq!(p.assets.len(), 1, "asset kept");
+            let a = &p.assets[0].asset;
+            assert_eq!(a.filename, None);
+            let why = a.filename_problem.as_deref().expect("problem");
+            assert!(why.contains(problem), "{why}");
+        }
+    }
+}

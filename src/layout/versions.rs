@@ -1,0 +1,179 @@
+//! Which versions of an asset become files, and under which names before collision handling:
+//! RAW alignment (6.2), size disambiguation and fallbacks (6.3), live photos (6.4).
+//!
+//! The rules follow icloudpd's `disambiguate_filenames` and download loop, including their
+//! quirks (`--size adjusted` means "the edit, else the original", even with `--force-size`).
+
+use super::filename::{self, NameParts};
+use super::policy::{AlignRaw, LayoutPolicy, PrimarySize};
+use crate::model::{Asset, Version, VersionKind};
+
+/// One file an asset contributes: what it is for, whose bytes it holds, and its name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectedVersion<'a> {
+    /// The size the file serves (`Adjusted` for "the edit, else the original", ...).
+    pub role: VersionKind,
+    /// The catalog version whose bytes the file holds (after `--align-raw` swapping).
+    pub source: &'a Version,
+    /// The name, before collision handling.
+    pub name: NameParts,
+}
+
+/// The asset's versions by the role they play after `--align-raw`.
+struct AlignedVersions<'a> {
+    asset: &'a Asset,
+    original: Option<&'a Version>,
+    alternative: Option<&'a Version>,
+}
+
+impl<'a> AlignedVersions<'a> {
+    fn new(asset: &'a Asset, align: AlignRaw) -> Self {
+        let original = asset.version(VersionKind::Original);
+        let alternative = asset.version(VersionKind::Alternative);
+        let is_raw = |v: Option<&Version>| v.is_some_and(|v| v.file_type.contains("raw"));
+        let swap = alternative.is_some()
+            && match align {
+                AlignRaw::AsIs => false,
+                AlignRaw::Original => is_raw(alternative),
+                AlignRaw::Alternative => is_raw(original),
+            };
+        let (original, alternative) = if swap {
+            (alternative, original)
+        } else {
+            (original, alternative)
+        };
+        AlignedVersions {
+            asset,
+            original,
+            alternative,
+        }
+    }
+
+    fn get(&self, role: VersionKind) -> Option<&'a Version> {
+        match role {
+            VersionKind::Original => self.original,
+            VersionKind::Alternative => self.alternative,
+            other => self.asset.version(other),
+        }
+    }
+}
+
+/// Sizes that `--force-size` makes the asset skip (icloudpd logs
+/// `<size> size does not exist for <filename>. Skipping...` for each).
+pub fn skipped_sizes(asset: &Asset, policy: &LayoutPolicy) -> Vec<PrimarySize> {
+    plan(asset, policy).1
+}
+
+/// The files of one asset, in a stable order: primary sizes as requested, then the live part.
+pub fn select<'a>(asset: &'a Asset, policy: &LayoutPolicy) -> Vec<SelectedVersion<'a>> {
+    plan(asset, policy).0
+}
+
+fn plan<'a>(
+    asset: &'a Asset,
+    policy: &LayoutPolicy,
+) -> (Vec<SelectedVersion<'a>>, Vec<PrimarySize>) {
+    let versions = AlignedVersions::new(asset, policy.align_raw);
+    let base = filename::base_name(asset, policy.keep_unicode, policy.file_match);
+    let image = filename::is_image(asset);
+    let name_of = |role: VersionKind, source: &Version| {
+        filename::version_name(&base, role, &source.file_type, image, policy.mov_names)
+    };
+    let sizes = policy.effective_sizes();
+    let requested = |s: PrimarySize| sizes.contains(&s);
+
+    // The original under its own name, used wherever another size falls back to it.
+    let original = versions
+        .original
+        .map(|v| (v, name_of(VersionKind::Original, v)));
+
+    // Disambiguation: each requested size that exists, plus the clones icloudpd makes.
+    let mut chosen: Vec<(PrimarySize, &Version, NameParts)> = Vec::new();
+    for &size in &sizes {
+        if let Some(v) = versions.get(size.kind()) {
+            chosen.push((size, v, name_of(size.kind(), v)));
+        }
+    }
+    let find = |chosen: &[(PrimarySize, &Version, NameParts)], s: PrimarySize| {
+        chosen.iter().position(|(size, _, _)| *size == s)
+    };
+
+    if requested(PrimarySize::Adjusted) {
+        let adjusted = find(&chosen, PrimarySize::Adjusted);
+        if !requested(PrimarySize::Original) {
+            if adjusted.is_none()
+                && let Some((v, name)) = &original
+            {
+                chosen.push((PrimarySize::Adjusted, v, name.clone()));
+            }
+        } else if let (Some(a), Some(o)) = (adjusted, find(&chosen, PrimarySize::Original))
+            && chosen[a].2.render() == chosen[o].2.render()
+        {
+            chosen[a].2 = chosen[a].2.with_suffix("-adjusted");
+        }
+    }
+
+    if requested(PrimarySize::Alternative) {
+        let alternative = find(&chosen, PrimarySize::Alternative);
+        let adjusted = find(&chosen, PrimarySize::Adjusted);
+        if !requested(PrimarySize::Original) && adjusted.is_none() {
+            if alternative.is_none()
+                && let Some((v, name)) = &original
+            {
+                chosen.push((PrimarySize::Alternative, v, name.clone()));
+            }
+        } else if let Some(alt) = alternative {
+            let alt_name = chosen[alt].2.render();
+            let same_as = |i: Option<usize>| i.is_some_and(|i| chosen[i].2.render() == alt_name);
+            if same_as(adjusted) || same_as(find(&chosen, PrimarySize::Original)) {
+                chosen[alt].2 = chosen[alt].2.with_suffix("-alternative");
+            }
+        }
+    }
+
+    // The download loop: a missing size is skipped (--force-size), covered by a requested
+    // original, or replaced by the original.
+    let mut files: Vec<SelectedVersion<'a>> = Vec::new();
+    let mut skipped = Vec::new();
+    for &size in &sizes {
+        let (role, source, name) = match find(&chosen, size) {
+            Some(i) => (size.kind(), chosen[i].1, chosen[i].2.clone()),
+            None if size == PrimarySize::Original => continue, // no original at all
+            None if policy.force_size => {
+                skipped.push(size);
+                continue;
+            }
+            None if requested(PrimarySize::Original) => continue,
+            None => match &original {
+                Some((v, name)) => (VersionKind::Original, *v, name.clone()),
+                None => continue,
+            },
+        };
+        push_unique(&mut files, role, source, name);
+    }
+
+    if !policy.skip_live_photos && image {
+        let role = policy.live_size.kind();
+        if let Some(v) = asset.version(role) {
+            push_unique(&mut files, role, v, name_of(role, v));
+        }
+    }
+    (files, skipped)
+}
+
+/// Add a file unless the same bytes already land under the same name (two sizes that both
+/// fell back to the original).
+fn push_unique<'a>(
+    files: &mut Vec<SelectedVersion<'a>>,
+    role: VersionKind,
+    source: &'a Version,
+    name: NameParts,
+) {
+    let rendered = name.render();
+    let duplicate = files
+        .iter()
+        .any(|f| std::ptr::eq(f.source, source) && f.name.render() == rendered);
+    if !duplicate {
+        files.push(SelectedVersion { role, source, name });
+    }
+}

@@ -1,0 +1,244 @@
+//! A full listing of one library: every asset of All Photos, Hidden and Recently Deleted, then
+//! the album tree and each album's members. Assets not seen are marked gone only once the whole
+//! listing completed.
+
+use std::time::Instant;
+
+use super::{
+    Connection, LibraryReport, PageSink, Progress, RefreshError, RefreshMode, RefreshOptions,
+};
+use crate::catalog::{Catalog, LibraryId, RunId, RunKind, RunStatus};
+use crate::cloudkit::{Index, WalkOptions};
+use crate::model::Library;
+
+/// The indexes that together hold every asset of a library exactly once.
+const ASSET_INDEXES: [Index; 3] = [Index::AllPhotos, Index::Hidden, Index::RecentlyDeleted];
+
+/// List `library` in full into `catalog`.
+pub(super) async fn run(
+    conn: &mut Connection<'_>,
+    catalog: &mut Catalog,
+    library: &Library,
+    id: LibraryId,
+    reason: &str,
+    options: &RefreshOptions,
+    sink: &mut dyn PageSink,
+) -> Result<LibraryReport, RefreshError> {
+    let started = Instant::now();
+    tracing::info!(zone = %library.zone, reason, "listing the library in full");
+    let lib = library.clone();
+    let state = conn
+        .call(|c| {
+            let lib = lib.clone();
+            async move { c.indexing_state(&lib).await }
+        })
+        .await?;
+    if !state.is_finished() {
+        tracing::warn!(zone = %library.zone, state = ?state.state, "iCloud has not finished indexing this library; the listing may be incomplete");
+    }
+    let lib = library.clone();
+    let counts = conn
+        .call(|c| {
+            let lib = lib.clone();
+            async move { c.counts(&lib, &ASSET_INDEXES).await }
+        })
+        .await?;
+    let expected: Option<u64> = counts.iter().map(|c| c.count).sum();
+    let run = catalog.begin_run(id, RunKind::Full, expected)?;
+    let mut progress = Progress::new(options.progress, &library.zone, expected);
+    match list(conn, catalog, library, id, run, sink, &mut progress).await {
+        Ok((token, albums)) => {
+            progress.finish();
+            let record = catalog.finish_full_enumeration(run, token.as_deref())?;
+            Ok(LibraryReport {
+                library: library.clone(),
+                library_id: id,
+                mode: RefreshMode::Full {
+                    reason: reason.to_string(),
+                },
+                seen: record.counts.seen,
+                added: record.counts.added,
+                changed: record.counts.changed,
+                removed: record.counts.removed,
+                skipped: record.counts.skipped,
+                albums,
+                elapsed: started.elapsed(),
+            })
+        }
+        Err(e) => {
+            progress.finish();
+            // Keep what was stored; the run is marked failed and nothing is marked gone.
+            let _ = catalog.finish_run(run, RunStatus::Failed, Some(&e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+/// Walk the asset indexes and the albums. Returns the zone token to keep and the album count.
+async fn list(
+    conn: &mut Connection<'_>,
+    catalog: &mut Catalog,
+    library: &Library,
+    id: LibraryId,
+    run: RunId,
+    sink: &mut dyn PageSink,
+    progress: &mut Progress,
+) -> Result<(Option<String>, u64), RefreshError> {
+    let mut token: Option<String> = None;
+    for index in ASSET_INDEXES {
+        let summary_token = walk_index(conn, catalog, library, run, index, sink, progress).await?;
+        // The first walk's token predates every page: changes made while listing replay later.
+        if token.is_none() {
+            token = summary_token;
+        }
+    }
+    let albums = list_albums(conn, catalog, library, id).await?;
+    Ok((token, albums))
+}
+
+/// Assets stored per catalog transaction: fewer commits, same durability per batch.
+const BATCH_ASSETS: usize = 1000;
+/// A batch is stored at the latest this long after its first page arrived.
+const BATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Pages waiting to be stored together. The first page of a walk is stored at once so that a
+/// sync can start downloading within moments of the listing's start.
+#[derive(Default)]
+struct PageBatch {
+    pages: Vec<crate::cloudkit::Page>,
+    assets: usize,
+    first_at: Option<Instant>,
+    stored_any: bool,
+}
+
+impl PageBatch {
+    fn push(&mut self, page: crate::cloudkit::Page) {
+        self.assets += page.assets.len();
+        self.first_at.get_or_insert_with(Instant::now);
+        self.pages.push(page);
+    }
+
+    fn is_due(&self) -> bool {
+        !self.stored_any
+            || self.assets >= BATCH_ASSETS
+            || self.first_at.is_some_and(|t| t.elapsed() >= BATCH_MAX_AGE)
+    }
+
+    /// Store the pending pages in one transaction, then hand them to the sink.
+    fn store(
+        &mut self,
+        catalog: &mut Catalog,
+        run: RunId,
+        library: &Library,
+        sink: &mut dyn PageSink,
+        progress: &mut Progress,
+    ) -> Result<(), RefreshError> {
+        if self.pages.is_empty() {
+            return Ok(());
+        }
+        let assets: Vec<_> = self
+            .pages
+            .iter()
+            .flat_map(|p| p.assets.iter().map(|a| a.asset.clone()))
+            .collect();
+        let skipped: Vec<_> = self
+            .pages
+            .iter()
+            .flat_map(|p| p.skipped.iter().cloned())
+            .collect();
+        catalog.upsert_page(run, &assets, &skipped)?;
+        progress.add(assets.len() as u64);
+        for page in self.pages.drain(..) {
+            sink.assets(library, &page.assets);
+        }
+        self.assets = 0;
+        self.first_at = None;
+        self.stored_any = true;
+        Ok(())
+    }
+}
+
+/// One index, page by page into the catalog; restarted after a re-authentication.
+async fn walk_index(
+    conn: &mut Connection<'_>,
+    catalog: &mut Catalog,
+    library: &Library,
+    run: RunId,
+    index: Index,
+    sink: &mut dyn PageSink,
+    progress: &mut Progress,
+) -> Result<Option<String>, RefreshError> {
+    loop {
+        let seen = conn.session().generation();
+        let mut walk = conn
+            .client()
+            .walk(library, index.clone(), WalkOptions::default());
+        let mut batch = PageBatch::default();
+        while let Some(page) = walk.next_page().await {
+            batch.push(page);
+            if batch.is_due() {
+                batch.store(catalog, run, library, sink, progress)?;
+            }
+        }
+        batch.store(catalog, run, library, sink, progress)?;
+        match walk.finish().await {
+            Ok(summary) => {
+                if !summary.skipped.is_empty() {
+                    catalog.upsert_page(run, &[], &summary.skipped)?;
+                }
+                return Ok(summary.sync_token);
+            }
+            Err(e) if e.needs_reauthentication() => conn.renew(seen, e).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The album tree and each album's members. Shared libraries may have no album index.
+async fn list_albums(
+    conn: &mut Connection<'_>,
+    catalog: &mut Catalog,
+    library: &Library,
+    id: LibraryId,
+) -> Result<u64, RefreshError> {
+    let lib = library.clone();
+    let listing = match conn
+        .call(|c| {
+            let lib = lib.clone();
+            async move { c.list_albums(&lib).await }
+        })
+        .await
+    {
+        Ok(listing) => listing,
+        Err(e) if library.zone != "PrimarySync" => {
+            tracing::info!(zone = %library.zone, error = %e, "no albums for this library");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    catalog.replace_albums(id, &listing.albums)?;
+    let mut count = 0;
+    for album in listing.albums.iter().filter(|a| !a.is_folder && !a.deleted) {
+        count += 1;
+        let members = loop {
+            let seen = conn.session().generation();
+            let mut walk = conn.client().walk(
+                library,
+                Index::Album(album.id.clone()),
+                WalkOptions::default(),
+            );
+            let mut ids: Vec<String> = Vec::new();
+            while let Some(page) = walk.next_page().await {
+                ids.extend(page.assets.iter().map(|a| a.asset.id.clone()));
+            }
+            match walk.finish().await {
+                Ok(_) => break ids,
+                Err(e) if e.needs_reauthentication() => conn.renew(seen, e).await?,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+        catalog.set_album_members(id, &album.id, &refs)?;
+    }
+    Ok(count)
+}

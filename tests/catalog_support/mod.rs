@@ -1,0 +1,174 @@
+//! Builders shared by the `catalog_*` integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use icloudpd_rs::catalog::{Catalog, LibraryId, RunId, RunKind};
+use icloudpd_rs::model::{Album, Asset, ItemKind, Library, Location, Version, VersionKind};
+
+/// A temporary directory with a catalog path inside it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("catalog.db")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A catalog writer with the primary library added.
+pub fn writer(path: &Path) -> (Catalog, LibraryId) {
+    let mut c = Catalog::open(path).expect("open catalog");
+    let lib = c.upsert_library(&Library::primary()).expect("library");
+    (c, lib)
+}
+
+pub fn version(kind: VersionKind, size: u64, checksum: &str) -> Version {
+    Version {
+        kind,
+        size,
+        file_type: if kind.is_live() {
+            "com.apple.quicktime-movie".into()
+        } else {
+            "public.heic".into()
+        },
+        checksum: checksum.into(),
+        width: Some(4032),
+        height: Some(3024),
+    }
+}
+
+/// A plain photo with original, medium and thumb versions; `n` varies dates and sizes.
+pub fn photo(id: &str, n: i64) -> Asset {
+    Asset {
+        id: id.into(),
+        asset_record: format!("ASSET-{id}"),
+        asset_change_tag: Some("ct1".into()),
+        zone: "PrimarySync".into(),
+        filename: Some(format!("IMG_{n:04}.HEIC")),
+        filename_problem: None,
+        item_type: Some("public.heic".into()),
+        kind: ItemKind::Image,
+        asset_date_ms: 1_500_000_000_000 + n * 1000,
+        added_date_ms: 1_600_000_000_000 + n * 1000,
+        tz_offset_s: None,
+        favorite: false,
+        hidden: false,
+        deleted: false,
+        date_expunged_ms: None,
+        burst_id: None,
+        subtype: 0,
+        subtype_v2: 0,
+        orientation: None,
+        duration: None,
+        adjustment_type: None,
+        caption: None,
+        description: None,
+        keywords: Vec::new(),
+        location: None,
+        versions: vec![
+            version(
+                VersionKind::Original,
+                1_000_000 + n as u64,
+                &format!("orig-{id}"),
+            ),
+            version(
+                VersionKind::Medium,
+                200_000 + n as u64,
+                &format!("med-{id}"),
+            ),
+            version(
+                VersionKind::Thumb,
+                20_000 + n as u64,
+                &format!("thumb-{id}"),
+            ),
+        ],
+    }
+}
+
+/// An asset with every optional field set and every kind of version.
+pub fn everything(id: &str) -> Asset {
+    Asset {
+        id: id.into(),
+        asset_record: "F2A23C38-0020-42FE-A273-2923ADE3CAED".into(),
+        asset_change_tag: Some("49lh".into()),
+        zone: "PrimarySync".into(),
+        filename: Some("Été à Zürich/写真.HEIC".into()),
+        filename_problem: Some("repaired: invalid UTF-8".into()),
+        item_type: Some("public.heic".into()),
+        kind: ItemKind::Image,
+        asset_date_ms: 1_533_021_744_816,
+        added_date_ms: 1_533_021_746_602,
+        tz_offset_s: Some(-25_200),
+        favorite: true,
+        hidden: true,
+        deleted: true,
+        date_expunged_ms: Some(1_535_613_744_786),
+        burst_id: Some("BURST-1".into()),
+        subtype: 100,
+        subtype_v2: 2,
+        orientation: Some(6),
+        duration: Some(6472),
+        adjustment_type: Some("com.apple.photo".into()),
+        caption: Some("A title".into()),
+        description: Some("A longer description\nwith a newline".into()),
+        keywords: vec!["beach".into(), "Zürich".into(), String::new()],
+        location: Some(Location {
+            latitude: 47.376_886_5,
+            longitude: -8.541_694,
+            altitude: Some(408.25),
+        }),
+        versions: VersionKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| Version {
+                kind,
+                size: u64::MAX / 4 + i as u64,
+                file_type: format!("type.{}", kind.as_str()),
+                checksum: format!("AY6c+BsE0jjaXx9tmVGJM1D2Vc{i}="),
+                width: if i % 2 == 0 { Some(u32::MAX) } else { None },
+                height: if i % 3 == 0 { Some(1) } else { None },
+            })
+            .collect(),
+    }
+}
+
+pub fn album(id: &str, name: &str, parent: Option<&str>, folder: bool, position: i64) -> Album {
+    Album {
+        id: id.into(),
+        zone: "PrimarySync".into(),
+        name: name.into(),
+        parent_id: parent.map(Into::into),
+        is_folder: folder,
+        deleted: false,
+        position,
+    }
+}
+
+/// Stores `assets` through a complete full run.
+pub fn full_refresh(c: &mut Catalog, lib: LibraryId, assets: &[Asset]) -> RunId {
+    let run = c
+        .begin_run(lib, RunKind::Full, Some(assets.len() as u64))
+        .expect("begin");
+    for page in assets.chunks(100) {
+        c.upsert_page(run, page, &[]).expect("page");
+    }
+    c.finish_full_enumeration(run, Some("token-after-full"))
+        .expect("finish");
+    run
+}
+
+pub fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read file")
+}
