@@ -4,6 +4,7 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod cloudkit;
@@ -11,6 +12,7 @@ pub mod fetch;
 pub mod layout;
 pub mod metadata;
 pub mod model;
-pub mod refresh;
+pub mod mount;
 pub mod net;
+pub mod refresh;
 pub mod sim;
