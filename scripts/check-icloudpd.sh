@@ -31,12 +31,12 @@ ICLOUDPD=("$CACHE/icloudpd/bin/icloudpd" --username "$SIM_USER" --password "$SIM
   --cookie-directory "$W/cookies" --no-progress-bar)
 
 echo "== icloudpd: sign in with two-factor, list albums"
-printf '%s\n' "$SIM_CODE" | in_ns "${ICLOUDPD[@]}" --list-albums > "$W/albums.txt" 2> "$W/icloudpd-albums.log" || {
+printf '%s\n' "$SIM_CODE" | in_ns_bundled "${ICLOUDPD[@]}" --list-albums > "$W/albums.txt" 2> "$W/icloudpd-albums.log" || {
   cat "$W/icloudpd-albums.log" >&2; echo "FAIL: icloudpd could not list albums" >&2; exit 1; }
 cat "$W/albums.txt"
 
 echo "== icloudpd: download the $RECENT most recent assets"
-in_ns "${ICLOUDPD[@]}" -d "$W/photos" --recent "$RECENT" > "$W/icloudpd-dl.log" 2>&1 || {
+in_ns_bundled "${ICLOUDPD[@]}" -d "$W/photos" --recent "$RECENT" > "$W/icloudpd-dl.log" 2>&1 || {
   tail -30 "$W/icloudpd-dl.log" >&2; echo "FAIL: icloudpd download failed" >&2; exit 1; }
 
 sim_admin_get manifest > "$W/manifest.jsonl"

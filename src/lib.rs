@@ -4,6 +4,7 @@
 //! Data flows one way: `auth` -> `cloudkit` -> `catalog` -> `layout` -> `mirror` / `mount`.
 
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod cloudkit;
@@ -12,6 +13,7 @@ pub mod layout;
 pub mod metadata;
 pub mod mirror;
 pub mod model;
-pub mod refresh;
+pub mod mount;
 pub mod net;
+pub mod refresh;
 pub mod sim;

@@ -72,6 +72,31 @@ in_ns() {
     "$@"
 }
 
+# Run a PyInstaller-bundled client (PyPI's icloudpd) in the namespace. Some of its requests
+# bypass REQUESTS_CA_BUNDLE and use the certifi bundle it unpacks into $TMPDIR/_MEI*/ at start,
+# so the test CA is appended to that copy as soon as it appears (before the first request).
+in_ns_bundled() {
+  local tmp="$APPLE_WORK/pyi-tmp.$RANDOM"
+  mkdir -p "$tmp"
+  (
+    for _ in $(seq 1 3000); do
+      for f in "$tmp"/_MEI*/certifi/cacert.pem; do
+        if [ -f "$f" ] && ! grep -q "icloudpd-rs test CA" "$f.done" 2>/dev/null; then
+          { echo; echo "# icloudpd-rs test CA"; cat "$APPLE_CA"; } >> "$f" && echo "icloudpd-rs test CA" > "$f.done"
+        fi
+      done
+      sleep 0.01
+    done
+  ) &
+  local watcher=$!
+  local rc=0
+  TMPDIR="$tmp" in_ns "$@" || rc=$?
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  rm -rf "$tmp"
+  return $rc
+}
+
 # Start the simulator on 127.0.0.1:443 in the namespace; extra arguments go to `sim`.
 apple_sim_start() {
   local bin="${ICLOUDPD_RS_BIN:-target/release/icloudpd-rs}"

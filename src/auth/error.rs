@@ -167,6 +167,15 @@ fn retry_hint(retry_after: &Option<Duration>) -> String {
 }
 
 impl AuthError {
+    /// True for failures worth another attempt after a pause (throttling, a server error, the
+    /// network): a long run re-authenticating mid-way should not die of one busy answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Throttled { .. } | AuthError::Unavailable { .. } | AuthError::Network { .. }
+        )
+    }
+
     /// True when the problem is the sign-in itself (exit code 3): credentials, second factor,
     /// account state or Apple refusing us. False for local and transient failures (exit code 1).
     pub fn is_authentication_problem(&self) -> bool {

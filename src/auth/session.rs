@@ -85,6 +85,13 @@ impl std::fmt::Debug for AccountSession {
     }
 }
 
+/// Attempts of a mid-run re-authentication when Apple answers with a transient failure.
+const REAUTH_ATTEMPTS: u32 = 4;
+/// First pause between those attempts (doubles each time).
+const REAUTH_BASE_WAIT: Duration = Duration::from_secs(1);
+/// Longest `Retry-After` honoured between those attempts.
+const REAUTH_MAX_WAIT: Duration = Duration::from_secs(30);
+
 impl AccountSession {
     pub(crate) fn new(work: Work, info: AccountInfo) -> Self {
         AccountSession {
@@ -168,7 +175,25 @@ impl AccountSession {
             return Err(failure.error.clone());
         }
         tracing::info!(username = %self.inner.username, "session refused by iCloud; signing in again");
-        match reauthenticate_work(&mut state.work).await {
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            match reauthenticate_work(&mut state.work).await {
+                Err(e) if e.is_transient() && attempt < REAUTH_ATTEMPTS => {
+                    let wait = match &e {
+                        AuthError::Throttled {
+                            retry_after: Some(d),
+                            ..
+                        } => (*d).min(REAUTH_MAX_WAIT),
+                        _ => REAUTH_BASE_WAIT * 2u32.pow(attempt - 1),
+                    };
+                    tracing::warn!(error = %e, attempt, "signing in again failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Ok(info) => {
                 *self
                     .inner

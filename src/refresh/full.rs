@@ -96,6 +96,68 @@ async fn list(
     Ok((token, albums))
 }
 
+/// Assets stored per catalog transaction: fewer commits, same durability per batch.
+const BATCH_ASSETS: usize = 1000;
+/// A batch is stored at the latest this long after its first page arrived.
+const BATCH_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Pages waiting to be stored together. The first page of a walk is stored at once so that a
+/// sync can start downloading within moments of the listing's start.
+#[derive(Default)]
+struct PageBatch {
+    pages: Vec<crate::cloudkit::Page>,
+    assets: usize,
+    first_at: Option<Instant>,
+    stored_any: bool,
+}
+
+impl PageBatch {
+    fn push(&mut self, page: crate::cloudkit::Page) {
+        self.assets += page.assets.len();
+        self.first_at.get_or_insert_with(Instant::now);
+        self.pages.push(page);
+    }
+
+    fn is_due(&self) -> bool {
+        !self.stored_any
+            || self.assets >= BATCH_ASSETS
+            || self.first_at.is_some_and(|t| t.elapsed() >= BATCH_MAX_AGE)
+    }
+
+    /// Store the pending pages in one transaction, then hand them to the sink.
+    fn store(
+        &mut self,
+        catalog: &mut Catalog,
+        run: RunId,
+        library: &Library,
+        sink: &mut dyn PageSink,
+        progress: &mut Progress,
+    ) -> Result<(), RefreshError> {
+        if self.pages.is_empty() {
+            return Ok(());
+        }
+        let assets: Vec<_> = self
+            .pages
+            .iter()
+            .flat_map(|p| p.assets.iter().map(|a| a.asset.clone()))
+            .collect();
+        let skipped: Vec<_> = self
+            .pages
+            .iter()
+            .flat_map(|p| p.skipped.iter().cloned())
+            .collect();
+        catalog.upsert_page(run, &assets, &skipped)?;
+        progress.add(assets.len() as u64);
+        for page in self.pages.drain(..) {
+            sink.assets(library, &page.assets);
+        }
+        self.assets = 0;
+        self.first_at = None;
+        self.stored_any = true;
+        Ok(())
+    }
+}
+
 /// One index, page by page into the catalog; restarted after a re-authentication.
 async fn walk_index(
     conn: &mut Connection<'_>,
@@ -111,12 +173,14 @@ async fn walk_index(
         let mut walk = conn
             .client()
             .walk(library, index.clone(), WalkOptions::default());
+        let mut batch = PageBatch::default();
         while let Some(page) = walk.next_page().await {
-            let assets: Vec<_> = page.assets.iter().map(|a| a.asset.clone()).collect();
-            catalog.upsert_page(run, &assets, &page.skipped)?;
-            progress.add(assets.len() as u64);
-            sink.assets(library, &page.assets);
+            batch.push(page);
+            if batch.is_due() {
+                batch.store(catalog, run, library, sink, progress)?;
+            }
         }
+        batch.store(catalog, run, library, sink, progress)?;
         match walk.finish().await {
             Ok(summary) => {
                 conn.session_works();

@@ -1,0 +1,565 @@
+//! The on-disk block cache: bytes of CDN files kept between reads and across mounts, bounded
+//! by a byte budget.
+//!
+//! - Keyed by ([`ContentKey`], block index): the content key is derived from the version's
+//!   checksum and size, so a new version of a photo never sees the old one's bytes.
+//! - Blocks of [`BLOCK_SIZE`] bytes (the last block of a file is shorter; a block may also hold
+//!   only a prefix, the head of a file fetched for a quick peek) in per-content sparse files
+//!   (see `store`). The index of blocks lives in memory while the cache is open (lookups never
+//!   wait for SQLite) and is kept on disk in SQLite (see `index`) by a background writer, so a
+//!   restart is warm; opening loads it (about a second per million blocks, i.e. per TiB).
+//! - Every block read from disk is verified against the CRC-32C recorded when it was written;
+//!   a corrupt or missing block is dropped and reported as a miss (the caller refetches it),
+//!   never served.
+//! - LRU eviction by bytes happens synchronously before an insert, and never touches a block
+//!   that a read has pinned.
+//! - A small in-memory tier keeps recently verified blocks, so the kernel's 128 KiB reads of a
+//!   1 MiB block cost one disk read and one checksum.
+//! - One process per cache directory (an exclusive `flock`); a damaged or foreign index is
+//!   rebuilt empty with a warning instead of failing.
+
+pub mod crc32c;
+mod index;
+mod memory;
+mod store;
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use index::{Index, IndexProblem, Journal, Op, Row};
+use memory::{BlockId, BlockTable, HotTier, Meta};
+use store::BlockFiles;
+
+/// Size of a cache block; also the unit of CDN range requests.
+pub const BLOCK_SIZE: u64 = 1 << 20;
+
+/// Identity of a file's content: the same version of the same photo always has the same key,
+/// any other content a different one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentKey(Arc<str>);
+
+impl ContentKey {
+    /// Key of the version with Apple's `fileChecksum` and exact size.
+    pub fn new(checksum: &str, size: u64) -> Self {
+        let mut h = Sha256::new();
+        h.update(checksum.as_bytes());
+        h.update([0u8]);
+        h.update(size.to_le_bytes());
+        ContentKey(hex::encode(&h.finalize()[..16]).into())
+    }
+
+    /// The key as a hex string (also the name of its block file).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the cache lives and how big it may grow.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The cache directory (created `0700` if missing).
+    pub dir: PathBuf,
+    /// Upper bound of the bytes of all cached blocks.
+    pub max_bytes: u64,
+    /// Bytes of recently verified blocks kept in memory.
+    pub memory_bytes: u64,
+}
+
+impl CacheConfig {
+    /// A cache in `dir` bounded by `max_bytes`, with the default memory tier (64 MiB).
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        CacheConfig {
+            dir: dir.into(),
+            max_bytes,
+            memory_bytes: 64 * BLOCK_SIZE,
+        }
+    }
+}
+
+/// Counters for tests, benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Blocks served from memory or disk.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Blocks found corrupt or missing on disk and dropped.
+    pub corrupt: u64,
+    /// Blocks evicted to make room.
+    pub evictions: u64,
+    /// Blocks written.
+    pub inserts: u64,
+    /// Bytes of all indexed blocks now.
+    pub bytes: u64,
+    /// Indexed blocks now.
+    pub blocks: u64,
+}
+
+/// Why the cache could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cache directory {0} is in use by another icloudpd-rs process; \
+         stop it or pass another --cache-dir"
+    )]
+    Locked(PathBuf),
+    #[error("cache index {path}: {source}")]
+    Index {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// What `put` did.
+enum Put {
+    Stored,
+    AlreadyThere,
+    Refused,
+}
+
+/// The block cache of one cache directory. Cheap to share behind an `Arc`.
+pub struct BlockCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    files: BlockFiles,
+    table: Mutex<BlockTable>,
+    journal: Journal,
+    pins: Mutex<HashMap<BlockId, u32>>,
+    hot: Mutex<HotTier>,
+    can_punch: bool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    corrupt: AtomicU64,
+    evictions: AtomicU64,
+    inserts: AtomicU64,
+    /// Held for the life of the cache: the `flock` that keeps other processes out.
+    _lock: File,
+}
+
+/// Keeps a block from being evicted while it is read. Dropping it unpins.
+pub struct PinGuard<'a> {
+    cache: &'a BlockCache,
+    id: BlockId,
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        let mut pins = lock(&self.cache.pins);
+        if let Some(n) = pins.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl BlockCache {
+    /// Open the cache in `cfg.dir`, creating it, taking its lock, and rebuilding its index
+    /// empty (with a warning) if it is damaged.
+    pub fn open(cfg: &CacheConfig) -> Result<BlockCache, CacheError> {
+        let dir = cfg.dir.clone();
+        let io_err = |source| CacheError::Io {
+            path: dir.clone(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err)?;
+        // An existing directory keeps its mode; tighten it (the cache holds personal photos).
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        let lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("lock"))
+            .map_err(io_err)?;
+        // SAFETY: plain syscall on a valid, owned descriptor.
+        if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                CacheError::Locked(dir)
+            } else {
+                io_err(e)
+            });
+        }
+        let files = BlockFiles::new(dir.join("blocks"));
+        let (index, rows) = open_index(&dir, &files)?;
+        let mut table = BlockTable::default();
+        for r in rows {
+            let id = (ContentKey(r.key.into()), r.idx);
+            table.insert(
+                id,
+                Meta {
+                    len: r.len,
+                    sum: r.sum,
+                    last_use: r.last_use,
+                },
+            );
+        }
+        let journal = Journal::start(index).map_err(io_err)?;
+        let can_punch = files.probe_punch();
+        if !can_punch {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the cache filesystem cannot punch holes: evicted blocks free their space only \
+                 when every block of their file is evicted; prefer ext4, xfs or btrfs"
+            );
+        }
+        Ok(BlockCache {
+            dir,
+            max_bytes: cfg.max_bytes,
+            files,
+            table: Mutex::new(table),
+            journal,
+            pins: Mutex::new(HashMap::new()),
+            hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
+            can_punch,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
+            _lock: lock_file,
+        })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The byte budget.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Keep block `idx` of `key` from eviction until the guard is dropped.
+    pub fn pin(&self, key: &ContentKey, idx: u64) -> PinGuard<'_> {
+        let id = (key.clone(), idx);
+        *lock(&self.pins).entry(id.clone()).or_insert(0) += 1;
+        PinGuard { cache: self, id }
+    }
+
+    /// The verified bytes of block `idx` of `key` (the whole block or a prefix of it), or
+    /// `None` (never wrong bytes).
+    pub fn get(&self, key: &ContentKey, idx: u64) -> Option<Bytes> {
+        let id = (key.clone(), idx);
+        if let Some(data) = lock(&self.hot).get(&id) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Some(data);
+        }
+        let _pin = self.pin(key, idx);
+        let Some(meta) = lock(&self.table).touch(&id) else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        self.journal.send(Op::Touch {
+            key: key.as_str().to_string(),
+            idx,
+            last_use: meta.last_use,
+        });
+        let read = self
+            .files
+            .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize);
+        let verified = match read {
+            Ok(Some(data)) if crc32c::checksum(&data) == meta.sum => Some(data),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, key = key.as_str(), idx, "reading a cached block failed");
+                None
+            }
+        };
+        match verified {
+            Some(data) => {
+                let data = Bytes::from(data);
+                lock(&self.hot).put(id, data.clone());
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(data)
+            }
+            None => {
+                tracing::warn!(
+                    key = key.as_str(),
+                    idx,
+                    "cached block is corrupt or missing; dropping it"
+                );
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.drop_block(&id, meta);
+                None
+            }
+        }
+    }
+
+    /// Whether block `idx` of `key` is indexed (not verified; for planning fetches only).
+    pub fn contains(&self, key: &ContentKey, idx: u64) -> bool {
+        self.cached_len(key, idx).is_some()
+    }
+
+    /// How many bytes of block `idx` of `key` are cached (a block may hold only a prefix:
+    /// the head of a file fetched for a quick peek). Not verified; for planning fetches only.
+    pub fn cached_len(&self, key: &ContentKey, idx: u64) -> Option<u32> {
+        let id = (key.clone(), idx);
+        if let Some(len) = lock(&self.hot).len_of(&id) {
+            return Some(len);
+        }
+        lock(&self.table).get(&id).map(|m| m.len)
+    }
+
+    /// Whether block `idx` of `key` is in the memory tier (reading it costs no disk read).
+    pub fn is_hot(&self, key: &ContentKey, idx: u64) -> bool {
+        lock(&self.hot).len_of(&(key.clone(), idx)).is_some()
+    }
+
+    /// Store block `idx` of `key` (the whole block, or a prefix of it: a longer prefix or the
+    /// whole block replaces it later), evicting least recently used unpinned blocks first.
+    /// Returns `false` when it was not stored (no room without evicting pinned blocks, or a
+    /// disk error, which is logged): the cache is an optimisation, its failures never fail a
+    /// read.
+    pub fn put(&self, key: &ContentKey, idx: u64, data: &[u8]) -> bool {
+        self.put_bytes(key, idx, Bytes::copy_from_slice(data))
+    }
+
+    /// [`BlockCache::put`] without copying `data` (it is shared with the memory tier).
+    pub fn put_bytes(&self, key: &ContentKey, idx: u64, data: Bytes) -> bool {
+        let len = data.len() as u64;
+        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes {
+            return false;
+        }
+        let id = (key.clone(), idx);
+        let sum = crc32c::checksum(&data);
+        let offset = idx * BLOCK_SIZE;
+        // Bytes first, row second: a crash in between leaves bytes no row claims.
+        if let Err(e) = self.files.write(key.as_str(), offset, &data) {
+            tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
+            return false;
+        }
+        let mut table = lock(&self.table);
+        let previous = table.get(&id);
+        let outcome = match previous {
+            // Content under a key never changes: a longer (or equal) prefix is already there.
+            Some(old) if old.len as u64 >= len => Put::AlreadyThere,
+            _ if self.make_room(&mut table, len, &id) => {
+                let meta = Meta {
+                    len: len as u32,
+                    sum,
+                    last_use: table.tick(),
+                };
+                table.insert(id.clone(), meta);
+                self.journal.send(Op::Insert(Row {
+                    key: key.as_str().to_string(),
+                    idx,
+                    len: meta.len,
+                    sum,
+                    last_use: meta.last_use,
+                }));
+                Put::Stored
+            }
+            _ => Put::Refused,
+        };
+        drop(table);
+        match outcome {
+            Put::Stored => {
+                self.inserts.fetch_add(1, Ordering::Relaxed);
+                lock(&self.hot).put(id, data);
+                true
+            }
+            Put::AlreadyThere => true,
+            Put::Refused => {
+                // Give the space back, unless an older (shorter) copy of the block lives there.
+                if previous.is_none()
+                    && let Err(e) = self.files.punch(key.as_str(), offset, len)
+                {
+                    tracing::debug!(error = %e, "could not free an unstored block");
+                }
+                false
+            }
+        }
+    }
+
+    /// Evict least recently used unpinned blocks until `len` more bytes fit. `id` is the block
+    /// being inserted (its own older copy is replaced, not evicted).
+    fn make_room(&self, table: &mut BlockTable, len: u64, id: &BlockId) -> bool {
+        let own = table.get(id).map_or(0, |m| m.len as u64);
+        if table.total_bytes() - own + len <= self.max_bytes {
+            return true;
+        }
+        let pins = lock(&self.pins);
+        let mut victims = Vec::new();
+        let mut freed = 0u64;
+        for candidate in table.oldest() {
+            if table.total_bytes() - own - freed + len <= self.max_bytes {
+                break;
+            }
+            if candidate == id || pins.contains_key(candidate) {
+                continue;
+            }
+            freed += table.get(candidate).map_or(0, |m| m.len as u64);
+            victims.push(candidate.clone());
+        }
+        drop(pins);
+        if table.total_bytes() - own - freed + len > self.max_bytes {
+            return false;
+        }
+        for victim in victims {
+            if let Some((meta, last)) = table.remove(&victim) {
+                self.journal.send(Op::Remove {
+                    key: victim.0.as_str().to_string(),
+                    idx: victim.1,
+                });
+                // Never unlink the file the new block was just written into.
+                self.release_space(&victim, meta.len as u64, last && victim.0 != id.0);
+                lock(&self.hot).remove(&victim);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    /// Free the disk space of a block that is no longer indexed.
+    fn release_space(&self, id: &BlockId, len: u64, last_of_content: bool) {
+        let key = id.0.as_str();
+        let res = if last_of_content {
+            self.files.remove(key)
+        } else if self.can_punch {
+            self.files.punch(key, id.1 * BLOCK_SIZE, len)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, key, idx = id.1, "freeing a cache block failed");
+        }
+    }
+
+    /// Forget a block found bad (only if it is still the one that was verified).
+    fn drop_block(&self, id: &BlockId, seen: Meta) {
+        let mut table = lock(&self.table);
+        let current = table.get(id);
+        if current.is_some_and(|m| m.len == seen.len && m.sum == seen.sum)
+            && let Some((meta, last)) = table.remove(id)
+        {
+            self.journal.send(Op::Remove {
+                key: id.0.as_str().to_string(),
+                idx: id.1,
+            });
+            self.release_space(id, meta.len as u64, last);
+        }
+        drop(table);
+        lock(&self.hot).remove(id);
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CacheStats {
+        let table = lock(&self.table);
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            corrupt: self.corrupt.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            inserts: self.inserts.load(Ordering::Relaxed),
+            bytes: table.total_bytes(),
+            blocks: table.len(),
+        }
+    }
+
+    /// Wait until the on-disk index has every change made so far.
+    pub fn flush(&self) {
+        self.journal.flush();
+    }
+
+    /// Forget the in-memory tier (tests use it to force reads from disk).
+    pub fn drop_memory_tier(&self) {
+        lock(&self.hot).clear();
+    }
+
+    /// Path of the sparse file holding the blocks of `key` (tests corrupt it on purpose).
+    pub fn block_file(&self, key: &ContentKey) -> PathBuf {
+        self.files.path(key.as_str())
+    }
+}
+
+/// Open the index and load its rows; a damaged or foreign index is replaced by an empty one
+/// (and the block files it described are deleted).
+fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), CacheError> {
+    let path = dir.join("index.sqlite");
+    prepare_private_file(&path).map_err(|source| CacheError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let problem = match Index::open(&path, BLOCK_SIZE).and_then(|mut ix| {
+        let rows = ix.load()?;
+        Ok((ix, rows))
+    }) {
+        Ok(loaded) => return Ok(loaded),
+        Err(problem) => problem,
+    };
+    tracing::warn!(
+        index = %path.display(),
+        problem = %problem,
+        "the cache index is unusable; starting with an empty cache"
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CacheError::Io { path: p, source: e });
+            }
+            _ => {}
+        }
+    }
+    files.clear().map_err(|source| CacheError::Io {
+        path: dir.join("blocks"),
+        source,
+    })?;
+    prepare_private_file(&path).map_err(|source| CacheError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let index = Index::open(&path, BLOCK_SIZE).map_err(|problem| match problem {
+        IndexProblem::Sqlite(source) => CacheError::Index { path, source },
+        IndexProblem::Damaged(what) => CacheError::Index {
+            path,
+            source: rusqlite::Error::InvalidParameterName(what),
+        },
+    })?;
+    Ok((index, Vec::new()))
+}
+
+/// Create the index file `0600` before SQLite does (SQLite would use the umask, and its
+/// `-wal`/`-shm` files copy the main file's mode).
+fn prepare_private_file(path: &Path) -> std::io::Result<()> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// Lock a mutex, recovering from poisoning (a panicked holder cannot leave these structures
+/// inconsistent in a way that matters more than stopping the mount).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+use std::os::unix::fs::{FileExt, PermissionsExt};
+
+use super::*;
+
+fn block(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn cfg(dir: &Path, max_blocks: u64) -> CacheConfig {
+    CacheConfig::new(dir, max_blocks * BLOCK_SIZE)
+}
+
+#[test]
+fn stores_and_serves_blocks_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ContentKey::new("AY6c+BsE0jjaXx9tmVGJM1D2VcEO", 2_500_000);
+    let b0 = block(1, BLOCK_SIZE as usize);
+    let b2 = block(2, 2_500_000 - 2 * BLOCK_SIZE as usize);
+    {
+        let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+        assert!(cache.get(&key, 0).is_none());
+        assert!(cache.put(&key, 0, &b0));
+        assert!(cache.put(&key, 2, &b2));
+        assert!(cache.contains(&key, 2) && !cache.contains(&key, 1));
+        assert_eq!(cache.get(&key, 0).unwrap(), b0);
+        let s = cache.stats();
+        assert_eq!((s.blocks, s.bytes), (2, (b0.len() + b2.len()) as u64));
+    }
+    let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+    assert_eq!(cache.stats().blocks, 2);
+    assert_eq!(cache.get(&key, 2).unwrap(), b2);
+    assert_eq!(cache.get(&key, 0).unwrap(), b0);
+    assert!(cache.get(&key, 1).is_none());
+}
+
+#[test]
+fn content_keys_separate_versions() {
+    assert_ne!(ContentKey::new("abc", 10), ContentKey::new("abc", 11));
+    assert_ne!(ContentKey::new("abc", 10), ContentKey::new("abd", 10));
+    assert_eq!(ContentKey::new("abc", 10), ContentKey::new("abc", 10));
+    assert_eq!(ContentKey::new("abc", 10).as_str().len(), 32);
+}
+
+#[test]
+fn corrupt_block_is_dropped_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+    let key = ContentKey::new("k", 3 * BLOCK_SIZE);
+    let b1 = block(7, BLOCK_SIZE as usize);
+    assert!(cache.put(&key, 1, &b1));
+    cache.drop_memory_tier();
+    // Flip one byte of block 1 on disk.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(cache.block_file(&key))
+        .unwrap();
+    f.write_all_at(&[b1[1000] ^ 0x40], BLOCK_SIZE + 1000)
+        .unwrap();
+    assert!(cache.get(&key, 1).is_none());
+    let s = cache.stats();
+    assert_eq!((s.corrupt, s.blocks, s.bytes), (1, 0, 0));
+    // Stored again (as after a refetch), it is served.
+    assert!(cache.put(&key, 1, &b1));
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&key, 1).unwrap(), b1);
+}
+
+#[test]
+fn missing_block_file_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+    let key = ContentKey::new("gone", 100);
+    assert!(cache.put(&key, 0, &block(1, 100)));
+    cache.drop_memory_tier();
+    std::fs::remove_file(cache.block_file(&key)).unwrap();
+    assert!(cache.get(&key, 0).is_none());
+    assert_eq!(cache.stats().blocks, 0);
+}
+
+#[test]
+fn evicts_least_recently_used_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 3)).unwrap();
+    let keys: Vec<ContentKey> = (0..5)
+        .map(|i| ContentKey::new(&format!("k{i}"), 1))
+        .collect();
+    let data = block(3, BLOCK_SIZE as usize);
+    for k in &keys[..3] {
+        assert!(cache.put(k, 0, &data));
+    }
+    cache.drop_memory_tier();
+    // Use k0 so k1 becomes the oldest.
+    assert!(cache.get(&keys[0], 0).is_some());
+    assert!(cache.put(&keys[3], 0, &data));
+    assert!(cache.contains(&keys[0], 0));
+    assert!(!cache.contains(&keys[1], 0));
+    assert!(
+        !cache.block_file(&keys[1]).exists(),
+        "file of an evicted content is removed"
+    );
+    assert!(cache.put(&keys[4], 0, &data));
+    assert!(!cache.contains(&keys[2], 0));
+    let s = cache.stats();
+    assert_eq!((s.blocks, s.evictions), (3, 2));
+    assert!(s.bytes <= cache.max_bytes());
+}
+
+#[test]
+fn eviction_never_touches_pinned_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    let a = ContentKey::new("a", 1);
+    let b = ContentKey::new("b", 1);
+    let c = ContentKey::new("c", 1);
+    let data = block(9, BLOCK_SIZE as usize);
+    assert!(cache.put(&a, 0, &data));
+    assert!(cache.put(&b, 0, &data));
+    let pin_a = cache.pin(&a, 0);
+    // a is the oldest but pinned: b goes instead.
+    assert!(cache.put(&c, 0, &data));
+    assert!(cache.contains(&a, 0) && !cache.contains(&b, 0) && cache.contains(&c, 0));
+    let pin_c = cache.pin(&c, 0);
+    // Everything pinned: the insert is refused rather than breaking the bound.
+    assert!(!cache.put(&b, 0, &data));
+    assert!(cache.contains(&a, 0) && cache.contains(&c, 0));
+    assert!(cache.stats().bytes <= cache.max_bytes());
+    drop(pin_a);
+    drop(pin_c);
+    assert!(cache.put(&b, 0, &data));
+    assert!(!cache.contains(&a, 0));
+}
+
+#[test]
+fn eviction_within_one_file_punches_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    let k = ContentKey::new("video", 10 * BLOCK_SIZE);
+    for idx in 0..4 {
+        assert!(cache.put(&k, idx, &block(idx as u8, BLOCK_SIZE as usize)));
+    }
+    cache.drop_memory_tier();
+    assert!(!cache.contains(&k, 0) && !cache.contains(&k, 1));
+    assert_eq!(cache.get(&k, 3).unwrap(), block(3, BLOCK_SIZE as usize));
+    assert_eq!(cache.get(&k, 2).unwrap(), block(2, BLOCK_SIZE as usize));
+}
+
+#[test]
+fn second_process_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    match BlockCache::open(&cfg(dir.path(), 2)) {
+        Err(CacheError::Locked(p)) => assert_eq!(p, dir.path()),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a second open of a locked cache succeeded"),
+    }
+}
+
+#[test]
+fn damaged_index_is_rebuilt_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ContentKey::new("x", 1);
+    {
+        let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+        assert!(cache.put(&k, 0, &block(1, 1000)));
+    }
+    std::fs::write(
+        dir.path().join("index.sqlite"),
+        b"this is not a database at all",
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.path().join("index.sqlite-wal"));
+    let _ = std::fs::remove_file(dir.path().join("index.sqlite-shm"));
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    assert_eq!(cache.stats().blocks, 0);
+    assert!(cache.get(&k, 0).is_none());
+    assert!(
+        !cache.block_file(&k).exists(),
+        "unreferenced block files are cleared"
+    );
+    assert!(cache.put(&k, 0, &block(1, 1000)));
+}
+
+#[test]
+fn files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let cache = BlockCache::open(&cfg(&root, 2)).unwrap();
+    let k = ContentKey::new("p", 1);
+    assert!(cache.put(&k, 0, &block(1, 10)));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&root.join("index.sqlite")), 0o600);
+    assert_eq!(mode(&cache.block_file(&k)), 0o600);
+    assert_eq!(mode(cache.block_file(&k).parent().unwrap()), 0o700);
+}
+
+#[test]
+fn oversized_or_empty_blocks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&CacheConfig::new(dir.path(), 1000)).unwrap();
+    let k = ContentKey::new("big", 1);
+    assert!(!cache.put(&k, 0, &block(1, 1001)));
+    assert!(!cache.put(&k, 0, &[]));
+    assert!(cache.put(&k, 0, &block(1, 1000)));
+}
+
+#[test]
+fn a_prefix_grows_and_never_shrinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 4)).unwrap();
+    let k = ContentKey::new("photo", 3 * BLOCK_SIZE);
+    let full = block(5, BLOCK_SIZE as usize);
+    assert!(cache.put(&k, 0, &full[..131_072]));
+    assert_eq!(cache.cached_len(&k, 0), Some(131_072));
+    assert_eq!(cache.get(&k, 0).unwrap(), full[..131_072]);
+    assert!(cache.put(&k, 0, &full));
+    assert!(
+        cache.put(&k, 0, &full[..65_536]),
+        "a shorter prefix is already there"
+    );
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&k, 0).unwrap(), full);
+    assert_eq!(cache.stats().bytes, BLOCK_SIZE);
+}

@@ -1,0 +1,276 @@
+//! Read planning: how much to fetch ahead of each read of an open file.
+//!
+//! Each open handle has a [`ReadPlanner`]. The first read, and any read that jumps away from
+//! where the handle was reading, fetches a small window ([`PrefetchConfig::initial_window`],
+//! 128 KiB, the size of the kernel's first readahead) from the read's offset: a thumbnailer
+//! peeking at the head of many files costs one small request per file. As soon as a handle
+//! reads on sequentially, the window jumps to [`PrefetchConfig::sequential_window`] (4 MiB:
+//! the rest of a typical photo in one request, so a whole-file reader still needs only two
+//! round trips per photo), then doubles every time half of what was fetched ahead has been
+//! consumed (up to [`PrefetchConfig::max_window`]), so `cp` of a video streams with requests
+//! in flight well ahead of the reader.
+//!
+//! Read-ahead ends on a block boundary when it reaches past one (a window ending inside a
+//! block would cost a whole extra request for a few bytes); a head-only window ends on a
+//! 64 KiB boundary instead, and the block cache keeps that prefix of the block.
+//!
+//! "Sequential" tolerates the kernel's own reordering: with asynchronous reads, readahead
+//! requests of 128 KiB arrive slightly out of order, so a read up to
+//! [`PrefetchConfig::backward_tolerance`] behind or [`PrefetchConfig::forward_tolerance`]
+//! beyond the expected offset keeps the window.
+
+use crate::cache::BLOCK_SIZE;
+
+/// Alignment of the end of a head-only fetch.
+const HEAD_ALIGN: u64 = 64 << 10;
+
+/// Tuning of read-ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchConfig {
+    /// Bytes fetched from the offset of a first or random read.
+    pub initial_window: u64,
+    /// Window of a handle once it reads on sequentially (then doubling).
+    pub sequential_window: u64,
+    /// Largest window of a sequential reader.
+    pub max_window: u64,
+    /// How far behind the expected offset a read may land and still count as sequential.
+    pub backward_tolerance: u64,
+    /// How far beyond the expected offset a read may land and still count as sequential.
+    pub forward_tolerance: u64,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        PrefetchConfig {
+            initial_window: 128 << 10,
+            sequential_window: 4 << 20,
+            max_window: 64 << 20,
+            backward_tolerance: 1 << 20,
+            forward_tolerance: 16 << 20,
+        }
+    }
+}
+
+/// What one read needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// First byte to return.
+    pub offset: u64,
+    /// Exact number of bytes to return: the requested size, clamped at the end of the file.
+    pub len: u64,
+    /// Fetch ahead up to this offset (at least `offset + len`, at most the file size).
+    pub fetch_to: u64,
+    /// Read-ahead before this offset was already requested through this handle: the source
+    /// need not look at it again (keeps a read O(new blocks), not O(window)).
+    pub prefetch_from: u64,
+}
+
+impl ReadPlan {
+    /// A plan for exactly `[offset, offset + len)`, without read-ahead.
+    pub fn exact(offset: u64, len: u64) -> Self {
+        ReadPlan {
+            offset,
+            len,
+            fetch_to: offset + len,
+            prefetch_from: offset,
+        }
+    }
+}
+
+/// Read-ahead state of one open handle.
+#[derive(Debug, Clone)]
+pub struct ReadPlanner {
+    cfg: PrefetchConfig,
+    file_size: u64,
+    started: bool,
+    /// End of the furthest read so far.
+    next: u64,
+    window: u64,
+    /// Read-ahead is planned up to here.
+    ahead_to: u64,
+    /// Largest `fetch_to` handed out since the last reset.
+    requested_to: u64,
+}
+
+impl ReadPlanner {
+    /// A planner for a file of `file_size` bytes.
+    pub fn new(cfg: PrefetchConfig, file_size: u64) -> Self {
+        ReadPlanner {
+            cfg,
+            file_size,
+            started: false,
+            next: 0,
+            window: cfg.initial_window,
+            ahead_to: 0,
+            requested_to: 0,
+        }
+    }
+
+    /// The current window (for tests and metrics).
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Plan a read of `size` bytes at `offset`.
+    pub fn plan(&mut self, offset: u64, size: u32) -> ReadPlan {
+        let end = offset.saturating_add(size as u64).min(self.file_size);
+        let len = end.saturating_sub(offset);
+        if len == 0 {
+            return ReadPlan::exact(offset.min(self.file_size), 0);
+        }
+        let sequential = self.started
+            && offset.saturating_add(self.cfg.backward_tolerance) >= self.next
+            && offset <= self.next.max(self.ahead_to) + self.cfg.forward_tolerance;
+        if !sequential {
+            self.window = self.cfg.initial_window;
+            self.ahead_to = end.max(offset.saturating_add(self.window));
+            self.next = end;
+            self.requested_to = offset;
+        } else {
+            if end.saturating_add(self.window / 2) > self.ahead_to {
+                self.window = (self.window * 2)
+                    .max(self.cfg.sequential_window)
+                    .min(self.cfg.max_window);
+                self.ahead_to = self.ahead_to.max(end).saturating_add(self.window);
+            }
+            self.next = self.next.max(end);
+        }
+        self.ahead_to = self.ahead_to.min(self.file_size);
+        self.started = true;
+        // Stop read-ahead at a block boundary when it reaches past one; otherwise (a head-only
+        // window) on a 64 KiB boundary.
+        let fetch_to = if self.ahead_to >= self.file_size {
+            self.file_size
+        } else if self.ahead_to / BLOCK_SIZE * BLOCK_SIZE >= end {
+            self.ahead_to / BLOCK_SIZE * BLOCK_SIZE
+        } else {
+            self.ahead_to
+                .next_multiple_of(HEAD_ALIGN)
+                .min(self.file_size)
+                .max(end)
+        };
+        let prefetch_from = self.requested_to.max(offset);
+        self.requested_to = self.requested_to.max(fetch_to);
+        ReadPlan {
+            offset,
+            len,
+            fetch_to,
+            prefetch_from,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: u64 = 1024;
+    const M: u64 = 1024 * 1024;
+
+    #[test]
+    fn first_read_fetches_a_small_head_and_clamps_at_eof() {
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
+        assert_eq!(
+            p.plan(0, 64 * K as u32),
+            ReadPlan {
+                offset: 0,
+                len: 64 * K,
+                fetch_to: 128 * K,
+                prefetch_from: 0,
+            }
+        );
+        let mut small = ReadPlanner::new(PrefetchConfig::default(), 100 * K);
+        assert_eq!(
+            small.plan(90 * K, 128 * K as u32),
+            ReadPlan {
+                offset: 90 * K,
+                len: 10 * K,
+                fetch_to: 100 * K,
+                prefetch_from: 90 * K,
+            }
+        );
+        assert_eq!(small.plan(100 * K, 4096).len, 0);
+        assert_eq!(small.plan(500 * K, 4096).len, 0);
+        assert_eq!(small.plan(u64::MAX - 10, u32::MAX).len, 0);
+        // A random read near the end of a block: a head-sized window, 64 KiB aligned.
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
+        let plan = p.plan(M + 1000, 4096);
+        assert_eq!(plan.fetch_to, M + 192 * K);
+        // A window reaching past a block boundary stops on it.
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
+        assert_eq!(p.plan(M - 64 * K, 4096).fetch_to, M);
+    }
+
+    #[test]
+    fn sequential_reader_jumps_then_doubles_window_up_to_the_cap() {
+        let cfg = PrefetchConfig {
+            max_window: 32 * M,
+            ..PrefetchConfig::default()
+        };
+        let size = 1000 * M;
+        let mut p = ReadPlanner::new(cfg, size);
+        let mut windows = vec![];
+        let mut last_fetch_to = 0;
+        let mut requests_before_4m = 0;
+        let mut off = 0;
+        while off < 200 * M {
+            let plan = p.plan(off, 128 * K as u32);
+            assert_eq!(plan.len, 128 * K);
+            assert!(plan.fetch_to >= off + plan.len);
+            assert!(
+                plan.fetch_to >= last_fetch_to,
+                "read-ahead never moves back"
+            );
+            // Never more than 1.5 windows ahead of the reader.
+            assert!(plan.fetch_to - (off + plan.len) <= cfg.max_window * 3 / 2 + M);
+            if plan.fetch_to > last_fetch_to && off < 4 * M {
+                requests_before_4m += 1;
+            }
+            assert!(plan.prefetch_from <= plan.fetch_to);
+            assert!(
+                plan.prefetch_from >= last_fetch_to.min(plan.offset),
+                "nothing re-checked"
+            );
+            last_fetch_to = plan.fetch_to;
+            if windows.last() != Some(&p.window()) {
+                windows.push(p.window());
+            }
+            off += 128 * K;
+        }
+        assert_eq!(windows, vec![128 * K, 4 * M, 8 * M, 16 * M, 32 * M]);
+        // A whole 4 MB photo: the head, then the rest in one window.
+        assert_eq!(
+            requests_before_4m, 3,
+            "head, rest of the photo, read-ahead beyond"
+        );
+        assert!(last_fetch_to >= off + 3 * M);
+    }
+
+    #[test]
+    fn random_jump_resets_the_window_and_reordered_readahead_does_not() {
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 1000 * M);
+        for i in 0..40 {
+            p.plan(i * 128 * K, 128 * K as u32);
+        }
+        let grown = p.window();
+        assert!(grown > M);
+        // Kernel readahead arriving a little out of order keeps the window.
+        p.plan(40 * 128 * K + 256 * K, 128 * K as u32);
+        p.plan(40 * 128 * K, 128 * K as u32);
+        assert!(p.window() >= grown);
+        // A seek far away starts over with a head window at the new place.
+        let plan = p.plan(700 * M, 4096);
+        assert_eq!(p.window(), 128 * K);
+        assert_eq!(plan.fetch_to, 700 * M + 128 * K);
+        // So does a jump backwards.
+        let plan = p.plan(M, 4096);
+        assert_eq!(plan.fetch_to, M + 128 * K);
+    }
+
+    #[test]
+    fn read_larger_than_window_fetches_at_least_the_read() {
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
+        let plan = p.plan(5 * M, 4 * M as u32);
+        assert_eq!((plan.len, plan.fetch_to), (4 * M, 9 * M));
+    }
+}
