@@ -12,9 +12,18 @@ use icloudpd_rs::cloudkit::requests;
 use serde_json::{Value, json};
 
 const INDEXES: [(&str, &str); 3] = [
-    ("CPLAssetAndMasterByAssetDateWithoutHiddenOrDeleted", "CPLAssetByAssetDateWithoutHiddenOrDeleted"),
-    ("CPLAssetAndMasterHiddenByAssetDate", "CPLAssetHiddenByAssetDate"),
-    ("CPLAssetAndMasterDeletedByExpungedDate", "CPLAssetDeletedByExpungedDate"),
+    (
+        "CPLAssetAndMasterByAssetDateWithoutHiddenOrDeleted",
+        "CPLAssetByAssetDateWithoutHiddenOrDeleted",
+    ),
+    (
+        "CPLAssetAndMasterHiddenByAssetDate",
+        "CPLAssetHiddenByAssetDate",
+    ),
+    (
+        "CPLAssetAndMasterDeletedByExpungedDate",
+        "CPLAssetDeletedByExpungedDate",
+    ),
 ];
 
 #[tokio::main]
@@ -23,7 +32,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (endpoint, cookie) = (args[1].clone(), args[2].clone());
     let parallelism: u64 = args[3].parse().expect("parallelism");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
     let base = format!("{endpoint}/database/1/com.apple.photos.cloud/production/private");
     let started = Instant::now();
     let keys = requests::asset_desired_keys();
@@ -41,12 +53,19 @@ async fn main() {
             .json()
             .await
             .expect("count json");
-        let count = answer["batch"][0]["records"][0]["fields"]["itemCount"]["value"].as_u64().unwrap_or(0);
+        let count = answer["batch"][0]["records"][0]["fields"]["itemCount"]["value"]
+            .as_u64()
+            .unwrap_or(0);
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..parallelism {
-            let (http, url, keys, next, cookie) =
-                (http.clone(), format!("{base}/records/query"), keys.clone(), next.clone(), cookie.clone());
+            let (http, url, keys, next, cookie) = (
+                http.clone(),
+                format!("{base}/records/query"),
+                keys.clone(),
+                next.clone(),
+                cookie.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 loop {
                     let rank = next.fetch_add(requests::PAGE_ASSETS, Ordering::Relaxed);

@@ -81,7 +81,11 @@ pub(crate) fn begin(
         // Signed in with the password but the second factor is still owed: Apple's web
         // session lacks the trust cookie, and CloudKit answers as for a missing cookie.
         Some(session) if !session.trusted => {
-            tracing::warn!(db, endpoint, "rejected: two-factor authentication not completed");
+            tracing::warn!(
+                db,
+                endpoint,
+                "rejected: two-factor authentication not completed"
+            );
             return Err(Box::new(
                 (
                     StatusCode::MISDIRECTED_REQUEST,
