@@ -11,6 +11,7 @@ pub mod cloudkit;
 pub mod fetch;
 pub mod layout;
 pub mod metadata;
+pub mod mirror;
 pub mod model;
 pub mod mount;
 pub mod net;

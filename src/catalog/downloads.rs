@@ -83,10 +83,10 @@ fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S
 }
 
 /// Columns read by [`state_from_row`], starting at the given offset.
-const STATE_COLUMNS: &str =
+pub(super) const STATE_COLUMNS: &str =
     "d.state, d.rel_path, d.size, d.sha256, d.downloaded_ms, d.attempts, d.last_error, d.failed_ms";
 
-fn state_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<DownloadState> {
+pub(super) fn state_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<DownloadState> {
     let state: String = r.get(at)?;
     let rel_path: Option<String> = r.get(at + 1)?;
     Ok(match state.as_str() {
@@ -357,7 +357,7 @@ pub(super) fn reset_version(tx: &Transaction<'_>, version: VersionKey) -> Result
     Ok(())
 }
 
-fn require_root(tx: &Transaction<'_>, root: RootId) -> Result<()> {
+pub(super) fn require_root(tx: &Transaction<'_>, root: RootId) -> Result<()> {
     let found: Option<i64> = tx
         .prepare_cached("SELECT 1 FROM download_roots WHERE root_id = ?1")
         .and_then(|mut s| s.query_row([root], |r| r.get(0)).optional())
@@ -397,7 +397,7 @@ fn normalize_root(path: &Path) -> Result<PathBuf> {
 }
 
 /// A path relative to its root that stays inside it.
-fn check_rel_path(rel: &str) -> Result<()> {
+pub(super) fn check_rel_path(rel: &str) -> Result<()> {
     let path = Path::new(rel);
     let inside = !rel.is_empty()
         && path

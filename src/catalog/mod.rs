@@ -45,6 +45,7 @@
 mod albums;
 mod assets;
 mod changes;
+mod download_batch;
 mod downloads;
 mod error;
 mod libraries;
@@ -66,6 +67,7 @@ use serde::Serialize;
 pub use albums::{AlbumEntry, AlbumTreeCounts};
 pub use assets::PageCounts;
 pub use changes::{ChangeBatch, ChangeCounts, FlagChange};
+pub use download_batch::DownloadUpdate;
 pub use downloads::{DownloadRecord, DownloadRoot, DownloadState, DownloadStateKind};
 pub use error::{CatalogError, Result};
 pub use libraries::LibraryRecord;

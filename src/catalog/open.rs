@@ -105,6 +105,39 @@ impl Catalog {
         })
     }
 
+    /// A second writer connection of this process, sharing this handle's writer lock: the
+    /// sync engine records download results through it while a refresh writes pages through
+    /// `self`. SQLite serialises the two connections' transactions (each waits up to the busy
+    /// timeout for the other's). Refused on a read-only handle.
+    pub fn companion_writer(&self) -> Result<Catalog> {
+        let lock = self
+            .writer_lock
+            .as_ref()
+            .ok_or(CatalogError::ReadOnly {
+                operation: "opening a companion writer",
+            })?
+            .try_clone()
+            .map_err(|source| CatalogError::Io {
+                context: "sharing the writer lock",
+                path: super::lock::lock_path(&self.path),
+                source,
+            })?;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| classify(&self.path, source))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        configure(&conn)?;
+        Ok(Catalog {
+            conn,
+            path: self.path.clone(),
+            writer_lock: Some(lock),
+            interrupted_at_open: Vec::new(),
+        })
+    }
+
     /// Reads every page of the catalog (SQLite's `quick_check`, about a quarter second per
     /// 100,000 assets); damage is reported as [`CatalogError::Corrupt`]. Writers run it when
     /// they open; readers, which start fast, may run it on demand.

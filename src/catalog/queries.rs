@@ -20,6 +20,8 @@ use crate::model::{Asset, ItemKind, Location, Version, VersionKind};
 
 /// Rows fetched per page by the streaming iterators: memory stays flat whatever the library.
 pub(super) const ITER_PAGE: usize = 256;
+/// Keys per `IN (...)` list of the batch lookups (well under SQLite's parameter limit).
+pub(super) const KEY_BATCH: usize = 500;
 
 /// The smart folders of the mount, computed from stored flags and kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -412,6 +414,47 @@ impl Catalog {
             }
             None => Ok(None),
         }
+    }
+
+    /// Several assets by key, gone or not, in the order of `keys` (keys not found are left
+    /// out): a few queries per batch instead of two per asset.
+    pub fn assets_by_keys(&self, keys: &[AssetKey]) -> Result<Vec<StoredAsset>> {
+        let mut found: std::collections::HashMap<AssetKey, StoredAsset> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEY_BATCH) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("{ASSET_SELECT} WHERE a.asset_key IN ({marks})");
+            let mut stmt = self.conn.prepare(&sql).ctx("reading assets")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), asset_row)
+                .ctx("reading assets")?;
+            for row in rows {
+                let asset = row.ctx("reading assets")?;
+                found.insert(asset.key, asset);
+            }
+            let sql = format!(
+                "SELECT version_key, kind, size, file_type, checksum, width, height, asset_key
+                 FROM versions WHERE asset_key IN ({marks})"
+            );
+            let mut stmt = self.conn.prepare(&sql).ctx("reading versions")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    let (key, version) = version_row(r)?;
+                    Ok((r.get::<_, AssetKey>(7)?, key, version))
+                })
+                .ctx("reading versions")?;
+            let mut versions: Vec<(AssetKey, VersionKey, Version)> = rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("reading versions")?;
+            versions.sort_by_key(|(asset, _, v)| (*asset, v.kind));
+            for (asset, key, version) in versions {
+                if let Some(stored) = found.get_mut(&asset) {
+                    stored.version_keys.push(key);
+                    stored.asset.versions.push(version);
+                }
+            }
+        }
+        Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
     }
 
     /// One version by key.

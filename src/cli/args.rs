@@ -154,6 +154,86 @@ pub struct MountOnlyArgs {
     pub poll_interval: u64,
 }
 
+impl SelectionArgs {
+    /// The checked selection (relative dates count back from now).
+    pub fn selection(&self) -> Result<crate::mirror::Selection, crate::mirror::SelectionError> {
+        crate::mirror::Selection::from_flags(
+            &crate::mirror::SelectionFlags {
+                library: &self.library,
+                albums: &self.albums,
+                skip_videos: self.skip_videos,
+                skip_photos: self.skip_photos,
+                skip_created_before: self.skip_created_before.as_deref(),
+                skip_created_after: self.skip_created_after.as_deref(),
+                recent: self.recent,
+                until_found: self.until_found,
+                filename_exclude: &self.filename_exclude,
+            },
+            chrono::Utc::now(),
+        )
+    }
+}
+
+impl LayoutArgs {
+    /// The layout policy these flags (and `--skip-live-photos` of the selection) describe;
+    /// dates pick their folders in the local time zone, as icloudpd does.
+    pub fn policy(
+        &self,
+        selection: &SelectionArgs,
+    ) -> Result<crate::layout::LayoutPolicy, crate::layout::PolicyError> {
+        use crate::layout::{
+            AlignRaw, DateZone, FileMatchPolicy, FolderTemplate, LiveSize, MovNamePolicy,
+            PrimarySize,
+        };
+        Ok(crate::layout::LayoutPolicy {
+            folder: FolderTemplate::parse(&self.folder_structure)?,
+            sizes: self
+                .sizes
+                .iter()
+                .map(|s| match s {
+                    SizeArg::Original => PrimarySize::Original,
+                    SizeArg::Medium => PrimarySize::Medium,
+                    SizeArg::Thumb => PrimarySize::Thumb,
+                    SizeArg::Adjusted => PrimarySize::Adjusted,
+                    SizeArg::Alternative => PrimarySize::Alternative,
+                })
+                .collect(),
+            force_size: self.force_size,
+            live_size: match self.live_photo_size {
+                LiveSizeArg::Original => LiveSize::Original,
+                LiveSizeArg::Medium => LiveSize::Medium,
+                LiveSizeArg::Thumb => LiveSize::Thumb,
+            },
+            mov_names: match self.live_photo_mov_filename_policy {
+                MovPolicyArg::Suffix => MovNamePolicy::Suffix,
+                MovPolicyArg::Original => MovNamePolicy::Original,
+            },
+            skip_live_photos: selection.skip_live_photos,
+            align_raw: match self.align_raw {
+                AlignRawArg::AsIs => AlignRaw::AsIs,
+                AlignRawArg::Original => AlignRaw::Original,
+                AlignRawArg::Alternative => AlignRaw::Alternative,
+            },
+            file_match: match self.file_match_policy {
+                FileMatchArg::NameSizeDedupWithSuffix => FileMatchPolicy::NameSizeDedupWithSuffix,
+                FileMatchArg::NameId7 => FileMatchPolicy::NameId7,
+            },
+            keep_unicode: self.keep_unicode_in_filenames,
+            zone: DateZone::Local,
+        })
+    }
+}
+
+impl MetadataArgs {
+    /// The metadata written after each download.
+    pub fn options(&self) -> crate::mirror::MetadataOptions {
+        crate::mirror::MetadataOptions {
+            set_exif_datetime: self.set_exif_datetime,
+            xmp_sidecar: self.xmp_sidecar,
+        }
+    }
+}
+
 /// Parse a byte count with an optional K/M/G/T suffix (powers of 1024).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -57,6 +57,9 @@ pub struct StatusArgs {
     /// Download counts for this download folder only.
     #[arg(short = 'd', long = "directory", value_name = "DIR")]
     pub directory: Option<std::path::PathBuf>,
+    /// List the files whose last download failed, with the error.
+    #[arg(long)]
+    pub failed: bool,
 }
 
 /// `refresh`.
@@ -177,6 +180,9 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
             })?),
             None => None,
         };
+        if args.failed {
+            return print_failed(&catalog, root, args.json);
+        }
         let status = catalog.status(root)?;
         let session = crate::auth::read_summary(&ctx.global.data_dir()?, &ctx.auth.username)?;
         if args.json {
@@ -192,6 +198,61 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
         Ok(()) => exit::OK,
         Err(e) => context::report(Some(&ctx), e),
     }
+}
+
+/// `status --failed`: one line (or JSON object) per failed file of one root or of all roots.
+fn print_failed(
+    catalog: &crate::catalog::Catalog,
+    root: Option<crate::catalog::RootId>,
+    json: bool,
+) -> Result<(), CommandError> {
+    use crate::catalog::{DownloadState, DownloadStateKind};
+    let mut count = 0u64;
+    for r in catalog.roots()? {
+        if root.is_some_and(|id| id != r.id) {
+            continue;
+        }
+        for record in catalog.downloads(r.id, DownloadStateKind::Failed) {
+            let record = record?;
+            let DownloadState::Failed {
+                attempts,
+                last_error,
+                at_ms,
+                ..
+            } = &record.state
+            else {
+                continue;
+            };
+            count += 1;
+            let asset = catalog.asset(record.asset)?;
+            let name = asset
+                .as_ref()
+                .and_then(|a| a.asset.filename.clone())
+                .unwrap_or_else(|| "(no name)".into());
+            let id = asset.as_ref().map(|a| a.asset.id.clone()).unwrap_or_default();
+            let when = chrono::DateTime::from_timestamp_millis(*at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"folder": r.path, "filename": name, "asset_id": id,
+                        "version": record.kind.as_str(), "attempts": attempts,
+                        "error": last_error, "at": when})
+                );
+            } else {
+                println!(
+                    "{}\t{name} ({})\t{attempts} attempt(s), last {when}: {last_error}",
+                    r.path.display(),
+                    record.kind.as_str()
+                );
+            }
+        }
+    }
+    if !json {
+        println!("{count} failed file(s); `icloudpd-rs retry-failed` tries them again");
+    }
+    Ok(())
 }
 
 fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::SessionSummary>) {

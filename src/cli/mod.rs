@@ -8,6 +8,8 @@ pub mod context;
 pub mod global;
 mod login_cmd;
 mod sim_cmd;
+mod state_cmd;
+pub mod sync_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,19 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Download the library into a folder tree, resumably (the default: `icloudpd-rs -u ME
+    /// -d DIR` means `icloudpd-rs sync -u ME -d DIR`).
+    Sync(Box<sync_cmd::SyncArgs>),
+    /// Download again the files whose last attempt failed (same flags as the sync).
+    RetryFailed(Box<sync_cmd::SyncArgs>),
+    /// Adopt a folder written by the Python icloudpd or by hand: match files by path, name
+    /// and size, record them as downloaded, download nothing (same flags as the sync).
+    ImportExisting(Box<sync_cmd::SyncArgs>),
+    /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
+    /// unchanged).
+    Verify(state_cmd::VerifyArgs),
+    /// Forget what was downloaded into a folder (files stay; the next sync adopts them).
+    ResetState(state_cmd::ResetStateArgs),
     /// Run the iCloud simulator (a local fake of Apple's servers) until interrupted.
     Sim(crate::sim::SimConfig),
     /// Sign in to iCloud once (password, two-factor code) and save the session for later runs.
@@ -49,7 +64,15 @@ pub enum Command {
 
 /// Parse the command line, run the command, return the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let argv = with_default_command(std::env::args_os().collect());
+    let argv = match config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv) {
+        Ok(argv) => argv,
+        Err(message) => {
+            eprintln!("icloudpd-rs: {message}");
+            return exit::FAILURE;
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -63,12 +86,29 @@ pub fn main() -> i32 {
     };
     init_logging();
     match cli.command {
+        Command::Sync(args) => sync_cmd::run(*args),
+        Command::RetryFailed(args) => state_cmd::retry_failed(*args),
+        Command::ImportExisting(args) => state_cmd::import_existing(*args),
+        Command::Verify(args) => state_cmd::verify(args),
+        Command::ResetState(args) => state_cmd::reset_state(args),
         Command::Sim(config) => sim_cmd::run(config),
         Command::Login(args) => login_cmd::run(args),
         Command::Refresh(args) => catalog_cmd::refresh_cmd(args),
         Command::List(what) => catalog_cmd::list_cmd(what),
         Command::Status(args) => catalog_cmd::status_cmd(args),
     }
+}
+
+/// The bare form (`icloudpd-rs --username ME --directory DIR`, as icloudpd users type it):
+/// options without a command mean `sync`.
+fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = argv.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let is_option = first.starts_with('-');
+    let asks_for_help = matches!(first, "-h" | "--help" | "-V" | "--version");
+    if is_option && !asks_for_help {
+        argv.insert(1, "sync".into());
+    }
+    argv
 }
 
 /// Logs go to stderr; `RUST_LOG` overrides the default level.

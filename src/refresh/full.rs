@@ -183,6 +183,7 @@ async fn walk_index(
         batch.store(catalog, run, library, sink, progress)?;
         match walk.finish().await {
             Ok(summary) => {
+                conn.session_works();
                 if !summary.skipped.is_empty() {
                     catalog.upsert_page(run, &[], &summary.skipped)?;
                 }
@@ -232,7 +233,10 @@ async fn list_albums(
                 ids.extend(page.assets.iter().map(|a| a.asset.id.clone()));
             }
             match walk.finish().await {
-                Ok(_) => break ids,
+                Ok(_) => {
+                    conn.session_works();
+                    break ids;
+                }
                 Err(e) if e.needs_reauthentication() => conn.renew(seen, e).await?,
                 Err(e) => return Err(e.into()),
             }

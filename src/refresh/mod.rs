@@ -154,7 +154,8 @@ pub struct Connection<'a> {
     reauths: u32,
 }
 
-/// Re-authentications allowed per refresh before giving up.
+/// Re-authentications in a row (without a successful call between them) before giving up: a
+/// long listing may see the session expire several times, a refused sign-in loops here.
 const MAX_REAUTHS: u32 = 3;
 
 impl<'a> Connection<'a> {
@@ -182,7 +183,12 @@ impl<'a> Connection<'a> {
             let seen = self.session.generation();
             match op(self.client.clone()).await {
                 Err(e) if e.needs_reauthentication() => self.renew(seen, e).await?,
-                other => return other.map_err(RefreshError::from),
+                other => {
+                    if other.is_ok() {
+                        self.session_works();
+                    }
+                    return other.map_err(RefreshError::from);
+                }
             }
         }
     }
@@ -201,6 +207,11 @@ impl<'a> Connection<'a> {
         self.session.reauthenticate(generation).await?;
         self.client = CloudKitClient::for_session(self.session)?;
         Ok(())
+    }
+
+    /// A call succeeded after the last renewal: renewals count from zero again.
+    pub fn session_works(&mut self) {
+        self.reauths = 0;
     }
 
     /// The session.

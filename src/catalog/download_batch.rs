@@ -1,0 +1,175 @@
+//! Download state in batches, for the sync engine: many results recorded in one transaction
+//! (state is flushed as work completes without a commit per file), and the states of many
+//! versions read with one query.
+
+use std::collections::HashMap;
+
+use rusqlite::params;
+
+use super::downloads::{STATE_COLUMNS, check_rel_path, require_root, state_from_row};
+use super::error::{Result, SqlContext};
+use super::queries::KEY_BATCH;
+use super::{Catalog, DownloadState, RootId, VersionKey, now_ms, to_i64};
+
+/// One change of a version's download state in a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownloadUpdate {
+    /// The file is complete at `rel_path` (a download, an adopted file, or a file moved to a
+    /// new path: size and digest are those of the file on disk).
+    Downloaded {
+        version: VersionKey,
+        rel_path: String,
+        size: u64,
+        sha256: [u8; 32],
+    },
+    /// An attempt failed with this error (the attempt count goes up by one).
+    Failed { version: VersionKey, error: String },
+    /// Forget the state (the local file was removed on purpose).
+    Forget { version: VersionKey },
+}
+
+impl Catalog {
+    /// Applies `updates` to `root` in one transaction, in order. Versions that no longer exist
+    /// (the asset lost them in a refresh meanwhile) are skipped, not errors: their rows are
+    /// gone with them. Returns how many updates were applied.
+    pub fn apply_download_updates(
+        &mut self,
+        root: RootId,
+        updates: &[DownloadUpdate],
+    ) -> Result<usize> {
+        for u in updates {
+            if let DownloadUpdate::Downloaded { rel_path, .. } = u {
+                check_rel_path(rel_path)?;
+            }
+        }
+        let tx = self.write_tx("recording downloads")?;
+        require_root(&tx, root)?;
+        let now = now_ms();
+        let mut applied = 0;
+        for u in updates {
+            let version = match u {
+                DownloadUpdate::Downloaded { version, .. }
+                | DownloadUpdate::Failed { version, .. }
+                | DownloadUpdate::Forget { version } => *version,
+            };
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE version_key = ?1)")
+                .and_then(|mut s| s.query_row([version], |r| r.get(0)))
+                .ctx("recording downloads")?;
+            if !exists {
+                continue;
+            }
+            match u {
+                DownloadUpdate::Downloaded {
+                    rel_path,
+                    size,
+                    sha256,
+                    ..
+                } => {
+                    let size = to_i64("file size", *size)?;
+                    tx.prepare_cached(
+                        "INSERT INTO downloads (root_id, version_key, state, rel_path, size,
+                                                sha256, downloaded_ms, attempts)
+                         VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, 0)
+                         ON CONFLICT (root_id, version_key) DO UPDATE SET
+                            state = 'downloaded', rel_path = excluded.rel_path,
+                            size = excluded.size, sha256 = excluded.sha256,
+                            downloaded_ms = excluded.downloaded_ms, attempts = 0,
+                            last_error = NULL, failed_ms = NULL",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![root, version, rel_path, size, &sha256[..], now])
+                    })
+                    .ctx("recording downloads")?;
+                }
+                DownloadUpdate::Failed { error, .. } => {
+                    tx.prepare_cached(
+                        "INSERT INTO downloads (root_id, version_key, state, attempts, last_error,
+                                                failed_ms)
+                         VALUES (?1, ?2, 'failed', 1, ?3, ?4)
+                         ON CONFLICT (root_id, version_key) DO UPDATE SET
+                            state = 'failed', attempts = attempts + 1,
+                            last_error = excluded.last_error, failed_ms = excluded.failed_ms,
+                            size = NULL, sha256 = NULL, downloaded_ms = NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![root, version, error, now]))
+                    .ctx("recording downloads")?;
+                }
+                DownloadUpdate::Forget { .. } => {
+                    tx.prepare_cached(
+                        "DELETE FROM downloads WHERE root_id = ?1 AND version_key = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![root, version]))
+                    .ctx("recording downloads")?;
+                }
+            }
+            applied += 1;
+        }
+        tx.commit().ctx("recording downloads")?;
+        Ok(applied)
+    }
+
+    /// Forgets every download state of one root (or of all roots): the next sync adopts the
+    /// complete files it finds at their planned paths and downloads the rest. Returns how
+    /// many states were forgotten.
+    pub fn forget_downloads(&mut self, root: Option<RootId>) -> Result<u64> {
+        let tx = self.write_tx("forgetting download states")?;
+        if let Some(root) = root {
+            require_root(&tx, root)?;
+        }
+        let n = tx
+            .execute(
+                "DELETE FROM downloads WHERE ?1 IS NULL OR root_id = ?1",
+                [root],
+            )
+            .ctx("forgetting download states")?;
+        tx.commit().ctx("forgetting download states")?;
+        Ok(n as u64)
+    }
+
+    /// The states of `versions` in `root` (versions never planned there are absent).
+    pub fn download_states(
+        &self,
+        root: RootId,
+        versions: &[VersionKey],
+    ) -> Result<HashMap<VersionKey, DownloadState>> {
+        let mut out = HashMap::with_capacity(versions.len());
+        for chunk in versions.chunks(KEY_BATCH) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!(
+                "SELECT d.version_key, {STATE_COLUMNS} FROM downloads d
+                 WHERE d.root_id = {} AND d.version_key IN ({marks})",
+                root.0
+            );
+            let mut stmt = self.conn.prepare(&sql).ctx("reading download states")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    Ok((r.get::<_, VersionKey>(0)?, state_from_row(r, 1)?))
+                })
+                .ctx("reading download states")?;
+            for row in rows {
+                let (key, state) = row.ctx("reading download states")?;
+                out.insert(key, state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every version recorded as downloaded in `root` with its relative path (for finding who
+    /// owns a file found on disk). Loaded at once: callers use it only when a conflict needs it.
+    pub fn downloaded_paths(&self, root: RootId) -> Result<Vec<(VersionKey, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT version_key, rel_path FROM downloads
+                 WHERE root_id = ?1 AND state = 'downloaded' AND rel_path IS NOT NULL",
+            )
+            .ctx("listing downloaded paths")?;
+        let rows = stmt
+            .query_map([root], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("listing downloaded paths")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx("listing downloaded paths")?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,207 @@
+//! The download-state commands: `verify [--checksums]`, `reset-state --yes`, and the two that
+//! run the engine with the sync's flags, `retry-failed` and `import-existing`.
+
+use std::path::PathBuf;
+
+use super::context::{self, AccountContext, CommandError};
+use super::exit;
+use super::global::GlobalArgs;
+use super::sync_cmd::{self, Action, SyncArgs};
+use crate::catalog::{DownloadState, DownloadStateKind, DownloadUpdate};
+
+/// Arguments of `verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The download folder to check.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Also read every file and compare its SHA-256 with the one recorded (slow).
+    #[arg(long)]
+    pub checksums: bool,
+    /// Mark the missing and damaged files as failed, so the next sync fetches them again
+    /// (replacing the damaged ones).
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Arguments of `reset-state`.
+#[derive(Debug, clap::Args)]
+pub struct ResetStateArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Only this download folder (default: every folder of the account).
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Really forget the download state.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `retry-failed`.
+pub fn retry_failed(args: SyncArgs) -> i32 {
+    sync_cmd::run_action(args, Action::RetryFailed)
+}
+
+/// `import-existing`.
+pub fn import_existing(args: SyncArgs) -> i32 {
+    sync_cmd::run_action(args, Action::ImportExisting)
+}
+
+/// One problem `verify` found.
+#[derive(Debug)]
+enum Problem {
+    Missing,
+    Size { recorded: u64, found: u64 },
+    Content,
+    Unreadable(String),
+}
+
+/// `verify`.
+pub fn verify(args: VerifyArgs) -> i32 {
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    match run_verify(&ctx, &args) {
+        Ok(code) => code,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandError> {
+    let root = sync_cmd::download_folder(args.directory.as_deref())?;
+    let catalog = ctx.open_catalog_read_only()?;
+    let root_id = catalog.root_id(&root)?.ok_or_else(|| {
+        CommandError::failure(format!(
+            "{} is not a download folder of this account (nothing was synced there)",
+            root.display()
+        ))
+    })?;
+    let mut checked = 0u64;
+    let mut problems: Vec<(crate::catalog::VersionKey, String, Problem)> = Vec::new();
+    for record in catalog.downloads(root_id, DownloadStateKind::Downloaded) {
+        let record = record?;
+        let DownloadState::Downloaded {
+            rel_path,
+            size,
+            sha256,
+            ..
+        } = record.state
+        else {
+            continue;
+        };
+        checked += 1;
+        let path = root.join(&rel_path);
+        let problem = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Problem::Missing),
+            Err(e) => Some(Problem::Unreadable(e.to_string())),
+            Ok(m) if m.len() != size => Some(Problem::Size {
+                recorded: size,
+                found: m.len(),
+            }),
+            Ok(_) if args.checksums => match hash(&path) {
+                Ok(found) if found == sha256 => None,
+                Ok(_) => Some(Problem::Content),
+                Err(e) => Some(Problem::Unreadable(e.to_string())),
+            },
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            let what = match &p {
+                Problem::Missing => "missing".to_string(),
+                Problem::Size { recorded, found } => {
+                    format!("size differs: recorded {recorded} bytes, found {found}")
+                }
+                Problem::Content => "content differs from the recorded SHA-256".to_string(),
+                Problem::Unreadable(e) => format!("cannot be read: {e}"),
+            };
+            println!("{rel_path}: {what}");
+            problems.push((record.version, rel_path, p));
+        }
+    }
+    drop(catalog);
+    let missing = problems
+        .iter()
+        .filter(|(_, _, p)| matches!(p, Problem::Missing))
+        .count();
+    println!(
+        "{checked} files checked{}: {missing} missing, {} damaged",
+        if args.checksums { " (with checksums)" } else { "" },
+        problems.len() - missing
+    );
+    if problems.is_empty() {
+        return Ok(exit::OK);
+    }
+    if args.repair {
+        let mut writer = ctx.open_catalog()?;
+        let updates: Vec<DownloadUpdate> = problems
+            .iter()
+            .map(|(version, _, p)| DownloadUpdate::Failed {
+                version: *version,
+                error: format!("verify: {p:?}"),
+            })
+            .collect();
+        writer.apply_download_updates(root_id, &updates)?;
+        println!(
+            "{} files marked for download by the next sync",
+            updates.len()
+        );
+    } else {
+        eprintln!("icloudpd-rs: run `icloudpd-rs verify --repair` to fetch them again at the next sync");
+    }
+    Ok(exit::FAILURE)
+}
+
+fn hash(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// `reset-state`.
+pub fn reset_state(args: ResetStateArgs) -> i32 {
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    let result = (|| -> Result<(), CommandError> {
+        if !args.yes {
+            return Err(CommandError::failure(
+                "reset-state forgets what was downloaded (files stay on disk; the next sync \
+                 adopts complete ones and downloads the rest); add --yes to do it",
+            ));
+        }
+        let mut catalog = ctx.open_catalog()?;
+        let root = match &args.directory {
+            Some(d) => {
+                let root = sync_cmd::download_folder(Some(d))?;
+                Some(catalog.root_id(&root)?.ok_or_else(|| {
+                    CommandError::failure(format!(
+                        "{} is not a download folder of this account",
+                        root.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let n = catalog.forget_downloads(root)?;
+        println!("{n} download states forgotten; no file was touched");
+        Ok(())
+    })();
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}

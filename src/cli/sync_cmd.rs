@@ -1,0 +1,495 @@
+//! `sync` (also the bare `icloudpd-rs -u ME -d DIR`, as icloudpd users type it): flags, the
+//! progress bar, the summary line, `--report-json`, `--watch-with-interval`, signals and the
+//! notification script around [`crate::mirror::Mirror`].
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::args::{LayoutArgs, MetadataArgs, SelectionArgs};
+use super::context::{self, AccountContext, CommandError};
+use super::exit;
+use super::global::GlobalArgs;
+use crate::auth::{AccountSession, AuthError};
+use crate::catalog::Catalog;
+use crate::fetch::FetchConfig;
+use crate::mirror::notify::{self, Event, Figures};
+use crate::mirror::{
+    self, LiveCounters, Mirror, MirrorConfig, MirrorError, RunMode, RunOutcome, RunReport, signals,
+    watch,
+};
+use crate::refresh::{LibrarySelector, RefreshOptions};
+
+/// Arguments of `sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The folder to download into (created when missing).
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Read settings from this TOML file: keys are the long flag names (`threads_num = 4`);
+    /// flags and environment variables win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub deletion: DeletionArgs,
+}
+
+/// How files are transferred.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Transfer")]
+pub struct TransferArgs {
+    /// Parallel downloads.
+    #[arg(long, value_name = "N", default_value_t = mirror::DEFAULT_THREADS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads_num: u64,
+    /// Suffix of partial files (hidden, beside their destination, resumed by the next run).
+    #[arg(long, value_name = "SUFFIX", default_value = ".icloudpd-rs.part")]
+    pub temp_suffix: String,
+}
+
+/// How the run behaves.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Run")]
+pub struct RunArgs {
+    /// Show what would be downloaded (planned paths on stdout); change no file, no download
+    /// state and nothing in iCloud.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print only the planned paths of the files that would be downloaded (implies --dry-run).
+    #[arg(long)]
+    pub only_print_filenames: bool,
+    /// List the library in full instead of following the change feed.
+    #[arg(long)]
+    pub no_incremental: bool,
+    /// Forget the stored sync tokens first (then list in full).
+    #[arg(long)]
+    pub reset_sync_token: bool,
+    /// Run again every SECONDS (incremental refresh each cycle) until stopped.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch_with_interval: Option<u64>,
+    /// No progress bar (it is only shown on a terminal anyway).
+    #[arg(long)]
+    pub no_progress_bar: bool,
+    /// Write the run's report (counts, bytes, skip reasons, failures) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// Run this program on 2fa-needed, sync-complete and sync-failed, with the figures in
+    /// its environment (ICLOUDPD_RS_EVENT, ICLOUDPD_RS_DOWNLOADED, ...).
+    #[arg(long, value_name = "PROGRAM")]
+    pub notification_script: Option<PathBuf>,
+}
+
+/// Deleting local files and iCloud photos.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Deletion")]
+pub struct DeletionArgs {
+    /// Delete local files of photos that are in Recently Deleted or gone from iCloud.
+    #[arg(long)]
+    pub auto_delete: bool,
+    /// Move photos older than N days to Recently Deleted in iCloud once every version is
+    /// downloaded and verified (0 = every downloaded photo).
+    #[arg(long, value_name = "N", conflicts_with = "delete_after_download")]
+    pub keep_icloud_recent_days: Option<u32>,
+    /// Move each photo to Recently Deleted in iCloud once it is downloaded and verified
+    /// (icloudpd's flag; the same as --keep-icloud-recent-days 0).
+    #[arg(long)]
+    pub delete_after_download: bool,
+    /// Do not ask before deleting.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// What a run of the engine is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `sync`.
+    Sync,
+    /// `retry-failed`: download again only the files that failed (no refresh).
+    RetryFailed,
+    /// `import-existing`: adopt files already in the folder, download nothing.
+    ImportExisting,
+}
+
+/// `sync`.
+pub fn run(args: SyncArgs) -> i32 {
+    run_action(args, Action::Sync)
+}
+
+/// `sync`, `retry-failed` or `import-existing` (they share the flags that decide the plan).
+pub fn run_action(args: SyncArgs, action: Action) -> i32 {
+    let ctx = match AccountContext::new(&args.global) {
+        Ok(c) => c,
+        Err(e) => return context::report(None, e),
+    };
+    match run_sync(&ctx, &args, action) {
+        Ok(code) => code,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+/// The download folder as an absolute path.
+pub fn download_folder(directory: Option<&Path>) -> Result<PathBuf, CommandError> {
+    let dir = directory.ok_or_else(|| {
+        CommandError::failure("no download folder: give it with -d/--directory DIR")
+    })?;
+    std::path::absolute(dir)
+        .map_err(|e| CommandError::failure(format!("download folder {}: {e}", dir.display())))
+}
+
+/// The engine's options from the flags (everything checked before any network access).
+pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, CommandError> {
+    let root = download_folder(args.directory.as_deref())?;
+    let selection = args
+        .selection
+        .selection()
+        .map_err(|e| CommandError::failure(e.to_string()))?;
+    let policy = args
+        .layout
+        .policy(&args.selection)
+        .map_err(|e| CommandError::failure(e.to_string()))?;
+    let suffix = &args.transfer.temp_suffix;
+    if suffix.is_empty() || suffix.contains('/') || suffix.contains('\0') || suffix.len() > 64 {
+        return Err(CommandError::failure(format!(
+            "invalid --temp-suffix {suffix:?}: give a short name ending such as .part"
+        )));
+    }
+    let fetch = FetchConfig {
+        temp_suffix: suffix.clone(),
+        stall_timeout: Duration::from_secs(args.global.timeout),
+        ..FetchConfig::default()
+    };
+    Ok(MirrorConfig {
+        root,
+        policy,
+        selection,
+        threads: args.transfer.threads_num as usize,
+        fetch,
+        metadata: args.metadata.options(),
+        mode,
+        on_planned: None,
+    })
+}
+
+fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32, CommandError> {
+    let dry_run = args.run.dry_run || args.run.only_print_filenames;
+    if action != Action::Sync && (dry_run || args.run.watch_with_interval.is_some()) {
+        return Err(CommandError::failure(
+            "--dry-run, --only-print-filenames and --watch-with-interval are options of sync",
+        ));
+    }
+    let mode = match action {
+        Action::Sync if dry_run => RunMode::DryRun,
+        Action::Sync => RunMode::Download,
+        Action::RetryFailed => RunMode::RetryFailed,
+        Action::ImportExisting => RunMode::ImportExisting,
+    };
+    let mut config = mirror_config(args, mode)?;
+    let deletion = &args.deletion;
+    if deletion.auto_delete
+        || deletion.delete_after_download
+        || deletion.keep_icloud_recent_days.is_some()
+    {
+        return Err(CommandError::failure(
+            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are not \
+             available in this version; nothing was changed",
+        ));
+    }
+    if dry_run {
+        config.on_planned = Some(Arc::new(|path: &str| println!("{path}")));
+    }
+    let show_progress = !args.run.no_progress_bar
+        && !args.run.only_print_filenames
+        && std::io::stderr().is_terminal();
+    let refresh = RefreshOptions {
+        libraries: LibrarySelector::parse(&args.selection.library),
+        full: args.run.no_incremental,
+        reset_sync_token: args.run.reset_sync_token,
+        progress: false,
+    };
+    let rt = context::runtime()?;
+    let mut catalog = open_writer(ctx)?;
+    let notifier = Notifier {
+        script: args.run.notification_script.clone(),
+        username: ctx.auth.username.clone(),
+        directory: config.root.display().to_string(),
+    };
+    let root = config.root.clone();
+    let mirror = Mirror::new(config);
+    rt.block_on(async {
+        let received = signals::install(mirror.stopper(), signals::GRACE)
+            .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
+        let session = match ctx.session().await {
+            Ok(s) => s,
+            Err(e) => {
+                notifier.auth_failure(&e);
+                return Err(e);
+            }
+        };
+        let mut refresh = refresh;
+        loop {
+            let bar = show_progress.then(|| ProgressLine::start(mirror.live_counters()));
+            let refreshing = (action != Action::RetryFailed).then_some(&refresh);
+            let result = mirror.run(&session, &mut catalog, refreshing).await;
+            if let Some(bar) = bar {
+                bar.finish();
+            }
+            let code = finish_cycle(&mirror, &result, args, &notifier, &received, action, &root);
+            if let Err(e) = &result
+                && e.is_authentication_problem()
+            {
+                return Ok(code);
+            }
+            let Some(interval) = args.run.watch_with_interval else {
+                return Ok(code);
+            };
+            if !watch::pause(Duration::from_secs(interval), &mirror.stopper()).await {
+                return Ok(received.exit_code().unwrap_or(code));
+            }
+            keep_alive(&session).await;
+            // Later cycles follow the change feed.
+            refresh.full = false;
+            refresh.reset_sync_token = false;
+        }
+    })
+}
+
+/// Open the catalog as its writer, explaining the lock when another sync holds it.
+fn open_writer(ctx: &AccountContext) -> Result<Catalog, CommandError> {
+    ctx.open_catalog().map_err(|e| {
+        if e.message.contains("in use by another") {
+            CommandError::failure(format!(
+                "another icloudpd-rs run is using this account's catalog, so this sync did not \
+                 start ({})",
+                e.message
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+/// Nothing to do between cycles: the session is kept alive by the next refresh, which
+/// signs in again by itself when Apple expired it meanwhile.
+async fn keep_alive(session: &AccountSession) {
+    let _ = session.persist().await;
+}
+
+/// Print the outcome of one run, write its report, notify; returns the exit code.
+fn finish_cycle(
+    mirror: &Mirror,
+    result: &Result<RunReport, MirrorError>,
+    args: &SyncArgs,
+    notifier: &Notifier,
+    received: &signals::Received,
+    action: Action,
+    root: &Path,
+) -> i32 {
+    let dry_run = args.run.dry_run || args.run.only_print_filenames;
+    match result {
+        Ok(report) => {
+            let code = match &report.outcome {
+                RunOutcome::Complete => exit::OK,
+                RunOutcome::Partial => exit::PARTIAL,
+                RunOutcome::Interrupted => received.exit_code().unwrap_or(exit::FAILURE),
+                RunOutcome::Failed { .. } => exit::FAILURE,
+            };
+            let line = report.summary_line();
+            if dry_run {
+                if !args.run.only_print_filenames {
+                    eprintln!(
+                        "dry run: {} file(s) would be downloaded, {} already in {} ({} total)",
+                        report
+                            .skip_reasons
+                            .get(&mirror::SkipReason::DryRun)
+                            .copied()
+                            .unwrap_or(0),
+                        report.skipped
+                            - report
+                                .skip_reasons
+                                .get(&mirror::SkipReason::DryRun)
+                                .copied()
+                                .unwrap_or(0),
+                        root.display(),
+                        report.total
+                    );
+                }
+            } else {
+                if action == Action::ImportExisting {
+                    let adopted = report
+                        .skip_reasons
+                        .get(&mirror::SkipReason::Adopted)
+                        .copied()
+                        .unwrap_or(0);
+                    let missing = report.total - report.skipped - report.failed;
+                    println!(
+                        "{adopted} adopted, {} already recorded, {missing} not found ({} total)",
+                        report.skipped - adopted,
+                        report.total
+                    );
+                } else {
+                    println!("{line}");
+                }
+                for f in report.failures.iter().take(10) {
+                    eprintln!("icloudpd-rs: failed: {}: {}", f.path, f.error);
+                }
+                if report.failed > 10 {
+                    eprintln!(
+                        "icloudpd-rs: ... and {} more (see `icloudpd-rs status --failed`)",
+                        report.failed - 10
+                    );
+                }
+                if report.outcome == RunOutcome::Interrupted {
+                    eprintln!("icloudpd-rs: interrupted; the next run resumes where this one stopped");
+                }
+            }
+            if let Some(path) = &args.run.report_json
+                && let Err(e) = write_report(path, report)
+            {
+                eprintln!("icloudpd-rs: {e}");
+            }
+            if !dry_run {
+                let event = if code == exit::OK {
+                    Event::SyncComplete
+                } else {
+                    Event::SyncFailed
+                };
+                notifier.send(event, Some(report), code, &line);
+            }
+            code
+        }
+        Err(e) => {
+            let code = if e.is_authentication_problem() {
+                exit::AUTH
+            } else {
+                exit::FAILURE
+            };
+            eprintln!("icloudpd-rs: {e}");
+            let counters = mirror.counters();
+            let partial = counters.report(Duration::ZERO, RunOutcome::Failed {
+                error: e.to_string(),
+            });
+            if !dry_run && partial.downloaded + partial.failed > 0 {
+                println!("{}", partial.summary_line());
+            }
+            if let Some(path) = &args.run.report_json
+                && let Err(err) = write_report(path, &partial)
+            {
+                eprintln!("icloudpd-rs: {err}");
+            }
+            let event = if is_two_factor(e) {
+                Event::TwoFactorNeeded
+            } else {
+                Event::SyncFailed
+            };
+            notifier.send(event, Some(&partial), code, &e.to_string());
+            code
+        }
+    }
+}
+
+fn is_two_factor(e: &MirrorError) -> bool {
+    let auth = match e {
+        MirrorError::Auth(a) => a,
+        MirrorError::Refresh(crate::refresh::RefreshError::Auth(a)) => a,
+        _ => return false,
+    };
+    matches!(auth, AuthError::TwoFactorRequired { .. })
+}
+
+/// Write the report atomically (temp file + rename).
+fn write_report(path: &Path, report: &RunReport) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| format!("cannot encode the report: {e}"))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
+}
+
+/// Runs `--notification-script`, if any.
+struct Notifier {
+    script: Option<PathBuf>,
+    username: String,
+    directory: String,
+}
+
+impl Notifier {
+    fn send(&self, event: Event, report: Option<&RunReport>, exit_code: i32, message: &str) {
+        let Some(script) = &self.script else { return };
+        let figures = Figures {
+            username: &self.username,
+            directory: &self.directory,
+            report,
+            exit_code,
+            message,
+        };
+        if let Err(e) = notify::run_script(script, event, &figures) {
+            eprintln!("icloudpd-rs: notification script: {e}");
+        }
+    }
+
+    fn auth_failure(&self, e: &CommandError) {
+        let event = if e.code == exit::AUTH && e.message.contains("code") {
+            Event::TwoFactorNeeded
+        } else {
+            Event::SyncFailed
+        };
+        self.send(event, None, e.code, &e.message);
+    }
+}
+
+/// The progress bar on stderr: files and bytes, redrawn a few times a second.
+struct ProgressLine {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressLine {
+    fn start(counters: LiveCounters) -> ProgressLine {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} files {msg} [{elapsed}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        let b = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                let c = counters.current();
+                let done = c.downloaded.load(Ordering::Relaxed)
+                    + c.failed.load(Ordering::Relaxed)
+                    + c.skipped();
+                let planned = c.planned.load(Ordering::Relaxed);
+                b.set_length(planned.max(done));
+                b.set_position(done);
+                b.set_message(format!(
+                    "({} downloaded, {} failed, {:.1} MB)",
+                    c.downloaded.load(Ordering::Relaxed),
+                    c.failed.load(Ordering::Relaxed),
+                    c.bytes.load(Ordering::Relaxed) as f64 / 1e6
+                ));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        ProgressLine { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,347 @@
+//! One run, start to end: the download folder, the refresh with streaming downloads, the
+//! planner, the URL resolver and the workers wired by bounded channels, the second pass,
+//! the reconcile step and the report. The shared state of the run's tasks is
+//! [`RunContext`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::AccountSession;
+use crate::catalog::{Catalog, DownloadUpdate, LibraryId, RootId};
+use crate::fetch::FetchConfig;
+use crate::model::Library;
+use crate::refresh::{self, NoSink, PageSink, RefreshOptions};
+
+use super::queue::{PathClaims, PriorityGate, TransferState, Transfers};
+use super::report::{Counters, Failure, RunOutcome, RunReport};
+use super::state::{StateHandle, StateWriter};
+use super::urls::{self, Api, LOOKUP_BATCH};
+use super::worker::{self, FileSpec, Job};
+use super::{MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream};
+
+/// What [`run`] is given.
+pub(super) struct RunInputs<'a> {
+    pub config: Arc<MirrorConfig>,
+    pub session: &'a AccountSession,
+    pub catalog: &'a mut Catalog,
+    pub refresh: Option<&'a RefreshOptions>,
+    pub transfers: Transfers,
+    pub counters: Arc<Counters>,
+    pub gate: PriorityGate,
+    pub stopper: Stopper,
+}
+
+/// State shared by the tasks of one run.
+pub(super) struct RunContext {
+    pub config: Arc<MirrorConfig>,
+    pub root: PathBuf,
+    pub root_id: Option<RootId>,
+    pub catalog_path: PathBuf,
+    pub fetch: FetchConfig,
+    pub metadata: MetadataOptions,
+    pub api: Api,
+    pub transfers: Transfers,
+    pub claims: PathClaims,
+    pub gate: PriorityGate,
+    pub counters: Arc<Counters>,
+    pub state: Option<StateHandle>,
+    /// Start no new work.
+    pub stop: CancellationToken,
+    /// Drop the work in flight.
+    pub abort: CancellationToken,
+    fatal: Mutex<Option<MirrorError>>,
+    retries: Mutex<Vec<Arc<FileSpec>>>,
+}
+
+impl RunContext {
+    /// Record a finished file.
+    pub fn done(&self, job: Job, size: u64, sha256: [u8; 32]) {
+        if let Some(state) = &self.state {
+            state.send(worker::downloaded_update(&job.spec, size, sha256));
+        }
+        self.counters.downloaded.fetch_add(1, Ordering::Relaxed);
+        let state = worker::done_state(&job.spec);
+        job.handle.finish(state);
+    }
+
+    /// Record a failed file; `retryable` ones get a second attempt with a fresh URL.
+    pub fn fail(&self, job: Job, error: String, retryable: bool) {
+        tracing::warn!(path = %job.rel_path, %error, "download failed");
+        if let Some(state) = &self.state {
+            state.send(DownloadUpdate::Failed {
+                version: job.version,
+                error: error.clone(),
+            });
+        }
+        self.counters.fail(Failure {
+            path: job.rel_path.clone(),
+            asset_id: job.asset.asset.id.clone(),
+            error: error.clone(),
+        });
+        self.claims.release(&job.rel_path, job.version);
+        if retryable {
+            self.retries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(job.spec.clone());
+        }
+        job.handle.finish(TransferState::Failed { error });
+    }
+
+    /// The run cannot go on: remember why (the first reason wins) and stop everything.
+    pub fn fatal(&self, error: MirrorError) {
+        tracing::error!(%error, "stopping the run");
+        let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(error);
+        self.stop.cancel();
+        self.abort.cancel();
+    }
+
+    fn take_fatal(&self) -> Option<MirrorError> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Run once (see the module docs of `mirror`).
+pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError> {
+    let started = Instant::now();
+    let RunInputs {
+        config,
+        session,
+        catalog,
+        refresh,
+        transfers,
+        counters,
+        gate,
+        stopper,
+    } = inputs;
+    let writes = config.mode != RunMode::DryRun;
+    prepare_root(&config.root, writes)?;
+    let root_id = if writes {
+        Some(catalog.register_root(&config.root)?)
+    } else {
+        catalog.root_id(&config.root)?
+    };
+    let state_writer = match root_id {
+        Some(root) if writes => Some(
+            StateWriter::spawn(catalog.companion_writer()?, root).map_err(|source| {
+                MirrorError::LocalIo {
+                    context: "starting the catalog writer for",
+                    path: catalog.path().to_path_buf(),
+                    source,
+                }
+            })?,
+        ),
+        _ => None,
+    };
+    // Stops of this run follow the mirror's stopper; a fatal error stops only this run.
+    let stop = stopper.stop.child_token();
+    let abort = stopper.abort.child_token();
+    let ctx = Arc::new(RunContext {
+        root: config.root.clone(),
+        root_id,
+        catalog_path: catalog.path().to_path_buf(),
+        fetch: config.fetch.clone(),
+        metadata: config.metadata,
+        api: Api::new(session)?,
+        transfers,
+        claims: PathClaims::default(),
+        gate,
+        counters: counters.clone(),
+        state: state_writer.as_ref().map(StateWriter::handle),
+        stop,
+        abort,
+        fatal: Mutex::new(None),
+        retries: Mutex::new(Vec::new()),
+        config: config.clone(),
+    });
+
+    let threads = config.threads.max(1);
+    let (work_tx, work_rx) = mpsc::channel::<Job>(threads * 2);
+    let mut workers = spawn_workers(&ctx, work_rx, threads);
+
+    // The refresh, with downloads starting from its pages when the selection allows it.
+    let mut refresh_doc = None;
+    if let Some(options) = refresh {
+        let streaming = config.mode == RunMode::Download && config.selection.is_per_asset();
+        let mut sink: Box<dyn PageSink> = if streaming {
+            Box::new(stream::StreamSink::new(
+                ctx.clone(),
+                Catalog::open_read_only(catalog.path())?,
+                work_tx.clone(),
+            ))
+        } else {
+            Box::new(NoSink)
+        };
+        let outcome = tokio::select! {
+            r = refresh::refresh(session, catalog, options, sink.as_mut()) => Some(r),
+            _ = ctx.stop.cancelled() => None,
+        };
+        drop(sink);
+        match outcome {
+            Some(Ok(report)) => refresh_doc = serde_json::to_value(&report).ok(),
+            Some(Err(e)) => {
+                ctx.fatal(MirrorError::Refresh(e));
+            }
+            None => {}
+        }
+    }
+
+    // The plan, queued through the URL resolver to the workers.
+    let mut moves = Vec::new();
+    if !ctx.stop.is_cancelled() {
+        let libraries: HashMap<LibraryId, Library> = catalog
+            .libraries()?
+            .into_iter()
+            .map(|l| (l.id, l.library))
+            .collect();
+        let (plan_tx, plan_rx) = mpsc::channel::<Job>(LOOKUP_BATCH * 2);
+        let resolver = tokio::spawn(urls::resolve(ctx.clone(), plan_rx, work_tx.clone()));
+        let reader = Catalog::open_read_only(catalog.path())?;
+        let planner_ctx = ctx.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            decide::plan(&planner_ctx, &reader, &libraries, plan_tx)
+        })
+        .await;
+        match planned {
+            Ok(Ok(m)) => moves = m,
+            Ok(Err(e)) => ctx.fatal(e),
+            Err(e) => ctx.fatal(MirrorError::State(format!("the planner failed: {e}"))),
+        }
+        let _ = resolver.await;
+    }
+    drop(work_tx);
+    while workers.join_next().await.is_some() {}
+
+    // The second pass: failures worth retrying, with fresh URLs.
+    let retries: Vec<Arc<FileSpec>> =
+        std::mem::take(&mut *ctx.retries.lock().unwrap_or_else(|e| e.into_inner()));
+    if !retries.is_empty() && !ctx.stop.is_cancelled() {
+        tracing::info!(files = retries.len(), "second pass over failed files with fresh URLs");
+        second_pass(&ctx, retries, threads).await;
+    }
+
+    if let Some(state) = &ctx.state {
+        state.flush().await;
+    }
+    if writes && !ctx.stop.is_cancelled() && !moves.is_empty() {
+        let ctx2 = ctx.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
+            reconcile::settle(&ctx2, &reader, moves)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ctx.fatal(e),
+            Err(e) => ctx.fatal(MirrorError::State(format!("reconcile failed: {e}"))),
+        }
+    }
+    let complete = !ctx.stop.is_cancelled() && counters.failed.load(Ordering::Relaxed) == 0;
+    if writes && complete && config.mode == RunMode::Download {
+        let root = ctx.root.clone();
+        let suffix = ctx.fetch.temp_suffix.clone();
+        let _ = tokio::task::spawn_blocking(move || reconcile::remove_stale_temp_files(&root, &suffix))
+            .await;
+    }
+    let state_error = state_writer.and_then(|w| w.close().err());
+
+    let elapsed = started.elapsed();
+    if let Some(e) = ctx.take_fatal() {
+        return Err(e);
+    }
+    if let Some(e) = state_error {
+        return Err(MirrorError::State(e));
+    }
+    let outcome = if ctx.stop.is_cancelled() {
+        RunOutcome::Interrupted
+    } else if counters.failed.load(Ordering::Relaxed) > 0 {
+        RunOutcome::Partial
+    } else {
+        RunOutcome::Complete
+    };
+    let mut report = counters.report(elapsed, outcome);
+    report.refresh = refresh_doc;
+    Ok(report)
+}
+
+fn spawn_workers(ctx: &Arc<RunContext>, rx: mpsc::Receiver<Job>, n: usize) -> JoinSet<()> {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        set.spawn(worker::work(ctx.clone(), rx.clone()));
+    }
+    set
+}
+
+async fn second_pass(ctx: &Arc<RunContext>, retries: Vec<Arc<FileSpec>>, threads: usize) {
+    let (work_tx, work_rx) = mpsc::channel::<Job>(threads * 2);
+    let mut workers = spawn_workers(ctx, work_rx, threads);
+    let (plan_tx, plan_rx) = mpsc::channel::<Job>(LOOKUP_BATCH * 2);
+    let resolver = tokio::spawn(urls::resolve(ctx.clone(), plan_rx, work_tx));
+    for spec in retries {
+        let Some(handle) = ctx.transfers.reclaim_failed(spec.version) else {
+            continue;
+        };
+        // A success now replaces the failure counted in the first pass.
+        ctx.counters.unfail(&spec.rel_path);
+        if ctx.claims.claim(&spec.rel_path, spec.version).is_err() {
+            continue;
+        }
+        let job = Job {
+            handle,
+            spec,
+            url: None,
+        };
+        if plan_tx.send(job).await.is_err() {
+            break;
+        }
+    }
+    drop(plan_tx);
+    let _ = resolver.await;
+    while workers.join_next().await.is_some() {}
+}
+
+/// The download folder must be a directory we can write (created when missing).
+fn prepare_root(root: &Path, writes: bool) -> Result<(), MirrorError> {
+    let bad = |reason: String| MirrorError::BadRoot {
+        path: root.to_path_buf(),
+        reason,
+    };
+    if !root.is_absolute() {
+        return Err(bad("not an absolute path".into()));
+    }
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(bad("exists and is not a directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !writes {
+                return Ok(());
+            }
+            std::fs::create_dir_all(root).map_err(|e| bad(format!("cannot create it: {e}")))?;
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    if writes {
+        let probe = root.join(format!(".icloudpd-rs-probe-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                return Err(MirrorError::DiskFull {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(bad(format!("cannot write in it: {e}"))),
+        }
+    }
+    Ok(())
+}

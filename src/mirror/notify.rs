@@ -1,0 +1,143 @@
+//! `--notification-script`: a program run when a sync needs attention or ends, with the
+//! figures in its environment:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `ICLOUDPD_RS_EVENT` | `2fa-needed`, `sync-complete` or `sync-failed` |
+//! | `ICLOUDPD_RS_USERNAME` | the Apple ID |
+//! | `ICLOUDPD_RS_DIRECTORY` | the download folder |
+//! | `ICLOUDPD_RS_DOWNLOADED`, `_SKIPPED`, `_FAILED`, `_TOTAL` | file counts of the run |
+//! | `ICLOUDPD_RS_BYTES` | bytes downloaded |
+//! | `ICLOUDPD_RS_EXIT_CODE` | the exit code the run ends with |
+//! | `ICLOUDPD_RS_MESSAGE` | the summary line or the error |
+//!
+//! The program is run directly (no shell), with stdin closed and its output on our stderr;
+//! it gets [`SCRIPT_TIMEOUT`] before it is killed. Its failure is a warning, never the run's.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::RunReport;
+
+/// How long the script may run.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Signing in needs a two-factor code (run `icloudpd-rs login`).
+    TwoFactorNeeded,
+    /// A run ended with every file in place.
+    SyncComplete,
+    /// A run ended with failures, or could not run.
+    SyncFailed,
+}
+
+impl Event {
+    /// The value of `ICLOUDPD_RS_EVENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::TwoFactorNeeded => "2fa-needed",
+            Event::SyncComplete => "sync-complete",
+            Event::SyncFailed => "sync-failed",
+        }
+    }
+}
+
+/// Everything the script is told.
+#[derive(Debug, Clone, Default)]
+pub struct Figures<'a> {
+    pub username: &'a str,
+    pub directory: &'a str,
+    pub report: Option<&'a RunReport>,
+    pub exit_code: i32,
+    pub message: &'a str,
+}
+
+/// Run `script` for `event`; an error describes why it did not run or failed.
+pub fn run_script(script: &Path, event: Event, figures: &Figures<'_>) -> Result<(), String> {
+    let mut cmd = Command::new(script);
+    // The script's output goes to our stderr: our stdout carries results.
+    cmd.stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(Stdio::inherit())
+        .env("ICLOUDPD_RS_EVENT", event.as_str())
+        .env("ICLOUDPD_RS_USERNAME", figures.username)
+        .env("ICLOUDPD_RS_DIRECTORY", figures.directory)
+        .env("ICLOUDPD_RS_EXIT_CODE", figures.exit_code.to_string())
+        .env("ICLOUDPD_RS_MESSAGE", figures.message);
+    let r = figures.report;
+    let n = |f: fn(&RunReport) -> u64| r.map(f).unwrap_or(0).to_string();
+    cmd.env("ICLOUDPD_RS_DOWNLOADED", n(|r| r.downloaded))
+        .env("ICLOUDPD_RS_SKIPPED", n(|r| r.skipped))
+        .env("ICLOUDPD_RS_FAILED", n(|r| r.failed))
+        .env("ICLOUDPD_RS_TOTAL", n(|r| r.total))
+        .env("ICLOUDPD_RS_BYTES", n(|r| r.bytes_downloaded));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{} exited with {status}", script.display())),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish within {}s and was stopped",
+                    script.display(),
+                    SCRIPT_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for {}: {e}", script.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_script_sees_the_event_and_the_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env.txt");
+        let script = dir.path().join("notify.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$ICLOUDPD_RS_EVENT $ICLOUDPD_RS_DOWNLOADED $ICLOUDPD_RS_EXIT_CODE $ICLOUDPD_RS_MESSAGE\" > {}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let figures = Figures {
+            username: "a@b.c",
+            directory: "/p",
+            report: None,
+            exit_code: 3,
+            message: "code needed",
+        };
+        run_script(&script, Event::TwoFactorNeeded, &figures).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.trim(), "2fa-needed 0 3 code needed");
+    }
+
+    #[test]
+    fn a_failing_or_missing_script_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = run_script(&dir.path().join("nope"), Event::SyncComplete, &Figures::default())
+            .unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+        let script = dir.path().join("fail.sh");
+        std::fs::write(&script, "#!/bin/sh\nexit 4\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = run_script(&script, Event::SyncFailed, &Figures::default()).unwrap_err();
+        assert!(e.contains("exit"), "{e}");
+    }
+}

@@ -1,0 +1,249 @@
+//! The workers: each takes a job (one file of the plan with its URL), fetches it into place
+//! with `fetch::download` (resume, validation, temp file + fsync + rename), signs in again
+//! when the CDN says the session expired, writes the metadata asked for, and reports the
+//! outcome. Jobs complete in any order.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::catalog::{DownloadUpdate, StoredAsset, VersionKey};
+use crate::fetch::{self, Download, FetchError};
+use crate::model::{Library, VersionKind};
+
+use super::engine::RunContext;
+use super::queue::{TransferHandle, TransferState};
+use super::urls::JobUrls;
+use super::{MirrorError, MetadataOptions};
+
+/// CDN refusals of the session in one file's transfer before it is given up.
+const MAX_REAUTHS_PER_FILE: u32 = 3;
+
+/// What to fetch for one file of the plan, and where.
+#[derive(Debug)]
+pub struct FileSpec {
+    pub version: VersionKey,
+    pub asset: Arc<StoredAsset>,
+    pub library: Library,
+    /// The catalog version whose bytes the file holds.
+    pub kind: VersionKind,
+    pub size: u64,
+    pub file_type: String,
+    pub checksum: String,
+    pub mtime_ms: i64,
+    /// Destination, relative to the root.
+    pub rel_path: String,
+    /// An older copy of this version is at `rel_path` and may be replaced.
+    pub replace: bool,
+}
+
+/// One file to fetch: its spec, the right to transfer it, and a URL once it has one.
+#[derive(Debug)]
+pub struct Job {
+    /// The right to transfer this version (single flight).
+    pub handle: TransferHandle,
+    pub spec: Arc<FileSpec>,
+    /// A fresh download URL, when the job has one already.
+    pub url: Option<String>,
+}
+
+impl std::ops::Deref for Job {
+    type Target = FileSpec;
+    fn deref(&self) -> &FileSpec {
+        &self.spec
+    }
+}
+
+/// The modification time for epoch milliseconds (dates before 1970 included).
+fn mtime_from_ms(ms: i64) -> std::time::SystemTime {
+    let magnitude = std::time::Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        std::time::UNIX_EPOCH + magnitude
+    } else {
+        std::time::UNIX_EPOCH - magnitude
+    }
+}
+
+/// Run jobs from `rx` until it closes or the run stops.
+pub(super) async fn work(ctx: Arc<RunContext>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                job = rx.recv() => job,
+                _ = ctx.stop.cancelled() => None,
+            }
+        };
+        let Some(job) = job else { return };
+        tokio::select! {
+            _ = ctx.gate.background_turn() => {}
+            _ = ctx.stop.cancelled() => return,
+        }
+        if ctx.stop.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = run_job(&ctx, job) => {}
+            // Dropping the transfer leaves its temp file: the next run resumes it.
+            _ = ctx.abort.cancelled() => return,
+        }
+    }
+}
+
+async fn run_job(ctx: &RunContext, job: Job) {
+    job.handle.running();
+    let dest = ctx.root.join(&job.rel_path);
+    if let Some(parent) = dest.parent()
+        && let Err(e) = tokio::fs::create_dir_all(parent).await
+    {
+        ctx.fatal(MirrorError::LocalIo {
+            context: "creating the folder",
+            path: parent.to_path_buf(),
+            source: e,
+        });
+        return;
+    }
+    if !job.replace && tokio::fs::symlink_metadata(&dest).await.is_ok() {
+        let error = format!(
+            "{} appeared while the run was going on; it was left as it is",
+            dest.display()
+        );
+        ctx.fail(job, error, false);
+        return;
+    }
+    let urls = JobUrls {
+        ctx,
+        job: &job,
+        first: Mutex::new(job.url.clone()),
+    };
+    let spec = Download {
+        dest: &dest,
+        size: job.size,
+        uti: &job.file_type,
+        checksum: &job.checksum,
+        mtime: Some(mtime_from_ms(job.mtime_ms)),
+    };
+    let session = ctx.api.session();
+    let mut reauths = 0;
+    let outcome = loop {
+        let seen = session.generation();
+        match fetch::download(session.http(), &ctx.fetch, &spec, &urls).await {
+            Ok(outcome) => break outcome,
+            Err(e) if is_session_expired(&e) && reauths < MAX_REAUTHS_PER_FILE => {
+                reauths += 1;
+                if let Err(auth) = ctx.api.reauthenticate(seen).await {
+                    ctx.fatal(MirrorError::Auth(auth));
+                    return;
+                }
+            }
+            Err(e) if e.is_local_io() => {
+                ctx.fatal(MirrorError::from_fetch_io(e));
+                return;
+            }
+            Err(e) => {
+                let retryable = !matches!(e, FetchError::NoUrl(_));
+                ctx.fail(job, e.to_string(), retryable);
+                return;
+            }
+        }
+    };
+    ctx.api.session_works();
+    let (size, sha256) = after_download(ctx, &job, &dest, outcome.sha256).await;
+    ctx.counters
+        .bytes
+        .fetch_add(outcome.bytes_fetched, std::sync::atomic::Ordering::Relaxed);
+    ctx.done(job, size, sha256);
+}
+
+fn is_session_expired(e: &FetchError) -> bool {
+    match e {
+        FetchError::SessionExpired { .. } => true,
+        FetchError::GaveUp { last, .. } => is_session_expired(last),
+        _ => false,
+    }
+}
+
+/// Write the metadata asked for; returns the size and SHA-256 of the file as it now is.
+async fn after_download(
+    ctx: &RunContext,
+    job: &Job,
+    dest: &Path,
+    sha256: [u8; 32],
+) -> (u64, [u8; 32]) {
+    let options = ctx.metadata;
+    if !options.set_exif_datetime && !options.xmp_sidecar {
+        return (job.size, sha256);
+    }
+    let asset = job.asset.clone();
+    let path: PathBuf = dest.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || write_metadata(options, &path, &asset)).await;
+    match result {
+        Ok(Written { file, warnings }) => {
+            for w in warnings {
+                tracing::warn!(path = %dest.display(), "{w}");
+                ctx.counters.warn();
+            }
+            file.unwrap_or((job.size, sha256))
+        }
+        Err(e) => {
+            tracing::warn!(path = %dest.display(), error = %e, "metadata task failed");
+            ctx.counters.warn();
+            (job.size, sha256)
+        }
+    }
+}
+
+struct Written {
+    /// New size and digest when the file itself was rewritten.
+    file: Option<(u64, [u8; 32])>,
+    warnings: Vec<String>,
+}
+
+fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) -> Written {
+    let mut out = Written {
+        file: None,
+        warnings: Vec::new(),
+    };
+    if options.set_exif_datetime {
+        match crate::metadata::set_exif_datetime(path, &asset.asset) {
+            Ok(crate::metadata::ExifOutcome::Written { sha256 }) => {
+                match std::fs::metadata(path) {
+                    Ok(m) => out.file = Some((m.len(), sha256)),
+                    Err(e) => out.warnings.push(format!("cannot stat after writing EXIF: {e}")),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => out
+                .warnings
+                .push(format!("EXIF date not written (the file is kept as downloaded): {e}")),
+        }
+    }
+    if options.xmp_sidecar {
+        match crate::metadata::write_xmp_sidecar(path, &asset.asset) {
+            Ok(crate::metadata::SidecarOutcome::LeftAlone { reason }) => out
+                .warnings
+                .push(format!("XMP sidecar left as it was: {reason}")),
+            Ok(_) => {}
+            Err(e) => out.warnings.push(format!("XMP sidecar not written: {e}")),
+        }
+    }
+    out
+}
+
+/// Build the update that records a finished file.
+pub(super) fn downloaded_update(spec: &FileSpec, size: u64, sha256: [u8; 32]) -> DownloadUpdate {
+    DownloadUpdate::Downloaded {
+        version: spec.version,
+        rel_path: spec.rel_path.clone(),
+        size,
+        sha256,
+    }
+}
+
+/// The state a finished transfer ends in.
+pub(super) fn done_state(spec: &FileSpec) -> TransferState {
+    TransferState::Done {
+        rel_path: spec.rel_path.clone(),
+    }
+}
