@@ -183,6 +183,15 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountError> {
     Ok(canonical)
 }
 
+/// Every check [`mount`] makes before mounting (mountpoint, FUSE device, mount helper,
+/// `allow_other`), so a command can refuse bad input before it does anything slow. Returns the
+/// canonical mountpoint.
+pub fn preflight(opts: &MountOptions) -> Result<PathBuf, MountError> {
+    let mountpoint = check_mountpoint(&opts.mountpoint)?;
+    check_fuse(opts)?;
+    Ok(mountpoint)
+}
+
 /// Check the FUSE device, the mount helper and `allow_other` permission.
 fn check_fuse(opts: &MountOptions) -> Result<(), MountError> {
     let dev = &opts.fuse_device;
@@ -300,12 +309,49 @@ pub struct MountHandle {
     events_tx: mpsc::Sender<Event>,
     events_rx: Mutex<mpsc::Receiver<Event>>,
     session_thread: Option<JoinHandle<()>>,
-    inval_tx: Option<mpsc::Sender<Vec<Invalidation>>>,
+    inval_tx: InvalSender,
     inval_thread: Option<JoinHandle<()>>,
     rt_handle: tokio::runtime::Handle,
     runtime: Option<tokio::runtime::Runtime>,
     counters: Arc<AdapterCounters>,
     catching_signals: bool,
+}
+
+type InvalSender = Arc<Mutex<Option<mpsc::Sender<Vec<Invalidation>>>>>;
+
+/// Applies live updates to a mount from anywhere ([`MountHandle::updater`]).
+#[derive(Clone)]
+pub struct Updater {
+    core: Arc<FsCore>,
+    inval_tx: InvalSender,
+}
+
+impl std::fmt::Debug for Updater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Updater").finish_non_exhaustive()
+    }
+}
+
+impl Updater {
+    /// Show `entries` + `extra_dirs` from now on (see [`MountHandle::apply`]).
+    pub fn apply(&self, entries: Vec<Entry>, extra_dirs: &[String]) -> Vec<Skipped> {
+        let update = self.core.namespace().apply(entries, extra_dirs);
+        if !update.invalidations.is_empty()
+            && let Some(tx) = self
+                .inval_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+        {
+            let _ = tx.send(update.invalidations);
+        }
+        update.skipped
+    }
+
+    /// The filesystem core.
+    pub fn core(&self) -> &Arc<FsCore> {
+        &self.core
+    }
 }
 
 /// What the kernel-facing side of a mount has done so far.
@@ -432,7 +478,7 @@ pub fn mount(
         events_tx,
         events_rx: Mutex::new(events_rx),
         session_thread: Some(session_thread),
-        inval_tx: Some(inval_tx),
+        inval_tx: Arc::new(Mutex::new(Some(inval_tx))),
         inval_thread: Some(inval_thread),
         rt_handle,
         runtime,
@@ -504,13 +550,16 @@ impl MountHandle {
     /// Show `entries` + `extra_dirs` from now on; the kernel's caches are invalidated from a
     /// separate thread. Returns the refused entries.
     pub fn apply(&self, entries: Vec<Entry>, extra_dirs: &[String]) -> Vec<Skipped> {
-        let update = self.core.namespace().apply(entries, extra_dirs);
-        if !update.invalidations.is_empty()
-            && let Some(tx) = &self.inval_tx
-        {
-            let _ = tx.send(update.invalidations);
+        self.updater().apply(entries, extra_dirs)
+    }
+
+    /// A handle that applies updates from another thread or task for as long as the mount
+    /// lives (after the unmount, updates change nothing).
+    pub fn updater(&self) -> Updater {
+        Updater {
+            core: self.core.clone(),
+            inval_tx: self.inval_tx.clone(),
         }
-        update.skipped
     }
 
     /// Unmount now and wait for the session to end.
@@ -628,7 +677,10 @@ impl MountHandle {
         if let Some(t) = self.session_thread.take() {
             let _ = t.join();
         }
-        self.inval_tx.take();
+        self.inval_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(t) = self.inval_thread.take() {
             let _ = t.join();
         }
@@ -649,7 +701,10 @@ impl Drop for MountHandle {
                 .unwrap_or_else(|e| e.into_inner())
                 .unmount();
         }
-        self.inval_tx.take();
+        self.inval_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
