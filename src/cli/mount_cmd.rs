@@ -43,6 +43,11 @@ pub struct MountArgs {
     /// favourite), rendered from the catalog; with --mirror, the mirror writes them too.
     #[arg(long)]
     pub xmp_sidecar: bool,
+    /// Longest a read waits for the network, in seconds; past it the read fails with EIO
+    /// (listing and cached files never wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout: u64,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -177,11 +182,15 @@ pub fn serve(
         .clone()
         .unwrap_or_else(|| ctx.dir.join("cache"));
     let cache = BlockCache::open(&CacheConfig::new(&cache_dir, cache_size)).map_err(failure)?;
-    let fetcher = BlockFetcher::new(
-        session.http().clone(),
-        Arc::new(cache),
-        FetcherConfig::default(),
-    );
+    let mut fetcher_cfg = FetcherConfig {
+        total_timeout: Duration::from_secs(args.read_timeout),
+        ..FetcherConfig::default()
+    };
+    fetcher_cfg.fetch.stall_timeout = fetcher_cfg
+        .fetch
+        .stall_timeout
+        .min(Duration::from_secs(args.read_timeout.div_ceil(2)));
+    let fetcher = BlockFetcher::new(session.http().clone(), Arc::new(cache), fetcher_cfg);
     let locator = Arc::new(CatalogLocator::new(
         ctx.catalog_path(),
         broker.clone(),
