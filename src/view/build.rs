@@ -17,6 +17,8 @@ use crate::mirror::{Selection, TreeIndex};
 use crate::mount::{Entry, FileId, Xattrs};
 use crate::refresh::LibrarySelector;
 
+/// What a sidecar's name adds to its file's name.
+const SIDECAR_SUFFIX: &str = ".xmp";
 /// Deepest album-folder nesting followed (guards against a parent cycle).
 const MAX_ALBUM_DEPTH: usize = 64;
 
@@ -144,9 +146,11 @@ impl<'a> Builder<'a> {
         } else {
             None
         };
-        if let Some(s) = sidecar {
+        // A name too long for the suffix gets no sidecar (no file system could hold it).
+        let fits = file.name.len() + SIDECAR_SUFFIX.len() <= crate::mount::namespace::NAME_MAX;
+        if let Some(s) = sidecar.filter(|_| fits) {
             self.entries.push(Entry {
-                path: format!("{path}.xmp"),
+                path: format!("{path}{SIDECAR_SUFFIX}"),
                 size: s.size,
                 mtime,
                 file: s.file,
