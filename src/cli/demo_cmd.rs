@@ -195,7 +195,13 @@ fn demo_with(
     let endpoint = sim.endpoint().to_string();
     let show_mirror = !args.no_mirror;
     mount_cmd::serve(rt, &ctx, &mount_args, |ready| {
-        print_guide(ready, &endpoint, show_mirror, args.poll_interval);
+        print_guide(
+            ready,
+            &scratch.base,
+            &endpoint,
+            show_mirror,
+            args.poll_interval,
+        );
         let before = phase.swap(MOUNTED, Ordering::SeqCst);
         if before == INTERRUPTED_WHILE_MOUNTING {
             // Ctrl-C came while mounting: hand it to the mount, which now catches it.
@@ -260,7 +266,7 @@ fn watch_early_interrupts(
     Ok(())
 }
 
-fn print_guide(ready: &Ready<'_>, endpoint: &str, mirror: bool, poll: u64) {
+fn print_guide(ready: &Ready<'_>, scratch: &Path, endpoint: &str, mirror: bool, poll: u64) {
     let m = shell_quote(ready.mountpoint);
     let year = newest_year(ready.mountpoint).unwrap_or_else(|| "2024".into());
     let tries: Vec<(String, String)> = vec![
@@ -313,6 +319,10 @@ fn print_guide(ready: &Ready<'_>, endpoint: &str, mirror: bool, poll: u64) {
             d.display()
         ));
     }
+    text.push_str(&format!(
+        "  Demo data:  {} (removed when the demo stops)\n",
+        scratch.display()
+    ));
     text.push_str("\nTry, in another terminal:\n");
     for (cmd, why) in tries {
         text.push_str(&format!("  {cmd}\n      # {why}\n"));

@@ -312,6 +312,18 @@ fn refresh_scope(selected: &LibrarySelector) -> LibrarySelector {
 fn mirror_folder(dir: &Path, mountpoint: &Path) -> Result<PathBuf, CommandError> {
     let abs = std::path::absolute(dir)
         .map_err(|e| CommandError::failure(format!("mirror folder {}: {e}", dir.display())))?;
+    let nested = |p: &Path| p.starts_with(mountpoint) || mountpoint.starts_with(p);
+    let refuse = |p: &Path| {
+        CommandError::failure(format!(
+            "the mirror folder {} and the mountpoint {} must not contain each other",
+            p.display(),
+            mountpoint.display()
+        ))
+    };
+    // Checked before creating anything, and again once symbolic links are resolved.
+    if nested(&abs) {
+        return Err(refuse(&abs));
+    }
     std::fs::create_dir_all(&abs).map_err(|e| {
         CommandError::failure(format!(
             "cannot create the mirror folder {}: {e}",
@@ -321,12 +333,8 @@ fn mirror_folder(dir: &Path, mountpoint: &Path) -> Result<PathBuf, CommandError>
     let canonical = abs
         .canonicalize()
         .map_err(|e| CommandError::failure(format!("mirror folder {}: {e}", abs.display())))?;
-    if canonical.starts_with(mountpoint) || mountpoint.starts_with(&canonical) {
-        return Err(CommandError::failure(format!(
-            "the mirror folder {} and the mountpoint {} must not contain each other",
-            canonical.display(),
-            mountpoint.display()
-        )));
+    if nested(&canonical) {
+        return Err(refuse(&canonical));
     }
     Ok(canonical)
 }
