@@ -80,7 +80,7 @@ pub fn run(args: MountArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => return context::report(Some(&ctx), e),
     };
-    match serve(&rt, &ctx, &args, |ready| print_ready(ready)) {
+    match serve(&rt, &ctx, &args, print_ready) {
         Ok(()) => exit::OK,
         Err(e) => context::report(Some(&ctx), e),
     }

@@ -232,8 +232,9 @@ impl<'a> Builder<'a> {
                 .filter(|p| ids.contains(p));
             children.entry(parent).or_default().push(i);
         }
-        let mut stack: Vec<(Option<(&str, &str)>, String, usize)> =
-            vec![(None, top.to_string(), 0)];
+        // (parent album id, its directory, depth)
+        type Level<'k> = (Option<(&'k str, &'k str)>, String, usize);
+        let mut stack: Vec<Level<'_>> = vec![(None, top.to_string(), 0)];
         let mut work: Vec<(usize, String)> = Vec::new();
         while let Some((parent, dir, depth)) = stack.pop() {
             let Some(kids) = children.get(&parent) else {

@@ -82,7 +82,7 @@ mod tests {
         let (f, k) = sidecar_ids(AssetKey(7), &digest).unwrap();
         assert_eq!(kind_of(f), FileKind::Sidecar(AssetKey(7)));
         assert_eq!(sidecar_fingerprint(f), fingerprint_of(&digest));
-        assert!(k < MAX_INODE_KEY && k >= XMP_KEY_BASE);
+        assert!((XMP_KEY_BASE..MAX_INODE_KEY).contains(&k));
         assert!(version_ids(VersionKey(-1)).is_none());
         assert!(version_ids(VersionKey(XMP_KEY_BASE as i64)).is_none());
         assert!(sidecar_ids(AssetKey(1 << 41), &digest).is_none());

@@ -39,6 +39,8 @@ struct CachedUrl {
 }
 
 type LookupResult = Result<Arc<Option<ListedAsset>>, Arc<String>>;
+/// Lookups in flight, by (zone, CPLMaster record name).
+type InFlight = HashMap<(String, String), Shared<BoxFuture<'static, LookupResult>>>;
 
 /// Counters for tests and the status line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,7 +58,7 @@ pub struct UrlBroker {
     session: AccountSession,
     client: RwLock<CloudKitClient>,
     cache: Mutex<HashMap<CacheKey, CachedUrl>>,
-    inflight: Mutex<HashMap<(String, String), Shared<BoxFuture<'static, LookupResult>>>>,
+    inflight: Mutex<InFlight>,
     lookups: AtomicU64,
     hits: AtomicU64,
     reauths: AtomicU64,
