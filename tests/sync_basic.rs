@@ -36,7 +36,12 @@ fn the_bare_icloudpd_form_syncs() {
     // `icloudpd-rs --username ME --directory DIR`, no subcommand.
     let mut cmd = env.command(&["--directory", &folder, "--no-progress-bar"]);
     let out = wait_bounded(cmd.spawn().unwrap(), std::time::Duration::from_secs(120));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_tree(&env, &photos, &expected_tree(&env, &[]));
 }
 
@@ -91,7 +96,11 @@ fn changes_in_icloud_are_followed_incrementally() {
     let run = env.sync(&photos, &[]);
     run.expect_code(0);
     let (downloaded, ..) = run.summary();
-    assert!(downloaded >= 3, "the new photos are downloaded: {}", run.stdout);
+    assert!(
+        downloaded >= 3,
+        "the new photos are downloaded: {}",
+        run.stdout
+    );
     let expected = expected_tree(&env, &[]);
     for id in &added {
         assert!(expected.values().any(|(a, _)| a == id), "{id} planned");

@@ -25,7 +25,11 @@ fn complete_files(
 ) -> HashMap<String, u64> {
     expected
         .keys()
-        .filter_map(|p| std::fs::metadata(root.join(p)).ok().map(|m| (p.clone(), m.ino())))
+        .filter_map(|p| {
+            std::fs::metadata(root.join(p))
+                .ok()
+                .map(|m| (p.clone(), m.ino()))
+        })
         .collect()
 }
 
@@ -69,7 +73,11 @@ fn kill_9_at_random_moments_then_sync_completes_without_fetching_complete_files_
     assert_recorded(&env, &photos);
     let now = complete_files(&photos, &expected);
     for (path, ino) in &complete {
-        assert_eq!(now.get(path), Some(ino), "{path} was complete and got fetched again");
+        assert_eq!(
+            now.get(path),
+            Some(ino),
+            "{path} was complete and got fetched again"
+        );
     }
     let (_, cdn_bytes) = env.cdn();
     eprintln!(
@@ -125,6 +133,14 @@ fn two_syncs_of_one_account_never_overlap() {
         second.stderr
     );
     let out = wait_bounded(first, Duration::from_secs(120));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!env.folder("other").exists(), "the refused sync touched nothing");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !env.folder("other").exists(),
+        "the refused sync touched nothing"
+    );
 }

@@ -49,11 +49,7 @@ fn cdn_html() {
 
 #[test]
 fn cdn_stall() {
-    run_with_fault(
-        "cdn-stall=0.05",
-        |c| c.stall_secs = 4,
-        &["--timeout", "1"],
-    );
+    run_with_fault("cdn-stall=0.05", |c| c.stall_secs = 4, &["--timeout", "1"]);
 }
 
 #[test]

@@ -38,7 +38,10 @@ fn bad_flags_and_config_are_refused_and_touch_nothing() {
     let config_arg = config.display().to_string();
     let cases: &[(&[&str], &str)] = &[
         (&["--no-such-flag"], "--no-such-flag"),
-        (&["--skip-photos", "--skip-videos"], "--skip-photos and --skip-videos"),
+        (
+            &["--skip-photos", "--skip-videos"],
+            "--skip-photos and --skip-videos",
+        ),
         (
             &["--delete-after-download", "--keep-icloud-recent-days", "3"],
             "cannot be used with",
@@ -46,7 +49,10 @@ fn bad_flags_and_config_are_refused_and_touch_nothing() {
         (&["--size", "huge"], "huge"),
         (&["--folder-structure", "../{:%Y}"], "--folder-structure"),
         (&["--threads-num", "0"], "threads-num"),
-        (&["--skip-created-before", "yesterday"], "--skip-created-before"),
+        (
+            &["--skip-created-before", "yesterday"],
+            "--skip-created-before",
+        ),
         (&["--recent", "0"], "--recent"),
         (&["--filename-exclude", "[bad"], "--filename-exclude"),
         (&["--config", &config_arg], "no_such_setting"),
@@ -116,8 +122,9 @@ fn a_full_disk_stops_the_run_clearly_and_keeps_every_finished_file_whole() {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "cannot mount a tmpfs");
+    let _unmount = Unmount(dir.clone());
     let run = env.sync(&dir, &[]);
-    let outcome = (|| {
+    {
         run.expect_code(1);
         assert!(run.stderr.contains("full"), "{}", run.stderr);
         // Every file at a planned path is complete and correct, and recorded.
@@ -130,13 +137,25 @@ fn a_full_disk_stops_the_run_clearly_and_keeps_every_finished_file_whole() {
             if name.starts_with('.') {
                 continue; // a partial file, resumed by the next run
             }
-            let key = expected.get(path).unwrap_or_else(|| panic!("unplanned file {path}"));
+            let key = expected
+                .get(path)
+                .unwrap_or_else(|| panic!("unplanned file {path}"));
             assert_eq!(Some(sha), manifest[key].sha256.as_ref(), "{path}");
             finished += 1;
         }
-        assert!(finished > 0, "nothing fit on the disk: the test proves little");
+        assert!(
+            finished > 0,
+            "nothing fit on the disk: the test proves little"
+        );
         assert_recorded(&env, &dir);
-    })();
-    let _ = Command::new("umount").arg(&dir).status();
-    outcome
+    }
+}
+
+/// Unmounts its directory when dropped (also when a test fails).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }

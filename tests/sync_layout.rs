@@ -18,10 +18,21 @@ const TABLE: &[&[&str]] = &[
     &["--folder-structure", "%Y/%m"],
     &["--folder-structure", "{:%Y}/{library}"],
     &["--file-match-policy", "name-id7"],
-    &["--size", "medium", "--size", "original", "--live-photo-size", "medium"],
+    &[
+        "--size",
+        "medium",
+        "--size",
+        "original",
+        "--live-photo-size",
+        "medium",
+    ],
     &["--size", "adjusted", "--align-raw", "original"],
     &["--size", "alternative", "--align-raw", "alternative"],
-    &["--keep-unicode-in-filenames", "--live-photo-mov-filename-policy", "original"],
+    &[
+        "--keep-unicode-in-filenames",
+        "--live-photo-mov-filename-policy",
+        "original",
+    ],
     &["--skip-live-photos", "--size", "thumb", "--force-size"],
 ];
 
@@ -62,7 +73,12 @@ fn files_get_their_asset_date_as_mtime() {
         .collect();
     for file in layout::plan_tree(&assets, &config.policy, None) {
         let meta = std::fs::metadata(photos.join(file.rel_path())).unwrap();
-        assert_eq!(meta.modified().unwrap(), file.mtime(), "{}", file.rel_path());
+        assert_eq!(
+            meta.modified().unwrap(),
+            file.mtime(),
+            "{}",
+            file.rel_path()
+        );
     }
 }
 
@@ -84,7 +100,12 @@ fn expected_of(
     layout::plan_tree(&assets, &config.policy, None)
         .into_iter()
         .filter(|f| config.selection.keeps_file(&f.name))
-        .map(|f| (f.rel_path(), (f.asset_id.clone(), f.version.as_str().to_string())))
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
         .collect()
 }
 
@@ -92,17 +113,22 @@ fn expected_of(
 fn selection_flags_take_the_right_assets() {
     use icloudpd_rs::model::ItemKind;
     let env = Env::new(small(80));
-    env.sync(&env.folder("warmup"), &["--dry-run"]).expect_code(0);
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
     let all = |_: &icloudpd_rs::model::Asset| true;
 
     let f = env.folder("no-videos");
     env.sync(&f, &["--skip-videos"]).expect_code(0);
-    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| a.kind != ItemKind::Movie);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.kind != ItemKind::Movie
+    });
     assert_tree(&env, &f, &exp);
 
     let f = env.folder("videos-only");
     env.sync(&f, &["--skip-photos"]).expect_code(0);
-    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| a.kind == ItemKind::Movie);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.kind == ItemKind::Movie
+    });
     assert!(!exp.is_empty());
     assert_tree(&env, &f, &exp);
 
@@ -124,7 +150,9 @@ fn selection_flags_take_the_right_assets() {
     dates.sort();
     dates.reverse();
     let newest: Vec<String> = dates.iter().take(5).map(|(_, id)| id.clone()).collect();
-    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| newest.contains(&a.id));
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        newest.contains(&a.id)
+    });
     assert_tree(&env, &f, &exp);
 
     let cutoff = dates[dates.len() / 2].0;
@@ -132,13 +160,22 @@ fn selection_flags_take_the_right_assets() {
         .unwrap()
         .to_rfc3339();
     let f = env.folder("after");
-    env.sync(&f, &["--skip-created-before", &when]).expect_code(0);
-    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| a.asset_date_ms >= cutoff);
+    env.sync(&f, &["--skip-created-before", &when])
+        .expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.asset_date_ms >= cutoff
+    });
     assert_tree(&env, &f, &exp);
 
     let f = env.folder("no-heic");
-    env.sync(&f, &["--filename-exclude", "*.heic"]).expect_code(0);
-    let exp = expected_of(&env, &["--filename-exclude", "*.heic"], AssetFilter::AllPhotos, all);
+    env.sync(&f, &["--filename-exclude", "*.heic"])
+        .expect_code(0);
+    let exp = expected_of(
+        &env,
+        &["--filename-exclude", "*.heic"],
+        AssetFilter::AllPhotos,
+        all,
+    );
     assert!(exp.keys().all(|p| !p.to_lowercase().ends_with(".heic")));
     assert_tree(&env, &f, &exp);
 }
@@ -146,7 +183,8 @@ fn selection_flags_take_the_right_assets() {
 #[test]
 fn albums_are_selected_by_name_and_laid_out_with_their_path() {
     let env = Env::new(small(80));
-    env.sync(&env.folder("warmup"), &["--dry-run"]).expect_code(0);
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
     let catalog = env.catalog();
     let lib = catalog.libraries().unwrap()[0].id;
     let album = catalog
@@ -156,8 +194,16 @@ fn albums_are_selected_by_name_and_laid_out_with_their_path() {
         .find(|a| !a.album.is_folder && a.visible_members > 0 && a.visible_members < 60)
         .expect("an album with members");
     let f = env.folder("album");
-    env.sync(&f, &["--album", &album.album.name, "--folder-structure", "{album}"])
-        .expect_code(0);
+    env.sync(
+        &f,
+        &[
+            "--album",
+            &album.album.name,
+            "--folder-structure",
+            "{album}",
+        ],
+    )
+    .expect_code(0);
     let config = config_for(&["--folder-structure", "{album}"]);
     let members: Vec<_> = catalog
         .assets(lib, AssetFilter::Album(album.key))
@@ -166,7 +212,12 @@ fn albums_are_selected_by_name_and_laid_out_with_their_path() {
     let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
     let exp: BTreeMap<_, _> = layout::plan_tree(&members, &config.policy, Some(&path))
         .into_iter()
-        .map(|f| (f.rel_path(), (f.asset_id.clone(), f.version.as_str().to_string())))
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
         .collect();
     assert!(!exp.is_empty());
     assert_tree(&env, &f, &exp);

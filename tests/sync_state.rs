@@ -36,7 +36,12 @@ fn import_existing_adopts_a_tree_without_downloading() {
     std::fs::rename(b.join(moved_from), b.join(&icloudpd_name)).unwrap();
 
     let before = env.cdn();
-    let run = env.run(&["import-existing", "-d", b.to_str().unwrap(), "--no-progress-bar"]);
+    let run = env.run(&[
+        "import-existing",
+        "-d",
+        b.to_str().unwrap(),
+        "--no-progress-bar",
+    ]);
     run.expect_code(0);
     assert!(
         run.stdout.contains(&format!("{} adopted", expected.len())),
@@ -58,7 +63,8 @@ fn failed_files_are_listed_and_retried() {
     let env = Env::new(small(30));
     let photos = env.folder("photos");
     // Learn the plan, then make two assets' URLs always refused.
-    env.sync(&env.folder("probe"), &["--dry-run"]).expect_code(0);
+    env.sync(&env.folder("probe"), &["--dry-run"])
+        .expect_code(0);
     let expected = expected_tree(&env, &[]);
     let victims: HashSet<String> = expected.values().map(|(a, _)| a.clone()).take(2).collect();
     let victim_files = expected
@@ -82,14 +88,23 @@ fn failed_files_are_listed_and_retried() {
     let status = env.run(&["status", "--failed"]);
     status.expect_code(0);
     assert_eq!(
-        status.stdout.lines().filter(|l| l.contains("attempt")).count() as u64,
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.contains("attempt"))
+            .count() as u64,
         victim_files,
         "{}",
         status.stdout
     );
 
     env.sim.state().faults.clear();
-    let retry = env.run(&["retry-failed", "-d", photos.to_str().unwrap(), "--no-progress-bar"]);
+    let retry = env.run(&[
+        "retry-failed",
+        "-d",
+        photos.to_str().unwrap(),
+        "--no-progress-bar",
+    ]);
     retry.expect_code(0);
     assert_eq!(retry.summary(), (victim_files, 0, 0, victim_files));
     assert_tree(&env, &photos, &expected);
@@ -104,7 +119,8 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
     env.sync(&photos, &[]).expect_code(0);
     let expected = expected_tree(&env, &[]);
     let dir = photos.to_str().unwrap();
-    env.run(&["verify", "-d", dir, "--checksums"]).expect_code(0);
+    env.run(&["verify", "-d", dir, "--checksums"])
+        .expect_code(0);
 
     let mut paths = expected.keys();
     let gone = paths.next().unwrap().clone();
@@ -117,17 +133,29 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
 
     let quick = env.run(&["verify", "-d", dir]);
     quick.expect_code(1);
-    assert!(quick.stdout.contains(&format!("{gone}: missing")), "{}", quick.stdout);
-    assert!(!quick.stdout.contains(&damaged), "same size: only --checksums sees it");
+    assert!(
+        quick.stdout.contains(&format!("{gone}: missing")),
+        "{}",
+        quick.stdout
+    );
+    assert!(
+        !quick.stdout.contains(&damaged),
+        "same size: only --checksums sees it"
+    );
     let full = env.run(&["verify", "-d", dir, "--checksums", "--repair"]);
     full.expect_code(1);
-    assert!(full.stdout.contains(&format!("{damaged}: content differs")), "{}", full.stdout);
+    assert!(
+        full.stdout.contains(&format!("{damaged}: content differs")),
+        "{}",
+        full.stdout
+    );
 
     let sync = env.sync(&photos, &[]);
     sync.expect_code(0);
     assert_eq!(sync.summary().0, 2, "the missing and the damaged file");
     assert_tree(&env, &photos, &expected);
-    env.run(&["verify", "-d", dir, "--checksums"]).expect_code(0);
+    env.run(&["verify", "-d", dir, "--checksums"])
+        .expect_code(0);
 }
 
 #[test]
@@ -142,7 +170,10 @@ fn reset_state_needs_yes_and_the_next_sync_adopts_instead_of_downloading() {
     env.run(&["reset-state", "-d", photos.to_str().unwrap(), "--yes"])
         .expect_code(0);
     let before = env.cdn();
-    let run = env.sync(&photos, &["--report-json", env.folder("r.json").to_str().unwrap()]);
+    let run = env.sync(
+        &photos,
+        &["--report-json", env.folder("r.json").to_str().unwrap()],
+    );
     run.expect_code(0);
     assert_eq!(run.summary().0, 0);
     assert_eq!(env.cdn(), before);

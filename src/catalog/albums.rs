@@ -150,11 +150,20 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT m.album_id, count(DISTINCT a.asset_key) FROM album_members m
-                 JOIN assets a ON a.library_id = m.library_id
-                              AND (a.record_id = m.asset_id OR a.asset_record = m.asset_id)
-                 WHERE m.library_id = ?1 AND a.gone_ms IS NULL AND a.hidden = 0 AND a.deleted = 0
-                 GROUP BY m.album_id",
+                // Two indexed joins rather than one join on `record_id OR asset_record`,
+                // which SQLite runs as a scan of every asset per member.
+                "SELECT album_id, count(DISTINCT asset_key) FROM (
+                    SELECT m.album_id, a.asset_key FROM album_members m
+                      JOIN assets a ON a.library_id = m.library_id AND a.record_id = m.asset_id
+                      WHERE m.library_id = ?1 AND a.gone_ms IS NULL AND a.hidden = 0
+                        AND a.deleted = 0
+                    UNION ALL
+                    SELECT m.album_id, a.asset_key FROM album_members m
+                      JOIN assets a ON a.library_id = m.library_id
+                                   AND a.asset_record = m.asset_id
+                      WHERE m.library_id = ?1 AND a.gone_ms IS NULL AND a.hidden = 0
+                        AND a.deleted = 0)
+                 GROUP BY album_id",
             )
             .ctx("counting album members")?;
         let rows = stmt

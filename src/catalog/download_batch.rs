@@ -21,6 +21,9 @@ pub enum DownloadUpdate {
         rel_path: String,
         size: u64,
         sha256: [u8; 32],
+        /// The digest of the bytes as downloaded, when the file was rewritten afterwards
+        /// (`--set-exif-datetime`); `None` when the file holds the downloaded bytes.
+        source_sha256: Option<[u8; 32]>,
     },
     /// An attempt failed with this error (the attempt count goes up by one).
     Failed { version: VersionKey, error: String },
@@ -64,21 +67,32 @@ impl Catalog {
                     rel_path,
                     size,
                     sha256,
+                    source_sha256,
                     ..
                 } => {
                     let size = to_i64("file size", *size)?;
+                    let source = source_sha256.as_ref().map(|d| &d[..]);
                     tx.prepare_cached(
                         "INSERT INTO downloads (root_id, version_key, state, rel_path, size,
-                                                sha256, downloaded_ms, attempts)
-                         VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, 0)
+                                                sha256, source_sha256, downloaded_ms, attempts)
+                         VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, ?7, 0)
                          ON CONFLICT (root_id, version_key) DO UPDATE SET
                             state = 'downloaded', rel_path = excluded.rel_path,
                             size = excluded.size, sha256 = excluded.sha256,
+                            source_sha256 = excluded.source_sha256,
                             downloaded_ms = excluded.downloaded_ms, attempts = 0,
                             last_error = NULL, failed_ms = NULL",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![root, version, rel_path, size, &sha256[..], now])
+                        s.execute(params![
+                            root,
+                            version,
+                            rel_path,
+                            size,
+                            &sha256[..],
+                            source,
+                            now
+                        ])
                     })
                     .ctx("recording downloads")?;
                 }
@@ -90,7 +104,7 @@ impl Catalog {
                          ON CONFLICT (root_id, version_key) DO UPDATE SET
                             state = 'failed', attempts = attempts + 1,
                             last_error = excluded.last_error, failed_ms = excluded.failed_ms,
-                            size = NULL, sha256 = NULL, downloaded_ms = NULL",
+                            size = NULL, sha256 = NULL, source_sha256 = NULL, downloaded_ms = NULL",
                     )
                     .and_then(|mut s| s.execute(params![root, version, error, now]))
                     .ctx("recording downloads")?;
@@ -153,6 +167,26 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    /// The digest of the bytes as downloaded, when the file on disk was rewritten after its
+    /// download (`Ok(None)` otherwise, or when the version has no state in `root`).
+    pub fn download_source_digest(
+        &self,
+        version: VersionKey,
+        root: RootId,
+    ) -> Result<Option<[u8; 32]>> {
+        let found: Option<Option<Vec<u8>>> = self
+            .conn
+            .prepare_cached(
+                "SELECT source_sha256 FROM downloads WHERE root_id = ?1 AND version_key = ?2",
+            )
+            .and_then(|mut s| {
+                use rusqlite::OptionalExtension;
+                s.query_row(params![root, version], |r| r.get(0)).optional()
+            })
+            .ctx("reading a source digest")?;
+        Ok(found.flatten().and_then(|d| <[u8; 32]>::try_from(d).ok()))
     }
 
     /// Every version recorded as downloaded in `root` with its relative path (for finding who

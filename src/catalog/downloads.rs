@@ -206,7 +206,8 @@ impl Catalog {
              VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, 0)
              ON CONFLICT (root_id, version_key) DO UPDATE SET
                 state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
-                sha256 = excluded.sha256, downloaded_ms = excluded.downloaded_ms, attempts = 0,
+                sha256 = excluded.sha256, source_sha256 = NULL,
+                downloaded_ms = excluded.downloaded_ms, attempts = 0,
                 last_error = NULL, failed_ms = NULL",
         )
         .and_then(|mut s| {
@@ -234,7 +235,7 @@ impl Catalog {
                  VALUES (?1, ?2, 'failed', 1, ?3, ?4)
                  ON CONFLICT (root_id, version_key) DO UPDATE SET
                     state = 'failed', attempts = attempts + 1, last_error = excluded.last_error,
-                    failed_ms = excluded.failed_ms, size = NULL, sha256 = NULL,
+                    failed_ms = excluded.failed_ms, size = NULL, sha256 = NULL, source_sha256 = NULL,
                     downloaded_ms = NULL
                  RETURNING attempts",
             )
@@ -266,7 +267,7 @@ impl Catalog {
         }
         let n = tx
             .execute(
-                "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL,
+                "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL, source_sha256 = NULL,
                     downloaded_ms = NULL, attempts = 0, last_error = NULL, failed_ms = NULL
                  WHERE (?1 IS NULL OR root_id = ?1) AND state <> 'pending'",
                 [root],
@@ -348,7 +349,7 @@ fn download_page(
 /// Sends a version whose content changed back to pending in every root (inside an upsert).
 pub(super) fn reset_version(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
     tx.prepare_cached(
-        "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL, downloaded_ms = NULL,
+        "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL, source_sha256 = NULL, downloaded_ms = NULL,
             attempts = 0, last_error = NULL, failed_ms = NULL
          WHERE version_key = ?1",
     )

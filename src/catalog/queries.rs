@@ -287,11 +287,30 @@ impl Catalog {
     /// Streams the assets of a library that match `filter`, with their versions, in
     /// (`added_date_ms`, record id) order.
     pub fn assets(&self, library: LibraryId, filter: AssetFilter) -> AssetIter<'_> {
+        self.asset_stream(library, filter, true)
+    }
+
+    /// Like [`Catalog::assets`], with `versions` and `version_keys` left empty: one query per
+    /// page instead of one more per asset, for passes that need only the asset's own fields.
+    pub fn assets_without_versions(
+        &self,
+        library: LibraryId,
+        filter: AssetFilter,
+    ) -> AssetIter<'_> {
+        self.asset_stream(library, filter, false)
+    }
+
+    fn asset_stream(
+        &self,
+        library: LibraryId,
+        filter: AssetFilter,
+        with_versions: bool,
+    ) -> AssetIter<'_> {
         let mut after: Option<(i64, String)> = None;
         Paged::new(
             self,
             Box::new(move |catalog: &Catalog| {
-                let page = catalog.asset_page(library, filter, after.as_ref())?;
+                let page = catalog.asset_page(library, filter, after.as_ref(), with_versions)?;
                 if let Some(last) = page.last() {
                     after = Some((last.asset.added_date_ms, last.asset.id.clone()));
                 }
@@ -305,6 +324,7 @@ impl Catalog {
         library: LibraryId,
         filter: AssetFilter,
         after: Option<&(i64, String)>,
+        with_versions: bool,
     ) -> Result<Vec<StoredAsset>> {
         let cursor = if after.is_some() {
             "AND (a.added_date_ms, a.record_id) > (?2, ?3)"
@@ -332,8 +352,10 @@ impl Catalog {
             .ctx("listing assets")?
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("listing assets")?;
-        for asset in &mut page {
-            self.fill_versions(asset)?;
+        if with_versions {
+            for asset in &mut page {
+                self.fill_versions(asset)?;
+            }
         }
         Ok(page)
     }

@@ -10,6 +10,9 @@
 //!   added_date_ms, favorite, hidden, deleted)` and `versions(asset_id, kind, size, checksum,
 //!   file_type)`, metadata only, no runs, albums or download state ([`V0_SCHEMA`]).
 //! - **1**, the first release ([`V1_SCHEMA`]).
+//! - **2**: `downloads.source_sha256`, the digest of the bytes as the CDN served them when the
+//!   file on disk was rewritten after its download (`--set-exif-datetime`); `sha256` is always
+//!   the digest of the file on disk ([`V2_CHANGES`]).
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -28,7 +31,7 @@ use rusqlite::{Transaction, params};
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 1;
+pub const CURRENT_VERSION: i64 = 2;
 
 /// The v1 schema, created in one transaction on an empty database.
 pub const V1_SCHEMA: &str = r#"
@@ -169,6 +172,11 @@ CREATE INDEX downloads_by_version ON downloads (version_key);
 CREATE INDEX downloads_by_state ON downloads (root_id, state, version_key);
 "#;
 
+/// v1 -> v2, applied on top of [`V1_SCHEMA`] for a new catalog too.
+pub const V2_CHANGES: &str = r#"
+ALTER TABLE downloads ADD COLUMN source_sha256 BLOB;
+"#;
+
 /// The v0 prototype schema; kept so tests can build a v0 file and the migration knows its input.
 pub const V0_SCHEMA: &str = r#"
 CREATE TABLE assets (
@@ -202,16 +210,29 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    from: 0,
-    to: 1,
-    apply: migrate_v0_to_v1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 0,
+        to: 1,
+        apply: migrate_v0_to_v1,
+    },
+    Migration {
+        from: 1,
+        to: 2,
+        apply: migrate_v1_to_v2,
+    },
+];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
 pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(V1_SCHEMA)?;
+    tx.execute_batch(V2_CHANGES)?;
     stamp(tx, CURRENT_VERSION)
+}
+
+/// v1 -> v2: the new column starts empty (no file was rewritten under v1's bookkeeping).
+fn migrate_v1_to_v2(tx: &Transaction<'_>) -> Result<(), String> {
+    tx.execute_batch(V2_CHANGES).map_err(|e| e.to_string())
 }
 
 /// Writes the identifying header fields.

@@ -229,7 +229,10 @@ fn print_failed(
                 .as_ref()
                 .and_then(|a| a.asset.filename.clone())
                 .unwrap_or_else(|| "(no name)".into());
-            let id = asset.as_ref().map(|a| a.asset.id.clone()).unwrap_or_default();
+            let id = asset
+                .as_ref()
+                .map(|a| a.asset.id.clone())
+                .unwrap_or_default();
             let when = chrono::DateTime::from_timestamp_millis(*at_ms)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();

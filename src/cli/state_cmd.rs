@@ -128,7 +128,11 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
         .count();
     println!(
         "{checked} files checked{}: {missing} missing, {} damaged",
-        if args.checksums { " (with checksums)" } else { "" },
+        if args.checksums {
+            " (with checksums)"
+        } else {
+            ""
+        },
         problems.len() - missing
     );
     if problems.is_empty() {
@@ -149,7 +153,9 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
             updates.len()
         );
     } else {
-        eprintln!("icloudpd-rs: run `icloudpd-rs verify --repair` to fetch them again at the next sync");
+        eprintln!(
+            "icloudpd-rs: run `icloudpd-rs verify --repair` to fetch them again at the next sync"
+        );
     }
     Ok(exit::FAILURE)
 }

@@ -12,7 +12,7 @@ use super::args::{LayoutArgs, MetadataArgs, SelectionArgs};
 use super::context::{self, AccountContext, CommandError};
 use super::exit;
 use super::global::GlobalArgs;
-use crate::auth::{AccountSession, AuthError};
+use crate::auth::{AccountSession, AuthError, Authenticator};
 use crate::catalog::Catalog;
 use crate::fetch::FetchConfig;
 use crate::mirror::notify::{self, Event, Figures};
@@ -181,6 +181,13 @@ pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, Com
         metadata: args.metadata.options(),
         mode,
         on_planned: None,
+        deletion: mirror::DeletionOptions {
+            auto_delete: args.deletion.auto_delete,
+            keep_icloud_recent_days: args.deletion.keep_icloud_recent_days,
+            delete_after_download: args.deletion.delete_after_download,
+            confirm: None,
+        },
+        on_deletion: None,
     })
 }
 
@@ -198,18 +205,27 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         Action::ImportExisting => RunMode::ImportExisting,
     };
     let mut config = mirror_config(args, mode)?;
-    let deletion = &args.deletion;
-    if deletion.auto_delete
-        || deletion.delete_after_download
-        || deletion.keep_icloud_recent_days.is_some()
-    {
+    if config.deletion.any() && action != Action::Sync {
         return Err(CommandError::failure(
-            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are not \
-             available in this version; nothing was changed",
+            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are options \
+             of sync",
         ));
+    }
+    if config.deletion.auto_delete && config.deletion.in_icloud() {
+        return Err(CommandError::failure(
+            "--auto-delete cannot be combined with --delete-after-download or \
+             --keep-icloud-recent-days: it would delete the local copies of the photos they \
+             move to Recently Deleted",
+        ));
+    }
+    if !args.deletion.yes {
+        config.deletion.confirm = Some(confirmation());
     }
     if dry_run {
         config.on_planned = Some(Arc::new(|path: &str| println!("{path}")));
+        if !args.run.only_print_filenames {
+            config.on_deletion = Some(Arc::new(|line: &str| eprintln!("{line}")));
+        }
     }
     let show_progress = !args.run.no_progress_bar
         && !args.run.only_print_filenames
@@ -232,11 +248,11 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     rt.block_on(async {
         let received = signals::install(mirror.stopper(), signals::GRACE)
             .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
-        let session = match ctx.session().await {
+        let session = match Authenticator::resume(ctx.auth.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let mut refresh = refresh;
@@ -264,6 +280,22 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             refresh.full = false;
             refresh.reset_sync_token = false;
         }
+    })
+}
+
+/// Deletions are confirmed on a terminal; without one (cron) they need `--yes`.
+fn confirmation() -> mirror::Confirm {
+    Arc::new(|question: &str| {
+        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            eprintln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
+            return false;
+        }
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() {
+            return false;
+        }
+        matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
     })
 }
 
@@ -343,6 +375,12 @@ fn finish_cycle(
                 } else {
                     println!("{line}");
                 }
+                if report.deleted_local + report.deleted_in_icloud > 0 {
+                    println!(
+                        "{} local file(s) deleted, {} photo(s) moved to Recently Deleted in iCloud",
+                        report.deleted_local, report.deleted_in_icloud
+                    );
+                }
                 for f in report.failures.iter().take(10) {
                     eprintln!("icloudpd-rs: failed: {}: {}", f.path, f.error);
                 }
@@ -353,7 +391,9 @@ fn finish_cycle(
                     );
                 }
                 if report.outcome == RunOutcome::Interrupted {
-                    eprintln!("icloudpd-rs: interrupted; the next run resumes where this one stopped");
+                    eprintln!(
+                        "icloudpd-rs: interrupted; the next run resumes where this one stopped"
+                    );
                 }
             }
             if let Some(path) = &args.run.report_json
@@ -379,9 +419,12 @@ fn finish_cycle(
             };
             eprintln!("icloudpd-rs: {e}");
             let counters = mirror.counters();
-            let partial = counters.report(Duration::ZERO, RunOutcome::Failed {
-                error: e.to_string(),
-            });
+            let partial = counters.report(
+                Duration::ZERO,
+                RunOutcome::Failed {
+                    error: e.to_string(),
+                },
+            );
             if !dry_run && partial.downloaded + partial.failed > 0 {
                 println!("{}", partial.summary_line());
             }
@@ -442,13 +485,18 @@ impl Notifier {
         }
     }
 
-    fn auth_failure(&self, e: &CommandError) {
-        let event = if e.code == exit::AUTH && e.message.contains("code") {
+    fn auth_failure(&self, e: &AuthError) {
+        let event = if matches!(e, AuthError::TwoFactorRequired { .. }) {
             Event::TwoFactorNeeded
         } else {
             Event::SyncFailed
         };
-        self.send(event, None, e.code, &e.message);
+        let code = if e.is_authentication_problem() {
+            exit::AUTH
+        } else {
+            exit::FAILURE
+        };
+        self.send(event, None, code, &e.to_string());
     }
 }
 
@@ -461,10 +509,9 @@ struct ProgressLine {
 impl ProgressLine {
     fn start(counters: LiveCounters) -> ProgressLine {
         let bar = indicatif::ProgressBar::new(0);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} files {msg} [{elapsed}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         let b = bar.clone();
         let ticker = tokio::spawn(async move {
@@ -476,6 +523,11 @@ impl ProgressLine {
                 let planned = c.planned.load(Ordering::Relaxed);
                 b.set_length(planned.max(done));
                 b.set_position(done);
+                if planned == 0 && done == 0 {
+                    b.set_message("(listing and planning)");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 b.set_message(format!(
                     "({} downloaded, {} failed, {:.1} MB)",
                     c.downloaded.load(Ordering::Relaxed),

@@ -62,6 +62,7 @@ pub(super) fn plan(
         tx,
         moves: Vec::new(),
         owners: None,
+        missing: 0,
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -75,9 +76,15 @@ pub(super) fn plan(
         };
         for item in items {
             if !planner.decide(item, &states)? {
-                return Ok(planner.moves);
+                break;
             }
         }
+    }
+    if planner.missing > 0 {
+        tracing::info!(
+            files = planner.missing,
+            "files recorded as downloaded were missing on disk; fetching them again"
+        );
     }
     Ok(planner.moves)
 }
@@ -90,6 +97,8 @@ struct Planner<'a> {
     moves: Vec<PendingMove>,
     /// Recorded path (lowercase) -> version, loaded the first time a file is in the way.
     owners: Option<HashMap<String, VersionKey>>,
+    /// Files recorded as downloaded but missing on disk.
+    missing: u64,
 }
 
 impl Planner<'_> {
@@ -126,7 +135,8 @@ impl Planner<'_> {
                     }
                     return Ok(true);
                 }
-                tracing::info!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
+                tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
+                self.missing += 1;
             }
             Some(DownloadState::Pending { previous_path })
             | Some(DownloadState::Failed { previous_path, .. }) => {
@@ -158,7 +168,10 @@ impl Planner<'_> {
             // An older copy of this very version (the photo was edited): replace it.
             return self.queue(item, planned, true);
         }
-        if let Some(owner) = ctx.claims.owner(&planned).or_else(|| self.recorded_owner(&planned))
+        if let Some(owner) = ctx
+            .claims
+            .owner(&planned)
+            .or_else(|| self.recorded_owner(&planned))
             && owner != item.version
         {
             // Another version's file sits at our path; it will move to its own planned path.
@@ -204,7 +217,12 @@ impl Planner<'_> {
     }
 
     /// Queue a download of `item` to `rel_path`; `Ok(false)` when the run is stopping.
-    fn queue(&mut self, item: PlanItem, rel_path: String, replace: bool) -> Result<bool, MirrorError> {
+    fn queue(
+        &mut self,
+        item: PlanItem,
+        rel_path: String,
+        replace: bool,
+    ) -> Result<bool, MirrorError> {
         let ctx = self.ctx;
         let Some(handle) = ctx.transfers.claim(item.version) else {
             return Ok(true);
@@ -261,6 +279,7 @@ impl Planner<'_> {
                 rel_path: rel_path.to_string(),
                 size,
                 sha256,
+                source_sha256: None,
             });
         }
         self.ctx.claims.claim(rel_path, item.version).ok();
@@ -287,7 +306,8 @@ impl Planner<'_> {
             let found = std::fs::symlink_metadata(self.ctx.root.join(&candidate));
             if found.is_ok_and(|m| m.is_file() && m.len() == size) {
                 self.adopt(item, &candidate)?;
-                self.moves.push(PendingMove::new(item.version, planned.to_string()));
+                self.moves
+                    .push(PendingMove::new(item.version, planned.to_string()));
                 return Ok(());
             }
         }

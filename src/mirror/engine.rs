@@ -24,7 +24,9 @@ use super::report::{Counters, Failure, RunOutcome, RunReport};
 use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
-use super::{MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream};
+use super::{
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
+};
 
 /// What [`run`] is given.
 pub(super) struct RunInputs<'a> {
@@ -58,13 +60,36 @@ pub(super) struct RunContext {
     pub abort: CancellationToken,
     fatal: Mutex<Option<MirrorError>>,
     retries: Mutex<Vec<Arc<FileSpec>>>,
+    /// What the deletions did.
+    pub deleted: super::delete::Deleted,
+    /// When the run started (after sign-in), for the first-download log line.
+    started: Instant,
+    first_started: std::sync::atomic::AtomicBool,
 }
 
 impl RunContext {
+    /// A worker starts a transfer: the first one of the run is logged with its delay.
+    pub fn transfer_starting(&self) {
+        if !self.first_started.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                after_ms = self.started.elapsed().as_millis() as u64,
+                "first download started"
+            );
+        }
+    }
+
+    /// A dry run's deletion, reported to the caller's sink (or logged).
+    pub fn report_deletion(&self, line: &str) {
+        match &self.config.on_deletion {
+            Some(sink) => sink(line),
+            None => tracing::info!("{line}"),
+        }
+    }
+
     /// Record a finished file.
-    pub fn done(&self, job: Job, size: u64, sha256: [u8; 32]) {
+    pub fn done(&self, job: Job, file: worker::OnDisk) {
         if let Some(state) = &self.state {
-            state.send(worker::downloaded_update(&job.spec, size, sha256));
+            state.send(worker::downloaded_update(&job.spec, file));
         }
         self.counters.downloaded.fetch_add(1, Ordering::Relaxed);
         let state = worker::done_state(&job.spec);
@@ -161,6 +186,9 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         fatal: Mutex::new(None),
         retries: Mutex::new(Vec::new()),
         config: config.clone(),
+        started,
+        first_started: std::sync::atomic::AtomicBool::new(false),
+        deleted: Default::default(),
     });
 
     let threads = config.threads.max(1);
@@ -224,7 +252,10 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     let retries: Vec<Arc<FileSpec>> =
         std::mem::take(&mut *ctx.retries.lock().unwrap_or_else(|e| e.into_inner()));
     if !retries.is_empty() && !ctx.stop.is_cancelled() {
-        tracing::info!(files = retries.len(), "second pass over failed files with fresh URLs");
+        tracing::info!(
+            files = retries.len(),
+            "second pass over failed files with fresh URLs"
+        );
         second_pass(&ctx, retries, threads).await;
     }
 
@@ -245,11 +276,23 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         }
     }
     let complete = !ctx.stop.is_cancelled() && counters.failed.load(Ordering::Relaxed) == 0;
-    if writes && complete && config.mode == RunMode::Download {
+    // Deletions trust the catalog only right after a successful refresh, in a run that was
+    // not stopped; each photo is judged on its own files.
+    if config.deletion.any() && !ctx.stop.is_cancelled() && refresh_doc.is_some() {
+        let dry_run = !writes;
+        if let Err(e) = deletions(&ctx, catalog, dry_run).await {
+            ctx.fatal(e);
+        }
+    }
+    // Partial files are left by interrupted transfers, whose files a later run downloads:
+    // a run that downloaded nothing has none to clean up.
+    let downloaded_some = counters.queued.load(Ordering::Relaxed) > 0;
+    if writes && complete && downloaded_some && config.mode == RunMode::Download {
         let root = ctx.root.clone();
         let suffix = ctx.fetch.temp_suffix.clone();
-        let _ = tokio::task::spawn_blocking(move || reconcile::remove_stale_temp_files(&root, &suffix))
-            .await;
+        let _ =
+            tokio::task::spawn_blocking(move || reconcile::remove_stale_temp_files(&root, &suffix))
+                .await;
     }
     let state_error = state_writer.and_then(|w| w.close().err());
 
@@ -269,7 +312,42 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     };
     let mut report = counters.report(elapsed, outcome);
     report.refresh = refresh_doc;
+    report.deleted_local = ctx.deleted.local.load(Ordering::Relaxed);
+    report.deleted_in_icloud = ctx.deleted.in_icloud.load(Ordering::Relaxed);
     Ok(report)
+}
+
+/// `--auto-delete`, then the moves to Recently Deleted in iCloud.
+async fn deletions(
+    ctx: &Arc<RunContext>,
+    catalog: &Catalog,
+    dry_run: bool,
+) -> Result<(), MirrorError> {
+    if let Some(state) = &ctx.state {
+        state.flush().await;
+    }
+    let deletion = &ctx.config.deletion;
+    let libraries: HashMap<LibraryId, Library> = catalog
+        .libraries()?
+        .into_iter()
+        .map(|l| (l.id, l.library))
+        .collect();
+    let ctx2 = ctx.clone();
+    let (auto, in_icloud) = (deletion.auto_delete, deletion.in_icloud());
+    let candidates = tokio::task::spawn_blocking(move || {
+        let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
+        if auto {
+            super::delete::local(&ctx2, &reader, dry_run)?;
+        }
+        if in_icloud {
+            super::delete::icloud_candidates(&ctx2, &reader, &libraries)
+        } else {
+            Ok(Vec::new())
+        }
+    })
+    .await
+    .map_err(|e| MirrorError::State(format!("the deletion task failed: {e}")))??;
+    super::delete::in_icloud(ctx, candidates, dry_run).await
 }
 
 fn spawn_workers(ctx: &Arc<RunContext>, rx: mpsc::Receiver<Job>, n: usize) -> JoinSet<()> {
@@ -290,11 +368,14 @@ async fn second_pass(ctx: &Arc<RunContext>, retries: Vec<Arc<FileSpec>>, threads
         let Some(handle) = ctx.transfers.reclaim_failed(spec.version) else {
             continue;
         };
-        // A success now replaces the failure counted in the first pass.
-        ctx.counters.unfail(&spec.rel_path);
         if ctx.claims.claim(&spec.rel_path, spec.version).is_err() {
+            handle.finish(TransferState::Failed {
+                error: "its path was taken meanwhile".into(),
+            });
             continue;
         }
+        // The attempt is counted again by its outcome.
+        ctx.counters.unfail(&spec.rel_path);
         let job = Job {
             handle,
             spec,

@@ -28,6 +28,7 @@
 //! [`Mirror::stopper`] stops a run gracefully (in-flight files finish or stay resumable).
 
 mod decide;
+pub mod delete;
 mod engine;
 pub mod notify;
 mod plan;
@@ -54,6 +55,7 @@ use crate::fetch::{FetchConfig, FetchError};
 use crate::layout::LayoutPolicy;
 use crate::refresh::{RefreshError, RefreshOptions};
 
+pub use delete::{Confirm, DeletionOptions};
 pub use plan::{PlanItem, TreeIndex};
 pub use queue::{ForegroundGuard, PathClaims, PriorityGate, TransferState, Transfers};
 pub use report::{Counters, Failure, RunOutcome, RunReport, SkipReason};
@@ -101,6 +103,10 @@ pub struct MirrorConfig {
     pub mode: RunMode,
     /// Dry runs report each file they would download here.
     pub on_planned: Option<PlannedSink>,
+    /// `--auto-delete`, `--keep-icloud-recent-days`, `--delete-after-download`.
+    pub deletion: delete::DeletionOptions,
+    /// Dry runs report each deletion they would make here.
+    pub on_deletion: Option<PlannedSink>,
 }
 
 impl std::fmt::Debug for MirrorConfig {

@@ -131,8 +131,12 @@ mod tests {
     #[test]
     fn a_failing_or_missing_script_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let e = run_script(&dir.path().join("nope"), Event::SyncComplete, &Figures::default())
-            .unwrap_err();
+        let e = run_script(
+            &dir.path().join("nope"),
+            Event::SyncComplete,
+            &Figures::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("cannot run"), "{e}");
         let script = dir.path().join("fail.sh");
         std::fs::write(&script, "#!/bin/sh\nexit 4\n").unwrap();

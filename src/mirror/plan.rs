@@ -13,7 +13,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::catalog::{AssetKey, Catalog, CatalogError, DownloadState, RootId, StoredAsset, VersionKey};
+use crate::catalog::{
+    AssetKey, Catalog, CatalogError, DownloadState, RootId, StoredAsset, VersionKey,
+};
 use crate::layout::{self, LayoutPolicy, PlannedFile};
 
 use super::select::{Selection, Sources};
@@ -74,9 +76,14 @@ impl TreeIndex {
                 }
                 _ => NO_ALBUM,
             };
-            let album_path: Option<Vec<&str>> = (album != NO_ALBUM)
-                .then(|| index.albums[album as usize].iter().map(String::as_str).collect());
-            for asset in catalog.assets(source.library, source.filter) {
+            let album_path: Option<Vec<&str>> = (album != NO_ALBUM).then(|| {
+                index.albums[album as usize]
+                    .iter()
+                    .map(String::as_str)
+                    .collect()
+            });
+            // Directories depend on the asset's own fields only: no versions needed here.
+            for asset in catalog.assets_without_versions(source.library, source.filter) {
                 let asset = asset?;
                 if !selection.accepts(&asset, source.smart) || sources.is_excluded(&asset) {
                     continue;
@@ -153,7 +160,11 @@ impl TreeIndex {
         selection: &Selection,
     ) -> Result<Vec<PlanItem>, CatalogError> {
         let start = self.groups[group];
-        let end = self.groups.get(group + 1).copied().unwrap_or(self.entries.len());
+        let end = self
+            .groups
+            .get(group + 1)
+            .copied()
+            .unwrap_or(self.entries.len());
         let entries = &self.entries[start..end];
         let mut keys: Vec<AssetKey> = entries.iter().map(|e| e.key).collect();
         keys.sort_unstable();

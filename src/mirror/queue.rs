@@ -62,7 +62,9 @@ impl Transfers {
     /// run already.
     pub fn claim(&self, version: VersionKey) -> Option<TransferHandle> {
         let mut r = self.lock();
-        if r.active.contains_key(&version) || r.done.contains(&version) || r.failed.contains(&version)
+        if r.active.contains_key(&version)
+            || r.done.contains(&version)
+            || r.failed.contains(&version)
         {
             return None;
         }

@@ -44,6 +44,7 @@ struct Move {
     to: String,
     size: u64,
     sha256: [u8; 32],
+    source_sha256: Option<[u8; 32]>,
 }
 
 /// Rename recorded files to their planned paths (see the module docs).
@@ -71,6 +72,10 @@ pub(super) fn settle(
                 to: m.target,
                 size: *size,
                 sha256: *sha256,
+                source_sha256: catalog
+                    .download_source_digest(m.version, root_id)
+                    .ok()
+                    .flatten(),
             }),
             _ => None,
         })
@@ -79,7 +84,7 @@ pub(super) fn settle(
         return Ok(());
     }
     tracing::info!(files = moves.len(), "renaming files to their planned paths");
-    let mut recorded: Option<HashMap<String, (VersionKey, u64, [u8; 32])>> = None;
+    let mut recorded: Option<RecordedFiles> = None;
     let mut left_dirs: HashSet<PathBuf> = HashSet::new();
     while !moves.is_empty() {
         let sources: HashSet<String> = moves.iter().map(|m| m.from.to_lowercase()).collect();
@@ -109,7 +114,8 @@ pub(super) fn settle(
                         let aside = free_name(&ctx.root, &m.to);
                         rename_noreplace(&to, &ctx.root.join(&aside))
                             .map_err(|e| io_error("moving aside", &to, e))?;
-                        record(ctx, owner, &aside, size, sha256);
+                        let source = catalog.download_source_digest(owner, root_id).ok().flatten();
+                        record(ctx, owner, &aside, (size, sha256, source));
                         tracing::warn!(from = %m.to, to = %aside, "moved aside a file of a photo that is no longer selected or in iCloud");
                         owners.remove(&m.to.to_lowercase());
                         progress = true;
@@ -137,7 +143,7 @@ pub(super) fn settle(
             rename_noreplace(&from, &ctx.root.join(&temp))
                 .map_err(|e| io_error("renaming", &from, e))?;
             move_sidecar(&from, &ctx.root.join(&temp));
-            record(ctx, m.version, &temp, m.size, m.sha256);
+            record(ctx, m.version, &temp, (m.size, m.sha256, m.source_sha256));
             m.from = temp;
         }
     }
@@ -151,20 +157,27 @@ fn move_file(ctx: &RunContext, m: &Move, from: &Path, to: &Path) -> Result<(), M
     }
     rename_noreplace(from, to).map_err(|e| io_error("renaming", from, e))?;
     move_sidecar(from, to);
-    record(ctx, m.version, &m.to, m.size, m.sha256);
+    record(ctx, m.version, &m.to, (m.size, m.sha256, m.source_sha256));
     ctx.claims.release(&m.from, m.version);
     ctx.counters.moved.fetch_add(1, Ordering::Relaxed);
     tracing::info!(from = %m.from, to = %m.to, "renamed to its planned path");
     Ok(())
 }
 
-fn record(ctx: &RunContext, version: VersionKey, rel_path: &str, size: u64, sha256: [u8; 32]) {
+/// Record a file at its new path: (size, digest on disk, digest as downloaded if rewritten).
+fn record(
+    ctx: &RunContext,
+    version: VersionKey,
+    rel_path: &str,
+    (size, sha256, source_sha256): (u64, [u8; 32], Option<[u8; 32]>),
+) {
     if let Some(state) = &ctx.state {
         state.send(DownloadUpdate::Downloaded {
             version,
             rel_path: rel_path.to_string(),
             size,
             sha256,
+            source_sha256,
         });
     }
 }
@@ -175,15 +188,17 @@ fn move_sidecar(from: &Path, to: &Path) {
         crate::metadata::sidecar_path(from),
         crate::metadata::sidecar_path(to),
     );
-    if from.exists() && let Err(e) = rename_noreplace(&from, &to) {
+    if from.exists()
+        && let Err(e) = rename_noreplace(&from, &to)
+    {
         tracing::warn!(path = %from.display(), error = %e, "could not move the XMP sidecar");
     }
 }
 
-fn recorded_files(
-    catalog: &Catalog,
-    root: crate::catalog::RootId,
-) -> HashMap<String, (VersionKey, u64, [u8; 32])> {
+/// Recorded files of a root by lowercase path: version, size, SHA-256.
+type RecordedFiles = HashMap<String, (VersionKey, u64, [u8; 32])>;
+
+fn recorded_files(catalog: &Catalog, root: crate::catalog::RootId) -> RecordedFiles {
     let mut out = HashMap::new();
     for record in catalog.downloads(root, crate::catalog::DownloadStateKind::Downloaded) {
         let Ok(record) = record else { break };
@@ -306,7 +321,9 @@ pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
             continue;
         };
         for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let name = entry.file_name();
             let name = name.as_bytes();
             if kind.is_dir() {
@@ -315,7 +332,9 @@ pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
             {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => removed += 1,
-                    Err(e) => tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file"),
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file")
+                    }
                 }
             }
         }

@@ -101,7 +101,11 @@ impl Counters {
     /// The report as of now.
     pub fn report(&self, elapsed: Duration, outcome: RunOutcome) -> RunReport {
         let mut skip_reasons = BTreeMap::new();
-        for reason in [SkipReason::AlreadyDownloaded, SkipReason::Adopted, SkipReason::DryRun] {
+        for reason in [
+            SkipReason::AlreadyDownloaded,
+            SkipReason::Adopted,
+            SkipReason::DryRun,
+        ] {
             let n = Self::get(&self.skipped[reason.index()]);
             if n > 0 {
                 skip_reasons.insert(reason, n);
@@ -126,6 +130,8 @@ impl Counters {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             elapsed_secs: elapsed.as_secs_f64(),
+            deleted_local: 0,
+            deleted_in_icloud: 0,
             refresh: None,
         }
     }
@@ -163,6 +169,10 @@ pub struct RunReport {
     /// Failed files (at most [`MAX_LISTED_FAILURES`]).
     pub failures: Vec<Failure>,
     pub elapsed_secs: f64,
+    /// Local files deleted (`--auto-delete`).
+    pub deleted_local: u64,
+    /// Photos moved to Recently Deleted in iCloud.
+    pub deleted_in_icloud: u64,
     /// What the catalog refresh did, when the run refreshed.
     pub refresh: Option<serde_json::Value>,
 }
@@ -191,7 +201,10 @@ mod tests {
         }
         c.skip(SkipReason::Adopted);
         let r = c.report(Duration::from_secs(1), RunOutcome::Complete);
-        assert_eq!(r.summary_line(), "50 downloaded, 350 skipped, 0 failed (400 total)");
+        assert_eq!(
+            r.summary_line(),
+            "50 downloaded, 350 skipped, 0 failed (400 total)"
+        );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["status"], "complete");
         assert_eq!(json["skip_reasons"]["already_downloaded"], 349);
@@ -211,7 +224,13 @@ mod tests {
         c.unfail("f1");
         let r = c.report(Duration::ZERO, RunOutcome::Partial);
         assert_eq!(r.failed, 2);
-        assert_eq!(r.failures.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["f0", "f2"]);
+        assert_eq!(
+            r.failures
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect::<Vec<_>>(),
+            ["f0", "f2"]
+        );
         assert_eq!(r.total, 2);
     }
 }

@@ -19,7 +19,9 @@ use crate::refresh::LibrarySelector;
 /// Why selection flags were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {
-    #[error("invalid date {value:?} for {flag}: use YYYY-MM-DD, an RFC 3339 time or Nd (N days ago)")]
+    #[error(
+        "invalid date {value:?} for {flag}: use YYYY-MM-DD, an RFC 3339 time or Nd (N days ago)"
+    )]
     BadDate { flag: &'static str, value: String },
     #[error("invalid --filename-exclude pattern {pattern:?}: {reason}")]
     BadGlob { pattern: String, reason: String },
@@ -101,7 +103,10 @@ pub struct SelectionFlags<'a> {
 
 impl Selection {
     /// Check and type the flags; relative dates (`Nd`) count back from `now`.
-    pub fn from_flags(flags: &SelectionFlags<'_>, now: DateTime<Utc>) -> Result<Self, SelectionError> {
+    pub fn from_flags(
+        flags: &SelectionFlags<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, SelectionError> {
         if flags.skip_photos && flags.skip_videos {
             return Err(SelectionError::NothingSelected);
         }
@@ -206,7 +211,14 @@ impl Selection {
         let mut out = Sources::default();
         let mut matched: HashSet<String> = HashSet::new();
         for (library, zone) in libraries {
-            let entries = catalog.albums(library)?;
+            // The album tree (with member counts) costs a query per library: only when asked.
+            let needs_albums =
+                self.all_albums || !self.albums.is_empty() || !self.exclude_albums.is_empty();
+            let entries = if needs_albums {
+                catalog.albums(library)?
+            } else {
+                Vec::new()
+            };
             let albums: Vec<_> = entries
                 .iter()
                 .filter(|e| !e.album.is_folder && !e.album.deleted)
@@ -394,7 +406,11 @@ fn find_album<'e>(
 }
 
 /// `YYYY-MM-DD` (local midnight), an RFC 3339 time, or `Nd` (N days before `now`).
-pub fn parse_date(flag: &'static str, value: &str, now: DateTime<Utc>) -> Result<i64, SelectionError> {
+pub fn parse_date(
+    flag: &'static str,
+    value: &str,
+    now: DateTime<Utc>,
+) -> Result<i64, SelectionError> {
     let bad = || SelectionError::BadDate {
         flag,
         value: value.to_string(),
@@ -439,7 +455,10 @@ mod tests {
             1_704_164_645_000
         );
         let local = parse_date("--x", "2024-01-02", now()).unwrap();
-        assert!((local - 1_704_153_600_000).abs() <= 14 * 3_600_000, "{local}");
+        assert!(
+            (local - 1_704_153_600_000).abs() <= 14 * 3_600_000,
+            "{local}"
+        );
         for bad in ["yesterday", "-3d", "2024-13-01", "", "3x"] {
             let e = parse_date("--skip-created-before", bad, now()).unwrap_err();
             assert!(e.to_string().contains("--skip-created-before"), "{e}");
@@ -512,7 +531,10 @@ mod tests {
     #[test]
     fn smart_folder_names_are_forgiving() {
         assert_eq!(smart_folder("Slo-mo"), Some(Some(SmartFolder::SloMo)));
-        assert_eq!(smart_folder("time-lapse"), Some(Some(SmartFolder::TimeLapse)));
+        assert_eq!(
+            smart_folder("time-lapse"),
+            Some(Some(SmartFolder::TimeLapse))
+        );
         assert_eq!(
             smart_folder("Recently Deleted"),
             Some(Some(SmartFolder::RecentlyDeleted))

@@ -89,7 +89,12 @@ impl StateHandle {
     }
 }
 
-fn run(mut catalog: Catalog, root: RootId, rx: Receiver<Message>, error: Arc<Mutex<Option<String>>>) {
+fn run(
+    mut catalog: Catalog,
+    root: RootId,
+    rx: Receiver<Message>,
+    error: Arc<Mutex<Option<String>>>,
+) {
     let mut batch: Vec<DownloadUpdate> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut first_at: Option<Instant> = None;
@@ -133,7 +138,11 @@ fn run(mut catalog: Catalog, root: RootId, rx: Receiver<Message>, error: Arc<Mut
 }
 
 /// Commit a batch, retrying once after a pause when SQLite was busy for too long.
-fn commit(catalog: &mut Catalog, root: RootId, batch: &[DownloadUpdate]) -> Result<(), CatalogError> {
+fn commit(
+    catalog: &mut Catalog,
+    root: RootId,
+    batch: &[DownloadUpdate],
+) -> Result<(), CatalogError> {
     match catalog.apply_download_updates(root, batch) {
         Ok(_) => Ok(()),
         Err(CatalogError::Sqlite { .. }) => {

@@ -87,7 +87,10 @@ impl StreamSink {
                 continue;
             };
             match states.get(&version) {
-                None | Some(DownloadState::Pending { previous_path: None }) => {}
+                None
+                | Some(DownloadState::Pending {
+                    previous_path: None,
+                }) => {}
                 Some(DownloadState::Failed {
                     previous_path: None,
                     ..
@@ -99,7 +102,8 @@ impl StreamSink {
             if std::fs::symlink_metadata(ctx.root.join(&rel_path)).is_ok() {
                 continue;
             }
-            let (Some(url), Some(v)) = (listed.url(file.version), stored.asset.version(file.version))
+            let (Some(url), Some(v)) =
+                (listed.url(file.version), stored.asset.version(file.version))
             else {
                 continue;
             };

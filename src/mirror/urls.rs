@@ -123,6 +123,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Move an asset to Recently Deleted (`records/modify` of its CPLAsset).
+    pub async fn move_to_recently_deleted(
+        &self,
+        library: &Library,
+        asset_record: &str,
+        change_tag: Option<&str>,
+    ) -> Result<(), ApiError> {
+        loop {
+            let seen = self.session.generation();
+            match self
+                .client()
+                .move_to_recently_deleted(library, asset_record, change_tag)
+                .await
+            {
+                Ok(_) => {
+                    self.session_works();
+                    return Ok(());
+                }
+                Err(e) if e.needs_reauthentication() => self.reauthenticate(seen).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 /// Gives planned files their URLs: reads jobs from `rx` in batches, looks their assets up
 /// (a few lookups in flight), and passes each job on to the workers, or fails it when iCloud
 /// no longer has it.
@@ -248,9 +274,9 @@ impl UrlProvider for JobUrls<'_> {
             let pairs = [(asset.id.clone(), asset.asset_record.clone())];
             match self.ctx.api.lookup(&self.job.library, &pairs).await {
                 Ok(found) => job_url(self.job, found.get(&asset.id)).map_err(FetchError::NoUrl),
-                Err(ApiError::Auth(e)) => Err(FetchError::NoUrl(format!(
-                    "signing in again failed: {e}"
-                ))),
+                Err(ApiError::Auth(e)) => {
+                    Err(FetchError::NoUrl(format!("signing in again failed: {e}")))
+                }
                 Err(ApiError::CloudKit(e)) => Err(FetchError::Network(format!(
                     "could not get a fresh download URL: {e}"
                 ))),

@@ -15,7 +15,7 @@ use crate::model::{Library, VersionKind};
 use super::engine::RunContext;
 use super::queue::{TransferHandle, TransferState};
 use super::urls::JobUrls;
-use super::{MirrorError, MetadataOptions};
+use super::{MetadataOptions, MirrorError};
 
 /// CDN refusals of the session in one file's transfer before it is given up.
 const MAX_REAUTHS_PER_FILE: u32 = 3;
@@ -93,6 +93,7 @@ pub(super) async fn work(ctx: Arc<RunContext>, rx: Arc<tokio::sync::Mutex<mpsc::
 
 async fn run_job(ctx: &RunContext, job: Job) {
     job.handle.running();
+    ctx.transfer_starting();
     let dest = ctx.root.join(&job.rel_path);
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
@@ -149,11 +150,20 @@ async fn run_job(ctx: &RunContext, job: Job) {
         }
     };
     ctx.api.session_works();
-    let (size, sha256) = after_download(ctx, &job, &dest, outcome.sha256).await;
+    let on_disk = after_download(ctx, &job, &dest, outcome.sha256).await;
     ctx.counters
         .bytes
         .fetch_add(outcome.bytes_fetched, std::sync::atomic::Ordering::Relaxed);
-    ctx.done(job, size, sha256);
+    ctx.done(job, on_disk);
+}
+
+/// A downloaded file as it is on disk after the metadata was written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OnDisk {
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// The digest of the downloaded bytes when the file was rewritten since.
+    pub source_sha256: Option<[u8; 32]>,
 }
 
 fn is_session_expired(e: &FetchError) -> bool {
@@ -164,16 +174,16 @@ fn is_session_expired(e: &FetchError) -> bool {
     }
 }
 
-/// Write the metadata asked for; returns the size and SHA-256 of the file as it now is.
-async fn after_download(
-    ctx: &RunContext,
-    job: &Job,
-    dest: &Path,
-    sha256: [u8; 32],
-) -> (u64, [u8; 32]) {
+/// Write the metadata asked for; returns the file as it now is.
+async fn after_download(ctx: &RunContext, job: &Job, dest: &Path, sha256: [u8; 32]) -> OnDisk {
+    let downloaded = OnDisk {
+        size: job.size,
+        sha256,
+        source_sha256: None,
+    };
     let options = ctx.metadata;
     if !options.set_exif_datetime && !options.xmp_sidecar {
-        return (job.size, sha256);
+        return downloaded;
     }
     let asset = job.asset.clone();
     let path: PathBuf = dest.to_path_buf();
@@ -184,12 +194,19 @@ async fn after_download(
                 tracing::warn!(path = %dest.display(), "{w}");
                 ctx.counters.warn();
             }
-            file.unwrap_or((job.size, sha256))
+            match file {
+                Some((size, rewritten)) => OnDisk {
+                    size,
+                    sha256: rewritten,
+                    source_sha256: Some(sha256),
+                },
+                None => downloaded,
+            }
         }
         Err(e) => {
             tracing::warn!(path = %dest.display(), error = %e, "metadata task failed");
             ctx.counters.warn();
-            (job.size, sha256)
+            downloaded
         }
     }
 }
@@ -207,16 +224,16 @@ fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) ->
     };
     if options.set_exif_datetime {
         match crate::metadata::set_exif_datetime(path, &asset.asset) {
-            Ok(crate::metadata::ExifOutcome::Written { sha256 }) => {
-                match std::fs::metadata(path) {
-                    Ok(m) => out.file = Some((m.len(), sha256)),
-                    Err(e) => out.warnings.push(format!("cannot stat after writing EXIF: {e}")),
-                }
-            }
+            Ok(crate::metadata::ExifOutcome::Written { sha256 }) => match std::fs::metadata(path) {
+                Ok(m) => out.file = Some((m.len(), sha256)),
+                Err(e) => out
+                    .warnings
+                    .push(format!("cannot stat after writing EXIF: {e}")),
+            },
             Ok(_) => {}
-            Err(e) => out
-                .warnings
-                .push(format!("EXIF date not written (the file is kept as downloaded): {e}")),
+            Err(e) => out.warnings.push(format!(
+                "EXIF date not written (the file is kept as downloaded): {e}"
+            )),
         }
     }
     if options.xmp_sidecar {
@@ -232,12 +249,13 @@ fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) ->
 }
 
 /// Build the update that records a finished file.
-pub(super) fn downloaded_update(spec: &FileSpec, size: u64, sha256: [u8; 32]) -> DownloadUpdate {
+pub(super) fn downloaded_update(spec: &FileSpec, file: OnDisk) -> DownloadUpdate {
     DownloadUpdate::Downloaded {
         version: spec.version,
         rel_path: spec.rel_path.clone(),
-        size,
-        sha256,
+        size: file.size,
+        sha256: file.sha256,
+        source_sha256: file.source_sha256,
     }
 }
 

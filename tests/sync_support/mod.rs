@@ -269,8 +269,14 @@ pub fn sha256_file(path: &Path) -> String {
 pub fn assert_tree(env: &Env, root: &Path, expected: &BTreeMap<String, (String, String)>) -> usize {
     let manifest = env.manifest();
     let on_disk = files_on_disk(root);
-    let extra: Vec<&String> = on_disk.keys().filter(|p| !expected.contains_key(*p)).collect();
-    let missing: Vec<&String> = expected.keys().filter(|p| !on_disk.contains_key(*p)).collect();
+    let extra: Vec<&String> = on_disk
+        .keys()
+        .filter(|p| !expected.contains_key(*p))
+        .collect();
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|p| !on_disk.contains_key(*p))
+        .collect();
     assert!(
         extra.is_empty() && missing.is_empty(),
         "tree differs from the plan: {} extra {:?}, {} missing {:?}",
@@ -331,7 +337,14 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
             let _ = child.kill();
             let _ = child.wait();
             let err = String::from_utf8_lossy(&err.join().expect("stderr")).into_owned();
-            let tail: String = err.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(4000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             panic!("the binary hung for {limit:?}; end of stderr:\n{tail}");
         }
         std::thread::sleep(Duration::from_millis(20));
