@@ -212,6 +212,9 @@ pub fn serve(
             },
             mode: RunMode::Download,
             on_planned: None,
+            // The mirror never deletes: a background copy is no place for surprises.
+            deletion: Default::default(),
+            on_deletion: None,
         }))
     });
     let source = LibrarySource::new(
