@@ -11,19 +11,6 @@ use std::time::{Duration, Instant};
 
 use mount_app_support::*;
 
-/// `user.*` attribute `name` of `path`, through getxattr(2).
-fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and buffer.
-    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
-}
-
 /// Names from listxattr(2).
 fn listxattr(path: &Path) -> Vec<String> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();

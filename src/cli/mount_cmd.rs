@@ -174,7 +174,13 @@ pub fn serve(
         xmp_sidecar: args.xmp_sidecar,
         mirror_root: mirror_root.as_ref().map(|r| r.id),
     };
+    let started = std::time::Instant::now();
     let built = view::build(access.catalog(), &view_cfg).map_err(failure)?;
+    tracing::info!(
+        files = built.entries.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "tree built from the catalog"
+    );
 
     let cache_dir = args
         .mount

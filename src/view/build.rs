@@ -9,9 +9,7 @@ use sha2::{Digest, Sha256};
 use super::ids;
 use super::names::{self, TopNames};
 use super::{LibraryView, ViewConfig, ViewCounts, ViewError};
-use crate::catalog::{
-    AlbumEntry, AssetFilter, AssetKey, Catalog, LibraryRecord, SmartFolder, StoredAsset,
-};
+use crate::catalog::{AssetKey, Catalog, LibraryRecord, StoredAsset};
 use crate::layout::{self, PlannedFile, RelDir};
 use crate::mirror::{Selection, TreeIndex};
 use crate::mount::{Entry, FileId, Xattrs};
@@ -19,8 +17,6 @@ use crate::refresh::LibrarySelector;
 
 /// What a sidecar's name adds to its file's name.
 const SIDECAR_SUFFIX: &str = ".xmp";
-/// Deepest album-folder nesting followed (guards against a parent cycle).
-const MAX_ALBUM_DEPTH: usize = 64;
 
 /// A sidecar as rendered once per asset: size and ids.
 #[derive(Clone, Copy)]
@@ -32,14 +28,14 @@ struct Sidecar {
 
 /// Collects entries; shares each asset's extended attributes and sidecar between its paths.
 pub(super) struct Builder<'a> {
-    catalog: &'a Catalog,
-    cfg: &'a ViewConfig,
+    pub(super) catalog: &'a Catalog,
+    pub(super) cfg: &'a ViewConfig,
     entries: Vec<Entry>,
-    dirs: Vec<String>,
+    pub(super) dirs: Vec<String>,
     xattrs: HashMap<AssetKey, Xattrs>,
     sidecars: HashMap<AssetKey, Option<Sidecar>>,
     no_xattrs: Xattrs,
-    counts: ViewCounts,
+    pub(super) counts: ViewCounts,
 }
 
 /// Whether a library is one of those the selection lays out at the root.
@@ -52,7 +48,7 @@ fn selected(selector: &LibrarySelector, zone: &str) -> bool {
     }
 }
 
-fn join(dir: &str, name: &str) -> String {
+pub(super) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {
@@ -80,8 +76,13 @@ impl<'a> Builder<'a> {
         let (root_libs, other_libs): (Vec<_>, Vec<_>) = libraries
             .into_iter()
             .partition(|l| selected(&self.cfg.selection.libraries, &l.library.zone));
+        let started = std::time::Instant::now();
         self.date_tree(&self.cfg.selection.clone(), "", self.cfg.mirror_root)?;
         self.counts.date_tree_files = self.entries.len();
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "date tree built"
+        );
         let top: HashSet<&str> = self
             .entries
             .iter()
@@ -89,9 +90,18 @@ impl<'a> Builder<'a> {
             .collect();
         let names = TopNames::choose(top);
 
-        self.albums(&root_libs, names.get(names::ALBUMS))?;
-        self.smart_folders(&root_libs, &names)?;
+        let started = std::time::Instant::now();
+        self.views(&root_libs, &names)?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "views built"
+        );
+        let started = std::time::Instant::now();
         self.libraries(&other_libs, names.get(names::LIBRARIES))?;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "libraries built"
+        );
         self.counts.view_files = self.entries.len() - self.counts.date_tree_files;
         Ok(LibraryView {
             entries: self.entries,
@@ -169,9 +179,11 @@ impl<'a> Builder<'a> {
     }
 
     /// `assets` listed flat in `dir` (an album or a smart folder), names as everywhere else.
-    fn flat(&mut self, dir: &str, assets: &[StoredAsset]) {
-        let by_id: HashMap<&str, &StoredAsset> =
-            assets.iter().map(|a| (a.asset.id.as_str(), a)).collect();
+    pub(super) fn flat(&mut self, dir: &str, assets: &[Arc<StoredAsset>]) {
+        let by_id: HashMap<&str, &StoredAsset> = assets
+            .iter()
+            .map(|a| (a.asset.id.as_str(), a.as_ref()))
+            .collect();
         let planned = layout::plan_flat(
             assets.iter().map(|a| &a.asset),
             &self.cfg.policy,
@@ -185,124 +197,6 @@ impl<'a> Builder<'a> {
                 self.add_file(join(dir, &file.name), &file, asset);
             }
         }
-    }
-
-    /// The assets of `filter` in `library` that the per-asset selection flags accept.
-    fn selected_assets(
-        &self,
-        library: &LibraryRecord,
-        filter: AssetFilter,
-        smart: bool,
-    ) -> Result<Vec<StoredAsset>, ViewError> {
-        let mut out = Vec::new();
-        for asset in self.catalog.assets(library.id, filter) {
-            let asset = asset?;
-            if self.cfg.selection.accepts(&asset, smart) {
-                out.push(asset);
-            }
-        }
-        Ok(out)
-    }
-
-    /// `Albums/`: every user album of the root libraries in its folders, empty ones included.
-    fn albums(&mut self, libraries: &[LibraryRecord], top: &str) -> Result<(), ViewError> {
-        self.dirs.push(top.to_string());
-        // Albums of every root library share one tree: (library, entry) pairs.
-        let mut all: Vec<(&LibraryRecord, AlbumEntry)> = Vec::new();
-        for lib in libraries {
-            for e in self.catalog.albums(lib.id)? {
-                if !e.album.deleted {
-                    all.push((lib, e));
-                }
-            }
-        }
-        let ids: HashSet<(&str, &str)> = all
-            .iter()
-            .map(|(l, e)| (l.library.zone.as_str(), e.album.id.as_str()))
-            .collect();
-        // Children of each parent (None: the top); an unknown parent counts as the top.
-        let mut children: HashMap<Option<(&str, &str)>, Vec<usize>> = HashMap::new();
-        for (i, (l, e)) in all.iter().enumerate() {
-            let zone = l.library.zone.as_str();
-            let parent = e
-                .album
-                .parent_id
-                .as_deref()
-                .map(|p| (zone, p))
-                .filter(|p| ids.contains(p));
-            children.entry(parent).or_default().push(i);
-        }
-        // (parent album id, its directory, depth)
-        type Level<'k> = (Option<(&'k str, &'k str)>, String, usize);
-        let mut stack: Vec<Level<'_>> = vec![(None, top.to_string(), 0)];
-        let mut work: Vec<(usize, String)> = Vec::new();
-        while let Some((parent, dir, depth)) = stack.pop() {
-            let Some(kids) = children.get(&parent) else {
-                continue;
-            };
-            if depth >= MAX_ALBUM_DEPTH {
-                continue;
-            }
-            let keyed: Vec<(String, &str)> = kids
-                .iter()
-                .map(|&i| {
-                    let (l, e) = &all[i];
-                    (
-                        format!("{}/{}", l.library.zone, e.album.id),
-                        e.album.name.as_str(),
-                    )
-                })
-                .collect();
-            let pairs: Vec<(&str, &str)> = keyed.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-            let names = layout::folder_names(&pairs, &self.cfg.policy);
-            for (&i, name) in kids.iter().zip(names) {
-                let (l, e) = &all[i];
-                let path = join(&dir, &name);
-                self.dirs.push(path.clone());
-                if e.album.is_folder {
-                    stack.push((
-                        Some((l.library.zone.as_str(), e.album.id.as_str())),
-                        path,
-                        depth + 1,
-                    ));
-                } else {
-                    work.push((i, path));
-                }
-            }
-        }
-        for (i, path) in work {
-            let (lib, entry) = &all[i];
-            let assets = self.selected_assets(lib, AssetFilter::Album(entry.key), false)?;
-            self.flat(&path, &assets);
-            self.counts.albums += 1;
-        }
-        Ok(())
-    }
-
-    /// Favourites, the media types, Hidden and Recently Deleted of the root libraries.
-    fn smart_folders(
-        &mut self,
-        libraries: &[LibraryRecord],
-        names: &TopNames,
-    ) -> Result<(), ViewError> {
-        for folder in SmartFolder::ALL {
-            let (view, sub) = names::smart_folder_place(folder);
-            let top = names.get(view).to_string();
-            let dir = match sub {
-                Some(sub) => {
-                    self.dirs.push(top.clone());
-                    join(&top, sub)
-                }
-                None => top,
-            };
-            self.dirs.push(dir.clone());
-            let mut assets = Vec::new();
-            for lib in libraries {
-                assets.extend(self.selected_assets(lib, AssetFilter::Smart(folder), true)?);
-            }
-            self.flat(&dir, &assets);
-        }
-        Ok(())
     }
 
     /// `Libraries/NAME/`: the date tree of each library the root does not show.

@@ -27,6 +27,7 @@ pub mod live;
 mod locator;
 pub mod names;
 mod urls;
+mod views;
 
 pub use locator::{CatalogLocator, LibrarySource, MirrorLink, MirrorRoot};
 pub use names::TopNames;

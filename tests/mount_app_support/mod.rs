@@ -466,3 +466,27 @@ pub fn rsync_date_tree(src: &Path, dst: &Path) -> u64 {
         .map(|n| n.trim().replace(',', "").parse().unwrap())
         .unwrap_or(0)
 }
+
+/// `user.*` attribute `name` of `path`, through getxattr(2).
+pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and buffer.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| {
+        buf.truncate(len as usize);
+        buf
+    })
+}
+
+/// The asset ids of the files directly in `dir` (by their `user.icloud.asset_id`).
+pub fn asset_ids_in(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .filter_map(|e| getxattr(&e.path(), "user.icloud.asset_id"))
+        .map(|v| String::from_utf8(v).unwrap())
+        .collect()
+}
