@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use icloudpd_rs::auth::{Authenticator, Domain, Endpoints, Password, PasswordSources, AuthOptions};
+use icloudpd_rs::auth::{AuthOptions, Authenticator, Domain, Endpoints, Password, PasswordSources};
 use icloudpd_rs::cloudkit::CloudKitClient;
 use icloudpd_rs::model::Library;
 use icloudpd_rs::sim::SimConfig;
@@ -47,7 +47,12 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 }
 
 fn quiet(cmd: &mut Command) -> Duration {
-    let (d, status) = time(|| cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap());
+    let (d, status) = time(|| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    });
     assert!(status.success(), "{cmd:?}");
     d
 }
@@ -89,14 +94,24 @@ struct Report {
 
 impl Report {
     fn time(&mut self, what: &str, ours: Duration, reference: Duration, target: &'static str) {
-        self.rows.push((what.into(), ours, reference, false, target));
+        self.rows
+            .push((what.into(), ours, reference, false, target));
     }
-    fn throughput(&mut self, what: &str, ours: Duration, reference: Duration, target: &'static str) {
+    fn throughput(
+        &mut self,
+        what: &str,
+        ours: Duration,
+        reference: Duration,
+        target: &'static str,
+    ) {
         self.rows.push((what.into(), ours, reference, true, target));
     }
     fn print(&self) {
         println!();
-        println!("{:<58} {:>10} {:>10} {:>7}  target", "measurement", "mount", "reference", "ratio");
+        println!(
+            "{:<58} {:>10} {:>10} {:>7}  target",
+            "measurement", "mount", "reference", "ratio"
+        );
         for (what, ours, reference, throughput, target) in &self.rows {
             let ratio = if *throughput {
                 reference.as_secs_f64() / ours.as_secs_f64()
@@ -184,7 +199,12 @@ fn metadata_phase(report: &mut Report) {
     let l = quiet(Command::new("ls").arg("-lR").arg(&local));
     let m1 = quiet(Command::new("ls").arg("-lR").args(&dirs));
     let m2 = quiet(Command::new("ls").arg("-lR").args(&dirs));
-    report.time("ls -lR date tree (first, cold kernel caches)", m1, l, "<= 2x");
+    report.time(
+        "ls -lR date tree (first, cold kernel caches)",
+        m1,
+        l,
+        "<= 2x",
+    );
     report.time("ls -lR date tree (again)", m2, l, "<= 2x");
     quiet(Command::new("find").arg(&local));
     let l = quiet(Command::new("find").arg(&local));
@@ -203,7 +223,11 @@ fn metadata_phase(report: &mut Report) {
 }
 
 /// Download URLs of the given (master, asset record) pairs, signed in on our own.
-fn urls_for(env: &Env, pairs: &[(String, String)], kind: icloudpd_rs::model::VersionKind) -> Vec<String> {
+fn urls_for(
+    env: &Env,
+    pairs: &[(String, String)],
+    kind: icloudpd_rs::model::VersionKind,
+) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut opts = AuthOptions::new(
         &env.username,
@@ -220,10 +244,19 @@ fn urls_for(env: &Env, pairs: &[(String, String)], kind: icloudpd_rs::model::Ver
         let client = CloudKitClient::for_session(&session).unwrap();
         let mut out = Vec::new();
         for chunk in pairs.chunks(100) {
-            let refs: Vec<(&str, &str)> = chunk.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            let found = client.refresh_assets(&Library::primary(), &refs).await.unwrap();
-            let by_id: std::collections::HashMap<&str, &icloudpd_rs::cloudkit::ListedAsset> =
-                found.assets.iter().map(|a| (a.asset.id.as_str(), a)).collect();
+            let refs: Vec<(&str, &str)> = chunk
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let found = client
+                .refresh_assets(&Library::primary(), &refs)
+                .await
+                .unwrap();
+            let by_id: std::collections::HashMap<&str, &icloudpd_rs::cloudkit::ListedAsset> = found
+                .assets
+                .iter()
+                .map(|a| (a.asset.id.as_str(), a))
+                .collect();
             for (m, _) in chunk {
                 out.push(by_id[m.as_str()].url(kind).expect("url").to_string());
             }
@@ -265,7 +298,11 @@ fn data_phase(report: &mut Report) {
             } else if let Some(id) = getxattr(&e.path(), "user.icloud.asset_id") {
                 let id = String::from_utf8(id).unwrap();
                 let size = e.metadata().unwrap().len();
-                let orig = all.iter().find(|a| a.asset.id == id).and_then(|a| a.asset.version(icloudpd_rs::model::VersionKind::Original)).map(|v| v.size);
+                let orig = all
+                    .iter()
+                    .find(|a| a.asset.id == id)
+                    .and_then(|a| a.asset.version(icloudpd_rs::model::VersionKind::Original))
+                    .map(|v| v.size);
                 if orig == Some(size) {
                     by_id.entry(id).or_insert(e.path());
                 }
@@ -278,14 +315,36 @@ fn data_phase(report: &mut Report) {
     let max_big = env_u64("BENCH_BIG_MAX_MIB", 400) * MIB;
     let big = all
         .iter()
-        .filter(|a| a.asset.version(icloudpd_rs::model::VersionKind::Original).is_some_and(|v| v.size <= max_big))
-        .max_by_key(|a| a.asset.version(icloudpd_rs::model::VersionKind::Original).unwrap().size)
+        .filter(|a| {
+            a.asset
+                .version(icloudpd_rs::model::VersionKind::Original)
+                .is_some_and(|v| v.size <= max_big)
+        })
+        .max_by_key(|a| {
+            a.asset
+                .version(icloudpd_rs::model::VersionKind::Original)
+                .unwrap()
+                .size
+        })
         .unwrap()
         .clone();
-    let big_size = big.asset.version(icloudpd_rs::model::VersionKind::Original).unwrap().size;
+    let big_size = big
+        .asset
+        .version(icloudpd_rs::model::VersionKind::Original)
+        .unwrap()
+        .size;
     let big_path = by_id[&big.asset.id].clone();
-    let url = urls_for(&env, &[(big.asset.id.clone(), big.asset.asset_record.clone())], icloudpd_rs::model::VersionKind::Original).remove(0);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = urls_for(
+        &env,
+        &[(big.asset.id.clone(), big.asset.asset_record.clone())],
+        icloudpd_rs::model::VersionKind::Original,
+    )
+    .remove(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let client = http();
     let local_copy = env.path("big.local");
     let (plain, got) = time(|| {
@@ -303,7 +362,12 @@ fn data_phase(report: &mut Report) {
     assert_eq!(got, big_size);
     let (through, n) = time(|| read_all(&big_path));
     assert_eq!(n, big_size);
-    report.throughput(&format!("cold sequential read, {} MiB", big_size / MIB), through, plain, ">= 0.8x");
+    report.throughput(
+        &format!("cold sequential read, {} MiB", big_size / MIB),
+        through,
+        plain,
+        ">= 0.8x",
+    );
 
     // The same file from the block cache (kernel pages dropped) vs the local copy (warm).
     std::thread::sleep(Duration::from_millis(500));
@@ -312,7 +376,12 @@ fn data_phase(report: &mut Report) {
     let (direct, _) = time(|| read_all(&local_copy));
     let (cached, n) = time(|| read_all(&big_path));
     assert_eq!(n, big_size);
-    report.throughput("block-cached sequential read (vs local file)", cached, direct, ">= 0.9x");
+    report.throughput(
+        "block-cached sequential read (vs local file)",
+        cached,
+        direct,
+        ">= 0.9x",
+    );
 
     // Thumbnails: first 64 KiB of 1,000 originals, 8 readers.
     let thumbs: Vec<&icloudpd_rs::catalog::StoredAsset> = all
@@ -320,8 +389,15 @@ fn data_phase(report: &mut Report) {
         .filter(|a| a.asset.id != big.asset.id)
         .take(1000)
         .collect();
-    let pairs: Vec<(String, String)> = thumbs.iter().map(|a| (a.asset.id.clone(), a.asset.asset_record.clone())).collect();
-    let urls = Arc::new(urls_for(&env, &pairs, icloudpd_rs::model::VersionKind::Original));
+    let pairs: Vec<(String, String)> = thumbs
+        .iter()
+        .map(|a| (a.asset.id.clone(), a.asset.asset_record.clone()))
+        .collect();
+    let urls = Arc::new(urls_for(
+        &env,
+        &pairs,
+        icloudpd_rs::model::VersionKind::Original,
+    ));
     let plain = time(|| {
         rt.block_on(async {
             let sem = Arc::new(tokio::sync::Semaphore::new(8));
@@ -330,7 +406,15 @@ fn data_phase(report: &mut Report) {
                 let (client, sem, url) = (client.clone(), sem.clone(), url.clone());
                 tasks.push(tokio::spawn(async move {
                     let _p = sem.acquire().await.unwrap();
-                    let body = client.get(&url).header("Range", "bytes=0-65535").send().await.unwrap().bytes().await.unwrap();
+                    let body = client
+                        .get(&url)
+                        .header("Range", "bytes=0-65535")
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
                     assert_eq!(body.len(), 65536);
                 }));
             }
@@ -340,7 +424,8 @@ fn data_phase(report: &mut Report) {
         })
     })
     .0;
-    let paths: Arc<Vec<PathBuf>> = Arc::new(thumbs.iter().map(|a| by_id[&a.asset.id].clone()).collect());
+    let paths: Arc<Vec<PathBuf>> =
+        Arc::new(thumbs.iter().map(|a| by_id[&a.asset.id].clone()).collect());
     let thumb_run = |paths: Arc<Vec<PathBuf>>| {
         time(|| {
             let threads: Vec<_> = (0..8)
@@ -363,7 +448,10 @@ fn data_phase(report: &mut Report) {
     };
     let first = thumb_run(paths.clone());
     report.time(
-        &format!("thumbnails, 1,000 x 64 KiB, 8 readers ({} files)", paths.len()),
+        &format!(
+            "thumbnails, 1,000 x 64 KiB, 8 readers ({} files)",
+            paths.len()
+        ),
         first,
         plain,
         "<= 1.5x",
@@ -373,21 +461,58 @@ fn data_phase(report: &mut Report) {
     // A later mount: the listing's URLs are gone, a fresh cache.
     let mnt2 = env.empty_dir("mnt2");
     let cache2 = env.path("cache2");
-    let m2 = env.mount(&mnt2, &["--poll-interval", "3600", "--read-timeout", "120", "--cache-dir", cache2.to_str().unwrap()]);
-    let paths2: Arc<Vec<PathBuf>> = Arc::new(paths.iter().map(|p| mnt2.join(p.strip_prefix(&mnt).unwrap())).collect());
+    let m2 = env.mount(
+        &mnt2,
+        &[
+            "--poll-interval",
+            "3600",
+            "--read-timeout",
+            "120",
+            "--cache-dir",
+            cache2.to_str().unwrap(),
+        ],
+    );
+    let paths2: Arc<Vec<PathBuf>> = Arc::new(
+        paths
+            .iter()
+            .map(|p| mnt2.join(p.strip_prefix(&mnt).unwrap()))
+            .collect(),
+    );
     let later = thumb_run(paths2);
-    report.time("thumbnails on a later mount (URLs looked up)", later, plain, "<= 1.5x");
+    report.time(
+        "thumbnails on a later mount (URLs looked up)",
+        later,
+        plain,
+        "<= 1.5x",
+    );
     m2.finish();
 
     // Mirrored file: a mount with --mirror of the few newest assets.
     let mirror = env.path("mirror");
     let mnt3 = env.empty_dir("mnt3");
-    let m3 = env.mount(&mnt3, &["--poll-interval", "3600", "--mirror", mirror.to_str().unwrap(), "--recent", "3", "--skip-photos"]);
+    let m3 = env.mount(
+        &mnt3,
+        &[
+            "--poll-interval",
+            "3600",
+            "--mirror",
+            mirror.to_str().unwrap(),
+            "--recent",
+            "3",
+            "--skip-photos",
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(600);
     let mirrored = loop {
         let files: Vec<PathBuf> = walk_files(&mirror);
-        if let Some(f) = files.iter().filter(|f| !f.to_string_lossy().contains(".part")).max_by_key(|f| f.metadata().map(|m| m.len()).unwrap_or(0)) {
-            if f.metadata().unwrap().len() > 10 * MIB && files.iter().all(|f| !f.to_string_lossy().contains(".part")) {
+        if let Some(f) = files
+            .iter()
+            .filter(|f| !f.to_string_lossy().contains(".part"))
+            .max_by_key(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        {
+            if f.metadata().unwrap().len() > 10 * MIB
+                && files.iter().all(|f| !f.to_string_lossy().contains(".part"))
+            {
                 break f.clone();
             }
         }
@@ -401,7 +526,12 @@ fn data_phase(report: &mut Report) {
     read_all(&through_path);
     let (through, n) = time(|| read_all(&through_path));
     assert_eq!(n, mirrored.metadata().unwrap().len());
-    report.throughput(&format!("mirrored file read, {} MiB (vs the file)", n / MIB), through, direct, ">= 0.9x");
+    report.throughput(
+        &format!("mirrored file read, {} MiB (vs the file)", n / MIB),
+        through,
+        direct,
+        ">= 0.9x",
+    );
     m3.finish();
 }
 
@@ -409,7 +539,9 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 stack.push(e.path());

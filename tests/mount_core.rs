@@ -467,7 +467,8 @@ async fn cache_survives_a_new_core_and_a_corrupt_block_is_refetched() {
     f.write_all_at(&[b[0] ^ 0xFF], BLOCK_SIZE + 77).unwrap();
     cache.drop_memory_tier();
     assert_eq!(read_file(&core, 1, 128 * 1024).await, content(1, 3 * MIB));
-    assert_eq!(cache.stats().corrupt, 1);
+    // Found by the read, or first by the verification of the complete file (or both).
+    assert!(cache.stats().corrupt >= 1);
     assert_eq!(
         fx.cdn.bytes(),
         served + MIB,

@@ -108,6 +108,8 @@ pub struct BlockFetcher {
     next_id: AtomicU64,
     /// Cached blocks being loaded into the memory tier ahead of a reader.
     warming: Mutex<HashSet<(ContentKey, u64)>>,
+    /// Complete contents being verified (to be served as complete files).
+    verifying: Arc<Mutex<HashSet<ContentKey>>>,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -147,6 +149,7 @@ impl BlockFetcher {
             permits,
             next_id: AtomicU64::new(1),
             warming: Mutex::new(HashSet::new()),
+            verifying: Arc::default(),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -228,6 +231,40 @@ impl BlockFetcher {
             if Instant::now() >= deadline {
                 return Err(ReadError::Timeout(self.cfg.total_timeout));
             }
+        }
+    }
+
+    /// Verify a content whose blocks are all cached, off the request path, so later opens
+    /// read it as a complete file (see [`BlockCache::verify_complete`]).
+    pub fn verify_later(&self, key: ContentKey, size: u64) {
+        if !self
+            .verifying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let cache = self.cache.clone();
+        let verifying = self.verifying.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cache-verify".into())
+            .spawn({
+                let key = key.clone();
+                move || {
+                    cache.verify_complete(&key, size);
+                    verifying
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot start a cache verification");
+            self.verifying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         }
     }
 
@@ -461,9 +498,14 @@ impl BlockFetcher {
                     // the blocks are there, so nobody starts a second transfer meanwhile.
                     let this2 = this.clone();
                     let key = file.content.clone();
+                    let size = file.size;
                     let stored = tokio::task::spawn_blocking(move || {
                         for (i, data) in blocks.iter().enumerate() {
                             this2.cache.put_bytes(&key, first + i as u64, data.clone());
+                        }
+                        // The file's last missing block: make it a complete file.
+                        if this2.cache.is_complete(&key, size) {
+                            this2.cache.verify_complete(&key, size);
                         }
                     })
                     .await;
