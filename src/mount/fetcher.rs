@@ -505,7 +505,7 @@ impl BlockFetcher {
                         }
                         // The file's last missing block: make it a complete file.
                         if this2.cache.is_complete(&key, size) {
-                            this2.cache.verify_complete(&key, size);
+                            this2.verify_later(key, size);
                         }
                     })
                     .await;
