@@ -403,6 +403,7 @@ fn data_phase(report: &mut Report) {
             let sem = Arc::new(tokio::sync::Semaphore::new(8));
             let mut tasks = Vec::new();
             for url in urls.iter() {
+                // (the order of the reference requests does not matter: every URL is at hand)
                 let (client, sem, url) = (client.clone(), sem.clone(), url.clone());
                 tasks.push(tokio::spawn(async move {
                     let _p = sem.acquire().await.unwrap();
@@ -433,6 +434,7 @@ fn data_phase(report: &mut Report) {
                     let paths = paths.clone();
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 65536];
+                        // Eight workers taking the next file in turn, as a thumbnailer does.
                         for p in paths.iter().skip(t).step_by(8) {
                             let f = std::fs::File::open(p).unwrap();
                             assert_eq!(f.read_at(&mut buf, 0).unwrap(), 65536);

@@ -223,8 +223,9 @@ pub fn serve(
             on_deletion: None,
         }))
     });
+    locator.set_neighbours(built.neighbours);
     let source = LibrarySource::new(
-        CachedSource::new(locator, fetcher),
+        CachedSource::new(locator.clone(), fetcher),
         mirror
             .as_ref()
             .zip(mirror_dir.as_ref())
@@ -254,13 +255,21 @@ pub fn serve(
         _ => None,
     };
     let follower = on_thread("mount-refresh", rt, {
-        let (session, updater, stop) = (session.clone(), handle.updater(), stop.clone());
-        let opts = LiveOptions {
-            poll_interval: Duration::from_secs(args.mount.poll_interval),
-            refresh: refresh_opts,
-            view: view_cfg,
+        let follower = live::Follower {
+            session: session.clone(),
+            access,
+            updater: handle.updater(),
+            broker,
+            locator: locator.clone(),
+            opts: LiveOptions {
+                poll_interval: Duration::from_secs(args.mount.poll_interval),
+                refresh: refresh_opts,
+                view: view_cfg,
+            },
+            stop: stop.clone(),
+            changed,
         };
-        move || live::follow(session, access, updater, broker, opts, stop, changed)
+        move || live::follow(follower)
     })?;
 
     on_ready(&Ready {

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::ids;
 use super::names::{self, TopNames};
+use super::neighbours::NeighbourOrder;
 use super::{LibraryView, ViewConfig, ViewCounts, ViewError};
 use crate::catalog::{AssetKey, Catalog, LibraryRecord, StoredAsset};
 use crate::layout::{self, PlannedFile, RelDir};
@@ -36,6 +37,8 @@ pub(super) struct Builder<'a> {
     sidecars: HashMap<AssetKey, Option<Sidecar>>,
     no_xattrs: Xattrs,
     pub(super) counts: ViewCounts,
+    /// (directory, name, asset) of every file, for the neighbour order.
+    listed: Vec<(String, String, AssetKey)>,
 }
 
 /// Whether a library is one of those the selection lays out at the root.
@@ -67,6 +70,7 @@ impl<'a> Builder<'a> {
             sidecars: HashMap::new(),
             no_xattrs: Arc::default(),
             counts: ViewCounts::default(),
+            listed: Vec::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl<'a> Builder<'a> {
             extra_dirs: self.dirs,
             names,
             counts: self.counts,
+            neighbours: NeighbourOrder::new(self.listed),
         })
     }
 
@@ -148,6 +153,9 @@ impl<'a> Builder<'a> {
             })
             .clone();
         let mtime = file.mtime();
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        self.listed
+            .push((dir.to_string(), name.to_string(), asset.key));
         let sidecar = if self.cfg.xmp_sidecar {
             *self
                 .sidecars

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::locator::CatalogLocator;
 use super::urls::{UrlBroker, UrlSink};
 use super::{ViewConfig, build};
 use crate::auth::AccountSession;
@@ -51,17 +52,35 @@ pub struct LiveOptions {
     pub view: ViewConfig,
 }
 
-/// Refresh, rebuild and apply every poll interval until `stop`; `changed` is notified after
-/// each applied change (the mirror waits on it).
-pub async fn follow(
-    session: AccountSession,
-    mut access: CatalogAccess,
-    updater: Updater,
-    broker: Arc<UrlBroker>,
-    opts: LiveOptions,
-    stop: CancellationToken,
-    changed: Arc<Notify>,
-) {
+/// What [`follow`] works with.
+pub struct Follower {
+    pub session: AccountSession,
+    pub access: CatalogAccess,
+    /// Applies new trees to the mount.
+    pub updater: Updater,
+    /// Takes the URLs each refresh lists.
+    pub broker: Arc<UrlBroker>,
+    /// Takes the listing order of each new tree.
+    pub locator: Arc<CatalogLocator>,
+    pub opts: LiveOptions,
+    /// Ends the loop.
+    pub stop: CancellationToken,
+    /// Notified after each applied change (the mirror waits on it).
+    pub changed: Arc<Notify>,
+}
+
+/// Refresh, rebuild and apply every poll interval until `stop`.
+pub async fn follow(f: Follower) {
+    let Follower {
+        session,
+        mut access,
+        updater,
+        broker,
+        locator,
+        opts,
+        stop,
+        changed,
+    } = f;
     let mut last_version = access.catalog().data_version().ok();
     let mut refresh = opts.refresh.clone();
     refresh.full = false;
@@ -109,6 +128,7 @@ pub async fn follow(
         let built = build(access.catalog(), &opts.view);
         match built {
             Ok(view) => {
+                locator.set_neighbours(view.neighbours);
                 let files = view.entries.len();
                 let skipped = updater.apply(view.entries, &view.extra_dirs);
                 tracing::info!(

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::ids::{self, FileKind};
-use super::urls::{UrlBroker, VersionUrls};
+use super::neighbours::NeighbourOrder;
+use super::urls::{BatchHint, UrlBroker, VersionUrls};
 use crate::cache::ContentKey;
 use crate::catalog::{
     AssetKey, Catalog, CatalogError, DownloadState, LibraryId, RootId, StoredAsset,
@@ -51,6 +52,7 @@ pub struct CatalogLocator {
     libraries: Mutex<HashMap<LibraryId, Library>>,
     broker: Arc<UrlBroker>,
     mirror: Option<MirrorRoot>,
+    neighbours: RwLock<Arc<NeighbourOrder>>,
 }
 
 fn unavailable(file: FileId, e: impl std::fmt::Display) -> ReadError {
@@ -66,7 +68,13 @@ impl CatalogLocator {
             libraries: Mutex::new(HashMap::new()),
             broker,
             mirror,
+            neighbours: RwLock::default(),
         }
+    }
+
+    /// The listing order of the current tree (URL lookups take the next photos along).
+    pub fn set_neighbours(&self, order: NeighbourOrder) {
+        *self.neighbours.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(order);
     }
 
     /// Run `f` with a pooled read-only catalog handle.
@@ -110,8 +118,35 @@ impl CatalogLocator {
     }
 }
 
-impl FileLocator for CatalogLocator {
+impl BatchHint for CatalogLocator {
+    fn companions(&self, asset: AssetKey, n: usize) -> Vec<(String, String)> {
+        let order = self
+            .neighbours
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let keys = order.after(asset, n);
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let found = self.with_catalog(|c| {
+            let library = c.asset(asset)?.map(|a| a.library);
+            Ok(c.assets_by_keys(&keys)?
+                .into_iter()
+                .filter(|a| Some(a.library) == library && a.gone_ms.is_none())
+                .map(|a| (a.asset.id, a.asset.asset_record))
+                .collect())
+        });
+        found.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "no companions for a URL lookup");
+            Vec::new()
+        })
+    }
+}
+
+impl FileLocator for Arc<CatalogLocator> {
     fn locate(&self, file: FileId) -> Result<FileSpec, ReadError> {
+        let hint: Arc<dyn BatchHint> = self.clone();
         let FileKind::Version(key) = ids::kind_of(file) else {
             return Err(unavailable(file, "not a version"));
         };
@@ -149,16 +184,12 @@ impl FileLocator for CatalogLocator {
                     kind: v.kind,
                     checksum: v.checksum,
                     size: v.size,
+                    asset: asset.key,
+                    hint: Some(hint),
                 }),
             }))
         })
         .map_err(|e| unavailable(file, e))?
-    }
-}
-
-impl FileLocator for Arc<CatalogLocator> {
-    fn locate(&self, file: FileId) -> Result<FileSpec, ReadError> {
-        self.as_ref().locate(file)
     }
 }
 

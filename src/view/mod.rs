@@ -26,6 +26,7 @@ pub mod ids;
 pub mod live;
 mod locator;
 pub mod names;
+pub mod neighbours;
 mod urls;
 mod views;
 
@@ -77,6 +78,8 @@ pub struct LibraryView {
     pub names: TopNames,
     /// What it holds.
     pub counts: ViewCounts,
+    /// Which photos are listed next to which (URL lookups are batched along it).
+    pub neighbours: neighbours::NeighbourOrder,
 }
 
 /// Why the view could not be built.

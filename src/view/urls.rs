@@ -1,7 +1,9 @@
-//! Download URLs for the mount's reads: `records/lookup` of the asset, one call per asset at a
-//! time however many readers want it (single flight), answers cached until the URL's own
-//! expiry (`e=` parameter) minus a margin, a session refused by iCloud renewed once per call,
-//! and the fresh URLs of every page a refresh lists taken for free ([`UrlSink`]).
+//! Download URLs for the mount's reads: `records/lookup` of the asset together with the assets
+//! listed after it ([`BatchHint`]: a directory walk costs one lookup per few dozen photos), one
+//! call in flight per asset however many readers want it (single flight), answers cached
+//! until the URL's own expiry (`e=` parameter) minus a margin, a session refused by iCloud
+//! renewed once per call, and the fresh URLs of every page a refresh lists taken for free
+//! ([`UrlSink`]).
 //!
 //! The CDN is never trusted with a stale URL for long: the fetcher asks again with
 //! `refresh = true` when one is refused, which always makes a new lookup.
@@ -15,6 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use crate::auth::AccountSession;
+use crate::catalog::AssetKey;
 use crate::cloudkit::{CloudKitClient, CloudKitError, ListedAsset};
 use crate::fetch::{FetchError, UrlProvider};
 use crate::model::{Library, VersionKind};
@@ -38,7 +41,16 @@ struct CachedUrl {
     good_until: SystemTime,
 }
 
-type LookupResult = Result<Arc<Option<ListedAsset>>, Arc<String>>;
+/// Assets looked up in one call, by CPLMaster record name.
+type LookupResult = Result<Arc<HashMap<String, ListedAsset>>, Arc<String>>;
+/// Assets looked up along with the one a reader needs, at most.
+const BATCH: usize = 48;
+
+/// Suggests other assets to look up along with one (those a reader is likely to open next).
+pub trait BatchHint: Send + Sync {
+    /// Up to `n` (CPLMaster, CPLAsset) record names of assets of the same library.
+    fn companions(&self, asset: AssetKey, n: usize) -> Vec<(String, String)>;
+}
 /// Lookups in flight, by (zone, CPLMaster record name).
 type InFlight = HashMap<(String, String), Shared<BoxFuture<'static, LookupResult>>>;
 
@@ -131,50 +143,86 @@ impl UrlBroker {
             .cloned()
     }
 
-    /// The current record of one asset, one lookup at a time per asset.
+    /// Whether some URL of this asset is cached and fresh.
+    fn has_fresh(&self, zone: &str, master: &str) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        VersionKind::ALL.iter().any(|k| {
+            cache
+                .get(&(zone.to_string(), master.to_string(), *k))
+                .is_some_and(|u| u.good_until > now)
+        })
+    }
+
+    /// The current record of `wanted` (looked up with `companions` that have no fresh URL
+    /// and no lookup in flight), one lookup in flight per asset.
     async fn lookup(
         self: &Arc<Self>,
         library: &Library,
-        master: &str,
-        asset_record: &str,
+        wanted: (&str, &str),
+        companions: Vec<(String, String)>,
     ) -> LookupResult {
-        let key = (library.zone.clone(), master.to_string());
+        let zone = library.zone.clone();
         let flight = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            inflight
-                .entry(key.clone())
-                .or_insert_with(|| {
+            match inflight.get(&(zone.clone(), wanted.0.to_string())) {
+                Some(f) => f.clone(),
+                None => {
+                    let mut pairs = vec![(wanted.0.to_string(), wanted.1.to_string())];
+                    for (m, r) in companions {
+                        if m != wanted.0
+                            && !inflight.contains_key(&(zone.clone(), m.clone()))
+                            && !self.has_fresh(&zone, &m)
+                        {
+                            pairs.push((m, r));
+                        }
+                    }
                     let this = self.clone();
                     let library = library.clone();
-                    let (master, record) = (master.to_string(), asset_record.to_string());
-                    let key = key.clone();
-                    async move {
-                        let res = this.lookup_now(&library, &master, &record).await;
-                        this.inflight
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&key);
+                    let keys: Vec<(String, String)> = pairs
+                        .iter()
+                        .map(|(m, _)| (zone.clone(), m.clone()))
+                        .collect();
+                    let keys2 = keys.clone();
+                    let flight = async move {
+                        let res = this.lookup_now(&library, &pairs).await;
+                        let mut inflight = this.inflight.lock().unwrap_or_else(|e| e.into_inner());
+                        for k in &keys2 {
+                            inflight.remove(k);
+                        }
                         res
                     }
                     .boxed()
-                    .shared()
-                })
-                .clone()
+                    .shared();
+                    for k in keys {
+                        inflight.insert(k, flight.clone());
+                    }
+                    flight
+                }
+            }
         };
         flight.await
     }
 
-    async fn lookup_now(&self, library: &Library, master: &str, record: &str) -> LookupResult {
+    async fn lookup_now(&self, library: &Library, pairs: &[(String, String)]) -> LookupResult {
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(m, r)| (m.as_str(), r.as_str()))
+            .collect();
         let mut renewed = false;
         loop {
             let seen = self.session.generation();
             self.lookups.fetch_add(1, Ordering::Relaxed);
-            match self.client().refresh_asset(library, master, record).await {
+            match self.client().refresh_assets(library, &refs).await {
                 Ok(found) => {
-                    if let Some(listed) = &found {
-                        self.remember(library, std::slice::from_ref(listed));
-                    }
-                    return Ok(Arc::new(found));
+                    self.remember(library, &found.assets);
+                    return Ok(Arc::new(
+                        found
+                            .assets
+                            .into_iter()
+                            .map(|a| (a.asset.id.clone(), a))
+                            .collect(),
+                    ));
                 }
                 Err(e) if e.needs_reauthentication() && !renewed => {
                     renewed = true;
@@ -226,6 +274,9 @@ pub struct VersionUrls {
     /// The catalog's checksum and size: a URL for other content is refused.
     pub checksum: String,
     pub size: u64,
+    /// The asset's catalog key and who suggests companions for its lookup.
+    pub asset: AssetKey,
+    pub hint: Option<Arc<dyn BatchHint>>,
 }
 
 impl VersionUrls {
@@ -250,12 +301,21 @@ impl UrlProvider for VersionUrls {
                 self.check(&u.checksum, u.size)?;
                 return Ok(u.url);
             }
+            // Companions only for a first URL: a refused one is about this asset alone.
+            let companions = match (&self.hint, refresh) {
+                (Some(hint), false) => hint.companions(self.asset, BATCH),
+                _ => Vec::new(),
+            };
             let found = self
                 .broker
-                .lookup(&self.library, &self.master, &self.asset_record)
+                .lookup(
+                    &self.library,
+                    (&self.master, &self.asset_record),
+                    companions,
+                )
                 .await
                 .map_err(|e| FetchError::NoUrl(format!("records/lookup: {e}")))?;
-            let Some(listed) = found.as_ref() else {
+            let Some(listed) = found.get(&self.master) else {
                 return Err(FetchError::NoUrl("the photo is no longer in iCloud".into()));
             };
             let d = listed
