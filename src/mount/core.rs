@@ -333,9 +333,20 @@ impl FsCore {
         if plan.len == 0 {
             return Box::pin(std::future::ready(Ok(Bytes::new())));
         }
-        let fut = h.content.read(&plan);
+        let mut fut = h.content.read(&plan);
         Box::pin(async move {
-            let data = fut.await?;
+            // A read that has to wait tells the planner: the reader is starved, read-ahead
+            // must reach further.
+            let data = match futures_util::poll!(&mut fut) {
+                std::task::Poll::Ready(r) => r?,
+                std::task::Poll::Pending => {
+                    h.planner
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .note_wait();
+                    fut.await?
+                }
+            };
             if data.len() as u64 != plan.len {
                 return Err(FsError::Read(ReadError::Internal(format!(
                     "source returned {} bytes for a read of {}",

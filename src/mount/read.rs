@@ -12,7 +12,10 @@
 //! so a whole-file reader still needs only two round trips per photo), then doubles every
 //! time half of what was fetched ahead has been consumed (up to
 //! [`PrefetchConfig::max_window`]), so `cp` of a video streams with requests in flight well
-//! ahead of the reader.
+//! ahead of the reader. A reader that had to wait for the network (reported with
+//! [`ReadPlanner::note_wait`]) is starved: the window then grows fourfold and is topped up as
+//! soon as less than a whole window is in flight, so read-ahead catches up with the link's
+//! latency within a few requests (as mountpoint-s3 scales up on starvation).
 //!
 //! Read-ahead ends on a block boundary when it reaches past one (a window ending inside a
 //! block would cost a whole extra request for a few bytes); a head-only window ends on a
@@ -94,6 +97,8 @@ pub struct ReadPlanner {
     ahead_to: u64,
     /// Largest `fetch_to` handed out since the last reset.
     requested_to: u64,
+    /// A read waited for the network since the window last grew.
+    starved: bool,
 }
 
 impl ReadPlanner {
@@ -107,7 +112,14 @@ impl ReadPlanner {
             window: cfg.initial_window,
             ahead_to: 0,
             requested_to: 0,
+            starved: false,
         }
+    }
+
+    /// A read of this handle had to wait for the network: the next growth of a sequential
+    /// window is larger and comes sooner (see the module docs).
+    pub fn note_wait(&mut self) {
+        self.starved = true;
     }
 
     /// The current window (for tests and metrics).
@@ -126,6 +138,7 @@ impl ReadPlanner {
             && offset.saturating_add(self.cfg.backward_tolerance) >= self.next
             && offset <= self.next.max(self.ahead_to) + self.cfg.forward_tolerance;
         if !sequential {
+            self.starved = false;
             self.window = self.cfg.initial_window;
             self.ahead_to = end.max(offset.saturating_add(self.window));
             self.next = end;
@@ -134,16 +147,24 @@ impl ReadPlanner {
             // Still on the head: reads inside it (the kernel's speculative readahead among
             // them) fetch nothing more; one beyond it starts the sequential window.
             let on_head = self.window < self.cfg.sequential_window;
+            // A starved reader keeps a whole window in flight and grows it fourfold; a fed
+            // one tops up at half a window and doubles.
+            let (lead, factor) = if self.starved {
+                (self.window, 4)
+            } else {
+                (self.window / 2, 2)
+            };
             let grow = if on_head {
                 end > self.ahead_to
             } else {
-                end.saturating_add(self.window / 2) > self.ahead_to
+                end.saturating_add(lead) > self.ahead_to
             };
             if grow {
-                self.window = (self.window * 2)
+                self.window = (self.window * factor)
                     .max(self.cfg.sequential_window)
                     .min(self.cfg.max_window);
                 self.ahead_to = self.ahead_to.max(end).saturating_add(self.window);
+                self.starved = false;
             }
             self.next = self.next.max(end);
         }
@@ -300,5 +321,27 @@ mod tests {
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
         let plan = p.plan(5 * M, 4 * M as u32);
         assert_eq!((plan.len, plan.fetch_to), (4 * M, 9 * M));
+    }
+
+    #[test]
+    fn a_starved_reader_grows_its_window_faster() {
+        let fed = |starve: bool| {
+            let mut p = ReadPlanner::new(PrefetchConfig::default(), 1000 * M);
+            let mut off = 0;
+            while p.window() < PrefetchConfig::default().max_window && off < 500 * M {
+                p.plan(off, 128 * K as u32);
+                if starve {
+                    p.note_wait();
+                }
+                off += 128 * K;
+            }
+            off
+        };
+        let starved = fed(true);
+        let normal = fed(false);
+        assert!(
+            starved < normal / 2,
+            "starved reaches the cap at {starved}, fed at {normal}"
+        );
     }
 }
