@@ -22,8 +22,8 @@ use crate::mount::{self, BlockFetcher, CachedSource, FetcherConfig, MountOptions
 use crate::refresh::{self, LibrarySelector, RefreshOptions};
 use crate::view::live::{self, CatalogAccess, LiveOptions};
 use crate::view::{
-    self, CatalogLocator, LibrarySource, MirrorLink, MirrorRoot, UrlBroker, UrlSink, ViewConfig,
-    ViewCounts,
+    self, CatalogLocator, LibrarySource, MirrorLink, MirrorRoot, SessionSlot, UrlBroker, UrlSink,
+    ViewConfig, ViewCounts,
 };
 
 /// Parallel downloads of the background mirror (it yields to reads anyway).
@@ -142,17 +142,32 @@ pub fn serve(
         None => None,
     };
 
-    let session = rt.block_on(ctx.session())?;
-    let broker = UrlBroker::new(&session).map_err(failure)?;
     let mut access = open_catalog(ctx)?;
+    let has_catalog = !access.catalog().libraries()?.is_empty();
+    // Offline with a catalog: mount what is known and sign in later; a sign-in that needs
+    // the user always stops here.
+    let session = match rt.block_on(ctx.session()) {
+        Ok(s) => Some(s),
+        Err(e) if e.code == exit::AUTH || !has_catalog => return Err(e),
+        Err(e) => {
+            eprintln!(
+                "icloudpd-rs: {}; mounting the catalog as it is (cached and mirrored files \
+                 read, others fail until iCloud is back)",
+                ctx.redact(&e.message)
+            );
+            None
+        }
+    };
+    let slot = SessionSlot::new(ctx.auth.clone(), session.clone());
+    let broker = UrlBroker::new(slot.clone());
     let refresh_opts = RefreshOptions {
         libraries: refresh_scope(&selection.libraries),
         full: false,
         reset_sync_token: false,
         progress: true,
     };
-    if let CatalogAccess::Writer(catalog) = &mut access {
-        first_refresh(rt, &session, catalog, &refresh_opts, &broker)?;
+    if let (CatalogAccess::Writer(catalog), Some(session)) = (&mut access, &session) {
+        first_refresh(rt, session, catalog, &refresh_opts, &broker)?;
     }
 
     let mirror_root = match (&mirror_dir, &mut access) {
@@ -196,7 +211,9 @@ pub fn serve(
         .fetch
         .stall_timeout
         .min(Duration::from_secs(args.read_timeout.div_ceil(2)));
-    let fetcher = BlockFetcher::new(session.http().clone(), Arc::new(cache), fetcher_cfg);
+    // The CDN wants no cookies: a client of its own works before any sign-in.
+    let http = crate::net::build_client(&ctx.auth.net, None).map_err(failure)?;
+    let fetcher = BlockFetcher::new(http, Arc::new(cache), fetcher_cfg);
     let locator = Arc::new(CatalogLocator::new(
         ctx.catalog_path(),
         broker.clone(),
@@ -247,16 +264,16 @@ pub fn serve(
         (Some(m), CatalogAccess::Writer(catalog)) => {
             let companion = catalog.companion_writer()?;
             Some(on_thread("mount-mirror", rt, {
-                let (m, session, changed, stop) =
-                    (m.clone(), session.clone(), changed.clone(), stop.clone());
-                move || live::mirror_loop(m, session, companion, changed, stop)
+                let (m, slot, changed, stop) =
+                    (m.clone(), slot.clone(), changed.clone(), stop.clone());
+                move || live::mirror_loop(m, slot, companion, changed, stop)
             })?)
         }
         _ => None,
     };
     let follower = on_thread("mount-refresh", rt, {
         let follower = live::Follower {
-            session: session.clone(),
+            session: slot.clone(),
             access,
             updater: handle.updater(),
             broker,
@@ -298,7 +315,9 @@ pub fn serve(
         }
         let _ = task.join();
     }
-    let _ = rt.block_on(session.persist());
+    if let Some(session) = slot.current() {
+        let _ = rt.block_on(session.persist());
+    }
     result
 }
 

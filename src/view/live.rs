@@ -13,9 +13,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::locator::CatalogLocator;
+use super::session_slot::SessionSlot;
 use super::urls::{UrlBroker, UrlSink};
 use super::{ViewConfig, build};
-use crate::auth::AccountSession;
 use crate::catalog::Catalog;
 use crate::mirror::{Mirror, RunOutcome};
 use crate::mount::Updater;
@@ -54,7 +54,8 @@ pub struct LiveOptions {
 
 /// What [`follow`] works with.
 pub struct Follower {
-    pub session: AccountSession,
+    /// The session (signed in again when the mount started offline).
+    pub session: SessionSlot,
     pub access: CatalogAccess,
     /// Applies new trees to the mount.
     pub updater: Updater,
@@ -93,6 +94,13 @@ pub async fn follow(f: Follower) {
         }
         let stale = match &mut access {
             CatalogAccess::Writer(catalog) => {
+                let session = match session.get().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot refresh the catalog; trying again at the next poll");
+                        continue;
+                    }
+                };
                 let mut sink = UrlSink(broker.clone());
                 let outcome = tokio::select! {
                     r = refresh::refresh(&session, catalog, &refresh, &mut sink) => r,
@@ -152,7 +160,7 @@ pub async fn follow(f: Follower) {
 /// when the last run left failures).
 pub async fn mirror_loop(
     mirror: Arc<Mirror>,
-    session: AccountSession,
+    session: SessionSlot,
     mut catalog: Catalog,
     changed: Arc<Notify>,
     stop: CancellationToken,
@@ -161,7 +169,16 @@ pub async fn mirror_loop(
         if stop.is_cancelled() {
             return;
         }
-        let retry = match mirror.run(&session, &mut catalog, None).await {
+        let run = match session.get().await {
+            Ok(s) => Some(mirror.run(&s, &mut catalog, None).await),
+            Err(e) => {
+                tracing::debug!(error = %e, "the mirror waits for a sign-in");
+                None
+            }
+        };
+        let retry = match run
+            .unwrap_or_else(|| Err(crate::mirror::MirrorError::State("not signed in".into())))
+        {
             Ok(report) => {
                 tracing::info!("mirror: {}", report.summary_line());
                 !matches!(report.outcome, RunOutcome::Complete)

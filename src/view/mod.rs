@@ -27,11 +27,13 @@ pub mod live;
 mod locator;
 pub mod names;
 pub mod neighbours;
+pub mod session_slot;
 mod urls;
 mod views;
 
 pub use locator::{CatalogLocator, LibrarySource, MirrorLink, MirrorRoot};
 pub use names::TopNames;
+pub use session_slot::SessionSlot;
 pub use urls::{UrlBroker, UrlBrokerStats, UrlSink};
 
 use crate::catalog::{Catalog, CatalogError, RootId};

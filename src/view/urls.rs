@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
+use super::session_slot::SessionSlot;
 use crate::auth::AccountSession;
 use crate::catalog::AssetKey;
 use crate::cloudkit::{CloudKitClient, CloudKitError, ListedAsset};
@@ -67,8 +68,9 @@ pub struct UrlBrokerStats {
 
 /// Gives download URLs for versions, shared by every reader of a mount.
 pub struct UrlBroker {
-    session: AccountSession,
-    client: RwLock<CloudKitClient>,
+    session: SessionSlot,
+    /// The CloudKit client of the current session (made when first needed).
+    client: RwLock<Option<CloudKitClient>>,
     cache: Mutex<HashMap<CacheKey, CachedUrl>>,
     inflight: Mutex<InFlight>,
     lookups: AtomicU64,
@@ -77,17 +79,17 @@ pub struct UrlBroker {
 }
 
 impl UrlBroker {
-    /// A broker for a signed-in session.
-    pub fn new(session: &AccountSession) -> Result<Arc<UrlBroker>, CloudKitError> {
-        Ok(Arc::new(UrlBroker {
-            session: session.clone(),
-            client: RwLock::new(CloudKitClient::for_session(session)?),
+    /// A broker using the session of `session` (signing in when a lookup needs it).
+    pub fn new(session: SessionSlot) -> Arc<UrlBroker> {
+        Arc::new(UrlBroker {
+            session,
+            client: RwLock::new(None),
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             lookups: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             reauths: AtomicU64::new(0),
-        }))
+        })
     }
 
     /// Current counters.
@@ -99,11 +101,19 @@ impl UrlBroker {
         }
     }
 
-    fn client(&self) -> CloudKitClient {
-        self.client
+    /// The CloudKit client of `session`, made once.
+    fn client(&self, session: &AccountSession) -> Result<CloudKitClient, CloudKitError> {
+        if let Some(c) = self
+            .client
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+        {
+            return Ok(c);
+        }
+        let c = CloudKitClient::for_session(session)?;
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
     }
 
     /// Remember the URLs of freshly listed assets.
@@ -209,11 +219,17 @@ impl UrlBroker {
             .iter()
             .map(|(m, r)| (m.as_str(), r.as_str()))
             .collect();
+        let session = self
+            .session
+            .get()
+            .await
+            .map_err(|e| Arc::new(e.to_string()))?;
         let mut renewed = false;
         loop {
-            let seen = self.session.generation();
+            let seen = session.generation();
+            let client = self.client(&session).map_err(|e| Arc::new(e.to_string()))?;
             self.lookups.fetch_add(1, Ordering::Relaxed);
-            match self.client().refresh_assets(library, &refs).await {
+            match client.refresh_assets(library, &refs).await {
                 Ok(found) => {
                     self.remember(library, &found.assets);
                     return Ok(Arc::new(
@@ -227,16 +243,14 @@ impl UrlBroker {
                 Err(e) if e.needs_reauthentication() && !renewed => {
                     renewed = true;
                     self.reauths.fetch_add(1, Ordering::Relaxed);
-                    if let Err(auth) = self.session.reauthenticate(seen).await {
+                    if let Err(auth) = session.reauthenticate(seen).await {
                         return Err(Arc::new(format!(
                             "iCloud refused the session and signing in again failed ({auth}); \
                              run `icloudpd-rs login`"
                         )));
                     }
-                    match CloudKitClient::for_session(&self.session) {
-                        Ok(c) => *self.client.write().unwrap_or_else(|e| e.into_inner()) = c,
-                        Err(e) => return Err(Arc::new(e.to_string())),
-                    }
+                    // A client for the renewed session.
+                    *self.client.write().unwrap_or_else(|e| e.into_inner()) = None;
                 }
                 Err(e) => return Err(Arc::new(e.to_string())),
             }
