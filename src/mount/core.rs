@@ -392,11 +392,17 @@ impl FsCore {
             );
         }
         let value = match tree.files.get(&ino) {
-            Some(f) => std::str::from_utf8(name)
-                .ok()
-                .and_then(|n| f.xattrs.get(n))
-                .cloned()
-                .ok_or(FsError::NoAttr)?,
+            Some(f) => {
+                let attrs = self
+                    .source
+                    .xattrs(f.file)
+                    .unwrap_or_else(|| f.xattrs.clone());
+                std::str::from_utf8(name)
+                    .ok()
+                    .and_then(|n| attrs.get(n))
+                    .cloned()
+                    .ok_or(FsError::NoAttr)?
+            }
             None if tree.dirs.contains_key(&ino) => return Err(FsError::NoAttr),
             None => return Err(FsError::NotFound),
         };
@@ -409,7 +415,11 @@ impl FsCore {
         let mut list = Vec::new();
         match tree.files.get(&ino) {
             Some(f) => {
-                for name in f.xattrs.keys() {
+                let attrs = self
+                    .source
+                    .xattrs(f.file)
+                    .unwrap_or_else(|| f.xattrs.clone());
+                for name in attrs.keys() {
                     list.extend_from_slice(name.as_bytes());
                     list.push(0);
                 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::fetcher::{BlockFetcher, RemoteFile};
-use super::namespace::FileId;
+use super::namespace::{FileId, Xattrs};
 use super::read::ReadPlan;
 use crate::cache::{CompleteFile, ContentKey};
 use crate::fetch::{FetchError, UrlProvider};
@@ -21,6 +21,13 @@ use crate::fetch::{FetchError, UrlProvider};
 pub trait ContentSource: Send + Sync + 'static {
     /// Prepare to read `file`, whose size the namespace says is `size`.
     fn open(&self, file: FileId, size: u64) -> Result<Arc<dyn OpenContent>, ReadError>;
+
+    /// The extended attributes of `file`, when the source keeps them (looked up when asked,
+    /// so the tree need not hold them); `None` means those of the namespace entry. Must not
+    /// touch the network.
+    fn xattrs(&self, _file: FileId) -> Option<Xattrs> {
+        None
+    }
 }
 
 /// One opened file.

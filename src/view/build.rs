@@ -33,7 +33,6 @@ pub(super) struct Builder<'a> {
     pub(super) cfg: &'a ViewConfig,
     entries: Vec<Entry>,
     pub(super) dirs: Vec<String>,
-    xattrs: HashMap<AssetKey, Xattrs>,
     sidecars: HashMap<AssetKey, Option<Sidecar>>,
     no_xattrs: Xattrs,
     pub(super) counts: ViewCounts,
@@ -66,7 +65,6 @@ impl<'a> Builder<'a> {
             cfg,
             entries: Vec::new(),
             dirs: Vec::new(),
-            xattrs: HashMap::new(),
             sidecars: HashMap::new(),
             no_xattrs: Arc::default(),
             counts: ViewCounts::default(),
@@ -141,17 +139,6 @@ impl<'a> Builder<'a> {
             tracing::debug!(path, "no usable catalog version for a planned file");
             return;
         };
-        let xattrs = self
-            .xattrs
-            .entry(asset.key)
-            .or_insert_with(|| {
-                Arc::new(
-                    crate::metadata::xattrs_for(&asset.asset)
-                        .into_iter()
-                        .collect(),
-                )
-            })
-            .clone();
         let mtime = file.mtime();
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
         self.listed
@@ -182,7 +169,8 @@ impl<'a> Builder<'a> {
             mtime,
             file: id,
             inode_key: key,
-            xattrs,
+            // Looked up when asked for (`LibrarySource::xattrs`), not held by the tree.
+            xattrs: self.no_xattrs.clone(),
         });
     }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -27,7 +27,7 @@ use crate::mirror::{ForegroundGuard, Mirror, PriorityGate, TransferState};
 use crate::model::Library;
 use crate::mount::{
     CachedSource, ContentSource, FileId, FileLocator, FileSpec, LocalContent, OpenContent,
-    ReadError, ReadPlan,
+    ReadError, ReadPlan, Xattrs,
 };
 
 /// Read-only catalog handles kept for locating files (one per concurrent opener at most).
@@ -78,7 +78,7 @@ impl CatalogLocator {
     }
 
     /// Run `f` with a pooled read-only catalog handle.
-    fn with_catalog<R>(
+    pub(super) fn with_catalog<R>(
         &self,
         f: impl FnOnce(&Catalog) -> Result<R, CatalogError>,
     ) -> Result<R, CatalogError> {
@@ -200,16 +200,49 @@ pub struct MirrorLink {
     pub root: PathBuf,
 }
 
+/// Extended attributes looked up lately are kept this long (`getfattr -d` asks for the list,
+/// then for each value).
+const XATTR_FRESH: Duration = Duration::from_secs(5);
+/// At most this many kept.
+const XATTR_KEPT: usize = 1024;
+
 /// The content source of a library mount.
 pub struct LibrarySource {
     files: CachedSource<Arc<CatalogLocator>>,
     mirror: Option<MirrorLink>,
+    xattrs: Mutex<HashMap<FileId, (Instant, Xattrs)>>,
 }
 
 impl LibrarySource {
     /// Files through `files`; with a mirror, reads cooperate with it.
     pub fn new(files: CachedSource<Arc<CatalogLocator>>, mirror: Option<MirrorLink>) -> Self {
-        LibrarySource { files, mirror }
+        LibrarySource {
+            files,
+            mirror,
+            xattrs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The attributes of a version's asset, from the catalog.
+    fn version_xattrs(&self, version: crate::catalog::VersionKey) -> Xattrs {
+        let found = self.files.locator().with_catalog(|c| {
+            let Some(v) = c.version(version)? else {
+                return Ok(None);
+            };
+            Ok(c.asset(v.asset)?)
+        });
+        match found {
+            Ok(Some(asset)) => Arc::new(
+                crate::metadata::xattrs_for(&asset.asset)
+                    .into_iter()
+                    .collect(),
+            ),
+            Ok(None) => Xattrs::default(),
+            Err(e) => {
+                tracing::debug!(error = %e, "extended attributes unavailable");
+                Xattrs::default()
+            }
+        }
     }
 
     /// The block fetcher (statistics).
@@ -238,6 +271,26 @@ impl LibrarySource {
 }
 
 impl ContentSource for LibrarySource {
+    fn xattrs(&self, file: FileId) -> Option<Xattrs> {
+        let FileKind::Version(version) = ids::kind_of(file) else {
+            return Some(Xattrs::default());
+        };
+        let mut kept = self.xattrs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, x)) = kept.get(&file)
+            && at.elapsed() < XATTR_FRESH
+        {
+            return Some(x.clone());
+        }
+        drop(kept);
+        let x = self.version_xattrs(version);
+        kept = self.xattrs.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= XATTR_KEPT {
+            kept.clear();
+        }
+        kept.insert(file, (Instant::now(), x.clone()));
+        Some(x)
+    }
+
     fn open(&self, file: FileId, size: u64) -> Result<Arc<dyn OpenContent>, ReadError> {
         let version = match ids::kind_of(file) {
             FileKind::Sidecar(asset) => {
