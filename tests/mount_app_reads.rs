@@ -272,3 +272,37 @@ fn tree_sizes_via_stat(root: &Path) -> BTreeMap<String, u64> {
     }
     out
 }
+
+#[test]
+fn a_mount_starts_offline_from_its_catalog() {
+    if !fuse_ready() {
+        return;
+    }
+    let mut env = Env::new(small(40, 0.001));
+    let mnt = env.empty_dir("mnt");
+    let up = env.mount(&mnt, &["--poll-interval", "3600", "--read-timeout", "3"]);
+    let all: Vec<String> = tree_sizes_via_stat(&mnt).into_keys().collect();
+    let cached = &all[0];
+    let want = std::fs::read(mnt.join(cached)).unwrap();
+    up.finish();
+
+    // iCloud is gone; the catalog and the cache are still here.
+    env.stop_sim();
+    let up = env.mount(&mnt, &["--poll-interval", "3600", "--read-timeout", "3"]);
+    let err = take(&up.stderr);
+    assert!(err.contains("mounting the catalog as it is"), "{err}");
+    assert_eq!(
+        tree_sizes_via_stat(&mnt).len(),
+        all.len(),
+        "the whole tree offline"
+    );
+    assert_eq!(
+        std::fs::read(mnt.join(cached)).unwrap(),
+        want,
+        "cached bytes offline"
+    );
+    let (result, longest) = read_whole(&mnt.join(&all[all.len() - 1]));
+    assert_eq!(result.unwrap_err(), libc::EIO, "uncached bytes need iCloud");
+    assert!(longest < HANG);
+    up.finish();
+}
