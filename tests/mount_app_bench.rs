@@ -12,6 +12,8 @@
 //! - cold sequential read of a large file vs a plain HTTP download of its URL (>= 0.8x);
 //! - the same file again from the block cache vs a direct read of a local copy (>= 0.9x);
 //! - a mirrored file vs a direct read of it (>= 0.9x);
+//! With `BENCH_CDN_BANDWIDTH` (bytes/s per connection) the CDN is as slow per connection as a
+//! real one; `BENCH_BIG_MAX_MIB` bounds the size of the cold file (default 400).
 //! - the thumbnail pattern (first 64 KiB of 1,000 files, 8 readers) vs 1,000 plain Range
 //!   requests with the same concurrency (<= 1.5x), with the URLs the listing gave and, on a
 //!   later mount, with URLs to look up.
@@ -273,10 +275,22 @@ fn http() -> reqwest::Client {
 fn data_phase(report: &mut Report) {
     let assets = env_u64("BENCH_DATA_ASSETS", 1000) as usize;
     let latency = env_u64("BENCH_LATENCY_MS", 20);
+    // Per-connection CDN bandwidth in bytes/s (0: unlimited, loopback speed).
+    let bandwidth = env_u64("BENCH_CDN_BANDWIDTH", 0);
+    report.notes.push(format!(
+        "data library: {assets} assets at real sizes, {latency} ms before every answer, CDN \
+         bandwidth per connection {}",
+        if bandwidth == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{} MB/s", bandwidth / 1_000_000)
+        }
+    ));
     let env = Env::new(SimConfig {
         assets,
         size_scale: 1.0,
         latency,
+        cdn_bandwidth: (bandwidth > 0).then_some(bandwidth),
         iterations: 1000,
         ..SimConfig::default()
     });
