@@ -2,11 +2,18 @@
 # Mount benchmarks, reported as ratios against a reference measured in the same run.
 #
 #   scripts/bench-mount.sh
-#       Self-contained: a synthetic library of BENCH_FILES (default 100000) photos served by a
-#       local CDN, mounted, compared with an equivalent local tree, a direct disk read and a
-#       plain HTTP download (see tests/mount_bench.rs). Knobs: BENCH_FILES, BENCH_BIG_MIB (512),
-#       BENCH_CDN_LATENCY_MS (0), BENCH_DIR (where to build; default the system temp dir).
-#       Needs root or fusermount3, and /dev/fuse.
+#       The real `icloudpd-rs mount` against the iCloud simulator (see tests/mount_app_bench.rs):
+#       a BENCH_ASSETS-asset library (default 100000) for first/later mount time, memory,
+#       `ls -lR`, `find` and `du` against the same tree of local files; a BENCH_DATA_ASSETS-asset
+#       library (default 1000) at real file sizes with BENCH_LATENCY_MS (default 20) before every
+#       answer for cold, block-cached and mirrored reads and the thumbnail pattern, against plain
+#       HTTP requests of the same URLs and direct disk reads. BENCH_SKIP_METADATA=1 or
+#       BENCH_SKIP_DATA=1 runs one half. Needs root or fusermount3, and /dev/fuse.
+#
+#   scripts/bench-mount.sh --core
+#       The filesystem core alone with a synthetic library served by a local test CDN
+#       (tests/mount_bench.rs). Knobs: BENCH_FILES, BENCH_BIG_MIB (512), BENCH_CDN_LATENCY_MS (0),
+#       BENCH_DIR (where to build; default the system temp dir).
 #
 #   scripts/bench-mount.sh --mount MOUNT --local LOCAL [--file RELPATH]
 #       An existing mount (e.g. `icloudpd-rs mount`) against an equivalent local tree (e.g. the
@@ -55,10 +62,12 @@ external() {
   fi
 }
 
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+if [ "${1:-}" = "--core" ]; then
+  exec cargo test --release --test mount_bench -- --ignored --nocapture --test-threads=1 bench_mount
+fi
 if [ $# -gt 0 ]; then
   external "$@"
   exit 0
 fi
-
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo test --release --test mount_bench -- --ignored --nocapture --test-threads=1 bench_mount
+cargo test --release --test mount_app_bench -- --ignored --nocapture --test-threads=1 bench_real_mount

@@ -17,3 +17,4 @@ pub mod mount;
 pub mod net;
 pub mod refresh;
 pub mod sim;
+pub mod view;

@@ -418,7 +418,7 @@ async fn thumbnail_peek_costs_a_small_request_and_sequential_reads_grow_the_wind
         &content_range(1, 0, 65_536)[..]
     );
     core.release(fh);
-    assert_eq!((fx.cdn.requests(), fx.cdn.bytes()), (1, 128 * 1024));
+    assert_eq!((fx.cdn.requests(), fx.cdn.bytes()), (1, 256 * 1024));
 
     // A sequential reader of 40 MiB: few, growing requests, and every byte exactly once.
     let before = fx.cdn.requests();
@@ -427,7 +427,7 @@ async fn thumbnail_peek_costs_a_small_request_and_sequential_reads_grow_the_wind
     assert!(requests <= 12, "{requests} requests for 40 MiB");
     assert_eq!(
         fx.cdn.bytes(),
-        128 * 1024 + 40 * MIB,
+        256 * 1024 + 40 * MIB,
         "nothing fetched twice"
     );
     assert_eq!(fetcher.stats().failures, 0);
@@ -467,7 +467,8 @@ async fn cache_survives_a_new_core_and_a_corrupt_block_is_refetched() {
     f.write_all_at(&[b[0] ^ 0xFF], BLOCK_SIZE + 77).unwrap();
     cache.drop_memory_tier();
     assert_eq!(read_file(&core, 1, 128 * 1024).await, content(1, 3 * MIB));
-    assert_eq!(cache.stats().corrupt, 1);
+    // Found by the read, or first by the verification of the complete file (or both).
+    assert!(cache.stats().corrupt >= 1);
     assert_eq!(
         fx.cdn.bytes(),
         served + MIB,
@@ -574,7 +575,7 @@ async fn a_cached_head_is_extended_not_refetched() {
         &content_range(1, 0, 4096)[..]
     );
     core.release(fh);
-    assert_eq!(fx.cdn.bytes(), 128 * 1024);
+    assert_eq!(fx.cdn.bytes(), 256 * 1024);
     // ...a read further into block 0 (on another handle) fetches only the rest of it...
     let fh = core.open(ino, false).unwrap().fh;
     let got = core.read(fh, 700 * 1024, 100 * 1024).await.unwrap();

@@ -18,6 +18,7 @@
 //! - One process per cache directory (an exclusive `flock`); a damaged or foreign index is
 //!   rebuilt empty with a warning instead of failing.
 
+mod complete;
 pub mod crc32c;
 mod index;
 mod memory;
@@ -37,6 +38,8 @@ use sha2::{Digest, Sha256};
 use index::{Index, IndexProblem, Journal, Op, Row};
 use memory::{BlockId, BlockTable, HotTier, Meta};
 use store::BlockFiles;
+
+pub use complete::CompleteFile;
 
 /// Size of a cache block; also the unit of CDN range requests.
 pub const BLOCK_SIZE: u64 = 1 << 20;
@@ -138,6 +141,10 @@ pub struct BlockCache {
     table: Mutex<BlockTable>,
     journal: Journal,
     pins: Mutex<HashMap<BlockId, u32>>,
+    /// Contents held open as complete files (see `complete`): never evicted.
+    content_pins: Mutex<HashMap<ContentKey, u32>>,
+    /// Contents verified complete (with their block file's stamp then) and whole since.
+    complete: Mutex<HashMap<ContentKey, complete::FileStamp>>,
     hot: Mutex<HotTier>,
     can_punch: bool,
     hits: AtomicU64,
@@ -230,6 +237,8 @@ impl BlockCache {
             table: Mutex::new(table),
             journal,
             pins: Mutex::new(HashMap::new()),
+            content_pins: Mutex::new(HashMap::new()),
+            complete: Mutex::new(HashMap::new()),
             hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
             can_punch,
             hits: AtomicU64::new(0),
@@ -402,23 +411,29 @@ impl BlockCache {
             return true;
         }
         let pins = lock(&self.pins);
+        let content_pins = lock(&self.content_pins);
         let mut victims = Vec::new();
         let mut freed = 0u64;
         for candidate in table.oldest() {
             if table.total_bytes() - own - freed + len <= self.max_bytes {
                 break;
             }
-            if candidate == id || pins.contains_key(candidate) {
+            if candidate == id
+                || pins.contains_key(candidate)
+                || content_pins.contains_key(&candidate.0)
+            {
                 continue;
             }
             freed += table.get(candidate).map_or(0, |m| m.len as u64);
             victims.push(candidate.clone());
         }
+        drop(content_pins);
         drop(pins);
         if table.total_bytes() - own - freed + len > self.max_bytes {
             return false;
         }
         for victim in victims {
+            self.forget_complete(&victim.0);
             if let Some((meta, last)) = table.remove(&victim) {
                 self.journal.send(Op::Remove {
                     key: victim.0.as_str().to_string(),
@@ -455,11 +470,15 @@ impl BlockCache {
         if current.is_some_and(|m| m.len == seen.len && m.sum == seen.sum)
             && let Some((meta, last)) = table.remove(id)
         {
+            self.forget_complete(&id.0);
             self.journal.send(Op::Remove {
                 key: id.0.as_str().to_string(),
                 idx: id.1,
             });
-            self.release_space(id, meta.len as u64, last);
+            // Never free space under a complete file someone has open.
+            if !self.content_pinned(&id.0) {
+                self.release_space(id, meta.len as u64, last);
+            }
         }
         drop(table);
         lock(&self.hot).remove(id);

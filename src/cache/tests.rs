@@ -224,3 +224,94 @@ fn a_prefix_grows_and_never_shrinks() {
     assert_eq!(cache.get(&k, 0).unwrap(), full);
     assert_eq!(cache.stats().bytes, BLOCK_SIZE);
 }
+
+#[test]
+fn a_fully_cached_verified_content_opens_as_its_block_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 4)).unwrap());
+    let size = 2 * BLOCK_SIZE + 1234;
+    let key = ContentKey::new("whole", size);
+    let blocks = [
+        block(1, BLOCK_SIZE as usize),
+        block(2, BLOCK_SIZE as usize),
+        block(3, 1234),
+    ];
+    assert!(cache.put(&key, 0, &blocks[0]) && cache.put(&key, 2, &blocks[2]));
+    assert!(!cache.is_complete(&key, size));
+    assert!(!cache.verify_complete(&key, size));
+    assert!(cache.open_complete(&key, size).is_none());
+    assert!(cache.put(&key, 1, &blocks[1]));
+    assert!(cache.is_complete(&key, size));
+    assert!(
+        cache.open_complete(&key, size).is_none(),
+        "not verified yet"
+    );
+    assert!(cache.verify_complete(&key, size));
+    let complete = cache.open_complete(&key, size).expect("complete");
+    let mut all = vec![0u8; size as usize];
+    complete.file().read_exact_at(&mut all, 0).unwrap();
+    assert_eq!(all, blocks.concat());
+
+    // While it is open its blocks are never evicted, however much else comes in.
+    let other = ContentKey::new("other", 10 * BLOCK_SIZE);
+    for i in 0..6 {
+        cache.put(&other, i, &block(9, BLOCK_SIZE as usize));
+    }
+    assert!(cache.is_complete(&key, size));
+    drop(complete);
+    // Unpinned, it can go; then it is no longer a complete file.
+    for i in 6..10 {
+        cache.put(&other, i, &block(9, BLOCK_SIZE as usize));
+    }
+    assert!(!cache.is_complete(&key, size));
+    assert!(!cache.is_verified_complete(&key));
+    assert!(cache.open_complete(&key, size).is_none());
+}
+
+#[test]
+fn a_damaged_block_keeps_a_content_from_being_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 4)).unwrap());
+    let size = BLOCK_SIZE + 10;
+    let key = ContentKey::new("damaged", size);
+    assert!(cache.put(&key, 0, &block(1, BLOCK_SIZE as usize)));
+    assert!(cache.put(&key, 1, &block(2, 10)));
+    let f = OpenOptions::new()
+        .write(true)
+        .open(cache.block_file(&key))
+        .unwrap();
+    f.write_all_at(&[0xEE], 77).unwrap();
+    assert!(!cache.verify_complete(&key, size));
+    assert!(
+        !cache.is_complete(&key, size),
+        "the damaged block is dropped"
+    );
+    assert!(cache.open_complete(&key, size).is_none());
+}
+
+#[test]
+fn a_complete_file_written_since_its_verification_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 4)).unwrap());
+    let size = BLOCK_SIZE + 10;
+    let key = ContentKey::new("tampered", size);
+    assert!(cache.put(&key, 0, &block(1, BLOCK_SIZE as usize)));
+    assert!(cache.put(&key, 1, &block(2, 10)));
+    assert!(cache.verify_complete(&key, size));
+    assert!(cache.open_complete(&key, size).is_some());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let f = OpenOptions::new()
+        .write(true)
+        .open(cache.block_file(&key))
+        .unwrap();
+    f.write_all_at(&[0xEE], 77).unwrap();
+    assert!(
+        cache.open_complete(&key, size).is_none(),
+        "changed since verified"
+    );
+    assert!(
+        !cache.verify_complete(&key, size),
+        "and the damage is found"
+    );
+    assert!(cache.get(&key, 0).is_none());
+}

@@ -5,8 +5,10 @@ pub mod args;
 mod catalog_cmd;
 pub mod config;
 pub mod context;
+mod demo_cmd;
 pub mod global;
 mod login_cmd;
+pub mod mount_cmd;
 mod sim_cmd;
 mod state_cmd;
 pub mod sync_cmd;
@@ -49,6 +51,12 @@ pub enum Command {
     Verify(state_cmd::VerifyArgs),
     /// Forget what was downloaded into a folder (files stay; the next sync adopts them).
     ResetState(state_cmd::ResetStateArgs),
+    /// Try it all without an Apple account: a simulated library, mounted and mirrored, with
+    /// things to try. Ctrl-C cleans everything up.
+    Demo(demo_cmd::DemoArgs),
+    /// Show the library as a folder tree (FUSE): the same tree `sync` writes, plus albums and
+    /// smart folders; bytes are fetched on read and cached. Runs until Ctrl-C or `fusermount3 -u`.
+    Mount(Box<mount_cmd::MountArgs>),
     /// Run the iCloud simulator (a local fake of Apple's servers) until interrupted.
     Sim(crate::sim::SimConfig),
     /// Sign in to iCloud once (password, two-factor code) and save the session for later runs.
@@ -91,6 +99,8 @@ pub fn main() -> i32 {
         Command::ImportExisting(args) => state_cmd::import_existing(*args),
         Command::Verify(args) => state_cmd::verify(args),
         Command::ResetState(args) => state_cmd::reset_state(args),
+        Command::Demo(args) => demo_cmd::run(args),
+        Command::Mount(args) => mount_cmd::run(*args),
         Command::Sim(config) => sim_cmd::run(config),
         Command::Login(args) => login_cmd::run(args),
         Command::Refresh(args) => catalog_cmd::refresh_cmd(args),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 pub use download::{Download, DownloadOutcome, download};
-pub use range::fetch_range;
+pub use range::{fetch_range, fetch_range_stream};
 
 /// Tuning of CDN transfers.
 #[derive(Debug, Clone)]

@@ -21,8 +21,43 @@ pub async fn fetch_range(
     total: u64,
     uti: &str,
 ) -> Result<Bytes, FetchError> {
+    let want = if offset >= total || len == 0 {
+        0
+    } else {
+        (offset + len).min(total) - offset
+    };
+    let mut out = BytesMut::with_capacity(want as usize);
+    fetch_range_stream(
+        http,
+        cfg,
+        url,
+        offset,
+        len,
+        total,
+        uti,
+        &mut |chunk: Bytes| out.extend_from_slice(&chunk),
+    )
+    .await?;
+    Ok(out.freeze())
+}
+
+/// [`fetch_range`], handing the body to `sink` piece by piece as it arrives (in order, each
+/// piece checked like the whole: status, `Content-Range`, type; the head of the file is held
+/// back until it is sniffed). On an error `sink` has received a correct prefix of the range,
+/// possibly empty: the caller may resume after it.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_range_stream(
+    http: &reqwest::Client,
+    cfg: &FetchConfig,
+    url: &str,
+    offset: u64,
+    len: u64,
+    total: u64,
+    uti: &str,
+    sink: &mut (dyn FnMut(Bytes) + Send),
+) -> Result<(), FetchError> {
     if offset >= total || len == 0 {
-        return Ok(Bytes::new());
+        return Ok(());
     }
     let end = (offset + len).min(total) - 1;
     let want = end - offset + 1;
@@ -81,9 +116,17 @@ pub async fn fetch_range(
             });
         }
     }
-    let mut out = BytesMut::with_capacity(want as usize);
+    // The head of the file is held until it can be sniffed.
+    let head_len = if offset == 0 {
+        (sniff::HEAD_LEN as u64).min(want) as usize
+    } else {
+        0
+    };
+    let mut head = BytesMut::with_capacity(head_len);
+    let mut sniffed = head_len == 0;
+    let mut got = 0u64;
     let mut stream = resp.bytes_stream();
-    loop {
+    while got < want {
         let next = tokio::time::timeout(cfg.stall_timeout, stream.next())
             .await
             .map_err(|_| FetchError::Stalled(cfg.stall_timeout))?;
@@ -96,22 +139,30 @@ pub async fn fetch_range(
             let _ = chunk.split_to(n);
             skip -= n as u64;
         }
-        let room = (want - out.len() as u64) as usize;
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() as u64 == want {
-            break;
+        let room = (want - got) as usize;
+        chunk.truncate(room);
+        got += chunk.len() as u64;
+        if !sniffed {
+            let take = (head_len - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk.split_to(take));
+            if head.len() < head_len {
+                continue;
+            }
+            if let Err(what) = sniff::check(&head, uti) {
+                return Err(FetchError::NotMedia { what });
+            }
+            sniffed = true;
+            sink(head.split().freeze());
+        }
+        if !chunk.is_empty() {
+            sink(chunk);
         }
     }
-    if (out.len() as u64) < want {
+    if got < want {
         return Err(FetchError::Truncated {
-            got: out.len() as u64,
+            got: got - head.len() as u64,
             expected: want,
         });
     }
-    if offset == 0
-        && let Err(what) = sniff::check(&out[..out.len().min(sniff::HEAD_LEN)], uti)
-    {
-        return Err(FetchError::NotMedia { what });
-    }
-    Ok(out.freeze())
+    Ok(())
 }

@@ -333,9 +333,20 @@ impl FsCore {
         if plan.len == 0 {
             return Box::pin(std::future::ready(Ok(Bytes::new())));
         }
-        let fut = h.content.read(&plan);
+        let mut fut = h.content.read(&plan);
         Box::pin(async move {
-            let data = fut.await?;
+            // A read that has to wait tells the planner: the reader is starved, read-ahead
+            // must reach further.
+            let data = match futures_util::poll!(&mut fut) {
+                std::task::Poll::Ready(r) => r?,
+                std::task::Poll::Pending => {
+                    h.planner
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .note_wait();
+                    fut.await?
+                }
+            };
             if data.len() as u64 != plan.len {
                 return Err(FsError::Read(ReadError::Internal(format!(
                     "source returned {} bytes for a read of {}",
@@ -381,11 +392,17 @@ impl FsCore {
             );
         }
         let value = match tree.files.get(&ino) {
-            Some(f) => std::str::from_utf8(name)
-                .ok()
-                .and_then(|n| f.xattrs.get(n))
-                .cloned()
-                .ok_or(FsError::NoAttr)?,
+            Some(f) => {
+                let attrs = self
+                    .source
+                    .xattrs(f.file)
+                    .unwrap_or_else(|| f.xattrs.clone());
+                std::str::from_utf8(name)
+                    .ok()
+                    .and_then(|n| attrs.get(n))
+                    .cloned()
+                    .ok_or(FsError::NoAttr)?
+            }
             None if tree.dirs.contains_key(&ino) => return Err(FsError::NoAttr),
             None => return Err(FsError::NotFound),
         };
@@ -398,7 +415,11 @@ impl FsCore {
         let mut list = Vec::new();
         match tree.files.get(&ino) {
             Some(f) => {
-                for name in f.xattrs.keys() {
+                let attrs = self
+                    .source
+                    .xattrs(f.file)
+                    .unwrap_or_else(|| f.xattrs.clone());
+                for name in attrs.keys() {
                     list.extend_from_slice(name.as_bytes());
                     list.push(0);
                 }

@@ -89,13 +89,16 @@ pub struct FetcherStats {
     pub transfer_us: u64,
 }
 
-type FlightResult = Result<Arc<Vec<Bytes>>, Arc<ReadError>>;
+/// The bytes of one block a transfer brings (from the block's start), or why it could not.
+type BlockResult = Result<Bytes, Arc<ReadError>>;
 
+/// One block on its way: resolved as soon as its bytes have arrived, while the rest of its
+/// transfer is still streaming.
 #[derive(Clone)]
 struct Flight {
+    /// The transfer it belongs to.
     id: u64,
-    first_block: u64,
-    result: Shared<BoxFuture<'static, FlightResult>>,
+    result: Shared<BoxFuture<'static, BlockResult>>,
 }
 
 /// Fetches blocks of CDN files into a [`BlockCache`], single-flight.
@@ -108,6 +111,8 @@ pub struct BlockFetcher {
     next_id: AtomicU64,
     /// Cached blocks being loaded into the memory tier ahead of a reader.
     warming: Mutex<HashSet<(ContentKey, u64)>>,
+    /// Complete contents being verified (to be served as complete files).
+    verifying: Arc<Mutex<HashSet<ContentKey>>>,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -147,6 +152,7 @@ impl BlockFetcher {
             permits,
             next_id: AtomicU64::new(1),
             warming: Mutex::new(HashSet::new()),
+            verifying: Arc::default(),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -205,17 +211,10 @@ impl BlockFetcher {
                 let block = first + i as u64;
                 let data = match source {
                     Source::Ready(b) => b,
-                    Source::Flight(f) => {
-                        let res = tokio::time::timeout_at(deadline, f.result.clone())
-                            .await
-                            .map_err(|_| ReadError::Timeout(self.cfg.total_timeout))?;
-                        let all = res.map_err(ReadError::Shared)?;
-                        all.get((block - f.first_block) as usize)
-                            .cloned()
-                            .ok_or_else(|| {
-                                ReadError::Internal("transfer without the block".into())
-                            })?
-                    }
+                    Source::Flight(f) => tokio::time::timeout_at(deadline, f.result.clone())
+                        .await
+                        .map_err(|_| ReadError::Timeout(self.cfg.total_timeout))?
+                        .map_err(ReadError::Shared)?,
                 };
                 if (data.len() as u64) < need(block) {
                     break;
@@ -228,6 +227,40 @@ impl BlockFetcher {
             if Instant::now() >= deadline {
                 return Err(ReadError::Timeout(self.cfg.total_timeout));
             }
+        }
+    }
+
+    /// Verify a content whose blocks are all cached, off the request path, so later opens
+    /// read it as a complete file (see [`BlockCache::verify_complete`]).
+    pub fn verify_later(&self, key: ContentKey, size: u64) {
+        if !self
+            .verifying
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let cache = self.cache.clone();
+        let verifying = self.verifying.clone();
+        let spawned = std::thread::Builder::new()
+            .name("cache-verify".into())
+            .spawn({
+                let key = key.clone();
+                move || {
+                    cache.verify_complete(&key, size);
+                    verifying
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot start a cache verification");
+            self.verifying
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
         }
     }
 
@@ -306,11 +339,8 @@ impl BlockFetcher {
                             sources[slot] = Some(Source::Flight(f.clone()));
                             continue;
                         }
-                        Some(Ok(done)) => {
-                            let got = done
-                                .get((block - f.first_block) as usize)
-                                .cloned()
-                                .unwrap_or_default();
+                        Some(Ok(got)) => {
+                            let got = got.clone();
                             if got.len() as u64 >= need(block) {
                                 sources[slot] = Some(Source::Ready(got));
                                 continue;
@@ -370,10 +400,10 @@ impl BlockFetcher {
             }
         }
         for run in runs {
-            let flight = self.start_transfer(&mut flights, file, &run);
-            for b in run.first..=run.last.min(last) {
-                if b >= first {
-                    sources[(b - first) as usize] = Some(Source::Flight(flight.clone()));
+            let blocks = self.start_transfer(&mut flights, file, &run);
+            for (b, flight) in (run.first..=run.last).zip(blocks) {
+                if b >= first && b <= last {
+                    sources[(b - first) as usize] = Some(Source::Flight(flight));
                 }
             }
         }
@@ -407,137 +437,132 @@ impl BlockFetcher {
             .collect()
     }
 
-    /// Register and spawn the transfer of `run`.
+    /// Register and spawn the transfer of `run`; returns the flight of each of its blocks.
     fn start_transfer(
         self: &Arc<Self>,
         flights: &mut HashMap<(ContentKey, u64), Flight>,
         file: &Arc<RemoteFile>,
         run: &Run,
-    ) -> Flight {
-        let (tx, rx) = oneshot::channel::<FlightResult>();
-        let result = async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(Arc::new(ReadError::Internal(
-                    "transfer task vanished".into(),
-                )))
-            })
-        }
-        .boxed()
-        .shared();
-        let (first, last) = (run.first, run.last);
-        let flight = Flight {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            first_block: first,
-            result,
-        };
-        for b in first..=last {
+    ) -> Vec<Flight> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut senders = Vec::new();
+        let mut out = Vec::new();
+        for b in run.first..=run.last {
+            let (tx, rx) = oneshot::channel::<BlockResult>();
+            let result = async move {
+                rx.await.unwrap_or_else(|_| {
+                    Err(Arc::new(ReadError::Internal(
+                        "transfer task vanished".into(),
+                    )))
+                })
+            }
+            .boxed()
+            .shared();
+            let flight = Flight { id, result };
             flights.insert((file.content.clone(), b), flight.clone());
+            senders.push(Some(tx));
+            out.push(flight);
         }
         self.transfers.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         let file = file.clone();
-        let id = flight.id;
-        let prefix = run.prefix.clone();
-        let end = run.end;
+        let (first, prefix, end) = (run.first, run.prefix.clone(), run.end);
         tokio::spawn(async move {
-            let unregister = || {
-                let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
-                for b in first..=last {
-                    let k = (file.content.clone(), b);
-                    if flights.get(&k).is_some_and(|f| f.id == id) {
-                        flights.remove(&k);
-                    }
-                }
-            };
             let started = std::time::Instant::now();
-            let result = this.transfer(&file, first, prefix, end).await;
+            let mut delivery = Delivery {
+                fetcher: this.clone(),
+                file: file.clone(),
+                id,
+                first,
+                senders,
+            };
+            let result = this
+                .transfer(&file, first, prefix, end, &mut delivery)
+                .await;
             this.transfer_us
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            match result {
-                Ok(blocks) => {
-                    let blocks = Arc::new(blocks);
-                    let _ = tx.send(Ok(blocks.clone()));
-                    // Into the cache off the async workers; the flight stays registered until
-                    // the blocks are there, so nobody starts a second transfer meanwhile.
-                    let this2 = this.clone();
-                    let key = file.content.clone();
-                    let stored = tokio::task::spawn_blocking(move || {
-                        for (i, data) in blocks.iter().enumerate() {
-                            this2.cache.put_bytes(&key, first + i as u64, data.clone());
-                        }
-                    })
-                    .await;
-                    if let Err(e) = stored {
-                        tracing::warn!(error = %e, "storing fetched blocks failed");
-                    }
-                    unregister();
-                }
-                Err(e) => {
-                    this.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, first, last, "fetching blocks failed");
-                    // Unregister before answering: a reader retrying after this error must
-                    // start a new transfer, not find the failed one.
-                    unregister();
-                    let _ = tx.send(Err(Arc::new(e)));
-                }
+            if let Err(e) = result {
+                this.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, first, "fetching blocks failed");
+                delivery.fail(Arc::new(e));
             }
         });
-        flight
+        out
     }
 
     /// One transfer: the bytes of blocks `first..` after `prefix` (already known bytes of
     /// block `first`) up to byte `end`, by Range requests until they arrive whole, the attempts
-    /// run out or the time does. Returns each block's bytes from its start.
+    /// run out or the time does. Each block is handed to `delivery` as soon as it is complete;
+    /// a retry resumes after the last byte received.
     async fn transfer(
         &self,
         file: &RemoteFile,
         first: u64,
         prefix: Bytes,
         end: u64,
-    ) -> Result<Vec<Bytes>, ReadError> {
+        delivery: &mut Delivery,
+    ) -> Result<(), ReadError> {
         let deadline = Instant::now() + self.cfg.total_timeout;
         let timeout = || ReadError::Timeout(self.cfg.total_timeout);
         let _permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| timeout())?
             .map_err(|_| ReadError::Internal("transfer limiter closed".into()))?;
-        let start = first * BLOCK_SIZE + prefix.len() as u64;
-        let len = end.min(file.size).saturating_sub(start);
+        let end = end.min(file.size);
+        // The block being assembled and its index; `pos` is the next byte wanted.
+        let mut block = BytesMut::from(&prefix[..]);
+        let mut idx = first;
+        let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
         let mut refresh = false;
         let mut attempt = 0u32;
-        loop {
+        while pos < end {
             attempt += 1;
+            let mut got = 0u64;
             let request = async {
                 let url = file.urls.url(refresh).await?;
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                let b = fetch::fetch_range(
+                let mut sink = |mut chunk: Bytes| {
+                    got += chunk.len() as u64;
+                    while !chunk.is_empty() {
+                        // The block ends at its length, or at `end` for the run's last one.
+                        let block_end = ((idx + 1) * BLOCK_SIZE).min(file.size).min(end);
+                        let room = (block_end - idx * BLOCK_SIZE) as usize - block.len();
+                        let take = room.min(chunk.len());
+                        block.extend_from_slice(&chunk.split_to(take));
+                        if take == room {
+                            delivery.deliver(idx, block.split().freeze());
+                            idx += 1;
+                        }
+                    }
+                };
+                fetch::fetch_range_stream(
                     &self.http,
                     &self.cfg.fetch,
                     &url,
-                    start,
-                    len,
+                    pos,
+                    end - pos,
                     file.size,
                     &file.uti,
+                    &mut sink,
                 )
-                .await?;
-                if b.len() as u64 == len {
-                    Ok(b)
-                } else {
-                    Err(FetchError::Truncated {
-                        got: b.len() as u64,
-                        expected: len,
-                    })
-                }
+                .await
             };
             let outcome = tokio::time::timeout_at(deadline, request).await;
+            pos += got;
+            self.bytes.fetch_add(got, Ordering::Relaxed);
             let err = match outcome {
                 Err(_) => return Err(timeout()),
-                Ok(Ok(bytes)) => {
-                    self.bytes.fetch_add(len, Ordering::Relaxed);
-                    return Ok(split_blocks(prefix, bytes));
-                }
+                Ok(Ok(())) if pos >= end => return Ok(()),
+                Ok(Ok(())) => FetchError::Truncated {
+                    got,
+                    expected: end - (pos - got),
+                },
                 Ok(Err(e)) => e,
             };
+            if got > 0 {
+                // Progress: a broken connection is not a spent attempt.
+                attempt = attempt.saturating_sub(1);
+            }
             if attempt >= self.cfg.fetch.max_attempts {
                 return Err(err.into());
             }
@@ -549,7 +574,11 @@ impl BlockFetcher {
                     FetchError::Status { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                let pause = self.cfg.fetch.backoff.delay(attempt - 1, retry_after);
+                let pause = self
+                    .cfg
+                    .fetch
+                    .backoff
+                    .delay(attempt.saturating_sub(1), retry_after);
                 tracing::debug!(error = %err, ?pause, "transient CDN failure; retrying");
                 if Instant::now() + pause >= deadline {
                     return Err(timeout());
@@ -559,33 +588,82 @@ impl BlockFetcher {
                 return Err(err.into());
             }
         }
+        Ok(())
+    }
+}
+
+/// Hands the blocks of one transfer to their waiting readers as they complete, then to the
+/// cache; the flight of a block stays registered until the block is in the cache, so nobody
+/// starts a second transfer of it meanwhile.
+struct Delivery {
+    fetcher: Arc<BlockFetcher>,
+    file: Arc<RemoteFile>,
+    id: u64,
+    first: u64,
+    senders: Vec<Option<oneshot::Sender<BlockResult>>>,
+}
+
+impl Delivery {
+    fn deliver(&mut self, idx: u64, data: Bytes) {
+        let Some(tx) = self
+            .senders
+            .get_mut((idx - self.first) as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        let _ = tx.send(Ok(data.clone()));
+        let fetcher = self.fetcher.clone();
+        let file = self.file.clone();
+        let id = self.id;
+        // Into the cache off the async workers.
+        tokio::task::spawn_blocking(move || {
+            fetcher.cache.put_bytes(&file.content, idx, data);
+            fetcher.unregister(&file.content, idx, id);
+            // The file's last missing block: make it a complete file.
+            if fetcher.cache.is_complete(&file.content, file.size) {
+                fetcher.verify_later(file.content.clone(), file.size);
+            }
+        });
+    }
+
+    /// The transfer failed: every block not delivered gets the error, after its flight is
+    /// unregistered (a reader retrying must start a new transfer, not find this one).
+    fn fail(&mut self, error: Arc<ReadError>) {
+        for (i, tx) in self.senders.iter_mut().enumerate() {
+            if let Some(tx) = tx.take() {
+                self.fetcher
+                    .unregister(&self.file.content, self.first + i as u64, self.id);
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // A transfer ended without delivering some blocks (it stopped at `end` inside the
+        // run's reach, or vanished): their readers plan again.
+        self.fail(Arc::new(ReadError::Internal(
+            "transfer ended without the block".into(),
+        )));
+    }
+}
+
+impl BlockFetcher {
+    /// Forget the flight of block `idx` if it still belongs to transfer `id`.
+    fn unregister(&self, key: &ContentKey, idx: u64, id: u64) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let k = (key.clone(), idx);
+        if flights.get(&k).is_some_and(|f| f.id == id) {
+            flights.remove(&k);
+        }
     }
 }
 
 /// Length of block `idx` of a file of `size` bytes.
 fn block_len(size: u64, idx: u64) -> u64 {
     (size.saturating_sub(idx * BLOCK_SIZE)).min(BLOCK_SIZE)
-}
-
-/// Cut `data` (the bytes right after `prefix`, which starts a block) into per-block byte
-/// strings, each from its block's start.
-fn split_blocks(prefix: Bytes, mut data: Bytes) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let head_room = (BLOCK_SIZE as usize - prefix.len()).min(data.len());
-    let head = data.split_to(head_room);
-    out.push(if prefix.is_empty() {
-        head
-    } else {
-        let mut b = BytesMut::with_capacity(prefix.len() + head.len());
-        b.extend_from_slice(&prefix);
-        b.extend_from_slice(&head);
-        b.freeze()
-    });
-    while !data.is_empty() {
-        let n = data.len().min(BLOCK_SIZE as usize);
-        out.push(data.split_to(n));
-    }
-    out
 }
 
 /// `len` bytes starting `skip` bytes into the concatenation of `blocks`.

@@ -75,6 +75,8 @@ pub(crate) struct FuseFs {
     counters: Arc<AdapterCounters>,
     modes: Mutex<HashMap<u64, InodeMode>>,
     backing_of_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
+    /// The kernel can do without OPENDIR (Linux >= 5.1): see `opendir`.
+    no_opendir: bool,
 }
 
 impl FuseFs {
@@ -93,6 +95,7 @@ impl FuseFs {
             counters,
             modes: Mutex::new(HashMap::new()),
             backing_of_fh: Mutex::new(HashMap::new()),
+            no_opendir: false,
         }
     }
 
@@ -220,6 +223,9 @@ impl Filesystem for FuseFs {
             }
         }
         let _ = config.set_max_background(MAX_BACKGROUND);
+        self.no_opendir = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         if self.passthrough_wanted {
             if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok()
@@ -258,7 +264,11 @@ impl Filesystem for FuseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.core.opendir(ino.0, wants_write(flags)) {
-            // Let the kernel keep listings in its page cache; updates invalidate them.
+            // ENOSYS tells the kernel this filesystem needs no opendir: it stops sending
+            // OPENDIR and RELEASEDIR (two round trips per directory of a `find`) and keeps
+            // listings in its page cache, as FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE would; updates
+            // invalidate them.
+            Ok(()) if self.no_opendir => reply.error(Errno::ENOSYS),
             Ok(()) => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,

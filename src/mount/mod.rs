@@ -37,7 +37,7 @@ pub use self::namespace::{
 };
 pub use self::read::{PrefetchConfig, ReadPlan, ReadPlanner};
 pub use self::session::{
-    MountError, MountHandle, MountOptions, MountStats, check_mountpoint, mount,
+    MountError, MountHandle, MountOptions, MountStats, Updater, check_mountpoint, mount, preflight,
 };
 pub use self::source::{
     CachedSource, ContentSource, FileLocator, FileSpec, LocalContent, OpenContent, ReadError,

@@ -2,13 +2,20 @@
 //!
 //! Each open handle has a [`ReadPlanner`]. The first read, and any read that jumps away from
 //! where the handle was reading, fetches a small window ([`PrefetchConfig::initial_window`],
-//! 128 KiB, the size of the kernel's first readahead) from the read's offset: a thumbnailer
-//! peeking at the head of many files costs one small request per file. As soon as a handle
-//! reads on sequentially, the window jumps to [`PrefetchConfig::sequential_window`] (4 MiB:
-//! the rest of a typical photo in one request, so a whole-file reader still needs only two
-//! round trips per photo), then doubles every time half of what was fetched ahead has been
-//! consumed (up to [`PrefetchConfig::max_window`]), so `cp` of a video streams with requests
-//! in flight well ahead of the reader.
+//! 256 KiB) from the read's offset: a thumbnailer peeking at the head of many files costs one
+//! small request per file. The head is twice the kernel's first readahead because the kernel,
+//! seeing a 128 KiB read at the start of a file (a stdio or Python buffer), asks at once for
+//! the next 128 KiB too, without the application having read a byte of it: that request must
+//! not pass for a sequential reader, or every peek would download the whole photo. Only a read
+//! beyond the head shows a sequential reader; the window then jumps to
+//! [`PrefetchConfig::sequential_window`] (4 MiB: the rest of a typical photo in one request,
+//! so a whole-file reader still needs only two round trips per photo), then doubles every
+//! time half of what was fetched ahead has been consumed (up to
+//! [`PrefetchConfig::max_window`]), so `cp` of a video streams with requests in flight well
+//! ahead of the reader. A reader that had to wait for the network (reported with
+//! [`ReadPlanner::note_wait`]) is starved: the window then grows fourfold and is topped up as
+//! soon as less than a whole window is in flight, so read-ahead catches up with the link's
+//! latency within a few requests (as mountpoint-s3 scales up on starvation).
 //!
 //! Read-ahead ends on a block boundary when it reaches past one (a window ending inside a
 //! block would cost a whole extra request for a few bytes); a head-only window ends on a
@@ -42,7 +49,7 @@ pub struct PrefetchConfig {
 impl Default for PrefetchConfig {
     fn default() -> Self {
         PrefetchConfig {
-            initial_window: 128 << 10,
+            initial_window: 256 << 10,
             sequential_window: 4 << 20,
             max_window: 64 << 20,
             backward_tolerance: 1 << 20,
@@ -90,6 +97,8 @@ pub struct ReadPlanner {
     ahead_to: u64,
     /// Largest `fetch_to` handed out since the last reset.
     requested_to: u64,
+    /// A read waited for the network since the window last grew.
+    starved: bool,
 }
 
 impl ReadPlanner {
@@ -103,7 +112,14 @@ impl ReadPlanner {
             window: cfg.initial_window,
             ahead_to: 0,
             requested_to: 0,
+            starved: false,
         }
+    }
+
+    /// A read of this handle had to wait for the network: the next growth of a sequential
+    /// window is larger and comes sooner (see the module docs).
+    pub fn note_wait(&mut self) {
+        self.starved = true;
     }
 
     /// The current window (for tests and metrics).
@@ -122,16 +138,33 @@ impl ReadPlanner {
             && offset.saturating_add(self.cfg.backward_tolerance) >= self.next
             && offset <= self.next.max(self.ahead_to) + self.cfg.forward_tolerance;
         if !sequential {
+            self.starved = false;
             self.window = self.cfg.initial_window;
             self.ahead_to = end.max(offset.saturating_add(self.window));
             self.next = end;
             self.requested_to = offset;
         } else {
-            if end.saturating_add(self.window / 2) > self.ahead_to {
-                self.window = (self.window * 2)
+            // Still on the head: reads inside it (the kernel's speculative readahead among
+            // them) fetch nothing more; one beyond it starts the sequential window.
+            let on_head = self.window < self.cfg.sequential_window;
+            // A starved reader keeps a whole window in flight and grows it fourfold; a fed
+            // one tops up at half a window and doubles.
+            let (lead, factor) = if self.starved {
+                (self.window, 4)
+            } else {
+                (self.window / 2, 2)
+            };
+            let grow = if on_head {
+                end > self.ahead_to
+            } else {
+                end.saturating_add(lead) > self.ahead_to
+            };
+            if grow {
+                self.window = (self.window * factor)
                     .max(self.cfg.sequential_window)
                     .min(self.cfg.max_window);
                 self.ahead_to = self.ahead_to.max(end).saturating_add(self.window);
+                self.starved = false;
             }
             self.next = self.next.max(end);
         }
@@ -175,7 +208,7 @@ mod tests {
             ReadPlan {
                 offset: 0,
                 len: 64 * K,
-                fetch_to: 128 * K,
+                fetch_to: 256 * K,
                 prefetch_from: 0,
             }
         );
@@ -195,7 +228,7 @@ mod tests {
         // A random read near the end of a block: a head-sized window, 64 KiB aligned.
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
         let plan = p.plan(M + 1000, 4096);
-        assert_eq!(plan.fetch_to, M + 192 * K);
+        assert_eq!(plan.fetch_to, M + 320 * K);
         // A window reaching past a block boundary stops on it.
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
         assert_eq!(p.plan(M - 64 * K, 4096).fetch_to, M);
@@ -237,7 +270,7 @@ mod tests {
             }
             off += 128 * K;
         }
-        assert_eq!(windows, vec![128 * K, 4 * M, 8 * M, 16 * M, 32 * M]);
+        assert_eq!(windows, vec![256 * K, 4 * M, 8 * M, 16 * M, 32 * M]);
         // A whole 4 MB photo: the head, then the rest in one window.
         assert_eq!(
             requests_before_4m, 3,
@@ -260,11 +293,27 @@ mod tests {
         assert!(p.window() >= grown);
         // A seek far away starts over with a head window at the new place.
         let plan = p.plan(700 * M, 4096);
-        assert_eq!(p.window(), 128 * K);
-        assert_eq!(plan.fetch_to, 700 * M + 128 * K);
+        assert_eq!(p.window(), 256 * K);
+        assert_eq!(plan.fetch_to, 700 * M + 256 * K);
         // So does a jump backwards.
         let plan = p.plan(M, 4096);
-        assert_eq!(plan.fetch_to, M + 128 * K);
+        assert_eq!(plan.fetch_to, M + 256 * K);
+    }
+
+    #[test]
+    fn the_kernels_speculative_readahead_does_not_make_a_sequential_reader() {
+        // A 128 KiB read at the start, then the kernel's own readahead of the next 128 KiB:
+        // both inside the head, one request in all.
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 10 * M);
+        let first = p.plan(0, 128 * K as u32);
+        assert_eq!(first.fetch_to, 256 * K);
+        let second = p.plan(128 * K, 128 * K as u32);
+        assert_eq!(second.fetch_to, 256 * K, "nothing more to fetch");
+        assert_eq!(p.window(), 256 * K);
+        // The application reading on past the head is a sequential reader.
+        let third = p.plan(256 * K, 128 * K as u32);
+        assert_eq!(p.window(), 4 * M);
+        assert_eq!(third.fetch_to, 4 * M);
     }
 
     #[test]
@@ -272,5 +321,27 @@ mod tests {
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
         let plan = p.plan(5 * M, 4 * M as u32);
         assert_eq!((plan.len, plan.fetch_to), (4 * M, 9 * M));
+    }
+
+    #[test]
+    fn a_starved_reader_grows_its_window_faster() {
+        let fed = |starve: bool| {
+            let mut p = ReadPlanner::new(PrefetchConfig::default(), 1000 * M);
+            let mut off = 0;
+            while p.window() < PrefetchConfig::default().max_window && off < 500 * M {
+                p.plan(off, 128 * K as u32);
+                if starve {
+                    p.note_wait();
+                }
+                off += 128 * K;
+            }
+            off
+        };
+        let starved = fed(true);
+        let normal = fed(false);
+        assert!(
+            starved < normal / 2,
+            "starved reaches the cap at {starved}, fed at {normal}"
+        );
     }
 }

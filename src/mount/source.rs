@@ -12,15 +12,22 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::fetcher::{BlockFetcher, RemoteFile};
-use super::namespace::FileId;
+use super::namespace::{FileId, Xattrs};
 use super::read::ReadPlan;
-use crate::cache::ContentKey;
+use crate::cache::{CompleteFile, ContentKey};
 use crate::fetch::{FetchError, UrlProvider};
 
 /// Gives the bytes of files. Opening is cheap and never touches the network.
 pub trait ContentSource: Send + Sync + 'static {
     /// Prepare to read `file`, whose size the namespace says is `size`.
     fn open(&self, file: FileId, size: u64) -> Result<Arc<dyn OpenContent>, ReadError>;
+
+    /// The extended attributes of `file`, when the source keeps them (looked up when asked,
+    /// so the tree need not hold them); `None` means those of the namespace entry. Must not
+    /// touch the network.
+    fn xattrs(&self, _file: FileId) -> Option<Xattrs> {
+        None
+    }
 }
 
 /// One opened file.
@@ -144,6 +151,14 @@ impl<L: FileLocator> ContentSource for CachedSource<L> {
                 }
             }
         }
+        // Every block cached and verified: the cache's block file is the file.
+        let cache = self.fetcher.cache();
+        if let Some(complete) = cache.open_complete(&spec.content, size) {
+            return Ok(Arc::new(CachedComplete { complete, size }));
+        }
+        if cache.is_complete(&spec.content, size) {
+            self.fetcher.verify_later(spec.content.clone(), size);
+        }
         Ok(Arc::new(RemoteContent {
             file: Arc::new(RemoteFile {
                 content: spec.content,
@@ -202,6 +217,36 @@ impl OpenContent for LocalContent {
 
     fn local_file(&self) -> Option<&File> {
         Some(&self.file)
+    }
+}
+
+/// A file whose every block is cached and verified, read straight from its block file (and
+/// by the kernel, through passthrough, when available).
+struct CachedComplete {
+    complete: CompleteFile,
+    size: u64,
+}
+
+impl OpenContent for CachedComplete {
+    fn read(&self, plan: &ReadPlan) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+        let offset = plan.offset;
+        let len = plan.len.min(self.size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0u8; len];
+        let res = self
+            .complete
+            .file()
+            .read_exact_at(&mut buf, offset)
+            .map(|()| Bytes::from(buf))
+            .map_err(|source| ReadError::Local {
+                op: "read cached",
+                path: PathBuf::from("(block cache)"),
+                source,
+            });
+        Box::pin(std::future::ready(res))
+    }
+
+    fn local_file(&self) -> Option<&File> {
+        Some(self.complete.file())
     }
 }
 
