@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CATALOG_BENCH_ASSETS="${1:-100000}"
 if [[ -n "${2:-}" ]]; then export CATALOG_BENCH_DIR="$2"; fi
-exec cargo test --release --test catalog_bench -- --ignored --nocapture --test-threads 1
+exec cargo test --release --test catalog -- --ignored --nocapture --test-threads 1 bench::

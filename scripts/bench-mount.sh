@@ -2,7 +2,7 @@
 # Mount benchmarks, reported as ratios against a reference measured in the same run.
 #
 #   scripts/bench-mount.sh
-#       The real `icloudpd-rs mount` against the iCloud simulator (see tests/mount_app_bench.rs):
+#       The real `icloudpd-rs mount` against the iCloud simulator (see tests/mount/bench.rs):
 #       a BENCH_ASSETS-asset library (default 100000) for first/later mount time, memory,
 #       `ls -lR`, `find` and `du` against the same tree of local files; a BENCH_DATA_ASSETS-asset
 #       library (default 1000) at real file sizes with BENCH_LATENCY_MS (default 20) before every
@@ -12,7 +12,7 @@
 #
 #   scripts/bench-mount.sh --core
 #       The filesystem core alone with a synthetic library served by a local test CDN
-#       (tests/mount_bench.rs). Knobs: BENCH_FILES, BENCH_BIG_MIB (512), BENCH_CDN_LATENCY_MS (0),
+#       (tests/mount/core_bench.rs). Knobs: BENCH_FILES, BENCH_BIG_MIB (512), BENCH_CDN_LATENCY_MS (0),
 #       BENCH_DIR (where to build; default the system temp dir).
 #
 #   scripts/bench-mount.sh --mount MOUNT --local LOCAL [--file RELPATH]
@@ -64,10 +64,10 @@ external() {
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 if [ "${1:-}" = "--core" ]; then
-  exec cargo test --release --test mount_bench -- --ignored --nocapture --test-threads=1 bench_mount
+  exec cargo test --release --test mount -- --ignored --nocapture --test-threads=1 core_bench::bench_mount
 fi
 if [ $# -gt 0 ]; then
   external "$@"
   exit 0
 fi
-cargo test --release --test mount_app_bench -- --ignored --nocapture --test-threads=1 bench_real_mount
+cargo test --release --test mount -- --ignored --nocapture --test-threads=1 bench::bench_real_mount

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
-# Independent readers for the metadata checks (tests/metadata_tools.rs).
+# Independent readers for the metadata checks (tests/metadata/tools.rs).
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 command -v heif-convert >/dev/null 2>&1 || missing+=(libheif-examples)
 if [ ${#missing[@]} -gt 0 ]; then

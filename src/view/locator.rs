@@ -229,7 +229,7 @@ impl LibrarySource {
             let Some(v) = c.version(version)? else {
                 return Ok(None);
             };
-            Ok(c.asset(v.asset)?)
+            c.asset(v.asset)
         });
         match found {
             Ok(Some(asset)) => Arc::new(

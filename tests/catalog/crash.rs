@@ -1,0 +1,114 @@
+//! A writer process killed with SIGKILL in the middle of a full run: the lock names it while it
+//! lives and dies with it, the catalog stays sound, nothing is marked gone, and the run is
+//! reported interrupted.
+//!
+//! The child is this same test binary running the ignored `child_writer` test, selected by the
+//! `CATALOG_CRASH_CHILD_DB` environment variable.
+
+use crate::support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use icloudpd_rs::catalog::{AssetFilter, Catalog, CatalogError, RunKind, RunStatus};
+use support::*;
+
+const CHILD_ENV: &str = "CATALOG_CRASH_CHILD_DB";
+const READY: &str = "CHILD-READY";
+const KNOWN: usize = 500;
+
+#[test]
+#[ignore = "run by killed_writer_leaves_a_sound_catalog as a child process"]
+fn child_writer() {
+    let Some(db) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let (mut c, lib) = writer(std::path::Path::new(&db));
+    let known: Vec<_> = (0..KNOWN)
+        .map(|i| photo(&format!("M{i}"), i as i64))
+        .collect();
+    full_refresh(&mut c, lib, &known);
+    // A second full run that will never finish: it re-lists only the first 100 assets, then
+    // keeps writing new ones until it is killed.
+    let run = c.begin_run(lib, RunKind::Full, None).unwrap();
+    c.upsert_page(run, &known[..100], &[]).unwrap();
+    println!("{READY} {}", run.0);
+    let mut i = KNOWN as i64;
+    loop {
+        let page: Vec<_> = (i..i + 100).map(|n| photo(&format!("N{n}"), n)).collect();
+        c.upsert_page(run, &page, &[]).unwrap();
+        i += 100;
+    }
+}
+
+#[test]
+fn killed_writer_leaves_a_sound_catalog() {
+    let s = Scratch::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash::child_writer", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, s.db())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut run_id = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix(READY) {
+            run_id = Some(id.trim().parse::<i64>().unwrap());
+            break;
+        }
+    }
+    let run = icloudpd_rs::catalog::RunId(run_id.expect("child never got ready"));
+
+    // While the child writes: a second writer is refused with the child's pid; a reader works.
+    match Catalog::open(s.db()) {
+        Err(e @ CatalogError::Locked { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("pid {}", child.id())),
+                "{message}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    let reader = Catalog::open_read_only(s.db()).unwrap();
+    let lib = reader
+        .library_id("private", "PrimarySync")
+        .unwrap()
+        .unwrap();
+    assert!(reader.count_assets(lib, AssetFilter::InICloud).unwrap() >= KNOWN as u64);
+    assert_eq!(reader.run(run).unwrap().status, RunStatus::Running);
+    assert!(reader.interrupted_runs().unwrap().is_empty());
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // The reader now sees the run as interrupted (its writer is gone).
+    assert_eq!(reader.interrupted_runs().unwrap()[0].id, run);
+    drop(reader);
+
+    let c = Catalog::open(s.db()).expect("the lock died with the child");
+    c.check_integrity().unwrap();
+    assert_eq!(c.interrupted_at_open(), &[run]);
+    assert_eq!(c.run(run).unwrap().status, RunStatus::Interrupted);
+    // None of the 400 known assets the killed run did not re-list was marked gone.
+    for i in 0..KNOWN {
+        let a = c.asset_by_id(lib, &format!("M{i}")).unwrap().unwrap();
+        assert_eq!(a.gone_ms, None, "M{i} was marked gone by a killed run");
+    }
+    // Whatever pages committed before the kill are whole: every stored asset has 3 versions.
+    let mut listed = 0;
+    for a in c.assets(lib, AssetFilter::InICloud) {
+        assert_eq!(a.unwrap().asset.versions.len(), 3);
+        listed += 1;
+    }
+    assert!(listed >= KNOWN);
+    let counted = c.run(run).unwrap().counts.seen as usize;
+    assert_eq!(
+        counted,
+        listed - KNOWN + 100,
+        "run counts match committed pages"
+    );
+}

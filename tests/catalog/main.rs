@@ -1,0 +1,13 @@
+//! Integration tests of the catalog area, one binary (one link of the crate) for all.
+
+mod support;
+
+mod albums;
+mod assets;
+mod bench;
+mod crash;
+mod downloads;
+mod open;
+mod refresh;
+mod runs;
+mod views;

@@ -1,0 +1,395 @@
+//! Opening catalogs: creation, the one-writer lock, refusal of foreign, damaged and newer files
+//! (bytes untouched), read-only handles, and schema migration from v0.
+
+use crate::support;
+
+use icloudpd_rs::catalog::schema::{APPLICATION_ID, CURRENT_VERSION, V0_SCHEMA};
+use icloudpd_rs::catalog::{AssetFilter, Catalog, CatalogError, RunKind};
+use icloudpd_rs::model::{ItemKind, Library, VersionKind};
+use rusqlite::Connection;
+use support::*;
+
+#[test]
+fn creates_a_catalog_in_wal_mode_and_reopens_it() {
+    let s = Scratch::new();
+    let db = s.path("nested/dir/catalog.db");
+    {
+        let (mut c, lib) = writer(&db);
+        assert!(c.is_writer());
+        full_refresh(&mut c, lib, &[photo("A", 1)]);
+    }
+    let conn = Connection::open(&db).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, APPLICATION_ID);
+    drop(conn);
+
+    let c = Catalog::open(&db).unwrap();
+    let lib = c.library_id("private", "PrimarySync").unwrap().unwrap();
+    assert_eq!(c.count_assets(lib, AssetFilter::AllPhotos).unwrap(), 1);
+    assert!(c.interrupted_at_open().is_empty());
+}
+
+#[test]
+fn an_empty_file_becomes_a_catalog() {
+    let s = Scratch::new();
+    std::fs::write(s.db(), b"").unwrap();
+    let (c, _) = writer(&s.db());
+    assert_eq!(c.libraries().unwrap().len(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let s = Scratch::new();
+    drop(writer(&s.db()));
+    {
+        let conn = Connection::open(s.db()).unwrap();
+        conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .unwrap();
+    }
+    let before = file_bytes(&s.db());
+    for result in [Catalog::open(s.db()), Catalog::open_read_only(s.db())] {
+        match result {
+            Err(CatalogError::NewerSchema {
+                found, supported, ..
+            }) => {
+                assert_eq!(found, CURRENT_VERSION + 1);
+                assert_eq!(supported, CURRENT_VERSION);
+            }
+            other => panic!("expected NewerSchema, got {other:?}"),
+        }
+    }
+    assert_eq!(file_bytes(&s.db()), before);
+    let message = Catalog::open(s.db()).unwrap_err().to_string();
+    assert!(message.contains("catalog.db"), "{message}");
+    assert!(message.contains("untouched"), "{message}");
+}
+
+#[test]
+fn non_sqlite_files_are_refused_untouched() {
+    let s = Scratch::new();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "text",
+            b"these are my holiday notes, not a database\n".to_vec(),
+        ),
+        (
+            "random",
+            (0..8192u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
+        ("short", b"SQLite format 3\0".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let path = s.path(name);
+        std::fs::write(&path, &bytes).unwrap();
+        for result in [Catalog::open(&path), Catalog::open_read_only(&path)] {
+            match result {
+                Err(CatalogError::NotACatalog { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("{name}: expected NotACatalog, got {other:?}"),
+            }
+        }
+        assert_eq!(file_bytes(&path), bytes, "{name} was modified");
+    }
+}
+
+#[test]
+fn a_damaged_database_is_refused_untouched() {
+    let s = Scratch::new();
+    {
+        let (mut c, lib) = writer(&s.db());
+        full_refresh(&mut c, lib, &[photo("A", 1)]);
+    }
+    // Keep SQLite's 100-byte header, destroy the schema page behind it.
+    let mut bytes = file_bytes(&s.db());
+    for b in bytes.iter_mut().skip(100).take(3000) {
+        *b = 0xA5;
+    }
+    std::fs::write(s.db(), &bytes).unwrap();
+    for result in [Catalog::open(s.db()), Catalog::open_read_only(s.db())] {
+        match result {
+            Err(CatalogError::Corrupt { path, .. }) => assert_eq!(path, s.db()),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    assert_eq!(file_bytes(&s.db()), bytes);
+}
+
+#[test]
+fn a_truncated_catalog_is_refused_by_writers_and_found_by_check_integrity() {
+    let s = Scratch::new();
+    {
+        let (mut c, lib) = writer(&s.db());
+        let assets: Vec<_> = (0..2000).map(|i| photo(&format!("M{i}"), i)).collect();
+        full_refresh(&mut c, lib, &assets);
+    }
+    let mut bytes = file_bytes(&s.db());
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(s.db(), &bytes).unwrap();
+
+    match Catalog::open(s.db()) {
+        Err(e @ CatalogError::Corrupt { .. }) => {
+            assert!(e.to_string().contains("catalog.db"), "{e}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(file_bytes(&s.db()), bytes);
+    // Readers skip the full check at open (SQLite may still notice), and can ask for it.
+    let found = Catalog::open_read_only(s.db()).and_then(|r| r.check_integrity());
+    assert!(
+        matches!(found, Err(CatalogError::Corrupt { .. })),
+        "{found:?}"
+    );
+    assert_eq!(file_bytes(&s.db()), bytes);
+}
+
+#[test]
+fn damage_past_the_schema_pages_is_found_by_the_writer_check() {
+    let s = Scratch::new();
+    {
+        let (mut c, lib) = writer(&s.db());
+        let assets: Vec<_> = (0..2000).map(|i| photo(&format!("M{i}"), i)).collect();
+        full_refresh(&mut c, lib, &assets);
+    }
+    // Overwrite a stretch in the middle of the file (the size stays right).
+    let mut bytes = file_bytes(&s.db());
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 8192] {
+        *b = 0x5A;
+    }
+    std::fs::write(s.db(), &bytes).unwrap();
+    assert!(matches!(
+        Catalog::open(s.db()),
+        Err(CatalogError::Corrupt { .. })
+    ));
+    assert_eq!(file_bytes(&s.db()), bytes);
+}
+
+#[test]
+fn a_sound_catalog_passes_check_integrity() {
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    full_refresh(&mut c, lib, &[photo("A", 1)]);
+    c.check_integrity().unwrap();
+    Catalog::open_read_only(s.db())
+        .unwrap()
+        .check_integrity()
+        .unwrap();
+}
+
+#[test]
+fn another_programs_database_is_refused_untouched() {
+    let s = Scratch::new();
+    {
+        let conn = Connection::open(s.db()).unwrap();
+        conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('hi');")
+            .unwrap();
+    }
+    let before = file_bytes(&s.db());
+    match Catalog::open(s.db()) {
+        Err(CatalogError::NotACatalog { reason, .. }) => {
+            assert!(reason.contains("another program"), "{reason}")
+        }
+        other => panic!("expected NotACatalog, got {other:?}"),
+    }
+    assert_eq!(file_bytes(&s.db()), before);
+}
+
+#[test]
+fn a_second_writer_is_refused_while_a_reader_works() {
+    let s = Scratch::new();
+    let (mut w, lib) = writer(&s.db());
+    full_refresh(&mut w, lib, &[photo("A", 1), photo("B", 2)]);
+
+    match Catalog::open(s.db()) {
+        Err(e @ CatalogError::Locked { .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("pid {}", std::process::id())),
+                "the error should name the holder: {message}"
+            );
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+
+    let reader = Catalog::open_read_only(s.db()).unwrap();
+    assert!(!reader.is_writer());
+    assert_eq!(reader.count_assets(lib, AssetFilter::AllPhotos).unwrap(), 2);
+    let status = reader.status(None).unwrap();
+    assert!(status.writer.is_some(), "a reader sees the live writer");
+
+    // The writer keeps writing while the reader is open; the reader sees the commit and
+    // notices it through the data version.
+    let version = reader.data_version().unwrap();
+    assert_eq!(reader.data_version().unwrap(), version);
+    let run = w.begin_run(lib, RunKind::Full, None).unwrap();
+    w.upsert_page(run, &[photo("C", 3)], &[]).unwrap();
+    assert_eq!(reader.count_assets(lib, AssetFilter::AllPhotos).unwrap(), 3);
+    assert_ne!(reader.data_version().unwrap(), version);
+
+    // Writes through the reader are refused before reaching SQLite.
+    let mut reader = reader;
+    assert!(matches!(
+        reader.upsert_library(&Library::primary()),
+        Err(CatalogError::ReadOnly { .. })
+    ));
+
+    drop(w);
+    assert!(reader.status(None).unwrap().writer.is_none());
+    let again = Catalog::open(s.db()).expect("the lock dies with its holder");
+    assert_eq!(again.interrupted_at_open(), &[run]);
+}
+
+#[test]
+fn read_only_open_of_a_missing_catalog_fails_clearly() {
+    let s = Scratch::new();
+    match Catalog::open_read_only(s.db()) {
+        Err(e @ CatalogError::Missing { .. }) => assert!(e.to_string().contains("catalog.db")),
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    assert!(!s.db().exists(), "a reader must not create the file");
+}
+
+/// A v0 prototype catalog, built by hand.
+fn build_v0(path: &std::path::Path, bad_kind: bool) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(V0_SCHEMA).unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.execute_batch(
+        "INSERT INTO assets VALUES ('M1', 'PrimarySync', 'IMG_0001.HEIC', 1000, 2000, 1, 0, 0);
+         INSERT INTO assets VALUES ('M2', 'PrimarySync', 'IMG_0002.MOV', 3000, 4000, 0, 1, 0);
+         INSERT INTO assets VALUES ('S1', 'SharedSync-ABC', NULL, 5000, 6000, 0, 0, 1);
+         INSERT INTO versions VALUES ('M1', 'original', 111, 'c-m1-o', 'public.heic');
+         INSERT INTO versions VALUES ('M1', 'live_original', 112, 'c-m1-l',
+                                      'com.apple.quicktime-movie');
+         INSERT INTO versions VALUES ('M2', 'original', 222, 'c-m2-o', 'com.apple.quicktime-movie');
+         INSERT INTO versions VALUES ('S1', 'thumb', 333, 'c-s1-t', 'public.jpeg');",
+    )
+    .unwrap();
+    if bad_kind {
+        conn.execute(
+            "INSERT INTO versions VALUES ('M2', 'hologram', 1, 'x', 'public.jpeg')",
+            [],
+        )
+        .unwrap();
+    }
+}
+
+fn backups(s: &Scratch) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".backup-v0-"))
+        .collect()
+}
+
+#[test]
+fn a_v0_catalog_is_backed_up_and_migrated() {
+    let s = Scratch::new();
+    build_v0(&s.db(), false);
+    let original = file_bytes(&s.db());
+
+    let c = Catalog::open(s.db()).unwrap();
+    let libs = c.libraries().unwrap();
+    assert_eq!(libs.len(), 2);
+    let primary = c.library_id("private", "PrimarySync").unwrap().unwrap();
+    let shared = c.library_id("private", "SharedSync-ABC").unwrap().unwrap();
+
+    let m1 = c.asset_by_id(primary, "M1").unwrap().unwrap();
+    assert_eq!(m1.asset.filename.as_deref(), Some("IMG_0001.HEIC"));
+    assert_eq!(
+        (m1.asset.asset_date_ms, m1.asset.added_date_ms),
+        (1000, 2000)
+    );
+    assert!(m1.asset.favorite && !m1.asset.hidden);
+    assert_eq!(m1.asset.kind, ItemKind::Image);
+    assert!(m1.asset.is_live());
+    assert_eq!(m1.asset.version(VersionKind::Original).unwrap().size, 111);
+    assert_eq!(
+        m1.asset
+            .version(VersionKind::LiveOriginal)
+            .unwrap()
+            .checksum,
+        "c-m1-l"
+    );
+    let m2 = c.asset_by_id(primary, "M2").unwrap().unwrap();
+    assert_eq!(m2.asset.kind, ItemKind::Movie);
+    assert!(m2.asset.hidden);
+    let s1 = c.asset_by_id(shared, "S1").unwrap().unwrap();
+    assert!(s1.asset.deleted && s1.asset.filename.is_none());
+    assert_eq!(s1.asset.zone, "SharedSync-ABC");
+    drop(c);
+
+    // The copy taken before migrating is the v0 file, content for content.
+    let backup = backups(&s);
+    assert_eq!(backup.len(), 1);
+    let conn = Connection::open(&backup[0]).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4);
+    assert_ne!(file_bytes(&s.db()), original);
+
+    // Migrated once: the next open has nothing to do.
+    let again = Catalog::open(s.db()).unwrap();
+    assert_eq!(again.libraries().unwrap().len(), 2);
+    assert_eq!(backups(&s).len(), 1);
+}
+
+#[test]
+fn a_read_only_open_does_not_migrate() {
+    let s = Scratch::new();
+    build_v0(&s.db(), false);
+    let before = file_bytes(&s.db());
+    assert!(matches!(
+        Catalog::open_read_only(s.db()),
+        Err(CatalogError::NeedsMigration { found: 0, .. })
+    ));
+    assert_eq!(file_bytes(&s.db()), before);
+}
+
+#[test]
+fn a_failed_migration_leaves_the_original_intact() {
+    let s = Scratch::new();
+    build_v0(&s.db(), true);
+    let before = file_bytes(&s.db());
+
+    let err = Catalog::open(s.db()).unwrap_err();
+    match &err {
+        CatalogError::MigrationFailed {
+            from, to, reason, ..
+        } => {
+            assert_eq!((*from, *to), (0, CURRENT_VERSION));
+            assert!(reason.contains("hologram"), "{reason}");
+        }
+        other => panic!("expected MigrationFailed, got {other:?}"),
+    }
+    assert_eq!(file_bytes(&s.db()), before, "the v0 file must be unchanged");
+    let conn = Connection::open(s.db()).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(tables, ["assets", "versions"]);
+    drop(conn);
+
+    // Still refused the same way, and the lock was released.
+    assert!(matches!(
+        Catalog::open(s.db()),
+        Err(CatalogError::MigrationFailed { .. })
+    ));
+}

@@ -1,0 +1,136 @@
+//! `icloudpd-rs demo`: starts, mounts a simulated library, serves listings and bytes, and on
+//! Ctrl-C leaves nothing mounted and no temporary folder behind.
+
+use crate::support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Start `demo` with `args`; wait for its guide; returns the child with its output, the
+/// mountpoint and the demo's scratch folder it printed.
+fn start_demo(args: &[&str]) -> (Mounted, PathBuf, PathBuf) {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("ICLOUD_USERNAME")
+        .env_remove("ICLOUD_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let (mnt, mirror) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "demo exited with {status}:\n{}\n{}",
+                take(&stdout),
+                take(&stderr)
+            );
+        }
+        let out = take(&stdout);
+        if out.contains("Ctrl-C stops everything") {
+            let field = |label: &str| {
+                out.lines()
+                    .find_map(|l| l.trim().strip_prefix(label))
+                    .map(|rest| PathBuf::from(rest.trim().split(" (").next().unwrap().trim()))
+                    .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+            };
+            break (field("Mounted at:"), field("Demo data:"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo not ready:\n{}",
+            take(&stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        Mounted {
+            child: Some(child),
+            mnt: mnt.clone(),
+            stdout,
+            stderr,
+        },
+        mnt,
+        mirror,
+    )
+}
+
+fn first_file(root: &Path) -> PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                return e.path();
+            }
+        }
+    }
+    panic!("no file under {root:?}");
+}
+
+#[test]
+fn demo_mounts_serves_and_cleans_up_on_ctrl_c() {
+    if !fuse_ready() {
+        return;
+    }
+    // A mountpoint the demo creates (and removes again).
+    let base = tempfile::tempdir().unwrap();
+    let wanted = base.path().join("photos");
+    let (demo, mnt, scratch) = start_demo(&[
+        wanted.to_str().unwrap(),
+        "--assets",
+        "150",
+        "--size-scale",
+        "0.001",
+    ]);
+    assert_eq!(mnt, wanted);
+    assert!(is_mounted(&mnt.canonicalize().unwrap()));
+    let top: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(top.iter().any(|n| n == "Albums"), "{top:?}");
+    assert!(
+        top.iter().any(|n| n.len() == 4 && n.parse::<u32>().is_ok()),
+        "{top:?}"
+    );
+    let file = first_file(&mnt.join(top.iter().find(|n| n.parse::<u32>().is_ok()).unwrap()));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes.len() as u64, file.metadata().unwrap().len());
+    assert!(bytes.len() >= 1024);
+    assert!(scratch.join("mirror").is_dir(), "the mirror folder");
+
+    let (code, err) = demo.stop_with(libc::SIGINT);
+    assert_eq!(code, 0, "{err}");
+    assert!(!is_mounted(&mnt), "left mounted");
+    assert!(!scratch.exists(), "{scratch:?} left behind");
+    assert!(!mnt.exists(), "the mountpoint it created is removed");
+}
+
+#[test]
+fn demo_without_a_mountpoint_uses_and_removes_a_temporary_one() {
+    if !fuse_ready() {
+        return;
+    }
+    let (demo, mnt, scratch) =
+        start_demo(&["--assets", "60", "--size-scale", "0.001", "--no-mirror"]);
+    assert!(is_mounted(&mnt));
+    assert!(mnt.starts_with(&scratch) && scratch.starts_with(std::env::temp_dir()));
+    assert!(!scratch.join("mirror").exists());
+    let (code, err) = demo.stop_with(libc::SIGTERM);
+    assert_eq!(code, 0, "{err}");
+    assert!(!is_mounted(&mnt));
+    assert!(!scratch.exists(), "temporary folders left behind");
+}

@@ -1,0 +1,170 @@
+//! `mount` refuses bad input with a message naming the fix and exit code 1 (3 when a sign-in
+//! is needed), leaving nothing mounted; and it ends cleanly (exit 0) on SIGTERM, SIGINT and an
+//! outside `fusermount3 -u`.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+/// Run `mount` at `mnt` with `flags`; expect exit `code` and a message containing `hint`.
+fn refused(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) {
+    refused_run(env, mnt, flags, code, hint);
+    let canonical = mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf());
+    assert!(!is_mounted(&canonical), "{flags:?} left a mount");
+}
+
+fn refused_run(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) {
+    let m = mnt.display().to_string();
+    let mut args = vec!["mount", m.as_str(), "--poll-interval", "3600"];
+    args.extend_from_slice(flags);
+    let run = env.run(&args);
+    assert_eq!(run.code, code, "{args:?}: stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(hint),
+        "{args:?}: expected {hint:?} in:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(50, 0.0005));
+    let missing = env.path("missing");
+    refused(&env, &missing, &[], 1, "mkdir -p");
+
+    let file = env.path("file");
+    std::fs::write(&file, b"x").unwrap();
+    refused(&env, &file, &[], 1, "not a directory");
+
+    let full = env.empty_dir("full");
+    std::fs::write(full.join("a"), b"x").unwrap();
+    refused(&env, &full, &[], 1, "not empty");
+
+    let mnt = env.empty_dir("mnt");
+    refused(
+        &env,
+        &mnt,
+        &["--fuse-device", "/nonexistent/fuse"],
+        1,
+        "modprobe fuse",
+    );
+    refused(&env, &mnt, &["--poll-interval", "0"], 1, "--poll-interval");
+    let inside = mnt.join("mirror").display().to_string();
+    refused(
+        &env,
+        &mnt,
+        &["--mirror", &inside],
+        1,
+        "must not contain each other",
+    );
+    refused(&env, &mnt, &["--cache-size", "lots"], 1, "size suffix");
+    refused(
+        &env,
+        &mnt,
+        &["--album", "No Such Album"],
+        1,
+        "no album or smart folder named",
+    );
+
+    // Already mounted (by another mount of this library).
+    let up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    refused_run(&env, &mnt, &[], 1, "fusermount3 -u");
+    assert!(is_mounted(&mnt), "the first mount is untouched");
+    assert!(std::fs::read_dir(&mnt).unwrap().count() > 0);
+    up.finish();
+}
+
+#[test]
+fn no_permission_is_explained() {
+    if !fuse_ready() || !tool_exists("setpriv") {
+        return;
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // needs to switch to another user
+    }
+    let env = Env::new(small(10, 0.0005));
+    let as_nobody = |mnt: &Path, hint: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(BIN)
+            .arg("mount")
+            .arg(mnt)
+            .args(["-u", &env.username, "--endpoint", &env.endpoint])
+            .args(["--data-dir", "/nonexistent-data"])
+            .env("ICLOUD_PASSWORD", &env.password)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(hint), "expected {hint:?} in {err}");
+        assert!(!is_mounted(mnt));
+    };
+    // A mountpoint the user cannot reach.
+    let private = env.empty_dir("private/mnt");
+    as_nobody(&private, "no permission");
+    // A usable mountpoint, but /dev/fuse is root's only.
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    let mnt = shared.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let c = std::ffi::CString::new(shared.path().as_os_str().as_encoded_bytes()).unwrap();
+    let m = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid paths.
+    unsafe {
+        libc::chmod(c.as_ptr(), 0o755);
+        libc::chown(m.as_ptr(), 65534, 65534);
+    }
+    let dev_mode = std::fs::metadata("/dev/fuse").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    if dev_mode.permissions().mode() & 0o006 == 0 {
+        as_nobody(&mnt, "FUSE access is restricted");
+    }
+}
+
+#[test]
+fn a_needed_two_factor_code_exits_3_with_the_login_hint() {
+    if !fuse_ready() {
+        return;
+    }
+    let mut config = small(10, 0.0005);
+    config.two_factor = true;
+    let env = Env::new(config);
+    let mnt = env.empty_dir("mnt");
+    refused(&env, &mnt, &[], 3, "icloudpd-rs login");
+}
+
+#[test]
+fn sigterm_sigint_and_fusermount_unmount_cleanly() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(30, 0.0005));
+    for how in ["SIGTERM", "SIGINT", "fusermount3 -u"] {
+        let mnt = env.empty_dir(&format!("mnt-{}", how.replace(' ', "")));
+        let mut up = env.mount(&mnt, &["--poll-interval", "3600"]);
+        assert!(std::fs::read_dir(&mnt).unwrap().count() > 0);
+        let (code, err) = match how {
+            "SIGTERM" => up.stop_with(libc::SIGTERM),
+            "SIGINT" => up.stop_with(libc::SIGINT),
+            _ => {
+                let out = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(&mnt)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                up.wait_exit()
+            }
+        };
+        assert_eq!(code, 0, "{how}: {err}");
+        assert!(!is_mounted(&mnt), "{how}: still mounted");
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests of the sim area, one binary (one link of the crate) for all.
+
+mod auth_support;
+mod support;
+
+mod admin;
+mod auth;
+mod auth_conformance;
+mod auth_rclone;
+mod auth_refusals;
+mod cdn;
+mod changes;
+mod cloudkit;
+mod conformance;

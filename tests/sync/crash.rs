@@ -1,0 +1,146 @@
+//! Interruptions: `kill -9` at several moments, then a sync that completes the tree without
+//! fetching again any file that was complete; SIGINT stopping gracefully with state flushed;
+//! two syncs of one account never overlapping.
+
+use crate::support;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use support::*;
+
+/// A library whose files take a few seconds to download (per-connection bandwidth limit).
+fn slow_env() -> Env {
+    let mut config = small(40);
+    config.size_scale = 0.01;
+    config.cdn_bandwidth = Some(400_000);
+    Env::new(config)
+}
+
+/// Inode of every file of `expected` present at its path now.
+fn complete_files(
+    root: &std::path::Path,
+    expected: &std::collections::BTreeMap<String, (String, String)>,
+) -> HashMap<String, u64> {
+    expected
+        .keys()
+        .filter_map(|p| {
+            std::fs::metadata(root.join(p))
+                .ok()
+                .map(|m| (p.clone(), m.ino()))
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_then_sync_completes_without_fetching_complete_files_again() {
+    let env = slow_env();
+    let photos = env.folder("photos");
+    // The plan, from a dry run (no download).
+    env.sync(&photos, &["--dry-run"]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let manifest = env.manifest();
+    let total: u64 = expected.values().map(|key| manifest[key].size).sum();
+    let mut complete: HashMap<String, u64> = HashMap::new();
+    let folder = photos.display().to_string();
+    // Deterministic "random" moments: early (listing), middle, late.
+    for (round, wait_ms) in [150u64, 900, 1700, 600, 2500].into_iter().enumerate() {
+        let mut child = env
+            .command(&["sync", "-d", &folder, "--no-progress-bar"])
+            .spawn()
+            .expect("start");
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        let now = complete_files(&photos, &expected);
+        for (path, ino) in &complete {
+            assert_eq!(
+                now.get(path),
+                Some(ino),
+                "round {round}: {path} was complete and got replaced"
+            );
+        }
+        complete = now;
+    }
+    assert!(
+        complete.len() < expected.len(),
+        "the kills came too late to interrupt anything"
+    );
+    let run = env.sync(&photos, &[]);
+    run.expect_code(0);
+    assert_tree(&env, &photos, &expected);
+    assert_recorded(&env, &photos);
+    let now = complete_files(&photos, &expected);
+    for (path, ino) in &complete {
+        assert_eq!(
+            now.get(path),
+            Some(ino),
+            "{path} was complete and got fetched again"
+        );
+    }
+    let (_, cdn_bytes) = env.cdn();
+    eprintln!(
+        "{} of {} files complete before the last run; {cdn_bytes} CDN bytes for {total}",
+        complete.len(),
+        expected.len()
+    );
+    assert!(
+        cdn_bytes < total * 2,
+        "{cdn_bytes} bytes served for {total} bytes of files: resumes do not work"
+    );
+}
+
+#[test]
+fn sigint_stops_gracefully_and_the_next_run_resumes() {
+    let env = slow_env();
+    let photos = env.folder("photos");
+    let folder = photos.display().to_string();
+    let child = env
+        .command(&["sync", "-d", &folder, "--no-progress-bar"])
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    // Whatever is recorded is on disk with the recorded digest.
+    assert_recorded(&env, &photos);
+    let run = env.sync(&photos, &[]);
+    run.expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    assert_tree(&env, &photos, &expected);
+}
+
+#[test]
+fn two_syncs_of_one_account_never_overlap() {
+    let env = slow_env();
+    let photos = env.folder("photos");
+    let folder = photos.display().to_string();
+    let first = env
+        .command(&["sync", "-d", &folder, "--no-progress-bar"])
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    let second = env.sync(&env.folder("other"), &[]);
+    second.expect_code(1);
+    assert!(
+        second.stderr.contains("another icloudpd-rs run"),
+        "{}",
+        second.stderr
+    );
+    let out = wait_bounded(first, Duration::from_secs(120));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !env.folder("other").exists(),
+        "the refused sync touched nothing"
+    );
+}

@@ -1,0 +1,151 @@
+//! Deletions: `--auto-delete` removes the local files of photos deleted in iCloud (by asset
+//! id, with confirmation), `--keep-icloud-recent-days` / `--delete-after-download` move photos
+//! to Recently Deleted only when every version is downloaded and checked, and dry runs only
+//! list.
+
+use crate::support;
+
+use std::collections::HashSet;
+
+use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+use serde_json::json;
+use support::*;
+
+/// Asset ids the simulator has in Recently Deleted.
+fn deleted_in_icloud(env: &Env) -> HashSet<String> {
+    env.manifest()
+        .values()
+        .filter(|e| e.is_deleted)
+        .map(|e| e.asset_id.clone())
+        .collect()
+}
+
+#[test]
+fn auto_delete_removes_the_files_of_deleted_photos_only_when_confirmed() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let before = expected_tree(&env, &[]);
+    let mut ids = before.values().map(|(a, _)| a.clone());
+    let (trashed, purged) = (ids.next().unwrap(), ids.nth(3).unwrap());
+    env.mutate(json!([
+        {"op": "delete", "asset_ids": [trashed]},
+        {"op": "purge", "asset_ids": [purged]},
+    ]));
+    let doomed: Vec<&String> = before
+        .iter()
+        .filter(|(_, (a, _))| *a == trashed || *a == purged)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!doomed.is_empty());
+
+    let dry = env.sync(&photos, &["--auto-delete", "--dry-run"]);
+    dry.expect_code(0);
+    for p in &doomed {
+        assert!(
+            dry.stderr.contains(&format!("would delete {p}")),
+            "{}",
+            dry.stderr
+        );
+        assert!(photos.join(p).exists(), "a dry run deletes nothing");
+    }
+
+    // Not from a terminal and without --yes: nothing is deleted.
+    let kept = env.sync(&photos, &["--auto-delete"]);
+    kept.expect_code(0);
+    assert!(kept.stderr.contains("--yes"), "{}", kept.stderr);
+    for p in &doomed {
+        assert!(photos.join(p).exists(), "{p} deleted without confirmation");
+    }
+
+    let run = env.sync(&photos, &["--auto-delete", "--yes"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("{} local file(s) deleted", doomed.len())),
+        "{}",
+        run.stdout
+    );
+    let after = expected_tree(&env, &[]);
+    assert_tree(&env, &photos, &after);
+    for p in &doomed {
+        assert!(!photos.join(p).exists(), "{p} kept");
+    }
+    assert_eq!(after.len(), before.len() - doomed.len());
+}
+
+#[test]
+fn photos_go_to_recently_deleted_only_when_every_version_is_downloaded_and_checked() {
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let plan = expected_tree(&env, &[]);
+    // A live photo whose video no longer checks out on disk (same size, other bytes).
+    let (video, (live, _)) = plan
+        .iter()
+        .find(|(_, (_, version))| version == "live_original")
+        .expect("a live photo");
+    let mut bytes = std::fs::read(photos.join(video)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(photos.join(video), &bytes).unwrap();
+    // A new photo whose download always fails.
+    let failing = env.mutate(json!({"op": "add", "count": 1}))[0].clone();
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some([failing.clone()].into_iter().collect()),
+            remaining: None,
+        },
+    );
+    let keep: HashSet<String> = [live.clone(), failing.clone()].into_iter().collect();
+    let others: HashSet<String> = plan
+        .values()
+        .map(|(a, _)| a.clone())
+        .filter(|a| !keep.contains(a))
+        .collect();
+
+    let dry = env.sync(&photos, &["--keep-icloud-recent-days", "0", "--dry-run"]);
+    dry.expect_code(0);
+    let listed = dry.stderr.matches("would move to Recently Deleted").count();
+    assert_eq!(listed, others.len(), "{}", dry.stderr);
+    assert!(
+        deleted_in_icloud(&env).is_empty(),
+        "a dry run changes nothing in iCloud"
+    );
+
+    let run = env.sync(&photos, &["--keep-icloud-recent-days", "0", "--yes"]);
+    run.expect_code(2);
+    assert_eq!(deleted_in_icloud(&env), others);
+    // The local files stay.
+    assert!(plan.keys().all(|p| photos.join(p).exists()));
+}
+
+#[test]
+fn delete_after_download_takes_only_what_this_run_downloaded() {
+    let env = Env::new(small(15));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    assert!(deleted_in_icloud(&env).is_empty());
+    // Nothing downloaded now: nothing deleted.
+    env.sync(&photos, &["--delete-after-download", "--yes"])
+        .expect_code(0);
+    assert!(deleted_in_icloud(&env).is_empty());
+    let added = env.mutate(json!({"op": "add", "count": 2}));
+    let run = env.sync(&photos, &["--delete-after-download", "--yes"]);
+    run.expect_code(0);
+    let deleted = deleted_in_icloud(&env);
+    assert_eq!(deleted, added.into_iter().collect::<HashSet<_>>());
+}
+
+#[test]
+fn auto_delete_and_icloud_deletion_together_are_refused() {
+    let env = Env::new(small(5));
+    let run = env.sync(
+        &env.folder("p"),
+        &["--auto-delete", "--delete-after-download"],
+    );
+    run.expect_code(1);
+    assert!(run.stderr.contains("cannot be combined"), "{}", run.stderr);
+}

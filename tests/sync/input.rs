@@ -1,0 +1,161 @@
+//! Bad input gets a clear error naming the problem, exit code 1, and leaves what was already
+//! downloaded untouched: unknown and contradictory flags, bad values, a config file with an
+//! unknown key, a download folder that is a file, read-only or full.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+/// (inode, mtime, sha256) of every file under `root`.
+fn snapshot(root: &Path) -> BTreeMap<String, (u64, i64, String)> {
+    files_on_disk(root)
+        .into_iter()
+        .map(|(p, sha)| {
+            let m = std::fs::metadata(root.join(&p)).unwrap();
+            (p, (m.ino(), m.mtime(), sha))
+        })
+        .collect()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn bad_flags_and_config_are_refused_and_touch_nothing() {
+    let env = Env::new(small(15));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let before = snapshot(&photos);
+    let config = env.folder("bad.toml");
+    std::fs::write(&config, "threads_num = 4\nno_such_setting = true\n").unwrap();
+    let config_arg = config.display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--no-such-flag"], "--no-such-flag"),
+        (
+            &["--skip-photos", "--skip-videos"],
+            "--skip-photos and --skip-videos",
+        ),
+        (
+            &["--delete-after-download", "--keep-icloud-recent-days", "3"],
+            "cannot be used with",
+        ),
+        (&["--size", "huge"], "huge"),
+        (&["--folder-structure", "../{:%Y}"], "--folder-structure"),
+        (&["--threads-num", "0"], "threads-num"),
+        (
+            &["--skip-created-before", "yesterday"],
+            "--skip-created-before",
+        ),
+        (&["--recent", "0"], "--recent"),
+        (&["--filename-exclude", "[bad"], "--filename-exclude"),
+        (&["--config", &config_arg], "no_such_setting"),
+        (&["--album", "No Such Album"], "No Such Album"),
+        (&["--temp-suffix", "a/b"], "--temp-suffix"),
+    ];
+    for (flags, named) in cases {
+        let run = env.sync(&photos, flags);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains(named),
+            "{flags:?}: the error does not name {named:?}:\n{}",
+            run.stderr
+        );
+        assert_eq!(snapshot(&photos), before, "{flags:?} changed the folder");
+    }
+}
+
+#[test]
+fn a_download_folder_that_is_a_file_is_refused() {
+    let env = Env::new(small(5));
+    let file = env.folder("not-a-dir");
+    std::fs::write(&file, "keep me").unwrap();
+    let run = env.sync(&file, &[]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not a directory"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_read_only_download_folder_is_refused() {
+    let env = Env::new(small(5));
+    let dir = env.folder("ro");
+    std::fs::create_dir(&dir).unwrap();
+    let mounted = is_root()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !mounted {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let run = env.sync(&dir, &[]);
+    if mounted {
+        let _ = Command::new("umount").arg(&dir).status();
+    }
+    run.expect_code(1);
+    assert!(run.stderr.contains("cannot write"), "{}", run.stderr);
+}
+
+#[test]
+fn a_full_disk_stops_the_run_clearly_and_keeps_every_finished_file_whole() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let mut config = small(40);
+    config.size_scale = 0.01;
+    let env = Env::new(config);
+    let dir = env.folder("small-disk");
+    std::fs::create_dir(&dir).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot mount a tmpfs");
+    let _unmount = Unmount(dir.clone());
+    let run = env.sync(&dir, &[]);
+    {
+        run.expect_code(1);
+        assert!(run.stderr.contains("full"), "{}", run.stderr);
+        // Every file at a planned path is complete and correct, and recorded.
+        let expected = expected_tree(&env, &[]);
+        let manifest = env.manifest();
+        let on_disk = files_on_disk(&dir);
+        let mut finished = 0;
+        for (path, sha) in &on_disk {
+            let name = path.rsplit('/').next().unwrap();
+            if name.starts_with('.') {
+                continue; // a partial file, resumed by the next run
+            }
+            let key = expected
+                .get(path)
+                .unwrap_or_else(|| panic!("unplanned file {path}"));
+            assert_eq!(Some(sha), manifest[key].sha256.as_ref(), "{path}");
+            finished += 1;
+        }
+        assert!(
+            finished > 0,
+            "nothing fit on the disk: the test proves little"
+        );
+        assert_recorded(&env, &dir);
+    }
+}
+
+/// Unmounts its directory when dropped (also when a test fails).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

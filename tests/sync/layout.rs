@@ -1,0 +1,319 @@
+//! Paths follow every template and policy: for each set of layout flags, a sync into its own
+//! folder holds exactly what `layout::plan_tree` plans for those flags (hostile names, long
+//! names, live photos, RAW pairs, edits included in the simulated library), every file with
+//! the simulator's bytes and its asset's date as mtime. Selection flags take the right assets.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use icloudpd_rs::catalog::{AssetFilter, SmartFolder};
+use icloudpd_rs::layout;
+use serde_json::json;
+use support::*;
+
+const TABLE: &[&[&str]] = &[
+    &[],
+    &["--folder-structure", "none"],
+    &["--folder-structure", "%Y/%m"],
+    &["--folder-structure", "{:%Y}/{library}"],
+    &["--file-match-policy", "name-id7"],
+    &[
+        "--size",
+        "medium",
+        "--size",
+        "original",
+        "--live-photo-size",
+        "medium",
+    ],
+    &["--size", "adjusted", "--align-raw", "original"],
+    &["--size", "alternative", "--align-raw", "alternative"],
+    &[
+        "--keep-unicode-in-filenames",
+        "--live-photo-mov-filename-policy",
+        "original",
+    ],
+    &["--skip-live-photos", "--size", "thumb", "--force-size"],
+];
+
+#[test]
+fn every_layout_gives_the_planned_tree_with_the_right_bytes() {
+    let env = Env::new(small(60));
+    // Edits add adjusted versions to a few photos.
+    let first = env.sync(&env.folder("warmup"), &["--dry-run"]);
+    first.expect_code(0);
+    let ids: Vec<String> = expected_tree(&env, &[])
+        .values()
+        .map(|(a, _)| a.clone())
+        .take(5)
+        .collect();
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    for (i, flags) in TABLE.iter().enumerate() {
+        let folder = env.folder(&format!("t{i}"));
+        let run = env.sync(&folder, flags);
+        run.expect_code(0);
+        let expected = expected_tree(&env, flags);
+        let n = assert_tree(&env, &folder, &expected);
+        assert_eq!(run.summary().3, n as u64, "{flags:?}: total");
+        assert_recorded(&env, &folder);
+    }
+}
+
+#[test]
+fn files_get_their_asset_date_as_mtime() {
+    let env = Env::new(small(15));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let config = config_for(&[]);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let assets: Vec<_> = catalog
+        .assets(lib, AssetFilter::AllPhotos)
+        .map(|a| a.unwrap().asset)
+        .collect();
+    for file in layout::plan_tree(&assets, &config.policy, None) {
+        let meta = std::fs::metadata(photos.join(file.rel_path())).unwrap();
+        assert_eq!(
+            meta.modified().unwrap(),
+            file.mtime(),
+            "{}",
+            file.rel_path()
+        );
+    }
+}
+
+/// The plan for the assets `keep` accepts, laid out as `sync` lays them out.
+fn expected_of(
+    env: &Env,
+    flags: &[&str],
+    filter: AssetFilter,
+    keep: impl Fn(&icloudpd_rs::model::Asset) -> bool,
+) -> BTreeMap<String, (String, String)> {
+    let config = config_for(flags);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let assets: Vec<_> = catalog
+        .assets(lib, filter)
+        .map(|a| a.unwrap().asset)
+        .filter(|a| keep(a))
+        .collect();
+    layout::plan_tree(&assets, &config.policy, None)
+        .into_iter()
+        .filter(|f| config.selection.keeps_file(&f.name))
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn selection_flags_take_the_right_assets() {
+    use icloudpd_rs::model::ItemKind;
+    let env = Env::new(small(80));
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
+    let all = |_: &icloudpd_rs::model::Asset| true;
+
+    let f = env.folder("no-videos");
+    env.sync(&f, &["--skip-videos"]).expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.kind != ItemKind::Movie
+    });
+    assert_tree(&env, &f, &exp);
+
+    let f = env.folder("videos-only");
+    env.sync(&f, &["--skip-photos"]).expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.kind == ItemKind::Movie
+    });
+    assert!(!exp.is_empty());
+    assert_tree(&env, &f, &exp);
+
+    let f = env.folder("favorites");
+    env.sync(&f, &["--album", "Favorites"]).expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::Smart(SmartFolder::Favorites), all);
+    assert!(!exp.is_empty());
+    assert_tree(&env, &f, &exp);
+
+    let f = env.folder("recent");
+    env.sync(&f, &["--recent", "5"]).expect_code(0);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let mut dates: Vec<(i64, String)> = catalog
+        .assets(lib, AssetFilter::AllPhotos)
+        .map(|a| a.unwrap())
+        .map(|a| (a.asset.asset_date_ms, a.asset.id))
+        .collect();
+    dates.sort();
+    dates.reverse();
+    let newest: Vec<String> = dates.iter().take(5).map(|(_, id)| id.clone()).collect();
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        newest.contains(&a.id)
+    });
+    assert_tree(&env, &f, &exp);
+
+    let cutoff = dates[dates.len() / 2].0;
+    let when = chrono::DateTime::from_timestamp_millis(cutoff)
+        .unwrap()
+        .to_rfc3339();
+    let f = env.folder("after");
+    env.sync(&f, &["--skip-created-before", &when])
+        .expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        a.asset_date_ms >= cutoff
+    });
+    assert_tree(&env, &f, &exp);
+
+    let f = env.folder("no-heic");
+    env.sync(&f, &["--filename-exclude", "*.heic"])
+        .expect_code(0);
+    let exp = expected_of(
+        &env,
+        &["--filename-exclude", "*.heic"],
+        AssetFilter::AllPhotos,
+        all,
+    );
+    assert!(exp.keys().all(|p| !p.to_lowercase().ends_with(".heic")));
+    assert_tree(&env, &f, &exp);
+}
+
+#[test]
+fn albums_are_selected_by_name_and_laid_out_with_their_path() {
+    let env = Env::new(small(80));
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let album = catalog
+        .albums(lib)
+        .unwrap()
+        .into_iter()
+        .find(|a| !a.album.is_folder && a.visible_members > 0 && a.visible_members < 60)
+        .expect("an album with members");
+    let f = env.folder("album");
+    env.sync(
+        &f,
+        &[
+            "--album",
+            &album.album.name,
+            "--folder-structure",
+            "{album}",
+        ],
+    )
+    .expect_code(0);
+    let config = config_for(&["--folder-structure", "{album}"]);
+    let members: Vec<_> = catalog
+        .assets(lib, AssetFilter::Album(album.key))
+        .map(|a| a.unwrap().asset)
+        .collect();
+    let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
+    let exp: BTreeMap<_, _> = layout::plan_tree(&members, &config.policy, Some(&path))
+        .into_iter()
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
+        .collect();
+    assert!(!exp.is_empty());
+    assert_tree(&env, &f, &exp);
+
+    // Excluding the album from everything leaves its members out.
+    let f = env.folder("without");
+    let exclude = format!("!{}", album.album.name);
+    env.sync(&f, &["--album", &exclude]).expect_code(0);
+    let ids: Vec<String> = members.iter().map(|a| a.id.clone()).collect();
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| !ids.contains(&a.id));
+    assert_tree(&env, &f, &exp);
+
+    let run = env.sync(&env.folder("nope"), &["--album", "No Such Album"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("No Such Album"), "{}", run.stderr);
+}
+
+#[test]
+fn every_library_syncs_into_one_tree() {
+    let mut config = small(30);
+    config.shared_library = true;
+    config.shared_assets = 20;
+    let env = Env::new(config);
+    let photos = env.folder("photos");
+    let run = env.sync(&photos, &["--library", "all"]);
+    run.expect_code(0);
+    let catalog = env.catalog();
+    let libraries = catalog.libraries().unwrap();
+    assert_eq!(libraries.len(), 2, "{libraries:?}");
+    let assets: Vec<_> = libraries
+        .iter()
+        .flat_map(|l| {
+            catalog
+                .assets(l.id, AssetFilter::AllPhotos)
+                .map(|a| a.unwrap().asset)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let policy = config_for(&[]).policy;
+    let exp: BTreeMap<_, _> = layout::plan_tree(&assets, &policy, None)
+        .into_iter()
+        .map(|f| {
+            (
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            )
+        })
+        .collect();
+    assert!(
+        exp.values()
+            .any(|(a, _)| assets.iter().any(|x| x.id == *a && x.zone != "PrimarySync"))
+    );
+    assert_tree(&env, &photos, &exp);
+}
+
+#[test]
+fn a_photo_in_several_album_folders_is_downloaded_once_and_linked() {
+    let env = Env::new(small(40));
+    let photos = env.folder("photos");
+    let flags = ["--album", "all", "--folder-structure", "{album}"];
+    let run = env.sync(&photos, &flags);
+    run.expect_code(0);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let policy = config_for(&["--folder-structure", "{album}"]).policy;
+    let mut exp = BTreeMap::new();
+    for album in catalog.albums(lib).unwrap() {
+        if album.album.is_folder || album.album.deleted {
+            continue;
+        }
+        let members: Vec<_> = catalog
+            .assets(lib, AssetFilter::Album(album.key))
+            .map(|a| a.unwrap().asset)
+            .collect();
+        let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
+        for f in layout::plan_tree(&members, &policy, Some(&path)) {
+            exp.insert(
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            );
+        }
+    }
+    let distinct: std::collections::HashSet<_> = exp.values().collect();
+    assert!(
+        distinct.len() < exp.len(),
+        "no photo is in two albums: the test proves little"
+    );
+    assert_tree(&env, &photos, &exp);
+    let (downloaded, ..) = run.summary();
+    assert_eq!(
+        downloaded as usize,
+        distinct.len(),
+        "each version downloaded once"
+    );
+    let before = env.cdn();
+    env.sync(&photos, &flags).expect_code(0);
+    assert_eq!(env.cdn(), before);
+    assert_tree(&env, &photos, &exp);
+}

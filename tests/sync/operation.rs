@@ -1,0 +1,188 @@
+//! Running `sync` for years: the TOML config (flag > env > file), the notification script on
+//! sync-complete, sync-failed and 2fa-needed, `--report-json`, and `--watch-with-interval`
+//! following changes until a signal stops it.
+
+use crate::support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+use serde_json::json;
+use support::*;
+
+/// A notification script appending `EVENT DOWNLOADED FAILED TOTAL EXIT` lines to `log`.
+fn script(dir: &Path, log: &Path) -> std::path::PathBuf {
+    let path = dir.join("notify.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$ICLOUDPD_RS_EVENT $ICLOUDPD_RS_DOWNLOADED $ICLOUDPD_RS_FAILED \
+             $ICLOUDPD_RS_TOTAL $ICLOUDPD_RS_EXIT_CODE\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_config_file_fills_in_what_flags_do_not_say() {
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    let config = env.folder("icloudpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "directory = \"{}\"\nfolder_structure = \"none\"\nthreads_num = 2\nno-progress-bar = true\n",
+            photos.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    env.run(&["sync", "--config", &cfg]).expect_code(0);
+    assert_tree(
+        &env,
+        &photos,
+        &expected_tree(&env, &["--folder-structure", "none"]),
+    );
+
+    // A flag beats the file.
+    let other = env.folder("other");
+    let dir = other.display().to_string();
+    env.run(&[
+        "sync",
+        "--config",
+        &cfg,
+        "-d",
+        &dir,
+        "--folder-structure",
+        "%Y",
+    ])
+    .expect_code(0);
+    assert_tree(
+        &env,
+        &other,
+        &expected_tree(&env, &["--folder-structure", "%Y"]),
+    );
+}
+
+#[test]
+fn the_notification_script_and_report_tell_how_runs_ended() {
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    let log = env.folder("events.log");
+    let notify = script(env.dir.path(), &log);
+    let report = env.folder("report.json");
+    let (n, r) = (notify.display().to_string(), report.display().to_string());
+    let run = env.sync(&photos, &["--notification-script", &n, "--report-json", &r]);
+    run.expect_code(0);
+    let (downloaded, _, _, total) = run.summary();
+    assert_eq!(
+        lines(&log),
+        [format!("sync-complete {downloaded} 0 {total} 0")]
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["downloaded"], downloaded);
+    assert!(doc["bytes_downloaded"].as_u64().unwrap() > 0);
+
+    // One photo whose URL is always refused: a partial run.
+    let id = env.mutate(json!({"op": "add", "count": 1}))[0].clone();
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some([id.clone()].into_iter().collect()),
+            remaining: None,
+        },
+    );
+    let run = env.sync(&photos, &["--notification-script", &n, "--report-json", &r]);
+    run.expect_code(2);
+    let last = lines(&log).pop().unwrap();
+    assert!(last.starts_with("sync-failed 0 "), "{last}");
+    assert!(last.ends_with(" 2"), "{last}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "partial");
+    assert_eq!(doc["failures"][0]["asset_id"], id.as_str());
+}
+
+#[test]
+fn a_needed_two_factor_code_is_exit_3_and_notified() {
+    let mut config = small(5);
+    config.two_factor = true;
+    let env = Env::new(config);
+    let log = env.folder("events.log");
+    let notify = script(env.dir.path(), &log);
+    let n = notify.display().to_string();
+    let run = env.sync(&env.folder("photos"), &["--notification-script", &n]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("login"), "{}", run.stderr);
+    assert_eq!(lines(&log), ["2fa-needed 0 0 0 3"]);
+}
+
+#[test]
+fn watch_mode_follows_changes_until_stopped() {
+    let env = Env::new(small(15));
+    let photos = env.folder("photos");
+    let log = env.folder("events.log");
+    let notify = script(env.dir.path(), &log);
+    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &dir,
+            "--no-progress-bar",
+            "--watch-with-interval",
+            "1",
+            "--notification-script",
+            &n,
+        ])
+        .spawn()
+        .unwrap();
+    let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred(&lines(&log)) {
+            assert!(
+                Instant::now() < deadline,
+                "watch mode stalled: {:?}",
+                lines(&log)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&|l| !l.is_empty());
+    let added = env.mutate(json!({"op": "add", "count": 2}));
+    wait_for(&|l| {
+        l.iter()
+            .skip(1)
+            .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = expected_tree(&env, &[]);
+    for id in &added {
+        assert!(expected.values().any(|(a, _)| a == id));
+    }
+    assert_tree(&env, &photos, &expected);
+}

@@ -1,0 +1,186 @@
+//! The download-state commands against the simulator: `import-existing` (a tree from a clean
+//! sync elsewhere, and one with icloudpd's collision names), `retry-failed` and
+//! `status --failed`, `verify [--checksums] [--repair]`, `reset-state`.
+
+use crate::support;
+
+use std::collections::HashSet;
+
+use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+use support::*;
+
+/// Copy a tree (files and folders, mtimes kept).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+#[test]
+fn import_existing_adopts_a_tree_without_downloading() {
+    let env = Env::new(small(50));
+    let a = env.folder("a");
+    env.sync(&a, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let b = env.folder("b");
+    copy_tree(&a, &b);
+    // One file under the name icloudpd gives a same-name file of another size.
+    let (moved_from, _) = expected.iter().next().unwrap();
+    let size = std::fs::metadata(b.join(moved_from)).unwrap().len();
+    let (stem, ext) = moved_from.rsplit_once('.').unwrap();
+    let icloudpd_name = format!("{stem}-{size}.{ext}");
+    std::fs::rename(b.join(moved_from), b.join(&icloudpd_name)).unwrap();
+
+    let before = env.cdn();
+    let run = env.run(&[
+        "import-existing",
+        "-d",
+        b.to_str().unwrap(),
+        "--no-progress-bar",
+    ]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains(&format!("{} adopted", expected.len())),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.cdn(), before, "import-existing downloads nothing");
+
+    let sync = env.sync(&b, &[]);
+    sync.expect_code(0);
+    assert_eq!(sync.summary().0, 0, "nothing downloaded after an import");
+    assert_eq!(env.cdn(), before, "no CDN request either");
+    assert_tree(&env, &b, &expected);
+    assert_recorded(&env, &b);
+}
+
+#[test]
+fn failed_files_are_listed_and_retried() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    // Learn the plan, then make two assets' URLs always refused.
+    env.sync(&env.folder("probe"), &["--dry-run"])
+        .expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let victims: HashSet<String> = expected.values().map(|(a, _)| a.clone()).take(2).collect();
+    let victim_files = expected
+        .values()
+        .filter(|(a, _)| victims.contains(a))
+        .count() as u64;
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some(victims.clone()),
+            remaining: None,
+        },
+    );
+    let run = env.sync(&photos, &[]);
+    run.expect_code(2);
+    let (downloaded, _, failed, total) = run.summary();
+    assert_eq!(failed, victim_files);
+    assert_eq!(downloaded + failed, total);
+
+    let status = env.run(&["status", "--failed"]);
+    status.expect_code(0);
+    assert_eq!(
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.contains("attempt"))
+            .count() as u64,
+        victim_files,
+        "{}",
+        status.stdout
+    );
+
+    env.sim.state().faults.clear();
+    let retry = env.run(&[
+        "retry-failed",
+        "-d",
+        photos.to_str().unwrap(),
+        "--no-progress-bar",
+    ]);
+    retry.expect_code(0);
+    assert_eq!(retry.summary(), (victim_files, 0, 0, victim_files));
+    assert_tree(&env, &photos, &expected);
+    let status = env.run(&["status", "--failed"]);
+    assert!(status.stdout.contains("0 failed"), "{}", status.stdout);
+}
+
+#[test]
+fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let dir = photos.to_str().unwrap();
+    env.run(&["verify", "-d", dir, "--checksums"])
+        .expect_code(0);
+
+    let mut paths = expected.keys();
+    let gone = paths.next().unwrap().clone();
+    let damaged = paths.next().unwrap().clone();
+    std::fs::remove_file(photos.join(&gone)).unwrap();
+    let mut bytes = std::fs::read(photos.join(&damaged)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(photos.join(&damaged), &bytes).unwrap();
+
+    let quick = env.run(&["verify", "-d", dir]);
+    quick.expect_code(1);
+    assert!(
+        quick.stdout.contains(&format!("{gone}: missing")),
+        "{}",
+        quick.stdout
+    );
+    assert!(
+        !quick.stdout.contains(&damaged),
+        "same size: only --checksums sees it"
+    );
+    let full = env.run(&["verify", "-d", dir, "--checksums", "--repair"]);
+    full.expect_code(1);
+    assert!(
+        full.stdout.contains(&format!("{damaged}: content differs")),
+        "{}",
+        full.stdout
+    );
+
+    let sync = env.sync(&photos, &[]);
+    sync.expect_code(0);
+    assert_eq!(sync.summary().0, 2, "the missing and the damaged file");
+    assert_tree(&env, &photos, &expected);
+    env.run(&["verify", "-d", dir, "--checksums"])
+        .expect_code(0);
+}
+
+#[test]
+fn reset_state_needs_yes_and_the_next_sync_adopts_instead_of_downloading() {
+    let env = Env::new(small(25));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let refused = env.run(&["reset-state", "-d", photos.to_str().unwrap()]);
+    refused.expect_code(1);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    env.run(&["reset-state", "-d", photos.to_str().unwrap(), "--yes"])
+        .expect_code(0);
+    let before = env.cdn();
+    let run = env.sync(
+        &photos,
+        &["--report-json", env.folder("r.json").to_str().unwrap()],
+    );
+    run.expect_code(0);
+    assert_eq!(run.summary().0, 0);
+    assert_eq!(env.cdn(), before);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.folder("r.json")).unwrap()).unwrap();
+    assert_eq!(report["skip_reasons"]["adopted"], expected.len());
+    assert_eq!(report["status"], "complete");
+    assert_tree(&env, &photos, &expected);
+    assert_recorded(&env, &photos);
+}
