@@ -137,7 +137,8 @@ impl Env {
             .env_remove("ICLOUD_USERNAME")
             .env_remove("ICLOUDPD_RS_ENDPOINT")
             .env("ICLOUD_PASSWORD", &self.password)
-            .env("RUST_LOG", "warn")
+            // The session's steps (unmounting, unmounted) show where a stop got stuck.
+            .env("RUST_LOG", "warn,icloudpd_rs::mount::session=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
