@@ -49,7 +49,9 @@ pub enum Command {
     /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
     /// unchanged).
     Verify(state_cmd::VerifyArgs),
-    /// Forget what was downloaded into a folder (files stay; the next sync adopts them).
+    /// Forget what was downloaded into a folder. Files stay; the next sync reads each one
+    /// back and keeps it only if its SHA-256 is the one recorded at download (a changed file
+    /// is reported, never overwritten), and downloads what is missing.
     ResetState(state_cmd::ResetStateArgs),
     /// Try it all without an Apple account: a simulated library, mounted and mirrored, with
     /// things to try. Ctrl-C cleans everything up.

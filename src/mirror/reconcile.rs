@@ -219,7 +219,7 @@ fn recorded_files(catalog: &Catalog, root: crate::catalog::RootId) -> RecordedFi
 }
 
 /// `<stem>-moved-<n>.<ext>`: the first such name that is free.
-fn free_name(root: &Path, rel_path: &str) -> String {
+pub(super) fn free_name(root: &Path, rel_path: &str) -> String {
     let (dir, name) = match rel_path.rfind('/') {
         Some(i) => (&rel_path[..=i], &rel_path[i + 1..]),
         None => ("", rel_path),
@@ -322,7 +322,7 @@ pub(super) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Remove directories left empty by renames, up to (not including) the root.
-fn remove_empty_dirs(root: &Path, dirs: HashSet<PathBuf>) {
+pub(super) fn remove_empty_dirs(root: &Path, dirs: HashSet<PathBuf>) {
     for dir in dirs {
         let mut d = dir.as_path();
         while d != root && d.starts_with(root) {
