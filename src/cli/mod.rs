@@ -9,6 +9,7 @@ mod demo_cmd;
 pub mod global;
 mod login_cmd;
 pub mod mount_cmd;
+mod progress;
 mod sim_cmd;
 mod state_cmd;
 pub mod sync_cmd;
@@ -123,13 +124,14 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     argv
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
+/// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
+/// the default level.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
