@@ -174,6 +174,21 @@ impl MirrorError {
         }
     }
 
+    /// A local I/O failure (a full disk says so).
+    fn local_io(context: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            MirrorError::DiskFull {
+                path: path.to_path_buf(),
+            }
+        } else {
+            MirrorError::LocalIo {
+                context,
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
     /// A local I/O failure of `fetch` as a run error.
     fn from_fetch_io(e: FetchError) -> MirrorError {
         match e {

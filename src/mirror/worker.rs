@@ -98,11 +98,7 @@ async fn run_job(ctx: &RunContext, job: Job) {
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
     {
-        ctx.fatal(MirrorError::LocalIo {
-            context: "creating the folder",
-            path: parent.to_path_buf(),
-            source: e,
-        });
+        ctx.fatal(MirrorError::local_io("creating the folder", parent, e));
         return;
     }
     if !job.replace && tokio::fs::symlink_metadata(&dest).await.is_ok() {
