@@ -255,6 +255,15 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
+                if let Some(path) = &args.run.report_json {
+                    let outcome = RunOutcome::Failed {
+                        error: e.to_string(),
+                    };
+                    let report = mirror::Counters::default().report(Duration::ZERO, outcome);
+                    if let Err(err) = write_report(path, &report) {
+                        eprintln!("icloudpd-rs: {err}");
+                    }
+                }
                 return Err(e.into());
             }
         };
