@@ -299,3 +299,75 @@ fn the_notification_script_gets_every_figure_and_a_failed_run_is_reported() {
         "{doc}"
     );
 }
+
+/// What a terminal shows of `raw` output, line by line: the text after the last carriage
+/// return of each line, without ANSI escape sequences.
+fn visible_lines(raw: &str) -> Vec<String> {
+    raw.split('\n')
+        .map(|line| {
+            let line = line.trim_end_matches('\r');
+            let shown = line.rsplit('\r').next().unwrap_or("");
+            let mut out = String::new();
+            let mut chars = shown.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // CSI: ESC [ params final-byte.
+                    if chars.next() == Some('[') {
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn log_lines_print_above_the_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to give the binary a terminal");
+        return;
+    }
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = quote(BIN);
+    for arg in env.account_args(&["sync", "-d", photos.to_str().unwrap(), "--threads-num", "2"]) {
+        line.push(' ');
+        line.push_str(&quote(&arg));
+    }
+    let child = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("ICLOUD_PASSWORD", &env.sim.account().password)
+        .env("RUST_LOG", "info")
+        .env_remove("ICLOUD_USERNAME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(120));
+    assert!(out.status.success(), "{:?}", out.status);
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(raw.contains(" files "), "no progress bar was drawn:\n{raw}");
+    let lines = visible_lines(&raw);
+    let logs: Vec<&String> = lines.iter().filter(|l| l.contains("INFO")).collect();
+    assert!(!logs.is_empty(), "no log line to check:\n{raw}");
+    for l in logs {
+        assert!(
+            l.starts_with(|c: char| c.is_ascii_digit()),
+            "a log line shares its terminal line with the bar: {l:?}"
+        );
+    }
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
+}
