@@ -51,7 +51,10 @@ pub(super) struct Leftovers {
     pub moves: Vec<PendingMove>,
     /// (first path, other path) of a version planned at several paths (an asset in several
     /// album folders): the other paths become links to the one downloaded file.
-    pub links: Vec<(String, String)>,
+    pub links: Vec<(VersionKey, String, String)>,
+    /// Versions whose older copy (this SHA-256) is replaced in this run: links of it at the
+    /// other paths of an album layout are replaced too.
+    pub replaced: HashMap<VersionKey, [u8; 32]>,
     /// Files replaced by other files of their photo, removed once those are on disk.
     pub stale: Vec<StaleFile>,
 }
@@ -88,6 +91,7 @@ pub(super) fn plan(
         first_paths: config.policy.folder.uses_album().then(HashMap::new),
         links: Vec::new(),
         stale: Vec::new(),
+        replaced: HashMap::new(),
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -127,6 +131,7 @@ pub(super) fn plan(
         moves: planner.moves,
         links: planner.links,
         stale: planner.stale,
+        replaced: planner.replaced,
     })
 }
 
@@ -163,8 +168,9 @@ struct Planner<'a> {
     /// With `{album}` folders: where each version was first planned (a version has one
     /// download state, so it is downloaded once and linked at its other paths).
     first_paths: Option<HashMap<VersionKey, String>>,
-    links: Vec<(String, String)>,
+    links: Vec<(VersionKey, String, String)>,
     stale: Vec<StaleFile>,
+    replaced: HashMap<VersionKey, [u8; 32]>,
 }
 
 impl Planner<'_> {
@@ -187,7 +193,7 @@ impl Planner<'_> {
         if let Some(first) = self.first_paths.as_mut() {
             match first.get(&item.version) {
                 Some(path) => {
-                    self.links.push((path.clone(), planned));
+                    self.links.push((item.version, path.clone(), planned));
                     counters.skip(SkipReason::Linked);
                     return Ok(true);
                 }
@@ -276,6 +282,7 @@ impl Planner<'_> {
                     sha256: copy.sha256,
                     recorded: false,
                     replaced_by: vec![item.version],
+                    link_dirs: Vec::new(),
                 });
             }
             return self.queue(item, planned, false);
@@ -283,6 +290,11 @@ impl Planner<'_> {
         if previous.is_some_and(|p| p.eq_ignore_ascii_case(&planned)) {
             // An older copy of this very version (the photo was edited): replace it, unless it
             // changed since it was written (then it is not ours to overwrite).
+            if let Some(copy) = copy {
+                if matches!(self.check_copy(copy)?, CopyCheck::Unchanged) {
+                    self.replaced.insert(item.version, copy.sha256);
+                }
+            }
             if let Some(copy) = copy
                 && matches!(self.check_copy(copy)?, CopyCheck::Changed)
             {
@@ -377,21 +389,21 @@ impl Planner<'_> {
             entry.2 |= item.file.role == VersionKind::Adjusted
                 && item.file.version == VersionKind::Adjusted;
         }
-        let mut candidates: Vec<(VersionKey, Vec<VersionKey>)> = Vec::new();
+        let mut candidates: Vec<(VersionKey, Vec<VersionKey>, String)> = Vec::new();
         for (item, planned, edited) in by_asset.into_values() {
             if let Some(original) = item.asset.version_key(VersionKind::Original)
                 && edited
                 && !planned.contains(&original)
             {
-                candidates.push((original, planned));
+                candidates.push((original, planned, item.file.dir.join("")));
             }
         }
         if candidates.is_empty() {
             return Ok(());
         }
-        let keys: Vec<VersionKey> = candidates.iter().map(|(v, _)| *v).collect();
+        let keys: Vec<VersionKey> = candidates.iter().map(|(v, ..)| *v).collect();
         let states = self.catalog.download_states(root, &keys)?;
-        for (original, replaced_by) in candidates {
+        for (original, replaced_by, dir) in candidates {
             if let Some(DownloadState::Downloaded {
                 rel_path, sha256, ..
             }) = states.get(&original)
@@ -402,6 +414,12 @@ impl Planner<'_> {
                     sha256: *sha256,
                     recorded: true,
                     replaced_by,
+                    link_dirs: self
+                        .first_paths
+                        .is_some()
+                        .then_some(dir)
+                        .into_iter()
+                        .collect(),
                 });
             }
         }

@@ -267,6 +267,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         moves,
         links,
         stale,
+        replaced,
     } = leftovers;
     if writes && !ctx.stop.is_cancelled() && !stale.is_empty() {
         let ctx2 = ctx.clone();
@@ -295,7 +296,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             if !moves.is_empty() {
                 reconcile::settle(&ctx2, &reader, moves)?;
             }
-            reconcile::link_duplicates(&ctx2, links)
+            reconcile::link_duplicates(&ctx2, links, &replaced)
         })
         .await;
         match result {

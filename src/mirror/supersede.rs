@@ -35,6 +35,9 @@ pub(super) struct StaleFile {
     pub recorded: bool,
     /// The versions that replace it; all must be downloaded first.
     pub replaced_by: Vec<VersionKey>,
+    /// With album folders: the folders (`dir/` prefixes) where its photo is planned now. A
+    /// file of the same name there that is a hard link of it (same inode) goes with it.
+    pub link_dirs: Vec<String>,
 }
 
 /// Remove the stale files whose replacements are on disk (see the module docs). Run after
@@ -49,9 +52,18 @@ pub(super) fn remove(
     let Some(root) = ctx.root_id else {
         return Ok(());
     };
-    // An asset in several album folders is noted once per folder.
-    let mut seen = HashSet::new();
-    stale.retain(|s| seen.insert((s.version, s.rel_path.clone())));
+    // An asset in several album folders is noted once per folder: merge them.
+    stale.sort_by(|a, b| (a.version, &a.rel_path).cmp(&(b.version, &b.rel_path)));
+    let mut merged: Vec<StaleFile> = Vec::with_capacity(stale.len());
+    for file in stale {
+        match merged.last_mut() {
+            Some(last) if last.version == file.version && last.rel_path == file.rel_path => {
+                last.link_dirs.extend(file.link_dirs);
+            }
+            _ => merged.push(file),
+        }
+    }
+    let stale = merged;
     let needed: Vec<VersionKey> = stale
         .iter()
         .flat_map(|s| s.replaced_by.iter().copied())
@@ -84,8 +96,8 @@ pub(super) fn remove(
             continue;
         }
         let path = ctx.root.join(&file.rel_path);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => {}
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
             Ok(_) => continue,
             Err(_) => {
                 // Already gone: only the record is left to drop.
@@ -94,7 +106,7 @@ pub(super) fn remove(
                 }
                 continue;
             }
-        }
+        };
         let (_, sha256) = hash_file(&path).map_err(|source| MirrorError::LocalIo {
             context: "reading",
             path: path.clone(),
@@ -125,26 +137,50 @@ pub(super) fn remove(
             ctx.counters.warn();
             continue;
         }
-        std::fs::remove_file(&path).map_err(|source| MirrorError::LocalIo {
-            context: "removing",
-            path: path.clone(),
-            source,
-        })?;
-        let sidecar = crate::metadata::sidecar_path(&path);
-        if sidecar.exists() {
-            let _ = std::fs::remove_file(&sidecar);
+        let links = hard_links(ctx, &file, &meta);
+        for target in std::iter::once(&path).chain(&links) {
+            std::fs::remove_file(target).map_err(|source| MirrorError::LocalIo {
+                context: "removing",
+                path: target.clone(),
+                source,
+            })?;
+            let sidecar = crate::metadata::sidecar_path(target);
+            if sidecar.exists() {
+                let _ = std::fs::remove_file(&sidecar);
+            }
+            if let Some(dir) = target.parent() {
+                left_dirs.insert(dir.to_path_buf());
+            }
         }
         if file.recorded {
             forget(ctx, file.version);
-        }
-        if let Some(dir) = path.parent() {
-            left_dirs.insert(dir.to_path_buf());
         }
         ctx.counters.replaced.fetch_add(1, Ordering::Relaxed);
         tracing::info!(path = %file.rel_path, "removed: replaced by the photo's edited version");
     }
     super::reconcile::remove_empty_dirs(&ctx.root, left_dirs);
     Ok(())
+}
+
+/// The hard links of `file` (same device and inode) under its name in its `link_dirs`.
+fn hard_links(ctx: &RunContext, file: &StaleFile, meta: &std::fs::Metadata) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let name = file.rel_path.rsplit('/').next().unwrap_or(&file.rel_path);
+    let mut out = Vec::new();
+    for dir in &file.link_dirs {
+        let candidate = format!("{dir}{name}");
+        if candidate == file.rel_path || ctx.claims.owner(&candidate).is_some() {
+            continue;
+        }
+        let path = ctx.root.join(&candidate);
+        if std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.dev() == meta.dev() && m.ino() == meta.ino())
+            && !out.contains(&path)
+        {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Recorded files of the root by lowercase path.

@@ -207,3 +207,74 @@ fn sha256_bytes(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+/// The plan of an album layout (`--album all --folder-structure {album}` + `extra`): every
+/// album's members laid out in its folder.
+fn album_tree(env: &Env, extra: &[&str]) -> BTreeMap<String, (String, String)> {
+    use icloudpd_rs::catalog::AssetFilter;
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let policy = config_for(&[&["--folder-structure", "{album}"], extra].concat()).policy;
+    let mut out = BTreeMap::new();
+    for album in catalog.albums(lib).unwrap() {
+        if album.album.is_folder || album.album.deleted {
+            continue;
+        }
+        let members: Vec<_> = catalog
+            .assets(lib, AssetFilter::Album(album.key))
+            .map(|a| a.unwrap().asset)
+            .collect();
+        let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
+        for f in icloudpd_rs::layout::plan_tree(&members, &policy, Some(&path)) {
+            out.insert(
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn edits_reach_every_album_folder_of_a_photo() {
+    let env = Env::new(small(60));
+    let photos = env.folder("photos");
+    let flags = [
+        "--album",
+        "all",
+        "--folder-structure",
+        "{album}",
+        "--size",
+        "adjusted",
+    ];
+    env.sync(&photos, &flags).expect_code(0);
+    let before = album_tree(&env, ADJUSTED);
+    assert_tree(&env, &photos, &before);
+    // Unedited photos that are in several albums.
+    let mut paths_of: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (path, (id, version)) in &before {
+        if version == "original" && !path.ends_with(".MOV") {
+            paths_of.entry(id).or_default().push(path);
+        }
+    }
+    let ids: Vec<String> = paths_of
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(id, _)| id.to_string())
+        .take(4)
+        .collect();
+    assert!(
+        !ids.is_empty(),
+        "no photo in two albums: the test proves little"
+    );
+
+    // The edit replaces the original in every folder (hard links of it included)...
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, &flags).expect_code(0);
+    assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
+    // ...and so does a second edit of the same photos.
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, &flags).expect_code(0);
+    assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
+    assert_recorded(&env, &photos);
+}
