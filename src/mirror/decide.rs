@@ -290,21 +290,25 @@ impl Planner<'_> {
         if previous.is_some_and(|p| p.eq_ignore_ascii_case(&planned)) {
             // An older copy of this very version (the photo was edited): replace it, unless it
             // changed since it was written (then it is not ours to overwrite).
-            if let Some(copy) = copy {
-                if matches!(self.check_copy(copy)?, CopyCheck::Unchanged) {
+            let check = match copy {
+                Some(copy) => self.check_copy(copy)?,
+                None => CopyCheck::Missing,
+            };
+            match (check, copy) {
+                (CopyCheck::Changed, _) => {
+                    let error = format!(
+                        "{planned} changed on disk since it was downloaded, and the photo was \
+                         edited in iCloud since; it is left as it is: move it away to download \
+                         the new version"
+                    );
+                    self.fail_unqueued(&item, &planned, error);
+                    return Ok(true);
+                }
+                (CopyCheck::Unchanged, Some(copy)) => {
+                    // Its links in other album folders are replaced with it.
                     self.replaced.insert(item.version, copy.sha256);
                 }
-            }
-            if let Some(copy) = copy
-                && matches!(self.check_copy(copy)?, CopyCheck::Changed)
-            {
-                let error = format!(
-                    "{planned} changed on disk since it was downloaded, and the photo was \
-                     edited in iCloud since; it is left as it is: move it away to download \
-                     the new version"
-                );
-                self.fail_unqueued(&item, &planned, error);
-                return Ok(true);
+                _ => {}
             }
             return self.queue(item, planned, true);
         }
