@@ -31,6 +31,19 @@ pub enum DownloadUpdate {
     Forget { version: VersionKey },
 }
 
+/// The file a pending or failed version had on disk before, as it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousCopy {
+    /// Where it was written, relative to the root.
+    pub rel_path: String,
+    /// Its size and SHA-256 as written (or as adopted).
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// It holds the version's current content (the state was reset with `reset-state`);
+    /// `false` when the content changed in iCloud since (the photo was edited).
+    pub current: bool,
+}
+
 impl Catalog {
     /// Applies `updates` to `root` in one transaction, in order. Versions that no longer exist
     /// (the asset lost them in a refresh meanwhile) are skipped, not errors: their rows are
@@ -104,7 +117,12 @@ impl Catalog {
                          ON CONFLICT (root_id, version_key) DO UPDATE SET
                             state = 'failed', attempts = attempts + 1,
                             last_error = excluded.last_error, failed_ms = excluded.failed_ms,
-                            size = NULL, sha256 = NULL, source_sha256 = NULL, downloaded_ms = NULL",
+                            size = CASE WHEN state = 'downloaded' THEN NULL ELSE size END,
+                            sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE sha256 END,
+                            source_sha256 = CASE WHEN state = 'downloaded' THEN NULL
+                                                 ELSE source_sha256 END,
+                            downloaded_ms = CASE WHEN state = 'downloaded' THEN NULL
+                                                 ELSE downloaded_ms END",
                     )
                     .and_then(|mut s| s.execute(params![root, version, error, now]))
                     .ctx("recording downloads")?;
@@ -190,6 +208,55 @@ impl Catalog {
             })
             .ctx("reading a source digest")?;
         Ok(found.flatten().and_then(|d| <[u8; 32]>::try_from(d).ok()))
+    }
+
+    /// What is known of the older copies of `versions` in `root` (pending or failed versions
+    /// whose earlier file was recorded with its digest); versions without one are absent.
+    pub fn previous_copies(
+        &self,
+        root: RootId,
+        versions: &[VersionKey],
+    ) -> Result<HashMap<VersionKey, PreviousCopy>> {
+        let mut out = HashMap::new();
+        for chunk in versions.chunks(KEY_BATCH) {
+            let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
+            params.push(root.0);
+            let sql = format!(
+                "SELECT version_key, rel_path, size, sha256, downloaded_ms IS NOT NULL
+                 FROM downloads
+                 WHERE version_key IN ({marks}) AND root_id = ? AND state <> 'downloaded'
+                   AND rel_path IS NOT NULL AND size IS NOT NULL AND sha256 IS NOT NULL"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading older copies")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    let digest: Vec<u8> = r.get(3)?;
+                    Ok((
+                        r.get::<_, VersionKey>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        digest,
+                        r.get::<_, bool>(4)?,
+                    ))
+                })
+                .ctx("reading older copies")?;
+            for row in rows {
+                let (key, rel_path, size, digest, current) = row.ctx("reading older copies")?;
+                let Ok(sha256) = <[u8; 32]>::try_from(digest) else {
+                    continue;
+                };
+                out.insert(
+                    key,
+                    PreviousCopy {
+                        rel_path,
+                        size: super::to_u64(size),
+                        sha256,
+                        current,
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Every version recorded as downloaded in `root` with its relative path (for finding who

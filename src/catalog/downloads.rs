@@ -4,6 +4,12 @@
 //! A root is an absolute directory: `sync -d A` and a mirror into `B` keep separate state, so
 //! one catalog can feed several trees. A version with no row in a root has never been planned
 //! there; the sync engine registers what it plans with [`Catalog::mark_pending`].
+//!
+//! A pending or failed row keeps the path of the file written before (`rel_path`), and its
+//! size and SHA-256 when known (a [`super::PreviousCopy`]): after an edit in iCloud (the
+//! content changed; `downloaded_ms` is cleared) or a `reset-state` (the content did not;
+//! `downloaded_ms` stays). A failure of a version recorded as downloaded forgets the old
+//! digest: that file is missing or damaged (`verify --repair`).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -235,8 +241,11 @@ impl Catalog {
                  VALUES (?1, ?2, 'failed', 1, ?3, ?4)
                  ON CONFLICT (root_id, version_key) DO UPDATE SET
                     state = 'failed', attempts = attempts + 1, last_error = excluded.last_error,
-                    failed_ms = excluded.failed_ms, size = NULL, sha256 = NULL, source_sha256 = NULL,
-                    downloaded_ms = NULL
+                    failed_ms = excluded.failed_ms,
+                    size = CASE WHEN state = 'downloaded' THEN NULL ELSE size END,
+                    sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE sha256 END,
+                    source_sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE source_sha256 END,
+                    downloaded_ms = CASE WHEN state = 'downloaded' THEN NULL ELSE downloaded_ms END
                  RETURNING attempts",
             )
             .and_then(|mut s| s.query_row(params![root, version, error, now_ms()], |r| r.get(0)))
@@ -259,7 +268,10 @@ impl Catalog {
     }
 
     /// Puts every known version of one root (or of all roots) back to pending, so the next sync
-    /// fetches it again. Returns how many states changed.
+    /// checks each file again. What was recorded of a downloaded file (path, size, SHA-256, as
+    /// a [`PreviousCopy`] that still holds the current content) is kept: the sync keeps a file
+    /// whose bytes still match without downloading it, and never takes one that changed for a
+    /// download. Returns how many states changed.
     pub fn reset_downloads(&mut self, root: Option<RootId>) -> Result<u64> {
         let tx = self.write_tx("resetting downloads")?;
         if let Some(root) = root {
@@ -267,8 +279,8 @@ impl Catalog {
         }
         let n = tx
             .execute(
-                "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL, source_sha256 = NULL,
-                    downloaded_ms = NULL, attempts = 0, last_error = NULL, failed_ms = NULL
+                "UPDATE downloads SET state = 'pending', attempts = 0, last_error = NULL,
+                    failed_ms = NULL
                  WHERE (?1 IS NULL OR root_id = ?1) AND state <> 'pending'",
                 [root],
             )
@@ -347,9 +359,11 @@ fn download_page(
 }
 
 /// Sends a version whose content changed back to pending in every root (inside an upsert).
+/// The older copy's path, size and SHA-256 stay (a [`PreviousCopy`] of older content), so the
+/// sync can tell whether the file on disk is still the one it wrote before replacing it.
 pub(super) fn reset_version(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
     tx.prepare_cached(
-        "UPDATE downloads SET state = 'pending', size = NULL, sha256 = NULL, source_sha256 = NULL, downloaded_ms = NULL,
+        "UPDATE downloads SET state = 'pending', source_sha256 = NULL, downloaded_ms = NULL,
             attempts = 0, last_error = NULL, failed_ms = NULL
          WHERE version_key = ?1",
     )

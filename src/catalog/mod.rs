@@ -67,7 +67,7 @@ use serde::Serialize;
 pub use albums::{AlbumEntry, AlbumTreeCounts};
 pub use assets::PageCounts;
 pub use changes::{ChangeBatch, ChangeCounts, FlagChange};
-pub use download_batch::DownloadUpdate;
+pub use download_batch::{DownloadUpdate, PreviousCopy};
 pub use downloads::{DownloadRecord, DownloadRoot, DownloadState, DownloadStateKind};
 pub use error::{CatalogError, Result};
 pub use libraries::LibraryRecord;

@@ -9,6 +9,7 @@ mod demo_cmd;
 pub mod global;
 mod login_cmd;
 pub mod mount_cmd;
+mod progress;
 mod sim_cmd;
 mod state_cmd;
 pub mod sync_cmd;
@@ -27,9 +28,28 @@ pub mod exit {
     pub const AUTH: i32 = 3;
 }
 
+/// How runs end, for `--help`.
+const EXIT_HELP: &str = "Exit codes: 0 ok, 1 failure (bad input, disk, server), 2 partial (some \
+files failed; see `status --failed`), 3 authentication needed (run `login`). A run stopped by a \
+signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as shells expect: files in \
+flight get 10 s to finish, what is done is recorded, the next run resumes the rest; a second \
+signal quits at once (finished files not yet recorded are adopted by the next run).";
+
+/// What `sync` does to files already in the folder, for `sync --help`.
+const SYNC_HELP: &str = "Files already there: a file recorded as downloaded is skipped without \
+being read; an unknown file at a planned path with exactly the planned size is adopted, as \
+icloudpd does (any other file in the way is reported, never overwritten); after `reset-state` \
+each recorded file is read back and kept only if its SHA-256 is the one recorded. A photo edited \
+in iCloud gets its new file; the file it replaces (its original under --size adjusted, an older \
+copy of the edit) is removed once the new one is on disk, and only if its bytes are still the \
+ones downloaded. Nothing else is ever deleted unless --auto-delete is given.
+
+Exit codes: 0 ok, 1 failure, 2 partial, 3 authentication needed, 128 + N when stopped by \
+signal N (130 Ctrl-C, 143 SIGTERM; the next run resumes).";
+
 /// Your iCloud Photos library as ordinary files.
 #[derive(Debug, Parser)]
-#[command(name = "icloudpd-rs", version, about, long_about = None)]
+#[command(name = "icloudpd-rs", version, about, long_about = None, after_help = EXIT_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +60,7 @@ pub struct Cli {
 pub enum Command {
     /// Download the library into a folder tree, resumably (the default: `icloudpd-rs -u ME
     /// -d DIR` means `icloudpd-rs sync -u ME -d DIR`).
+    #[command(after_help = SYNC_HELP)]
     Sync(Box<sync_cmd::SyncArgs>),
     /// Download again the files whose last attempt failed (same flags as the sync).
     RetryFailed(Box<sync_cmd::SyncArgs>),
@@ -49,7 +70,9 @@ pub enum Command {
     /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
     /// unchanged).
     Verify(state_cmd::VerifyArgs),
-    /// Forget what was downloaded into a folder (files stay; the next sync adopts them).
+    /// Forget what was downloaded into a folder. Files stay; the next sync reads each one
+    /// back and keeps it only if its SHA-256 is the one recorded at download (a changed file
+    /// is reported, never overwritten), and downloads what is missing.
     ResetState(state_cmd::ResetStateArgs),
     /// Try it all without an Apple account: a simulated library, mounted and mirrored, with
     /// things to try. Ctrl-C cleans everything up.
@@ -121,13 +144,14 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     argv
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
+/// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
+/// the default level.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

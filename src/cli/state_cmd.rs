@@ -26,7 +26,11 @@ pub struct VerifyArgs {
     pub repair: bool,
 }
 
-/// Arguments of `reset-state`.
+/// Arguments of `reset-state`: forget what was downloaded. The next sync verifies each file
+/// recorded before (size and SHA-256 read back): one that still matches is kept without a
+/// download (renamed if the layout changed), one that changed is reported as failed and left
+/// as it is (never overwritten: move it away to get iCloud's copy), a missing one is
+/// downloaded.
 #[derive(Debug, clap::Args)]
 pub struct ResetStateArgs {
     #[command(flatten)]
@@ -186,7 +190,9 @@ pub fn reset_state(args: ResetStateArgs) -> i32 {
         if !args.yes {
             return Err(CommandError::failure(
                 "reset-state forgets what was downloaded (files stay on disk; the next sync \
-                 adopts complete ones and downloads the rest); add --yes to do it",
+                 reads each one and keeps it if its SHA-256 is still the one recorded when it \
+                 was downloaded, reports the ones that changed and downloads the rest); add \
+                 --yes to do it",
             ));
         }
         let mut catalog = ctx.open_catalog()?;
@@ -202,8 +208,11 @@ pub fn reset_state(args: ResetStateArgs) -> i32 {
             }
             None => None,
         };
-        let n = catalog.forget_downloads(root)?;
-        println!("{n} download states forgotten; no file was touched");
+        let n = catalog.reset_downloads(root)?;
+        println!(
+            "{n} download states reset; no file was touched (the next sync checks every file \
+             against its recorded SHA-256)"
+        );
         Ok(())
     })();
     match result {

@@ -5,20 +5,19 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::args::{LayoutArgs, MetadataArgs, SelectionArgs};
 use super::context::{self, AccountContext, CommandError};
 use super::exit;
 use super::global::GlobalArgs;
+use super::progress::{self, ProgressLine};
 use crate::auth::{AccountSession, AuthError, Authenticator};
 use crate::catalog::Catalog;
 use crate::fetch::FetchConfig;
 use crate::mirror::notify::{self, Event, Figures};
 use crate::mirror::{
-    self, LiveCounters, Mirror, MirrorConfig, MirrorError, RunMode, RunOutcome, RunReport, signals,
-    watch,
+    self, Mirror, MirrorConfig, MirrorError, RunMode, RunOutcome, RunReport, signals, watch,
 };
 use crate::refresh::{LibrarySelector, RefreshOptions};
 
@@ -222,9 +221,13 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         config.deletion.confirm = Some(confirmation());
     }
     if dry_run {
-        config.on_planned = Some(Arc::new(|path: &str| println!("{path}")));
+        config.on_planned = Some(Arc::new(|path: &str| {
+            progress::suspend(|| println!("{path}"))
+        }));
         if !args.run.only_print_filenames {
-            config.on_deletion = Some(Arc::new(|line: &str| eprintln!("{line}")));
+            config.on_deletion = Some(Arc::new(|line: &str| {
+                progress::suspend(|| eprintln!("{line}"))
+            }));
         }
     }
     let show_progress = !args.run.no_progress_bar
@@ -252,6 +255,15 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
+                if let Some(path) = &args.run.report_json {
+                    let outcome = RunOutcome::Failed {
+                        error: e.to_string(),
+                    };
+                    let report = mirror::Counters::default().report(Duration::ZERO, outcome);
+                    if let Err(err) = write_report(path, &report) {
+                        eprintln!("icloudpd-rs: {err}");
+                    }
+                }
                 return Err(e.into());
             }
         };
@@ -285,7 +297,12 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
 
 /// Deletions are confirmed on a terminal; without one (cron) they need `--yes`.
 fn confirmation() -> mirror::Confirm {
-    Arc::new(|question: &str| {
+    Arc::new(|question: &str| progress::suspend(|| ask(question)))
+}
+
+/// Ask on the terminal; "no" without one.
+fn ask(question: &str) -> bool {
+    {
         if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
             eprintln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
             return false;
@@ -296,7 +313,7 @@ fn confirmation() -> mirror::Confirm {
             return false;
         }
         matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
-    })
+    }
 }
 
 /// Open the catalog as its writer, explaining the lock when another sync holds it.
@@ -497,51 +514,5 @@ impl Notifier {
             exit::FAILURE
         };
         self.send(event, None, code, &e.to_string());
-    }
-}
-
-/// The progress bar on stderr: files and bytes, redrawn a few times a second.
-struct ProgressLine {
-    bar: indicatif::ProgressBar,
-    ticker: tokio::task::JoinHandle<()>,
-}
-
-impl ProgressLine {
-    fn start(counters: LiveCounters) -> ProgressLine {
-        let bar = indicatif::ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        let b = bar.clone();
-        let ticker = tokio::spawn(async move {
-            loop {
-                let c = counters.current();
-                let done = c.downloaded.load(Ordering::Relaxed)
-                    + c.failed.load(Ordering::Relaxed)
-                    + c.skipped();
-                let planned = c.planned.load(Ordering::Relaxed);
-                b.set_length(planned.max(done));
-                b.set_position(done);
-                if planned == 0 && done == 0 {
-                    b.set_message("(listing and planning)");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                b.set_message(format!(
-                    "({} downloaded, {} failed, {:.1} MB)",
-                    c.downloaded.load(Ordering::Relaxed),
-                    c.failed.load(Ordering::Relaxed),
-                    c.bytes.load(Ordering::Relaxed) as f64 / 1e6
-                ));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-        ProgressLine { bar, ticker }
-    }
-
-    fn finish(self) {
-        self.ticker.abort();
-        self.bar.finish_and_clear();
     }
 }

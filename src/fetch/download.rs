@@ -10,6 +10,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
@@ -32,6 +33,10 @@ pub struct Download<'a> {
     pub checksum: &'a str,
     /// Modification time to give the file (the asset's date).
     pub mtime: Option<SystemTime>,
+    /// Set when the bytes are all in and the file is being moved into place: from then on
+    /// the caller must let the call finish (dropping it could leave the file in place with
+    /// nobody told), which takes only local disk time.
+    pub committing: Option<&'a AtomicBool>,
 }
 
 /// A completed download.
@@ -386,6 +391,9 @@ async fn finalize(
     fetched: u64,
     resumed_from: u64,
 ) -> Result<DownloadOutcome, FetchError> {
+    if let Some(flag) = job.committing {
+        flag.store(true, Ordering::SeqCst);
+    }
     let temp = temp.to_path_buf();
     let dest = job.dest.to_path_buf();
     let mtime = job.mtime;

@@ -5,11 +5,18 @@
 //! | downloaded at the planned path | present | skip |
 //! | downloaded elsewhere | present there | skip; rename at the end (`reconcile`) |
 //! | downloaded | missing | download again |
-//! | not downloaded | nothing at the path | download |
-//! | not downloaded | an older copy of this version | download, replacing it |
+//! | not downloaded | nothing at the path | download (an older copy elsewhere goes once it is done) |
+//! | reset (`reset-state`) | the file recorded before, bytes unchanged (SHA-256) | keep it (renamed if the plan moved) |
+//! | reset (`reset-state`) | the file recorded before, bytes changed | fail this file; never overwrite it |
+//! | not downloaded | an older copy of this version (edited in iCloud), bytes as written | download, replacing it |
+//! | not downloaded | an older copy of this version, bytes changed since | fail this file; never overwrite it |
 //! | not downloaded | a file of another version of this run or catalog | download beside it ("parked"), rename at the end |
 //! | not downloaded | an unknown file of the right size | adopt it (hash, record) |
 //! | not downloaded | an unknown file of another size | fail this file; never overwrite it |
+//!
+//! An asset whose adjusted version appeared (edited in iCloud) while only the edit is asked
+//! for (`--size adjusted`) no longer plans its original: the original's file is noted as
+//! superseded and removed once the edit is on disk (`supersede`).
 //!
 //! Runs on a blocking thread (SQLite reads, `stat`s, hashing of adopted files) and sends jobs
 //! to the URL resolver over a bounded channel, so planning never runs far ahead of the
@@ -24,13 +31,16 @@ use std::sync::atomic::Ordering;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::catalog::{Catalog, DownloadState, DownloadUpdate, LibraryId, VersionKey};
-use crate::model::Library;
+use crate::catalog::{
+    AssetKey, Catalog, DownloadState, DownloadUpdate, LibraryId, PreviousCopy, VersionKey,
+};
+use crate::model::{Library, VersionKind};
 
 use super::engine::RunContext;
 use super::plan::{PlanItem, TreeIndex};
 use super::reconcile::PendingMove;
 use super::report::{Failure, SkipReason};
+use super::supersede::StaleFile;
 use super::worker::{FileSpec, Job};
 use super::{MirrorError, RunMode};
 
@@ -41,7 +51,12 @@ pub(super) struct Leftovers {
     pub moves: Vec<PendingMove>,
     /// (first path, other path) of a version planned at several paths (an asset in several
     /// album folders): the other paths become links to the one downloaded file.
-    pub links: Vec<(String, String)>,
+    pub links: Vec<(VersionKey, String, String)>,
+    /// Versions whose older copy (this SHA-256) is replaced in this run: links of it at the
+    /// other paths of an album layout are replaced too.
+    pub replaced: HashMap<VersionKey, [u8; 32]>,
+    /// Files replaced by other files of their photo, removed once those are on disk.
+    pub stale: Vec<StaleFile>,
 }
 
 /// Plan the run and queue its downloads.
@@ -75,6 +90,8 @@ pub(super) fn plan(
         missing: 0,
         first_paths: config.policy.folder.uses_album().then(HashMap::new),
         links: Vec::new(),
+        stale: Vec::new(),
+        replaced: HashMap::new(),
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -86,8 +103,20 @@ pub(super) fn plan(
             Some(root) => catalog.download_states(root, &versions)?,
             None => HashMap::new(),
         };
+        let with_copies: Vec<VersionKey> = states
+            .iter()
+            .filter(|(_, s)| previous_path(s).is_some())
+            .map(|(v, _)| *v)
+            .collect();
+        let copies = match ctx.root_id {
+            Some(root) if !with_copies.is_empty() => catalog.previous_copies(root, &with_copies)?,
+            _ => HashMap::new(),
+        };
+        if config.mode == RunMode::Download {
+            planner.find_superseded(&items)?;
+        }
         for item in items {
-            if !planner.decide(item, &states)? {
+            if !planner.decide(item, &states, &copies)? {
                 break;
             }
         }
@@ -101,7 +130,29 @@ pub(super) fn plan(
     Ok(Leftovers {
         moves: planner.moves,
         links: planner.links,
+        stale: planner.stale,
+        replaced: planner.replaced,
     })
+}
+
+/// Where an older copy of a pending or failed version was written, if anywhere.
+fn previous_path(state: &DownloadState) -> Option<&str> {
+    match state {
+        DownloadState::Pending { previous_path } | DownloadState::Failed { previous_path, .. } => {
+            previous_path.as_deref()
+        }
+        DownloadState::Downloaded { .. } => None,
+    }
+}
+
+/// What the bytes of a recorded copy say.
+enum CopyCheck {
+    /// Nothing there (or not a file).
+    Missing,
+    /// Exactly the bytes recorded.
+    Unchanged,
+    /// Something else: changed since it was written.
+    Changed,
 }
 
 struct Planner<'a> {
@@ -117,7 +168,9 @@ struct Planner<'a> {
     /// With `{album}` folders: where each version was first planned (a version has one
     /// download state, so it is downloaded once and linked at its other paths).
     first_paths: Option<HashMap<VersionKey, String>>,
-    links: Vec<(String, String)>,
+    links: Vec<(VersionKey, String, String)>,
+    stale: Vec<StaleFile>,
+    replaced: HashMap<VersionKey, [u8; 32]>,
 }
 
 impl Planner<'_> {
@@ -126,6 +179,7 @@ impl Planner<'_> {
         &mut self,
         item: PlanItem,
         states: &HashMap<VersionKey, DownloadState>,
+        copies: &HashMap<VersionKey, PreviousCopy>,
     ) -> Result<bool, MirrorError> {
         let ctx = self.ctx;
         let mode = ctx.config.mode;
@@ -139,7 +193,7 @@ impl Planner<'_> {
         if let Some(first) = self.first_paths.as_mut() {
             match first.get(&item.version) {
                 Some(path) => {
-                    self.links.push((path.clone(), planned));
+                    self.links.push((item.version, path.clone(), planned));
                     counters.skip(SkipReason::Linked);
                     return Ok(true);
                 }
@@ -192,11 +246,70 @@ impl Planner<'_> {
             RunMode::Download | RunMode::RetryFailed => {}
         }
 
+        let copy = copies.get(&item.version);
+        if let Some(copy) = copy.filter(|c| c.current) {
+            // The state was reset: the file written before is kept if its bytes still match.
+            match self.check_copy(copy)? {
+                CopyCheck::Unchanged => {
+                    self.record_copy(&item, copy);
+                    if !copy.rel_path.eq_ignore_ascii_case(&planned) {
+                        self.moves.push(PendingMove::new(item.version, planned));
+                    }
+                    return Ok(true);
+                }
+                CopyCheck::Changed if copy.rel_path.eq_ignore_ascii_case(&planned) => {
+                    let error = format!(
+                        "{planned} changed on disk since it was downloaded (its SHA-256 is not \
+                         the one recorded); it is left as it is: move it away to download \
+                         iCloud's copy again"
+                    );
+                    self.fail_unqueued(&item, &planned, error);
+                    return Ok(true);
+                }
+                // Gone, or changed at a path the plan no longer uses: download as usual.
+                CopyCheck::Changed | CopyCheck::Missing => {}
+            }
+        }
         let Some(meta) = on_disk else {
+            if let Some(copy) =
+                copy.filter(|c| !c.current && !c.rel_path.eq_ignore_ascii_case(&planned))
+            {
+                // The photo was edited and its file moved: the older copy goes once the new
+                // one is on disk (if it is still the one written).
+                self.stale.push(StaleFile {
+                    version: item.version,
+                    rel_path: copy.rel_path.clone(),
+                    sha256: copy.sha256,
+                    recorded: false,
+                    replaced_by: vec![item.version],
+                    link_dirs: Vec::new(),
+                });
+            }
             return self.queue(item, planned, false);
         };
         if previous.is_some_and(|p| p.eq_ignore_ascii_case(&planned)) {
-            // An older copy of this very version (the photo was edited): replace it.
+            // An older copy of this very version (the photo was edited): replace it, unless it
+            // changed since it was written (then it is not ours to overwrite).
+            let check = match copy {
+                Some(copy) => self.check_copy(copy)?,
+                None => CopyCheck::Missing,
+            };
+            match (check, copy) {
+                (CopyCheck::Changed, _) => {
+                    let error = format!(
+                        "{planned} changed on disk since it was downloaded, and the photo was \
+                         edited in iCloud since; it is left as it is: move it away to download \
+                         the new version"
+                    );
+                    self.fail_unqueued(&item, &planned, error);
+                    return Ok(true);
+                }
+                (CopyCheck::Unchanged, Some(copy)) => {
+                    // Its links in other album folders are replaced with it.
+                    self.replaced.insert(item.version, copy.sha256);
+                }
+                _ => {}
+            }
             return self.queue(item, planned, true);
         }
         if let Some(owner) = ctx
@@ -221,6 +334,100 @@ impl Planner<'_> {
         );
         self.fail_unqueued(&item, &planned, error);
         Ok(true)
+    }
+
+    /// Compare a recorded copy with what is on disk now (size first, then SHA-256).
+    fn check_copy(&self, copy: &PreviousCopy) -> Result<CopyCheck, MirrorError> {
+        let path = self.ctx.root.join(&copy.rel_path);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == copy.size => {}
+            Ok(m) if m.is_file() => return Ok(CopyCheck::Changed),
+            _ => return Ok(CopyCheck::Missing),
+        }
+        let (_, sha256) = hash_file(&path).map_err(|source| MirrorError::LocalIo {
+            context: "reading",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(if sha256 == copy.sha256 {
+            CopyCheck::Unchanged
+        } else {
+            CopyCheck::Changed
+        })
+    }
+
+    /// Record a checked copy as downloaded again, where it is.
+    fn record_copy(&mut self, item: &PlanItem, copy: &PreviousCopy) {
+        if let Some(state) = &self.ctx.state {
+            let source_sha256 = self.ctx.root_id.and_then(|root| {
+                self.catalog
+                    .download_source_digest(item.version, root)
+                    .ok()
+                    .flatten()
+            });
+            state.send(DownloadUpdate::Downloaded {
+                version: item.version,
+                rel_path: copy.rel_path.clone(),
+                size: copy.size,
+                sha256: copy.sha256,
+                source_sha256,
+            });
+        }
+        self.ctx.claims.claim(&copy.rel_path, item.version).ok();
+        self.ctx.counters.skip(SkipReason::Adopted);
+    }
+
+    /// Note the originals that an edit superseded: assets of this directory whose adjusted
+    /// version is now planned for the `adjusted` size in place of the original (which the plan
+    /// no longer has), with the original recorded as downloaded here.
+    fn find_superseded(&mut self, items: &[PlanItem]) -> Result<(), MirrorError> {
+        let Some(root) = self.ctx.root_id else {
+            return Ok(());
+        };
+        let mut by_asset: HashMap<AssetKey, (&PlanItem, Vec<VersionKey>, bool)> = HashMap::new();
+        for item in items {
+            let entry = by_asset
+                .entry(item.asset.key)
+                .or_insert_with(|| (item, Vec::new(), false));
+            entry.1.push(item.version);
+            entry.2 |= item.file.role == VersionKind::Adjusted
+                && item.file.version == VersionKind::Adjusted;
+        }
+        let mut candidates: Vec<(VersionKey, Vec<VersionKey>, String)> = Vec::new();
+        for (item, planned, edited) in by_asset.into_values() {
+            if let Some(original) = item.asset.version_key(VersionKind::Original)
+                && edited
+                && !planned.contains(&original)
+            {
+                candidates.push((original, planned, item.file.dir.join("")));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<VersionKey> = candidates.iter().map(|(v, ..)| *v).collect();
+        let states = self.catalog.download_states(root, &keys)?;
+        for (original, replaced_by, dir) in candidates {
+            if let Some(DownloadState::Downloaded {
+                rel_path, sha256, ..
+            }) = states.get(&original)
+            {
+                self.stale.push(StaleFile {
+                    version: original,
+                    rel_path: rel_path.clone(),
+                    sha256: *sha256,
+                    recorded: true,
+                    replaced_by,
+                    link_dirs: self
+                        .first_paths
+                        .is_some()
+                        .then_some(dir)
+                        .into_iter()
+                        .collect(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether a path relative to the root exists (a cheap `stat`).

@@ -26,6 +26,7 @@ use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
 use super::{
     MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
+    supersede,
 };
 
 /// What [`run`] is given.
@@ -262,7 +263,32 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     if let Some(state) = &ctx.state {
         state.flush().await;
     }
-    let decide::Leftovers { moves, links } = leftovers;
+    let decide::Leftovers {
+        moves,
+        links,
+        stale,
+        replaced,
+    } = leftovers;
+    if writes && !ctx.stop.is_cancelled() && !stale.is_empty() {
+        let ctx2 = ctx.clone();
+        let targets: std::collections::HashSet<String> =
+            moves.iter().map(|m| m.target.to_lowercase()).collect();
+        let result = tokio::task::spawn_blocking(move || {
+            let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
+            supersede::remove(&ctx2, &reader, stale, &targets)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ctx.fatal(e),
+            Err(e) => ctx.fatal(MirrorError::State(format!(
+                "removing replaced files failed: {e}"
+            ))),
+        }
+        if let Some(state) = &ctx.state {
+            state.flush().await;
+        }
+    }
     if writes && !ctx.stop.is_cancelled() && !(moves.is_empty() && links.is_empty()) {
         let ctx2 = ctx.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -270,7 +296,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             if !moves.is_empty() {
                 reconcile::settle(&ctx2, &reader, moves)?;
             }
-            reconcile::link_duplicates(&ctx2, links)
+            reconcile::link_duplicates(&ctx2, links, &replaced)
         })
         .await;
         match result {

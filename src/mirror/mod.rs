@@ -16,7 +16,9 @@
 //!    workers (`worker`) through `fetch::download`. Results go to a single catalog-writer
 //!    thread (`state`) that commits them in small batches. Failures worth retrying get a
 //!    second pass with fresh URLs.
-//! 5. `reconcile` renames files whose recorded path differs from the plan (a collision only
+//! 5. `supersede` removes the files other files of their photo replaced (an edit), once
+//!    those are on disk and only if their bytes are still the ones written; then
+//!    `reconcile` renames files whose recorded path differs from the plan (a collision only
 //!    discovered late in a first listing, a changed layout), two-phase for swaps, never
 //!    re-downloading; then, after a complete run, removes stale temp files.
 //! 6. `delete`: `--auto-delete` and the moves to Recently Deleted in iCloud, only after a
@@ -51,6 +53,7 @@ pub mod select;
 pub mod signals;
 mod state;
 mod stream;
+mod supersede;
 mod urls;
 pub mod watch;
 mod worker;
@@ -168,6 +171,21 @@ impl MirrorError {
             MirrorError::Auth(e) => e.is_authentication_problem(),
             MirrorError::Refresh(e) => e.is_authentication_problem(),
             _ => false,
+        }
+    }
+
+    /// A local I/O failure (a full disk says so).
+    fn local_io(context: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            MirrorError::DiskFull {
+                path: path.to_path_buf(),
+            }
+        } else {
+            MirrorError::LocalIo {
+                context,
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 

@@ -219,7 +219,7 @@ fn recorded_files(catalog: &Catalog, root: crate::catalog::RootId) -> RecordedFi
 }
 
 /// `<stem>-moved-<n>.<ext>`: the first such name that is free.
-fn free_name(root: &Path, rel_path: &str) -> String {
+pub(super) fn free_name(root: &Path, rel_path: &str) -> String {
     let (dir, name) = match rel_path.rfind('/') {
         Some(i) => (&rel_path[..=i], &rel_path[i + 1..]),
         None => ("", rel_path),
@@ -241,31 +241,63 @@ fn free_name(root: &Path, rel_path: &str) -> String {
 
 /// Give a file planned at several paths (an asset in several album folders) its other paths:
 /// a hard link to the downloaded file, or a copy (temp + rename) across file systems. Paths
-/// already present are left alone; a missing first file leaves its links for the next run.
+/// already present are left alone, except an older copy of a version replaced in this run
+/// (`replaced`: its SHA-256 as written) that still has exactly those bytes: it is replaced by
+/// the new file. A missing first file leaves its links for the next run.
 pub(super) fn link_duplicates(
     ctx: &RunContext,
-    links: Vec<(String, String)>,
+    links: Vec<(VersionKey, String, String)>,
+    replaced: &HashMap<VersionKey, [u8; 32]>,
 ) -> Result<(), MirrorError> {
-    for (first, other) in links {
+    use std::os::unix::fs::MetadataExt;
+    for (version, first, other) in links {
         let (from, to) = (ctx.root.join(&first), ctx.root.join(&other));
-        if std::fs::symlink_metadata(&to).is_ok() || !from.is_file() {
+        let Ok(source) = std::fs::metadata(&from) else {
+            continue;
+        };
+        if !source.is_file() {
             continue;
         }
+        let replace = match std::fs::symlink_metadata(&to) {
+            Err(_) => false,
+            Ok(m) if m.dev() == source.dev() && m.ino() == source.ino() => continue,
+            Ok(m) => {
+                let old = replaced.get(&version);
+                let ours = m.is_file()
+                    && old.is_some_and(|old| {
+                        super::decide::hash_file(&to).is_ok_and(|(_, sha)| sha == *old)
+                    });
+                if !ours {
+                    continue;
+                }
+                true
+            }
+        };
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| io_error("creating the folder", parent, e))?;
         }
-        if std::fs::hard_link(&from, &to).is_err() {
-            let temp = to.with_file_name(format!(
-                ".{}.icloudpd-rs-copy",
-                to.file_name().unwrap_or_default().to_string_lossy()
-            ));
+        // Short and unique per version in its folder (the name may be 255 bytes already).
+        let temp = to.with_file_name(format!(
+            ".icloudpd-rs-link-{}{}",
+            version.0, ctx.fetch.temp_suffix
+        ));
+        let _ = std::fs::remove_file(&temp);
+        if std::fs::hard_link(&from, &temp).is_err() {
             std::fs::copy(&from, &temp)
                 .and_then(|_| std::fs::File::open(&temp)?.sync_all())
-                .and_then(|()| rename_noreplace(&temp, &to))
                 .map_err(|e| io_error("copying", &from, e))?;
         }
-        tracing::debug!(from = %first, to = %other, "linked a file planned in several folders");
+        let placed = if replace {
+            std::fs::rename(&temp, &to)
+        } else {
+            rename_noreplace(&temp, &to)
+        };
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io_error("linking", &to, e));
+        }
+        tracing::debug!(from = %first, to = %other, replace, "linked a file planned in several folders");
     }
     Ok(())
 }
@@ -322,7 +354,7 @@ pub(super) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Remove directories left empty by renames, up to (not including) the root.
-fn remove_empty_dirs(root: &Path, dirs: HashSet<PathBuf>) {
+pub(super) fn remove_empty_dirs(root: &Path, dirs: HashSet<PathBuf>) {
     for dir in dirs {
         let mut d = dir.as_path();
         while d != root && d.starts_with(root) {

@@ -18,7 +18,8 @@ pub const MAX_LISTED_FAILURES: usize = 1000;
 pub enum SkipReason {
     /// Recorded as downloaded and present.
     AlreadyDownloaded,
-    /// A complete file was found at its path and adopted.
+    /// A complete file was found at its path and adopted (after a `reset-state`: the file
+    /// recorded before, its SHA-256 checked).
     Adopted,
     /// Not fetched because the run is a dry run.
     DryRun,
@@ -47,6 +48,8 @@ pub struct Counters {
     pub queued_bytes: AtomicU64,
     /// Files renamed to their planned path.
     pub moved: AtomicU64,
+    /// Files removed because another file of their photo replaced them (an edit).
+    pub replaced: AtomicU64,
     skipped: [AtomicU64; 4],
     failures: Mutex<Vec<Failure>>,
     warnings: AtomicU64,
@@ -107,6 +110,7 @@ impl Counters {
             SkipReason::AlreadyDownloaded,
             SkipReason::Adopted,
             SkipReason::DryRun,
+            SkipReason::Linked,
         ] {
             let n = Self::get(&self.skipped[reason.index()]);
             if n > 0 {
@@ -124,6 +128,7 @@ impl Counters {
             total: Self::get(&self.planned).max(downloaded + skipped + failed),
             bytes_downloaded: Self::get(&self.bytes),
             moved: Self::get(&self.moved),
+            replaced: Self::get(&self.replaced),
             warnings: Self::get(&self.warnings),
             skip_reasons,
             failures: self
@@ -166,6 +171,9 @@ pub struct RunReport {
     pub bytes_downloaded: u64,
     /// Files renamed to their planned path (collisions settled, layout changed).
     pub moved: u64,
+    /// Files removed because another file of their photo replaced them (the original of a
+    /// photo edited in iCloud under `--size adjusted`, an edited file's older copy).
+    pub replaced: u64,
     pub warnings: u64,
     pub skip_reasons: BTreeMap<SkipReason, u64>,
     /// Failed files (at most [`MAX_LISTED_FAILURES`]).

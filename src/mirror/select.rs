@@ -27,6 +27,13 @@ pub enum SelectionError {
     BadGlob { pattern: String, reason: String },
     #[error("--skip-photos and --skip-videos together select nothing")]
     NothingSelected,
+    #[error(
+        "--skip-created-before {before} is later than --skip-created-after {after}: no photo \
+         can be in both ranges"
+    )]
+    EmptyDateRange { before: String, after: String },
+    #[error("--album {0:?} and --album \"!{0}\" both name the same album")]
+    AlbumTakenAndExcluded(String),
     #[error("--recent and --until-found must be at least 1")]
     ZeroCount,
     #[error(
@@ -139,6 +146,21 @@ impl Selection {
             .skip_created_after
             .map(|v| parse_date("--skip-created-after", v, now))
             .transpose()?;
+        if let (Some(before), Some(after)) = (sel.created_before_ms, sel.created_after_ms)
+            && before > after
+        {
+            return Err(SelectionError::EmptyDateRange {
+                before: flags.skip_created_before.unwrap_or_default().to_string(),
+                after: flags.skip_created_after.unwrap_or_default().to_string(),
+            });
+        }
+        if let Some(name) = sel
+            .albums
+            .iter()
+            .find(|a| sel.exclude_albums.iter().any(|x| x.eq_ignore_ascii_case(a)))
+        {
+            return Err(SelectionError::AlbumTakenAndExcluded(name.clone()));
+        }
         if !flags.filename_exclude.is_empty() {
             let mut set = GlobSetBuilder::new();
             for pattern in flags.filename_exclude {

@@ -4,6 +4,7 @@
 //! outcome. Jobs complete in any order.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -83,26 +84,31 @@ pub(super) async fn work(ctx: Arc<RunContext>, rx: Arc<tokio::sync::Mutex<mpsc::
         if ctx.stop.is_cancelled() {
             return;
         }
+        let committing = AtomicBool::new(false);
+        let transfer = run_job(&ctx, job, &committing);
+        tokio::pin!(transfer);
         tokio::select! {
-            _ = run_job(&ctx, job) => {}
-            // Dropping the transfer leaves its temp file: the next run resumes it.
-            _ = ctx.abort.cancelled() => return,
+            _ = &mut transfer => {}
+            _ = ctx.abort.cancelled() => {
+                // Dropping a transfer still receiving bytes leaves its temp file: the next
+                // run resumes it. One moving its file into place finishes and is recorded.
+                if committing.load(Ordering::SeqCst) {
+                    transfer.await;
+                }
+                return;
+            }
         }
     }
 }
 
-async fn run_job(ctx: &RunContext, job: Job) {
+async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
     job.handle.running();
     ctx.transfer_starting();
     let dest = ctx.root.join(&job.rel_path);
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
     {
-        ctx.fatal(MirrorError::LocalIo {
-            context: "creating the folder",
-            path: parent.to_path_buf(),
-            source: e,
-        });
+        ctx.fatal(MirrorError::local_io("creating the folder", parent, e));
         return;
     }
     if !job.replace && tokio::fs::symlink_metadata(&dest).await.is_ok() {
@@ -124,6 +130,7 @@ async fn run_job(ctx: &RunContext, job: Job) {
         uti: &job.file_type,
         checksum: &job.checksum,
         mtime: Some(mtime_from_ms(job.mtime_ms)),
+        committing: Some(committing),
     };
     let session = ctx.api.session();
     let mut reauths = 0;

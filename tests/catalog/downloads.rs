@@ -228,3 +228,58 @@ fn status_serialises_as_the_status_json_document() {
     assert_eq!(json["last_run"]["status"], "completed");
     assert_eq!(json["last_run"]["seen"], 2);
 }
+
+#[test]
+fn older_copies_keep_their_digest_through_resets_and_edits() {
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    let mut edited = photo("A", 1);
+    full_refresh(&mut c, lib, &[edited.clone(), photo("B", 2)]);
+    let [va, vb]: [VersionKey; 2] = originals(&c, lib).try_into().unwrap();
+    let root = c.register_root(&s.path("photos")).unwrap();
+    c.mark_downloaded(va, root, "A.HEIC", 11, &[1; 32]).unwrap();
+    c.mark_downloaded(vb, root, "B.HEIC", 12, &[2; 32]).unwrap();
+    assert!(
+        c.previous_copies(root, &[va, vb]).unwrap().is_empty(),
+        "downloaded: none"
+    );
+
+    // reset-state: the copies still hold the current content.
+    c.reset_downloads(Some(root)).unwrap();
+    let copies = c.previous_copies(root, &[va, vb]).unwrap();
+    let a = &copies[&va];
+    assert_eq!(
+        (a.rel_path.as_str(), a.size, a.sha256, a.current),
+        ("A.HEIC", 11, [1; 32], true)
+    );
+    assert!(copies[&vb].current);
+
+    // A failure after the reset keeps what is known of the copy.
+    c.mark_failed(vb, root, "changed on disk").unwrap();
+    assert_eq!(c.previous_copies(root, &[vb]).unwrap()[&vb].sha256, [2; 32]);
+
+    // A's content changes in iCloud: its copy is now older content.
+    edited.versions[0].checksum = "edited".into();
+    edited.versions[0].size += 1;
+    full_refresh(&mut c, lib, &[edited, photo("B", 2)]);
+    let a = &c.previous_copies(root, &[va]).unwrap()[&va];
+    assert_eq!((a.sha256, a.current), ([1; 32], false));
+
+    // A failure of a version recorded as downloaded forgets its digest (`verify --repair`: the
+    // file is missing or damaged, so it is replaced).
+    c.mark_downloaded(va, root, "A.HEIC", 13, &[3; 32]).unwrap();
+    c.mark_failed(va, root, "verify: damaged").unwrap();
+    assert!(c.previous_copies(root, &[va]).unwrap().is_empty());
+    assert_eq!(
+        c.download_state(va, root).unwrap(),
+        Some(DownloadState::Failed {
+            attempts: 1,
+            last_error: "verify: damaged".into(),
+            at_ms: match c.download_state(va, root).unwrap() {
+                Some(DownloadState::Failed { at_ms, .. }) => at_ms,
+                _ => 0,
+            },
+            previous_path: Some("A.HEIC".into()),
+        })
+    );
+}

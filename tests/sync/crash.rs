@@ -96,8 +96,16 @@ fn sigint_stops_gracefully_and_the_next_run_resumes() {
     let env = slow_env();
     let photos = env.folder("photos");
     let folder = photos.display().to_string();
+    let interrupted = env.folder("interrupted.json");
     let child = env
-        .command(&["sync", "-d", &folder, "--no-progress-bar"])
+        .command(&[
+            "sync",
+            "-d",
+            &folder,
+            "--no-progress-bar",
+            "--report-json",
+            interrupted.to_str().unwrap(),
+        ])
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_millis(1200));
@@ -107,11 +115,38 @@ fn sigint_stops_gracefully_and_the_next_run_resumes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
-    // Whatever is recorded is on disk with the recorded digest.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&interrupted).unwrap()).unwrap();
+    assert_eq!(doc["status"], "interrupted", "{doc}");
+    // Whatever is recorded is on disk with the recorded digest, and every file that made it
+    // to its final path is recorded (the state was flushed before exiting).
     assert_recorded(&env, &photos);
-    let run = env.sync(&photos, &[]);
-    run.expect_code(0);
+    let catalog = env.catalog();
+    let root = catalog.root_id(&photos).unwrap().unwrap();
+    let recorded: std::collections::BTreeSet<String> = catalog
+        .downloads(root, icloudpd_rs::catalog::DownloadStateKind::Downloaded)
+        .map(|r| match r.unwrap().state {
+            icloudpd_rs::catalog::DownloadState::Downloaded { rel_path, .. } => rel_path,
+            _ => unreachable!(),
+        })
+        .collect();
+    drop(catalog);
+    let finished: std::collections::BTreeSet<String> = files_on_disk(&photos)
+        .into_keys()
+        .filter(|p| !p.rsplit('/').next().unwrap().starts_with('.'))
+        .collect();
+    assert_eq!(
+        finished, recorded,
+        "finished files and recorded ones differ"
+    );
     let expected = expected_tree(&env, &[]);
+    let report = env.folder("r.json");
+    let run = env.sync(&photos, &["--report-json", report.to_str().unwrap()]);
+    run.expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["skip_reasons"]["already_downloaded"], finished.len());
+    assert!(doc["skip_reasons"].get("adopted").is_none(), "{doc}");
     assert_tree(&env, &photos, &expected);
 }
 

@@ -171,6 +171,7 @@ fn job(dest: &Path) -> Download<'_> {
         uti: "public.jpeg",
         checksum: "AY6c+BsE0jjaXx9tmVGJM1D2VcEO",
         mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000)),
+        committing: None,
     }
 }
 

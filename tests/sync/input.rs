@@ -36,6 +36,13 @@ fn bad_flags_and_config_are_refused_and_touch_nothing() {
     let config = env.folder("bad.toml");
     std::fs::write(&config, "threads_num = 4\nno_such_setting = true\n").unwrap();
     let config_arg = config.display().to_string();
+    let not_toml = env.folder("not.toml");
+    std::fs::write(&not_toml, "threads_num = \n").unwrap();
+    let not_toml_arg = not_toml.display().to_string();
+    let bad_value = env.folder("zero.toml");
+    std::fs::write(&bad_value, "threads_num = 0\n").unwrap();
+    let bad_value_arg = bad_value.display().to_string();
+    let missing = env.folder("missing.toml").display().to_string();
     let cases: &[(&[&str], &str)] = &[
         (&["--no-such-flag"], "--no-such-flag"),
         (
@@ -56,7 +63,26 @@ fn bad_flags_and_config_are_refused_and_touch_nothing() {
         (&["--recent", "0"], "--recent"),
         (&["--filename-exclude", "[bad"], "--filename-exclude"),
         (&["--config", &config_arg], "no_such_setting"),
+        (&["--config", &not_toml_arg], "not valid TOML"),
+        (&["--config", &bad_value_arg], "threads-num"),
+        (&["--config", &missing], "missing.toml"),
         (&["--album", "No Such Album"], "No Such Album"),
+        (
+            &["--auto-delete", "--delete-after-download"],
+            "--auto-delete cannot be combined",
+        ),
+        (
+            &[
+                "--skip-created-before",
+                "2024-06-01",
+                "--skip-created-after",
+                "2024-01-01",
+            ],
+            "--skip-created-before 2024-06-01 is later than --skip-created-after 2024-01-01",
+        ),
+        (&["--album", "Trips", "--album", "!Trips"], "Trips"),
+        (&["--watch-with-interval", "0"], "watch-with-interval"),
+        (&["--size"], "--size"),
         (&["--temp-suffix", "a/b"], "--temp-suffix"),
     ];
     for (flags, named) in cases {
@@ -149,6 +175,65 @@ fn a_full_disk_stops_the_run_clearly_and_keeps_every_finished_file_whole() {
         );
         assert_recorded(&env, &dir);
     }
+}
+
+#[test]
+fn a_disk_that_fills_up_later_leaves_what_was_downloaded_untouched() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new(small(20));
+    let dir = env.folder("small-disk");
+    std::fs::create_dir(&dir).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m"])
+        .arg("tmpfs")
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot mount a tmpfs");
+    let _unmount = Unmount(dir.clone());
+    let photos = dir.join("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let before = snapshot(&photos);
+    let expected = expected_tree(&env, &[]);
+    // Fill the disk, then new photos arrive.
+    let filler = dir.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    env.mutate(serde_json::json!({"op": "add", "count": 5}));
+    let run = env.sync(&photos, &[]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("full"), "{}", run.stderr);
+    let after = snapshot(&photos);
+    for (path, was) in &before {
+        assert_eq!(after.get(path), Some(was), "{path} was touched");
+    }
+    // New files, if any fit, are whole; partial ones are hidden temp files.
+    let now_expected = expected_tree(&env, &[]);
+    let manifest = env.manifest();
+    for (path, (_, _, sha)) in after.iter().filter(|(p, _)| !before.contains_key(*p)) {
+        let name = path.rsplit('/').next().unwrap();
+        if !name.starts_with('.') {
+            let key = now_expected
+                .get(path)
+                .unwrap_or_else(|| panic!("unplanned {path}"));
+            assert_eq!(Some(sha), manifest[key].sha256.as_ref(), "{path}");
+        }
+    }
+    assert_recorded(&env, &photos);
+    assert!(expected.keys().all(|p| before.contains_key(p)));
+
+    // Space again: the run completes.
+    std::fs::remove_file(&filler).unwrap();
+    env.sync(&photos, &[]).expect_code(0);
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
 }
 
 /// Unmounts its directory when dropped (also when a test fails).

@@ -7,6 +7,7 @@ mod support;
 mod basic;
 mod crash;
 mod delete;
+mod edits;
 mod faults;
 mod fetch_download;
 mod input;

@@ -186,3 +186,188 @@ fn watch_mode_follows_changes_until_stopped() {
     }
     assert_tree(&env, &photos, &expected);
 }
+
+/// A notification script recording every `ICLOUDPD_RS_*` variable of each call, one call per
+/// line (`KEY=VALUE;KEY=VALUE...`).
+fn env_script(dir: &Path, log: &Path) -> std::path::PathBuf {
+    let path = dir.join("notify-env.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nenv | grep '^ICLOUDPD_RS_' | sort | tr '\\n' ';' >> {log}\necho >> {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn calls(log: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    lines(log)
+        .iter()
+        .map(|l| {
+            l.split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| {
+                    (
+                        k.trim_start_matches("ICLOUDPD_RS_").to_string(),
+                        v.to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_notification_script_gets_every_figure_and_a_failed_run_is_reported() {
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    let log = env.folder("calls.log");
+    let notify = env_script(env.dir.path(), &log);
+    let report = env.folder("report.json");
+    let (n, r) = (notify.display().to_string(), report.display().to_string());
+    let flags = [
+        "--notification-script",
+        n.as_str(),
+        "--report-json",
+        r.as_str(),
+    ];
+    let read_report = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+    };
+
+    let run = env.sync(&photos, &flags);
+    run.expect_code(0);
+    let doc = read_report();
+    let first = &calls(&log)[0];
+    assert_eq!(first["EVENT"], "sync-complete");
+    assert_eq!(first["USERNAME"], env.sim.account().username);
+    assert_eq!(first["DIRECTORY"], photos.display().to_string());
+    assert_eq!(first["EXIT_CODE"], "0");
+    for (var, key) in [
+        ("DOWNLOADED", "downloaded"),
+        ("SKIPPED", "skipped"),
+        ("FAILED", "failed"),
+        ("TOTAL", "total"),
+        ("BYTES", "bytes_downloaded"),
+    ] {
+        assert_eq!(
+            first[var],
+            doc[key].to_string(),
+            "{var} vs the report's {key}"
+        );
+    }
+    assert_eq!(first["MESSAGE"], run.stdout.lines().last().unwrap());
+    assert!(doc["bytes_downloaded"].as_u64().unwrap() > 0);
+
+    // Nothing new: everything skipped, and said so.
+    env.sync(&photos, &flags).expect_code(0);
+    let second = &calls(&log)[1];
+    assert_eq!(second["DOWNLOADED"], "0");
+    assert_eq!(second["SKIPPED"], second["TOTAL"]);
+    assert_eq!(
+        read_report()["skip_reasons"]["already_downloaded"],
+        doc["total"]
+    );
+
+    // The service fails for good: exit 1, sync-failed with the error, a report that says why.
+    env.sim.state().faults.set(
+        FaultKind::ApiMalformed,
+        FaultRule {
+            p: 1.0,
+            asset_ids: None,
+            remaining: None,
+        },
+    );
+    let run = env.sync(&photos, &flags);
+    run.expect_code(1);
+    let third = &calls(&log)[2];
+    assert_eq!(third["EVENT"], "sync-failed");
+    assert_eq!(third["EXIT_CODE"], "1");
+    assert!(!third["MESSAGE"].is_empty());
+    assert!(
+        run.stderr.contains(third["MESSAGE"].as_str()),
+        "{}\n{third:?}",
+        run.stderr
+    );
+    let doc = read_report();
+    assert_eq!(doc["status"], "failed");
+    assert!(
+        doc["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{doc}"
+    );
+}
+
+/// What a terminal shows of `raw` output, line by line: the text after the last carriage
+/// return of each line, without ANSI escape sequences.
+fn visible_lines(raw: &str) -> Vec<String> {
+    raw.split('\n')
+        .map(|line| {
+            let line = line.trim_end_matches('\r');
+            let shown = line.rsplit('\r').next().unwrap_or("");
+            let mut out = String::new();
+            let mut chars = shown.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // CSI: ESC [ params final-byte.
+                    if chars.next() == Some('[') {
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn log_lines_print_above_the_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to give the binary a terminal");
+        return;
+    }
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = quote(BIN);
+    for arg in env.account_args(&["sync", "-d", photos.to_str().unwrap(), "--threads-num", "2"]) {
+        line.push(' ');
+        line.push_str(&quote(&arg));
+    }
+    let child = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .env("ICLOUD_PASSWORD", &env.sim.account().password)
+        .env("RUST_LOG", "info")
+        .env_remove("ICLOUD_USERNAME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(120));
+    assert!(out.status.success(), "{:?}", out.status);
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(raw.contains(" files "), "no progress bar was drawn:\n{raw}");
+    let lines = visible_lines(&raw);
+    let logs: Vec<&String> = lines.iter().filter(|l| l.contains("INFO")).collect();
+    assert!(!logs.is_empty(), "no log line to check:\n{raw}");
+    for l in logs {
+        assert!(
+            l.starts_with(|c: char| c.is_ascii_digit()),
+            "a log line shares its terminal line with the bar: {l:?}"
+        );
+    }
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
+}

@@ -184,3 +184,57 @@ fn reset_state_needs_yes_and_the_next_sync_adopts_instead_of_downloading() {
     assert_tree(&env, &photos, &expected);
     assert_recorded(&env, &photos);
 }
+
+#[test]
+fn after_reset_state_files_are_checked_not_trusted() {
+    let env = Env::new(small(25));
+    let photos = env.folder("photos");
+    let dir = photos.to_str().unwrap().to_string();
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    env.run(&["reset-state", "-d", &dir, "--yes"])
+        .expect_code(0);
+    // Same size, other bytes: a damaged (or user-changed) file is never taken as downloaded,
+    // nor overwritten; a missing one is downloaded again.
+    let mut paths = expected.keys();
+    let (damaged, gone) = (paths.next().unwrap().clone(), paths.next().unwrap().clone());
+    let mut bytes = std::fs::read(photos.join(&damaged)).unwrap();
+    bytes[0] ^= 0x55;
+    std::fs::write(photos.join(&damaged), &bytes).unwrap();
+    std::fs::remove_file(photos.join(&gone)).unwrap();
+    let run = env.sync(&photos, &[]);
+    run.expect_code(2);
+    assert_eq!(
+        run.summary(),
+        (1, expected.len() as u64 - 2, 1, expected.len() as u64)
+    );
+    assert!(
+        run.stderr.contains(&damaged) && run.stderr.contains("changed on disk"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(photos.join(&damaged)).unwrap(),
+        bytes,
+        "left as it was"
+    );
+    let status = env.run(&["status", "--failed"]);
+    assert!(status.stdout.contains(&damaged), "{}", status.stdout);
+
+    // Moved away by the user: the next sync fetches iCloud's copy.
+    std::fs::rename(photos.join(&damaged), env.folder("mine")).unwrap();
+    env.sync(&photos, &[]).expect_code(0);
+    assert_tree(&env, &photos, &expected);
+
+    // A reset, then a changed layout: the checked files are renamed, not downloaded.
+    env.run(&["reset-state", "-d", &dir, "--yes"])
+        .expect_code(0);
+    let before = env.cdn();
+    let flat = ["--folder-structure", "none"];
+    let run = env.sync(&photos, &flat);
+    run.expect_code(0);
+    assert_eq!(run.summary().0, 0);
+    assert_eq!(env.cdn(), before);
+    assert_tree(&env, &photos, &expected_tree(&env, &flat));
+    assert_recorded(&env, &photos);
+}

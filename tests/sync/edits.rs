@@ -1,0 +1,280 @@
+//! Photos edited in iCloud (`/_sim/mutate` `edit`): the new file replaces the old one. Under
+//! `--size adjusted` the edit supersedes the original, which goes once the edit is on disk;
+//! a re-edit replaces the adjusted file in place, or removes its older copy when its path
+//! changed. Never removed or overwritten: a file whose bytes changed on disk since we wrote
+//! it, and an original whose edit failed to download.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+use serde_json::json;
+use support::*;
+
+const ADJUSTED: &[&str] = &["--size", "adjusted"];
+
+/// Flip the last byte of a file (same size, other content).
+fn damage(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+/// Photos (HEIC and JPEG originals, so an edit's JPEG name sometimes equals the original's)
+/// that have no edit yet: their path under `--size adjusted`, by asset id.
+fn unedited_photos(
+    expected: &BTreeMap<String, (String, String)>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let pick = |ext: &str| {
+        expected
+            .iter()
+            .filter(|(p, (_, v))| v == "original" && p.ends_with(ext))
+            .map(|(p, (a, _))| (a.clone(), p.clone()))
+            .collect::<Vec<_>>()
+    };
+    let (heic, jpg) = (pick(".HEIC"), pick(".JPG"));
+    assert!(
+        !heic.is_empty() && !jpg.is_empty(),
+        "the library has HEIC and JPEG photos"
+    );
+    heic.into_iter()
+        .take(n - n / 2)
+        .chain(jpg.into_iter().take(n / 2))
+        .collect()
+}
+
+#[test]
+fn an_edit_replaces_the_original_under_size_adjusted_and_keeps_what_is_not_ours() {
+    let env = Env::new(small(60));
+    let photos = env.folder("photos");
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let picked = unedited_photos(&expected_tree(&env, ADJUSTED), 6);
+    let ids: Vec<String> = picked.iter().map(|(a, _)| a.clone()).collect();
+    // One original changed by the user since the download; one edit that cannot download.
+    let (changed_id, changed_path) = picked[0].clone();
+    let changed_bytes = damage(&photos.join(&changed_path));
+    let (failing_id, failing_path) = picked[picked.len() - 1].clone();
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some([failing_id.clone()].into_iter().collect()),
+            remaining: None,
+        },
+    );
+    let report = env.folder("report.json");
+    let run = env.sync(
+        &photos,
+        &[ADJUSTED, &["--report-json", report.to_str().unwrap()]].concat(),
+    );
+    run.expect_code(2);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["failures"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["failures"][0]["asset_id"], failing_id.as_str());
+
+    let expected = expected_tree(&env, ADJUSTED);
+    let on_disk = files_on_disk(&photos);
+    // The edits whose originals were ours are in place and the originals are gone...
+    let manifest = env.manifest();
+    for (id, old) in &picked[1..picked.len() - 1] {
+        let (new, _) = expected
+            .iter()
+            .find(|(_, (a, v))| a == id && v == "adjusted")
+            .unwrap_or_else(|| panic!("{id}: no adjusted file planned"));
+        assert_eq!(
+            on_disk.get(new),
+            manifest[&(id.clone(), "adjusted".to_string())]
+                .sha256
+                .as_ref(),
+            "{new}: the edit is not in place"
+        );
+        if old != new {
+            assert!(
+                !on_disk.contains_key(old),
+                "{old}: the replaced original is still there"
+            );
+        }
+    }
+    assert_eq!(doc["replaced"], picked.len() as u64 - 2, "{doc}");
+    // ...the one the user changed is kept as it is (or moved aside when the edit's name is
+    // the same)...
+    let kept: Vec<&String> = on_disk
+        .iter()
+        .filter(|(_, sha)| **sha == sha256_bytes(&changed_bytes))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(kept.len(), 1, "the changed original is kept: {kept:?}");
+    // ...and the original whose edit failed stays until the edit is on disk.
+    assert!(
+        on_disk.contains_key(&failing_path),
+        "{failing_path}: removed before its edit came"
+    );
+
+    // Once the edit can download, its original goes too and the tree is the plan (plus the
+    // user's changed file).
+    env.sim.state().faults.clear();
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let mut with_kept = expected.clone();
+    with_kept.insert(
+        kept[0].clone(),
+        (changed_id.clone(), "changed by the user".into()),
+    );
+    let on_disk = files_on_disk(&photos);
+    assert_eq!(
+        on_disk.keys().collect::<Vec<_>>(),
+        with_kept.keys().collect::<Vec<_>>(),
+        "the tree is the plan plus the user's file"
+    );
+    let mut plain = expected.clone();
+    plain.retain(|p, _| p != kept[0]);
+    assert_eq!(on_disk[kept[0]], sha256_bytes(&changed_bytes));
+    let manifest = env.manifest();
+    for (path, (asset, version)) in &plain {
+        assert_eq!(
+            Some(&on_disk[path]),
+            manifest[&(asset.clone(), version.clone())].sha256.as_ref(),
+            "{path}"
+        );
+    }
+    assert_recorded(&env, &photos);
+    let before = env.cdn();
+    let again = env.sync(&photos, ADJUSTED);
+    again.expect_code(0);
+    assert_eq!(again.summary().0, 0);
+    assert_eq!(env.cdn(), before, "a second run downloads nothing");
+}
+
+#[test]
+fn a_re_edit_replaces_the_edited_file_in_place_or_removes_its_older_copy_when_it_moved() {
+    let env = Env::new(small(40));
+    let photos = env.folder("photos");
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let picked = unedited_photos(&expected_tree(&env, ADJUSTED), 4);
+    let ids: Vec<String> = picked.iter().map(|(a, _)| a.clone()).collect();
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    assert_tree(&env, &photos, &expected_tree(&env, ADJUSTED));
+
+    // Edited again: same paths, new content, replaced in place; a file the user changed is
+    // not overwritten.
+    let edited_path = |id: &str| {
+        expected_tree(&env, ADJUSTED)
+            .into_iter()
+            .find(|(_, (a, v))| a == id && v == "adjusted")
+            .map(|(p, _)| p)
+            .unwrap()
+    };
+    let guarded = edited_path(&ids[0]);
+    let guarded_bytes = damage(&photos.join(&guarded));
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    let run = env.sync(&photos, ADJUSTED);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&guarded) && run.stderr.contains("changed on disk"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(photos.join(&guarded)).unwrap(), guarded_bytes);
+    std::fs::remove_file(photos.join(&guarded)).unwrap();
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    assert_tree(&env, &photos, &expected_tree(&env, ADJUSTED));
+
+    // Edited again while the layout changes: the new files land at their new paths and the
+    // older copies go (the others are renamed, not downloaded).
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    let flat = [ADJUSTED, &["--folder-structure", "none"]].concat();
+    let before = env.cdn();
+    let run = env.sync(&photos, &flat);
+    run.expect_code(0);
+    assert_eq!(
+        run.summary().0,
+        ids.len() as u64,
+        "only the edits are downloaded"
+    );
+    assert!(env.cdn().0 > before.0);
+    assert_tree(&env, &photos, &expected_tree(&env, &flat));
+    assert_recorded(&env, &photos);
+}
+
+fn sha256_bytes(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The plan of an album layout (`--album all --folder-structure {album}` + `extra`): every
+/// album's members laid out in its folder.
+fn album_tree(env: &Env, extra: &[&str]) -> BTreeMap<String, (String, String)> {
+    use icloudpd_rs::catalog::AssetFilter;
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let policy = config_for(&[&["--folder-structure", "{album}"], extra].concat()).policy;
+    let mut out = BTreeMap::new();
+    for album in catalog.albums(lib).unwrap() {
+        if album.album.is_folder || album.album.deleted {
+            continue;
+        }
+        let members: Vec<_> = catalog
+            .assets(lib, AssetFilter::Album(album.key))
+            .map(|a| a.unwrap().asset)
+            .collect();
+        let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
+        for f in icloudpd_rs::layout::plan_tree(&members, &policy, Some(&path)) {
+            out.insert(
+                f.rel_path(),
+                (f.asset_id.clone(), f.version.as_str().to_string()),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn edits_reach_every_album_folder_of_a_photo() {
+    let env = Env::new(small(60));
+    let photos = env.folder("photos");
+    let flags = [
+        "--album",
+        "all",
+        "--folder-structure",
+        "{album}",
+        "--size",
+        "adjusted",
+    ];
+    env.sync(&photos, &flags).expect_code(0);
+    let before = album_tree(&env, ADJUSTED);
+    assert_tree(&env, &photos, &before);
+    // Unedited photos that are in several albums.
+    let mut paths_of: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (path, (id, version)) in &before {
+        if version == "original" && !path.ends_with(".MOV") {
+            paths_of.entry(id).or_default().push(path);
+        }
+    }
+    let ids: Vec<String> = paths_of
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(id, _)| id.to_string())
+        .take(4)
+        .collect();
+    assert!(
+        !ids.is_empty(),
+        "no photo in two albums: the test proves little"
+    );
+
+    // The edit replaces the original in every folder (hard links of it included)...
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, &flags).expect_code(0);
+    assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
+    // ...and so does a second edit of the same photos.
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, &flags).expect_code(0);
+    assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
+    assert_recorded(&env, &photos);
+}
