@@ -564,13 +564,7 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), Cache
 /// Create the index file `0600` before SQLite does (SQLite would use the umask, and its
 /// `-wal`/`-shm` files copy the main file's mode).
 fn prepare_private_file(path: &Path) -> std::io::Result<()> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
+    store::open_rw(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 

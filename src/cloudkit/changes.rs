@@ -15,7 +15,7 @@ use super::albums::{AlbumRecord, parse_album};
 use super::calls::{database_of, null_as_empty};
 use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::{CloudKitError, is_transient_code, is_web_access_refusal};
-use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
+use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
 use super::records::{Record, ServerError, ZoneIdRecord, as_int, lenient_string};
 use super::requests::{self, Database};
 
@@ -287,9 +287,8 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
     let mut master_order = Vec::new();
     let mut assets = Vec::new();
     for r in records {
-        if let Some(code) = &r.server_error_code {
-            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(skip_entry(r.name(), reason));
+        if let Some(skipped) = server_error_skip(&r) {
+            page.skipped.push(skipped);
             continue;
         }
         if r.deleted {

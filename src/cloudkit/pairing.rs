@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
+use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
 use super::records::Record;
 
 /// The assets of one answer (a listing page, a lookup), and what did not become an asset.
@@ -68,9 +68,8 @@ pub(crate) fn pair_page(
     let mut master_order: Vec<String> = Vec::new();
     let mut assets: Vec<Record> = Vec::new();
     for r in records {
-        if let Some(code) = &r.server_error_code {
-            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(skip_entry(r.name(), reason));
+        if let Some(skipped) = server_error_skip(&r) {
+            page.skipped.push(skipped);
             continue;
         }
         if r.deleted {

@@ -40,6 +40,13 @@ pub(crate) fn skip_entry(record_name: &str, reason: impl Into<String>) -> Skippe
     }
 }
 
+/// The skip entry of a record the server answered with an error in its place, if it is one.
+pub(crate) fn server_error_skip(r: &Record) -> Option<Skipped> {
+    let code = r.server_error_code.as_ref()?;
+    let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
+    Some(skip_entry(r.name(), reason))
+}
+
 /// The versions of an image (or an asset of unknown kind): version kind and rendition prefix.
 const IMAGE_TABLE: [(VersionKind, &str); 9] = [
     (VersionKind::Original, "resOriginal"),
