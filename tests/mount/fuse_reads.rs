@@ -52,13 +52,12 @@ fn concurrent_and_random_readers() {
     for t in threads {
         t.join().unwrap();
     }
+    // Bytes received, not bytes the CDN answered: a request abandoned on a stall (a busy
+    // machine) and resumed after its last byte costs no byte twice, but the CDN counts the
+    // whole of both.
     assert_eq!(
-        m.cdn.requests_for(big.id) as usize,
-        m.cdn.requests_for(big.id) as usize
-    );
-    let big_bytes_once = m.cdn.bytes();
-    assert_eq!(
-        big_bytes_once, big.size,
+        m.fetcher.stats().bytes,
+        big.size,
         "32 readers, every byte fetched once"
     );
 
@@ -96,7 +95,7 @@ fn concurrent_and_random_readers() {
     }
     let small_total: u64 = small.iter().map(|f| f.size).sum();
     assert_eq!(
-        m.cdn.bytes(),
+        m.fetcher.stats().bytes,
         big.size + small_total,
         "every byte fetched once"
     );
