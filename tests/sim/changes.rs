@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ALL, Client, PRIMARY, config, pairs, record_name, start};
+use support::{ALL, Client, PRIMARY, config, pairs, record_name, start, without_download_urls};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -250,10 +250,11 @@ async fn full_history_pages_tokens_zones_and_desired_keys() {
         total += n;
         pages += 1;
         let next = z["syncToken"].as_str().unwrap().to_string();
-        // Idempotent: asking again with the same token gives the same page.
+        // Idempotent: asking again with the same token gives the same page (its download
+        // URLs signed anew).
         if pages == 3 {
             let again = c.changes(PRIMARY, token.as_deref()).await;
-            assert_eq!(again, z);
+            assert_eq!(without_download_urls(&again), without_download_urls(&z));
         }
         token = Some(next);
         if z["moreComing"] == false {

@@ -304,3 +304,23 @@ pub fn record_name(record: &Value) -> String {
 pub fn int(record: &Value, field: &str) -> Option<i64> {
     record["fields"][field]["value"].as_i64()
 }
+
+/// `v` without its `downloadURL`s, each checked to be a string first. The simulator signs URLs
+/// when it serves them, with an expiry of now + TTL: two answers a second apart differ there
+/// and nowhere else.
+pub fn without_download_urls(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, u)| {
+                    let url = k.as_str() == "downloadURL";
+                    assert!(!url || u.is_string(), "downloadURL {u}");
+                    !url
+                })
+                .map(|(k, x)| (k.clone(), without_download_urls(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_download_urls).collect()),
+        other => other.clone(),
+    }
+}
