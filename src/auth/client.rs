@@ -203,12 +203,8 @@ impl AppleClient {
             retry_status: true,
             retry_network: true,
         };
-        let reply = self.send(session, call).await?;
-        if reply.status.is_success() {
-            Ok(())
-        } else {
-            Err(self.failure(NAME, &reply, &session.username.clone()))
-        }
+        self.send_expecting_success(session, call).await?;
+        Ok(())
     }
 
     /// E5: exchange the session token (and trust token) for a web session.

@@ -37,12 +37,8 @@ impl AppleClient {
             retry_status: true,
             retry_network: false,
         };
-        let reply = self.send(session, call).await?;
-        if reply.status.is_success() {
-            Ok(())
-        } else {
-            Err(self.failure(NAME, &reply, &session.username.clone()))
-        }
+        self.send_expecting_success(session, call).await?;
+        Ok(())
     }
 
     /// E8: submit a trusted-device code; `Ok(false)` when Apple says it is wrong.
@@ -103,10 +99,7 @@ impl AppleClient {
             retry_status: true,
             retry_network: true,
         };
-        let reply = self.send(session, call).await?;
-        if !reply.status.is_success() {
-            return Err(self.failure(NAME, &reply, &session.username.clone()));
-        }
+        let reply = self.send_expecting_success(session, call).await?;
         Ok(parse_trusted_phones(&String::from_utf8_lossy(&reply.body)))
     }
 
@@ -130,12 +123,8 @@ impl AppleClient {
             retry_status: true,
             retry_network: false,
         };
-        let reply = self.send(session, call).await?;
-        if reply.status.is_success() {
-            Ok(())
-        } else {
-            Err(self.failure(NAME, &reply, &session.username.clone()))
-        }
+        self.send_expecting_success(session, call).await?;
+        Ok(())
     }
 
     /// E11: submit an SMS code; `Ok(false)` when Apple says it is wrong.
@@ -174,10 +163,7 @@ impl AppleClient {
             retry_status: true,
             retry_network: true,
         };
-        let reply = self.send(session, call).await?;
-        if !reply.status.is_success() {
-            return Err(self.failure(NAME, &reply, &session.username.clone()));
-        }
+        let reply = self.send_expecting_success(session, call).await?;
         if reply
             .header("x-apple-twosv-trust-token")
             .is_some_and(|t| !t.is_empty())

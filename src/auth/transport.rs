@@ -363,6 +363,21 @@ impl AppleClient {
         }
     }
 
+    /// [`Self::send`], and an answer that is not a success becomes the call's error.
+    pub(super) async fn send_expecting_success(
+        &self,
+        session: &mut SessionData,
+        call: Call,
+    ) -> Result<Reply, AuthError> {
+        let name = call.name;
+        let reply = self.send(session, call).await?;
+        if reply.status.is_success() {
+            Ok(reply)
+        } else {
+            Err(self.failure(name, &reply, &session.username.clone()))
+        }
+    }
+
     /// The error for a failed idmsa answer.
     pub(super) fn failure(&self, name: &'static str, reply: &Reply, username: &str) -> AuthError {
         if let Some(detail) = locked_detail(reply) {

@@ -17,6 +17,9 @@ pub(crate) struct Meta {
     pub len: u32,
     pub sum: u32,
     pub last_use: u64,
+    /// Which copy of the block this is: distinct for every store. A refetched block has the
+    /// same length and checksum as the damaged copy it replaces; only this tells them apart.
+    pub copy: u64,
 }
 
 /// All blocks on disk, by id and by last use.
@@ -128,6 +131,18 @@ impl HotTier {
         if data.len() as u64 > self.max_bytes {
             return;
         }
+        // Content under a key never changes, so a copy at least as long is as good. Keeping it
+        // matters: stores of a block's head and of the whole block (or a read of an older
+        // copy) may reach here in either order, and a shorter copy left here would hide the
+        // rest of the block from readers, who would fetch it a second time.
+        if self
+            .blocks
+            .peek(&id)
+            .is_some_and(|old| old.len() >= data.len())
+        {
+            self.blocks.promote(&id);
+            return;
+        }
         self.bytes += data.len() as u64;
         if let Some(old) = self.blocks.put(id, data) {
             self.bytes -= old.len() as u64;
@@ -171,6 +186,7 @@ mod tests {
                     len,
                     sum: 0,
                     last_use: now,
+                    copy: now,
                 },
             );
         }
@@ -186,6 +202,7 @@ mod tests {
                 len: 20,
                 sum: 1,
                 last_use: now,
+                copy: now,
             },
         );
         assert_eq!(t.total_bytes(), 170);
@@ -199,5 +216,20 @@ mod tests {
         );
         assert_eq!(t.remove(&id("a", 0)), None);
         assert_eq!((t.total_bytes(), t.len()), (20, 1));
+    }
+
+    #[test]
+    fn the_hot_tier_never_trades_a_block_for_a_shorter_copy() {
+        let mut hot = HotTier::new(10 << 20);
+        let whole = Bytes::from(vec![7u8; 1000]);
+        let head = whole.slice(..256);
+        hot.put(id("a", 0), whole.clone());
+        // The store of the head arrives last: the whole block stays.
+        hot.put(id("a", 0), head.clone());
+        assert_eq!(hot.get(&id("a", 0)), Some(whole.clone()));
+        // In the other order the longer copy replaces the head.
+        hot.put(id("b", 0), head);
+        hot.put(id("b", 0), whole.clone());
+        assert_eq!(hot.get(&id("b", 0)), Some(whole));
     }
 }

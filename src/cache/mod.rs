@@ -218,6 +218,8 @@ impl BlockCache {
                     len: r.len,
                     sum: r.sum,
                     last_use: r.last_use,
+                    // Distinct, like `last_use` in the index; later stores tick above them.
+                    copy: r.last_use,
                 },
             );
         }
@@ -366,10 +368,12 @@ impl BlockCache {
             // Content under a key never changes: a longer (or equal) prefix is already there.
             Some(old) if old.len as u64 >= len => Put::AlreadyThere,
             _ if self.make_room(&mut table, len, &id) => {
+                let now = table.tick();
                 let meta = Meta {
                     len: len as u32,
                     sum,
-                    last_use: table.tick(),
+                    last_use: now,
+                    copy: now,
                 };
                 table.insert(id.clone(), meta);
                 self.journal.send(Op::Insert(Row {
@@ -463,11 +467,13 @@ impl BlockCache {
         }
     }
 
-    /// Forget a block found bad (only if it is still the one that was verified).
+    /// Forget a block found bad, only if it is still the copy that was read: by then another
+    /// reader may have dropped it and stored a fresh copy (same length, same checksum), which
+    /// must stay.
     fn drop_block(&self, id: &BlockId, seen: Meta) {
         let mut table = lock(&self.table);
         let current = table.get(id);
-        if current.is_some_and(|m| m.len == seen.len && m.sum == seen.sum)
+        if current.is_some_and(|m| m.copy == seen.copy)
             && let Some((meta, last)) = table.remove(id)
         {
             self.forget_complete(&id.0);
@@ -479,9 +485,9 @@ impl BlockCache {
             if !self.content_pinned(&id.0) {
                 self.release_space(id, meta.len as u64, last);
             }
+            drop(table);
+            lock(&self.hot).remove(id);
         }
-        drop(table);
-        lock(&self.hot).remove(id);
     }
 
     /// Current counters.
@@ -564,13 +570,7 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), Cache
 /// Create the index file `0600` before SQLite does (SQLite would use the umask, and its
 /// `-wal`/`-shm` files copy the main file's mode).
 fn prepare_private_file(path: &Path) -> std::io::Result<()> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
+    store::open_rw(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 

@@ -107,7 +107,8 @@ impl BlockFiles {
     }
 }
 
-fn open_rw(path: &Path) -> io::Result<File> {
+/// Open (or create, `0600`) a file for reading and writing, keeping its contents.
+pub(super) fn open_rw(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)

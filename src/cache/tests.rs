@@ -315,3 +315,24 @@ fn a_complete_file_written_since_its_verification_is_not_trusted() {
     );
     assert!(cache.get(&key, 0).is_none());
 }
+
+#[test]
+fn a_stale_finding_of_damage_never_drops_the_fresh_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+    let key = ContentKey::new("k", 2 * BLOCK_SIZE);
+    let b0 = block(3, BLOCK_SIZE as usize);
+    assert!(cache.put(&key, 0, &b0));
+    let id = (key.clone(), 0);
+    // Two readers read the same damaged copy; the first drops it and a fresh copy (same
+    // length, same checksum) is stored before the second one reports what it saw.
+    let damaged = lock(&cache.table).get(&id).unwrap();
+    cache.drop_block(&id, damaged);
+    assert!(!cache.contains(&key, 0));
+    assert!(cache.put(&key, 0, &b0));
+    cache.drop_block(&id, damaged);
+    assert!(cache.contains(&key, 0), "the fresh copy stays");
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&key, 0).unwrap(), b0);
+    assert_eq!(cache.stats().corrupt, 0);
+}

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -166,6 +166,8 @@ struct AssetColumns<'a> {
     latitude: Option<f64>,
     longitude: Option<f64>,
     altitude: Option<f64>,
+    kind: &'static str,
+    live: bool,
     asset: &'a Asset,
 }
 
@@ -178,8 +180,43 @@ impl<'a> AssetColumns<'a> {
             latitude: asset.location.map(|l| l.latitude),
             longitude: asset.location.map(|l| l.longitude),
             altitude: asset.location.and_then(|l| l.altitude),
+            kind: asset.kind.as_str(),
+            live: asset.is_live(),
             asset,
         }
+    }
+
+    /// The values both statements write, `asset_record` to `live`, in their column order.
+    fn values(&self) -> [&dyn ToSql; 26] {
+        let a = self.asset;
+        [
+            &a.asset_record,
+            &a.asset_change_tag,
+            &a.filename,
+            &a.filename_problem,
+            &a.item_type,
+            &self.kind,
+            &a.asset_date_ms,
+            &a.added_date_ms,
+            &a.tz_offset_s,
+            &a.favorite,
+            &a.hidden,
+            &a.deleted,
+            &a.date_expunged_ms,
+            &a.burst_id,
+            &a.subtype,
+            &a.subtype_v2,
+            &a.orientation,
+            &a.duration,
+            &a.adjustment_type,
+            &a.caption,
+            &a.description,
+            &self.keywords,
+            &self.latitude,
+            &self.longitude,
+            &self.altitude,
+            &self.live,
+        ]
     }
 }
 
@@ -190,7 +227,6 @@ fn insert_asset(
     hash: i64,
 ) -> Result<AssetKey> {
     let c = AssetColumns::new(asset);
-    let a = c.asset;
     tx.prepare_cached(
         "INSERT INTO assets (
             library_id, record_id, asset_record, asset_change_tag, filename, filename_problem,
@@ -203,41 +239,11 @@ fn insert_asset(
          RETURNING asset_key",
     )
     .and_then(|mut s| {
-        s.query_row(
-            params![
-                run.library,
-                a.id,
-                a.asset_record,
-                a.asset_change_tag,
-                a.filename,
-                a.filename_problem,
-                a.item_type,
-                a.kind.as_str(),
-                a.asset_date_ms,
-                a.added_date_ms,
-                a.tz_offset_s,
-                a.favorite,
-                a.hidden,
-                a.deleted,
-                a.date_expunged_ms,
-                a.burst_id,
-                a.subtype,
-                a.subtype_v2,
-                a.orientation,
-                a.duration,
-                a.adjustment_type,
-                a.caption,
-                a.description,
-                c.keywords,
-                c.latitude,
-                c.longitude,
-                c.altitude,
-                a.is_live(),
-                hash,
-                run.run,
-            ],
-            |r| r.get(0),
-        )
+        let values = [&run.library as &dyn ToSql, &asset.id]
+            .into_iter()
+            .chain(c.values())
+            .chain([&hash as &dyn ToSql, &run.run]);
+        s.query_row(params_from_iter(values), |r| r.get(0))
     })
     .ctx("inserting an asset")
 }
@@ -250,7 +256,6 @@ fn update_asset(
     run: RunId,
 ) -> Result<()> {
     let c = AssetColumns::new(asset);
-    let a = c.asset;
     tx.prepare_cached(
         "UPDATE assets SET
             asset_record = ?2, asset_change_tag = ?3, filename = ?4, filename_problem = ?5,
@@ -263,37 +268,11 @@ fn update_asset(
          WHERE asset_key = ?1",
     )
     .and_then(|mut s| {
-        s.execute(params![
-            key,
-            a.asset_record,
-            a.asset_change_tag,
-            a.filename,
-            a.filename_problem,
-            a.item_type,
-            a.kind.as_str(),
-            a.asset_date_ms,
-            a.added_date_ms,
-            a.tz_offset_s,
-            a.favorite,
-            a.hidden,
-            a.deleted,
-            a.date_expunged_ms,
-            a.burst_id,
-            a.subtype,
-            a.subtype_v2,
-            a.orientation,
-            a.duration,
-            a.adjustment_type,
-            a.caption,
-            a.description,
-            c.keywords,
-            c.latitude,
-            c.longitude,
-            c.altitude,
-            a.is_live(),
-            hash,
-            run,
-        ])
+        let values = [&key as &dyn ToSql]
+            .into_iter()
+            .chain(c.values())
+            .chain([&hash as &dyn ToSql, &run]);
+        s.execute(params_from_iter(values))
     })
     .ctx("updating an asset")?;
     Ok(())

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use rusqlite::params;
 
-use super::downloads::{STATE_COLUMNS, check_rel_path, require_root, state_from_row};
+use super::downloads::{
+    STATE_COLUMNS, UPSERT_DOWNLOADED, UPSERT_FAILED, check_rel_path, require_root, state_from_row,
+};
 use super::error::{Result, SqlContext};
 use super::queries::{KEY_BATCH, in_list};
 use super::{Catalog, DownloadState, RootId, VersionKey, now_ms, to_i64};
@@ -85,47 +87,26 @@ impl Catalog {
                 } => {
                     let size = to_i64("file size", *size)?;
                     let source = source_sha256.as_ref().map(|d| &d[..]);
-                    tx.prepare_cached(
-                        "INSERT INTO downloads (root_id, version_key, state, rel_path, size,
-                                                sha256, source_sha256, downloaded_ms, attempts)
-                         VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, ?7, 0)
-                         ON CONFLICT (root_id, version_key) DO UPDATE SET
-                            state = 'downloaded', rel_path = excluded.rel_path,
-                            size = excluded.size, sha256 = excluded.sha256,
-                            source_sha256 = excluded.source_sha256,
-                            downloaded_ms = excluded.downloaded_ms, attempts = 0,
-                            last_error = NULL, failed_ms = NULL",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            root,
-                            version,
-                            rel_path,
-                            size,
-                            &sha256[..],
-                            source,
-                            now
-                        ])
-                    })
-                    .ctx("recording downloads")?;
+                    tx.prepare_cached(UPSERT_DOWNLOADED)
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                root,
+                                version,
+                                rel_path,
+                                size,
+                                &sha256[..],
+                                source,
+                                now
+                            ])
+                        })
+                        .ctx("recording downloads")?;
                 }
                 DownloadUpdate::Failed { error, .. } => {
-                    tx.prepare_cached(
-                        "INSERT INTO downloads (root_id, version_key, state, attempts, last_error,
-                                                failed_ms)
-                         VALUES (?1, ?2, 'failed', 1, ?3, ?4)
-                         ON CONFLICT (root_id, version_key) DO UPDATE SET
-                            state = 'failed', attempts = attempts + 1,
-                            last_error = excluded.last_error, failed_ms = excluded.failed_ms,
-                            size = CASE WHEN state = 'downloaded' THEN NULL ELSE size END,
-                            sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE sha256 END,
-                            source_sha256 = CASE WHEN state = 'downloaded' THEN NULL
-                                                 ELSE source_sha256 END,
-                            downloaded_ms = CASE WHEN state = 'downloaded' THEN NULL
-                                                 ELSE downloaded_ms END",
-                    )
-                    .and_then(|mut s| s.execute(params![root, version, error, now]))
-                    .ctx("recording downloads")?;
+                    tx.prepare_cached(UPSERT_FAILED)
+                        .and_then(|mut s| {
+                            s.query_row(params![root, version, error, now], |r| r.get::<_, i64>(0))
+                        })
+                        .ctx("recording downloads")?;
                 }
                 DownloadUpdate::Forget { .. } => {
                     tx.prepare_cached(

@@ -88,6 +88,36 @@ fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S
     s.serialize_str(&hex::encode(d))
 }
 
+/// Records a version as complete in a root, clearing any failure. Parameters: root, version,
+/// rel_path, size, sha256, source_sha256 (`NULL` when the file holds the downloaded bytes),
+/// now (ms).
+pub(super) const UPSERT_DOWNLOADED: &str =
+    "INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256, source_sha256,
+                            downloaded_ms, attempts)
+     VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, ?7, 0)
+     ON CONFLICT (root_id, version_key) DO UPDATE SET
+        state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
+        sha256 = excluded.sha256, source_sha256 = excluded.source_sha256,
+        downloaded_ms = excluded.downloaded_ms, attempts = 0,
+        last_error = NULL, failed_ms = NULL";
+
+/// Records a failed attempt (the count goes up by one) and returns the attempt count.
+/// Parameters: root, version, error, now (ms).
+pub(super) const UPSERT_FAILED: &str =
+    "INSERT INTO downloads (root_id, version_key, state, attempts, last_error, failed_ms)
+     VALUES (?1, ?2, 'failed', 1, ?3, ?4)
+     ON CONFLICT (root_id, version_key) DO UPDATE SET
+        state = 'failed', attempts = attempts + 1, last_error = excluded.last_error,
+        failed_ms = excluded.failed_ms,
+        -- A failed re-download of a file recorded as downloaded forgets its digest (it may be
+        -- damaged); a pending or failed row keeps the digest of its older copy (an edit,
+        -- reset-state) so that copy can still be recognised as ours.
+        size = CASE WHEN state = 'downloaded' THEN NULL ELSE size END,
+        sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE sha256 END,
+        source_sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE source_sha256 END,
+        downloaded_ms = CASE WHEN state = 'downloaded' THEN NULL ELSE downloaded_ms END
+     RETURNING attempts";
+
 /// Columns read by [`state_from_row`], starting at the given offset.
 pub(super) const STATE_COLUMNS: &str =
     "d.state, d.rel_path, d.size, d.sha256, d.downloaded_ms, d.attempts, d.last_error, d.failed_ms";
@@ -206,27 +236,19 @@ impl Catalog {
         let tx = self.write_tx("recording a download")?;
         require_root(&tx, root)?;
         require_version(&tx, version)?;
-        tx.prepare_cached(
-            "INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256,
-                                    downloaded_ms, attempts)
-             VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, 0)
-             ON CONFLICT (root_id, version_key) DO UPDATE SET
-                state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
-                sha256 = excluded.sha256, source_sha256 = NULL,
-                downloaded_ms = excluded.downloaded_ms, attempts = 0,
-                last_error = NULL, failed_ms = NULL",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                root,
-                version,
-                rel_path,
-                size,
-                &sha256[..],
-                now_ms()
-            ])
-        })
-        .ctx("recording a download")?;
+        tx.prepare_cached(UPSERT_DOWNLOADED)
+            .and_then(|mut s| {
+                s.execute(params![
+                    root,
+                    version,
+                    rel_path,
+                    size,
+                    &sha256[..],
+                    None::<&[u8]>,
+                    now_ms()
+                ])
+            })
+            .ctx("recording a download")?;
         tx.commit().ctx("recording a download")
     }
 
@@ -236,18 +258,7 @@ impl Catalog {
         require_root(&tx, root)?;
         require_version(&tx, version)?;
         let attempts: i64 = tx
-            .prepare_cached(
-                "INSERT INTO downloads (root_id, version_key, state, attempts, last_error, failed_ms)
-                 VALUES (?1, ?2, 'failed', 1, ?3, ?4)
-                 ON CONFLICT (root_id, version_key) DO UPDATE SET
-                    state = 'failed', attempts = attempts + 1, last_error = excluded.last_error,
-                    failed_ms = excluded.failed_ms,
-                    size = CASE WHEN state = 'downloaded' THEN NULL ELSE size END,
-                    sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE sha256 END,
-                    source_sha256 = CASE WHEN state = 'downloaded' THEN NULL ELSE source_sha256 END,
-                    downloaded_ms = CASE WHEN state = 'downloaded' THEN NULL ELSE downloaded_ms END
-                 RETURNING attempts",
-            )
+            .prepare_cached(UPSERT_FAILED)
             .and_then(|mut s| s.query_row(params![root, version, error, now_ms()], |r| r.get(0)))
             .ctx("recording a failed download")?;
         tx.commit().ctx("recording a failed download")?;

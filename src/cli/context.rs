@@ -27,19 +27,23 @@ impl CommandError {
             code: exit::FAILURE,
         }
     }
+
+    /// An authentication problem (exit code 3) when `auth_problem`, else a failure.
+    fn failure_or_auth(message: String, auth_problem: bool) -> Self {
+        CommandError {
+            message,
+            code: if auth_problem {
+                exit::AUTH
+            } else {
+                exit::FAILURE
+            },
+        }
+    }
 }
 
 impl From<AuthError> for CommandError {
     fn from(e: AuthError) -> Self {
-        let code = if e.is_authentication_problem() {
-            exit::AUTH
-        } else {
-            exit::FAILURE
-        };
-        CommandError {
-            message: e.to_string(),
-            code,
-        }
+        CommandError::failure_or_auth(e.to_string(), e.is_authentication_problem())
     }
 }
 
@@ -51,15 +55,7 @@ impl From<CatalogError> for CommandError {
 
 impl From<crate::refresh::RefreshError> for CommandError {
     fn from(e: crate::refresh::RefreshError) -> Self {
-        let code = if e.is_authentication_problem() {
-            exit::AUTH
-        } else {
-            exit::FAILURE
-        };
-        CommandError {
-            message: e.to_string(),
-            code,
-        }
+        CommandError::failure_or_auth(e.to_string(), e.is_authentication_problem())
     }
 }
 
@@ -123,7 +119,7 @@ impl AccountContext {
 }
 
 /// Create `dir` (and parents) with mode 0700 for the last component.
-fn create_private_dir(dir: &std::path::Path) -> Result<(), CommandError> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), CommandError> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         return Ok(());

@@ -378,7 +378,7 @@ fn mirror_folder(dir: &Path, mountpoint: &Path) -> Result<PathBuf, CommandError>
 
 /// The catalog as its writer, or as a follower of the process that holds it.
 fn open_catalog(ctx: &AccountContext) -> Result<CatalogAccess, CommandError> {
-    create_private_dir(&ctx.dir)?;
+    context::create_private_dir(&ctx.dir)?;
     match Catalog::open(ctx.catalog_path()) {
         Ok(c) => Ok(CatalogAccess::Writer(c)),
         Err(e @ CatalogError::Locked { .. }) => {
@@ -392,18 +392,6 @@ fn open_catalog(ctx: &AccountContext) -> Result<CatalogAccess, CommandError> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), CommandError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| CommandError::failure(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// The refresh before mounting. A catalog that already has a library is mounted even when

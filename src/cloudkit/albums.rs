@@ -8,7 +8,7 @@ use crate::model::{Album, Library};
 use super::calls::{RecordsAnswer, database_of};
 use super::client::{CallInfo, CloudKitClient};
 use super::error::CloudKitError;
-use super::parse::{Skipped, skip_entry};
+use super::parse::{Skipped, server_error_skip, skip_entry};
 use super::records::Record;
 use super::requests;
 
@@ -40,9 +40,8 @@ pub(crate) enum AlbumRecord {
 
 /// Parse one record of an album listing. `parent` is the folder that was queried, if any.
 pub(crate) fn parse_album(r: &Record, parent: Option<&str>, zone: &str) -> AlbumRecord {
-    if let Some(code) = &r.server_error_code {
-        let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-        return AlbumRecord::NotAnAlbum(skip_entry(r.name(), reason));
+    if let Some(skipped) = server_error_skip(r) {
+        return AlbumRecord::NotAnAlbum(skipped);
     }
     if r.kind() != "CPLAlbum" {
         let reason = format!("unexpected record type {:?} in the album list", r.kind());

@@ -12,7 +12,7 @@ use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::CloudKitError;
 use super::pairing::{CarryOver, pair_page};
 use super::parse::{ListedAsset, Skipped};
-use super::records::{Record, ZoneIdRecord, lenient_string};
+use super::records::{Record, ServerError, ZoneIdRecord, lenient_string};
 use super::requests::{self, Database, Index};
 
 /// Records per `records/lookup` request (two per asset).
@@ -33,20 +33,13 @@ pub(crate) struct RecordsAnswer {
         deserialize_with = "lenient_string"
     )]
     pub continuation_marker: Option<String>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 impl Answer for RecordsAnswer {
     fn top_error(&self) -> Option<(String, String)> {
-        let code = self.server_error_code.clone()?;
-        Some((code, self.reason.clone().unwrap_or_default()))
+        self.error.code_and_reason()
     }
 }
 
@@ -62,22 +55,13 @@ where
 struct ZonesAnswer {
     #[serde(default, deserialize_with = "null_as_empty")]
     zones: Vec<ZoneEntry>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 impl Answer for ZonesAnswer {
     fn top_error(&self) -> Option<(String, String)> {
-        Some((
-            self.server_error_code.clone()?,
-            self.reason.clone().unwrap_or_default(),
-        ))
+        self.error.code_and_reason()
     }
 }
 
@@ -93,22 +77,13 @@ struct ZoneEntry {
 struct CountAnswer {
     #[serde(default, deserialize_with = "null_as_empty")]
     batch: Vec<RecordsAnswer>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 impl Answer for CountAnswer {
     fn top_error(&self) -> Option<(String, String)> {
-        Some((
-            self.server_error_code.clone()?,
-            self.reason.clone().unwrap_or_default(),
-        ))
+        self.error.code_and_reason()
     }
 }
 
@@ -436,5 +411,58 @@ impl CloudKitClient {
         let body = requests::lookup_body(library, names, desired_keys);
         let answer: RecordsAnswer = self.post(&info, db, "records/lookup", &body).await?;
         Ok(answer.records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_read_their_payload_and_their_top_level_error() {
+        let ok: RecordsAnswer = serde_json::from_value(json!({
+            "records": [{"recordName": "A", "recordType": "CPLAsset"}],
+            "syncToken": "T",
+            "continuationMarker": 7,
+            "somethingNew": {"x": [1, 2]}
+        }))
+        .expect("answer");
+        assert_eq!(ok.records.len(), 1);
+        assert_eq!(ok.sync_token.as_deref(), Some("T"));
+        assert_eq!(ok.continuation_marker, None, "not a string: ignored");
+        assert_eq!(ok.top_error(), None);
+
+        let failed: RecordsAnswer = serde_json::from_value(json!({
+            "records": null, "serverErrorCode": "ZONE_NOT_FOUND", "reason": "gone"
+        }))
+        .expect("answer");
+        assert!(failed.records.is_empty());
+        assert_eq!(
+            failed.top_error(),
+            Some(("ZONE_NOT_FOUND".into(), "gone".into()))
+        );
+
+        let counts: CountAnswer = serde_json::from_value(json!({
+            "batch": [{"records": [], "serverErrorCode": "BAD_REQUEST", "reason": 3}, {"records": []}]
+        }))
+        .expect("answer");
+        assert_eq!(counts.top_error(), None);
+        assert_eq!(
+            counts.batch[0].top_error(),
+            Some(("BAD_REQUEST".into(), String::new()))
+        );
+        assert_eq!(counts.batch[1].top_error(), None);
+
+        let zones: ZonesAnswer = serde_json::from_value(json!({
+            "zones": [{"zoneID": {"zoneName": "PrimarySync"}}],
+            "serverErrorCode": "ACCESS_DENIED"
+        }))
+        .expect("answer");
+        assert_eq!(zones.zones.len(), 1);
+        assert_eq!(
+            zones.top_error(),
+            Some(("ACCESS_DENIED".into(), String::new()))
+        );
     }
 }

@@ -15,8 +15,8 @@ use super::albums::{AlbumRecord, parse_album};
 use super::calls::{database_of, null_as_empty};
 use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::{CloudKitError, is_transient_code, is_web_access_refusal};
-use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
-use super::records::{Record, ZoneIdRecord, as_int, lenient_string};
+use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
+use super::records::{Record, ServerError, ZoneIdRecord, as_int, lenient_string};
 use super::requests::{self, Database};
 
 /// Zones that changed in one database since a token.
@@ -122,22 +122,13 @@ struct DatabaseAnswer {
     more_coming: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "null_as_empty")]
     zones: Vec<DatabaseZone>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 impl Answer for DatabaseAnswer {
     fn top_error(&self) -> Option<(String, String)> {
-        Some((
-            self.server_error_code.clone()?,
-            self.reason.clone().unwrap_or_default(),
-        ))
+        self.error.code_and_reason()
     }
 }
 
@@ -155,14 +146,8 @@ struct DatabaseZone {
 struct ZoneAnswer {
     #[serde(default, deserialize_with = "null_as_empty")]
     zones: Vec<ZoneEntry>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,28 +158,21 @@ struct ZoneEntry {
     sync_token: Option<String>,
     #[serde(rename = "moreComing", default)]
     more_coming: Option<serde_json::Value>,
-    #[serde(
-        rename = "serverErrorCode",
-        default,
-        deserialize_with = "lenient_string"
-    )]
-    server_error_code: Option<String>,
-    #[serde(default, deserialize_with = "lenient_string")]
-    reason: Option<String>,
+    #[serde(flatten)]
+    error: ServerError,
 }
 
 impl Answer for ZoneAnswer {
     fn top_error(&self) -> Option<(String, String)> {
-        if let Some(code) = &self.server_error_code {
-            return Some((code.clone(), self.reason.clone().unwrap_or_default()));
+        if let Some(top) = self.error.code_and_reason() {
+            return Some(top);
         }
         // A transient error inside the zone entry is retried like a top-level one.
-        let entry = self.zones.first()?;
-        let code = entry
-            .server_error_code
-            .as_ref()
-            .filter(|c| is_transient_code(c))?;
-        Some((code.clone(), entry.reason.clone().unwrap_or_default()))
+        self.zones
+            .first()?
+            .error
+            .code_and_reason()
+            .filter(|(code, _)| is_transient_code(code))
     }
 }
 
@@ -259,8 +237,8 @@ impl CloudKitClient {
                 call: name.clone(),
                 detail: "no zone entry in the answer".into(),
             })?;
-        if let Some(code) = entry.server_error_code {
-            let reason = entry.reason.unwrap_or_default();
+        if let Some(code) = entry.error.code {
+            let reason = entry.error.reason.unwrap_or_default();
             return match code.as_str() {
                 "BAD_REQUEST" => Ok(ZoneChanges::TokenRejected {
                     code,
@@ -309,9 +287,8 @@ fn classify_changes(records: Vec<Record>, zone: &str) -> ZoneChangePage {
     let mut master_order = Vec::new();
     let mut assets = Vec::new();
     for r in records {
-        if let Some(code) = &r.server_error_code {
-            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(skip_entry(r.name(), reason));
+        if let Some(skipped) = server_error_skip(&r) {
+            page.skipped.push(skipped);
             continue;
         }
         if r.deleted {
@@ -463,5 +440,32 @@ mod tests {
             matches!(&page.changes[4], Change::AssetRecord(c) if c.hidden && !c.deleted && c.master_id == "M1")
         );
         assert_eq!(page.changes[5], Change::MasterRecord { id: "M9".into() });
+    }
+
+    #[test]
+    fn zone_answers_retry_transient_entry_errors_only() {
+        let answer = |v: serde_json::Value| -> ZoneAnswer { serde_json::from_value(v).unwrap() };
+        let top = answer(json!({"serverErrorCode": "THROTTLED", "reason": "slow down"}));
+        assert_eq!(
+            top.top_error(),
+            Some(("THROTTLED".into(), "slow down".into()))
+        );
+        let transient = answer(json!({"zones": [
+            {"serverErrorCode": "ZONE_BUSY", "reason": "busy", "records": null}
+        ]}));
+        assert_eq!(
+            transient.top_error(),
+            Some(("ZONE_BUSY".into(), "busy".into()))
+        );
+        let token = answer(json!({"zones": [
+            {"serverErrorCode": "BAD_REQUEST", "reason": "bad token", "syncToken": "S"}
+        ]}));
+        assert_eq!(token.top_error(), None, "handled as a typed outcome");
+        assert_eq!(token.zones[0].error.code.as_deref(), Some("BAD_REQUEST"));
+        assert_eq!(token.zones[0].sync_token.as_deref(), Some("S"));
+        let page = answer(json!({"zones": [{"records": [{"recordName": "A"}], "moreComing": 1}]}));
+        assert_eq!(page.top_error(), None);
+        assert_eq!(page.zones[0].records.len(), 1);
+        assert!(truthy(&page.zones[0].more_coming));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::parse::{ListedAsset, Skipped, build_asset, skip_entry};
+use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
 use super::records::Record;
 
 /// The assets of one answer (a listing page, a lookup), and what did not become an asset.
@@ -68,9 +68,8 @@ pub(crate) fn pair_page(
     let mut master_order: Vec<String> = Vec::new();
     let mut assets: Vec<Record> = Vec::new();
     for r in records {
-        if let Some(code) = &r.server_error_code {
-            let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
-            page.skipped.push(skip_entry(r.name(), reason));
+        if let Some(skipped) = server_error_skip(&r) {
+            page.skipped.push(skipped);
             continue;
         }
         if r.deleted {
@@ -177,37 +176,8 @@ pub(crate) fn pair_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
-
-    fn record(v: Value) -> Record {
-        serde_json::from_value(v).expect("record")
-    }
-
-    fn res(size: u64) -> Value {
-        json!({"value": {"fileChecksum": "AQID", "size": size, "downloadURL": "https://cvws.icloud-content.com/B/x/${f}"}, "type": "ASSETID"})
-    }
-
-    fn master(name: &str, item_type: &str) -> Record {
-        record(
-            json!({"recordName": name, "recordType": "CPLMaster", "fields": {
-                "itemType": {"value": item_type, "type": "STRING"},
-                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
-                "resOriginalRes": res(100), "resOriginalFileType": {"value": item_type, "type": "STRING"},
-                "resJPEGThumbRes": res(10), "resJPEGThumbFileType": {"value": "public.jpeg", "type": "STRING"},
-                "resVidMedRes": res(50), "resVidMedFileType": {"value": "com.apple.quicktime-movie", "type": "STRING"},
-            }}),
-        )
-    }
-
-    fn asset(name: &str, master: &str) -> Record {
-        record(
-            json!({"recordName": name, "recordType": "CPLAsset", "recordChangeTag": "t1", "fields": {
-                "masterRef": {"value": {"recordName": master, "action": "DELETE_SELF"}, "type": "REFERENCE"},
-                "assetDate": {"value": 1000, "type": "TIMESTAMP"},
-                "isFavorite": {"value": 1, "type": "INT64"},
-            }}),
-        )
-    }
+    use crate::cloudkit::parse::tests::{asset, master, record};
+    use serde_json::json;
 
     #[test]
     fn pairs_split_across_pages_are_joined_and_leftovers_reported() {

@@ -40,6 +40,13 @@ pub(crate) fn skip_entry(record_name: &str, reason: impl Into<String>) -> Skippe
     }
 }
 
+/// The skip entry of a record the server answered with an error in its place, if it is one.
+pub(crate) fn server_error_skip(r: &Record) -> Option<Skipped> {
+    let code = r.server_error_code.as_ref()?;
+    let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
+    Some(skip_entry(r.name(), reason))
+}
+
 /// The versions of an image (or an asset of unknown kind): version kind and rendition prefix.
 const IMAGE_TABLE: [(VersionKind, &str); 9] = [
     (VersionKind::Original, "resOriginal"),
@@ -322,19 +329,22 @@ fn location(asset: &Record, id: &str) -> Option<Location> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn record(v: Value) -> Record {
+    /// A record from its JSON.
+    pub(crate) fn record(v: Value) -> Record {
         serde_json::from_value(v).expect("record")
     }
 
-    fn res(size: u64) -> Value {
+    /// A resource field of `size` bytes.
+    pub(crate) fn res(size: u64) -> Value {
         json!({"value": {"fileChecksum": "AQID", "size": size, "downloadURL": "https://cvws.icloud-content.com/B/x/${f}"}, "type": "ASSETID"})
     }
 
-    fn master(name: &str, item_type: &str) -> Record {
+    /// A CPLMaster with an original, a thumbnail and a video rendition.
+    pub(crate) fn master(name: &str, item_type: &str) -> Record {
         record(
             json!({"recordName": name, "recordType": "CPLMaster", "fields": {
                 "itemType": {"value": item_type, "type": "STRING"},
@@ -346,7 +356,8 @@ mod tests {
         )
     }
 
-    fn asset(name: &str, master: &str) -> Record {
+    /// A favourite CPLAsset of `master`.
+    pub(crate) fn asset(name: &str, master: &str) -> Record {
         record(
             json!({"recordName": name, "recordType": "CPLAsset", "recordChangeTag": "t1", "fields": {
                 "masterRef": {"value": {"recordName": master, "action": "DELETE_SELF"}, "type": "REFERENCE"},

@@ -265,6 +265,27 @@ pub struct ZoneIdRecord {
     pub zone_type: Option<String>,
 }
 
+/// The `serverErrorCode` and `reason` of an answer (or of one entry of it) that failed. Read
+/// into an answer with `#[serde(flatten)]`: the answer's own fields are still parsed directly.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ServerError {
+    #[serde(
+        rename = "serverErrorCode",
+        default,
+        deserialize_with = "lenient_string"
+    )]
+    pub code: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub reason: Option<String>,
+}
+
+impl ServerError {
+    /// `(code, reason)` when there is a code.
+    pub fn code_and_reason(&self) -> Option<(String, String)> {
+        Some((self.code.clone()?, self.reason.clone().unwrap_or_default()))
+    }
+}
+
 /// Top-level error fields any CloudKit answer may carry instead of its payload.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TopLevelError {

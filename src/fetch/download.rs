@@ -15,10 +15,13 @@ use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::header::{CONTENT_LENGTH, RANGE};
 use sha2::{Digest, Sha256};
 
-use super::{FetchConfig, FetchError, UrlProvider, sniff, status_error};
+use super::{
+    FetchConfig, FetchError, UrlProvider, check_content_range, reject_error_document, sniff,
+    status_error,
+};
 
 /// What to download and where.
 #[derive(Debug, Clone)]
@@ -161,17 +164,6 @@ fn remove(path: &Path) -> Result<(), FetchError> {
 }
 
 /// Parse `bytes START-END/TOTAL`.
-fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    Some((
-        start.trim().parse().ok()?,
-        end.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
-}
-
 async fn attempt_once(
     http: &reqwest::Client,
     cfg: &FetchConfig,
@@ -203,26 +195,12 @@ async fn attempt_once(
     let status = resp.status();
     match status {
         StatusCode::PARTIAL_CONTENT => {
-            let header = resp
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            match parse_content_range(&header) {
-                Some((start, end, total))
-                    if start == offset && total == job.size && end + 1 == job.size => {}
-                Some((_, _, total)) if total != job.size => {
-                    return Err(FetchError::SizeMismatch {
-                        announced: total,
-                        expected: job.size,
-                    });
-                }
-                _ => {
+            if let Err(e) = check_content_range(resp.headers(), offset, job.size, job.size) {
+                if matches!(e, FetchError::BadContentRange { .. }) {
                     // Whatever the server meant, our part cannot be trusted any more.
                     remove(temp)?;
-                    return Err(FetchError::BadContentRange { header, offset });
                 }
+                return Err(e);
             }
         }
         StatusCode::OK => {
@@ -241,21 +219,7 @@ async fn attempt_once(
         }
         _ => return Err(status_error(status, resp.headers())),
     }
-    if let Some(ct) = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        let ct = ct.to_ascii_lowercase();
-        if ct.starts_with("text/html")
-            || ct.starts_with("application/json")
-            || ct.starts_with("text/xml")
-        {
-            return Err(FetchError::NotMedia {
-                what: format!("a {ct} document"),
-            });
-        }
-    }
+    reject_error_document(resp.headers())?;
     let announced = resp
         .headers()
         .get(CONTENT_LENGTH)
@@ -431,13 +395,6 @@ async fn finalize(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_range_parses() {
-        assert_eq!(parse_content_range("bytes 10-99/100"), Some((10, 99, 100)));
-        assert_eq!(parse_content_range("bytes */100"), None);
-        assert_eq!(parse_content_range("items 1-2/3"), None);
-    }
 
     #[test]
     fn temp_names_are_hidden_unique_and_bounded() {

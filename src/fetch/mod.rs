@@ -155,6 +155,67 @@ impl FetchError {
     }
 }
 
+/// Check that a 206 answer is exactly bytes `start..end` (end exclusive) of a file of `total`
+/// bytes, from its `Content-Range`.
+pub(crate) fn check_content_range(
+    headers: &reqwest::header::HeaderMap,
+    start: u64,
+    end: u64,
+    total: u64,
+) -> Result<(), FetchError> {
+    let header = headers
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match parse_content_range(&header) {
+        Some((s, e, t)) if s == start && e.checked_add(1) == Some(end) && t == total => Ok(()),
+        Some((_, _, announced)) if announced != total => Err(FetchError::SizeMismatch {
+            announced,
+            expected: total,
+        }),
+        _ => Err(FetchError::BadContentRange {
+            header,
+            offset: start,
+        }),
+    }
+}
+
+/// Refuse an answer whose `Content-Type` says it is an error page or an API document (HTML,
+/// JSON, XML) instead of media.
+pub(crate) fn reject_error_document(
+    headers: &reqwest::header::HeaderMap,
+) -> Result<(), FetchError> {
+    let Some(ct) = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let ct = ct.to_ascii_lowercase();
+    if ct.starts_with("text/html")
+        || ct.starts_with("application/json")
+        || ct.starts_with("text/xml")
+    {
+        return Err(FetchError::NotMedia {
+            what: format!("a {ct} document"),
+        });
+    }
+    Ok(())
+}
+
+/// `(first, last, total)` of a `Content-Range: bytes first-last/total` value.
+fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((
+        start.trim().parse().ok()?,
+        end.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
+}
+
 /// Map a non-success CDN status to an error.
 pub(crate) fn status_error(
     status: reqwest::StatusCode,
@@ -168,5 +229,70 @@ pub(crate) fn status_error(
             status: code,
             retry_after: backoff::retry_after(headers),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue};
+
+    #[test]
+    fn error_documents_are_not_media() {
+        let typed = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        for ct in ["text/html; charset=utf-8", "Application/JSON", "text/xml"] {
+            assert!(
+                matches!(
+                    reject_error_document(&typed(ct)),
+                    Err(FetchError::NotMedia { .. })
+                ),
+                "{ct}"
+            );
+        }
+        for ct in ["image/jpeg", "application/octet-stream", "video/quicktime"] {
+            assert!(reject_error_document(&typed(ct)).is_ok(), "{ct}");
+        }
+        assert!(reject_error_document(&HeaderMap::new()).is_ok());
+    }
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(parse_content_range("bytes 10-99/100"), Some((10, 99, 100)));
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn content_range_must_be_exactly_the_range_asked() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_RANGE, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert!(check_content_range(&with("bytes 10-99/100"), 10, 100, 100).is_ok());
+        assert!(matches!(
+            check_content_range(&with("bytes 10-98/100"), 10, 100, 100),
+            Err(FetchError::BadContentRange { offset: 10, .. })
+        ));
+        assert!(matches!(
+            check_content_range(&with("bytes 10-99/200"), 10, 100, 100),
+            Err(FetchError::SizeMismatch {
+                announced: 200,
+                expected: 100
+            })
+        ));
+        let overflow = format!("bytes 10-{}/100", u64::MAX);
+        assert!(matches!(
+            check_content_range(&with(&overflow), 10, 100, 100),
+            Err(FetchError::BadContentRange { .. })
+        ));
+        assert!(matches!(
+            check_content_range(&HeaderMap::new(), 0, 1, 1),
+            Err(FetchError::BadContentRange { .. })
+        ));
     }
 }

@@ -4,9 +4,11 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::header::RANGE;
 
-use super::{FetchConfig, FetchError, sniff, status_error};
+use super::{
+    FetchConfig, FetchError, check_content_range, reject_error_document, sniff, status_error,
+};
 
 /// Fetch bytes `[offset, offset + len)` of a file of `total` bytes (clamped at the end).
 /// The answer must be a 206 with exactly that `Content-Range` (or a 200 of the whole file
@@ -70,52 +72,12 @@ pub async fn fetch_range_stream(
     let status = resp.status();
     let mut skip = 0u64;
     match status {
-        StatusCode::PARTIAL_CONTENT => {
-            let header = resp
-                .headers()
-                .get(CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let ok = header
-                .trim()
-                .strip_prefix("bytes ")
-                .and_then(|r| r.split_once('/'))
-                .and_then(|(r, t)| {
-                    let (s, e) = r.split_once('-')?;
-                    Some((
-                        s.parse::<u64>().ok()?,
-                        e.parse::<u64>().ok()?,
-                        t.parse::<u64>().ok()?,
-                    ))
-                });
-            match ok {
-                Some((s, e, t)) if s == offset && e == end && t == total => {}
-                Some((_, _, t)) if t != total => {
-                    return Err(FetchError::SizeMismatch {
-                        announced: t,
-                        expected: total,
-                    });
-                }
-                _ => return Err(FetchError::BadContentRange { header, offset }),
-            }
-        }
+        StatusCode::PARTIAL_CONTENT => check_content_range(resp.headers(), offset, end + 1, total)?,
         // A server that ignores Range sends everything: skip to our offset.
         StatusCode::OK => skip = offset,
         _ => return Err(status_error(status, resp.headers())),
     }
-    if let Some(ct) = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        let ct = ct.to_ascii_lowercase();
-        if ct.starts_with("text/html") || ct.starts_with("application/json") {
-            return Err(FetchError::NotMedia {
-                what: format!("a {ct} document"),
-            });
-        }
-    }
+    reject_error_document(resp.headers())?;
     // The head of the file is held until it can be sniffed.
     let head_len = if offset == 0 {
         (sniff::HEAD_LEN as u64).min(want) as usize

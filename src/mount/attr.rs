@@ -3,7 +3,8 @@
 
 use std::time::SystemTime;
 
-use super::namespace::{DirNode, FileNode, Kind, NAME_MAX, Tree};
+use super::namespace::{Kind, NAME_MAX};
+use super::tree::{DirNode, FileNode, Tree};
 
 /// `st_blksize`: the I/O size tools such as `cp` and stdio pick for their buffers. 128 KiB is
 /// what the kernel sends us per buffered read, so a bigger buffer gains nothing per request.

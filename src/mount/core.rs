@@ -15,9 +15,11 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::attr::{self, Attr, Owner, StatFs};
-use super::namespace::{COOKIE_DOT, COOKIE_DOTDOT, Kind, Namespace, ROOT_INO, Tree};
+use super::cookies::{COOKIE_DOT, COOKIE_DOTDOT};
+use super::namespace::{Kind, Namespace, ROOT_INO};
 use super::read::{PrefetchConfig, ReadPlanner};
 use super::source::{ContentSource, OpenContent, ReadError};
+use super::tree::Tree;
 
 /// Settings of the core.
 #[derive(Debug, Clone)]

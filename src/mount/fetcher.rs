@@ -81,7 +81,8 @@ pub struct FetcherStats {
     pub transfers: u64,
     /// HTTP requests made (attempts, including retries).
     pub requests: u64,
-    /// Bytes received in successful requests.
+    /// Bytes received (a retry resumes after the last one: none is counted twice). Counted
+    /// as they arrive, before any reader is handed them.
     pub bytes: u64,
     /// Transfers that ended in an error.
     pub failures: u64,
@@ -523,6 +524,8 @@ impl BlockFetcher {
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let mut sink = |mut chunk: Bytes| {
                     got += chunk.len() as u64;
+                    // Counted before any reader sees them: whoever got bytes sees them counted.
+                    self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     while !chunk.is_empty() {
                         // The block ends at its length, or at `end` for the run's last one.
                         let block_end = ((idx + 1) * BLOCK_SIZE).min(file.size).min(end);
@@ -549,7 +552,6 @@ impl BlockFetcher {
             };
             let outcome = tokio::time::timeout_at(deadline, request).await;
             pos += got;
-            self.bytes.fetch_add(got, Ordering::Relaxed);
             let err = match outcome {
                 Err(_) => return Err(timeout()),
                 Ok(Ok(())) if pos >= end => return Ok(()),

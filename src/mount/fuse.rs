@@ -104,36 +104,52 @@ impl FuseFs {
         self.counters.passthrough_on.load(Ordering::Relaxed)
     }
 
-    /// Try to open `fh` of `ino` in passthrough mode; `false` means "answer as cached".
-    fn try_passthrough(&self, ino: u64, fh: u64, reply: &ReplyOpen) -> Option<Arc<BackingId>> {
-        if !self.passthrough_active() {
-            return None;
-        }
+    /// Decide how open `fh` of `ino` is served and count it, in one step with the other opens
+    /// of the inode: the kernel fails an open (EIO) whose mode differs from that of the opens
+    /// it already holds. Passthrough (the backing returned) when nothing is open in cached
+    /// mode and either passthrough opens are live (this one joins them, even if its own
+    /// handle reads remotely: the bytes are the same) or `local` offers a file to back it;
+    /// otherwise cached (`None`).
+    fn choose_io_mode(
+        &self,
+        ino: u64,
+        fh: u64,
+        local: bool,
+        reply: &ReplyOpen,
+    ) -> Option<Arc<BackingId>> {
         let mut modes = lock(&self.modes);
         let mode = modes.entry(ino).or_default();
-        if mode.cached_opens > 0 {
-            return None;
-        }
-        let backing = match mode.backing.upgrade() {
-            Some(b) => b,
-            None => {
-                let created = self.core.with_local_file(fh, |f| reply.open_backing(f))?;
-                match created {
-                    Ok(b) => {
-                        let b = Arc::new(b);
-                        mode.backing = Arc::downgrade(&b);
-                        b
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, ino, "passthrough refused; serving reads ourselves");
-                        return None;
-                    }
+        let backing = if !self.passthrough_active() || mode.cached_opens > 0 {
+            None
+        } else if let Some(b) = mode.backing.upgrade() {
+            Some(b)
+        } else if local {
+            match self.core.with_local_file(fh, |f| reply.open_backing(f)) {
+                Some(Ok(b)) => {
+                    let b = Arc::new(b);
+                    mode.backing = Arc::downgrade(&b);
+                    Some(b)
                 }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, ino, "passthrough refused; serving reads ourselves");
+                    None
+                }
+                None => None,
             }
+        } else {
+            None
         };
-        mode.passthrough_opens += 1;
-        lock(&self.backing_of_fh).insert(fh, backing.clone());
-        Some(backing)
+        match backing {
+            Some(b) => {
+                mode.passthrough_opens += 1;
+                lock(&self.backing_of_fh).insert(fh, b.clone());
+                Some(b)
+            }
+            None => {
+                mode.cached_opens += 1;
+                None
+            }
+        }
     }
 }
 
@@ -331,9 +347,7 @@ impl Filesystem for FuseFs {
         };
         // Content never changes under an inode: keep the page cache across opens.
         let fopen = FopenFlags::FOPEN_KEEP_CACHE;
-        if opened.local
-            && let Some(backing) = self.try_passthrough(ino.0, opened.fh, &reply)
-        {
+        if let Some(backing) = self.choose_io_mode(ino.0, opened.fh, opened.local, &reply) {
             self.counters
                 .passthrough_opens
                 .fetch_add(1, Ordering::Relaxed);
@@ -347,7 +361,6 @@ impl Filesystem for FuseFs {
             );
         }
         self.counters.cached_opens.fetch_add(1, Ordering::Relaxed);
-        lock(&self.modes).entry(ino.0).or_default().cached_opens += 1;
         reply.opened(FileHandle(opened.fh), fopen);
     }
 

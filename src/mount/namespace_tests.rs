@@ -1,6 +1,9 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
+use crate::mount::cookies::{COOKIE_DOTDOT, COOKIE_MAX};
+use crate::mount::inodes::DIR_INO_BASE;
+use crate::mount::tree::{Child, Tree};
 
 fn t(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -288,38 +291,4 @@ fn identical_apply_changes_nothing() {
         "{:?}",
         update.invalidations
     );
-}
-
-#[test]
-fn cookie_space_exhaustion_renumbers() {
-    let old_names: Vec<Vec<u8>> = vec![b"a".to_vec(), b"c".to_vec()];
-    let old: Vec<Child> = old_names
-        .iter()
-        .zip([10u64, 11])
-        .map(|(n, cookie)| Child {
-            name: n.clone().into(),
-            ino: 1,
-            kind: Kind::File,
-            cookie,
-        })
-        .collect();
-    // No integer strictly between 10 and 11: the directory is renumbered.
-    let names: Vec<&[u8]> = vec![b"a", b"b", b"c"];
-    let cookies = assign_cookies(&names, Some(&old));
-    assert_eq!(cookies, vec![COOKIE_STEP, 2 * COOKIE_STEP, 3 * COOKIE_STEP]);
-    // With room, kept cookies stay and new ones fit between.
-    let old2: Vec<Child> = old
-        .into_iter()
-        .zip([100u64, 200])
-        .map(|(mut c, k)| {
-            c.cookie = k;
-            c
-        })
-        .collect();
-    let names: Vec<&[u8]> = vec![b"0", b"a", b"b", b"c", b"d"];
-    let cookies = assign_cookies(&names, Some(&old2));
-    assert_eq!(cookies[1], 100);
-    assert_eq!(cookies[3], 200);
-    assert!(cookies.windows(2).all(|w| w[0] < w[1]));
-    assert!(cookies[0] > COOKIE_DOTDOT);
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the mount area, one binary (one link of the crate) for all.
 
 mod core_support;
+mod fuse_support;
 mod support;
 
 mod bench;
@@ -8,6 +9,8 @@ mod core_bench;
 mod demo;
 mod fs_core;
 mod fuse;
+mod fuse_lifecycle;
+mod fuse_reads;
 mod input;
 mod live;
 mod reads;

@@ -15,10 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use icloudpd_rs::sim::SimConfig;
 use serde_json::{Value, json};
-use support::{Client, config, pairs, start};
-
-const PRIMARY: &str = "PrimarySync";
-const ALL: &str = "CPLAssetAndMasterByAssetDateWithoutHiddenOrDeleted";
+use support::{ALL, Client, PRIMARY, config, pairs, start};
 
 /// One recorded exchange: request path, request body and response body (JSON).
 struct Exchange {

@@ -288,23 +288,9 @@ pub fn scale_to(w: i64, h: i64, long_side: i64) -> (i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{EDITED, REFERENCE_NOW_MS, asset_key};
+    use super::super::model::EDITED;
+    use super::super::model::tests::asset;
     use super::*;
-
-    fn asset(kind: AssetKind, idx: u32) -> Asset {
-        Asset {
-            key: asset_key(0, idx),
-            asset_date: REFERENCE_NOW_MS,
-            added_date: REFERENCE_NOW_MS,
-            date_expunged: 0,
-            master_seq: 1,
-            asset_seq: 2,
-            burst: 0,
-            edit_gen: 0,
-            kind,
-            flags: 0,
-        }
-    }
 
     #[test]
     fn sizes_scale_and_never_drop_below_a_kib() {

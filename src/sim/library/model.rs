@@ -445,10 +445,11 @@ pub struct Relation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn asset(kind: AssetKind, idx: u32) -> Asset {
+    /// An asset of `kind` at index `idx` of library 0, dated at the reference time.
+    pub(crate) fn asset(kind: AssetKind, idx: u32) -> Asset {
         Asset {
             key: asset_key(0, idx),
             asset_date: REFERENCE_NOW_MS,

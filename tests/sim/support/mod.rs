@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 
 /// The container path every CloudKit call goes to.
 pub const BASE: &str = "/database/1/com.apple.photos.cloud/production";
+/// The zone of the primary library.
+pub const PRIMARY: &str = "PrimarySync";
+/// The index of every visible asset (with its master), by asset date.
+pub const ALL: &str = "CPLAssetAndMasterByAssetDateWithoutHiddenOrDeleted";
 /// icloudpd's query string.
 pub const QUERY: &str = "clientBuildNumber=2522Project44&clientMasteringNumber=2522B2&clientId=X&dsid=1&remapEnums=True&getCurrentSyncToken=True";
 
@@ -285,5 +289,38 @@ pub fn filename(master: &Value) -> Option<String> {
                 .ok()?;
             String::from_utf8(bytes).ok()
         }
+    }
+}
+
+/// A record's `recordName`.
+pub fn record_name(record: &Value) -> String {
+    record["recordName"]
+        .as_str()
+        .expect("recordName")
+        .to_string()
+}
+
+/// An integer field of a record.
+pub fn int(record: &Value, field: &str) -> Option<i64> {
+    record["fields"][field]["value"].as_i64()
+}
+
+/// `v` without its `downloadURL`s, each checked to be a string first. The simulator signs URLs
+/// when it serves them, with an expiry of now + TTL: two answers a second apart differ there
+/// and nowhere else.
+pub fn without_download_urls(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, u)| {
+                    let url = k.as_str() == "downloadURL";
+                    assert!(!url || u.is_string(), "downloadURL {u}");
+                    !url
+                })
+                .map(|(k, x)| (k.clone(), without_download_urls(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_download_urls).collect()),
+        other => other.clone(),
     }
 }
