@@ -133,6 +133,8 @@ def read(root, list_file, nbytes):
     sys.exit(1 if errors else 0)
 
 
+# Wall times below this are within the timer's noise: no ratio.
+TOO_SHORT = 0.05
 FIELDS = ("tool", "work", "wall", "rss", "api", "cdn_req", "cdn_bytes", "status", "note")
 
 
@@ -179,6 +181,7 @@ def fmt_bytes(x):
 def report(results, facts_file, out):
     rows = [dict(zip(FIELDS, line.rstrip("\n").split("\t")))
             for line in open(results) if line.strip()]
+    cell = lambda text: text.replace("|", "\\|")  # a pipe would end the table cell
     # Group by workload (in the order first run), tools in a fixed order; odd rows last.
     order = {}
     for r in rows:
@@ -204,8 +207,8 @@ def report(results, facts_file, out):
         note = r["note"]
         if r["status"] not in ("0", ""):
             note = f"exit {r['status']}" + (f"; {note}" if note else "")
-        L.append(f"| {r['tool']} | {r['work']} | {fmt_num(r['wall'])} | {r['rss']} | {r['api']} "
-                 f"| {r['cdn_req']} | {fmt_bytes(r['cdn_bytes'])} | {note} |")
+        L.append(f"| {r['tool']} | {cell(r['work'])} | {fmt_num(r['wall'])} | {r['rss']} "
+                 f"| {r['api']} | {r['cdn_req']} | {fmt_bytes(r['cdn_bytes'])} | {cell(note)} |")
     L += ["", "Ratios, icloudpd-rs against the best peer of each workload (below 1: icloudpd-rs "
           "is faster or lighter):", "",
           "| workload | best peer | wall ratio | peak RSS ratio | API calls (ours / peer) |",
@@ -229,11 +232,15 @@ def report(results, facts_file, out):
             continue
         o = ours[0]
         best = min(peers, key=lambda r: val(r, "wall"))
-        wall = val(o, "wall") / max(val(best, "wall"), 0.005)
+        if max(val(o, "wall"), val(best, "wall")) < TOO_SHORT:
+            wall = f"~ (both under {TOO_SHORT} s)"
+        else:
+            ratio = val(o, "wall") / max(val(best, "wall"), 0.005)
+            wall = f"{ratio:.3f}" if ratio < 0.01 else f"{ratio:.2f}"
         rss = "" if val(o, "rss") is None or not val(best, "rss") else \
             f"{val(o, 'rss') / val(best, 'rss'):.2f}"
         flag = lambda r: "" if r["status"] in ("0", "") else f" (exit {r['status']})"
-        L.append(f"| {w} | {best['tool']}{flag(best)} | {wall:.2f}{flag(o)} | {rss} "
+        L.append(f"| {cell(w)} | {best['tool']}{flag(best)} | {wall}{flag(o)} | {rss} "
                  f"| {o['api']} / {best['api']} |")
     L += [""] + facts["notes"] + [""]
     text = "\n".join(L)
