@@ -68,6 +68,7 @@ MOUNTS=()
 PIDS=()
 peers_cleanup() {
   local rc=$?
+  set +e # a failing step must not skip the others
   trap - INT TERM
   local m p
   for m in "${MOUNTS[@]}"; do
@@ -75,8 +76,7 @@ peers_cleanup() {
   done
   for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2> /dev/null || true; done
-  (exit "$rc")
-  apple_net_cleanup
+  apple_net_cleanup "$rc"
 }
 apple_net_setup
 trap peers_cleanup EXIT
@@ -116,7 +116,10 @@ run_timed() {
   LAST_LOG="$W/logs/$LOGN-$tool.log"
   local s0 s1 rc=0 wall rss why
   read -ra s0 < <(sim_stats)
-  "$runner" /usr/bin/time -f '%e %M' -o "$W/time" "$@" > "$LAST_LOG" 2>&1 || rc=$?
+  # In the background, so that a signal to this script is handled at once (cleanup then stops
+  # the command, which runs in the namespace).
+  "$runner" /usr/bin/time -f '%e %M' -o "$W/time" "$@" > "$LAST_LOG" 2>&1 &
+  wait "$!" || rc=$?
   read -ra s1 < <(sim_stats)
   read -r wall rss < <(tail -1 "$W/time")
   why=$(known_failures "$LAST_LOG")

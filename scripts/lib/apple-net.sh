@@ -19,8 +19,10 @@
 
 APPLE_HOSTS=(idmsa.apple.com setup.icloud.com www.icloud.com p61-ckdatabasews.icloud.com cvws.icloud-content.com)
 
+# Cleanup on exit (registered by apple_net_setup); returns RC (default: the status it found).
 apple_net_cleanup() {
-  local rc=$?
+  local rc=${1:-$?}
+  set +e # a failing step must not skip the others
   if [ -n "${SIM_PID:-}" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
   if [ -n "${APPLE_NS:-}" ]; then
     # Stop anything still running in the namespace, then remove it.
@@ -99,10 +101,11 @@ in_ns() {
 # bypass REQUESTS_CA_BUNDLE and use the certifi bundle it unpacks into $TMPDIR/_MEI*/ at start,
 # so the test CA is appended to that copy as soon as it appears (before the first request).
 in_ns_bundled() {
-  local tmp="$APPLE_WORK/pyi-tmp.$RANDOM"
+  local tmp="$APPLE_WORK/pyi-tmp.$RANDOM" owner=$BASHPID
   mkdir -p "$tmp"
   (
     for _ in $(seq 1 3000); do
+      kill -0 "$owner" 2>/dev/null || break
       for f in "$tmp"/_MEI*/certifi/cacert.pem; do
         if [ -f "$f" ] && ! grep -q "icloudpd-rs test CA" "$f.done" 2>/dev/null; then
           { echo; echo "# icloudpd-rs test CA"; cat "$APPLE_CA"; } >> "$f" && echo "icloudpd-rs test CA" > "$f.done"
