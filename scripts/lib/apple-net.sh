@@ -1,20 +1,28 @@
 # shellcheck shell=bash
 # Run unmodified iCloud clients against the simulator as if it were Apple: a throwaway CA and
-# certificate for Apple's host names, a private network namespace whose hosts file points those
-# names at 127.0.0.1, and the simulator listening there on port 443 with TLS.
+# certificate for Apple's host names, a private network namespace, and a private mount namespace
+# in which /etc/hosts points those names at 127.0.0.1; the simulator listens there on port 443
+# with TLS.
+#
+# Every command runs in the same pair of namespaces (`ip netns exec` would make a fresh mount
+# namespace per command, so a FUSE mount made by one command would be invisible to the next).
+# FUSE mounts made there never appear on the host, and vanish with the namespace.
 #
 # Usage (as root), from a script that has `set -euo pipefail`:
 #   source scripts/lib/apple-net.sh
-#   apple_net_setup            # CA, certificate, namespace; registers cleanup on exit
+#   apple_net_setup            # CA, certificate, namespaces; registers cleanup on exit
 #   apple_sim_start --assets 500 --seed 7 --size-scale 0.01   # extra simulator flags
-#   in_ns some-client ...      # run a command inside the namespace (trusts the CA)
-# Variables set: APPLE_NS, APPLE_WORK, APPLE_CA (PEM), SIM_PID, SIM_USER, SIM_PASS, SIM_CODE,
-# SIM_ADMIN (URL of the simulator's /_sim/ API, reachable inside the namespace).
+#   in_ns some-client ...      # run a command inside the namespaces (trusts the CA)
+#   "${APPLE_NSENTER[@]}" cmd & pid=$!   # the same, backgrounded: $! is cmd's own pid
+# Variables set: APPLE_NS, APPLE_WORK, APPLE_CA (PEM), APPLE_NSENTER, SIM_PID, SIM_USER,
+# SIM_PASS, SIM_CODE, SIM_ADMIN (URL of the simulator's /_sim/ API, reachable inside).
 
 APPLE_HOSTS=(idmsa.apple.com setup.icloud.com www.icloud.com p61-ckdatabasews.icloud.com cvws.icloud-content.com)
 
+# Cleanup on exit (registered by apple_net_setup); returns RC (default: the status it found).
 apple_net_cleanup() {
-  local rc=$?
+  local rc=${1:-$?}
+  set +e # a failing step must not skip the others
   if [ -n "${SIM_PID:-}" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
   if [ -n "${APPLE_NS:-}" ]; then
     # Stop anything still running in the namespace, then remove it.
@@ -26,6 +34,13 @@ apple_net_cleanup() {
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
     ip netns del "$APPLE_NS" 2>/dev/null || true
     rm -rf "/etc/netns/$APPLE_NS"
+  fi
+  if [ -n "${APPLE_MNTNS_DIR:-}" ] && [ -d "$APPLE_MNTNS_DIR" ]; then
+    # With no process left in it and its pinning bind mount gone, the mount namespace (and any
+    # FUSE mount still in it) is released.
+    umount "$APPLE_MNTNS_DIR/mnt" 2>/dev/null || umount -l "$APPLE_MNTNS_DIR/mnt" 2>/dev/null || true
+    umount "$APPLE_MNTNS_DIR" 2>/dev/null || umount -l "$APPLE_MNTNS_DIR" 2>/dev/null || true
+    rm -rf "$APPLE_MNTNS_DIR"
   fi
   if [ -n "${APPLE_WORK:-}" ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$APPLE_WORK"; fi
   return $rc
@@ -61,25 +76,36 @@ apple_net_setup() {
     echo "127.0.0.1 localhost"
     for h in "${APPLE_HOSTS[@]}"; do echo "127.0.0.1 $h"; done
   } > "/etc/netns/$APPLE_NS/hosts"
+
+  # A persistent mount namespace (pinned by a bind mount of its ns file) whose /etc/hosts is the
+  # one above. Mounts of the host propagate into it, not out of it.
+  APPLE_MNTNS_DIR="/run/icloudsim-$$"
+  mkdir -p "$APPLE_MNTNS_DIR"
+  mount --bind "$APPLE_MNTNS_DIR" "$APPLE_MNTNS_DIR"
+  mount --make-private "$APPLE_MNTNS_DIR"
+  touch "$APPLE_MNTNS_DIR/mnt"
+  unshare --mount="$APPLE_MNTNS_DIR/mnt" --propagation slave \
+    mount --bind "/etc/netns/$APPLE_NS/hosts" /etc/hosts
+  APPLE_NSENTER=(nsenter --net="/run/netns/$APPLE_NS" --mount="$APPLE_MNTNS_DIR/mnt" env
+    SSL_CERT_FILE="$APPLE_WORK/tls/bundle.pem"
+    REQUESTS_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem"
+    CURL_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem")
 }
 
-# Run a command in the namespace with the test CA trusted by Python requests, Go, curl and us.
+# Run a command in the namespaces with the test CA trusted by Python requests, Go, curl and us.
 in_ns() {
-  ip netns exec "$APPLE_NS" env \
-    SSL_CERT_FILE="$APPLE_WORK/tls/bundle.pem" \
-    REQUESTS_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem" \
-    CURL_CA_BUNDLE="$APPLE_WORK/tls/bundle.pem" \
-    "$@"
+  "${APPLE_NSENTER[@]}" "$@"
 }
 
 # Run a PyInstaller-bundled client (PyPI's icloudpd) in the namespace. Some of its requests
 # bypass REQUESTS_CA_BUNDLE and use the certifi bundle it unpacks into $TMPDIR/_MEI*/ at start,
 # so the test CA is appended to that copy as soon as it appears (before the first request).
 in_ns_bundled() {
-  local tmp="$APPLE_WORK/pyi-tmp.$RANDOM"
+  local tmp="$APPLE_WORK/pyi-tmp.$RANDOM" owner=$BASHPID
   mkdir -p "$tmp"
   (
     for _ in $(seq 1 3000); do
+      kill -0 "$owner" 2>/dev/null || break
       for f in "$tmp"/_MEI*/certifi/cacert.pem; do
         if [ -f "$f" ] && ! grep -q "icloudpd-rs test CA" "$f.done" 2>/dev/null; then
           { echo; echo "# icloudpd-rs test CA"; cat "$APPLE_CA"; } >> "$f" && echo "icloudpd-rs test CA" > "$f.done"
@@ -99,9 +125,9 @@ in_ns_bundled() {
 
 # Start the simulator on 127.0.0.1:443 in the namespace; extra arguments go to `sim`.
 apple_sim_start() {
-  local bin="${ICLOUDPD_RS_BIN:-target/release/icloudpd-rs}"
+  local bin="${ICLOUDPD_RS_BIN:-${CARGO_TARGET_DIR:-target}/release/icloudpd-rs}"
   local ready="$APPLE_WORK/sim.ready"
-  ip netns exec "$APPLE_NS" "$bin" sim --listen 127.0.0.1:443 \
+  "${APPLE_NSENTER[@]}" "$bin" sim --listen 127.0.0.1:443 \
     --tls-cert "$APPLE_WORK/tls/server.pem" --tls-key "$APPLE_WORK/tls/server.key" --apple-hosts \
     "$@" > "$ready" 2> "$APPLE_WORK/sim.log" &
   SIM_PID=$!

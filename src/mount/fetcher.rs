@@ -510,8 +510,18 @@ impl BlockFetcher {
             .map_err(|_| timeout())?
             .map_err(|_| ReadError::Internal("transfer limiter closed".into()))?;
         let end = end.min(file.size);
-        // The block being assembled and its index; `pos` is the next byte wanted.
-        let mut block = BytesMut::from(&prefix[..]);
+        // Length of block `idx` within this transfer (0 past its end).
+        let block_len = |idx: u64| {
+            ((idx + 1) * BLOCK_SIZE)
+                .min(file.size)
+                .min(end)
+                .saturating_sub(idx * BLOCK_SIZE) as usize
+        };
+        // The block being assembled and its index; `pos` is the next byte wanted. Each block
+        // gets a buffer of exactly its length: a block split off a larger, growing buffer
+        // would keep that whole buffer alive in the memory tier (about twice the bytes held).
+        let mut block = BytesMut::with_capacity(block_len(first).max(prefix.len()));
+        block.extend_from_slice(&prefix);
         let mut idx = first;
         let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
         let mut refresh = false;
@@ -528,12 +538,12 @@ impl BlockFetcher {
                     self.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     while !chunk.is_empty() {
                         // The block ends at its length, or at `end` for the run's last one.
-                        let block_end = ((idx + 1) * BLOCK_SIZE).min(file.size).min(end);
-                        let room = (block_end - idx * BLOCK_SIZE) as usize - block.len();
+                        let room = block_len(idx).saturating_sub(block.len());
                         let take = room.min(chunk.len());
                         block.extend_from_slice(&chunk.split_to(take));
                         if take == room {
-                            delivery.deliver(idx, block.split().freeze());
+                            let next = BytesMut::with_capacity(block_len(idx + 1));
+                            delivery.deliver(idx, std::mem::replace(&mut block, next).freeze());
                             idx += 1;
                         }
                     }

@@ -195,6 +195,11 @@ async fn walk_index(
     }
 }
 
+/// Album walks in flight at once: each costs a count and a page or two, so walking the albums
+/// one after another costs ~2 round trips per album (a cold mount of a library with 20 albums
+/// waited seconds for them). Each walk fetches its own pages in parallel too, so this stays small.
+const ALBUM_WALKS_AHEAD: usize = 4;
+
 /// The album tree and each album's members. Shared libraries may have no album index.
 async fn list_albums(
     conn: &mut Connection<'_>,
@@ -218,16 +223,33 @@ async fn list_albums(
         Err(e) => return Err(e),
     };
     catalog.replace_albums(id, &listing.albums)?;
-    let mut count = 0;
-    for album in listing.albums.iter().filter(|a| !a.is_folder && !a.deleted) {
-        count += 1;
+    let albums: Vec<_> = listing
+        .albums
+        .iter()
+        .filter(|a| !a.is_folder && !a.deleted)
+        .collect();
+    let start = |conn: &Connection<'_>, album_id: &str| {
+        let generation = conn.session().generation();
+        let walk = conn.client().walk(
+            library,
+            Index::Album(album_id.to_string()),
+            WalkOptions::default(),
+        );
+        (generation, walk)
+    };
+    // Walks started ahead, in album order; members are stored in that order.
+    let mut ahead = std::collections::VecDeque::new();
+    let mut next = 0;
+    for album in &albums {
+        while next < albums.len() && ahead.len() < ALBUM_WALKS_AHEAD {
+            ahead.push_back(start(conn, &albums[next].id));
+            next += 1;
+        }
+        let (mut seen, mut walk) = match ahead.pop_front() {
+            Some(started) => started,
+            None => start(conn, &album.id),
+        };
         let members = loop {
-            let seen = conn.session().generation();
-            let mut walk = conn.client().walk(
-                library,
-                Index::Album(album.id.clone()),
-                WalkOptions::default(),
-            );
             let mut ids: Vec<String> = Vec::new();
             while let Some(page) = walk.next_page().await {
                 ids.extend(page.assets.iter().map(|a| a.asset.id.clone()));
@@ -237,12 +259,17 @@ async fn list_albums(
                     conn.session_works();
                     break ids;
                 }
-                Err(e) if e.needs_reauthentication() => conn.renew(seen, e).await?,
+                // A walk started before a renewal fails the same way; `renew` then sees the
+                // newer generation and only the walk is repeated.
+                Err(e) if e.needs_reauthentication() => {
+                    conn.renew(seen, e).await?;
+                    (seen, walk) = start(conn, &album.id);
+                }
                 Err(e) => return Err(e.into()),
             }
         };
         let refs: Vec<&str> = members.iter().map(String::as_str).collect();
         catalog.set_album_members(id, &album.id, &refs)?;
     }
-    Ok(count)
+    Ok(albums.len() as u64)
 }

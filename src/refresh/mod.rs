@@ -199,6 +199,12 @@ impl<'a> Connection<'a> {
         generation: u64,
         error: CloudKitError,
     ) -> Result<(), RefreshError> {
+        if self.session.generation() != generation {
+            // Someone else already signed in again since that call started (a walk started
+            // before the renewal): only the client needs to be current.
+            self.client = CloudKitClient::for_session(self.session)?;
+            return Ok(());
+        }
         if self.reauths >= MAX_REAUTHS {
             return Err(error.into());
         }
