@@ -175,6 +175,28 @@ fn job(dest: &Path) -> Download<'_> {
     }
 }
 
+/// A download of `dest` from the test CDN's `route`, with the tests' client and settings.
+async fn download_from(
+    base: &str,
+    route: &str,
+    dest: &Path,
+) -> Result<fetch::DownloadOutcome, FetchError> {
+    fetch::download(
+        &http(),
+        &cfg(),
+        &job(dest),
+        &FixedUrl(format!("{base}/{route}")),
+    )
+    .await
+}
+
+/// The first `n` bytes of the content left in the temp file a resumed download picks up.
+fn leave_partial(dest: &Path, n: usize) {
+    let temp =
+        fetch::download::temp_path(dest, job(dest).checksum, SIZE as u64, &cfg().temp_suffix);
+    std::fs::write(temp, &content()[..n]).unwrap();
+}
+
 fn no_temp_left(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .unwrap()
@@ -186,14 +208,7 @@ async fn downloads_whole_file_with_hash_and_mtime() {
     let (base, _) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("IMG_0001.JPG");
-    let out = fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/ok")),
-    )
-    .await
-    .unwrap();
+    let out = download_from(&base, "ok", &dest).await.unwrap();
     let bytes = std::fs::read(&dest).unwrap();
     assert_eq!(bytes, content());
     assert_eq!(out.sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
@@ -210,14 +225,7 @@ async fn resumes_after_a_cut_with_a_range_request() {
     let (base, cdn) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let out = fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/cut-once")),
-    )
-    .await
-    .unwrap();
+    let out = download_from(&base, "cut-once", &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content());
     assert_eq!(
         out.resumed_from,
@@ -233,17 +241,8 @@ async fn restarts_when_the_server_ignores_range() {
     let (base, _) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let temp =
-        fetch::download::temp_path(&dest, job(&dest).checksum, SIZE as u64, &cfg().temp_suffix);
-    std::fs::write(&temp, &content()[..5000]).unwrap();
-    fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/ignore-range")),
-    )
-    .await
-    .unwrap();
+    leave_partial(&dest, 5000);
+    download_from(&base, "ignore-range", &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content());
 }
 
@@ -252,18 +251,9 @@ async fn a_wrong_content_range_never_corrupts_the_file() {
     let (base, _) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let temp =
-        fetch::download::temp_path(&dest, job(&dest).checksum, SIZE as u64, &cfg().temp_suffix);
-    std::fs::write(&temp, &content()[..5000]).unwrap();
+    leave_partial(&dest, 5000);
     // First attempt: bad Content-Range → part dropped; second: fresh 200.
-    fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/bad-range")),
-    )
-    .await
-    .unwrap();
+    download_from(&base, "bad-range", &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), content());
 }
 
@@ -272,14 +262,7 @@ async fn an_html_page_is_never_saved() {
     let (base, _) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let err = fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/html")),
-    )
-    .await
-    .unwrap_err();
+    let err = download_from(&base, "html", &dest).await.unwrap_err();
     assert!(
         matches!(err, FetchError::GaveUp { ref last, .. } if matches!(**last, FetchError::NotMedia { .. })),
         "{err}"
@@ -293,14 +276,7 @@ async fn a_size_mismatch_is_refused() {
     let (base, _) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let err = fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/wrong-size")),
-    )
-    .await
-    .unwrap_err();
+    let err = download_from(&base, "wrong-size", &dest).await.unwrap_err();
     assert!(matches!(err, FetchError::SizeMismatch { .. }), "{err}");
     assert!(!dest.exists());
 }
@@ -364,14 +340,7 @@ async fn persistent_503_gives_up_after_the_attempt_budget() {
     let (base, cdn) = start_cdn().await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a.JPG");
-    let err = fetch::download(
-        &http(),
-        &cfg(),
-        &job(&dest),
-        &FixedUrl(format!("{base}/503")),
-    )
-    .await
-    .unwrap_err();
+    let err = download_from(&base, "503", &dest).await.unwrap_err();
     assert!(
         matches!(err, FetchError::GaveUp { attempts: 4, .. }),
         "{err}"
