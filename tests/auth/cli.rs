@@ -317,69 +317,71 @@ fn refused(config: SimConfig, password: Option<&str>) -> (i32, String) {
     (r.code, r.stderr)
 }
 
+/// Sign-in refused with exit code 3 and a message holding every one of `says`.
+fn assert_refused(config: SimConfig, password: Option<&str>, says: &[&str]) {
+    let (code, err) = refused(config, password);
+    assert_eq!(code, 3, "{err}");
+    for s in says {
+        assert!(err.contains(s), "no {s:?} in: {err}");
+    }
+}
+
 #[test]
 fn wrong_password_exit_3() {
-    let (code, err) = refused(SimConfig::default(), Some("definitely-wrong-password"));
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("refused the Apple ID or password"), "{err}");
+    assert_refused(
+        SimConfig::default(),
+        Some("definitely-wrong-password"),
+        &["refused the Apple ID or password"],
+    );
 }
 
 #[test]
 fn locked_account_exit_3() {
-    let (code, err) = refused(
+    assert_refused(
         SimConfig {
             locked: true,
             ..Default::default()
         },
         None,
+        &["is locked", "iforgot.apple.com"],
     );
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("is locked"), "{err}");
-    assert!(err.contains("iforgot.apple.com"), "{err}");
 }
 
 #[test]
 fn security_keys_exit_3() {
-    let (code, err) = refused(
+    assert_refused(
         SimConfig {
             two_factor: true,
             fido: true,
             ..Default::default()
         },
         None,
+        &["security key", "YubiKey 5C", "not supported"],
     );
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("security key"), "{err}");
-    assert!(err.contains("YubiKey 5C"), "{err}");
-    assert!(err.contains("not supported"), "{err}");
 }
 
 #[test]
 fn advanced_data_protection_exit_3() {
-    let (code, err) = refused(
+    assert_refused(
         SimConfig {
             adp: true,
             ..Default::default()
         },
         None,
+        &["Advanced Data Protection", "Access iCloud Data on the Web"],
     );
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("Advanced Data Protection"), "{err}");
-    assert!(err.contains("Access iCloud Data on the Web"), "{err}");
 }
 
 #[test]
 fn throttling_exit_3_after_bounded_retries() {
-    let (code, err) = refused(
+    assert_refused(
         SimConfig {
             faults: vec!["api-429=1.0".into()],
             ..Default::default()
         },
         None,
+        &["throttling", "after 3 attempts"],
     );
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("throttling"), "{err}");
-    assert!(err.contains("after 3 attempts"), "{err}");
 }
 
 #[test]
