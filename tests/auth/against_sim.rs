@@ -30,6 +30,15 @@ fn opts(sim: &Sim, data: &std::path::Path) -> AuthOptions {
     options(sim.endpoint(), &a.username, &a.password, data)
 }
 
+/// A sign-in answering the trusted-device code prompt with the right code.
+async fn login_with_device_code(
+    sim: &Sim,
+    data: &std::path::Path,
+) -> Result<AccountSession, AuthError> {
+    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
+    Authenticator::login(opts(sim, data), &mut prompter, SecondFactor::TrustedDevice).await
+}
+
 fn count(sim: &Sim, path: &str) -> u64 {
     sim.state().stats.count(path)
 }
@@ -71,14 +80,9 @@ fn two_factor() -> SimConfig {
 async fn trusted_device_code_then_trust_is_reused_without_srp_or_code() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    let session = Authenticator::login(
-        opts(&sim, data.path()),
-        &mut prompter,
-        SecondFactor::TrustedDevice,
-    )
-    .await
-    .expect("login with a device code");
+    let session = login_with_device_code(&sim, data.path())
+        .await
+        .expect("login with a device code");
     let summary = session.summary().await;
     assert!(summary.signed_in && summary.trusted, "{summary:?}");
     assert_eq!(count(&sim, INIT), 1);
@@ -313,14 +317,9 @@ async fn call(session: &AccountSession, url: &str) -> Result<u16, AuthError> {
 async fn session_expiry_mid_run_is_healed_by_one_reauthentication() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    Authenticator::login(
-        opts(&sim, data.path()),
-        &mut prompter,
-        SecondFactor::TrustedDevice,
-    )
-    .await
-    .expect("login");
+    login_with_device_code(&sim, data.path())
+        .await
+        .expect("login");
     let session = Authenticator::resume(opts(&sim, data.path()))
         .await
         .expect("resume");
@@ -363,14 +362,9 @@ async fn session_expiry_mid_run_is_healed_by_one_reauthentication() {
 async fn reauthentication_needing_a_code_fails_once_for_everyone() {
     let sim = start(two_factor()).await;
     let data = tempfile::tempdir().expect("tempdir");
-    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    let session = Authenticator::login(
-        opts(&sim, data.path()),
-        &mut prompter,
-        SecondFactor::TrustedDevice,
-    )
-    .await
-    .expect("login");
+    let session = login_with_device_code(&sim, data.path())
+        .await
+        .expect("login");
     sim.state().auth.expire_trust_tokens();
     sim.state().auth.expire_web_sessions();
     let seen = session.generation();
@@ -389,14 +383,9 @@ async fn reauthentication_needing_a_code_fails_once_for_everyone() {
 
     // The user signs in again elsewhere (another process, same data dir): the running session
     // picks that up on its next attempt, without a code of its own.
-    let mut prompter = ScriptedPrompter::with_codes(&[&sim.account().two_factor_code]);
-    Authenticator::login(
-        opts(&sim, data.path()),
-        &mut prompter,
-        SecondFactor::TrustedDevice,
-    )
-    .await
-    .expect("login elsewhere");
+    login_with_device_code(&sim, data.path())
+        .await
+        .expect("login elsewhere");
     let inits = count(&sim, INIT);
     session
         .reauthenticate(seen)

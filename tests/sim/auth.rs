@@ -18,12 +18,6 @@ fn two_factor() -> SimConfig {
     }
 }
 
-fn is_json(reply: &auth_support::Reply) -> bool {
-    reply
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"))
-}
-
 #[tokio::test]
 async fn non_2fa_sign_in_then_cloudkit_session() {
     let sim = start(config()).await;
@@ -33,7 +27,7 @@ async fn non_2fa_sign_in_then_cloudkit_session() {
     let e2 = c.signin(&acct.username, &acct.password).await;
     assert_eq!(e2.status, StatusCode::PRECONDITION_FAILED, "{}", e2.body);
     assert_eq!(e2.json(), json!({"auth_type": "sa"}));
-    assert!(is_json(&e2));
+    assert!(e2.is_json());
     for h in [
         "scnt",
         "x-apple-session-token",
@@ -107,7 +101,7 @@ async fn two_factor_by_trusted_device_code() {
 
     let e2 = c.signin(&acct.username, &acct.password).await;
     assert_eq!(e2.status, StatusCode::CONFLICT, "{}", e2.body);
-    assert!(is_json(&e2));
+    assert!(e2.is_json());
     let challenge = e2.json();
     assert_eq!(challenge["authType"], json!("hsa2"));
     assert!(
@@ -175,28 +169,14 @@ async fn two_factor_by_trusted_device_code() {
     } else {
         "000000"
     };
-    let e8 = c
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": wrong}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = c.submit_device_code(wrong).await;
     assert_eq!(e8.status, StatusCode::BAD_REQUEST);
     assert_eq!(e8.header("x-apple-i-ercd"), Some("-21669"));
     assert_eq!(e8.json()["service_errors"][0]["code"], json!("-21669"));
     assert_eq!(e8.json()["hasError"], json!(true));
 
     let before = c.session_token.clone();
-    let e8 = c
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": acct.two_factor_code}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = c.submit_device_code(&acct.two_factor_code).await;
     assert_eq!(e8.status, StatusCode::NO_CONTENT);
     assert!(e8.body.is_empty());
     assert_ne!(c.session_token, before);
@@ -286,10 +266,7 @@ async fn two_factor_by_sms() {
         )
         .await;
     assert!(e11.status.is_success(), "{}", e11.body);
-    assert_eq!(
-        c.idmsa(Method::GET, "/2sv/trust", None, false).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(c.trust().await, StatusCode::NO_CONTENT);
     let doc = c.account_login().await.json();
     assert_eq!(doc["hsaTrustedBrowser"], json!(true));
 }
@@ -329,19 +306,9 @@ async fn headless_two_step_across_processes() {
         StatusCode::OK,
         "E5 with the saved token works in a new process"
     );
-    let e8 = b
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": acct.two_factor_code}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = b.submit_device_code(&acct.two_factor_code).await;
     assert_eq!(e8.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        b.idmsa(Method::GET, "/2sv/trust", None, false).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(b.trust().await, StatusCode::NO_CONTENT);
     let doc = b.account_login().await.json();
     assert_eq!(doc["hsaChallengeRequired"], json!(false));
     assert!(
@@ -369,19 +336,9 @@ async fn trusted_client(sim: &icloudpd_rs::sim::Sim) -> Client {
         c.signin(&acct.username, &acct.password).await.status,
         StatusCode::CONFLICT
     );
-    let e8 = c
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": acct.two_factor_code}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = c.submit_device_code(&acct.two_factor_code).await;
     assert_eq!(e8.status, StatusCode::NO_CONTENT);
-    assert_eq!(
-        c.idmsa(Method::GET, "/2sv/trust", None, false).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(c.trust().await, StatusCode::NO_CONTENT);
     assert!(c.trust_token.is_some());
     c
 }
@@ -492,20 +449,10 @@ async fn right_code_answered_with_409_when_the_quirk_is_on() {
         StatusCode::CONFLICT
     );
     let before = c.session_token.clone();
-    let e8 = c
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": acct.two_factor_code}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = c.submit_device_code(&acct.two_factor_code).await;
     assert_eq!(e8.status, StatusCode::CONFLICT);
     assert_eq!(e8.json()["securityCode"]["valid"], json!(true));
     assert!(e8.header("x-apple-session-token").is_some());
     assert_ne!(c.session_token, before);
-    assert_eq!(
-        c.idmsa(Method::GET, "/2sv/trust", None, false).await.status,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(c.trust().await, StatusCode::NO_CONTENT);
 }

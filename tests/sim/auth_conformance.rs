@@ -265,6 +265,13 @@ fn check(cassette: &str, ours: &[(Method, &str, Reply, Expect)], errors: &mut Ve
     }
 }
 
+/// `check` of one exchange that must match its recording in full.
+fn assert_matches(cassette: &str, ours: &[(Method, &str, Reply, Expect)]) {
+    let mut errors = Vec::new();
+    check(cassette, ours, &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 const INIT: &str = "/appleauth/auth/signin/init";
 const COMPLETE: &str = "/appleauth/auth/signin/complete";
 const LOGIN: &str = "/setup/ws/1/accountLogin";
@@ -282,17 +289,6 @@ async fn phone_page(c: &mut Client) -> Reply {
             c.session_id.clone().unwrap_or_default(),
         );
     c.send(req).await
-}
-
-async fn submit_code(c: &mut Client, code: &str) -> Reply {
-    let body = json!({"securityCode": {"code": code}}).to_string();
-    c.idmsa(
-        Method::POST,
-        "/verify/trusteddevice/securitycode",
-        Some(body),
-        false,
-    )
-    .await
 }
 
 async fn two_factor_sim() -> Sim {
@@ -357,7 +353,7 @@ async fn two_factor_valid_code_matches_recording() {
     assert_eq!(e2.status, StatusCode::CONFLICT);
     let e9 = phone_page(&mut c).await;
     let e5 = c.account_login().await;
-    let e8 = submit_code(&mut c, &acct.two_factor_code).await;
+    let e8 = c.submit_device_code(&acct.two_factor_code).await;
     let e12 = c.idmsa(Method::GET, "/2sv/trust", None, false).await;
     let e5_trusted = c.account_login().await;
     let page = e9.body.clone();
@@ -432,9 +428,8 @@ async fn two_factor_invalid_code_matches_recording() {
     } else {
         "901431"
     };
-    let e8 = submit_code(&mut c, wrong).await;
-    let mut errors = Vec::new();
-    check(
+    let e8 = c.submit_device_code(wrong).await;
+    assert_matches(
         "2fa_flow_invalid_code.yml",
         &[
             (Method::POST, INIT, e1, Expect::Recorded),
@@ -443,9 +438,7 @@ async fn two_factor_invalid_code_matches_recording() {
             (Method::POST, LOGIN, e5, Expect::Recorded),
             (Method::POST, CODE, e8, Expect::Recorded),
         ],
-        &mut errors,
     );
-    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[tokio::test]
@@ -457,17 +450,14 @@ async fn requires_2fa_matches_recording() {
         .signin_steps(&acct.username, &acct.password, &SrpClient::random())
         .await;
     let e5 = c.account_login().await;
-    let mut errors = Vec::new();
-    check(
+    assert_matches(
         "auth_requires_2fa.yml",
         &[
             (Method::POST, INIT, e1, Expect::Recorded),
             (Method::POST, COMPLETE, e2, Expect::EditedStatus),
             (Method::POST, LOGIN, e5, Expect::Recorded),
         ],
-        &mut errors,
     );
-    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[tokio::test]
@@ -478,16 +468,13 @@ async fn failed_auth_matches_recording() {
         .signin_steps("bad_username", "bad_password", &SrpClient::random())
         .await;
     assert_eq!(e2.status, StatusCode::UNAUTHORIZED);
-    let mut errors = Vec::new();
-    check(
+    assert_matches(
         "failed_auth.yml",
         &[
             (Method::POST, INIT, e1, Expect::Recorded),
             (Method::POST, COMPLETE, e2, Expect::Recorded),
         ],
-        &mut errors,
     );
-    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 #[tokio::test]
@@ -497,17 +484,14 @@ async fn validate_of_a_trusted_session_matches_recording() {
     let mut c = Client::new(sim.endpoint(), Style::Py);
     c.signin(&acct.username, &acct.password).await;
     assert_eq!(
-        submit_code(&mut c, &acct.two_factor_code).await.status,
+        c.submit_device_code(&acct.two_factor_code).await.status,
         StatusCode::NO_CONTENT
     );
-    c.idmsa(Method::GET, "/2sv/trust", None, false).await;
+    c.trust().await;
     c.account_login().await;
     let e6 = c.validate().await;
-    let mut errors = Vec::new();
-    check(
+    assert_matches(
         "successful_auth.yml",
         &[(Method::POST, "/setup/ws/1/validate", e6, Expect::Recorded)],
-        &mut errors,
     );
-    assert!(errors.is_empty(), "{errors:#?}");
 }

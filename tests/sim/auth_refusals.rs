@@ -9,12 +9,6 @@ use serde_json::json;
 use auth_support::{Client, SrpClient, Style, config, start};
 use icloudpd_rs::sim::SimConfig;
 
-fn is_json(reply: &auth_support::Reply) -> bool {
-    reply
-        .header("content-type")
-        .is_some_and(|c| c.starts_with("application/json"))
-}
-
 #[tokio::test]
 async fn wrong_password_and_unknown_account() {
     let sim = start(config()).await;
@@ -62,7 +56,7 @@ async fn expired_web_sessions_are_refused_everywhere() {
         serde_json::from_str::<serde_json::Value>(&e6.body).is_err(),
         "non-JSON body"
     );
-    assert!(!is_json(&e6));
+    assert!(!e6.is_json());
     assert_eq!(c.account_login().await.status, StatusCode::UNAUTHORIZED);
     assert!(
         sim.state()
@@ -113,14 +107,7 @@ async fn fido_account_gets_a_security_key_challenge() {
     assert_eq!(body["fsaChallenge"]["rpId"], json!("apple.com"));
     assert!(body["keyNames"].as_array().is_some_and(|k| !k.is_empty()));
     // Codes cannot replace the security key.
-    let e8 = c
-        .idmsa(
-            Method::POST,
-            "/verify/trusteddevice/securitycode",
-            Some(json!({"securityCode": {"code": acct.two_factor_code}}).to_string()),
-            false,
-        )
-        .await;
+    let e8 = c.submit_device_code(&acct.two_factor_code).await;
     assert_eq!(e8.status, StatusCode::BAD_REQUEST);
     let doc = c.account_login().await.json();
     assert_eq!(doc["hsaChallengeRequired"], json!(true));
@@ -144,7 +131,7 @@ async fn locked_account_is_refused() {
     let mut c = Client::new(sim.endpoint(), Style::Py);
     let e2 = c.signin(&acct.username, &acct.password).await;
     assert_eq!(e2.status, StatusCode::FORBIDDEN);
-    assert!(is_json(&e2));
+    assert!(e2.is_json());
     assert_eq!(e2.json()["serviceErrors"][0]["code"], json!("-20209"));
     assert!(e2.header("x-apple-session-token").is_none());
 }

@@ -184,6 +184,12 @@ impl Reply {
             .collect()
     }
 
+    /// Whether the body is declared JSON.
+    pub fn is_json(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json"))
+    }
+
     /// Names of the cookies set.
     pub fn cookie_names(&self) -> Vec<String> {
         self.set_cookies()
@@ -387,6 +393,25 @@ impl Client {
             req = req.body(b);
         }
         self.send(req).await
+    }
+
+    /// E8: submit a trusted-device code.
+    pub async fn submit_device_code(&mut self, code: &str) -> Reply {
+        let body = json!({"securityCode": {"code": code}}).to_string();
+        self.idmsa(
+            Method::POST,
+            "/verify/trusteddevice/securitycode",
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    /// E12: ask for a trust token; the status of the reply.
+    pub async fn trust(&mut self) -> StatusCode {
+        self.idmsa(Method::GET, "/2sv/trust", None, false)
+            .await
+            .status
     }
 
     /// E1: returns the reply and the SRP client used.
