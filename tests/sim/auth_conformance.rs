@@ -11,7 +11,7 @@ use crate::auth_support;
 use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use auth_support::{Client, Reply, SrpClient, Style, config, start};
 use icloudpd_rs::sim::{Sim, SimConfig};
