@@ -47,6 +47,7 @@ impl Catalog {
         assets: &[Asset],
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
+        let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("storing a page")?;
         let active = active_run(&tx, run)?;
         let mut counts = PageCounts {
@@ -55,7 +56,12 @@ impl Catalog {
             ..PageCounts::default()
         };
         for asset in assets {
-            match upsert_asset(&tx, &active, asset)? {
+            let stored = if bulk {
+                insert_new_asset(&tx, &active, asset)?
+            } else {
+                upsert_asset(&tx, &active, asset)?
+            };
+            match stored {
                 Upserted::Added => counts.added += 1,
                 Upserted::Changed => counts.changed += 1,
                 Upserted::Unchanged => counts.unchanged += 1,
@@ -137,12 +143,35 @@ pub(super) fn upsert_asset(
             })
         }
         None => {
-            let key = insert_asset(tx, run, asset, hash)?;
+            let key = insert_asset(tx, run, asset, hash, false)?.ok_or_else(|| {
+                CatalogError::BadStoredValue {
+                    what: "asset insert",
+                    value: format!("{} was not stored", asset.id),
+                }
+            })?;
             for version in unique_versions(asset) {
                 insert_version(tx, key, version)?;
             }
             Ok(Upserted::Added)
         }
+    }
+}
+
+/// Stores an asset of a bulk load: a plain INSERT, or the upsert when the run already stored
+/// this record (listed twice, e.g. moved between indexes during the listing).
+fn insert_new_asset(tx: &Transaction<'_>, run: &ActiveRun, asset: &Asset) -> Result<Upserted> {
+    if asset.zone != run.zone {
+        return upsert_asset(tx, run, asset);
+    }
+    let hash = content_hash(asset);
+    match insert_asset(tx, run, asset, hash, true)? {
+        Some(key) => {
+            for version in unique_versions(asset) {
+                insert_version(tx, key, version)?;
+            }
+            Ok(Upserted::Added)
+        }
+        None => upsert_asset(tx, run, asset),
     }
 }
 
@@ -220,33 +249,53 @@ impl<'a> AssetColumns<'a> {
     }
 }
 
+/// Inserts a new asset row. With `if_new`, a row already stored for the record is left alone
+/// and `None` returned.
 fn insert_asset(
     tx: &Transaction<'_>,
     run: &ActiveRun,
     asset: &Asset,
     hash: i64,
-) -> Result<AssetKey> {
+    if_new: bool,
+) -> Result<Option<AssetKey>> {
     let c = AssetColumns::new(asset);
-    tx.prepare_cached(
-        "INSERT INTO assets (
-            library_id, record_id, asset_record, asset_change_tag, filename, filename_problem,
-            item_type, kind, asset_date_ms, added_date_ms, tz_offset_s, favorite, hidden, deleted,
-            date_expunged_ms, burst_id, subtype, subtype_v2, orientation, duration,
-            adjustment_type, caption, description, keywords, latitude, longitude, altitude,
-            live, content_hash, first_seen_run, last_seen_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?30)
-         RETURNING asset_key",
-    )
-    .and_then(|mut s| {
-        let values = [&run.library as &dyn ToSql, &asset.id]
-            .into_iter()
-            .chain(c.values())
-            .chain([&hash as &dyn ToSql, &run.run]);
-        s.query_row(params_from_iter(values), |r| r.get(0))
-    })
-    .ctx("inserting an asset")
+    let sql = if if_new {
+        INSERT_ASSET_IF_NEW
+    } else {
+        INSERT_ASSET
+    };
+    tx.prepare_cached(sql)
+        .and_then(|mut s| {
+            let values = [&run.library as &dyn ToSql, &asset.id]
+                .into_iter()
+                .chain(c.values())
+                .chain([&hash as &dyn ToSql, &run.run]);
+            s.query_row(params_from_iter(values), |r| r.get(0))
+                .optional()
+        })
+        .ctx("inserting an asset")
 }
+
+/// The INSERT of an asset row, `$tail` after its VALUES.
+macro_rules! insert_asset_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO assets (
+                library_id, record_id, asset_record, asset_change_tag, filename,
+                filename_problem, item_type, kind, asset_date_ms, added_date_ms, tz_offset_s,
+                favorite, hidden, deleted, date_expunged_ms, burst_id, subtype, subtype_v2,
+                orientation, duration, adjustment_type, caption, description, keywords,
+                latitude, longitude, altitude, live, content_hash, first_seen_run, last_seen_run)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?30) ",
+            $tail
+        )
+    };
+}
+
+const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
+const INSERT_ASSET_IF_NEW: &str =
+    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING RETURNING asset_key");
 
 fn update_asset(
     tx: &Transaction<'_>,

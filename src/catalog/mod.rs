@@ -44,6 +44,7 @@
 
 mod albums;
 mod assets;
+mod bulk;
 mod changes;
 mod download_batch;
 mod downloads;
@@ -82,6 +83,20 @@ pub struct Catalog {
     /// The `flock`ed lock file while this handle is the writer; `None` for readers.
     writer_lock: Option<File>,
     interrupted_at_open: Vec<RunId>,
+    /// The bulk load this writer is doing (a full run into an empty library), if any.
+    bulk: Option<bulk::BulkLoad>,
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // A load abandoned without ending its run (a cancelled refresh): put the indexes back
+        // now rather than at the next open.
+        if self.bulk.is_some()
+            && let Err(e) = bulk::ensure_indexes(&self.conn)
+        {
+            tracing::warn!(error = %e, "could not rebuild the catalog indexes; the next open will");
+        }
+    }
 }
 
 impl fmt::Debug for Catalog {
