@@ -41,25 +41,27 @@ impl Catalog {
     /// versions, marks them seen by the run, stores the skipped records, and adds to the run's
     /// counts. A version whose checksum or size changed (an edit) goes back to pending in every
     /// download root; a version the asset no longer has is removed with its download state.
-    pub fn upsert_page(
+    pub fn upsert_page<'a>(
         &mut self,
         run: RunId,
-        assets: &[Asset],
+        assets: impl IntoIterator<Item = &'a Asset>,
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
         let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("storing a page")?;
         let active = active_run(&tx, run)?;
         let mut counts = PageCounts {
-            seen: assets.len() as u64,
             skipped: skipped.len() as u64,
             ..PageCounts::default()
         };
+        let mut inserter = bulk
+            .then(|| super::bulk::BulkInserter::new(&tx))
+            .transpose()?;
         for asset in assets {
-            let stored = if bulk {
-                insert_new_asset(&tx, &active, asset)?
-            } else {
-                upsert_asset(&tx, &active, asset)?
+            counts.seen += 1;
+            let stored = match inserter.as_mut() {
+                Some(inserter) => inserter.store(&tx, &active, asset)?,
+                None => upsert_asset(&tx, &active, asset)?,
             };
             match stored {
                 Upserted::Added => counts.added += 1,
@@ -67,6 +69,7 @@ impl Catalog {
                 Upserted::Unchanged => counts.unchanged += 1,
             }
         }
+        drop(inserter);
         record_skipped(&tx, run, skipped)?;
         add_counts(
             &tx,
@@ -87,7 +90,7 @@ impl Catalog {
 /// A fingerprint of everything an [`Asset`] carries, so an unchanged asset costs one read and
 /// one "seen" update. Never 0 (0 marks rows whose fingerprint is unknown, e.g. after a flag
 /// change or a migration).
-fn content_hash(asset: &Asset) -> i64 {
+pub(super) fn content_hash(asset: &Asset) -> i64 {
     // serde_json output of a struct is deterministic (fields in declaration order).
     let bytes = serde_json::to_vec(asset).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
@@ -143,40 +146,17 @@ pub(super) fn upsert_asset(
             })
         }
         None => {
-            let key = insert_asset(tx, run, asset, hash, false)?.ok_or_else(|| {
-                CatalogError::BadStoredValue {
-                    what: "asset insert",
-                    value: format!("{} was not stored", asset.id),
-                }
-            })?;
+            let key = insert_asset(tx, run, asset, hash)?;
             for version in unique_versions(asset) {
                 insert_version(tx, key, version)?;
             }
             Ok(Upserted::Added)
         }
-    }
-}
-
-/// Stores an asset of a bulk load: a plain INSERT, or the upsert when the run already stored
-/// this record (listed twice, e.g. moved between indexes during the listing).
-fn insert_new_asset(tx: &Transaction<'_>, run: &ActiveRun, asset: &Asset) -> Result<Upserted> {
-    if asset.zone != run.zone {
-        return upsert_asset(tx, run, asset);
-    }
-    let hash = content_hash(asset);
-    match insert_asset(tx, run, asset, hash, true)? {
-        Some(key) => {
-            for version in unique_versions(asset) {
-                insert_version(tx, key, version)?;
-            }
-            Ok(Upserted::Added)
-        }
-        None => upsert_asset(tx, run, asset),
     }
 }
 
 /// The asset's versions, first of each kind (a well-formed asset has one per kind).
-fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
+pub(super) fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
     let mut seen = Vec::with_capacity(asset.versions.len());
     asset.versions.iter().filter(move |v| {
         if seen.contains(&v.kind) {
@@ -190,7 +170,7 @@ fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
 }
 
 /// Column values of an asset, in the order of the INSERT/UPDATE statements below.
-struct AssetColumns<'a> {
+pub(super) struct AssetColumns<'a> {
     keywords: Option<String>,
     latitude: Option<f64>,
     longitude: Option<f64>,
@@ -201,7 +181,7 @@ struct AssetColumns<'a> {
 }
 
 impl<'a> AssetColumns<'a> {
-    fn new(asset: &'a Asset) -> Self {
+    pub(super) fn new(asset: &'a Asset) -> Self {
         let keywords = (!asset.keywords.is_empty())
             .then(|| serde_json::to_string(&asset.keywords).unwrap_or_default());
         AssetColumns {
@@ -216,7 +196,7 @@ impl<'a> AssetColumns<'a> {
     }
 
     /// The values both statements write, `asset_record` to `live`, in their column order.
-    fn values(&self) -> [&dyn ToSql; 26] {
+    pub(super) fn values(&self) -> [&dyn ToSql; 26] {
         let a = self.asset;
         [
             &a.asset_record,
@@ -249,29 +229,20 @@ impl<'a> AssetColumns<'a> {
     }
 }
 
-/// Inserts a new asset row. With `if_new`, a row already stored for the record is left alone
-/// and `None` returned.
 fn insert_asset(
     tx: &Transaction<'_>,
     run: &ActiveRun,
     asset: &Asset,
     hash: i64,
-    if_new: bool,
-) -> Result<Option<AssetKey>> {
+) -> Result<AssetKey> {
     let c = AssetColumns::new(asset);
-    let sql = if if_new {
-        INSERT_ASSET_IF_NEW
-    } else {
-        INSERT_ASSET
-    };
-    tx.prepare_cached(sql)
+    tx.prepare_cached(INSERT_ASSET)
         .and_then(|mut s| {
             let values = [&run.library as &dyn ToSql, &asset.id]
                 .into_iter()
                 .chain(c.values())
                 .chain([&hash as &dyn ToSql, &run.run]);
             s.query_row(params_from_iter(values), |r| r.get(0))
-                .optional()
         })
         .ctx("inserting an asset")
 }
@@ -294,7 +265,7 @@ macro_rules! insert_asset_sql {
 }
 
 const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
-const INSERT_ASSET_IF_NEW: &str =
+pub(super) const INSERT_ASSET_IF_NEW: &str =
     insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING RETURNING asset_key");
 
 fn update_asset(

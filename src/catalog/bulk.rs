@@ -7,7 +7,8 @@
 //! bulk load the two indexes nobody reads while a library is first listed
 //! (`assets_in_order`, `assets_by_asset_record`) are dropped and built once at the end (a sort,
 //! far cheaper than 100,000 random insertions); the `(library_id, record_id)` uniqueness stays
-//! (a sync streaming the listing looks assets up by id, and it catches a record listed twice).
+//! (a sync streaming the listing looks assets up by id, and it catches a record listed twice;
+//! a larger page cache for it changed nothing measurable but the peak RSS).
 //! New assets are plain INSERTs; a record already stored by the same run falls back to the
 //! upsert. The connection skips fsyncs while loading (`synchronous=OFF`: a killed process still
 //! leaves every committed page; only an OS crash could lose the load, which the next refresh
@@ -16,10 +17,17 @@
 //! A writer killed mid-load leaves the indexes missing: [`ensure_indexes`] rebuilds them when
 //! the next writer opens the catalog, before anything else runs.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{
+    CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter,
+};
 
+use super::assets::{
+    AssetColumns, INSERT_ASSET_IF_NEW, Upserted, content_hash, unique_versions, upsert_asset,
+};
 use super::error::{Result, SqlContext};
-use super::{Catalog, LibraryId, RunId};
+use super::runs::ActiveRun;
+use super::{AssetKey, Catalog, LibraryId, RunId, to_i64};
+use crate::model::Asset;
 
 /// The secondary indexes of `assets` that a bulk load drops and rebuilds: (name, definition).
 /// They must match the schema's definitions (checked by a test).
@@ -34,17 +42,11 @@ pub(super) const DEFERRED_INDEXES: [(&str, &str); 2] = [
     ),
 ];
 
-/// Page cache of the loading connection, KiB. The record-id index of a 100k library is ~4 MiB;
-/// holding most of it keeps its random insertions in memory. Restored after the load.
-const LOAD_CACHE_KIB: i64 = 6 * 1024;
-
 /// A bulk load in progress on this handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BulkLoad {
     pub run: RunId,
     pub library: LibraryId,
-    /// `PRAGMA cache_size` before the load, restored after.
-    cache_size: i64,
 }
 
 /// Creates any deferred index that is missing (a bulk load that never finished). Cheap when
@@ -111,24 +113,83 @@ pub(super) fn create_indexes(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The INSERTs of a bulk load, prepared once per page (a statement-cache lookup hashes and
+/// compares the whole SQL text, a cost per row otherwise).
+pub(super) struct BulkInserter<'t> {
+    asset: CachedStatement<'t>,
+    version: CachedStatement<'t>,
+}
+
+impl<'t> BulkInserter<'t> {
+    pub(super) fn new(tx: &'t Transaction<'_>) -> Result<Self> {
+        Ok(BulkInserter {
+            asset: tx
+                .prepare_cached(INSERT_ASSET_IF_NEW)
+                .ctx("preparing the load")?,
+            version: tx
+                .prepare_cached(
+                    "INSERT INTO versions (asset_key, kind, size, file_type, checksum, width, height)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .ctx("preparing the load")?,
+        })
+    }
+
+    /// Stores one asset: a plain INSERT, or the upsert when the run already stored this record
+    /// (listed twice, e.g. moved between indexes while the listing ran) or it belongs to
+    /// another zone (the upsert reports that).
+    pub(super) fn store(
+        &mut self,
+        tx: &Transaction<'_>,
+        run: &ActiveRun,
+        asset: &Asset,
+    ) -> Result<Upserted> {
+        if asset.zone != run.zone {
+            return upsert_asset(tx, run, asset);
+        }
+        let hash = content_hash(asset);
+        let columns = AssetColumns::new(asset);
+        let values = [&run.library as &dyn ToSql, &asset.id]
+            .into_iter()
+            .chain(columns.values())
+            .chain([&hash as &dyn ToSql, &run.run]);
+        let key: Option<AssetKey> = self
+            .asset
+            .query_row(params_from_iter(values), |r| r.get(0))
+            .optional()
+            .ctx("inserting an asset")?;
+        let Some(key) = key else {
+            return upsert_asset(tx, run, asset);
+        };
+        for v in unique_versions(asset) {
+            let size = to_i64("version size", v.size)?;
+            self.version
+                .execute(params![
+                    key,
+                    v.kind.as_str(),
+                    size,
+                    v.file_type,
+                    v.checksum,
+                    v.width,
+                    v.height
+                ])
+                .ctx("inserting a version")?;
+        }
+        Ok(Upserted::Added)
+    }
+}
+
 impl Catalog {
     /// Switches this connection to loading settings once the run's first transaction committed.
     pub(super) fn start_bulk_load(&mut self, run: RunId, library: LibraryId) -> Result<()> {
-        let cache_size: i64 = self
-            .conn
-            .pragma_query_value(None, "cache_size", |r| r.get(0))
-            .ctx("reading the cache size")?;
+        // Keys come from the rows just inserted: the foreign-key checks would find nothing.
+        self.conn
+            .pragma_update(None, "foreign_keys", false)
+            .ctx("tuning the connection for a load")?;
         self.conn
             .pragma_update(None, "synchronous", "OFF")
             .ctx("tuning the connection for a load")?;
-        self.conn
-            .pragma_update(None, "cache_size", -LOAD_CACHE_KIB)
-            .ctx("tuning the connection for a load")?;
-        self.bulk = Some(BulkLoad {
-            run,
-            library,
-            cache_size,
-        });
+        self.bulk = Some(BulkLoad { run, library });
         tracing::debug!(%run, "bulk load: deferred indexes dropped");
         Ok(())
     }
@@ -140,19 +201,15 @@ impl Catalog {
 
     /// Restores the connection's usual settings after the transaction that rebuilt the indexes.
     pub(super) fn end_bulk_load(&mut self) -> Result<()> {
-        let Some(load) = self.bulk.take() else {
+        if self.bulk.take().is_none() {
             return Ok(());
-        };
-        self.conn
-            .pragma_update(None, "cache_size", load.cache_size)
-            .ctx("restoring the cache size")?;
+        }
         self.conn
             .pragma_update(None, "synchronous", "NORMAL")
             .ctx("restoring synchronous")?;
-        // Give the load's cache back to the allocator.
         self.conn
-            .execute_batch("PRAGMA shrink_memory")
-            .ctx("shrinking the cache")?;
+            .pragma_update(None, "foreign_keys", true)
+            .ctx("restoring foreign keys")?;
         Ok(())
     }
 }

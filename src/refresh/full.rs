@@ -136,18 +136,17 @@ impl PageBatch {
         if self.pages.is_empty() {
             return Ok(());
         }
-        let assets: Vec<_> = self
+        let assets = self
             .pages
             .iter()
-            .flat_map(|p| p.assets.iter().map(|a| a.asset.clone()))
-            .collect();
+            .flat_map(|p| p.assets.iter().map(|a| &a.asset));
         let skipped: Vec<_> = self
             .pages
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
             .collect();
-        catalog.upsert_page(run, &assets, &skipped)?;
-        progress.add(assets.len() as u64);
+        let counts = catalog.upsert_page(run, assets, &skipped)?;
+        progress.add(counts.seen);
         for page in self.pages.drain(..) {
             sink.assets(library, &page.assets);
         }
