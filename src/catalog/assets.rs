@@ -91,14 +91,31 @@ impl Catalog {
 /// one "seen" update. Never 0 (0 marks rows whose fingerprint is unknown, e.g. after a flag
 /// change or a migration).
 pub(super) fn content_hash(asset: &Asset) -> i64 {
-    // serde_json output of a struct is deterministic (fields in declaration order).
-    let bytes = serde_json::to_vec(asset).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    // serde_json output of a struct is deterministic (fields in declaration order); it is
+    // streamed into the digest rather than built as a buffer first.
+    let mut hasher = DigestWriter(Sha256::new());
+    // Writing into a digest cannot fail, nor can serialising an Asset (no maps with odd keys).
+    let _ = serde_json::to_writer(&mut hasher, asset);
+    let digest = hasher.0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     match i64::from_le_bytes(first) {
         0 => 1,
         h => h,
+    }
+}
+
+/// An `io::Write` that feeds a digest.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
