@@ -97,12 +97,20 @@ async fn list(
     sink: &mut dyn PageSink,
     progress: &mut Progress,
 ) -> Result<(Option<String>, u64), RefreshError> {
-    // All three walks start now, each with its count from the batch (no count request of its
-    // own), so Hidden and Recently Deleted are fetched while All Photos is stored: their round
-    // trips overlap instead of following each other. Each walk's channel bounds its memory.
+    // Each walk gets its count from the batch (no count request of its own). A small Hidden
+    // or Recently Deleted index is walked while All Photos is stored, so their round trips
+    // overlap; a large one waits its turn, since its parsed pages would wait in memory.
     let mut walks: Vec<_> = ASSET_INDEXES
         .iter()
-        .map(|index| Some(start_walk(conn, library, index, counts)))
+        .enumerate()
+        .map(|(i, index)| {
+            let small = counts
+                .iter()
+                .find(|c| c.index == *index)
+                .and_then(|c| c.count)
+                .is_some_and(|n| n <= WALK_AHEAD_MAX_ASSETS);
+            (i == 0 || small).then(|| start_walk(conn, library, index, counts))
+        })
         .collect();
     let mut token: Option<String> = None;
     for (index, started) in ASSET_INDEXES.iter().zip(walks.iter_mut()) {
@@ -113,6 +121,7 @@ async fn list(
             run,
             index,
             started.take(),
+            counts,
             sink,
             progress,
         )
@@ -126,6 +135,9 @@ async fn list(
     let albums = list_albums(conn, catalog, library, id).await?;
     Ok((token, albums))
 }
+
+/// Hidden and Recently Deleted are walked alongside All Photos up to this size (a few pages).
+const WALK_AHEAD_MAX_ASSETS: u64 = 500;
 
 /// A walk of `index` started now, with the session generation it started under.
 fn start_walk(
@@ -214,15 +226,18 @@ async fn walk_index(
     run: RunId,
     index: &Index,
     mut started: Option<(u64, IndexWalk)>,
+    counts: &[IndexCount],
     sink: &mut dyn PageSink,
     progress: &mut Progress,
 ) -> Result<Option<String>, RefreshError> {
+    let mut counts = counts;
     loop {
         let (seen, mut walk) = match started.take() {
             Some(s) => s,
-            // A restart counts afresh: the batch's count and token may predate a long wait.
-            None => start_walk(conn, library, index, &[]),
+            None => start_walk(conn, library, index, counts),
         };
+        // A restart counts afresh: the batch's count may predate a long wait.
+        counts = &[];
         let mut batch = PageBatch::default();
         while let Some(page) = walk.next_page().await {
             batch.push(page);
