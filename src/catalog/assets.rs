@@ -60,7 +60,7 @@ impl Catalog {
         for asset in assets {
             counts.seen += 1;
             let stored = match inserter.as_mut() {
-                Some(inserter) => inserter.store(&tx, &active, asset)?,
+                Some(inserter) => inserter.store(&active, asset)?,
                 None => upsert_asset(&tx, &active, asset)?,
             };
             match stored {

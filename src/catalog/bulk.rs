@@ -113,39 +113,60 @@ pub(super) fn create_indexes(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Versions inserted by one statement at most (an asset has at most nine kinds).
+const MAX_VERSIONS_PER_INSERT: usize = 9;
+
 /// The INSERTs of a bulk load, prepared once per page (a statement-cache lookup hashes and
-/// compares the whole SQL text, a cost per row otherwise).
+/// compares the whole SQL text, a cost per row otherwise). An asset's versions go in with one
+/// multi-row INSERT: a statement's fixed cost (cursors opened and closed) was most of a
+/// version's.
 pub(super) struct BulkInserter<'t> {
+    tx: &'t Transaction<'t>,
     asset: CachedStatement<'t>,
-    version: CachedStatement<'t>,
+    /// `versions[n - 1]` inserts `n` versions; prepared when first needed.
+    versions: Vec<Option<CachedStatement<'t>>>,
+}
+
+/// The INSERT of `n` version rows.
+fn insert_versions_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO versions (asset_key, kind, size, file_type, checksum, width, height) VALUES {}",
+        rows.join(", ")
+    )
 }
 
 impl<'t> BulkInserter<'t> {
-    pub(super) fn new(tx: &'t Transaction<'_>) -> Result<Self> {
+    pub(super) fn new(tx: &'t Transaction<'t>) -> Result<Self> {
         Ok(BulkInserter {
+            tx,
             asset: tx
                 .prepare_cached(INSERT_ASSET_IF_NEW)
                 .ctx("preparing the load")?,
-            version: tx
-                .prepare_cached(
-                    "INSERT INTO versions (asset_key, kind, size, file_type, checksum, width, height)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .ctx("preparing the load")?,
+            versions: (0..MAX_VERSIONS_PER_INSERT).map(|_| None).collect(),
         })
     }
 
     /// Stores one asset: a plain INSERT, or the upsert when the run already stored this record
     /// (listed twice, e.g. moved between indexes while the listing ran) or it belongs to
     /// another zone (the upsert reports that).
-    pub(super) fn store(
-        &mut self,
-        tx: &Transaction<'_>,
-        run: &ActiveRun,
-        asset: &Asset,
-    ) -> Result<Upserted> {
+    pub(super) fn store(&mut self, run: &ActiveRun, asset: &Asset) -> Result<Upserted> {
         if asset.zone != run.zone {
-            return upsert_asset(tx, run, asset);
+            return upsert_asset(self.tx, run, asset);
         }
         let hash = content_hash(asset);
         let columns = AssetColumns::new(asset);
@@ -159,21 +180,38 @@ impl<'t> BulkInserter<'t> {
             .optional()
             .ctx("inserting an asset")?;
         let Some(key) = key else {
-            return upsert_asset(tx, run, asset);
+            return upsert_asset(self.tx, run, asset);
         };
-        for v in unique_versions(asset) {
-            let size = to_i64("version size", v.size)?;
-            self.version
-                .execute(params![
-                    key,
-                    v.kind.as_str(),
+        let versions: Vec<_> = unique_versions(asset).collect();
+        for chunk in versions.chunks(MAX_VERSIONS_PER_INSERT) {
+            let sizes = chunk
+                .iter()
+                .map(|v| to_i64("version size", v.size))
+                .collect::<Result<Vec<_>>>()?;
+            let kinds: Vec<&str> = chunk.iter().map(|v| v.kind.as_str()).collect();
+            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
+            for ((v, size), kind) in chunk.iter().zip(&sizes).zip(&kinds) {
+                params.extend([
+                    &key as &dyn ToSql,
+                    kind,
                     size,
-                    v.file_type,
-                    v.checksum,
-                    v.width,
-                    v.height
-                ])
-                .ctx("inserting a version")?;
+                    &v.file_type,
+                    &v.checksum,
+                    &v.width,
+                    &v.height,
+                ]);
+            }
+            let slot = &mut self.versions[chunk.len() - 1];
+            let stmt = match slot {
+                Some(stmt) => stmt,
+                None => slot.insert(
+                    self.tx
+                        .prepare_cached(&insert_versions_sql(chunk.len()))
+                        .ctx("preparing the load")?,
+                ),
+            };
+            stmt.execute(params_from_iter(params))
+                .ctx("inserting versions")?;
         }
         Ok(Upserted::Added)
     }
