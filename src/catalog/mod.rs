@@ -31,7 +31,9 @@
 //!    Deleted indexes (together they hold every asset once), then
 //!    [`Catalog::finish_full_enumeration`] with the zone's sync token: only then are the assets
 //!    the run did not see marked gone, in the same transaction that completes the run and stores
-//!    the token. A run that is dropped, killed or failed marks nothing.
+//!    the token. A run that is dropped, killed or failed marks nothing. A full run into a
+//!    library without any asset yet is a *bulk load* (`bulk.rs`): two secondary indexes are
+//!    dropped when it begins and rebuilt when it ends (or when the next writer opens the file).
 //! 3. Incremental: [`Catalog::apply_changes`] once per `changes/zone` page, with the page's token
 //!    (stored in the same transaction), then [`Catalog::finish_run`].
 //!

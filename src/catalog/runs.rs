@@ -186,7 +186,7 @@ impl Catalog {
         }
         tx.commit().ctx("starting a run")?;
         if bulk {
-            self.start_bulk_load(run, library)?;
+            self.start_bulk_load(run)?;
         }
         Ok(run)
     }
