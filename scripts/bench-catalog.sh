@@ -12,8 +12,9 @@ SIZES=("$@")
 PARALLELISM=6
 
 cargo build --quiet --release --bin icloudpd-rs --example raw_pages
-BIN=target/release/icloudpd-rs
-RAW=target/release/examples/raw_pages
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/icloudpd-rs
+RAW=$TARGET/release/examples/raw_pages
 WORK=$(mktemp -d)
 SIM_PID=
 cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; rm -rf "$WORK"; }

@@ -41,26 +41,35 @@ impl Catalog {
     /// versions, marks them seen by the run, stores the skipped records, and adds to the run's
     /// counts. A version whose checksum or size changed (an edit) goes back to pending in every
     /// download root; a version the asset no longer has is removed with its download state.
-    pub fn upsert_page(
+    pub fn upsert_page<'a>(
         &mut self,
         run: RunId,
-        assets: &[Asset],
+        assets: impl IntoIterator<Item = &'a Asset>,
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
+        let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("storing a page")?;
         let active = active_run(&tx, run)?;
         let mut counts = PageCounts {
-            seen: assets.len() as u64,
             skipped: skipped.len() as u64,
             ..PageCounts::default()
         };
+        let mut inserter = bulk
+            .then(|| super::bulk::BulkInserter::new(&tx))
+            .transpose()?;
         for asset in assets {
-            match upsert_asset(&tx, &active, asset)? {
+            counts.seen += 1;
+            let stored = match inserter.as_mut() {
+                Some(inserter) => inserter.store(&active, asset)?,
+                None => upsert_asset(&tx, &active, asset)?,
+            };
+            match stored {
                 Upserted::Added => counts.added += 1,
                 Upserted::Changed => counts.changed += 1,
                 Upserted::Unchanged => counts.unchanged += 1,
             }
         }
+        drop(inserter);
         record_skipped(&tx, run, skipped)?;
         add_counts(
             &tx,
@@ -81,15 +90,32 @@ impl Catalog {
 /// A fingerprint of everything an [`Asset`] carries, so an unchanged asset costs one read and
 /// one "seen" update. Never 0 (0 marks rows whose fingerprint is unknown, e.g. after a flag
 /// change or a migration).
-fn content_hash(asset: &Asset) -> i64 {
-    // serde_json output of a struct is deterministic (fields in declaration order).
-    let bytes = serde_json::to_vec(asset).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+pub(super) fn content_hash(asset: &Asset) -> i64 {
+    // serde_json output of a struct is deterministic (fields in declaration order); it is
+    // streamed into the digest rather than built as a buffer first.
+    let mut hasher = DigestWriter(Sha256::new());
+    // Writing into a digest cannot fail, nor can serialising an Asset (no maps with odd keys).
+    let _ = serde_json::to_writer(&mut hasher, asset);
+    let digest = hasher.0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     match i64::from_le_bytes(first) {
         0 => 1,
         h => h,
+    }
+}
+
+/// An `io::Write` that feeds a digest.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -147,7 +173,7 @@ pub(super) fn upsert_asset(
 }
 
 /// The asset's versions, first of each kind (a well-formed asset has one per kind).
-fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
+pub(super) fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
     let mut seen = Vec::with_capacity(asset.versions.len());
     asset.versions.iter().filter(move |v| {
         if seen.contains(&v.kind) {
@@ -161,7 +187,7 @@ fn unique_versions(asset: &Asset) -> impl Iterator<Item = &Version> {
 }
 
 /// Column values of an asset, in the order of the INSERT/UPDATE statements below.
-struct AssetColumns<'a> {
+pub(super) struct AssetColumns<'a> {
     keywords: Option<String>,
     latitude: Option<f64>,
     longitude: Option<f64>,
@@ -172,7 +198,7 @@ struct AssetColumns<'a> {
 }
 
 impl<'a> AssetColumns<'a> {
-    fn new(asset: &'a Asset) -> Self {
+    pub(super) fn new(asset: &'a Asset) -> Self {
         let keywords = (!asset.keywords.is_empty())
             .then(|| serde_json::to_string(&asset.keywords).unwrap_or_default());
         AssetColumns {
@@ -187,7 +213,7 @@ impl<'a> AssetColumns<'a> {
     }
 
     /// The values both statements write, `asset_record` to `live`, in their column order.
-    fn values(&self) -> [&dyn ToSql; 26] {
+    pub(super) fn values(&self) -> [&dyn ToSql; 26] {
         let a = self.asset;
         [
             &a.asset_record,
@@ -227,26 +253,37 @@ fn insert_asset(
     hash: i64,
 ) -> Result<AssetKey> {
     let c = AssetColumns::new(asset);
-    tx.prepare_cached(
-        "INSERT INTO assets (
-            library_id, record_id, asset_record, asset_change_tag, filename, filename_problem,
-            item_type, kind, asset_date_ms, added_date_ms, tz_offset_s, favorite, hidden, deleted,
-            date_expunged_ms, burst_id, subtype, subtype_v2, orientation, duration,
-            adjustment_type, caption, description, keywords, latitude, longitude, altitude,
-            live, content_hash, first_seen_run, last_seen_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?30)
-         RETURNING asset_key",
-    )
-    .and_then(|mut s| {
-        let values = [&run.library as &dyn ToSql, &asset.id]
-            .into_iter()
-            .chain(c.values())
-            .chain([&hash as &dyn ToSql, &run.run]);
-        s.query_row(params_from_iter(values), |r| r.get(0))
-    })
-    .ctx("inserting an asset")
+    tx.prepare_cached(INSERT_ASSET)
+        .and_then(|mut s| {
+            let values = [&run.library as &dyn ToSql, &asset.id]
+                .into_iter()
+                .chain(c.values())
+                .chain([&hash as &dyn ToSql, &run.run]);
+            s.query_row(params_from_iter(values), |r| r.get(0))
+        })
+        .ctx("inserting an asset")
 }
+
+/// The INSERT of an asset row, `$tail` after its VALUES.
+macro_rules! insert_asset_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO assets (
+                library_id, record_id, asset_record, asset_change_tag, filename,
+                filename_problem, item_type, kind, asset_date_ms, added_date_ms, tz_offset_s,
+                favorite, hidden, deleted, date_expunged_ms, burst_id, subtype, subtype_v2,
+                orientation, duration, adjustment_type, caption, description, keywords,
+                latitude, longitude, altitude, live, content_hash, first_seen_run, last_seen_run)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?30) ",
+            $tail
+        )
+    };
+}
+
+const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
+pub(super) const INSERT_ASSET_IF_NEW: &str =
+    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING RETURNING asset_key");
 
 fn update_asset(
     tx: &Transaction<'_>,

@@ -31,7 +31,9 @@
 //!    Deleted indexes (together they hold every asset once), then
 //!    [`Catalog::finish_full_enumeration`] with the zone's sync token: only then are the assets
 //!    the run did not see marked gone, in the same transaction that completes the run and stores
-//!    the token. A run that is dropped, killed or failed marks nothing.
+//!    the token. A run that is dropped, killed or failed marks nothing. A full run into a
+//!    library without any asset yet is a *bulk load* (`bulk.rs`): two secondary indexes are
+//!    dropped when it begins and rebuilt when it ends (or when the next writer opens the file).
 //! 3. Incremental: [`Catalog::apply_changes`] once per `changes/zone` page, with the page's token
 //!    (stored in the same transaction), then [`Catalog::finish_run`].
 //!
@@ -44,6 +46,7 @@
 
 mod albums;
 mod assets;
+mod bulk;
 mod changes;
 mod download_batch;
 mod downloads;
@@ -82,6 +85,20 @@ pub struct Catalog {
     /// The `flock`ed lock file while this handle is the writer; `None` for readers.
     writer_lock: Option<File>,
     interrupted_at_open: Vec<RunId>,
+    /// The bulk load this writer is doing (a full run into an empty library), if any.
+    bulk: Option<bulk::BulkLoad>,
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // A load abandoned without ending its run (a cancelled refresh): put the indexes back
+        // now rather than at the next open.
+        if self.bulk.is_some()
+            && let Err(e) = bulk::ensure_indexes(&self.conn)
+        {
+            tracing::warn!(error = %e, "could not rebuild the catalog indexes; the next open will");
+        }
+    }
 }
 
 impl fmt::Debug for Catalog {

@@ -92,6 +92,7 @@ impl Catalog {
             Found::Catalog { .. } => set_wal(&conn)?,
         }
         configure(&conn)?;
+        super::bulk::ensure_indexes(&conn)?;
 
         let interrupted = mark_interrupted_runs(&conn)?;
         if !interrupted.is_empty() {
@@ -102,6 +103,7 @@ impl Catalog {
             path,
             writer_lock: Some(lock),
             interrupted_at_open: interrupted,
+            bulk: None,
         })
     }
 
@@ -135,6 +137,7 @@ impl Catalog {
             path: self.path.clone(),
             writer_lock: Some(lock),
             interrupted_at_open: Vec::new(),
+            bulk: None,
         })
     }
 
@@ -181,6 +184,7 @@ impl Catalog {
             path,
             writer_lock: None,
             interrupted_at_open: Vec::new(),
+            bulk: None,
         })
     }
 }

@@ -144,6 +144,11 @@ impl Catalog {
         expected: Option<u64>,
     ) -> Result<RunId> {
         let expected = expected.map(|e| to_i64("expected count", e)).transpose()?;
+        if self.bulk.is_some() {
+            // A previous load on this handle never ended its run.
+            super::bulk::ensure_indexes(&self.conn)?;
+            self.end_bulk_load()?;
+        }
         let tx = self.write_tx("starting a run")?;
         let exists: Option<i64> = tx
             .query_row(
@@ -175,7 +180,14 @@ impl Catalog {
                 |r| r.get(0),
             )
             .ctx("starting a run")?;
+        let bulk = kind == RunKind::Full && super::bulk::library_is_empty(&tx, library)?;
+        if bulk {
+            super::bulk::drop_indexes(&tx)?;
+        }
         tx.commit().ctx("starting a run")?;
+        if bulk {
+            self.start_bulk_load(run)?;
+        }
         Ok(run)
     }
 
@@ -187,6 +199,7 @@ impl Catalog {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<RunRecord> {
+        let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("finishing a run")?;
         let active = active_run(&tx, run)?;
         match status {
@@ -207,12 +220,18 @@ impl Catalog {
             _ => {}
         }
         let now = now_ms();
+        if bulk {
+            super::bulk::create_indexes(&tx)?;
+        }
         close_run(&tx, run, status, error, now)?;
         if status == RunStatus::Completed {
             touch_refresh(&tx, active.library, false, now)?;
         }
         let record = read_run(&tx, run)?;
         tx.commit().ctx("finishing a run")?;
+        if bulk {
+            self.end_bulk_load()?;
+        }
         Ok(record)
     }
 
@@ -224,6 +243,7 @@ impl Catalog {
         run: RunId,
         zone_token: Option<&str>,
     ) -> Result<RunRecord> {
+        let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("completing a full run")?;
         let active = active_run(&tx, run)?;
         if active.kind != RunKind::Full {
@@ -254,10 +274,16 @@ impl Catalog {
         if let Some(token) = zone_token {
             set_zone_token(&tx, active.library, Some(token))?;
         }
+        if bulk {
+            super::bulk::create_indexes(&tx)?;
+        }
         close_run(&tx, run, RunStatus::Completed, None, now)?;
         touch_refresh(&tx, active.library, true, now)?;
         let record = read_run(&tx, run)?;
         tx.commit().ctx("completing a full run")?;
+        if bulk {
+            self.end_bulk_load()?;
+        }
         if removed > 0 {
             tracing::info!(run = %run, removed, "assets no longer in iCloud marked gone");
         }

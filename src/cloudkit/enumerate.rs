@@ -35,6 +35,10 @@ pub struct WalkOptions {
     pub channel_pages: usize,
     /// Stop probing past the counted end after this many ranks (a server that never ends).
     pub max_ranks: u64,
+    /// The index's count (and token) from a batch counted just before, which saves the walk
+    /// its own count request: one round trip per index, the whole walk for a small album.
+    /// Ignored when it counts another index.
+    pub count: Option<IndexCount>,
 }
 
 impl Default for WalkOptions {
@@ -43,6 +47,7 @@ impl Default for WalkOptions {
             parallelism: 6,
             channel_pages: 12,
             max_ranks: 50_000_000,
+            count: None,
         }
     }
 }
@@ -223,7 +228,12 @@ async fn run_walk(
     counters: Arc<Counters>,
 ) -> Result<WalkSummary, CloudKitError> {
     // The count only splits the work; without one the walk probes until a short page.
-    let counted = match client.count(&library, &index).await {
+    let known = options.count.clone().filter(|c| c.index == index);
+    let counted = match known {
+        Some(c) => Ok(c),
+        None => client.count(&library, &index).await,
+    };
+    let counted = match counted {
         Ok(c) => c,
         Err(
             e @ (CloudKitError::SessionExpired { .. }

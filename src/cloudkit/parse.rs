@@ -217,10 +217,14 @@ fn rendition(
     kind: VersionKind,
     prefix: &str,
 ) -> Result<Option<ListedVersion>, String> {
-    let res_field = format!("{prefix}Res");
-    let source = if asset.has(&res_field) {
+    let Some(&[res_field, type_field, width_field, height_field]) =
+        super::fields::rendition_names(prefix)
+    else {
+        return Ok(None);
+    };
+    let source = if asset.has(res_field) {
         asset
-    } else if master.has(&res_field) {
+    } else if master.has(res_field) {
         master
     } else {
         return Ok(None);
@@ -232,7 +236,7 @@ fn rendition(
             source.kind()
         )
     };
-    let Some(res) = source.resource(&res_field) else {
+    let Some(res) = source.resource(res_field) else {
         return Err(format!("{}: not a resource dictionary", what()));
     };
     let url = res
@@ -250,21 +254,17 @@ fn rendition(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{}: no fileChecksum", what()))?;
     let file_type = source
-        .string(&format!("{prefix}FileType"))
-        .ok_or_else(|| format!("{}: no {prefix}FileType", what()))?;
-    let dim = |suffix: &str| {
-        source
-            .int(&format!("{prefix}{suffix}"))
-            .and_then(|v| u32::try_from(v).ok())
-    };
+        .string(type_field)
+        .ok_or_else(|| format!("{}: no {type_field}", what()))?;
+    let dim = |field: &str| source.int(field).and_then(|v| u32::try_from(v).ok());
     Ok(Some(ListedVersion {
         version: Version {
             kind,
             size,
             file_type: file_type.to_string(),
             checksum: checksum.to_string(),
-            width: dim("Width"),
-            height: dim("Height"),
+            width: dim(width_field),
+            height: dim(height_field),
         },
         download_url: url.to_string(),
     }))

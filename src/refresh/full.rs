@@ -8,7 +8,7 @@ use super::{
     Connection, LibraryReport, PageSink, Progress, RefreshError, RefreshMode, RefreshOptions,
 };
 use crate::catalog::{Catalog, LibraryId, RunId, RunKind, RunStatus};
-use crate::cloudkit::{Index, WalkOptions};
+use crate::cloudkit::{Index, IndexCount, IndexWalk, WalkOptions};
 use crate::model::Library;
 
 /// The indexes that together hold every asset of a library exactly once.
@@ -46,7 +46,18 @@ pub(super) async fn run(
     let expected: Option<u64> = counts.iter().map(|c| c.count).sum();
     let run = catalog.begin_run(id, RunKind::Full, expected)?;
     let mut progress = Progress::new(options.progress, &library.zone, expected);
-    match list(conn, catalog, library, id, run, sink, &mut progress).await {
+    match list(
+        conn,
+        catalog,
+        library,
+        id,
+        run,
+        &counts,
+        sink,
+        &mut progress,
+    )
+    .await
+    {
         Ok((token, albums)) => {
             progress.finish();
             let record = catalog.finish_full_enumeration(run, token.as_deref())?;
@@ -75,25 +86,73 @@ pub(super) async fn run(
 }
 
 /// Walk the asset indexes and the albums. Returns the zone token to keep and the album count.
+#[allow(clippy::too_many_arguments)]
 async fn list(
     conn: &mut Connection<'_>,
     catalog: &mut Catalog,
     library: &Library,
     id: LibraryId,
     run: RunId,
+    counts: &[IndexCount],
     sink: &mut dyn PageSink,
     progress: &mut Progress,
 ) -> Result<(Option<String>, u64), RefreshError> {
+    // Each walk gets its count from the batch (no count request of its own). A small Hidden
+    // or Recently Deleted index is walked while All Photos is stored, so their round trips
+    // overlap; a large one waits its turn, since its parsed pages would wait in memory.
+    let mut walks: Vec<_> = ASSET_INDEXES
+        .iter()
+        .enumerate()
+        .map(|(i, index)| {
+            let small = counts
+                .iter()
+                .find(|c| c.index == *index)
+                .and_then(|c| c.count)
+                .is_some_and(|n| n <= WALK_AHEAD_MAX_ASSETS);
+            (i == 0 || small).then(|| start_walk(conn, library, index, counts))
+        })
+        .collect();
     let mut token: Option<String> = None;
-    for index in ASSET_INDEXES {
-        let summary_token = walk_index(conn, catalog, library, run, index, sink, progress).await?;
-        // The first walk's token predates every page: changes made while listing replay later.
+    for (index, started) in ASSET_INDEXES.iter().zip(walks.iter_mut()) {
+        let summary_token = walk_index(
+            conn,
+            catalog,
+            library,
+            run,
+            index,
+            started.take(),
+            counts,
+            sink,
+            progress,
+        )
+        .await?;
+        // The first walk's token predates every page (it comes from the count batch taken
+        // before the run): changes made while listing replay later.
         if token.is_none() {
             token = summary_token;
         }
     }
     let albums = list_albums(conn, catalog, library, id).await?;
     Ok((token, albums))
+}
+
+/// Hidden and Recently Deleted are walked alongside All Photos up to this size (a few pages).
+const WALK_AHEAD_MAX_ASSETS: u64 = 500;
+
+/// A walk of `index` started now, with the session generation it started under.
+fn start_walk(
+    conn: &Connection<'_>,
+    library: &Library,
+    index: &Index,
+    counts: &[IndexCount],
+) -> (u64, IndexWalk) {
+    let generation = conn.session().generation();
+    let options = WalkOptions {
+        count: counts.iter().find(|c| c.index == *index).cloned(),
+        ..WalkOptions::default()
+    };
+    let walk = conn.client().walk(library, index.clone(), options);
+    (generation, walk)
 }
 
 /// Assets stored per catalog transaction: fewer commits, same durability per batch.
@@ -136,18 +195,17 @@ impl PageBatch {
         if self.pages.is_empty() {
             return Ok(());
         }
-        let assets: Vec<_> = self
+        let assets = self
             .pages
             .iter()
-            .flat_map(|p| p.assets.iter().map(|a| a.asset.clone()))
-            .collect();
+            .flat_map(|p| p.assets.iter().map(|a| &a.asset));
         let skipped: Vec<_> = self
             .pages
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
             .collect();
-        catalog.upsert_page(run, &assets, &skipped)?;
-        progress.add(assets.len() as u64);
+        let counts = catalog.upsert_page(run, assets, &skipped)?;
+        progress.add(counts.seen);
         for page in self.pages.drain(..) {
             sink.assets(library, &page.assets);
         }
@@ -158,21 +216,28 @@ impl PageBatch {
     }
 }
 
-/// One index, page by page into the catalog; restarted after a re-authentication.
+/// One index, page by page into the catalog, from the walk started for it (if any); restarted
+/// after a re-authentication.
+#[allow(clippy::too_many_arguments)]
 async fn walk_index(
     conn: &mut Connection<'_>,
     catalog: &mut Catalog,
     library: &Library,
     run: RunId,
-    index: Index,
+    index: &Index,
+    mut started: Option<(u64, IndexWalk)>,
+    counts: &[IndexCount],
     sink: &mut dyn PageSink,
     progress: &mut Progress,
 ) -> Result<Option<String>, RefreshError> {
+    let mut counts = counts;
     loop {
-        let seen = conn.session().generation();
-        let mut walk = conn
-            .client()
-            .walk(library, index.clone(), WalkOptions::default());
+        let (seen, mut walk) = match started.take() {
+            Some(s) => s,
+            None => start_walk(conn, library, index, counts),
+        };
+        // A restart counts afresh: the batch's count may predate a long wait.
+        counts = &[];
         let mut batch = PageBatch::default();
         while let Some(page) = walk.next_page().await {
             batch.push(page);
@@ -195,10 +260,11 @@ async fn walk_index(
     }
 }
 
-/// Album walks in flight at once: each costs a count and a page or two, so walking the albums
-/// one after another costs ~2 round trips per album (a cold mount of a library with 20 albums
-/// waited seconds for them). Each walk fetches its own pages in parallel too, so this stays small.
-const ALBUM_WALKS_AHEAD: usize = 4;
+/// Album walks in flight at once: with the counts batched, a small album is one page request,
+/// so walking the albums one after another costs a round trip per album (a cold mount of a
+/// library with 20 albums waited seconds for them). Each walk fetches its own pages in
+/// parallel too (and holds at most a channel of pages), so this stays modest.
+const ALBUM_WALKS_AHEAD: usize = 8;
 
 /// The album tree and each album's members. Shared libraries may have no album index.
 async fn list_albums(
@@ -228,14 +294,30 @@ async fn list_albums(
         .iter()
         .filter(|a| !a.is_folder && !a.deleted)
         .collect();
+    // Every album counted in one batch request: each walk then starts with its pages (a small
+    // album is one request instead of two round trips). Without counts, walks count themselves.
+    let indexes: Vec<Index> = albums.iter().map(|a| Index::Album(a.id.clone())).collect();
+    let counts = if indexes.is_empty() {
+        Vec::new()
+    } else {
+        let lib = library.clone();
+        let idx = indexes.clone();
+        match conn
+            .call(|c| {
+                let (lib, idx) = (lib.clone(), idx.clone());
+                async move { c.counts(&lib, &idx).await }
+            })
+            .await
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::debug!(zone = %library.zone, error = %e, "album counts failed; each walk counts");
+                Vec::new()
+            }
+        }
+    };
     let start = |conn: &Connection<'_>, album_id: &str| {
-        let generation = conn.session().generation();
-        let walk = conn.client().walk(
-            library,
-            Index::Album(album_id.to_string()),
-            WalkOptions::default(),
-        );
-        (generation, walk)
+        start_walk(conn, library, &Index::Album(album_id.to_string()), &counts)
     };
     // Walks started ahead, in album order; members are stored in that order.
     let mut ahead = std::collections::VecDeque::new();

@@ -5,6 +5,7 @@ mod support;
 mod albums;
 mod assets;
 mod bench;
+mod bulk;
 mod crash;
 mod downloads;
 mod open;

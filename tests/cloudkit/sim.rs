@@ -627,3 +627,41 @@ async fn shared_library_is_listed_and_enumerated() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_given_its_count_sends_no_count_request_and_lists_everything() {
+    let (sim, client) = start(config(700)).await;
+    let lib = Library::primary();
+    let (expected, _) = walk(&client, &lib, Index::AllPhotos).await;
+    let counted = client.count(&lib, &Index::AllPhotos).await.expect("count");
+    assert_eq!(counted.count, Some(expected.len() as u64));
+    let counts_path =
+        "/database/1/com.apple.photos.cloud/production/private/internal/records/query/batch";
+    let before = sim.state().stats.count(counts_path);
+
+    // A count of another index is ignored: the walk counts for itself.
+    let other = icloudpd_rs::cloudkit::IndexCount {
+        index: Index::Hidden,
+        ..counted.clone()
+    };
+    for (given, count_requests) in [(other, 1), (counted, 0)] {
+        let start = sim.state().stats.count(counts_path);
+        let options = WalkOptions {
+            count: Some(given),
+            ..WalkOptions::default()
+        };
+        let mut w = client.walk(&lib, Index::AllPhotos, options);
+        let mut ids = Vec::new();
+        while let Some(page) = w.next_page().await {
+            ids.extend(page.assets.into_iter().map(|a| a.asset.id));
+        }
+        w.finish().await.expect("walk completes");
+        assert_eq!(sim.state().stats.count(counts_path) - start, count_requests);
+        let mut want: Vec<String> = expected.iter().map(|a| a.asset.id.clone()).collect();
+        ids.sort();
+        want.sort();
+        assert_eq!(ids, want);
+    }
+    assert!(sim.state().stats.count(counts_path) > before);
+    sim.shutdown().await;
+}
