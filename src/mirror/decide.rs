@@ -115,10 +115,15 @@ pub(super) fn plan(
         if config.mode == RunMode::Download {
             planner.find_superseded(&items)?;
         }
+        let dir = items.first().map(|i| i.file.dir.as_str().to_string());
         for item in items {
             if !planner.decide(item, &states, &copies)? {
                 break;
             }
+        }
+        // Nothing more is planned in this directory: its claims are no longer needed.
+        if let Some(dir) = dir {
+            ctx.claims.close_dir(&dir);
         }
     }
     if planner.missing > 0 {

@@ -25,8 +25,8 @@ use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
 use super::{
-    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
-    supersede,
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, memory, reconcile,
+    stream, supersede,
 };
 
 /// What [`run`] is given.
@@ -214,6 +214,8 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             _ = ctx.stop.cancelled() => None,
         };
         drop(sink);
+        // The listing's parsed pages are freed: hand them back before planning.
+        memory::release_free_memory();
         match outcome {
             Some(Ok(report)) => refresh_doc = serde_json::to_value(&report).ok(),
             Some(Err(e)) => {
@@ -245,6 +247,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             Err(e) => ctx.fatal(MirrorError::State(format!("the planner failed: {e}"))),
         }
         let _ = resolver.await;
+        memory::release_free_memory();
     }
     drop(work_tx);
     while workers.join_next().await.is_some() {}

@@ -44,6 +44,7 @@
 mod decide;
 pub mod delete;
 mod engine;
+mod memory;
 pub mod notify;
 mod plan;
 mod queue;
@@ -55,6 +56,7 @@ mod state;
 mod stream;
 mod supersede;
 mod urls;
+mod version_set;
 pub mod watch;
 mod worker;
 

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{Catalog, CatalogError, DownloadUpdate, RootId};
 
+use super::memory::Trimmer;
+
 /// Most updates committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 /// Longest a result waits before it is committed.
@@ -98,6 +100,7 @@ fn run(
     let mut batch: Vec<DownloadUpdate> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut first_at: Option<Instant> = None;
+    let trimmer = Trimmer::default();
     loop {
         let timeout = match first_at {
             Some(t) => MAX_DELAY.saturating_sub(t.elapsed()),
@@ -125,6 +128,9 @@ fn run(
                     slot.get_or_insert_with(|| e.to_string());
                 }
                 batch.clear();
+                // Results arrive as files finish: a natural beat to hand back what the
+                // finished transfers freed.
+                trimmer.maybe_trim();
             }
             first_at = None;
             for w in waiting.drain(..) {
