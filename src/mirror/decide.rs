@@ -22,7 +22,7 @@
 //! to the URL resolver over a bounded channel, so planning never runs far ahead of the
 //! downloads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -92,6 +92,7 @@ pub(super) fn plan(
         links: Vec::new(),
         stale: Vec::new(),
         replaced: HashMap::new(),
+        orphan_paths: HashSet::new(),
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -112,8 +113,10 @@ pub(super) fn plan(
             Some(root) if !with_copies.is_empty() => catalog.previous_copies(root, &with_copies)?,
             _ => HashMap::new(),
         };
+        planner.orphan_paths.clear();
         if config.mode == RunMode::Download {
             planner.find_superseded(&items)?;
+            planner.find_orphans(&items)?;
         }
         let dir = items.first().map(|i| i.file.dir.as_str().to_string());
         for item in items {
@@ -176,6 +179,8 @@ struct Planner<'a> {
     links: Vec<(VersionKey, String, String)>,
     stale: Vec<StaleFile>,
     replaced: HashMap<VersionKey, [u8; 32]>,
+    /// Paths (lowercase) of this directory's orphaned files (see `supersede::orphans`).
+    orphan_paths: HashSet<String>,
 }
 
 impl Planner<'_> {
@@ -286,6 +291,7 @@ impl Planner<'_> {
                     rel_path: copy.rel_path.clone(),
                     sha256: copy.sha256,
                     recorded: false,
+                    orphan: None,
                     replaced_by: vec![item.version],
                     link_dirs: Vec::new(),
                 });
@@ -317,11 +323,13 @@ impl Planner<'_> {
             }
             return self.queue(item, planned, true);
         }
-        if let Some(owner) = ctx
-            .claims
-            .owner(&planned)
-            .or_else(|| self.recorded_owner(&planned))
-            && owner != item.version
+        let orphaned = self.orphan_paths.contains(&planned.to_lowercase());
+        if orphaned
+            || ctx
+                .claims
+                .owner(&planned)
+                .or_else(|| self.recorded_owner(&planned))
+                .is_some_and(|owner| owner != item.version)
         {
             // Another version's file sits at our path; it will move to its own planned path.
             let parked = parked_path(&item.file.dir.join(""), item.version);
@@ -422,6 +430,7 @@ impl Planner<'_> {
                     rel_path: rel_path.clone(),
                     sha256: *sha256,
                     recorded: true,
+                    orphan: None,
                     replaced_by,
                     link_dirs: self
                         .first_paths
@@ -432,6 +441,24 @@ impl Planner<'_> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Note the files of versions that photos of this directory lost (an edit reverted): they
+    /// go once the photo's planned files are on disk, if their bytes are still ours.
+    fn find_orphans(&mut self, items: &[PlanItem]) -> Result<(), MirrorError> {
+        let Some(root) = self.ctx.root_id else {
+            return Ok(());
+        };
+        let link_dir = self
+            .first_paths
+            .is_some()
+            .then(|| items.first().map(|i| i.file.dir.join("")))
+            .flatten();
+        let (stale, paths) =
+            super::supersede::orphans(self.catalog, root, items, link_dir.as_deref())?;
+        self.stale.extend(stale);
+        self.orphan_paths = paths;
         Ok(())
     }
 
