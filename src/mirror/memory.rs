@@ -12,8 +12,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Least time between two trims (a trim walks the allocator's free lists: about a
-/// millisecond for a run's heap).
+/// Least time between two trims (a trim walks the allocator's free lists; at this pace it
+/// costs well under 1% of a run's CPU time, measured with perf).
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Rate-limited release of freed heap memory to the kernel (shared by a run's tasks).
