@@ -41,6 +41,7 @@ use super::plan::{PlanItem, TreeIndex};
 use super::reconcile::PendingMove;
 use super::report::{Failure, SkipReason};
 use super::supersede::StaleFile;
+use super::version_set::VersionSet;
 use super::worker::{FileSpec, Job};
 use super::{MirrorError, RunMode};
 
@@ -49,9 +50,10 @@ use super::{MirrorError, RunMode};
 pub(super) struct Leftovers {
     /// Renames to check once downloads end.
     pub moves: Vec<PendingMove>,
-    /// (first path, other path) of a version planned at several paths (an asset in several
-    /// album folders): the other paths become links to the one downloaded file.
-    pub links: Vec<(VersionKey, String, String)>,
+    /// The other paths of a version planned at several paths (an asset in several album
+    /// folders): they become links to the one downloaded file (wherever the catalog records
+    /// it once the run's renames are made).
+    pub links: Vec<(VersionKey, String)>,
     /// Versions whose older copy (this SHA-256) is replaced in this run: links of it at the
     /// other paths of an album layout are replaced too.
     pub replaced: HashMap<VersionKey, [u8; 32]>,
@@ -88,7 +90,7 @@ pub(super) fn plan(
         moves: Vec::new(),
         owners: None,
         missing: 0,
-        first_paths: config.policy.folder.uses_album().then(HashMap::new),
+        planned_once: config.policy.folder.uses_album().then(VersionSet::default),
         links: Vec::new(),
         stale: Vec::new(),
         replaced: HashMap::new(),
@@ -173,10 +175,11 @@ struct Planner<'a> {
     owners: Option<HashMap<String, VersionKey>>,
     /// Files recorded as downloaded but missing on disk.
     missing: u64,
-    /// With `{album}` folders: where each version was first planned (a version has one
-    /// download state, so it is downloaded once and linked at its other paths).
-    first_paths: Option<HashMap<VersionKey, String>>,
-    links: Vec<(VersionKey, String, String)>,
+    /// With `{album}` folders: the versions planned so far (a version has one download state,
+    /// so it is downloaded once, at its first path, and linked at its other paths). One bit
+    /// per version: the first path is the catalog's at the end.
+    planned_once: Option<VersionSet>,
+    links: Vec<(VersionKey, String)>,
     stale: Vec<StaleFile>,
     replaced: HashMap<VersionKey, [u8; 32]>,
     /// Paths (lowercase) of this directory's orphaned files (see `supersede::orphans`).
@@ -200,17 +203,12 @@ impl Planner<'_> {
         let counters = &ctx.counters;
         let planned = item.file.rel_path();
         counters.planned.fetch_add(1, Ordering::Relaxed);
-        if let Some(first) = self.first_paths.as_mut() {
-            match first.get(&item.version) {
-                Some(path) => {
-                    self.links.push((item.version, path.clone(), planned));
-                    counters.skip(SkipReason::Linked);
-                    return Ok(true);
-                }
-                None => {
-                    first.insert(item.version, planned.clone());
-                }
-            }
+        if let Some(seen) = self.planned_once.as_mut()
+            && !seen.insert(item.version)
+        {
+            self.links.push((item.version, planned));
+            counters.skip(SkipReason::Linked);
+            return Ok(true);
         }
 
         if ctx.transfers.is_known(item.version) {
@@ -433,7 +431,7 @@ impl Planner<'_> {
                     orphan: None,
                     replaced_by,
                     link_dirs: self
-                        .first_paths
+                        .planned_once
                         .is_some()
                         .then_some(dir)
                         .into_iter()
@@ -451,7 +449,7 @@ impl Planner<'_> {
             return Ok(());
         };
         let link_dir = self
-            .first_paths
+            .planned_once
             .is_some()
             .then(|| items.first().map(|i| i.file.dir.join("")))
             .flatten();
