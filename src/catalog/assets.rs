@@ -413,6 +413,7 @@ fn sync_versions(tx: &Transaction<'_>, key: AssetKey, asset: &Asset) -> Result<(
     }
     // Kinds the asset no longer has (e.g. an edit reverted): gone with their download state.
     for old in stored.into_values() {
+        super::orphans::keep_files_of(tx, old.key)?;
         tx.prepare_cached("DELETE FROM versions WHERE version_key = ?1")
             .and_then(|mut s| s.execute([old.key]))
             .ctx("removing a version")?;

@@ -22,7 +22,7 @@
 //! to the URL resolver over a bounded channel, so planning never runs far ahead of the
 //! downloads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ use super::plan::{PlanItem, TreeIndex};
 use super::reconcile::PendingMove;
 use super::report::{Failure, SkipReason};
 use super::supersede::StaleFile;
+use super::version_set::VersionSet;
 use super::worker::{FileSpec, Job};
 use super::{MirrorError, RunMode};
 
@@ -49,9 +50,10 @@ use super::{MirrorError, RunMode};
 pub(super) struct Leftovers {
     /// Renames to check once downloads end.
     pub moves: Vec<PendingMove>,
-    /// (first path, other path) of a version planned at several paths (an asset in several
-    /// album folders): the other paths become links to the one downloaded file.
-    pub links: Vec<(VersionKey, String, String)>,
+    /// The other paths of a version planned at several paths (an asset in several album
+    /// folders): they become links to the one downloaded file (wherever the catalog records
+    /// it once the run's renames are made).
+    pub links: Vec<(VersionKey, String)>,
     /// Versions whose older copy (this SHA-256) is replaced in this run: links of it at the
     /// other paths of an album layout are replaced too.
     pub replaced: HashMap<VersionKey, [u8; 32]>,
@@ -88,10 +90,11 @@ pub(super) fn plan(
         moves: Vec::new(),
         owners: None,
         missing: 0,
-        first_paths: config.policy.folder.uses_album().then(HashMap::new),
+        planned_once: config.policy.folder.uses_album().then(VersionSet::default),
         links: Vec::new(),
         stale: Vec::new(),
         replaced: HashMap::new(),
+        orphan_paths: HashSet::new(),
     };
     for group in 0..index.directories() {
         if ctx.stop.is_cancelled() {
@@ -112,13 +115,20 @@ pub(super) fn plan(
             Some(root) if !with_copies.is_empty() => catalog.previous_copies(root, &with_copies)?,
             _ => HashMap::new(),
         };
+        planner.orphan_paths.clear();
         if config.mode == RunMode::Download {
             planner.find_superseded(&items)?;
+            planner.find_orphans(&items)?;
         }
+        let dir = items.first().map(|i| i.file.dir.as_str().to_string());
         for item in items {
             if !planner.decide(item, &states, &copies)? {
                 break;
             }
+        }
+        // Nothing more is planned in this directory: its claims are no longer needed.
+        if let Some(dir) = dir {
+            ctx.claims.close_dir(&dir);
         }
     }
     if planner.missing > 0 {
@@ -165,12 +175,15 @@ struct Planner<'a> {
     owners: Option<HashMap<String, VersionKey>>,
     /// Files recorded as downloaded but missing on disk.
     missing: u64,
-    /// With `{album}` folders: where each version was first planned (a version has one
-    /// download state, so it is downloaded once and linked at its other paths).
-    first_paths: Option<HashMap<VersionKey, String>>,
-    links: Vec<(VersionKey, String, String)>,
+    /// With `{album}` folders: the versions planned so far (a version has one download state,
+    /// so it is downloaded once, at its first path, and linked at its other paths). One bit
+    /// per version: the first path is the catalog's at the end.
+    planned_once: Option<VersionSet>,
+    links: Vec<(VersionKey, String)>,
     stale: Vec<StaleFile>,
     replaced: HashMap<VersionKey, [u8; 32]>,
+    /// Paths (lowercase) of this directory's orphaned files (see `supersede::orphans`).
+    orphan_paths: HashSet<String>,
 }
 
 impl Planner<'_> {
@@ -190,17 +203,12 @@ impl Planner<'_> {
         let counters = &ctx.counters;
         let planned = item.file.rel_path();
         counters.planned.fetch_add(1, Ordering::Relaxed);
-        if let Some(first) = self.first_paths.as_mut() {
-            match first.get(&item.version) {
-                Some(path) => {
-                    self.links.push((item.version, path.clone(), planned));
-                    counters.skip(SkipReason::Linked);
-                    return Ok(true);
-                }
-                None => {
-                    first.insert(item.version, planned.clone());
-                }
-            }
+        if let Some(seen) = self.planned_once.as_mut()
+            && !seen.insert(item.version)
+        {
+            self.links.push((item.version, planned));
+            counters.skip(SkipReason::Linked);
+            return Ok(true);
         }
 
         if ctx.transfers.is_known(item.version) {
@@ -281,6 +289,7 @@ impl Planner<'_> {
                     rel_path: copy.rel_path.clone(),
                     sha256: copy.sha256,
                     recorded: false,
+                    orphan: None,
                     replaced_by: vec![item.version],
                     link_dirs: Vec::new(),
                 });
@@ -312,11 +321,13 @@ impl Planner<'_> {
             }
             return self.queue(item, planned, true);
         }
-        if let Some(owner) = ctx
-            .claims
-            .owner(&planned)
-            .or_else(|| self.recorded_owner(&planned))
-            && owner != item.version
+        let orphaned = self.orphan_paths.contains(&planned.to_lowercase());
+        if orphaned
+            || ctx
+                .claims
+                .owner(&planned)
+                .or_else(|| self.recorded_owner(&planned))
+                .is_some_and(|owner| owner != item.version)
         {
             // Another version's file sits at our path; it will move to its own planned path.
             let parked = parked_path(&item.file.dir.join(""), item.version);
@@ -417,9 +428,10 @@ impl Planner<'_> {
                     rel_path: rel_path.clone(),
                     sha256: *sha256,
                     recorded: true,
+                    orphan: None,
                     replaced_by,
                     link_dirs: self
-                        .first_paths
+                        .planned_once
                         .is_some()
                         .then_some(dir)
                         .into_iter()
@@ -427,6 +439,24 @@ impl Planner<'_> {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Note the files of versions that photos of this directory lost (an edit reverted): they
+    /// go once the photo's planned files are on disk, if their bytes are still ours.
+    fn find_orphans(&mut self, items: &[PlanItem]) -> Result<(), MirrorError> {
+        let Some(root) = self.ctx.root_id else {
+            return Ok(());
+        };
+        let link_dir = self
+            .planned_once
+            .is_some()
+            .then(|| items.first().map(|i| i.file.dir.join("")))
+            .flatten();
+        let (stale, paths) =
+            super::supersede::orphans(self.catalog, root, items, link_dir.as_deref())?;
+        self.stale.extend(stale);
+        self.orphan_paths = paths;
         Ok(())
     }
 

@@ -25,8 +25,8 @@ use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
 use super::{
-    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
-    supersede,
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, memory, reconcile,
+    stream, supersede,
 };
 
 /// What [`run`] is given.
@@ -214,6 +214,8 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             _ = ctx.stop.cancelled() => None,
         };
         drop(sink);
+        // The listing's parsed pages are freed: hand them back before planning.
+        memory::release_free_memory();
         match outcome {
             Some(Ok(report)) => refresh_doc = serde_json::to_value(&report).ok(),
             Some(Err(e)) => {
@@ -245,6 +247,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             Err(e) => ctx.fatal(MirrorError::State(format!("the planner failed: {e}"))),
         }
         let _ = resolver.await;
+        memory::release_free_memory();
     }
     drop(work_tx);
     while workers.join_next().await.is_some() {}
@@ -291,15 +294,30 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     }
     if writes && !ctx.stop.is_cancelled() && !(moves.is_empty() && links.is_empty()) {
         let ctx2 = ctx.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
-            if !moves.is_empty() {
-                reconcile::settle(&ctx2, &reader, moves)?;
+        let settling = ctx.clone();
+        let settled = tokio::task::spawn_blocking(move || {
+            if moves.is_empty() {
+                return Ok(());
             }
-            reconcile::link_duplicates(&ctx2, links, &replaced)
+            let reader = Catalog::open_read_only(&settling.catalog_path)?;
+            reconcile::settle(&settling, &reader, moves)
         })
         .await;
-        match result {
+        // Links are made to where the catalog records each file after the renames.
+        if let Some(state) = &ctx.state {
+            state.flush().await;
+        }
+        let linked = match settled {
+            Ok(Ok(())) if !links.is_empty() => {
+                tokio::task::spawn_blocking(move || {
+                    let reader = Catalog::open_read_only(&ctx2.catalog_path)?;
+                    reconcile::link_duplicates(&ctx2, &reader, links, &replaced)
+                })
+                .await
+            }
+            other => other,
+        };
+        match linked {
             Ok(Ok(())) => {}
             Ok(Err(e)) => ctx.fatal(e),
             Err(e) => ctx.fatal(MirrorError::State(format!("reconcile failed: {e}"))),

@@ -8,13 +8,15 @@
 //! - [`PathClaims`]: the destination paths taken in this run, so two versions never write
 //!   the same path.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
 use crate::catalog::VersionKey;
+
+use super::version_set::VersionSet;
 
 /// Where a transfer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +34,9 @@ pub enum TransferState {
 #[derive(Default)]
 struct Registry {
     active: HashMap<VersionKey, Arc<watch::Sender<TransferState>>>,
-    done: HashSet<VersionKey>,
-    failed: HashSet<VersionKey>,
+    /// Finished and failed versions: one bit per version key (every file of a first sync).
+    done: VersionSet,
+    failed: VersionSet,
 }
 
 /// The single-flight registry of one run (cheap to clone; clones share it).
@@ -62,9 +65,7 @@ impl Transfers {
     /// run already.
     pub fn claim(&self, version: VersionKey) -> Option<TransferHandle> {
         let mut r = self.lock();
-        if r.active.contains_key(&version)
-            || r.done.contains(&version)
-            || r.failed.contains(&version)
+        if r.active.contains_key(&version) || r.done.contains(version) || r.failed.contains(version)
         {
             return None;
         }
@@ -79,19 +80,19 @@ impl Transfers {
 
     /// Take a version that failed in this run for another attempt (the second pass).
     pub fn reclaim_failed(&self, version: VersionKey) -> Option<TransferHandle> {
-        let removed = self.lock().failed.remove(&version);
+        let removed = self.lock().failed.remove(version);
         if removed { self.claim(version) } else { None }
     }
 
     /// True when `version` is queued, running, done or failed in this run.
     pub fn is_known(&self, version: VersionKey) -> bool {
         let r = self.lock();
-        r.active.contains_key(&version) || r.done.contains(&version) || r.failed.contains(&version)
+        r.active.contains_key(&version) || r.done.contains(version) || r.failed.contains(version)
     }
 
     /// True when `version` completed in this run.
     pub fn is_done(&self, version: VersionKey) -> bool {
-        self.lock().done.contains(&version)
+        self.lock().done.contains(version)
     }
 
     /// Watch a queued or running transfer (`None` when there is none): the receiver sees
@@ -102,9 +103,7 @@ impl Transfers {
 
     /// Versions that failed in this run.
     pub fn failed(&self) -> Vec<VersionKey> {
-        let mut v: Vec<_> = self.lock().failed.iter().copied().collect();
-        v.sort();
-        v
+        self.lock().failed.to_sorted_vec()
     }
 
     /// Transfers queued or running.
@@ -215,43 +214,82 @@ impl Drop for ForegroundGuard {
 }
 
 /// Destination paths written in this run, compared ignoring case (the layout's rule), kept as
-/// 64-bit hashes so a whole first sync of a large library costs a few megabytes.
+/// 64-bit hashes grouped by directory. A directory's claims are dropped once the planner is
+/// done with it ([`PathClaims::close_dir`]): names only collide within a directory, and after
+/// its turn nothing new is planned there (the second pass takes back paths it had; the end of
+/// the run asks the catalog, where every finished file is recorded). So a first sync holds
+/// the claims of the listing's early downloads and of one directory, not of every file.
 #[derive(Debug, Clone, Default)]
 pub struct PathClaims {
-    inner: Arc<Mutex<HashMap<u64, VersionKey>>>,
+    inner: Arc<Mutex<HashMap<u64, HashMap<u64, VersionKey>>>>,
 }
 
-fn path_hash(rel_path: &str) -> u64 {
+fn hash_lowercase(text: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    rel_path.to_lowercase().hash(&mut h);
+    text.to_lowercase().hash(&mut h);
     h.finish()
 }
 
+/// (directory hash, path hash) of a relative path.
+fn path_hashes(rel_path: &str) -> (u64, u64) {
+    let dir = rel_path.rfind('/').map_or("", |i| &rel_path[..i]);
+    (hash_lowercase(dir), hash_lowercase(rel_path))
+}
+
 impl PathClaims {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, HashMap<u64, VersionKey>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Claim `rel_path` for `version`; `Err(owner)` when another version holds it.
     pub fn claim(&self, rel_path: &str, version: VersionKey) -> Result<(), VersionKey> {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&path_hash(rel_path)) {
+        let (dir, path) = path_hashes(rel_path);
+        let mut map = self.lock();
+        let claims = map.entry(dir).or_default();
+        match claims.get(&path) {
             Some(owner) if *owner != version => Err(*owner),
             _ => {
-                map.insert(path_hash(rel_path), version);
+                claims.insert(path, version);
                 Ok(())
             }
         }
     }
 
-    /// The version that claimed `rel_path` in this run, if any.
+    /// The version that claimed `rel_path` in this run, if any (and its directory is open).
     pub fn owner(&self, rel_path: &str) -> Option<VersionKey> {
-        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&path_hash(rel_path)).copied()
+        let (dir, path) = path_hashes(rel_path);
+        self.lock().get(&dir)?.get(&path).copied()
     }
 
     /// Give up a claim (the file moved away or was never written).
     pub fn release(&self, rel_path: &str, version: VersionKey) {
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(&path_hash(rel_path)) == Some(&version) {
-            map.remove(&path_hash(rel_path));
+        let (dir, path) = path_hashes(rel_path);
+        let mut map = self.lock();
+        if let Some(claims) = map.get_mut(&dir)
+            && claims.get(&path) == Some(&version)
+        {
+            claims.remove(&path);
+            if claims.is_empty() {
+                map.remove(&dir);
+            }
         }
+    }
+
+    /// Forget every claim in directory `dir` (relative to the root, no trailing slash; `""`
+    /// for the root itself): the planner is done with it.
+    pub fn close_dir(&self, dir: &str) {
+        self.lock()
+            .remove(&hash_lowercase(dir.trim_end_matches('/')));
+    }
+
+    /// Claims held (all directories).
+    pub fn len(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    /// True when no path is claimed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -302,6 +340,25 @@ mod tests {
         assert_eq!(c.claim("2024/img_1.jpg", VersionKey(2)), Err(VersionKey(1)));
         c.release("2024/IMG_1.jpg", VersionKey(1));
         assert!(c.claim("2024/img_1.jpg", VersionKey(2)).is_ok());
+    }
+
+    #[test]
+    fn a_closed_directory_forgets_its_claims_only() {
+        let c = PathClaims::default();
+        c.claim("2024/01/IMG_1.JPG", VersionKey(1)).unwrap();
+        c.claim("2024/01/IMG_2.JPG", VersionKey(2)).unwrap();
+        c.claim("2024/02/IMG_1.JPG", VersionKey(3)).unwrap();
+        c.claim("IMG_9.JPG", VersionKey(9)).unwrap();
+        assert_eq!(c.owner("2024/02/img_1.jpg"), Some(VersionKey(3)));
+        c.close_dir("2024/01/");
+        assert_eq!(c.owner("2024/01/IMG_1.JPG"), None);
+        assert_eq!(c.owner("2024/02/IMG_1.JPG"), Some(VersionKey(3)));
+        assert_eq!(c.len(), 2);
+        c.close_dir("");
+        assert_eq!(c.owner("IMG_9.JPG"), None);
+        assert_eq!(c.owner("2024/02/IMG_1.JPG"), Some(VersionKey(3)));
+        c.release("2024/02/IMG_1.JPG", VersionKey(3));
+        assert!(c.is_empty());
     }
 
     #[tokio::test]

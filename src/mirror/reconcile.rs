@@ -243,15 +243,31 @@ pub(super) fn free_name(root: &Path, rel_path: &str) -> String {
 /// a hard link to the downloaded file, or a copy (temp + rename) across file systems. Paths
 /// already present are left alone, except an older copy of a version replaced in this run
 /// (`replaced`: its SHA-256 as written) that still has exactly those bytes: it is replaced by
-/// the new file. A missing first file leaves its links for the next run.
+/// the new file. The file linked is the one the catalog records for the version (after the
+/// run's renames: at its first planned path); a version not downloaded leaves its links for
+/// the next run.
 pub(super) fn link_duplicates(
     ctx: &RunContext,
-    links: Vec<(VersionKey, String, String)>,
+    catalog: &Catalog,
+    links: Vec<(VersionKey, String)>,
     replaced: &HashMap<VersionKey, [u8; 32]>,
 ) -> Result<(), MirrorError> {
     use std::os::unix::fs::MetadataExt;
-    for (version, first, other) in links {
-        let (from, to) = (ctx.root.join(&first), ctx.root.join(&other));
+    let Some(root) = ctx.root_id else {
+        return Ok(());
+    };
+    let mut versions: Vec<VersionKey> = links.iter().map(|(v, _)| *v).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let states = catalog.download_states(root, &versions)?;
+    for (version, other) in links {
+        let Some(DownloadState::Downloaded {
+            rel_path: first, ..
+        }) = states.get(&version)
+        else {
+            continue;
+        };
+        let (from, to) = (ctx.root.join(first), ctx.root.join(&other));
         let Ok(source) = std::fs::metadata(&from) else {
             continue;
         };

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{Catalog, CatalogError, DownloadUpdate, RootId};
 
+use super::memory::Trimmer;
+
 /// Most updates committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 /// Longest a result waits before it is committed.
@@ -19,6 +21,8 @@ pub const MAX_DELAY: Duration = Duration::from_millis(200);
 
 enum Message {
     Update(DownloadUpdate),
+    /// Forget an orphaned file's record (committed with the next batch).
+    ForgetOrphan(i64),
     /// Commit everything sent before, then answer.
     Flush(tokio::sync::oneshot::Sender<()>),
     /// Commit everything sent before and stop (other handles may still exist).
@@ -80,6 +84,13 @@ impl StateHandle {
         }
     }
 
+    /// Forget the record of an orphaned file (see `catalog::OrphanedFile`).
+    pub fn forget_orphan(&self, id: i64) {
+        if self.tx.send(Message::ForgetOrphan(id)).is_err() {
+            tracing::error!("the catalog writer stopped; an orphaned file's record was kept");
+        }
+    }
+
     /// Wait until everything sent so far is committed.
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -97,7 +108,9 @@ fn run(
 ) {
     let mut batch: Vec<DownloadUpdate> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    let mut orphans: Vec<i64> = Vec::new();
     let mut first_at: Option<Instant> = None;
+    let trimmer = Trimmer::default();
     loop {
         let timeout = match first_at {
             Some(t) => MAX_DELAY.saturating_sub(t.elapsed()),
@@ -108,6 +121,11 @@ fn run(
                 batch.push(u);
                 first_at.get_or_insert_with(Instant::now);
                 (false, batch.len() >= MAX_BATCH)
+            }
+            Ok(Message::ForgetOrphan(id)) => {
+                orphans.push(id);
+                first_at.get_or_insert_with(Instant::now);
+                (false, false)
             }
             Ok(Message::Flush(done)) => {
                 waiting.push(done);
@@ -125,6 +143,17 @@ fn run(
                     slot.get_or_insert_with(|| e.to_string());
                 }
                 batch.clear();
+                // Results arrive as files finish: a natural beat to hand back what the
+                // finished transfers freed.
+                trimmer.maybe_trim();
+            }
+            if !orphans.is_empty() {
+                if let Err(e) = catalog.forget_orphaned_files(&orphans) {
+                    tracing::error!(error = %e, "could not forget removed files");
+                    let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+                orphans.clear();
             }
             first_at = None;
             for w in waiting.drain(..) {

@@ -24,6 +24,7 @@ use crate::model::Library;
 use crate::refresh::PageSink;
 
 use super::engine::RunContext;
+use super::memory::Trimmer;
 use super::worker::{FileSpec, Job};
 
 /// The [`PageSink`] of a sync run.
@@ -32,6 +33,8 @@ pub(super) struct StreamSink {
     catalog: Catalog,
     tx: mpsc::Sender<Job>,
     library_ids: HashMap<String, Option<LibraryId>>,
+    /// The listing frees each page once stored: handed back as pages come (see `memory`).
+    trimmer: Trimmer,
 }
 
 impl StreamSink {
@@ -42,6 +45,7 @@ impl StreamSink {
             catalog,
             tx,
             library_ids: HashMap::new(),
+            trimmer: Trimmer::default(),
         }
     }
 
@@ -150,6 +154,7 @@ impl StreamSink {
 
 impl PageSink for StreamSink {
     fn assets(&mut self, library: &Library, assets: &[ListedAsset]) {
+        self.trimmer.maybe_trim();
         if self.ctx.stop.is_cancelled() || self.ctx.root_id.is_none() {
             return;
         }

@@ -1,6 +1,8 @@
 //! Files of a photo that other files of the same photo replaced: the original once its edit
 //! is what the plan asks for (`--size adjusted`), the older copy of an edited version whose
-//! planned path changed. They are removed at the end of a run, each only when:
+//! planned path changed, and the file of a version the photo lost (an edit reverted in
+//! iCloud: the adjusted file gives way to what the layout now plans, the original again).
+//! They are removed at the end of a run, each only when:
 //!
 //! - every file that replaces it is recorded as downloaded (the photo is never left with
 //!   fewer files than before, e.g. when the new download failed);
@@ -16,11 +18,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use crate::catalog::{Catalog, DownloadState, DownloadUpdate, VersionKey};
+use crate::catalog::{AssetKey, Catalog, DownloadState, DownloadUpdate, RootId, VersionKey};
 
 use super::MirrorError;
 use super::decide::hash_file;
 use super::engine::RunContext;
+use super::plan::PlanItem;
 
 /// A file to remove once the files replacing it are on disk.
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub(super) struct StaleFile {
     pub sha256: [u8; 32],
     /// The version is still recorded as downloaded at `rel_path` (forget it with the file).
     pub recorded: bool,
+    /// The catalog's record of an orphaned file (its version is gone): forgotten with the
+    /// file. Such a file's `version` is a stand-in that no real version has.
+    pub orphan: Option<i64>,
     /// The versions that replace it; all must be downloaded first.
     pub replaced_by: Vec<VersionKey>,
     /// With album folders: the folders (`dir/` prefixes) where its photo is planned now. A
@@ -101,9 +107,7 @@ pub(super) fn remove(
             Ok(_) => continue,
             Err(_) => {
                 // Already gone: only the record is left to drop.
-                if file.recorded {
-                    forget(ctx, file.version);
-                }
+                forget(ctx, &file);
                 continue;
             }
         };
@@ -126,9 +130,7 @@ pub(super) fn remove(
                     },
                 )?;
             }
-            if file.recorded {
-                forget(ctx, file.version);
-            }
+            forget(ctx, &file);
             tracing::warn!(
                 path = %kept_at,
                 "kept a file that the photo's edit replaced: it changed on disk since it was \
@@ -152,9 +154,7 @@ pub(super) fn remove(
                 left_dirs.insert(dir.to_path_buf());
             }
         }
-        if file.recorded {
-            forget(ctx, file.version);
-        }
+        forget(ctx, &file);
         ctx.counters.replaced.fetch_add(1, Ordering::Relaxed);
         tracing::info!(path = %file.rel_path, "removed: replaced by the photo's edited version");
     }
@@ -195,8 +195,59 @@ fn recorded_owners(
         .collect())
 }
 
-fn forget(ctx: &RunContext, version: VersionKey) {
-    if let Some(state) = &ctx.state {
-        state.send(DownloadUpdate::Forget { version });
+/// Drop the catalog's record of a stale file (removed, gone, or left to the user).
+fn forget(ctx: &RunContext, file: &StaleFile) {
+    let Some(state) = &ctx.state else {
+        return;
+    };
+    if file.recorded {
+        state.send(DownloadUpdate::Forget {
+            version: file.version,
+        });
     }
+    if let Some(id) = file.orphan {
+        state.forget_orphan(id);
+    }
+}
+
+/// The stale files of one directory's plan that versions its photos lost left behind (an edit
+/// reverted in iCloud), each to be replaced by its photo's files planned there; and their
+/// paths (lowercase), which planned files must not take before they are gone.
+/// `link_dir`: with album folders, this directory (`dir/`), where hard links of them may be.
+pub(super) fn orphans(
+    catalog: &Catalog,
+    root: RootId,
+    items: &[PlanItem],
+    link_dir: Option<&str>,
+) -> Result<(Vec<StaleFile>, HashSet<String>), MirrorError> {
+    let mut planned: HashMap<AssetKey, Vec<VersionKey>> = HashMap::new();
+    for item in items {
+        planned
+            .entry(item.asset.key)
+            .or_default()
+            .push(item.version);
+    }
+    let keys: Vec<AssetKey> = planned.keys().copied().collect();
+    let found = catalog.orphaned_files(root, &keys)?;
+    let mut stale = Vec::new();
+    let mut paths = HashSet::new();
+    for (asset, files) in found {
+        let Some(replaced_by) = planned.get(&asset) else {
+            continue;
+        };
+        for file in files {
+            paths.insert(file.rel_path.to_lowercase());
+            stale.push(StaleFile {
+                // Row keys are positive: a negative stand-in never matches a real version.
+                version: VersionKey(-file.id),
+                rel_path: file.rel_path,
+                sha256: file.sha256,
+                recorded: false,
+                orphan: Some(file.id),
+                replaced_by: replaced_by.clone(),
+                link_dirs: link_dir.map(str::to_string).into_iter().collect(),
+            });
+        }
+    }
+    Ok((stale, paths))
 }

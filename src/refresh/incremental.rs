@@ -106,7 +106,13 @@ async fn follow(
                         hidden: Some(r.hidden),
                         deleted: Some(r.deleted),
                     });
-                    if r.adjustment_type.is_some() {
+                    // An edit changes the versions; so does an edit reverted (no adjustment
+                    // any more on an asset stored as edited).
+                    let reverted = r.adjustment_type.is_none()
+                        && catalog
+                            .asset_by_id(id, &r.master_id)?
+                            .is_some_and(|s| s.asset.adjustment_type.is_some());
+                    if r.adjustment_type.is_some() || reverted {
                         lookups.push((r.master_id.clone(), r.asset_record.clone()));
                     }
                 }

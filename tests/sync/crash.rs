@@ -179,3 +179,85 @@ fn two_syncs_of_one_account_never_overlap() {
         "the refused sync touched nothing"
     );
 }
+
+#[test]
+fn a_second_sigint_quits_at_once_leaving_only_resumable_files_and_the_next_run_completes() {
+    use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    let folder = photos.display().to_string();
+    // Every transfer sends part of its file, then stalls (for minutes): in-flight files
+    // cannot finish within the grace period.
+    env.sim.state().faults.set(
+        FaultKind::CdnStall,
+        FaultRule {
+            p: 1.0,
+            asset_ids: None,
+            remaining: None,
+        },
+    );
+    let report = env.folder("report.json");
+    let mut child = env
+        .command(&[
+            "sync",
+            "-d",
+            &folder,
+            "--no-progress-bar",
+            "--report-json",
+            report.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("start");
+    // Wait until transfers are in flight (partial files on disk), then signal twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !files_on_disk_any(&photos, |name| name.ends_with(".icloudpd-rs.part")) {
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no transfer started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending signals to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // A hang guard, not a speed check: the stalls last minutes.
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    assert!(stderr.contains("quitting now"), "{stderr}");
+    // It quit on the second signal, not at the end of the grace period (which writes the
+    // interrupted run's report).
+    assert!(
+        !report.exists(),
+        "the run went on to its graceful end: {stderr}"
+    );
+    // Only resumable partial files are left besides complete ones, and whatever is recorded
+    // is on disk with its digest.
+    for path in files_on_disk(&photos).into_keys() {
+        let name = path.rsplit('/').next().unwrap();
+        assert!(
+            !name.starts_with('.') || name.ends_with(".icloudpd-rs.part"),
+            "{path}: a temporary file that no run resumes"
+        );
+    }
+    assert_recorded(&env, &photos);
+
+    env.sim.state().faults.clear();
+    env.sync(&photos, &[]).expect_code(0);
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
+    assert_recorded(&env, &photos);
+    assert!(
+        !files_on_disk_any(&photos, |name| name.starts_with('.')),
+        "temp files left after a complete run"
+    );
+}
+
+/// True when a file under `root` has a name for which `pred` holds.
+fn files_on_disk_any(root: &std::path::Path, pred: impl Fn(&str) -> bool) -> bool {
+    root.is_dir()
+        && files_on_disk(root)
+            .keys()
+            .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
+}

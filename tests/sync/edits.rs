@@ -1,8 +1,9 @@
 //! Photos edited in iCloud (`/_sim/mutate` `edit`): the new file replaces the old one. Under
 //! `--size adjusted` the edit supersedes the original, which goes once the edit is on disk;
 //! a re-edit replaces the adjusted file in place, or removes its older copy when its path
-//! changed. Never removed or overwritten: a file whose bytes changed on disk since we wrote
-//! it, and an original whose edit failed to download.
+//! changed; an edit reverted in iCloud (`revert`) gives the original its place back and the
+//! edit's file goes. Never removed or overwritten: a file whose bytes changed on disk since we
+//! wrote it, and an original whose edit failed to download.
 
 use crate::support;
 
@@ -203,6 +204,98 @@ fn a_re_edit_replaces_the_edited_file_in_place_or_removes_its_older_copy_when_it
     assert_recorded(&env, &photos);
 }
 
+#[test]
+fn a_reverted_edit_brings_the_original_back_and_removes_the_edits_file_if_still_ours() {
+    let env = Env::new(small(60));
+    let photos = env.folder("photos");
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let picked = unedited_photos(&expected_tree(&env, ADJUSTED), 6);
+    let ids: Vec<String> = picked.iter().map(|(a, _)| a.clone()).collect();
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let edited = expected_tree(&env, ADJUSTED);
+    assert_tree(&env, &photos, &edited);
+    let edit_paths: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            edited
+                .iter()
+                .find(|(_, (a, v))| a == id && v == "adjusted")
+                .map(|(p, _)| p.clone())
+                .unwrap_or_else(|| panic!("{id}: no adjusted file planned"))
+        })
+        .collect();
+    // One edit's file changed by the user since it was downloaded: it is theirs now.
+    let changed_bytes = damage(&photos.join(&edit_paths[0]));
+
+    env.mutate(json!({"op": "revert", "asset_ids": ids}));
+    let report = env.folder("report.json");
+    let run = env.sync(
+        &photos,
+        &[ADJUSTED, &["--report-json", report.to_str().unwrap()]].concat(),
+    );
+    run.expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        doc["downloaded"],
+        ids.len() as u64,
+        "the originals again: {doc}"
+    );
+    assert_eq!(doc["replaced"], ids.len() as u64 - 1, "{doc}");
+    let reverted = expected_tree(&env, ADJUSTED);
+    // The plan is the originals at their first paths (the picked photos are JPEG and HEIC,
+    // so an edit's file had the original's name for some and another name for others).
+    for ((id, first), edit_path) in picked.iter().zip(&edit_paths) {
+        assert_eq!(
+            reverted.get(first),
+            Some(&(id.clone(), "original".to_string())),
+            "{id}: the original is planned at {first} again"
+        );
+        assert!(
+            !reverted.contains_key(edit_path) || edit_path == first,
+            "{edit_path}"
+        );
+    }
+    assert!(
+        picked.iter().zip(&edit_paths).any(|((_, a), b)| a == b)
+            && picked.iter().zip(&edit_paths).any(|((_, a), b)| a != b),
+        "both kinds of reverts (same name, other name) are covered"
+    );
+    // Every file is the plan's, plus the user's changed file (moved aside when the original
+    // takes its name back).
+    let on_disk = files_on_disk(&photos);
+    let kept: Vec<&String> = on_disk
+        .iter()
+        .filter(|(_, sha)| **sha == sha256_bytes(&changed_bytes))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(kept.len(), 1, "the user's changed file is kept: {kept:?}");
+    let mut without_kept = on_disk.clone();
+    without_kept.remove(kept[0]);
+    let manifest = env.manifest();
+    assert_eq!(
+        without_kept.keys().collect::<Vec<_>>(),
+        reverted.keys().collect::<Vec<_>>(),
+        "the tree is the plan plus the user's file"
+    );
+    for (path, (asset, version)) in &reverted {
+        assert_eq!(
+            Some(&on_disk[path]),
+            manifest[&(asset.clone(), version.clone())].sha256.as_ref(),
+            "{path}"
+        );
+    }
+    assert_recorded(&env, &photos);
+    // Nothing is left to do, and the user's file is left alone for good.
+    let before = env.cdn();
+    let again = env.sync(&photos, ADJUSTED);
+    again.expect_code(0);
+    assert_eq!(again.summary().0, 0);
+    assert_eq!(env.cdn(), before, "a second run downloads nothing");
+    assert_eq!(files_on_disk(&photos), on_disk);
+}
+
 fn sha256_bytes(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
@@ -272,9 +365,20 @@ fn edits_reach_every_album_folder_of_a_photo() {
     env.mutate(json!({"op": "edit", "asset_ids": ids}));
     env.sync(&photos, &flags).expect_code(0);
     assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
-    // ...and so does a second edit of the same photos.
+    // ...and so does a second edit of the same photos...
     env.mutate(json!({"op": "edit", "asset_ids": ids}));
     env.sync(&photos, &flags).expect_code(0);
     assert_tree(&env, &photos, &album_tree(&env, ADJUSTED));
+    assert_recorded(&env, &photos);
+    // ...and the edit reverted: the originals come back in every folder, the edit's file
+    // and its links go.
+    env.mutate(json!({"op": "revert", "asset_ids": ids}));
+    env.sync(&photos, &flags).expect_code(0);
+    assert_eq!(
+        album_tree(&env, ADJUSTED),
+        before,
+        "the plan of before the edits"
+    );
+    assert_tree(&env, &photos, &before);
     assert_recorded(&env, &photos);
 }

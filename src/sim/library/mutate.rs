@@ -63,6 +63,8 @@ pub enum Mutation {
     Unfavorite(AssetsArgs),
     /// Add or change the adjusted version (new content generation).
     Edit(AssetsArgs),
+    /// Revert an edit: the adjusted version disappears (the asset is as first taken).
+    Revert(AssetsArgs),
     AlbumCreate {
         name: String,
         /// Parent folder (name or record name).
@@ -126,6 +128,7 @@ pub enum AssetChange {
     Favorite,
     Unfavorite,
     Edit,
+    Revert,
 }
 
 impl Mutation {
@@ -140,6 +143,7 @@ impl Mutation {
             Mutation::Favorite(_) => "favorite",
             Mutation::Unfavorite(_) => "unfavorite",
             Mutation::Edit(_) => "edit",
+            Mutation::Revert(_) => "revert",
             Mutation::AlbumCreate { .. } => "album_create",
             Mutation::AlbumDelete { .. } => "album_delete",
             Mutation::AlbumAdd(_) => "album_add",
@@ -159,7 +163,8 @@ impl Mutation {
             | Mutation::Unhide(a)
             | Mutation::Favorite(a)
             | Mutation::Unfavorite(a)
-            | Mutation::Edit(a) => a.zone.as_deref(),
+            | Mutation::Edit(a)
+            | Mutation::Revert(a) => a.zone.as_deref(),
             Mutation::AlbumAdd(a) | Mutation::AlbumRemove(a) => a.zone.as_deref(),
         }
     }
@@ -230,6 +235,7 @@ impl LibraryState {
             Mutation::Favorite(a) => Some((a, AssetChange::Favorite)),
             Mutation::Unfavorite(a) => Some((a, AssetChange::Unfavorite)),
             Mutation::Edit(a) => Some((a, AssetChange::Edit)),
+            Mutation::Revert(a) => Some((a, AssetChange::Revert)),
             _ => None,
         };
         if let Some((args, change)) = change {
@@ -426,6 +432,7 @@ fn check_change(a: &Asset, change: AssetChange) -> Result<(), String> {
     match change {
         AssetChange::Delete if a.has(DELETED) => Err("asset is already in Recently Deleted".into()),
         AssetChange::Restore if !a.has(DELETED) => Err("asset is not in Recently Deleted".into()),
+        AssetChange::Revert if !a.has(EDITED) => Err("asset has no edit to revert".into()),
         _ if a.has(PURGED) => Err("asset was purged".into()),
         _ => Ok(()),
     }
@@ -451,6 +458,8 @@ fn apply_change(z: &mut Zone, i: u32, change: AssetChange, now: i64) {
             a.flags |= EDITED;
             a.edit_gen = a.edit_gen.wrapping_add(1).max(1);
         }
+        // The generation stays: a later edit gets content of its own.
+        AssetChange::Revert => a.flags &= !EDITED,
     });
     if change == AssetChange::Purge {
         // The asset's album relations go with it.

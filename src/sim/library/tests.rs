@@ -299,6 +299,24 @@ fn every_mutation_keeps_indexes_counts_and_the_change_feed_right() {
     assert_eq!(zone.read().assets[x as usize].edit_gen, gen_before + 1);
     assert!(zone.read().assets[x as usize].has(EDITED));
     step(
+        serde_json::json!({"op": "revert", "asset_ids": [id]}),
+        &["asset:0", "info"],
+    );
+    assert!(!zone.read().assets[x as usize].has(EDITED));
+    assert_eq!(
+        zone.read().assets[x as usize].edit_gen,
+        gen_before + 1,
+        "a later edit gets content of its own"
+    );
+    let refused = lib
+        .mutate_json(&serde_json::json!({"op": "revert", "asset_ids": [id]}))
+        .expect_err("nothing to revert");
+    assert!(refused.to_string().contains("no edit"), "{refused}");
+    step(
+        serde_json::json!({"op": "edit", "asset_ids": [id]}),
+        &["asset:0", "info"],
+    );
+    step(
         serde_json::json!({"op": "delete", "asset_ids": [id]}),
         &["master:4", "asset:4", "info"],
     );
