@@ -2,28 +2,14 @@
 //! adjusted version disappears). The version goes with its download state, but its file is
 //! still on disk: its path, size and SHA-256 are kept here so that the sync engine can remove
 //! it once the asset's remaining files are in place, and only if its bytes are still ours.
-//!
-//! The table is created the first time a catalog needs it (a new table, no schema change for
-//! catalogs that never see a revert).
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::Transaction;
 
 use super::error::{Result, SqlContext};
 use super::queries::{KEY_BATCH, in_list};
 use super::{AssetKey, Catalog, RootId, VersionKey};
-
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS orphaned_downloads (
-    orphan_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    root_id   INTEGER NOT NULL REFERENCES download_roots(root_id) ON DELETE CASCADE,
-    asset_key INTEGER NOT NULL REFERENCES assets(asset_key) ON DELETE CASCADE,
-    kind      TEXT NOT NULL,
-    rel_path  TEXT NOT NULL,
-    size      INTEGER NOT NULL,
-    sha256    BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS orphaned_by_asset ON orphaned_downloads (root_id, asset_key);";
 
 /// A file written for a version its asset no longer has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,21 +26,6 @@ pub struct OrphanedFile {
 
 /// Before `version` is removed from its asset: keep the files written for it, in every root.
 pub(super) fn keep_files_of(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
-    let written: bool = tx
-        .query_row(
-            "SELECT 1 FROM downloads WHERE version_key = ?1 AND rel_path IS NOT NULL
-             AND sha256 IS NOT NULL AND size IS NOT NULL LIMIT 1",
-            [version],
-            |_| Ok(true),
-        )
-        .optional()
-        .ctx("reading a removed version's files")?
-        .unwrap_or(false);
-    if !written {
-        return Ok(());
-    }
-    tx.execute_batch(CREATE)
-        .ctx("creating the table of orphaned files")?;
     tx.prepare_cached(
         "INSERT INTO orphaned_downloads (root_id, asset_key, kind, rel_path, size, sha256)
          SELECT d.root_id, v.asset_key, v.kind, d.rel_path, d.size, d.sha256
@@ -68,19 +39,6 @@ pub(super) fn keep_files_of(tx: &Transaction<'_>, version: VersionKey) -> Result
 }
 
 impl Catalog {
-    fn has_orphans_table(&self) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'orphaned_downloads'",
-                [],
-                |_| Ok(true),
-            )
-            .optional()
-            .ctx("looking for orphaned files")?
-            .unwrap_or(false))
-    }
-
     /// The orphaned files of `assets` in `root`, by asset.
     pub fn orphaned_files(
         &self,
@@ -88,7 +46,7 @@ impl Catalog {
         assets: &[AssetKey],
     ) -> Result<HashMap<AssetKey, Vec<OrphanedFile>>> {
         let mut out: HashMap<AssetKey, Vec<OrphanedFile>> = HashMap::new();
-        if assets.is_empty() || !self.has_orphans_table()? {
+        if assets.is_empty() {
             return Ok(out);
         }
         for chunk in assets.chunks(KEY_BATCH) {
@@ -134,7 +92,7 @@ impl Catalog {
 
     /// Forget orphaned files (removed, or left to the user).
     pub fn forget_orphaned_files(&mut self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() || !self.has_orphans_table()? {
+        if ids.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction().ctx("forgetting orphaned files")?;

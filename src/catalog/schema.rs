@@ -13,6 +13,8 @@
 //! - **2**: `downloads.source_sha256`, the digest of the bytes as the CDN served them when the
 //!   file on disk was rewritten after its download (`--set-exif-datetime`); `sha256` is always
 //!   the digest of the file on disk ([`V2_CHANGES`]).
+//! - **3**: `orphaned_downloads`, files written for a version its asset later lost (an edit
+//!   reverted in iCloud), kept until the sync engine has removed them ([`V3_CHANGES`]).
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -31,7 +33,7 @@ use rusqlite::{Transaction, params};
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 2;
+pub const CURRENT_VERSION: i64 = 3;
 
 /// The v1 schema, created in one transaction on an empty database.
 pub const V1_SCHEMA: &str = r#"
@@ -177,6 +179,20 @@ pub const V2_CHANGES: &str = r#"
 ALTER TABLE downloads ADD COLUMN source_sha256 BLOB;
 "#;
 
+/// v2 -> v3: the files of lost versions (see `orphans.rs`).
+pub const V3_CHANGES: &str = r#"
+CREATE TABLE orphaned_downloads (
+    orphan_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    root_id   INTEGER NOT NULL REFERENCES download_roots(root_id) ON DELETE CASCADE,
+    asset_key INTEGER NOT NULL REFERENCES assets(asset_key) ON DELETE CASCADE,
+    kind      TEXT NOT NULL,
+    rel_path  TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    sha256    BLOB NOT NULL
+);
+CREATE INDEX orphaned_by_asset ON orphaned_downloads (root_id, asset_key);
+"#;
+
 /// The v0 prototype schema; kept so tests can build a v0 file and the migration knows its input.
 pub const V0_SCHEMA: &str = r#"
 CREATE TABLE assets (
@@ -221,18 +237,29 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 2,
         apply: migrate_v1_to_v2,
     },
+    Migration {
+        from: 2,
+        to: 3,
+        apply: migrate_v2_to_v3,
+    },
 ];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
 pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(V1_SCHEMA)?;
     tx.execute_batch(V2_CHANGES)?;
+    tx.execute_batch(V3_CHANGES)?;
     stamp(tx, CURRENT_VERSION)
 }
 
 /// v1 -> v2: the new column starts empty (no file was rewritten under v1's bookkeeping).
 fn migrate_v1_to_v2(tx: &Transaction<'_>) -> Result<(), String> {
     tx.execute_batch(V2_CHANGES).map_err(|e| e.to_string())
+}
+
+/// v2 -> v3: a new, empty table.
+fn migrate_v2_to_v3(tx: &Transaction<'_>) -> Result<(), String> {
+    tx.execute_batch(V3_CHANGES).map_err(|e| e.to_string())
 }
 
 /// Writes the identifying header fields.
