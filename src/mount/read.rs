@@ -38,8 +38,13 @@ pub struct PrefetchConfig {
     pub initial_window: u64,
     /// Window of a handle once it reads on sequentially (then doubling).
     pub sequential_window: u64,
-    /// Largest window of a sequential reader.
+    /// Largest window of a sequential reader. Read-ahead lands in the cache's memory tier
+    /// before it is read: the window must fit there with room to spare, or blocks are evicted
+    /// before their reader comes and are read back from disk (and re-verified).
     pub max_window: u64,
+    /// Once the window is full size, how much reading ahead is topped up at a time (about one
+    /// transfer).
+    pub top_up: u64,
     /// How far behind the expected offset a read may land and still count as sequential.
     pub backward_tolerance: u64,
     /// How far beyond the expected offset a read may land and still count as sequential.
@@ -51,7 +56,8 @@ impl Default for PrefetchConfig {
         PrefetchConfig {
             initial_window: 256 << 10,
             sequential_window: 4 << 20,
-            max_window: 64 << 20,
+            max_window: 32 << 20,
+            top_up: 4 << 20,
             backward_tolerance: 1 << 20,
             forward_tolerance: 16 << 20,
         }
@@ -154,12 +160,22 @@ impl ReadPlanner {
             } else {
                 (self.window / 2, 2)
             };
+            let at_cap = !on_head && self.window >= self.cfg.max_window;
             let grow = if on_head {
                 end > self.ahead_to
             } else {
                 end.saturating_add(lead) > self.ahead_to
             };
-            if grow {
+            if at_cap {
+                // Full size: keep the whole window in flight, topped up as soon as a
+                // transfer's worth has been read (fewer, larger requests would leave the
+                // reader waiting for a batch; more would cost a request per block).
+                let full = end.saturating_add(self.window);
+                if full >= self.ahead_to.saturating_add(self.cfg.top_up) {
+                    self.ahead_to = full;
+                }
+                self.starved = false;
+            } else if grow {
                 self.window = (self.window * factor)
                     .max(self.cfg.sequential_window)
                     .min(self.cfg.max_window);

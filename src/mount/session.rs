@@ -375,6 +375,7 @@ impl MountHandle {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
+        tracing::debug!(adapter = ?self.stats(), "kernel request statistics");
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
         res.map_err(MountError::Session)
     }

@@ -433,7 +433,10 @@ fn data_phase(report: &mut Report) {
         ">= 0.9x",
     );
     if std::env::var("BENCH_COLD_ONLY").is_ok() {
-        mounted.finish();
+        let (_, log) = mounted.stop_with(libc::SIGINT);
+        if std::env::var("BENCH_MOUNT_LOG").is_ok() {
+            println!("{log}");
+        }
         return;
     }
 
@@ -599,6 +602,14 @@ impl Profiler {
             return Profiler(None);
         };
         let mut cmd = Command::new("perf");
+        if std::env::var("BENCH_PERF_STAT").is_ok() {
+            // Counts instead of samples: instructions hardly depend on the machine's load.
+            cmd.args(["stat", "-e", "task-clock,instructions,cycles", "-o", &out])
+                .args(["-p", &pid.to_string()]);
+            let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok();
+            std::thread::sleep(Duration::from_millis(500));
+            return Profiler(child);
+        }
         cmd.args(["record", "-o", &out]);
         match std::env::var("BENCH_PERF_EVENT") {
             Ok(event) => cmd.args(["-e", &event]),

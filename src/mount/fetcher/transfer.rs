@@ -34,6 +34,7 @@ impl BlockFetcher {
         let this = self.clone();
         let file = file.clone();
         let (first, prefix, end) = (run.first, run.prefix.clone(), run.end);
+        tracing::trace!(id, first, end, needed = run.needed, "transfer starts");
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut delivery = Delivery {
@@ -46,8 +47,10 @@ impl BlockFetcher {
             let result = this
                 .transfer(&file, first, prefix, end, &mut delivery)
                 .await;
+            let took = started.elapsed();
             this.transfer_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            tracing::trace!(id, first, end, us = took.as_micros() as u64, "transfer ended");
             if let Err(e) = result {
                 this.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, first, "fetching blocks failed");
@@ -86,7 +89,7 @@ impl BlockFetcher {
         // The block being assembled and its index; `pos` is the next byte wanted. Each block
         // gets a buffer of exactly its length: a block split off a larger, growing buffer
         // would keep that whole buffer alive in the memory tier (about twice the bytes held).
-        let mut block = BytesMut::with_capacity(block_len(first).max(prefix.len()));
+        let mut block = self.cache.buffer(block_len(first).max(prefix.len()));
         block.extend_from_slice(&prefix);
         let mut idx = first;
         let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
@@ -108,7 +111,7 @@ impl BlockFetcher {
                         let take = room.min(chunk.len());
                         block.extend_from_slice(&chunk.split_to(take));
                         if take == room {
-                            let next = BytesMut::with_capacity(block_len(idx + 1));
+                            let next = self.cache.buffer(block_len(idx + 1));
                             delivery.deliver(idx, std::mem::replace(&mut block, next).freeze());
                             idx += 1;
                         }

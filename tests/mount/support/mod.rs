@@ -138,7 +138,11 @@ impl Env {
             .env_remove("ICLOUDPD_RS_ENDPOINT")
             .env("ICLOUD_PASSWORD", &self.password)
             // The session's steps (unmounting, unmounted) show where a stop got stuck.
-            .env("RUST_LOG", "warn,icloudpd_rs::mount::session=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_MOUNT_LOG")
+                    .unwrap_or_else(|_| "warn,icloudpd_rs::mount::session=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
