@@ -298,9 +298,12 @@ impl BlockCache {
             last_use: meta.last_use,
         });
         let mut buf = self.buffer(meta.len as usize);
-        let read = self
-            .files
-            .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize, buf.vec_mut());
+        let read = self.files.read(
+            key.as_str(),
+            idx * BLOCK_SIZE,
+            meta.len as usize,
+            buf.vec_mut(),
+        );
         let verified = match read {
             Ok(true) if crc32c::block_checksum(buf.as_ref()) == meta.sum => Some(buf),
             Ok(_) => None,

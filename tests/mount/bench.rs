@@ -613,6 +613,9 @@ impl Profiler {
         cmd.args(["record", "-o", &out]);
         match std::env::var("BENCH_PERF_EVENT") {
             Ok(event) => cmd.args(["-e", &event]),
+            Err(_) if std::env::var("BENCH_PERF_DWARF").is_ok() => {
+                cmd.args(["--call-graph", "dwarf,16384", "-F", "500"])
+            }
             Err(_) => cmd.args(["-g", "-F", "2000"]),
         };
         if std::env::var("BENCH_PERF_ALL").is_ok() {

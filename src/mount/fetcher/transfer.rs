@@ -50,7 +50,13 @@ impl BlockFetcher {
             let took = started.elapsed();
             this.transfer_us
                 .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-            tracing::trace!(id, first, end, us = took.as_micros() as u64, "transfer ended");
+            tracing::trace!(
+                id,
+                first,
+                end,
+                us = took.as_micros() as u64,
+                "transfer ended"
+            );
             if let Err(e) = result {
                 this.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, first, "fetching blocks failed");

@@ -124,7 +124,12 @@ impl Env {
 
     /// The binary with `args` and the account's options (password in the environment).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        // A benchmark may compare another build of the binary (`BENCH_BIN`) with this one.
+        let bin = std::env::var("BENCH_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| BIN.into());
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .args([
                 "-u",
