@@ -271,7 +271,6 @@ impl BlockFetcher {
             .spawn({
                 let key = key.clone();
                 move || {
-                    lower_priority();
                     cache.verify_complete(&key, size);
                     verifying
                         .lock()
@@ -465,17 +464,6 @@ impl BlockFetcher {
 impl Drop for BlockFetcher {
     fn drop(&mut self) {
         tracing::debug!(fetcher = ?self.stats(), cache = ?self.cache.stats(), "read statistics");
-    }
-}
-
-/// Make the calling thread yield to the others (nice 10): a verification reads a whole file
-/// just fetched, often while its reader is still reading the last blocks, and must not take
-/// CPU from that reader.
-fn lower_priority() {
-    // SAFETY: plain syscalls; on Linux the nice value of a thread id is the thread's own.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a thread's priority");
     }
 }
 
