@@ -116,6 +116,8 @@ pub struct BlockFetcher {
     warming: Mutex<HashSet<(ContentKey, u64)>>,
     /// Complete contents being verified (to be served as complete files).
     verifying: Arc<Mutex<HashSet<ContentKey>>>,
+    /// Stores of fetched blocks, done in order by one thread (see `transfer::CacheWriter`).
+    writer: transfer::CacheWriter,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -156,6 +158,7 @@ impl BlockFetcher {
             next_id: AtomicU64::new(1),
             warming: Mutex::new(HashSet::new()),
             verifying: Arc::default(),
+            writer: transfer::CacheWriter::start(),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
