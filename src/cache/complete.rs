@@ -111,6 +111,7 @@ impl BlockCache {
         let Some(before) = self.stamp(key) else {
             return false;
         };
+        let mut buf = Vec::new();
         for idx in 0..blocks_of(size) {
             let id = (key.clone(), idx);
             let Some(meta) = lock(&self.table).get(&id) else {
@@ -118,9 +119,9 @@ impl BlockCache {
             };
             let read = self
                 .files
-                .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize);
+                .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize, &mut buf);
             match read {
-                Ok(Some(data)) if crc32c::checksum(&data) == meta.sum => {}
+                Ok(true) if crc32c::block_checksum(&buf) == meta.sum => {}
                 _ => {
                     tracing::warn!(
                         key = key.as_str(),

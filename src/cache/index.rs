@@ -16,8 +16,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Bumped when the schema or the meaning of a column changes: an index of another version is
-/// rebuilt empty.
-const SCHEMA_VERSION: i64 = 1;
+/// rebuilt empty. 2: `sum` is `crc32c::block_checksum` (four lanes) instead of one CRC-32C.
+const SCHEMA_VERSION: i64 = 2;
 /// Longest a change waits in the queue before its batch is committed.
 const BATCH_DELAY: Duration = Duration::from_millis(20);
 /// Largest batch committed at once.
@@ -57,6 +57,9 @@ pub(crate) enum IndexProblem {
     Sqlite(rusqlite::Error),
     #[error("{0}")]
     Damaged(String),
+    /// Written by an earlier version of the cache format (not damage: an upgrade).
+    #[error("cache format {0}, this version uses {SCHEMA_VERSION}")]
+    OtherFormat(i64),
 }
 
 /// The SQLite file.
@@ -107,9 +110,7 @@ impl Index {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(IndexProblem::Sqlite)?;
         } else if version != SCHEMA_VERSION {
-            return Err(IndexProblem::Damaged(format!(
-                "schema version {version}, expected {SCHEMA_VERSION}"
-            )));
+            return Err(IndexProblem::OtherFormat(version));
         }
         let stored_bs: Option<i64> = conn
             .query_row("SELECT v FROM meta WHERE k = 'block_size'", [], |r| {
@@ -287,6 +288,20 @@ mod tests {
         }
         let rows = Index::open(&path, 1024).unwrap().load().unwrap();
         assert_eq!(rows, vec![row("b", 0, 20, 4), row("a", 0, 100, 5)]);
+    }
+
+    #[test]
+    fn an_index_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        drop(Index::open(&path, 1024).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        assert!(matches!(
+            Index::open(&path, 1024),
+            Err(IndexProblem::OtherFormat(1))
+        ));
     }
 
     #[test]

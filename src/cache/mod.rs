@@ -18,6 +18,7 @@
 //! - One process per cache directory (an exclusive `flock`); a damaged or foreign index is
 //!   rebuilt empty with a warning instead of failing.
 
+mod buffers;
 mod complete;
 pub mod crc32c;
 mod index;
@@ -35,10 +36,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use buffers::BufferPool;
 use index::{Index, IndexProblem, Journal, Op, Row};
 use memory::{BlockId, BlockTable, HotTier, Meta};
 use store::BlockFiles;
 
+pub use buffers::BlockBuf;
 pub use complete::CompleteFile;
 
 /// Size of a cache block; also the unit of CDN range requests.
@@ -146,6 +149,7 @@ pub struct BlockCache {
     /// Contents verified complete (with their block file's stamp then) and whole since.
     complete: Mutex<HashMap<ContentKey, complete::FileStamp>>,
     hot: Mutex<HotTier>,
+    buffers: Arc<BufferPool>,
     can_punch: bool,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -242,6 +246,7 @@ impl BlockCache {
             content_pins: Mutex::new(HashMap::new()),
             complete: Mutex::new(HashMap::new()),
             hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
+            buffers: Arc::default(),
             can_punch,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -260,6 +265,11 @@ impl BlockCache {
     /// The byte budget.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// An empty buffer for `len` bytes of a block (whole-block buffers are reused).
+    pub fn buffer(&self, len: usize) -> BlockBuf {
+        self.buffers.take(len)
     }
 
     /// Keep block `idx` of `key` from eviction until the guard is dropped.
@@ -287,11 +297,15 @@ impl BlockCache {
             idx,
             last_use: meta.last_use,
         });
-        let read = self
-            .files
-            .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize);
+        let mut buf = self.buffer(meta.len as usize);
+        let read = self.files.read(
+            key.as_str(),
+            idx * BLOCK_SIZE,
+            meta.len as usize,
+            buf.vec_mut(),
+        );
         let verified = match read {
-            Ok(Some(data)) if crc32c::checksum(&data) == meta.sum => Some(data),
+            Ok(true) if crc32c::block_checksum(buf.as_ref()) == meta.sum => Some(buf),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(error = %e, key = key.as_str(), idx, "reading a cached block failed");
@@ -300,7 +314,7 @@ impl BlockCache {
         };
         match verified {
             Some(data) => {
-                let data = Bytes::from(data);
+                let data = data.freeze();
                 lock(&self.hot).put(id, data.clone());
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(data)
@@ -334,6 +348,12 @@ impl BlockCache {
         lock(&self.table).get(&id).map(|m| m.len)
     }
 
+    /// Let go of the memory-tier copy of block `idx` of `key` (a sequential reader is past it:
+    /// the kernel's page cache holds those bytes now). The block stays on disk.
+    pub fn release_hot(&self, key: &ContentKey, idx: u64) {
+        lock(&self.hot).remove(&(key.clone(), idx));
+    }
+
     /// Whether block `idx` of `key` is in the memory tier (reading it costs no disk read).
     pub fn is_hot(&self, key: &ContentKey, idx: u64) -> bool {
         lock(&self.hot).len_of(&(key.clone(), idx)).is_some()
@@ -355,7 +375,7 @@ impl BlockCache {
             return false;
         }
         let id = (key.clone(), idx);
-        let sum = crc32c::checksum(&data);
+        let sum = crc32c::block_checksum(&data);
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
         if let Err(e) = self.files.write(key.as_str(), offset, &data) {
@@ -535,11 +555,19 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), Cache
         Ok(loaded) => return Ok(loaded),
         Err(problem) => problem,
     };
-    tracing::warn!(
-        index = %path.display(),
-        problem = %problem,
-        "the cache index is unusable; starting with an empty cache"
-    );
+    if let IndexProblem::OtherFormat(_) = problem {
+        tracing::info!(
+            index = %path.display(),
+            problem = %problem,
+            "the cache was written in another format; starting with an empty cache"
+        );
+    } else {
+        tracing::warn!(
+            index = %path.display(),
+            problem = %problem,
+            "the cache index is unusable; starting with an empty cache"
+        );
+    }
     for suffix in ["", "-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", path.display()));
         match std::fs::remove_file(&p) {
@@ -562,6 +590,10 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), Cache
         IndexProblem::Damaged(what) => CacheError::Index {
             path,
             source: rusqlite::Error::InvalidParameterName(what),
+        },
+        other @ IndexProblem::OtherFormat(_) => CacheError::Index {
+            path,
+            source: rusqlite::Error::InvalidParameterName(other.to_string()),
         },
     })?;
     Ok((index, Vec::new()))

@@ -47,20 +47,22 @@ impl BlockFiles {
         file.write_all_at(data, offset)
     }
 
-    /// Read exactly `len` bytes at `offset` of the file of `key`; `Ok(None)` when the file does
-    /// not exist or is too short (a block lost to a crash or an external deletion).
-    pub fn read(&self, key: &str, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+    /// Read exactly `len` bytes at `offset` of the file of `key` into `buf` (emptied first);
+    /// `Ok(false)` when the file does not exist or is too short (a block lost to a crash or an
+    /// external deletion).
+    pub fn read(&self, key: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<bool> {
         use std::io::{Read, Seek, SeekFrom};
         let mut file = match File::open(self.path(key)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             other => other?,
         };
         file.seek(SeekFrom::Start(offset))?;
         // `read_to_end` into reserved capacity: no zero-filling of a buffer about to be
         // overwritten.
-        let mut buf = Vec::with_capacity(len);
-        file.take(len as u64).read_to_end(&mut buf)?;
-        Ok((buf.len() == len).then_some(buf))
+        buf.clear();
+        buf.reserve_exact(len);
+        file.take(len as u64).read_to_end(buf)?;
+        Ok(buf.len() == len)
     }
 
     /// Give back the disk space of `[offset, offset + len)` of the file of `key`.

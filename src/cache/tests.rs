@@ -183,6 +183,31 @@ fn damaged_index_is_rebuilt_empty() {
 }
 
 #[test]
+fn a_cache_of_an_older_format_is_dropped_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = ContentKey::new("old", 1);
+    {
+        let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+        assert!(cache.put(&k, 0, &block(3, 1000)));
+        cache.flush();
+    }
+    // Format 1 summed blocks with one CRC-32C: its sums mean nothing to this version.
+    let conn = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    assert_eq!(cache.stats().blocks, 0);
+    assert!(cache.get(&k, 0).is_none());
+    assert!(
+        !cache.block_file(&k).exists(),
+        "its block files are removed"
+    );
+    assert!(cache.put(&k, 0, &block(3, 1000)));
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&k, 0).as_deref(), Some(&block(3, 1000)[..]));
+}
+
+#[test]
 fn files_are_private() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
@@ -335,4 +360,23 @@ fn a_stale_finding_of_damage_never_drops_the_fresh_copy() {
     cache.drop_memory_tier();
     assert_eq!(cache.get(&key, 0).unwrap(), b0);
     assert_eq!(cache.stats().corrupt, 0);
+}
+
+#[test]
+fn a_released_block_leaves_memory_but_not_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 4)).unwrap();
+    let k = ContentKey::new("seq", 1);
+    let data = block(9, BLOCK_SIZE as usize);
+    assert!(cache.put(&k, 0, &data));
+    assert!(cache.is_hot(&k, 0));
+    cache.release_hot(&k, 0);
+    assert!(!cache.is_hot(&k, 0));
+    assert!(cache.contains(&k, 0));
+    assert_eq!(
+        cache.get(&k, 0).as_deref(),
+        Some(&data[..]),
+        "read back from disk"
+    );
+    assert!(cache.is_hot(&k, 0));
 }

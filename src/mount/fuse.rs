@@ -391,9 +391,11 @@ impl Filesystem for FuseFs {
                 let started = std::time::Instant::now();
                 self.rt.spawn(async move {
                     let res = fut.await;
+                    let waited = started.elapsed().as_micros() as u64;
                     counters
                         .reads_async_wait_us
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        .fetch_add(waited, Ordering::Relaxed);
+                    tracing::trace!(offset, size, us = waited, "read waited");
                     reply_read(reply, res, &counters)
                 });
             }

@@ -15,7 +15,13 @@
 //! ahead of the reader. A reader that had to wait for the network (reported with
 //! [`ReadPlanner::note_wait`]) is starved: the window then grows fourfold and is topped up as
 //! soon as less than a whole window is in flight, so read-ahead catches up with the link's
-//! latency within a few requests (as mountpoint-s3 scales up on starvation).
+//! latency within a few requests (as mountpoint-s3 scales up on starvation). At full size
+//! the window is kept full, topped up by [`PrefetchConfig::top_up`] at a time (topping up
+//! only at half a window let the reader catch up with the front while the next batch crossed
+//! the link's latency), and read-ahead never reaches more than [`PrefetchConfig::max_window`]
+//! beyond the read: blocks fetched ahead wait in the cache's memory tier (64 MiB), and a
+//! block evicted from there before its reader came had to be read back from disk and
+//! verified again.
 //!
 //! Read-ahead ends on a block boundary when it reaches past one (a window ending inside a
 //! block would cost a whole extra request for a few bytes); a head-only window ends on a
@@ -38,8 +44,13 @@ pub struct PrefetchConfig {
     pub initial_window: u64,
     /// Window of a handle once it reads on sequentially (then doubling).
     pub sequential_window: u64,
-    /// Largest window of a sequential reader.
+    /// Largest window of a sequential reader. Read-ahead lands in the cache's memory tier
+    /// before it is read: the window must fit there with room to spare, or blocks are evicted
+    /// before their reader comes and are read back from disk (and re-verified).
     pub max_window: u64,
+    /// Once the window is full size, how much reading ahead is topped up at a time (about one
+    /// transfer).
+    pub top_up: u64,
     /// How far behind the expected offset a read may land and still count as sequential.
     pub backward_tolerance: u64,
     /// How far beyond the expected offset a read may land and still count as sequential.
@@ -51,7 +62,8 @@ impl Default for PrefetchConfig {
         PrefetchConfig {
             initial_window: 256 << 10,
             sequential_window: 4 << 20,
-            max_window: 64 << 20,
+            max_window: 32 << 20,
+            top_up: 4 << 20,
             backward_tolerance: 1 << 20,
             forward_tolerance: 16 << 20,
         }
@@ -154,12 +166,22 @@ impl ReadPlanner {
             } else {
                 (self.window / 2, 2)
             };
+            let at_cap = !on_head && self.window >= self.cfg.max_window;
             let grow = if on_head {
                 end > self.ahead_to
             } else {
                 end.saturating_add(lead) > self.ahead_to
             };
-            if grow {
+            if at_cap {
+                // Full size: keep the whole window in flight, topped up as soon as a
+                // transfer's worth has been read (fewer, larger requests would leave the
+                // reader waiting for a batch; more would cost a request per block).
+                let full = end.saturating_add(self.window);
+                if full >= self.ahead_to.saturating_add(self.cfg.top_up) {
+                    self.ahead_to = full;
+                }
+                self.starved = false;
+            } else if grow {
                 self.window = (self.window * factor)
                     .max(self.cfg.sequential_window)
                     .min(self.cfg.max_window);
@@ -168,7 +190,12 @@ impl ReadPlanner {
             }
             self.next = self.next.max(end);
         }
-        self.ahead_to = self.ahead_to.min(self.file_size);
+        // Never more than the largest window ahead of the read, growth included: that much
+        // read-ahead must fit in the cache's memory tier until it is read.
+        self.ahead_to = self
+            .ahead_to
+            .min(end.saturating_add(self.cfg.max_window))
+            .min(self.file_size);
         self.started = true;
         // Stop read-ahead at a block boundary when it reaches past one; otherwise (a head-only
         // window) on a 64 KiB boundary.
@@ -314,6 +341,34 @@ mod tests {
         let third = p.plan(256 * K, 128 * K as u32);
         assert_eq!(p.window(), 4 * M);
         assert_eq!(third.fetch_to, 4 * M);
+    }
+
+    #[test]
+    fn a_full_window_stays_full_and_never_reaches_past_its_size() {
+        let cfg = PrefetchConfig::default();
+        let mut p = ReadPlanner::new(cfg, 10_000 * M);
+        let mut requests = 0;
+        let mut last_fetch_to = 0;
+        let mut off = 0;
+        while off < 1000 * M {
+            let plan = p.plan(off, M as u32);
+            if off % (7 * M) == 0 {
+                p.note_wait();
+            }
+            let ahead = plan.fetch_to - (off + plan.len);
+            assert!(ahead <= cfg.max_window, "{ahead} ahead at {off}");
+            if p.window() == cfg.max_window && off > 200 * M {
+                // Full size: never less than a window minus one top-up ahead.
+                assert!(ahead + cfg.top_up + M >= cfg.max_window, "{ahead} at {off}");
+            }
+            if plan.fetch_to > last_fetch_to {
+                requests += 1;
+                last_fetch_to = plan.fetch_to;
+            }
+            off += M;
+        }
+        // Topped up a transfer's worth at a time, not per read.
+        assert!(requests <= 1000 * M / cfg.top_up + 10, "{requests} top-ups");
     }
 
     #[test]

@@ -11,6 +11,10 @@ use std::thread::JoinHandle;
 use fuser::{INodeNo, Notifier};
 
 use super::core::FsCore;
+
+/// An update of at least this many entries frees enough (the old tree, the entry list) to be
+/// worth handing the pages back to the system afterwards.
+const TRIM_AFTER_ENTRIES: usize = 10_000;
 use super::namespace::{Entry, Invalidation, Skipped};
 
 /// The way to the invalidation thread; `None` once the mount has ended.
@@ -36,7 +40,12 @@ impl Updater {
 
     /// Show `entries` + `extra_dirs` from now on (see [`super::MountHandle::apply`]).
     pub fn apply(&self, entries: Vec<Entry>, extra_dirs: &[String]) -> Vec<Skipped> {
+        let big = entries.len() >= TRIM_AFTER_ENTRIES;
         let update = self.core.namespace().apply(entries, extra_dirs);
+        if big {
+            // A refresh's entries and the replaced tree are freed now: give the pages back.
+            super::session::release_free_memory();
+        }
         if !update.invalidations.is_empty()
             && let Some(tx) = self
                 .inval_tx

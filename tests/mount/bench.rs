@@ -80,6 +80,22 @@ fn drop_page_cache(path: &Path) {
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// CPU time (user + system) process `pid` has used so far, all threads.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) are space-separated; utime and
+    // stime are the 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: plain query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
 fn rss_mib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -362,6 +378,7 @@ fn data_phase(report: &mut Report) {
         .unwrap();
     let client = http();
     let local_copy = env.path("big.local");
+    let own_cpu = cpu_time(std::process::id() as i32);
     let (plain, got) = time(|| {
         rt.block_on(async {
             let mut resp = client.get(&url).send().await.unwrap();
@@ -375,8 +392,26 @@ fn data_phase(report: &mut Report) {
         })
     });
     assert_eq!(got, big_size);
+    let plain_cpu = cpu_time(std::process::id() as i32) - own_cpu;
+    let profiler = Profiler::start(mounted.pid());
+    let (own_cpu, mount_cpu) = (cpu_time(std::process::id() as i32), cpu_time(mounted.pid()));
     let (through, n) = time(|| read_all(&big_path));
+    let own_cpu = cpu_time(std::process::id() as i32) - own_cpu;
+    let mount_cpu = cpu_time(mounted.pid()) - mount_cpu;
+    drop(profiler);
     assert_eq!(n, big_size);
+    report.notes.push(format!(
+        "cold read CPU: plain download (simulator + client) {:.2} s; through the mount: \
+         mount {:.2} s + simulator and reader {:.2} s (load average {})",
+        plain_cpu.as_secs_f64(),
+        mount_cpu.as_secs_f64(),
+        own_cpu.as_secs_f64(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+    ));
     report.throughput(
         &format!("cold sequential read, {} MiB", big_size / MIB),
         through,
@@ -397,6 +432,13 @@ fn data_phase(report: &mut Report) {
         direct,
         ">= 0.9x",
     );
+    if std::env::var("BENCH_COLD_ONLY").is_ok() {
+        let (_, log) = mounted.stop_with(libc::SIGINT);
+        if std::env::var("BENCH_MOUNT_LOG").is_ok() {
+            println!("{log}");
+        }
+        return;
+    }
 
     // Thumbnails: first 64 KiB of 1,000 originals, 8 readers.
     let thumbs: Vec<&icloudpd_rs::catalog::StoredAsset> = all
@@ -548,6 +590,53 @@ fn data_phase(report: &mut Report) {
         ">= 0.9x",
     );
     m3.finish();
+}
+
+/// `perf record` of the cold read when `BENCH_PERF` names an output file (the whole system
+/// with `BENCH_PERF_ALL`, else the mount process), stopped when dropped.
+struct Profiler(Option<std::process::Child>);
+
+impl Profiler {
+    fn start(pid: i32) -> Profiler {
+        let Ok(out) = std::env::var("BENCH_PERF") else {
+            return Profiler(None);
+        };
+        let mut cmd = Command::new("perf");
+        if std::env::var("BENCH_PERF_STAT").is_ok() {
+            // Counts instead of samples: instructions hardly depend on the machine's load.
+            cmd.args(["stat", "-e", "task-clock,instructions,cycles", "-o", &out])
+                .args(["-p", &pid.to_string()]);
+            let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok();
+            std::thread::sleep(Duration::from_millis(500));
+            return Profiler(child);
+        }
+        cmd.args(["record", "-o", &out]);
+        match std::env::var("BENCH_PERF_EVENT") {
+            Ok(event) => cmd.args(["-e", &event]),
+            Err(_) if std::env::var("BENCH_PERF_DWARF").is_ok() => {
+                cmd.args(["--call-graph", "dwarf,16384", "-F", "500"])
+            }
+            Err(_) => cmd.args(["-g", "-F", "2000"]),
+        };
+        if std::env::var("BENCH_PERF_ALL").is_ok() {
+            cmd.arg("-a");
+        } else {
+            cmd.args(["-p", &pid.to_string()]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok();
+        std::thread::sleep(Duration::from_millis(500));
+        Profiler(child)
+    }
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+            let _ = c.wait();
+        }
+    }
 }
 
 fn walk_files(root: &Path) -> Vec<PathBuf> {

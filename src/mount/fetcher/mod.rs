@@ -58,7 +58,7 @@ impl Default for FetcherConfig {
                 ..FetchConfig::default()
             },
             total_timeout: Duration::from_secs(20),
-            max_transfer_blocks: 8,
+            max_transfer_blocks: 4,
             max_concurrent_transfers: 32,
         }
     }
@@ -116,6 +116,8 @@ pub struct BlockFetcher {
     warming: Mutex<HashSet<(ContentKey, u64)>>,
     /// Complete contents being verified (to be served as complete files).
     verifying: Arc<Mutex<HashSet<ContentKey>>>,
+    /// Stores of fetched blocks, done in order by one thread (see `transfer::CacheWriter`).
+    writer: transfer::CacheWriter,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -156,6 +158,7 @@ impl BlockFetcher {
             next_id: AtomicU64::new(1),
             warming: Mutex::new(HashSet::new()),
             verifying: Arc::default(),
+            writer: transfer::CacheWriter::start(),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -225,10 +228,30 @@ impl BlockFetcher {
                 blocks.push(data);
             }
             if blocks.len() as u64 == last - first + 1 {
-                return Ok(assemble(&blocks, offset - first * BLOCK_SIZE, len as usize));
+                let data = assemble(&blocks, offset - first * BLOCK_SIZE, len as usize);
+                drop(blocks);
+                self.release_passed(file, plan, first, last);
+                return Ok(data);
             }
             if Instant::now() >= deadline {
                 return Err(ReadError::Timeout(self.cfg.total_timeout));
+            }
+        }
+    }
+
+    /// A reader reading ahead (so moving forward) has read to the end of some of blocks
+    /// `first..=last`: their memory-tier copies go, so the tier keeps room for the blocks
+    /// fetched ahead of it (which would otherwise be evicted before being read, and read back
+    /// from disk) and their buffers are reused for the next blocks.
+    fn release_passed(&self, file: &RemoteFile, plan: &ReadPlan, first: u64, last: u64) {
+        let end = plan.offset + plan.len;
+        if plan.fetch_to <= end {
+            return;
+        }
+        for b in first..=last {
+            let block_end = ((b + 1) * BLOCK_SIZE).min(file.size);
+            if block_end <= end {
+                self.cache.release_hot(&file.content, b);
             }
         }
     }
@@ -438,6 +461,12 @@ impl BlockFetcher {
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Source::Ready(Bytes::new())))
             .collect()
+    }
+}
+
+impl Drop for BlockFetcher {
+    fn drop(&mut self) {
+        tracing::debug!(fetcher = ?self.stats(), cache = ?self.cache.stats(), "read statistics");
     }
 }
 

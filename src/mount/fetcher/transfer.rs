@@ -34,6 +34,7 @@ impl BlockFetcher {
         let this = self.clone();
         let file = file.clone();
         let (first, prefix, end) = (run.first, run.prefix.clone(), run.end);
+        tracing::trace!(id, first, end, needed = run.needed, "transfer starts");
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut delivery = Delivery {
@@ -46,8 +47,16 @@ impl BlockFetcher {
             let result = this
                 .transfer(&file, first, prefix, end, &mut delivery)
                 .await;
+            let took = started.elapsed();
             this.transfer_us
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            tracing::trace!(
+                id,
+                first,
+                end,
+                us = took.as_micros() as u64,
+                "transfer ended"
+            );
             if let Err(e) = result {
                 this.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, first, "fetching blocks failed");
@@ -86,7 +95,7 @@ impl BlockFetcher {
         // The block being assembled and its index; `pos` is the next byte wanted. Each block
         // gets a buffer of exactly its length: a block split off a larger, growing buffer
         // would keep that whole buffer alive in the memory tier (about twice the bytes held).
-        let mut block = BytesMut::with_capacity(block_len(first).max(prefix.len()));
+        let mut block = self.cache.buffer(block_len(first).max(prefix.len()));
         block.extend_from_slice(&prefix);
         let mut idx = first;
         let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
@@ -108,7 +117,7 @@ impl BlockFetcher {
                         let take = room.min(chunk.len());
                         block.extend_from_slice(&chunk.split_to(take));
                         if take == room {
-                            let next = BytesMut::with_capacity(block_len(idx + 1));
+                            let next = self.cache.buffer(block_len(idx + 1));
                             delivery.deliver(idx, std::mem::replace(&mut block, next).freeze());
                             idx += 1;
                         }
@@ -170,6 +179,54 @@ impl BlockFetcher {
     }
 }
 
+/// A store of one block into the cache.
+type Store = Box<dyn FnOnce() + Send>;
+
+/// The thread that stores fetched blocks into the cache, one at a time. A task per block on
+/// tokio's blocking pool let a dozen threads write into the same block file at once: they
+/// queue on the file's inode lock, and on a loaded machine spin on it (measured at a twentieth
+/// of the daemon's CPU during a cold read, and far more when the machine is busy). One writer
+/// keeps up easily (checksum and page-cache copy run at several GB/s); readers never wait for
+/// it, they get the bytes from the transfer.
+pub(super) struct CacheWriter {
+    tx: Option<Mutex<std::sync::mpsc::Sender<Store>>>,
+}
+
+impl CacheWriter {
+    pub(super) fn start() -> CacheWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<Store>();
+        let spawned = std::thread::Builder::new()
+            .name("cache-writer".into())
+            .spawn(move || {
+                // Ends when the fetcher (the only sender) is gone.
+                for store in rx {
+                    store();
+                }
+            });
+        match spawned {
+            Ok(_) => CacheWriter {
+                tx: Some(Mutex::new(tx)),
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "no cache writer thread; storing on the blocking pool");
+                CacheWriter { tx: None }
+            }
+        }
+    }
+
+    /// Run `store` on the writer thread (or, without one, on tokio's blocking pool).
+    fn run(&self, store: Store) {
+        let store = match &self.tx {
+            Some(tx) => match tx.lock().unwrap_or_else(|e| e.into_inner()).send(store) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(store)) => store,
+            },
+            None => store,
+        };
+        tokio::task::spawn_blocking(store);
+    }
+}
+
 /// Hands the blocks of one transfer to their waiting readers as they complete, then to the
 /// cache; the flight of a block stays registered until the block is in the cache, so nobody
 /// starts a second transfer of it meanwhile.
@@ -195,14 +252,14 @@ impl Delivery {
         let file = self.file.clone();
         let id = self.id;
         // Into the cache off the async workers.
-        tokio::task::spawn_blocking(move || {
+        self.fetcher.writer.run(Box::new(move || {
             fetcher.cache.put_bytes(&file.content, idx, data);
             fetcher.unregister(&file.content, idx, id);
             // The file's last missing block: make it a complete file.
             if fetcher.cache.is_complete(&file.content, file.size) {
                 fetcher.verify_later(file.content.clone(), file.size);
             }
-        });
+        }));
     }
 
     /// The transfer failed: every block not delivered gets the error, after its flight is

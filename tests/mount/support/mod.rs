@@ -124,7 +124,12 @@ impl Env {
 
     /// The binary with `args` and the account's options (password in the environment).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        // A benchmark may compare another build of the binary (`BENCH_BIN`) with this one.
+        let bin = std::env::var("BENCH_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| BIN.into());
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .args([
                 "-u",
@@ -138,7 +143,11 @@ impl Env {
             .env_remove("ICLOUDPD_RS_ENDPOINT")
             .env("ICLOUD_PASSWORD", &self.password)
             // The session's steps (unmounting, unmounted) show where a stop got stuck.
-            .env("RUST_LOG", "warn,icloudpd_rs::mount::session=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_MOUNT_LOG")
+                    .unwrap_or_else(|_| "warn,icloudpd_rs::mount::session=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
