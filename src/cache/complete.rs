@@ -18,7 +18,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use super::{BLOCK_SIZE, BlockCache, ContentKey, crc32c, lock};
+use super::{BLOCK_SIZE, BlockCache, ContentKey, lock};
 
 /// Number of blocks of a file of `size` bytes.
 fn blocks_of(size: u64) -> u64 {
@@ -121,7 +121,7 @@ impl BlockCache {
                 .files
                 .read(key.as_str(), idx * BLOCK_SIZE, meta.len as usize, &mut buf);
             match read {
-                Ok(true) if crc32c::block_checksum(&buf) == meta.sum => {}
+                Ok(true) if crc32c::crc32c(&buf) == meta.sum => {}
                 _ => {
                     tracing::warn!(
                         key = key.as_str(),

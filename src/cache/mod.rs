@@ -20,7 +20,6 @@
 
 mod buffers;
 mod complete;
-pub mod crc32c;
 mod index;
 mod memory;
 mod store;
@@ -305,7 +304,7 @@ impl BlockCache {
             buf.vec_mut(),
         );
         let verified = match read {
-            Ok(true) if crc32c::block_checksum(buf.as_ref()) == meta.sum => Some(buf),
+            Ok(true) if crc32c::crc32c(buf.as_ref()) == meta.sum => Some(buf),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(error = %e, key = key.as_str(), idx, "reading a cached block failed");
@@ -375,7 +374,7 @@ impl BlockCache {
             return false;
         }
         let id = (key.clone(), idx);
-        let sum = crc32c::block_checksum(&data);
+        let sum = crc32c::crc32c(&data);
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
         if let Err(e) = self.files.write(key.as_str(), offset, &data) {

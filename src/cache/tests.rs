@@ -191,9 +191,9 @@ fn a_cache_of_an_older_format_is_dropped_cleanly() {
         assert!(cache.put(&k, 0, &block(3, 1000)));
         cache.flush();
     }
-    // Format 1 summed blocks with one CRC-32C: its sums mean nothing to this version.
+    // Format 2 summed blocks in four lanes: its sums mean nothing to this version.
     let conn = rusqlite::Connection::open(dir.path().join("index.sqlite")).unwrap();
-    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
     drop(conn);
     let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
     assert_eq!(cache.stats().blocks, 0);
@@ -205,6 +205,22 @@ fn a_cache_of_an_older_format_is_dropped_cleanly() {
     assert!(cache.put(&k, 0, &block(3, 1000)));
     cache.drop_memory_tier();
     assert_eq!(cache.get(&k, 0).as_deref(), Some(&block(3, 1000)[..]));
+}
+
+#[test]
+fn a_block_sum_is_its_crc32c() {
+    // Pinned: a change of sum is a change of cache format (`index.rs`).
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    let k = ContentKey::new("sum", 1);
+    assert!(cache.put(&k, 0, &block(7, 4096)));
+    cache.flush();
+    let sum: u32 = rusqlite::Connection::open(dir.path().join("index.sqlite"))
+        .unwrap()
+        .query_row("SELECT sum FROM blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sum, crc32c::crc32c(&block(7, 4096)));
 }
 
 #[test]

@@ -25,8 +25,8 @@ use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
 use super::{
-    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, memory, reconcile,
-    stream, supersede,
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
+    supersede,
 };
 
 /// What [`run`] is given.
@@ -215,7 +215,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         };
         drop(sink);
         // The listing's parsed pages are freed: hand them back before planning.
-        memory::release_free_memory();
+        crate::memory::release_free_memory();
         match outcome {
             Some(Ok(report)) => refresh_doc = serde_json::to_value(&report).ok(),
             Some(Err(e)) => {
@@ -247,7 +247,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
             Err(e) => ctx.fatal(MirrorError::State(format!("the planner failed: {e}"))),
         }
         let _ = resolver.await;
-        memory::release_free_memory();
+        crate::memory::release_free_memory();
     }
     drop(work_tx);
     while workers.join_next().await.is_some() {}

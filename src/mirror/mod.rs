@@ -47,7 +47,6 @@
 mod decide;
 pub mod delete;
 mod engine;
-mod memory;
 pub mod notify;
 mod plan;
 mod queue;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{Catalog, CatalogError, DownloadUpdate, RootId};
 
-use super::memory::Trimmer;
+use crate::memory::Trimmer;
 
 /// Most updates committed in one transaction.
 pub const MAX_BATCH: usize = 256;

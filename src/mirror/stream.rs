@@ -24,8 +24,8 @@ use crate::model::Library;
 use crate::refresh::PageSink;
 
 use super::engine::RunContext;
-use super::memory::Trimmer;
 use super::worker::{FileSpec, Job};
+use crate::memory::Trimmer;
 
 /// The [`PageSink`] of a sync run.
 pub(super) struct StreamSink {

@@ -101,7 +101,7 @@ pub fn mount(
     };
     let core = Arc::new(FsCore::new(ns, source, opts.core.clone()));
     // The tree is built: whatever the listing and the build freed goes back to the system.
-    release_free_memory();
+    crate::memory::release_free_memory();
     let ttls = Ttls {
         attr: opts.attr_ttl,
         entry: opts.entry_ttl,
@@ -176,18 +176,6 @@ pub fn mount(
         counters,
         catching_signals: false,
     })
-}
-
-/// Hand the allocator's free memory back to the system. A first mount lists the whole
-/// library and builds the tree just before serving: the transient allocations of that work
-/// (parsed records, the entry list) are freed, but glibc keeps most of those pages in its
-/// arenas, where they count as the mount's resident memory for as long as it runs.
-pub(crate) fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: no arguments beyond the padding to keep; glibc locks its arenas itself.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Set the readahead of the mount's backing device (`/sys/class/bdi/MAJOR:MINOR`). Only root

@@ -44,7 +44,7 @@ impl Updater {
         let update = self.core.namespace().apply(entries, extra_dirs);
         if big {
             // A refresh's entries and the replaced tree are freed now: give the pages back.
-            super::session::release_free_memory();
+            crate::memory::release_free_memory();
         }
         if !update.invalidations.is_empty()
             && let Some(tx) = self

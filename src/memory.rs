@@ -1,4 +1,5 @@
-//! Keeping a run's resident memory flat in the library's size.
+//! Handing freed heap memory back to the kernel, so that resident memory stays flat in the
+//! library's size (sync runs and mounts).
 //!
 //! What a run holds at once is bounded (one directory's assets, bounded channels, compact
 //! per-run sets), but glibc's allocator keeps what is freed: the listing's parsed pages and
@@ -18,7 +19,7 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Rate-limited release of freed heap memory to the kernel (shared by a run's tasks).
 #[derive(Debug, Default)]
-pub(super) struct Trimmer {
+pub(crate) struct Trimmer {
     last: Mutex<Option<Instant>>,
 }
 
@@ -37,8 +38,8 @@ impl Trimmer {
 }
 
 /// Hand the allocator's free pages back to the kernel now (glibc only; elsewhere a no-op):
-/// for the end of a stage that freed a lot.
-pub(super) fn release_free_memory() {
+/// for the end of a stage that freed a lot (a listing, a mount's tree build, a large update).
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes the allocator's
     // own locks and is safe to call from any thread at any time.
