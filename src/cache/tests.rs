@@ -212,10 +212,12 @@ fn a_block_sum_is_its_crc32c() {
     // Pinned: a change of sum is a change of cache format (`index.rs`).
     assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
     let dir = tempfile::tempdir().unwrap();
-    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
-    let k = ContentKey::new("sum", 1);
-    assert!(cache.put(&k, 0, &block(7, 4096)));
-    cache.flush();
+    {
+        let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+        let k = ContentKey::new("sum", 1);
+        assert!(cache.put(&k, 0, &block(7, 4096)));
+        cache.flush();
+    }
     let sum: u32 = rusqlite::Connection::open(dir.path().join("index.sqlite"))
         .unwrap()
         .query_row("SELECT sum FROM blocks", [], |r| r.get(0))
