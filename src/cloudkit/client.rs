@@ -6,6 +6,7 @@
 //! turns everything else into a typed [`CloudKitError`] naming the call.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -71,6 +72,8 @@ struct Inner {
     base: String,
     query: String,
     retry: RetryPolicy,
+    /// Calls answered successfully through this client and its clones.
+    answered: AtomicU64,
 }
 
 /// What a call is, for error messages and for zone-aware error classification.
@@ -139,6 +142,7 @@ impl CloudKitClient {
                 base: ckdatabasews_url.trim_end_matches('/').to_string(),
                 query,
                 retry: RetryPolicy::default(),
+                answered: AtomicU64::new(0),
             }),
         }
     }
@@ -163,6 +167,12 @@ impl CloudKitClient {
         Ok(CloudKitClient::new(session.http().clone(), &url, params))
     }
 
+    /// How many calls this client (and its clones) had answered successfully: proof that the
+    /// session it was built for worked.
+    pub fn answered(&self) -> u64 {
+        self.inner.answered.load(Ordering::Relaxed)
+    }
+
     /// The same client with another retry policy.
     pub fn with_retry_policy(self, retry: RetryPolicy) -> Self {
         let inner = &self.inner;
@@ -172,6 +182,7 @@ impl CloudKitClient {
                 base: inner.base.clone(),
                 query: inner.query.clone(),
                 retry,
+                answered: AtomicU64::new(0),
             }),
         }
     }
@@ -212,7 +223,12 @@ impl CloudKitClient {
         let mut attempt = 1u32;
         loop {
             match self.attempt::<T>(info, &url, &payload).await {
-                Attempt::Done(result) => return result,
+                Attempt::Done(result) => {
+                    if result.is_ok() {
+                        self.inner.answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return result;
+                }
                 Attempt::Retry { why, wait } => {
                     if attempt >= policy.max_attempts {
                         return Err(CloudKitError::RetriesExhausted {

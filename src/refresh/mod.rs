@@ -154,8 +154,9 @@ pub struct Connection<'a> {
     reauths: u32,
 }
 
-/// Re-authentications in a row (without a successful call between them) before giving up: a
-/// long listing may see the session expire several times, a refused sign-in loops here.
+/// Re-authentications in a row (no call answered under the renewed session between them)
+/// before giving up: a long listing may see the session expire several times, a refused
+/// sign-in loops here.
 const MAX_REAUTHS: u32 = 3;
 
 impl<'a> Connection<'a> {
@@ -204,6 +205,11 @@ impl<'a> Connection<'a> {
             // before the renewal): only the client needs to be current.
             self.client = CloudKitClient::for_session(self.session)?;
             return Ok(());
+        }
+        if self.client.answered() > 0 {
+            // This session answered calls (walks running ahead report theirs late): a new
+            // expiry, not a sign-in that never works.
+            self.reauths = 0;
         }
         if self.reauths >= MAX_REAUTHS {
             return Err(error.into());

@@ -60,7 +60,7 @@ fn url_expire() {
 #[test]
 fn session_expire() {
     // It fires on CloudKit calls only, and a 60-asset sync makes about fifteen of them.
-    run_with_fault("session-expire=0.2", |_| {}, &[]);
+    run_with_fault("session-expire=0.1", |_| {}, &[]);
 }
 
 #[test]

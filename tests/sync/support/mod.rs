@@ -112,7 +112,10 @@ impl Env {
             .env_remove("ICLOUD_USERNAME")
             .env_remove("ICLOUDPD_RS_ENDPOINT")
             .env("ICLOUD_PASSWORD", &self.sim.account().password)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SYNC_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
