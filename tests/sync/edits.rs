@@ -57,7 +57,7 @@ fn an_edit_replaces_the_original_under_size_adjusted_and_keeps_what_is_not_ours(
     let picked = unedited_photos(&expected_tree(&env, ADJUSTED), 6);
     let ids: Vec<String> = picked.iter().map(|(a, _)| a.clone()).collect();
     // One original changed by the user since the download; one edit that cannot download.
-    let (changed_id, changed_path) = picked[0].clone();
+    let (_, changed_path) = picked[0].clone();
     let changed_bytes = damage(&photos.join(&changed_path));
     let (failing_id, failing_path) = picked[picked.len() - 1].clone();
     env.mutate(json!({"op": "edit", "asset_ids": ids}));
@@ -122,34 +122,11 @@ fn an_edit_replaces_the_original_under_size_adjusted_and_keeps_what_is_not_ours(
     // user's changed file).
     env.sim.state().faults.clear();
     env.sync(&photos, ADJUSTED).expect_code(0);
-    let mut with_kept = expected.clone();
-    with_kept.insert(
-        kept[0].clone(),
-        (changed_id.clone(), "changed by the user".into()),
-    );
     let on_disk = files_on_disk(&photos);
-    assert_eq!(
-        on_disk.keys().collect::<Vec<_>>(),
-        with_kept.keys().collect::<Vec<_>>(),
-        "the tree is the plan plus the user's file"
-    );
-    let mut plain = expected.clone();
-    plain.retain(|p, _| p != kept[0]);
     assert_eq!(on_disk[kept[0]], sha256_bytes(&changed_bytes));
-    let manifest = env.manifest();
-    for (path, (asset, version)) in &plain {
-        assert_eq!(
-            Some(&on_disk[path]),
-            manifest[&(asset.clone(), version.clone())].sha256.as_ref(),
-            "{path}"
-        );
-    }
-    assert_recorded(&env, &photos);
-    let before = env.cdn();
-    let again = env.sync(&photos, ADJUSTED);
-    again.expect_code(0);
-    assert_eq!(again.summary().0, 0);
-    assert_eq!(env.cdn(), before, "a second run downloads nothing");
+    let mut plan = expected.clone();
+    plan.remove(kept[0]);
+    assert_plan_plus_users_file(&env, &photos, &plan, kept[0]);
 }
 
 #[test]
@@ -271,29 +248,40 @@ fn a_reverted_edit_brings_the_original_back_and_removes_the_edits_file_if_still_
         .map(|(p, _)| p)
         .collect();
     assert_eq!(kept.len(), 1, "the user's changed file is kept: {kept:?}");
-    let mut without_kept = on_disk.clone();
-    without_kept.remove(kept[0]);
-    let manifest = env.manifest();
+    assert_plan_plus_users_file(&env, &photos, &reverted, kept[0]);
+    // The user's file is left alone for good.
+    assert_eq!(files_on_disk(&photos), on_disk);
+}
+
+/// The tree is `plan` plus the user's changed file at `kept`: every planned file holds the
+/// simulator's bytes, the catalog agrees with the disk, and a second run downloads nothing.
+fn assert_plan_plus_users_file(
+    env: &Env,
+    photos: &Path,
+    plan: &BTreeMap<String, (String, String)>,
+    kept: &str,
+) {
+    let mut on_disk = files_on_disk(photos);
+    assert!(on_disk.remove(kept).is_some(), "{kept}: the user's file");
     assert_eq!(
-        without_kept.keys().collect::<Vec<_>>(),
-        reverted.keys().collect::<Vec<_>>(),
+        on_disk.keys().collect::<Vec<_>>(),
+        plan.keys().collect::<Vec<_>>(),
         "the tree is the plan plus the user's file"
     );
-    for (path, (asset, version)) in &reverted {
+    let manifest = env.manifest();
+    for (path, (asset, version)) in plan {
         assert_eq!(
             Some(&on_disk[path]),
             manifest[&(asset.clone(), version.clone())].sha256.as_ref(),
             "{path}"
         );
     }
-    assert_recorded(&env, &photos);
-    // Nothing is left to do, and the user's file is left alone for good.
+    assert_recorded(env, photos);
     let before = env.cdn();
-    let again = env.sync(&photos, ADJUSTED);
+    let again = env.sync(photos, ADJUSTED);
     again.expect_code(0);
     assert_eq!(again.summary().0, 0);
     assert_eq!(env.cdn(), before, "a second run downloads nothing");
-    assert_eq!(files_on_disk(&photos), on_disk);
 }
 
 fn sha256_bytes(bytes: &[u8]) -> String {
