@@ -3,16 +3,12 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use icloudpd_rs::catalog::{AssetFilter, Catalog, RunKind, RunStatus};
 use icloudpd_rs::model::Asset;
 use rusqlite::Connection;
 use support::*;
 
 const CHILD_ENV: &str = "CATALOG_BULK_CRASH_CHILD_DB";
-const READY: &str = "BULK-CHILD-READY";
 const DEFERRED: [&str; 2] = ["assets_in_order", "assets_by_asset_record"];
 
 /// The deferred indexes present in the file, read through a plain SQLite connection.
@@ -134,40 +130,13 @@ fn bulk_child_writer() {
     let (mut c, lib) = writer(std::path::Path::new(&db));
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
     c.upsert_page(run, &library(300), &[]).unwrap();
-    println!("{READY} {}", run.0);
-    let mut i = 1_000_000;
-    loop {
-        let page: Vec<_> = (i..i + 100).map(|n| photo(&format!("N{n}"), n)).collect();
-        c.upsert_page(run, &page, &[]).unwrap();
-        i += 100;
-    }
+    write_until_killed(&mut c, run, 1_000_000);
 }
 
 #[test]
 fn a_writer_killed_mid_load_leaves_a_catalog_the_next_open_repairs() {
     let s = Scratch::new();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bulk::bulk_child_writer",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_ENV, s.db())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let run = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix(READY)
-                .map(|id| id.trim().parse::<i64>().unwrap())
-        })
-        .map(icloudpd_rs::catalog::RunId)
-        .expect("child never got ready");
+    let (mut child, run) = spawn_child_writer("bulk::bulk_child_writer", CHILD_ENV, &s.db());
     // Readers work while the load runs without its deferred indexes.
     let reader = Catalog::open_read_only(s.db()).unwrap();
     let lib = reader

@@ -7,14 +7,10 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use icloudpd_rs::catalog::{AssetFilter, Catalog, CatalogError, RunKind, RunStatus};
 use support::*;
 
 const CHILD_ENV: &str = "CATALOG_CRASH_CHILD_DB";
-const READY: &str = "CHILD-READY";
 const KNOWN: usize = 500;
 
 #[test]
@@ -32,35 +28,13 @@ fn child_writer() {
     // keeps writing new ones until it is killed.
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
     c.upsert_page(run, &known[..100], &[]).unwrap();
-    println!("{READY} {}", run.0);
-    let mut i = KNOWN as i64;
-    loop {
-        let page: Vec<_> = (i..i + 100).map(|n| photo(&format!("N{n}"), n)).collect();
-        c.upsert_page(run, &page, &[]).unwrap();
-        i += 100;
-    }
+    write_until_killed(&mut c, run, KNOWN as i64);
 }
 
 #[test]
 fn killed_writer_leaves_a_sound_catalog() {
     let s = Scratch::new();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash::child_writer", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, s.db())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut run_id = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(id) = line.strip_prefix(READY) {
-            run_id = Some(id.trim().parse::<i64>().unwrap());
-            break;
-        }
-    }
-    let run = icloudpd_rs::catalog::RunId(run_id.expect("child never got ready"));
+    let (mut child, run) = spawn_child_writer("crash::child_writer", CHILD_ENV, &s.db());
 
     // While the child writes: a second writer is refused with the child's pid; a reader works.
     match Catalog::open(s.db()) {

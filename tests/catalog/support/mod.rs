@@ -172,3 +172,42 @@ pub fn full_refresh(c: &mut Catalog, lib: LibraryId, assets: &[Asset]) -> RunId 
 pub fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
 }
+
+/// What a child writer prints once its run has begun, followed by the run id.
+const CHILD_READY: &str = "CHILD-WRITER-READY";
+
+/// In a child writer: say the run has begun, then write new assets (from `first`) in pages
+/// of 100 until the parent kills the process.
+pub fn write_until_killed(c: &mut Catalog, run: RunId, first: i64) -> ! {
+    println!("{CHILD_READY} {}", run.0);
+    let mut i = first;
+    loop {
+        let page: Vec<_> = (i..i + 100).map(|n| photo(&format!("N{n}"), n)).collect();
+        c.upsert_page(run, &page, &[]).unwrap();
+        i += 100;
+    }
+}
+
+/// Start this test binary's ignored test `test` as a child writer on `db` (passed in the
+/// environment variable `env`), and wait until its run has begun.
+pub fn spawn_child_writer(test: &str, env: &str, db: &Path) -> (std::process::Child, RunId) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--nocapture"])
+        .env(env, db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let run = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix(CHILD_READY)
+                .map(|id| RunId(id.trim().parse::<i64>().unwrap()))
+        })
+        .expect("child never got ready");
+    (child, run)
+}
