@@ -109,12 +109,8 @@ fn sigint_stops_gracefully_and_the_next_run_resumes() {
         .spawn()
         .expect("start");
     std::thread::sleep(Duration::from_millis(1200));
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = wait_bounded(child, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping"), "{stderr}");
+    sigint(&child);
+    wait_interrupted(child);
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&interrupted).unwrap()).unwrap();
     assert_eq!(doc["status"], "interrupted", "{doc}");
@@ -217,15 +213,11 @@ fn a_second_sigint_quits_at_once_leaving_only_resumable_files_and_the_next_run_c
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: sending signals to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    sigint(&child);
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    // A hang guard, not a speed check: the stalls last minutes.
-    let out = wait_bounded(child, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping"), "{stderr}");
+    sigint(&child);
+    // The stalls last minutes: the wait's bound guards against a hang.
+    let stderr = wait_interrupted(child);
     assert!(stderr.contains("quitting now"), "{stderr}");
     // It quit on the second signal, not at the end of the grace period (which writes the
     // interrupted run's report).
@@ -260,4 +252,18 @@ fn files_on_disk_any(root: &std::path::Path, pred: impl Fn(&str) -> bool) -> boo
         && files_on_disk(root)
             .keys()
             .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
+}
+
+fn sigint(child: &std::process::Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+/// Wait (bounded) for an interrupted run: exit code 130 after saying it stops; its stderr.
+fn wait_interrupted(child: std::process::Child) -> String {
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    stderr
 }
