@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::downloads::{
-    STATE_COLUMNS, UPSERT_DOWNLOADED, UPSERT_FAILED, check_rel_path, require_root, state_from_row,
+    STATE_COLUMNS, UPSERT_FAILED, check_rel_path, require_root, state_from_row, upsert_downloaded,
 };
 use super::error::{Result, SqlContext};
 use super::queries::{KEY_BATCH, in_list};
-use super::{Catalog, DownloadState, RootId, VersionKey, now_ms, to_i64};
+use super::{Catalog, DownloadState, RootId, VersionKey, now_ms};
 
 /// One change of a version's download state in a root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,21 +85,15 @@ impl Catalog {
                     source_sha256,
                     ..
                 } => {
-                    let size = to_i64("file size", *size)?;
-                    let source = source_sha256.as_ref().map(|d| &d[..]);
-                    tx.prepare_cached(UPSERT_DOWNLOADED)
-                        .and_then(|mut s| {
-                            s.execute(params![
-                                root,
-                                version,
-                                rel_path,
-                                size,
-                                &sha256[..],
-                                source,
-                                now
-                            ])
-                        })
-                        .ctx("recording downloads")?;
+                    upsert_downloaded(
+                        &tx,
+                        (root, version),
+                        rel_path,
+                        *size,
+                        sha256,
+                        source_sha256.as_ref(),
+                        now,
+                    )?;
                 }
                 DownloadUpdate::Failed { error, .. } => {
                     tx.prepare_cached(UPSERT_FAILED)

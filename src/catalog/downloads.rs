@@ -88,18 +88,42 @@ fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S
     s.serialize_str(&hex::encode(d))
 }
 
-/// Records a version as complete in a root, clearing any failure. Parameters: root, version,
-/// rel_path, size, sha256, source_sha256 (`NULL` when the file holds the downloaded bytes),
-/// now (ms).
-pub(super) const UPSERT_DOWNLOADED: &str =
-    "INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256, source_sha256,
-                            downloaded_ms, attempts)
-     VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, ?7, 0)
-     ON CONFLICT (root_id, version_key) DO UPDATE SET
-        state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
-        sha256 = excluded.sha256, source_sha256 = excluded.source_sha256,
-        downloaded_ms = excluded.downloaded_ms, attempts = 0,
-        last_error = NULL, failed_ms = NULL";
+/// Records `version` as complete at `rel_path` in `root`, clearing any failure.
+/// `source_sha256` is `None` when the file holds the downloaded bytes.
+pub(super) fn upsert_downloaded(
+    tx: &Transaction<'_>,
+    (root, version): (RootId, VersionKey),
+    rel_path: &str,
+    size: u64,
+    sha256: &[u8; 32],
+    source_sha256: Option<&[u8; 32]>,
+    now: i64,
+) -> Result<()> {
+    let size = to_i64("file size", size)?;
+    tx.prepare_cached(
+        "INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256, source_sha256,
+                                downloaded_ms, attempts)
+         VALUES (?1, ?2, 'downloaded', ?3, ?4, ?5, ?6, ?7, 0)
+         ON CONFLICT (root_id, version_key) DO UPDATE SET
+            state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
+            sha256 = excluded.sha256, source_sha256 = excluded.source_sha256,
+            downloaded_ms = excluded.downloaded_ms, attempts = 0,
+            last_error = NULL, failed_ms = NULL",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            root,
+            version,
+            rel_path,
+            size,
+            &sha256[..],
+            source_sha256.map(|d| &d[..]),
+            now
+        ])
+    })
+    .ctx("recording a download")?;
+    Ok(())
+}
 
 /// Records a failed attempt (the count goes up by one) and returns the attempt count.
 /// Parameters: root, version, error, now (ms).
@@ -232,23 +256,10 @@ impl Catalog {
         sha256: &[u8; 32],
     ) -> Result<()> {
         check_rel_path(rel_path)?;
-        let size = to_i64("file size", size)?;
         let tx = self.write_tx("recording a download")?;
         require_root(&tx, root)?;
         require_version(&tx, version)?;
-        tx.prepare_cached(UPSERT_DOWNLOADED)
-            .and_then(|mut s| {
-                s.execute(params![
-                    root,
-                    version,
-                    rel_path,
-                    size,
-                    &sha256[..],
-                    None::<&[u8]>,
-                    now_ms()
-                ])
-            })
-            .ctx("recording a download")?;
+        upsert_downloaded(&tx, (root, version), rel_path, size, sha256, None, now_ms())?;
         tx.commit().ctx("recording a download")
     }
 
