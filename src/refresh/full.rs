@@ -46,18 +46,14 @@ pub(super) async fn run(
     let expected: Option<u64> = counts.iter().map(|c| c.count).sum();
     let run = catalog.begin_run(id, RunKind::Full, expected)?;
     let mut progress = Progress::new(options.progress, &library.zone, expected);
-    match list(
-        conn,
+    let mut dest = Destination {
         catalog,
         library,
-        id,
         run,
-        &counts,
         sink,
-        &mut progress,
-    )
-    .await
-    {
+        progress: &mut progress,
+    };
+    match list(conn, &mut dest, id, &counts).await {
         Ok((token, albums)) => {
             progress.finish();
             let record = catalog.finish_full_enumeration(run, token.as_deref())?;
@@ -85,18 +81,23 @@ pub(super) async fn run(
     }
 }
 
+/// Where a full run's pages go: the catalog (in the run), then the sink, with progress.
+struct Destination<'d> {
+    catalog: &'d mut Catalog,
+    library: &'d Library,
+    run: RunId,
+    sink: &'d mut dyn PageSink,
+    progress: &'d mut Progress,
+}
+
 /// Walk the asset indexes and the albums. Returns the zone token to keep and the album count.
-#[allow(clippy::too_many_arguments)]
 async fn list(
     conn: &mut Connection<'_>,
-    catalog: &mut Catalog,
-    library: &Library,
+    dest: &mut Destination<'_>,
     id: LibraryId,
-    run: RunId,
     counts: &[IndexCount],
-    sink: &mut dyn PageSink,
-    progress: &mut Progress,
 ) -> Result<(Option<String>, u64), RefreshError> {
+    let library = dest.library;
     // Each walk gets its count from the batch (no count request of its own). A small Hidden
     // or Recently Deleted index is walked while All Photos is stored, so their round trips
     // overlap; a large one waits its turn, since its parsed pages would wait in memory.
@@ -114,25 +115,14 @@ async fn list(
         .collect();
     let mut token: Option<String> = None;
     for (index, started) in ASSET_INDEXES.iter().zip(walks.iter_mut()) {
-        let summary_token = walk_index(
-            conn,
-            catalog,
-            library,
-            run,
-            index,
-            started.take(),
-            counts,
-            sink,
-            progress,
-        )
-        .await?;
+        let summary_token = walk_index(conn, dest, index, started.take(), counts).await?;
         // The first walk's token predates every page (it comes from the count batch taken
         // before the run): changes made while listing replay later.
         if token.is_none() {
             token = summary_token;
         }
     }
-    let albums = list_albums(conn, catalog, library, id).await?;
+    let albums = list_albums(conn, dest.catalog, library, id).await?;
     Ok((token, albums))
 }
 
@@ -184,14 +174,7 @@ impl PageBatch {
     }
 
     /// Store the pending pages in one transaction, then hand them to the sink.
-    fn store(
-        &mut self,
-        catalog: &mut Catalog,
-        run: RunId,
-        library: &Library,
-        sink: &mut dyn PageSink,
-        progress: &mut Progress,
-    ) -> Result<(), RefreshError> {
+    fn store(&mut self, dest: &mut Destination<'_>) -> Result<(), RefreshError> {
         if self.pages.is_empty() {
             return Ok(());
         }
@@ -204,10 +187,10 @@ impl PageBatch {
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
             .collect();
-        let counts = catalog.upsert_page(run, assets, &skipped)?;
-        progress.add(counts.seen);
+        let counts = dest.catalog.upsert_page(dest.run, assets, &skipped)?;
+        dest.progress.add(counts.seen);
         for page in self.pages.drain(..) {
-            sink.assets(library, &page.assets);
+            dest.sink.assets(dest.library, &page.assets);
         }
         self.assets = 0;
         self.first_at = None;
@@ -218,23 +201,18 @@ impl PageBatch {
 
 /// One index, page by page into the catalog, from the walk started for it (if any); restarted
 /// after a re-authentication.
-#[allow(clippy::too_many_arguments)]
 async fn walk_index(
     conn: &mut Connection<'_>,
-    catalog: &mut Catalog,
-    library: &Library,
-    run: RunId,
+    dest: &mut Destination<'_>,
     index: &Index,
     mut started: Option<(u64, IndexWalk)>,
     counts: &[IndexCount],
-    sink: &mut dyn PageSink,
-    progress: &mut Progress,
 ) -> Result<Option<String>, RefreshError> {
     let mut counts = counts;
     loop {
         let (seen, mut walk) = match started.take() {
             Some(s) => s,
-            None => start_walk(conn, library, index, counts),
+            None => start_walk(conn, dest.library, index, counts),
         };
         // A restart counts afresh: the batch's count may predate a long wait.
         counts = &[];
@@ -242,15 +220,15 @@ async fn walk_index(
         while let Some(page) = walk.next_page().await {
             batch.push(page);
             if batch.is_due() {
-                batch.store(catalog, run, library, sink, progress)?;
+                batch.store(dest)?;
             }
         }
-        batch.store(catalog, run, library, sink, progress)?;
+        batch.store(dest)?;
         match walk.finish().await {
             Ok(summary) => {
                 conn.session_works();
                 if !summary.skipped.is_empty() {
-                    catalog.upsert_page(run, &[], &summary.skipped)?;
+                    dest.catalog.upsert_page(dest.run, &[], &summary.skipped)?;
                 }
                 return Ok(summary.sync_token);
             }
