@@ -17,9 +17,11 @@ use bytes::Bytes;
 
 use super::BLOCK_SIZE;
 
-/// Free buffers kept for reuse (each `BLOCK_SIZE` bytes): enough for the transfers of a few
-/// sequential readers, little when idle.
-const MAX_FREE: usize = 16;
+/// Free buffers kept for reuse (each `BLOCK_SIZE` bytes): as many as a sequential reader has
+/// in flight (read-ahead of up to 32 MiB, plus the blocks between the reader and the cache
+/// writer), so a streaming read takes no page fault once the pool is warm. A pool of 16
+/// measured at 5-10% of the daemon's CPU in faults and page clearing on a cold read.
+const MAX_FREE: usize = 48;
 
 /// The free list shared by the buffers it handed out.
 #[derive(Default)]

@@ -247,13 +247,18 @@ impl Delivery {
         else {
             return;
         };
+        // Into the memory tier before any reader has it, so that a reader passing the block
+        // releases it for good (see `BlockCache::hold_hot`).
+        self.fetcher
+            .cache
+            .hold_hot(&self.file.content, idx, data.clone());
         let _ = tx.send(Ok(data.clone()));
         let fetcher = self.fetcher.clone();
         let file = self.file.clone();
         let id = self.id;
         // Into the cache off the async workers.
         self.fetcher.writer.run(Box::new(move || {
-            fetcher.cache.put_bytes(&file.content, idx, data);
+            fetcher.cache.put_fetched(&file.content, idx, data);
             fetcher.unregister(&file.content, idx, id);
             // The file's last missing block: make it a complete file.
             if fetcher.cache.is_complete(&file.content, file.size) {
