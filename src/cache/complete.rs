@@ -101,6 +101,11 @@ impl BlockCache {
             return false;
         }
         let table = lock(&self.table);
+        // Asked after every store of a block: the count rules most contents out at once
+        // (looking at every block each time cost a streaming read O(blocks²)).
+        if table.blocks_of_content(key) < blocks_of(size) {
+            return false;
+        }
         (0..blocks_of(size)).all(|idx| {
             table
                 .get(&(key.clone(), idx))

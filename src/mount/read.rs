@@ -182,9 +182,16 @@ impl ReadPlanner {
                 }
                 self.starved = false;
             } else if grow {
-                self.window = (self.window * factor)
-                    .max(self.cfg.sequential_window)
-                    .min(self.cfg.max_window);
+                self.window = if on_head {
+                    // Leaving the head: a reader that had to wait for it (a cold file) starts
+                    // four times larger, so the ramp to full size costs one round trip less.
+                    let start = self.cfg.sequential_window;
+                    if self.starved { start * factor } else { start }
+                } else {
+                    self.window * factor
+                }
+                .max(self.cfg.sequential_window)
+                .min(self.cfg.max_window);
                 self.ahead_to = self.ahead_to.max(end).saturating_add(self.window);
                 self.starved = false;
             }
