@@ -397,6 +397,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_leaving_a_head_it_waited_for_starts_four_times_larger() {
+        let leave_head = |waited: bool| {
+            let mut p = ReadPlanner::new(PrefetchConfig::default(), 1000 * M);
+            p.plan(0, 128 * K as u32);
+            if waited {
+                p.note_wait();
+            }
+            let plan = p.plan(256 * K, 128 * K as u32);
+            (p.window(), plan.fetch_to)
+        };
+        assert_eq!(leave_head(false), (4 * M, 4 * M));
+        assert_eq!(leave_head(true), (16 * M, 16 * M));
+    }
+
+    #[test]
     fn a_bulk_first_read_starts_read_ahead_at_once() {
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
         let plan = p.plan(5 * M, 4 * M as u32);
