@@ -23,7 +23,13 @@
 //! the link's latency), and read-ahead never reaches more than [`PrefetchConfig::max_window`]
 //! beyond the read: blocks fetched ahead wait in the cache's memory tier (64 MiB), and a
 //! block evicted from there before its reader came had to be read back from disk and
-//! verified again.
+//! verified again. The full window is 48 MiB: on unlimited loopback with 20 ms of latency a
+//! 32 MiB window left the reader catching up with its transfers (cold read 0.58x → 0.65x of
+//! a plain download in interleaved runs), and with a CDN at 40 MB/s per connection it is 12
+//! transfers in parallel instead of 8 (6.9x → 9.5x). Since fetched blocks enter the tier at
+//! delivery and leave it as the reader passes them, one stream's window fits with room to
+//! spare; two cold streams at full speed at once overflow it, and their nearest blocks are
+//! then read back from the page cache and verified.
 //!
 //! A first read of [`PrefetchConfig::bulk_read`] (1 MiB) or more has no head to peek at: the
 //! application asked for that much in one call (`dd bs=1M`, a copier or player with large
@@ -74,7 +80,7 @@ impl Default for PrefetchConfig {
             initial_window: 256 << 10,
             bulk_read: 1 << 20,
             sequential_window: 4 << 20,
-            max_window: 32 << 20,
+            max_window: 48 << 20,
             top_up: 4 << 20,
             backward_tolerance: 1 << 20,
             forward_tolerance: 16 << 20,
