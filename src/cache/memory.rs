@@ -40,6 +40,11 @@ impl BlockTable {
         self.total_bytes
     }
 
+    /// Number of blocks of content `key`.
+    pub fn blocks_of_content(&self, key: &ContentKey) -> u64 {
+        self.per_content.get(key).map_or(0, |&n| n as u64)
+    }
+
     /// Number of blocks.
     pub fn len(&self) -> u64 {
         self.blocks.len() as u64

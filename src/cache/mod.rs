@@ -147,6 +147,9 @@ pub struct BlockCache {
     content_pins: Mutex<HashMap<ContentKey, u32>>,
     /// Contents verified complete (with their block file's stamp then) and whole since.
     complete: Mutex<HashMap<ContentKey, complete::FileStamp>>,
+    /// Blocks this process wrote, per content, with the block file's stamp after the last
+    /// write (see `complete`): verifying the content need not read them back.
+    written: Mutex<HashMap<ContentKey, complete::Written>>,
     hot: Mutex<HotTier>,
     buffers: Arc<BufferPool>,
     can_punch: bool,
@@ -244,6 +247,7 @@ impl BlockCache {
             pins: Mutex::new(HashMap::new()),
             content_pins: Mutex::new(HashMap::new()),
             complete: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
             buffers: Arc::default(),
             can_punch,
@@ -369,18 +373,49 @@ impl BlockCache {
 
     /// [`BlockCache::put`] without copying `data` (it is shared with the memory tier).
     pub fn put_bytes(&self, key: &ContentKey, idx: u64, data: Bytes) -> bool {
+        self.store(key, idx, data, true, None)
+    }
+
+    /// Hand the bytes of block `idx` of `key`, just fetched, to the memory tier ahead of
+    /// their store by [`BlockCache::put_fetched`]. A transfer does this before its readers get
+    /// the block: a sequential reader releases it (`release_hot`) as soon as it has passed it,
+    /// whereas a store that came after the reader (the cache writer running behind) used to
+    /// put the block back into the tier, where it held its buffer until evicted: 64 MiB of
+    /// passed blocks, each a fresh buffer to fault in.
+    pub fn hold_hot(&self, key: &ContentKey, idx: u64, data: Bytes) {
+        if !data.is_empty() && data.len() as u64 <= BLOCK_SIZE {
+            lock(&self.hot).put((key.clone(), idx), data);
+        }
+    }
+
+    /// [`BlockCache::put_bytes`] of a block already handed to [`BlockCache::hold_hot`]: stored
+    /// on disk and indexed, the memory tier left as the readers left it. `sum` is the
+    /// CRC-32C of `data`, computed as its bytes were assembled (while they were in the CPU's
+    /// cache: a second pass over the block from memory cost a twelfth of the daemon's CPU
+    /// on a cold read).
+    pub fn put_fetched(&self, key: &ContentKey, idx: u64, data: Bytes, sum: u32) -> bool {
+        self.store(key, idx, data, false, Some(sum))
+    }
+
+    fn store(&self, key: &ContentKey, idx: u64, data: Bytes, hot: bool, sum: Option<u32>) -> bool {
         let len = data.len() as u64;
         if len == 0 || len > BLOCK_SIZE || len > self.max_bytes {
             return false;
         }
         let id = (key.clone(), idx);
-        let sum = crc32c::crc32c(&data);
+        let sum = sum.unwrap_or_else(|| crc32c::crc32c(&data));
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
-        if let Err(e) = self.files.write(key.as_str(), offset, &data) {
-            tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
-            return false;
-        }
+        let stamps = match self.files.write(key.as_str(), offset, &data) {
+            Ok(stamps) => stamps,
+            Err(e) => {
+                tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
+                if !hot {
+                    lock(&self.hot).remove(&id);
+                }
+                return false;
+            }
+        };
         let mut table = lock(&self.table);
         let previous = table.get(&id);
         let outcome = match previous {
@@ -410,11 +445,17 @@ impl BlockCache {
         match outcome {
             Put::Stored => {
                 self.inserts.fetch_add(1, Ordering::Relaxed);
-                lock(&self.hot).put(id, data);
+                self.vouch(&id, stamps);
+                if hot {
+                    lock(&self.hot).put(id, data);
+                }
                 true
             }
             Put::AlreadyThere => true,
             Put::Refused => {
+                if !hot {
+                    lock(&self.hot).remove(&id);
+                }
                 // Give the space back, unless an older (shorter) copy of the block lives there.
                 if previous.is_none()
                     && let Err(e) = self.files.punch(key.as_str(), offset, len)

@@ -6,7 +6,7 @@
 //! punches a hole (`fallocate(PUNCH_HOLE)`); the file is unlinked when its last block goes.
 //! Files are `0600` in `0700` fan-out directories (`blocks/ab/abcdef...`): personal photos.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -30,7 +30,9 @@ impl BlockFiles {
     }
 
     /// Write `data` at `offset` of the file of `key`, creating it (and its directory) if needed.
-    pub fn write(&self, key: &str, offset: u64, data: &[u8]) -> io::Result<()> {
+    /// Returns the file's metadata just before and just after the write: the caller can tell
+    /// whether anyone else wrote the file since its own previous write.
+    pub fn write(&self, key: &str, offset: u64, data: &[u8]) -> io::Result<(Metadata, Metadata)> {
         let path = self.path(key);
         let file = match open_rw(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -44,7 +46,9 @@ impl BlockFiles {
             }
             other => other?,
         };
-        file.write_all_at(data, offset)
+        let before = file.metadata()?;
+        file.write_all_at(data, offset)?;
+        Ok((before, file.metadata()?))
     }
 
     /// Read exactly `len` bytes at `offset` of the file of `key` into `buf` (emptied first);

@@ -398,3 +398,40 @@ fn a_released_block_leaves_memory_but_not_the_cache() {
     );
     assert!(cache.is_hot(&k, 0));
 }
+
+#[test]
+fn only_blocks_this_process_wrote_with_no_other_writer_since_skip_the_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 2 * BLOCK_SIZE;
+    let key = ContentKey::new("vouched", size);
+    let damage = |cache: &BlockCache| {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(cache.block_file(&key))
+            .unwrap();
+        f.write_all_at(&[0xEE], 77).unwrap();
+    };
+    {
+        // Another writer between two stores of this process: block 0 is read back and the
+        // damage found, though this process wrote it.
+        let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 4)).unwrap());
+        assert!(cache.put(&key, 0, &block(1, BLOCK_SIZE as usize)));
+        damage(&cache);
+        assert!(cache.put(&key, 1, &block(2, BLOCK_SIZE as usize)));
+        assert!(!cache.verify_complete(&key, size));
+        assert!(!cache.contains(&key, 0) && cache.contains(&key, 1));
+        // Stored again with nobody else writing: complete, and sound.
+        assert!(cache.put(&key, 0, &block(1, BLOCK_SIZE as usize)));
+        assert!(cache.verify_complete(&key, size));
+        let complete = cache.open_complete(&key, size).unwrap();
+        let mut head = vec![0u8; 100];
+        complete.file().read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(head, block(1, 100));
+    }
+    // Damaged while no process held the cache: a later process wrote none of it and reads
+    // every block back.
+    let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 4)).unwrap());
+    damage(&cache);
+    assert!(!cache.verify_complete(&key, size));
+    assert!(!cache.contains(&key, 0));
+}

@@ -604,7 +604,8 @@ impl Profiler {
         let mut cmd = Command::new("perf");
         if std::env::var("BENCH_PERF_STAT").is_ok() {
             // Counts instead of samples: instructions hardly depend on the machine's load.
-            cmd.args(["stat", "-e", "task-clock,instructions,cycles", "-o", &out])
+            let events = "task-clock,instructions,cycles,page-faults,context-switches";
+            cmd.args(["stat", "-e", events, "-o", &out])
                 .args(["-p", &pid.to_string()]);
             let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok();
             std::thread::sleep(Duration::from_millis(500));

@@ -97,6 +97,9 @@ impl BlockFetcher {
         // would keep that whole buffer alive in the memory tier (about twice the bytes held).
         let mut block = self.cache.buffer(block_len(first).max(prefix.len()));
         block.extend_from_slice(&prefix);
+        // The block's checksum, computed piece by piece as it is assembled (see
+        // `BlockCache::put_fetched`).
+        let mut sum = crc32c::crc32c(&prefix);
         let mut idx = first;
         let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
         let mut refresh = false;
@@ -115,10 +118,13 @@ impl BlockFetcher {
                         // The block ends at its length, or at `end` for the run's last one.
                         let room = block_len(idx).saturating_sub(block.len());
                         let take = room.min(chunk.len());
-                        block.extend_from_slice(&chunk.split_to(take));
+                        let piece = chunk.split_to(take);
+                        block.extend_from_slice(&piece);
+                        sum = crc32c::crc32c_append(sum, &piece);
                         if take == room {
                             let next = self.cache.buffer(block_len(idx + 1));
-                            delivery.deliver(idx, std::mem::replace(&mut block, next).freeze());
+                            let full = std::mem::replace(&mut block, next).freeze();
+                            delivery.deliver(idx, full, std::mem::take(&mut sum));
                             idx += 1;
                         }
                     }
@@ -239,7 +245,7 @@ struct Delivery {
 }
 
 impl Delivery {
-    fn deliver(&mut self, idx: u64, data: Bytes) {
+    fn deliver(&mut self, idx: u64, data: Bytes, sum: u32) {
         let Some(tx) = self
             .senders
             .get_mut((idx - self.first) as usize)
@@ -247,13 +253,18 @@ impl Delivery {
         else {
             return;
         };
+        // Into the memory tier before any reader has it, so that a reader passing the block
+        // releases it for good (see `BlockCache::hold_hot`).
+        self.fetcher
+            .cache
+            .hold_hot(&self.file.content, idx, data.clone());
         let _ = tx.send(Ok(data.clone()));
         let fetcher = self.fetcher.clone();
         let file = self.file.clone();
         let id = self.id;
         // Into the cache off the async workers.
         self.fetcher.writer.run(Box::new(move || {
-            fetcher.cache.put_bytes(&file.content, idx, data);
+            fetcher.cache.put_fetched(&file.content, idx, data, sum);
             fetcher.unregister(&file.content, idx, id);
             // The file's last missing block: make it a complete file.
             if fetcher.cache.is_complete(&file.content, file.size) {
