@@ -39,6 +39,10 @@ pub struct WalkOptions {
     /// its own count request: one round trip per index, the whole walk for a small album.
     /// Ignored when it counts another index.
     pub count: Option<IndexCount>,
+    /// Ask only for what pairs the records (`desiredKeys` `masterRef`): for a caller that
+    /// needs which assets an index holds (album membership) and nothing else. Such a walk's
+    /// assets carry their ids (and record names); every other field is empty.
+    pub membership_only: bool,
 }
 
 impl Default for WalkOptions {
@@ -48,6 +52,7 @@ impl Default for WalkOptions {
             channel_pages: 12,
             max_ranks: 50_000_000,
             count: None,
+            membership_only: false,
         }
     }
 }
@@ -252,7 +257,11 @@ async fn run_walk(
     *counters.expected.lock().unwrap_or_else(|e| e.into_inner()) = counted.count;
     let first_token = Arc::new(Mutex::new(counted.sync_token.clone()));
     let carry = Arc::new(Mutex::new(CarryOver::default()));
-    let keys: Arc<Vec<String>> = Arc::new(requests::asset_desired_keys());
+    let keys: Arc<Vec<String>> = Arc::new(if options.membership_only {
+        requests::membership_desired_keys()
+    } else {
+        requests::asset_desired_keys()
+    });
     let ranges = rank_ranges(counted.count, options.parallelism);
     tracing::debug!(index = %index.describe(), zone = %library.zone, count = ?counted.count, ranges = ranges.len(), "walking index");
 

@@ -263,6 +263,13 @@ pub fn asset_desired_keys() -> Vec<String> {
     keys
 }
 
+/// The `desiredKeys` of a walk that only needs which assets an index holds: the CPLAsset's
+/// `masterRef` pairs it with its CPLMaster (record names and types always come). About a
+/// tenth of an album's full page, for the server to send and for us to parse.
+pub fn membership_desired_keys() -> Vec<String> {
+    vec!["masterRef".to_string()]
+}
+
 /// Body of one asset-listing page.
 pub(crate) fn query_page_body(
     library: &Library,

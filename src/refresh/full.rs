@@ -136,9 +136,22 @@ fn start_walk(
     index: &Index,
     counts: &[IndexCount],
 ) -> (u64, IndexWalk) {
+    start_walk_with(conn, library, index, counts, false)
+}
+
+/// [`start_walk`], asking only for membership when `membership_only` (album walks: only
+/// which assets an album holds is stored).
+fn start_walk_with(
+    conn: &Connection<'_>,
+    library: &Library,
+    index: &Index,
+    counts: &[IndexCount],
+    membership_only: bool,
+) -> (u64, IndexWalk) {
     let generation = conn.session().generation();
     let options = WalkOptions {
         count: counts.iter().find(|c| c.index == *index).cloned(),
+        membership_only,
         ..WalkOptions::default()
     };
     let walk = conn.client().walk(library, index.clone(), options);
@@ -295,7 +308,13 @@ async fn list_albums(
         }
     };
     let start = |conn: &Connection<'_>, album_id: &str| {
-        start_walk(conn, library, &Index::Album(album_id.to_string()), &counts)
+        start_walk_with(
+            conn,
+            library,
+            &Index::Album(album_id.to_string()),
+            &counts,
+            true,
+        )
     };
     // Walks started ahead, in album order; members are stored in that order.
     let mut ahead = std::collections::VecDeque::new();
