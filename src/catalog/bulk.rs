@@ -43,6 +43,12 @@ pub(super) const DEFERRED_INDEXES: [(&str, &str); 2] = [
     ),
 ];
 
+/// WAL pages between automatic checkpoints during a load, and SQLite's default otherwise.
+const LOAD_CHECKPOINT_PAGES: i64 = 10_000;
+const DEFAULT_CHECKPOINT_PAGES: i64 = 1000;
+/// The WAL file is cut back to this size (bytes) after a checkpoint emptied it.
+const LOG_SIZE_LIMIT: i64 = 8 << 20;
+
 /// A bulk load in progress on this handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BulkLoad {
@@ -224,6 +230,16 @@ impl Catalog {
         self.conn
             .pragma_update(None, "foreign_keys", false)
             .ctx("tuning the connection for a load")?;
+        // Checkpoints less often: a checkpoint copies every page changed since the last one,
+        // and the pages of a load change again and again (index pages, the tables' last
+        // pages); ten times fewer checkpoints copied a page once where they copied it several
+        // times. The log then grows to ~40 MB at most, and is cut back once checkpointed.
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)
+            .ctx("tuning the connection for a load")?;
+        self.conn
+            .pragma_update(None, "journal_size_limit", LOG_SIZE_LIMIT)
+            .ctx("tuning the connection for a load")?;
         self.bulk = Some(BulkLoad { run });
         tracing::debug!(%run, "bulk load: deferred indexes dropped");
         Ok(())
@@ -242,6 +258,9 @@ impl Catalog {
         self.conn
             .pragma_update(None, "foreign_keys", true)
             .ctx("restoring foreign keys")?;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
+            .ctx("restoring the checkpoint interval")?;
         Ok(())
     }
 }
