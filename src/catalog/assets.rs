@@ -132,7 +132,7 @@ pub(super) fn content_hash(asset: &Asset) -> i64 {
         location,
         versions,
     } = asset;
-    let mut h = Fingerprint(Sha256::new());
+    let mut h = Fingerprint(Vec::with_capacity(1024));
     h.text(id);
     h.text(asset_record);
     h.opt_text(asset_change_tag.as_deref());
@@ -188,7 +188,7 @@ pub(super) fn content_hash(asset: &Asset) -> i64 {
         h.opt_int(width.map(i64::from));
         h.opt_int(height.map(i64::from));
     }
-    let digest = h.0.finalize();
+    let digest = Sha256::digest(&h.0);
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     match i64::from_le_bytes(first) {
@@ -198,21 +198,22 @@ pub(super) fn content_hash(asset: &Asset) -> i64 {
 }
 
 /// The encoding [`content_hash`] digests: a tag byte before every value (0 absent, 1 present),
-/// strings with their length first, so no two different assets encode alike.
-struct Fingerprint(Sha256);
+/// strings with their length first, so no two different assets encode alike. Built in one
+/// buffer and digested at once (many small digest updates cost more than the hashing).
+struct Fingerprint(Vec<u8>);
 
 impl Fingerprint {
     fn tag(&mut self, t: u8) {
-        self.0.update([t]);
+        self.0.push(t);
     }
 
     fn int(&mut self, v: i64) {
-        self.0.update(v.to_le_bytes());
+        self.0.extend_from_slice(&v.to_le_bytes());
     }
 
     fn text(&mut self, s: &str) {
         self.int(s.len() as i64);
-        self.0.update(s.as_bytes());
+        self.0.extend_from_slice(s.as_bytes());
     }
 
     fn opt_text(&mut self, s: Option<&str>) {

@@ -286,7 +286,7 @@ impl CloudKitClient {
         library: &Library,
         index: &Index,
         start_rank: u64,
-        desired_keys: &[String],
+        bodies: &requests::PageBodies,
         carry: Option<&Mutex<CarryOver>>,
     ) -> Result<Page, CloudKitError> {
         let name = format!(
@@ -296,8 +296,10 @@ impl CloudKitClient {
         );
         let db = database_of(&name, library)?;
         let info = CallInfo::new(name, Some(&library.zone));
-        let body = requests::query_page_body(library, index, start_rank, desired_keys);
-        let answer: RecordsAnswer = self.post(&info, db, "records/query", &body).await?;
+        let body = bodies.body(start_rank);
+        let answer: RecordsAnswer = self
+            .post_serialised(&info, db, "records/query", &body)
+            .await?;
         let records = answer.records.len();
         let paired = pair_page(answer.records, &library.zone, carry);
         Ok(Page {
@@ -320,7 +322,7 @@ impl CloudKitClient {
             library,
             index,
             start_rank,
-            &requests::asset_desired_keys(),
+            &requests::PageBodies::new(library, index, &requests::asset_desired_keys()),
             None,
         )
         .await

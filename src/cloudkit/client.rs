@@ -214,15 +214,26 @@ impl CloudKitClient {
         path: &str,
         body: &Value,
     ) -> Result<T, CloudKitError> {
-        let url = self.url(db, path, info.with_query);
         let payload = serde_json::to_vec(body).map_err(|e| CloudKitError::InvalidRequest {
             call: info.name.clone(),
             detail: e.to_string(),
         })?;
+        self.post_serialised(info, db, path, &payload).await
+    }
+
+    /// [`Self::post`] of a body already serialised.
+    pub(crate) async fn post_serialised<T: Answer>(
+        &self,
+        info: &CallInfo,
+        db: Database,
+        path: &str,
+        payload: &[u8],
+    ) -> Result<T, CloudKitError> {
+        let url = self.url(db, path, info.with_query);
         let policy = &self.inner.retry;
         let mut attempt = 1u32;
         loop {
-            match self.attempt::<T>(info, &url, &payload).await {
+            match self.attempt::<T>(info, &url, payload).await {
                 Attempt::Done(result) => {
                     if result.is_ok() {
                         self.inner.answered.fetch_add(1, Ordering::Relaxed);

@@ -257,11 +257,12 @@ async fn run_walk(
     *counters.expected.lock().unwrap_or_else(|e| e.into_inner()) = counted.count;
     let first_token = Arc::new(Mutex::new(counted.sync_token.clone()));
     let carry = Arc::new(Mutex::new(CarryOver::default()));
-    let keys: Arc<Vec<String>> = Arc::new(if options.membership_only {
+    let keys = if options.membership_only {
         requests::membership_desired_keys()
     } else {
         requests::asset_desired_keys()
-    });
+    };
+    let bodies = Arc::new(requests::PageBodies::new(&library, &index, &keys));
     let ranges = rank_ranges(counted.count, options.parallelism);
     tracing::debug!(index = %index.describe(), zone = %library.zone, count = ?counted.count, ranges = ranges.len(), "walking index");
 
@@ -271,7 +272,7 @@ async fn run_walk(
             client: client.clone(),
             library: library.clone(),
             index: index.clone(),
-            keys: keys.clone(),
+            bodies: bodies.clone(),
             carry: carry.clone(),
             tx: tx.clone(),
             counters: counters.clone(),
@@ -318,7 +319,7 @@ struct RangeFetch {
     client: CloudKitClient,
     library: Library,
     index: Index,
-    keys: Arc<Vec<String>>,
+    bodies: Arc<requests::PageBodies>,
     carry: Arc<Mutex<CarryOver>>,
     tx: mpsc::Sender<Page>,
     counters: Arc<Counters>,
@@ -343,7 +344,7 @@ impl RangeFetch {
                     &self.library,
                     &self.index,
                     rank,
-                    &self.keys,
+                    &self.bodies,
                     Some(&self.carry),
                 )
                 .await?;
