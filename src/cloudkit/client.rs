@@ -296,7 +296,7 @@ impl CloudKitClient {
             }
         };
         if status.is_success() {
-            return match serde_json::from_slice::<T>(&bytes) {
+            return match decode_answer::<T>(&bytes) {
                 Ok(answer) => match answer.top_error() {
                     None => Attempt::Done(Ok(answer)),
                     Some((code, reason)) => {
@@ -318,6 +318,16 @@ impl CloudKitClient {
             };
         }
         classify_status(info, status, &bytes, retry_after)
+    }
+}
+
+/// A JSON answer. The body is checked as UTF-8 once, then parsed as text: parsing bytes
+/// checks every string on its own, which cost ~2% of a large listing's CPU.
+fn decode_answer<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        // Let the byte parser say where the text is broken.
+        Err(_) => serde_json::from_slice(bytes),
     }
 }
 
