@@ -23,7 +23,7 @@ use super::calls::{IndexCount, Page};
 use super::client::CloudKitClient;
 use super::error::CloudKitError;
 use super::pairing::CarryOver;
-use super::parse::Skipped;
+use super::parse::{Skipped, Urls};
 use super::requests::{self, Index, PAGE_ASSETS};
 
 /// Tuning of a walk.
@@ -43,6 +43,9 @@ pub struct WalkOptions {
     /// needs which assets an index holds (album membership) and nothing else. Such a walk's
     /// assets carry their ids (and record names); every other field is empty.
     pub membership_only: bool,
+    /// Whether pages keep the download URL of each version (`ListedAsset::downloads`); a
+    /// listing nobody downloads from drops them.
+    pub urls: Urls,
 }
 
 impl Default for WalkOptions {
@@ -53,6 +56,7 @@ impl Default for WalkOptions {
             max_ranks: 50_000_000,
             count: None,
             membership_only: false,
+            urls: Urls::Keep,
         }
     }
 }
@@ -273,6 +277,11 @@ async fn run_walk(
             library: library.clone(),
             index: index.clone(),
             bodies: bodies.clone(),
+            urls: if options.membership_only {
+                Urls::Drop
+            } else {
+                options.urls
+            },
             carry: carry.clone(),
             tx: tx.clone(),
             counters: counters.clone(),
@@ -320,6 +329,7 @@ struct RangeFetch {
     library: Library,
     index: Index,
     bodies: Arc<requests::PageBodies>,
+    urls: Urls,
     carry: Arc<Mutex<CarryOver>>,
     tx: mpsc::Sender<Page>,
     counters: Arc<Counters>,
@@ -346,6 +356,7 @@ impl RangeFetch {
                     rank,
                     &self.bodies,
                     Some(&self.carry),
+                    self.urls,
                 )
                 .await?;
             let short = page.is_short();
