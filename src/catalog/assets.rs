@@ -400,8 +400,10 @@ macro_rules! insert_asset_sql {
 }
 
 const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
+/// Without `RETURNING` (which makes SQLite buffer the returned rows): the key is the
+/// connection's last inserted rowid when the statement inserted a row.
 pub(super) const INSERT_ASSET_IF_NEW: &str =
-    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING RETURNING asset_key");
+    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING");
 
 fn update_asset(
     tx: &Transaction<'_>,

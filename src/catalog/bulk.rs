@@ -18,9 +18,7 @@
 //! A writer killed mid-load leaves the indexes missing: [`ensure_indexes`] rebuilds them when
 //! the next writer opens the catalog, before anything else runs.
 
-use rusqlite::{
-    CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter,
-};
+use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params, params_from_iter};
 
 use super::assets::{
     AssetColumns, INSERT_ASSET_IF_NEW, Upserted, content_hash, unique_versions, upsert_asset,
@@ -180,14 +178,14 @@ impl<'t> BulkInserter<'t> {
             .into_iter()
             .chain(columns.values())
             .chain([&hash as &dyn ToSql, &run.run]);
-        let key: Option<AssetKey> = self
+        let inserted = self
             .asset
-            .query_row(params_from_iter(values), |r| r.get(0))
-            .optional()
+            .execute(params_from_iter(values))
             .ctx("inserting an asset")?;
-        let Some(key) = key else {
+        if inserted == 0 {
             return upsert_asset(self.tx, run, asset);
-        };
+        }
+        let key = AssetKey(self.tx.last_insert_rowid());
         let versions: Vec<_> = unique_versions(asset).collect();
         for chunk in versions.chunks(MAX_VERSIONS_PER_INSERT) {
             let sizes = chunk
