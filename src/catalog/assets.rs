@@ -76,7 +76,9 @@ impl Catalog {
                 Upserted::Unchanged => counts.unchanged += 1,
             }
         }
-        drop(inserter);
+        inserter
+            .map(super::bulk::BulkInserter::finish)
+            .transpose()?;
         record_skipped(&tx, run, skipped)?;
         add_counts(
             &tx,
