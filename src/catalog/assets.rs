@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::error::{CatalogError, Result, SqlContext};
 use super::runs::{ActiveRun, RunCounts, active_run, add_counts, record_skipped};
 use super::{AssetKey, Catalog, RunId, VersionKey, to_i64};
-use crate::model::{Asset, Skipped, Version};
+use crate::model::{Asset, Location, Skipped, Version};
 
 /// What one page (or batch) did to the catalog.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -57,6 +57,13 @@ impl Catalog {
         let mut inserter = bulk
             .then(|| super::bulk::BulkInserter::new(&tx))
             .transpose()?;
+        let mut assets: Vec<&Asset> = assets.into_iter().collect();
+        if bulk {
+            // In record-id order, the inserts walk the `(library_id, record_id)` index from
+            // one end to the other instead of jumping between its pages (fewer pages read back
+            // and rewritten per transaction). Keys then follow that order within a page.
+            assets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        }
         for asset in assets {
             counts.seen += 1;
             let stored = match inserter.as_mut() {
@@ -69,7 +76,9 @@ impl Catalog {
                 Upserted::Unchanged => counts.unchanged += 1,
             }
         }
-        drop(inserter);
+        inserter
+            .map(super::bulk::BulkInserter::finish)
+            .transpose()?;
         record_skipped(&tx, run, skipped)?;
         add_counts(
             &tx,
@@ -90,13 +99,98 @@ impl Catalog {
 /// A fingerprint of everything an [`Asset`] carries, so an unchanged asset costs one read and
 /// one "seen" update. Never 0 (0 marks rows whose fingerprint is unknown, e.g. after a flag
 /// change or a migration).
+///
+/// SHA-256 over a compact encoding of every field (each one tagged, strings length-prefixed),
+/// written straight from the struct: serialising the asset as JSON first cost most of the
+/// hash's time in a first listing. The struct is destructured in full, so a new field of
+/// [`Asset`] does not compile until it is hashed. Catalogs written before this encoding hold
+/// other values: their assets are rewritten once (same content) by the next full listing.
 pub(super) fn content_hash(asset: &Asset) -> i64 {
-    // serde_json output of a struct is deterministic (fields in declaration order); it is
-    // streamed into the digest rather than built as a buffer first.
-    let mut hasher = DigestWriter(Sha256::new());
-    // Writing into a digest cannot fail, nor can serialising an Asset (no maps with odd keys).
-    let _ = serde_json::to_writer(&mut hasher, asset);
-    let digest = hasher.0.finalize();
+    let Asset {
+        id,
+        asset_record,
+        asset_change_tag,
+        zone,
+        filename,
+        filename_problem,
+        item_type,
+        kind,
+        asset_date_ms,
+        added_date_ms,
+        tz_offset_s,
+        favorite,
+        hidden,
+        deleted,
+        date_expunged_ms,
+        burst_id,
+        subtype,
+        subtype_v2,
+        orientation,
+        duration,
+        adjustment_type,
+        caption,
+        description,
+        keywords,
+        location,
+        versions,
+    } = asset;
+    let mut h = Fingerprint(Vec::with_capacity(1024));
+    h.text(id);
+    h.text(asset_record);
+    h.opt_text(asset_change_tag.as_deref());
+    h.text(zone);
+    h.opt_text(filename.as_deref());
+    h.opt_text(filename_problem.as_deref());
+    h.opt_text(item_type.as_deref());
+    h.text(kind.as_str());
+    h.int(*asset_date_ms);
+    h.int(*added_date_ms);
+    h.opt_int(tz_offset_s.map(i64::from));
+    h.int(i64::from(*favorite) | i64::from(*hidden) << 1 | i64::from(*deleted) << 2);
+    h.opt_int(*date_expunged_ms);
+    h.opt_text(burst_id.as_deref());
+    h.int(*subtype);
+    h.int(*subtype_v2);
+    h.opt_int(orientation.map(i64::from));
+    h.opt_int(*duration);
+    h.opt_text(adjustment_type.as_deref());
+    h.opt_text(caption.as_deref());
+    h.opt_text(description.as_deref());
+    h.int(keywords.len() as i64);
+    for k in keywords {
+        h.text(k);
+    }
+    match location {
+        None => h.tag(0),
+        Some(Location {
+            latitude,
+            longitude,
+            altitude,
+        }) => {
+            h.tag(1);
+            h.int(latitude.to_bits() as i64);
+            h.int(longitude.to_bits() as i64);
+            h.opt_int(altitude.map(|a| a.to_bits() as i64));
+        }
+    }
+    h.int(versions.len() as i64);
+    for Version {
+        kind,
+        size,
+        file_type,
+        checksum,
+        width,
+        height,
+    } in versions
+    {
+        h.text(kind.as_str());
+        h.int(*size as i64);
+        h.text(file_type);
+        h.text(checksum);
+        h.opt_int(width.map(i64::from));
+        h.opt_int(height.map(i64::from));
+    }
+    let digest = Sha256::digest(&h.0);
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     match i64::from_le_bytes(first) {
@@ -105,17 +199,43 @@ pub(super) fn content_hash(asset: &Asset) -> i64 {
     }
 }
 
-/// An `io::Write` that feeds a digest.
-struct DigestWriter(Sha256);
+/// The encoding [`content_hash`] digests: a tag byte before every value (0 absent, 1 present),
+/// strings with their length first, so no two different assets encode alike. Built in one
+/// buffer and digested at once (many small digest updates cost more than the hashing).
+struct Fingerprint(Vec<u8>);
 
-impl std::io::Write for DigestWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+impl Fingerprint {
+    fn tag(&mut self, t: u8) {
+        self.0.push(t);
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn int(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn text(&mut self, s: &str) {
+        self.int(s.len() as i64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            None => self.tag(0),
+            Some(s) => {
+                self.tag(1);
+                self.text(s);
+            }
+        }
+    }
+
+    fn opt_int(&mut self, v: Option<i64>) {
+        match v {
+            None => self.tag(0),
+            Some(v) => {
+                self.tag(1);
+                self.int(v);
+            }
+        }
     }
 }
 
@@ -282,8 +402,10 @@ macro_rules! insert_asset_sql {
 }
 
 const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
+/// Without `RETURNING` (which makes SQLite buffer the returned rows): the key is the
+/// connection's last inserted rowid when the statement inserted a row.
 pub(super) const INSERT_ASSET_IF_NEW: &str =
-    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING RETURNING asset_key");
+    insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING");
 
 fn update_asset(
     tx: &Transaction<'_>,
@@ -424,7 +546,7 @@ fn sync_versions(tx: &Transaction<'_>, key: AssetKey, asset: &Asset) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::content_hash;
-    use crate::model::{Asset, ItemKind, Version, VersionKind};
+    use crate::model::{Asset, ItemKind, Location, Version, VersionKind};
 
     fn sample() -> Asset {
         Asset {
@@ -478,6 +600,19 @@ mod tests {
             |a| a.versions[0].width = Some(1),
             |a| a.versions.clear(),
             |a| a.tz_offset_s = Some(0),
+            |a| a.filename = None,
+            |a| a.caption = Some("IMG_0001.JPG".into()),
+            |a| a.description = Some("IMG_0001.JPG".into()),
+            |a| a.hidden = true,
+            |a| a.kind = ItemKind::Movie,
+            |a| {
+                a.location = Some(Location {
+                    latitude: 1.0,
+                    longitude: 2.0,
+                    altitude: None,
+                })
+            },
+            |a| a.versions[0].kind = VersionKind::Medium,
         ];
         for edit in edits {
             let mut b = sample();

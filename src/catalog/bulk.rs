@@ -18,9 +18,7 @@
 //! A writer killed mid-load leaves the indexes missing: [`ensure_indexes`] rebuilds them when
 //! the next writer opens the catalog, before anything else runs.
 
-use rusqlite::{
-    CachedStatement, Connection, OptionalExtension, ToSql, Transaction, params, params_from_iter,
-};
+use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params, params_from_iter};
 
 use super::assets::{
     AssetColumns, INSERT_ASSET_IF_NEW, Upserted, content_hash, unique_versions, upsert_asset,
@@ -28,7 +26,7 @@ use super::assets::{
 use super::error::{Result, SqlContext};
 use super::runs::ActiveRun;
 use super::{AssetKey, Catalog, LibraryId, RunId, to_i64};
-use crate::model::Asset;
+use crate::model::{Asset, Version};
 
 /// The secondary indexes of `assets` that a bulk load drops and rebuilds: (name, definition).
 /// They must match the schema's definitions (checked by a test).
@@ -42,6 +40,12 @@ pub(super) const DEFERRED_INDEXES: [(&str, &str); 2] = [
         "CREATE INDEX IF NOT EXISTS assets_by_asset_record ON assets (library_id, asset_record)",
     ),
 ];
+
+/// WAL pages between automatic checkpoints during a load, and SQLite's default otherwise.
+const LOAD_CHECKPOINT_PAGES: i64 = 10_000;
+const DEFAULT_CHECKPOINT_PAGES: i64 = 1000;
+/// The WAL file is cut back to this size (bytes) after a checkpoint emptied it.
+const LOG_SIZE_LIMIT: i64 = 8 << 20;
 
 /// A bulk load in progress on this handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,18 +117,28 @@ pub(super) fn create_indexes(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Versions inserted by one statement at most (an asset has at most nine kinds).
-const MAX_VERSIONS_PER_INSERT: usize = 9;
+/// Versions inserted by one statement at most.
+const VERSIONS_PER_INSERT: usize = 16;
 
 /// The INSERTs of a bulk load, prepared once per page (a statement-cache lookup hashes and
-/// compares the whole SQL text, a cost per row otherwise). An asset's versions go in with one
-/// multi-row INSERT: a statement's fixed cost (cursors opened and closed) was most of a
-/// version's.
-pub(super) struct BulkInserter<'t> {
+/// compares the whole SQL text, a cost per row otherwise). Versions wait and go in together,
+/// several assets' at a time, with one multi-row INSERT: a statement's fixed cost (cursors
+/// opened and closed) was most of a version's. [`BulkInserter::finish`] writes the last ones.
+pub(super) struct BulkInserter<'t, 'a> {
     tx: &'t Transaction<'t>,
     asset: CachedStatement<'t>,
     /// `versions[n - 1]` inserts `n` versions; prepared when first needed.
     versions: Vec<Option<CachedStatement<'t>>>,
+    /// Versions of inserted assets not written yet.
+    pending: Vec<PendingVersion<'a>>,
+}
+
+/// A version row waiting for the next multi-row INSERT.
+struct PendingVersion<'a> {
+    key: AssetKey,
+    kind: &'static str,
+    size: i64,
+    version: &'a Version,
 }
 
 /// The INSERT of `n` version rows.
@@ -150,22 +164,24 @@ fn insert_versions_sql(n: usize) -> String {
     )
 }
 
-impl<'t> BulkInserter<'t> {
+impl<'t, 'a> BulkInserter<'t, 'a> {
     pub(super) fn new(tx: &'t Transaction<'t>) -> Result<Self> {
         Ok(BulkInserter {
             tx,
             asset: tx
                 .prepare_cached(INSERT_ASSET_IF_NEW)
                 .ctx("preparing the load")?,
-            versions: (0..MAX_VERSIONS_PER_INSERT).map(|_| None).collect(),
+            versions: (0..VERSIONS_PER_INSERT).map(|_| None).collect(),
+            pending: Vec::with_capacity(VERSIONS_PER_INSERT),
         })
     }
 
     /// Stores one asset: a plain INSERT, or the upsert when the run already stored this record
     /// (listed twice, e.g. moved between indexes while the listing ran) or it belongs to
-    /// another zone (the upsert reports that).
-    pub(super) fn store(&mut self, run: &ActiveRun, asset: &Asset) -> Result<Upserted> {
+    /// another zone (the upsert reports that). Its versions may wait for a later statement.
+    pub(super) fn store(&mut self, run: &ActiveRun, asset: &'a Asset) -> Result<Upserted> {
         if asset.zone != run.zone {
+            self.flush()?;
             return upsert_asset(self.tx, run, asset);
         }
         let hash = content_hash(asset);
@@ -174,46 +190,65 @@ impl<'t> BulkInserter<'t> {
             .into_iter()
             .chain(columns.values())
             .chain([&hash as &dyn ToSql, &run.run]);
-        let key: Option<AssetKey> = self
+        let inserted = self
             .asset
-            .query_row(params_from_iter(values), |r| r.get(0))
-            .optional()
+            .execute(params_from_iter(values))
             .ctx("inserting an asset")?;
-        let Some(key) = key else {
+        if inserted == 0 {
+            // The upsert reads the stored versions: every earlier one must be written.
+            self.flush()?;
             return upsert_asset(self.tx, run, asset);
-        };
-        let versions: Vec<_> = unique_versions(asset).collect();
-        for chunk in versions.chunks(MAX_VERSIONS_PER_INSERT) {
-            let sizes = chunk
-                .iter()
-                .map(|v| to_i64("version size", v.size))
-                .collect::<Result<Vec<_>>>()?;
-            let kinds: Vec<&str> = chunk.iter().map(|v| v.kind.as_str()).collect();
-            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
-            for ((v, size), kind) in chunk.iter().zip(&sizes).zip(&kinds) {
-                params.extend([
-                    &key as &dyn ToSql,
-                    kind,
-                    size,
-                    &v.file_type,
-                    &v.checksum,
-                    &v.width,
-                    &v.height,
-                ]);
+        }
+        let key = AssetKey(self.tx.last_insert_rowid());
+        for version in unique_versions(asset) {
+            self.pending.push(PendingVersion {
+                key,
+                kind: version.kind.as_str(),
+                size: to_i64("version size", version.size)?,
+                version,
+            });
+            if self.pending.len() == VERSIONS_PER_INSERT {
+                self.flush()?;
             }
-            let slot = &mut self.versions[chunk.len() - 1];
-            let stmt = match slot {
-                Some(stmt) => stmt,
-                None => slot.insert(
-                    self.tx
-                        .prepare_cached(&insert_versions_sql(chunk.len()))
-                        .ctx("preparing the load")?,
-                ),
-            };
-            stmt.execute(params_from_iter(params))
-                .ctx("inserting versions")?;
         }
         Ok(Upserted::Added)
+    }
+
+    /// Writes the versions still waiting.
+    pub(super) fn finish(mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let n = self.pending.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
+        for p in &self.pending {
+            params.extend([
+                &p.key as &dyn ToSql,
+                &p.kind,
+                &p.size,
+                &p.version.file_type,
+                &p.version.checksum,
+                &p.version.width,
+                &p.version.height,
+            ]);
+        }
+        let slot = &mut self.versions[n - 1];
+        let stmt = match slot {
+            Some(stmt) => stmt,
+            None => slot.insert(
+                self.tx
+                    .prepare_cached(&insert_versions_sql(n))
+                    .ctx("preparing the load")?,
+            ),
+        };
+        stmt.execute(params_from_iter(params))
+            .ctx("inserting versions")?;
+        self.pending.clear();
+        Ok(())
     }
 }
 
@@ -223,6 +258,16 @@ impl Catalog {
         // Keys come from the rows just inserted: the foreign-key checks would find nothing.
         self.conn
             .pragma_update(None, "foreign_keys", false)
+            .ctx("tuning the connection for a load")?;
+        // Checkpoints less often: a checkpoint copies every page changed since the last one,
+        // and the pages of a load change again and again (index pages, the tables' last
+        // pages); ten times fewer checkpoints copied a page once where they copied it several
+        // times. The log then grows to ~40 MB at most, and is cut back once checkpointed.
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)
+            .ctx("tuning the connection for a load")?;
+        self.conn
+            .pragma_update(None, "journal_size_limit", LOG_SIZE_LIMIT)
             .ctx("tuning the connection for a load")?;
         self.bulk = Some(BulkLoad { run });
         tracing::debug!(%run, "bulk load: deferred indexes dropped");
@@ -242,6 +287,9 @@ impl Catalog {
         self.conn
             .pragma_update(None, "foreign_keys", true)
             .ctx("restoring foreign keys")?;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
+            .ctx("restoring the checkpoint interval")?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use crate::model::Library;
 use super::client::{Answer, CallInfo, CloudKitClient};
 use super::error::CloudKitError;
 use super::pairing::{CarryOver, pair_page};
-use super::parse::{ListedAsset, Skipped};
+use super::parse::{ListedAsset, Skipped, Urls};
 use super::records::{Record, ServerError, ZoneIdRecord, lenient_string};
 use super::requests::{self, Database, Index};
 
@@ -286,8 +286,9 @@ impl CloudKitClient {
         library: &Library,
         index: &Index,
         start_rank: u64,
-        desired_keys: &[String],
+        bodies: &requests::PageBodies,
         carry: Option<&Mutex<CarryOver>>,
+        urls: Urls,
     ) -> Result<Page, CloudKitError> {
         let name = format!(
             "records/query {} at rank {start_rank} ({})",
@@ -296,10 +297,12 @@ impl CloudKitClient {
         );
         let db = database_of(&name, library)?;
         let info = CallInfo::new(name, Some(&library.zone));
-        let body = requests::query_page_body(library, index, start_rank, desired_keys);
-        let answer: RecordsAnswer = self.post(&info, db, "records/query", &body).await?;
+        let body = bodies.body(start_rank);
+        let answer: RecordsAnswer = self
+            .post_serialised(&info, db, "records/query", &body)
+            .await?;
         let records = answer.records.len();
-        let paired = pair_page(answer.records, &library.zone, carry);
+        let paired = pair_page(answer.records, &library.zone, carry, urls);
         Ok(Page {
             start_rank,
             records,
@@ -320,8 +323,9 @@ impl CloudKitClient {
             library,
             index,
             start_rank,
-            &requests::asset_desired_keys(),
+            &requests::PageBodies::new(library, index, &requests::asset_desired_keys()),
             None,
+            Urls::Keep,
         )
         .await
     }
@@ -371,7 +375,7 @@ impl CloudKitClient {
         for chunk in pairs.chunks(LOOKUP_CHUNK / 2) {
             let names: Vec<&str> = chunk.iter().flat_map(|(m, a)| [*m, *a]).collect();
             let records = self.lookup(library, &names, &keys).await?;
-            let paired = pair_page(records, &library.zone, None);
+            let paired = pair_page(records, &library.zone, None, Urls::Keep);
             out.assets.extend(paired.assets);
             out.skipped.extend(paired.skipped);
         }

@@ -23,7 +23,7 @@ use super::calls::{IndexCount, Page};
 use super::client::CloudKitClient;
 use super::error::CloudKitError;
 use super::pairing::CarryOver;
-use super::parse::Skipped;
+use super::parse::{Skipped, Urls};
 use super::requests::{self, Index, PAGE_ASSETS};
 
 /// Tuning of a walk.
@@ -39,6 +39,13 @@ pub struct WalkOptions {
     /// its own count request: one round trip per index, the whole walk for a small album.
     /// Ignored when it counts another index.
     pub count: Option<IndexCount>,
+    /// Ask only for what pairs the records (`desiredKeys` `masterRef`): for a caller that
+    /// needs which assets an index holds (album membership) and nothing else. Such a walk's
+    /// assets carry their ids (and record names); every other field is empty.
+    pub membership_only: bool,
+    /// Whether pages keep the download URL of each version (`ListedAsset::downloads`); a
+    /// listing nobody downloads from drops them.
+    pub urls: Urls,
 }
 
 impl Default for WalkOptions {
@@ -48,6 +55,8 @@ impl Default for WalkOptions {
             channel_pages: 12,
             max_ranks: 50_000_000,
             count: None,
+            membership_only: false,
+            urls: Urls::Keep,
         }
     }
 }
@@ -252,7 +261,12 @@ async fn run_walk(
     *counters.expected.lock().unwrap_or_else(|e| e.into_inner()) = counted.count;
     let first_token = Arc::new(Mutex::new(counted.sync_token.clone()));
     let carry = Arc::new(Mutex::new(CarryOver::default()));
-    let keys: Arc<Vec<String>> = Arc::new(requests::asset_desired_keys());
+    let keys = if options.membership_only {
+        requests::membership_desired_keys()
+    } else {
+        requests::asset_desired_keys()
+    };
+    let bodies = Arc::new(requests::PageBodies::new(&library, &index, &keys));
     let ranges = rank_ranges(counted.count, options.parallelism);
     tracing::debug!(index = %index.describe(), zone = %library.zone, count = ?counted.count, ranges = ranges.len(), "walking index");
 
@@ -262,7 +276,12 @@ async fn run_walk(
             client: client.clone(),
             library: library.clone(),
             index: index.clone(),
-            keys: keys.clone(),
+            bodies: bodies.clone(),
+            urls: if options.membership_only {
+                Urls::Drop
+            } else {
+                options.urls
+            },
             carry: carry.clone(),
             tx: tx.clone(),
             counters: counters.clone(),
@@ -309,7 +328,8 @@ struct RangeFetch {
     client: CloudKitClient,
     library: Library,
     index: Index,
-    keys: Arc<Vec<String>>,
+    bodies: Arc<requests::PageBodies>,
+    urls: Urls,
     carry: Arc<Mutex<CarryOver>>,
     tx: mpsc::Sender<Page>,
     counters: Arc<Counters>,
@@ -334,8 +354,9 @@ impl RangeFetch {
                     &self.library,
                     &self.index,
                     rank,
-                    &self.keys,
+                    &self.bodies,
                     Some(&self.carry),
+                    self.urls,
                 )
                 .await?;
             let short = page.is_short();

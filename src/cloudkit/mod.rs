@@ -54,6 +54,6 @@ pub use client::{ClientParams, CloudKitClient, RetryPolicy};
 pub use enumerate::{IndexWalk, WalkOptions, WalkProgress, WalkSummary};
 pub use error::CloudKitError;
 pub use pairing::{ParsedRecords, parse_records};
-pub use parse::{ListedAsset, Skipped};
+pub use parse::{ListedAsset, Skipped, Urls};
 pub use records::Record;
 pub use requests::{Database, Index, SmartAlbum};

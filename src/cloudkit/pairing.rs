@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
+use super::parse::{ListedAsset, Skipped, Urls, build_asset_with, server_error_skip, skip_entry};
 use super::records::Record;
 
 /// The assets of one answer (a listing page, a lookup), and what did not become an asset.
@@ -53,7 +53,7 @@ impl CarryOver {
 /// Pair and parse the records of one standalone answer (e.g. a recorded listing page): records
 /// whose partner is not in the answer are reported as skipped.
 pub fn parse_records(records: Vec<Record>, zone: &str) -> ParsedRecords {
-    pair_page(records, zone, None)
+    pair_page(records, zone, None, Urls::Keep)
 }
 
 /// Pair the records of one page. Unpaired records go to `carry` (shared by the walk) when given,
@@ -62,6 +62,7 @@ pub(crate) fn pair_page(
     records: Vec<Record>,
     zone: &str,
     carry: Option<&Mutex<CarryOver>>,
+    urls: Urls,
 ) -> ParsedRecords {
     let mut page = ParsedRecords::default();
     let mut masters: HashMap<String, (Record, bool)> = HashMap::new();
@@ -112,7 +113,7 @@ pub(crate) fn pair_page(
         match masters.get_mut(master_name) {
             Some((m, used)) => {
                 *used = true;
-                let built = build_asset(m, &a, zone, &mut page.skipped);
+                let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);
                 page.assets.push(built);
             }
             None => waiting_assets.push(a),
@@ -150,7 +151,7 @@ pub(crate) fn pair_page(
         match carry.masters.get_mut(&master_name) {
             Some((m, used)) => {
                 *used = true;
-                let built = build_asset(m, &a, zone, &mut page.skipped);
+                let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);
                 page.assets.push(built);
             }
             None => carry.assets.entry(master_name).or_default().push(a),
@@ -161,7 +162,7 @@ pub(crate) fn pair_page(
         let used = match carry.assets.remove(&name) {
             Some(waiting) => {
                 for a in waiting {
-                    let built = build_asset(&m, &a, zone, &mut page.skipped);
+                    let built = build_asset_with(&m, &a, zone, &mut page.skipped, urls);
                     page.assets.push(built);
                 }
                 true
@@ -186,6 +187,7 @@ mod tests {
             vec![master("M1", "public.jpeg"), asset("A2", "M2")],
             "Z",
             Some(&carry),
+            Urls::Keep,
         );
         assert!(p1.assets.is_empty() && p1.skipped.is_empty());
         let p2 = pair_page(
@@ -196,6 +198,7 @@ mod tests {
             ],
             "Z",
             Some(&carry),
+            Urls::Keep,
         );
         let ids: Vec<_> = p2.assets.iter().map(|a| a.asset.id.as_str()).collect();
         assert_eq!(ids.len(), 2);
@@ -222,6 +225,7 @@ mod tests {
             vec![no_ref, err, other, untyped, master("M", "public.jpeg")],
             "Z",
             None,
+            Urls::Keep,
         );
         let names: Vec<_> = p.skipped.iter().map(|s| s.record_name.as_str()).collect();
         assert_eq!(names, vec!["A9", "X", "Y", "Z", "M"]);

@@ -116,6 +116,27 @@ pub(crate) fn build_asset(
     zone: &str,
     skipped: &mut Vec<Skipped>,
 ) -> ListedAsset {
+    build_asset_with(master, asset, zone, skipped, Urls::Keep)
+}
+
+/// Whether a listing keeps the download URLs of its versions ([`ListedAsset::downloads`]).
+/// A listing nobody downloads from drops them: a copy of every URL and version (three
+/// allocations per version) was a tenth of a large listing's parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urls {
+    Keep,
+    Drop,
+}
+
+/// [`build_asset`]; with [`Urls::Drop`] the asset's `downloads` stay empty (a version without
+/// a usable URL is still reported and left out, exactly as with [`Urls::Keep`]).
+pub(crate) fn build_asset_with(
+    master: &Record,
+    asset: &Record,
+    zone: &str,
+    skipped: &mut Vec<Skipped>,
+    urls: Urls,
+) -> ListedAsset {
     let id = master.name().to_string();
     let (filename, filename_problem) = decode_filename(master);
     let item_type = master.string("itemType").map(str::to_string);
@@ -126,12 +147,17 @@ pub(crate) fn build_asset(
         &IMAGE_TABLE
     };
     let mut versions = Vec::with_capacity(table.len());
-    let mut downloads = Vec::with_capacity(table.len());
+    let mut downloads = Vec::with_capacity(if urls == Urls::Keep { table.len() } else { 0 });
     for &(version_kind, prefix) in table {
         match rendition(master, asset, version_kind, prefix) {
-            Ok(Some(listed)) => {
-                versions.push(listed.version.clone());
-                downloads.push(listed);
+            Ok(Some((version, url))) => {
+                if urls == Urls::Keep {
+                    downloads.push(ListedVersion {
+                        version: version.clone(),
+                        download_url: url.to_string(),
+                    });
+                }
+                versions.push(version);
             }
             Ok(None) => {}
             Err(reason) => skipped.push(skip_entry(&id, reason)),
@@ -209,14 +235,15 @@ fn decode_filename(master: &Record) -> (Option<String>, Option<String>) {
     }
 }
 
-/// One version from the asset's rendition if it has one, else the master's.
-/// `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot be used.
-fn rendition(
-    master: &Record,
-    asset: &Record,
+/// One version from the asset's rendition if it has one, else the master's, with its
+/// download URL. `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot
+/// be used.
+fn rendition<'r>(
+    master: &'r Record,
+    asset: &'r Record,
     kind: VersionKind,
     prefix: &str,
-) -> Result<Option<ListedVersion>, String> {
+) -> Result<Option<(Version, &'r str)>, String> {
     let Some(&[res_field, type_field, width_field, height_field]) =
         super::fields::rendition_names(prefix)
     else {
@@ -257,8 +284,8 @@ fn rendition(
         .string(type_field)
         .ok_or_else(|| format!("{}: no {type_field}", what()))?;
     let dim = |field: &str| source.int(field).and_then(|v| u32::try_from(v).ok());
-    Ok(Some(ListedVersion {
-        version: Version {
+    Ok(Some((
+        Version {
             kind,
             size,
             file_type: file_type.to_string(),
@@ -266,8 +293,8 @@ fn rendition(
             width: dim(width_field),
             height: dim(height_field),
         },
-        download_url: url.to_string(),
-    }))
+        url,
+    )))
 }
 
 fn keywords(asset: &Record, id: &str) -> Vec<String> {
@@ -401,6 +428,30 @@ pub(crate) mod tests {
             img.url(VersionKind::Original),
             Some("https://cvws.icloud-content.com/B/x/${f}")
         );
+    }
+
+    #[test]
+    fn dropping_urls_keeps_the_same_asset_and_skips() {
+        let broken = record(
+            json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.jpeg"},
+                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+                "resOriginalRes": {"value": {"fileChecksum": "AQID", "size": 5}},
+                "resOriginalFileType": {"value": "public.jpeg"},
+                "resJPEGThumbRes": res(3),
+                "resJPEGThumbFileType": {"value": "public.jpeg"},
+            }}),
+        );
+        for m in [master("M", "public.jpeg"), broken] {
+            let (mut kept_skips, mut dropped_skips) = (Vec::new(), Vec::new());
+            let kept = build_asset_with(&m, &asset("A", "M"), "Z", &mut kept_skips, Urls::Keep);
+            let dropped =
+                build_asset_with(&m, &asset("A", "M"), "Z", &mut dropped_skips, Urls::Drop);
+            assert_eq!(kept.asset, dropped.asset);
+            assert_eq!(kept_skips, dropped_skips);
+            assert_eq!(kept.downloads.len(), kept.asset.versions.len());
+            assert!(dropped.downloads.is_empty());
+        }
     }
 
     #[test]

@@ -263,6 +263,13 @@ pub fn asset_desired_keys() -> Vec<String> {
     keys
 }
 
+/// The `desiredKeys` of a walk that only needs which assets an index holds: the CPLAsset's
+/// `masterRef` pairs it with its CPLMaster (record names and types always come). About a
+/// tenth of an album's full page, for the server to send and for us to parse.
+pub fn membership_desired_keys() -> Vec<String> {
+    vec!["masterRef".to_string()]
+}
+
 /// Body of one asset-listing page.
 pub(crate) fn query_page_body(
     library: &Library,
@@ -283,6 +290,57 @@ pub(crate) fn query_page_body(
         "desiredKeys": desired_keys,
         "zoneID": zone_id_json(library),
     })
+}
+
+/// The body of one index's listing pages, serialised once per walk: only the start rank
+/// differs between pages (building the JSON of ~100 desired keys for every page showed in
+/// profiles of a large listing).
+#[derive(Debug, Clone)]
+pub(crate) struct PageBodies {
+    /// The serialised body around the rank: `before` + rank + `after`.
+    around_rank: Option<(String, String)>,
+    /// The body with a placeholder rank, for the (unexpected) case it could not be split.
+    template: Value,
+}
+
+/// Stands for the rank in [`PageBodies`]; no other number of a listing body has 20 digits.
+const RANK_PLACEHOLDER: u64 = u64::MAX;
+
+impl PageBodies {
+    pub fn new(library: &Library, index: &Index, desired_keys: &[String]) -> Self {
+        let template = query_page_body(library, index, RANK_PLACEHOLDER, desired_keys);
+        let text = template.to_string();
+        let placeholder = RANK_PLACEHOLDER.to_string();
+        let around_rank = match text.matches(&placeholder).count() {
+            1 => text
+                .split_once(&placeholder)
+                .map(|(b, a)| (b.to_string(), a.to_string())),
+            _ => None,
+        };
+        PageBodies {
+            around_rank,
+            template,
+        }
+    }
+
+    /// The serialised body of the page at `start_rank`.
+    pub fn body(&self, start_rank: u64) -> Vec<u8> {
+        match &self.around_rank {
+            Some((before, after)) => {
+                let rank = start_rank.to_string();
+                let mut out = Vec::with_capacity(before.len() + rank.len() + after.len());
+                out.extend_from_slice(before.as_bytes());
+                out.extend_from_slice(rank.as_bytes());
+                out.extend_from_slice(after.as_bytes());
+                out
+            }
+            None => {
+                let mut body = self.template.clone();
+                body["query"]["filterBy"][0]["fieldValue"]["value"] = json!(start_rank);
+                body.to_string().into_bytes()
+            }
+        }
+    }
 }
 
 /// Body of the count batch: one element per index, answers come back in this order.
@@ -389,6 +447,29 @@ pub(crate) fn zone_changes_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_bodies_equal_the_body_built_for_each_rank() {
+        let keys = asset_desired_keys();
+        for index in [
+            Index::AllPhotos,
+            Index::Album("A B \"C\"".into()),
+            Index::Smart(SmartAlbum::Depth),
+        ] {
+            let bodies = PageBodies::new(&Library::primary(), &index, &keys);
+            assert!(bodies.around_rank.is_some(), "{index:?}");
+            for rank in [0, 7, 200, 1_000_000, u64::MAX - 1] {
+                let want = query_page_body(&Library::primary(), &index, rank, &keys).to_string();
+                assert_eq!(String::from_utf8(bodies.body(rank)).ok(), Some(want));
+            }
+            let fallback = PageBodies {
+                around_rank: None,
+                ..bodies
+            };
+            let want = query_page_body(&Library::primary(), &index, 300, &keys).to_string();
+            assert_eq!(String::from_utf8(fallback.body(300)).ok(), Some(want));
+        }
+    }
 
     #[test]
     fn catalogue_names_match_the_protocol_notes() {

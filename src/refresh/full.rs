@@ -8,7 +8,7 @@ use super::{
     Connection, LibraryReport, PageSink, Progress, RefreshError, RefreshMode, RefreshOptions,
 };
 use crate::catalog::{Catalog, LibraryId, RunId, RunKind, RunStatus};
-use crate::cloudkit::{Index, IndexCount, IndexWalk, WalkOptions};
+use crate::cloudkit::{Index, IndexCount, IndexWalk, Urls, WalkOptions};
 use crate::model::Library;
 
 /// The indexes that together hold every asset of a library exactly once.
@@ -98,6 +98,7 @@ async fn list(
     counts: &[IndexCount],
 ) -> Result<(Option<String>, u64), RefreshError> {
     let library = dest.library;
+    let urls = walk_urls(&*dest.sink);
     // Each walk gets its count from the batch (no count request of its own). A small Hidden
     // or Recently Deleted index is walked while All Photos is stored, so their round trips
     // overlap; a large one waits its turn, since its parsed pages would wait in memory.
@@ -110,7 +111,7 @@ async fn list(
                 .find(|c| c.index == *index)
                 .and_then(|c| c.count)
                 .is_some_and(|n| n <= WALK_AHEAD_MAX_ASSETS);
-            (i == 0 || small).then(|| start_walk(conn, library, index, counts))
+            (i == 0 || small).then(|| start_walk(conn, library, index, counts, urls))
         })
         .collect();
     let mut token: Option<String> = None;
@@ -129,16 +130,41 @@ async fn list(
 /// Hidden and Recently Deleted are walked alongside All Photos up to this size (a few pages).
 const WALK_AHEAD_MAX_ASSETS: u64 = 500;
 
+/// Whether the asset walks keep download URLs: only when the sink uses them.
+fn walk_urls(sink: &dyn PageSink) -> Urls {
+    if sink.wants_urls() {
+        Urls::Keep
+    } else {
+        Urls::Drop
+    }
+}
+
 /// A walk of `index` started now, with the session generation it started under.
 fn start_walk(
     conn: &Connection<'_>,
     library: &Library,
     index: &Index,
     counts: &[IndexCount],
+    urls: Urls,
+) -> (u64, IndexWalk) {
+    start_walk_with(conn, library, index, counts, urls, false)
+}
+
+/// [`start_walk`], asking only for membership when `membership_only` (album walks: only
+/// which assets an album holds is stored).
+fn start_walk_with(
+    conn: &Connection<'_>,
+    library: &Library,
+    index: &Index,
+    counts: &[IndexCount],
+    urls: Urls,
+    membership_only: bool,
 ) -> (u64, IndexWalk) {
     let generation = conn.session().generation();
     let options = WalkOptions {
         count: counts.iter().find(|c| c.index == *index).cloned(),
+        membership_only,
+        urls,
         ..WalkOptions::default()
     };
     let walk = conn.client().walk(library, index.clone(), options);
@@ -212,7 +238,7 @@ async fn walk_index(
     loop {
         let (seen, mut walk) = match started.take() {
             Some(s) => s,
-            None => start_walk(conn, dest.library, index, counts),
+            None => start_walk(conn, dest.library, index, counts, walk_urls(&*dest.sink)),
         };
         // A restart counts afresh: the batch's count may predate a long wait.
         counts = &[];
@@ -295,7 +321,14 @@ async fn list_albums(
         }
     };
     let start = |conn: &Connection<'_>, album_id: &str| {
-        start_walk(conn, library, &Index::Album(album_id.to_string()), &counts)
+        start_walk_with(
+            conn,
+            library,
+            &Index::Album(album_id.to_string()),
+            &counts,
+            Urls::Drop,
+            true,
+        )
     };
     // Walks started ahead, in album order; members are stored in that order.
     let mut ahead = std::collections::VecDeque::new();

@@ -78,6 +78,12 @@ impl Default for RefreshOptions {
 pub trait PageSink: Send {
     /// Called for every stored page (full listing) or batch of changed assets (incremental).
     fn assets(&mut self, library: &Library, assets: &[ListedAsset]);
+
+    /// False when the sink never reads download URLs: a full listing then leaves
+    /// [`ListedAsset::downloads`] empty (less to build and copy for every version).
+    fn wants_urls(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that drops everything (a plain `refresh`).
@@ -85,6 +91,10 @@ pub struct NoSink;
 
 impl PageSink for NoSink {
     fn assets(&mut self, _library: &Library, _assets: &[ListedAsset]) {}
+
+    fn wants_urls(&self) -> bool {
+        false
+    }
 }
 
 /// How a library was brought up to date.

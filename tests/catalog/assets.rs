@@ -295,3 +295,55 @@ fn sizes_beyond_sqlite_integers_are_refused_not_wrapped() {
         Err(CatalogError::OutOfRange { .. })
     ));
 }
+
+#[test]
+fn a_fingerprint_from_an_older_encoding_only_rewrites_the_row_once() {
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    let root = c.register_root(&s.path("mirror")).unwrap();
+    let asset = photo("OLD", 1);
+    full_refresh(&mut c, lib, std::slice::from_ref(&asset));
+    let stored = c.asset_by_id(lib, "OLD").unwrap().unwrap();
+    for &key in &stored.version_keys {
+        c.mark_downloaded(key, root, &format!("{key}.HEIC"), 10, &[7; 32])
+            .unwrap();
+    }
+    // A catalog written before the current fingerprint encoding holds another value for the
+    // same content.
+    let raw = rusqlite::Connection::open(s.db()).unwrap();
+    raw.execute(
+        "UPDATE assets SET content_hash = 12345 WHERE record_id = 'OLD'",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+
+    let counts = full_refresh_counts(&mut c, lib, &asset);
+    assert_eq!((counts.changed, counts.unchanged), (1, 0), "rewritten once");
+    let after = c.asset_by_id(lib, "OLD").unwrap().unwrap();
+    assert_eq!(after.asset, asset);
+    assert_eq!(after.version_keys, stored.version_keys);
+    for &key in &stored.version_keys {
+        let state = c.download_state(key, root).unwrap().unwrap();
+        assert!(
+            matches!(state, DownloadState::Downloaded { .. }),
+            "version {key} should still be downloaded: {state:?}"
+        );
+    }
+    let again = full_refresh_counts(&mut c, lib, &asset);
+    assert_eq!((again.changed, again.unchanged), (0, 1), "then unchanged");
+}
+
+/// One full run over `asset` alone; the page's counts.
+fn full_refresh_counts(
+    c: &mut icloudpd_rs::catalog::Catalog,
+    lib: icloudpd_rs::catalog::LibraryId,
+    asset: &icloudpd_rs::model::Asset,
+) -> PageCounts {
+    let run = c.begin_run(lib, RunKind::Full, Some(1)).unwrap();
+    let counts = c
+        .upsert_page(run, std::slice::from_ref(asset), &[])
+        .unwrap();
+    c.finish_full_enumeration(run, None).unwrap();
+    counts
+}
