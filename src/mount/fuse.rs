@@ -72,6 +72,8 @@ pub(crate) struct FuseFs {
     rt: tokio::runtime::Handle,
     ttls: Ttls,
     passthrough_wanted: bool,
+    /// Experiment: files not complete in the cache are opened with FOPEN_DIRECT_IO.
+    direct_io_cold: bool,
     counters: Arc<AdapterCounters>,
     modes: Mutex<HashMap<u64, InodeMode>>,
     backing_of_fh: Mutex<HashMap<u64, Arc<BackingId>>>,
@@ -92,6 +94,7 @@ impl FuseFs {
             rt,
             ttls,
             passthrough_wanted: passthrough,
+            direct_io_cold: std::env::var_os("ICLOUDPD_RS_EXPERIMENT_DIRECT_IO").is_some(),
             counters,
             modes: Mutex::new(HashMap::new()),
             backing_of_fh: Mutex::new(HashMap::new()),
@@ -239,6 +242,13 @@ impl Filesystem for FuseFs {
             }
         }
         let _ = config.set_max_background(MAX_BACKGROUND);
+        if self.direct_io_cold
+            && config
+                .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+                .is_err()
+        {
+            self.direct_io_cold = false;
+        }
         self.no_opendir = config
             .capabilities()
             .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
@@ -346,7 +356,10 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(errno(&e)),
         };
         // Content never changes under an inode: keep the page cache across opens.
-        let fopen = FopenFlags::FOPEN_KEEP_CACHE;
+        let mut fopen = FopenFlags::FOPEN_KEEP_CACHE;
+        if self.direct_io_cold && !opened.local {
+            fopen |= FopenFlags::FOPEN_DIRECT_IO;
+        }
         if let Some(backing) = self.choose_io_mode(ino.0, opened.fh, opened.local, &reply) {
             self.counters
                 .passthrough_opens
@@ -375,6 +388,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        tracing::trace!(offset, size, "read arrives");
         let mut fut = self.core.read(fh.0, offset, size);
         // Poll once here, inside the runtime's context (timers, spawns): cached and local reads
         // complete at once and are answered from this thread.
@@ -383,7 +397,8 @@ impl Filesystem for FuseFs {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(res) => {
                 self.counters.reads_inline.fetch_add(1, Ordering::Relaxed);
-                reply_read(reply, res, &self.counters)
+                reply_read(reply, res, &self.counters);
+                tracing::trace!(offset, "read answered inline");
             }
             Poll::Pending => {
                 self.counters.reads_async.fetch_add(1, Ordering::Relaxed);
