@@ -65,7 +65,10 @@ fn quiet(cmd: &mut Command) -> Duration {
 fn read_all(path: &Path) -> u64 {
     let mut f = std::fs::File::open(path).unwrap();
     let mut heap;
-    let buf = match std::env::var("BENCH_READ_BUF").ok().and_then(|v| v.parse::<usize>().ok()) {
+    let buf = match std::env::var("BENCH_READ_BUF")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         Some(len) => {
             heap = vec![0u8; len + 4096];
             let skip = heap.as_ptr().align_offset(4096);
