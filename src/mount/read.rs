@@ -37,7 +37,7 @@
 //! it, and at [`PrefetchConfig::bulk_window`] (16 MiB, what a cold file's reader leaving
 //! the head starts at): starting at 4 MiB cost a cold stream two more 20 ms round trips
 //! (4 → 16 → 48 MiB) with the reader waiting at each (~150 ms before the stream flowed, in a
-//! trace of the benchmark's 376 MiB read; ~60 ms this way).
+//! trace of the benchmark's 376 MiB read; ~75 ms this way).
 //!
 //! Read-ahead ends on a block boundary when it reaches past one (a window ending inside a
 //! block would cost a whole extra request for a few bytes); a head-only window ends on a
