@@ -32,6 +32,12 @@ pub struct MountOptions {
     pub negative_ttl: Duration,
     /// Use kernel passthrough for mirrored files when the kernel and privileges allow it.
     pub passthrough: bool,
+    /// Open files not yet complete in the block cache with `FOPEN_DIRECT_IO` (when the kernel
+    /// allows shared `mmap` of such files): each reply goes straight into the reader's buffer
+    /// instead of through the page cache, one copy fewer, and the daemon sees the reader's own
+    /// reads instead of the kernel's 1 MiB readahead (which left it idle about a third of a
+    /// cold read, see `fuse.rs`). Complete files keep the page cache (and passthrough).
+    pub direct_io_cold: bool,
     /// Kernel readahead of the mount in KiB (the kernel's default is 128), set when the
     /// daemon may (root): larger reads mean fewer round trips through the daemon.
     pub read_ahead_kb: Option<u32>,
@@ -58,6 +64,7 @@ impl MountOptions {
             entry_ttl: Duration::from_secs(24 * 3600),
             negative_ttl: Duration::from_secs(3600),
             passthrough: true,
+            direct_io_cold: true,
             read_ahead_kb: Some(READ_AHEAD_KB),
             core: CoreConfig::default(),
             runtime: None,

@@ -113,6 +113,7 @@ pub fn mount(
         rt_handle.clone(),
         ttls,
         opts.passthrough && passthrough_allowed(),
+        opts.direct_io_cold,
         counters.clone(),
     );
     let mut config = fuser::Config::default();

@@ -60,12 +60,28 @@ fn quiet(cmd: &mut Command) -> Duration {
     d
 }
 
+/// Read the whole file with a buffer of 1 MiB from the heap, or of `BENCH_READ_BUF` bytes
+/// page-aligned as `cat` and `cp` have theirs (128-256 KiB).
 fn read_all(path: &Path) -> u64 {
     let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
+    let mut heap;
+    let buf = match std::env::var("BENCH_READ_BUF")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(len) => {
+            heap = vec![0u8; len + 4096];
+            let skip = heap.as_ptr().align_offset(4096);
+            &mut heap[skip..skip + len]
+        }
+        None => {
+            heap = vec![0u8; MIB as usize];
+            &mut heap[..]
+        }
+    };
     let mut total = 0;
     loop {
-        let n = f.read(&mut buf).unwrap();
+        let n = f.read(buf).unwrap();
         if n == 0 {
             return total;
         }

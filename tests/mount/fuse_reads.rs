@@ -209,3 +209,60 @@ fn mirrored_files_are_served_from_disk() {
     assert_eq!(m.cdn.bytes(), fetched);
     assert_eq!(m.fetcher.stats().bytes, fetched);
 }
+
+#[test]
+fn cold_files_read_and_mmap_exactly() {
+    if !fuse_ready() {
+        return;
+    }
+    let files = vec![
+        TestFile {
+            path: "videos/a.MOV".into(),
+            id: 1,
+            size: 9 * MIB + 777,
+        },
+        TestFile {
+            path: "videos/b.MOV".into(),
+            id: 2,
+            size: 3 * MIB + 5,
+        },
+    ];
+    let m = Mounted::new(files, Duration::from_secs(20));
+    // A shared read-only mapping of a file never read (image viewers and players map files):
+    // a cold file must not refuse it.
+    let a = &m.files[0];
+    let f = std::fs::File::open(m.path(a)).unwrap();
+    let len = a.size as usize;
+    // SAFETY: a fresh read-only shared mapping of an open file, unmapped below, never
+    // aliased mutably.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+    // SAFETY: the mapping is `len` readable bytes.
+    let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, len) };
+    assert!(mapped == &content(a.id, a.size)[..], "mapped bytes");
+    // SAFETY: unmapping what was mapped above.
+    unsafe { libc::munmap(map, len) };
+
+    // Unaligned buffers and odd sizes, read on a cold file: exact bytes, exact lengths.
+    let b = &m.files[1];
+    let want = content(b.id, b.size);
+    let f = std::fs::File::open(m.path(b)).unwrap();
+    let mut heap = vec![0u8; MIB as usize + 3];
+    let mut off = 0usize;
+    while off < want.len() {
+        let n = f.read_at(&mut heap[3..], off as u64).unwrap();
+        assert_eq!(n, (want.len() - off).min(MIB as usize), "at {off}");
+        assert!(heap[3..3 + n] == want[off..off + n], "at {off}");
+        off += n;
+    }
+    assert_eq!(f.read_at(&mut heap, b.size).unwrap(), 0, "end of file");
+}

@@ -392,12 +392,13 @@ impl BlockFetcher {
                 if flights.contains_key(&(key.clone(), block)) {
                     continue;
                 }
-                if self
-                    .cache
-                    .cached_len(key, block)
-                    .is_some_and(|l| l as u64 >= want(block))
-                {
-                    continue;
+                match self.cache.cached_len(key, block) {
+                    Some(l) if l as u64 >= want(block) => continue,
+                    // A head is cached (a peek, or a reader that fetched only what it needed):
+                    // fetch only the rest. Without the page cache in front (direct I/O), every
+                    // reader's small reads reach us and leave such heads behind.
+                    Some(l) if l > 0 => prefix = self.cache.get(key, block).unwrap_or_default(),
+                    _ => {}
                 }
             }
             let end = block * BLOCK_SIZE + want(block);
