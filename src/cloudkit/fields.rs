@@ -82,8 +82,9 @@ pub enum FieldValue<S = String> {
     Int(i64),
     Float(f64),
     Str(S),
-    /// An `ASSETID` resource dictionary.
-    Resource(Box<Resource<S>>),
+    /// An `ASSETID` resource dictionary (inline: with borrowed strings it is small, and a
+    /// listing has several per record).
+    Resource(Resource<S>),
     /// A `REFERENCE`: the target recordName.
     Reference(S),
     /// Anything else (lists, other objects): present, content not kept.
@@ -254,11 +255,11 @@ impl<S: RecordText> FieldValue<S> {
             FieldValue::Int(i) => FieldValue::Int(i),
             FieldValue::Float(f) => FieldValue::Float(f),
             FieldValue::Str(s) => FieldValue::Str(s.into_string()),
-            FieldValue::Resource(r) => FieldValue::Resource(Box::new(Resource {
+            FieldValue::Resource(r) => FieldValue::Resource(Resource {
                 size: r.size,
                 download_url: r.download_url.map(RecordText::into_string),
                 file_checksum: r.file_checksum.map(RecordText::into_string),
-            })),
+            }),
             FieldValue::Reference(s) => FieldValue::Reference(s.into_string()),
             FieldValue::Other => FieldValue::Other,
         }
@@ -618,7 +619,7 @@ impl<'de, S: TextFrom<'de>> Visitor<'de> for ValueVisitor<S> {
         }
         Ok(match (reference, is_resource) {
             (Some(r), false) => FieldValue::Reference(r),
-            (_, true) => FieldValue::Resource(Box::new(res)),
+            (_, true) => FieldValue::Resource(res),
             (None, false) => FieldValue::Other,
         })
     }
