@@ -406,6 +406,35 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_records_read_the_same_as_owned_ones() {
+        use std::borrow::Cow;
+        // One string with an escape (decoded into an owned copy), the rest borrowed.
+        let text = r#"{"recordName": "A\u0031", "recordType": "CPLMaster", "recordChangeTag": "t",
+            "zoneID": {"zoneName": "PrimarySync"}, "fields": {
+            "itemType": {"value": "public.jpeg", "type": "STRING"},
+            "masterRef": {"value": {"recordName": "M"}, "type": "REFERENCE"},
+            "resOriginalRes": {"value": {"size": 5, "fileChecksum": "AQ", "downloadURL": "https:\/\/x\/${f}"}}}}"#;
+        let borrowed: Record<Cow<str>> = serde_json::from_str(text).expect("borrowed");
+        let owned: Record = serde_json::from_str(text).expect("owned");
+        assert!(matches!(
+            borrowed.record_type,
+            Some(Cow::Borrowed("CPLMaster"))
+        ));
+        assert!(matches!(borrowed.record_name, Some(Cow::Owned(_))));
+        assert_eq!(borrowed.name(), "A1");
+        assert_eq!(borrowed.string("itemType"), Some("public.jpeg"));
+        assert_eq!(borrowed.reference("masterRef"), Some("M"));
+        let res = borrowed.resource("resOriginalRes").expect("resource");
+        assert_eq!(res.download_url.as_deref(), Some("https://x/${f}"));
+        let copied = borrowed.into_owned();
+        assert_eq!(copied.fields, owned.fields);
+        assert_eq!(
+            (copied.record_name, copied.change_tag, copied.zone_name),
+            (owned.record_name, owned.change_tag, owned.zone_name)
+        );
+    }
+
+    #[test]
     fn odd_envelopes_do_not_fail() {
         let r: Record = serde_json::from_value(json!({
             "recordName": 5, "recordType": null, "fields": [], "deleted": 1, "zoneID": "x"
