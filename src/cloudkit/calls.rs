@@ -1,6 +1,7 @@
 //! The single-request calls: zones, indexing state, counts, one listing page, delete (move to
 //! Recently Deleted) and record lookup (fresh download URLs).
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer};
@@ -8,8 +9,9 @@ use serde_json::Value;
 
 use crate::model::Library;
 
-use super::client::{Answer, CallInfo, CloudKitClient};
+use super::client::{CallInfo, CloudKitClient, TopError};
 use super::error::CloudKitError;
+use super::fields::TextFrom;
 use super::pairing::{CarryOver, pair_page};
 use super::parse::{ListedAsset, Skipped, Urls};
 use super::records::{Record, ServerError, ZoneIdRecord, lenient_string};
@@ -20,11 +22,12 @@ const LOOKUP_CHUNK: usize = 200;
 /// Count ids per `internal/records/query/batch` request.
 const COUNT_CHUNK: usize = 100;
 
-/// A `records/query`-shaped answer.
+/// A `records/query`-shaped answer; its records borrow their strings when `S` does.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct RecordsAnswer {
+#[serde(bound(deserialize = "S: TextFrom<'de>"))]
+pub(crate) struct RecordsAnswer<S = String> {
     #[serde(default, deserialize_with = "null_as_empty")]
-    pub records: Vec<Record>,
+    pub records: Vec<Record<S>>,
     #[serde(rename = "syncToken", default, deserialize_with = "lenient_string")]
     pub sync_token: Option<String>,
     #[serde(
@@ -37,7 +40,7 @@ pub(crate) struct RecordsAnswer {
     error: ServerError,
 }
 
-impl Answer for RecordsAnswer {
+impl<S> TopError for RecordsAnswer<S> {
     fn top_error(&self) -> Option<(String, String)> {
         self.error.code_and_reason()
     }
@@ -59,7 +62,7 @@ struct ZonesAnswer {
     error: ServerError,
 }
 
-impl Answer for ZonesAnswer {
+impl TopError for ZonesAnswer {
     fn top_error(&self) -> Option<(String, String)> {
         self.error.code_and_reason()
     }
@@ -81,7 +84,7 @@ struct CountAnswer {
     error: ServerError,
 }
 
-impl Answer for CountAnswer {
+impl TopError for CountAnswer {
     fn top_error(&self) -> Option<(String, String)> {
         self.error.code_and_reason()
     }
@@ -122,6 +125,21 @@ pub struct Page {
     pub skipped: Vec<Skipped>,
     /// The zone's change-feed position when the page was served.
     pub sync_token: Option<String>,
+}
+
+/// A listing page's answer, paired while it is parsed unless it is an error.
+enum PageAnswer {
+    Failed(String, String),
+    Paired(Page),
+}
+
+impl TopError for PageAnswer {
+    fn top_error(&self) -> Option<(String, String)> {
+        match self {
+            PageAnswer::Failed(code, reason) => Some((code.clone(), reason.clone())),
+            PageAnswer::Paired(_) => None,
+        }
+    }
 }
 
 impl Page {
@@ -298,18 +316,33 @@ impl CloudKitClient {
         let db = database_of(&name, library)?;
         let info = CallInfo::new(name, Some(&library.zone));
         let body = bodies.body(start_rank);
-        let answer: RecordsAnswer = self
-            .post_serialised(&info, db, "records/query", &body)
-            .await?;
-        let records = answer.records.len();
-        let paired = pair_page(answer.records, &library.zone, carry, urls);
-        Ok(Page {
-            start_rank,
-            records,
-            assets: paired.assets,
-            skipped: paired.skipped,
-            sync_token: answer.sync_token,
-        })
+        // Parsed with strings borrowed from the answer: only what the page keeps is copied.
+        // An error answer is not paired (the carry-over must see each page once).
+        let decode = |text: &str| -> serde_json::Result<PageAnswer> {
+            let answer: RecordsAnswer<Cow<str>> = serde_json::from_str(text)?;
+            if let Some((code, reason)) = answer.top_error() {
+                return Ok(PageAnswer::Failed(code, reason));
+            }
+            let records = answer.records.len();
+            let paired = pair_page(answer.records, &library.zone, carry, urls);
+            Ok(PageAnswer::Paired(Page {
+                start_rank,
+                records,
+                assets: paired.assets,
+                skipped: paired.skipped,
+                sync_token: answer.sync_token,
+            }))
+        };
+        match self
+            .post_decoded(&info, db, "records/query", &body, &decode)
+            .await?
+        {
+            PageAnswer::Paired(page) => Ok(page),
+            PageAnswer::Failed(code, reason) => Err(CloudKitError::Protocol {
+                call: info.name.clone(),
+                detail: format!("error answer {code}: {reason}"),
+            }),
+        }
     }
 
     /// One listing page on its own (no carry-over: unpaired records are reported as skipped).

@@ -13,7 +13,7 @@ use crate::model::{Album, Library};
 
 use super::albums::{AlbumRecord, parse_album};
 use super::calls::{database_of, null_as_empty};
-use super::client::{Answer, CallInfo, CloudKitClient};
+use super::client::{CallInfo, CloudKitClient, TopError};
 use super::error::{CloudKitError, is_transient_code, is_web_access_refusal};
 use super::parse::{ListedAsset, Skipped, build_asset, server_error_skip, skip_entry};
 use super::records::{Record, ServerError, ZoneIdRecord, as_int, lenient_string};
@@ -126,7 +126,7 @@ struct DatabaseAnswer {
     error: ServerError,
 }
 
-impl Answer for DatabaseAnswer {
+impl TopError for DatabaseAnswer {
     fn top_error(&self) -> Option<(String, String)> {
         self.error.code_and_reason()
     }
@@ -162,7 +162,7 @@ struct ZoneEntry {
     error: ServerError,
 }
 
-impl Answer for ZoneAnswer {
+impl TopError for ZoneAnswer {
     fn top_error(&self) -> Option<(String, String)> {
         if let Some(top) = self.error.code_and_reason() {
             return Some(top);

@@ -102,13 +102,18 @@ enum Attempt<T> {
     Retry { why: String, wait: Option<Duration> },
 }
 
-/// An answer type that may carry a top-level CloudKit error instead of its payload.
-pub(crate) trait Answer: DeserializeOwned {
+/// An answer that may carry a top-level CloudKit error instead of its payload.
+pub(crate) trait TopError {
     /// `(code, reason)` when the answer is an error.
     fn top_error(&self) -> Option<(String, String)>;
 }
 
-impl Answer for Value {
+/// An answer type parsed on its own (owned strings).
+pub(crate) trait Answer: DeserializeOwned + TopError {}
+
+impl<T: DeserializeOwned + TopError> Answer for T {}
+
+impl TopError for Value {
     fn top_error(&self) -> Option<(String, String)> {
         let code = self
             .get("serverErrorCode")
@@ -229,11 +234,27 @@ impl CloudKitClient {
         path: &str,
         payload: &[u8],
     ) -> Result<T, CloudKitError> {
+        self.post_decoded(info, db, path, payload, &|text| serde_json::from_str(text))
+            .await
+    }
+
+    /// [`Self::post_serialised`] with the answer's text handed to `decode`, which may borrow
+    /// from it (a listing page is parsed without copying its strings). `decode` runs once per
+    /// attempt that gets an answer; an answer with a top-level error is retried or failed as
+    /// usual, so `decode` must not act on a page before checking its error.
+    pub(crate) async fn post_decoded<T: TopError>(
+        &self,
+        info: &CallInfo,
+        db: Database,
+        path: &str,
+        payload: &[u8],
+        decode: &(dyn Fn(&str) -> serde_json::Result<T> + Sync),
+    ) -> Result<T, CloudKitError> {
         let url = self.url(db, path, info.with_query);
         let policy = &self.inner.retry;
         let mut attempt = 1u32;
         loop {
-            match self.attempt::<T>(info, &url, payload).await {
+            match self.attempt::<T>(info, &url, payload, decode).await {
                 Attempt::Done(result) => {
                     if result.is_ok() {
                         self.inner.answered.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +278,13 @@ impl CloudKitClient {
         }
     }
 
-    async fn attempt<T: Answer>(&self, info: &CallInfo, url: &str, payload: &[u8]) -> Attempt<T> {
+    async fn attempt<T: TopError>(
+        &self,
+        info: &CallInfo,
+        url: &str,
+        payload: &[u8],
+        decode: &(dyn Fn(&str) -> serde_json::Result<T> + Sync),
+    ) -> Attempt<T> {
         let sent = self
             .inner
             .http
@@ -296,7 +323,7 @@ impl CloudKitClient {
             }
         };
         if status.is_success() {
-            return match decode_answer::<T>(&bytes) {
+            return match decode_answer(&bytes, decode) {
                 Ok(answer) => match answer.top_error() {
                     None => Attempt::Done(Ok(answer)),
                     Some((code, reason)) => {
@@ -323,11 +350,17 @@ impl CloudKitClient {
 
 /// A JSON answer. The body is checked as UTF-8 once, then parsed as text: parsing bytes
 /// checks every string on its own, which cost ~2% of a large listing's CPU.
-fn decode_answer<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+fn decode_answer<T>(
+    bytes: &[u8],
+    decode: &(dyn Fn(&str) -> serde_json::Result<T> + Sync),
+) -> serde_json::Result<T> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
+        Ok(text) => decode(text),
         // Let the byte parser say where the text is broken.
-        Err(_) => serde_json::from_slice(bytes),
+        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(e) => Err(e),
+            Ok(_) => Err(serde::de::Error::custom("answer is not valid UTF-8")),
+        },
     }
 }
 

@@ -5,9 +5,12 @@
 //! path of an enumeration: unknown fields are skipped without allocating, resource dictionaries
 //! keep only size, URL and checksum, and field names are interned as `&'static str`.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -15,34 +18,91 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::requests::{ASSET_FIELDS, RENDITION_PREFIXES};
 
+/// The strings of a record: owned (`String`, the default) for records kept beyond their
+/// answer, or borrowed from the answer's text (`Cow<str>`) while a listing page is parsed,
+/// which saves a copy of every string of every record (a page is ~7 KB of JSON per asset).
+pub trait RecordText:
+    Deref<Target = str> + Borrow<str> + Clone + PartialEq + Eq + Hash + fmt::Debug + Default
+{
+    /// The text as an owned `String` (no copy when it already is one).
+    fn into_string(self) -> String;
+}
+
+impl RecordText for String {
+    fn into_string(self) -> String {
+        self
+    }
+}
+
+impl RecordText for Cow<'_, str> {
+    fn into_string(self) -> String {
+        self.into_owned()
+    }
+}
+
+/// A [`RecordText`] read from a JSON string: borrowed when the deserializer lends it.
+pub trait TextFrom<'de>: RecordText {
+    /// From a string that lives as long as the input.
+    fn borrowed(s: &'de str) -> Self;
+    /// From a transient string (one with escapes, decoded into a scratch buffer).
+    fn copied(s: &str) -> Self;
+    /// From a string the deserializer already owns.
+    fn owned(s: String) -> Self;
+}
+
+impl<'de> TextFrom<'de> for String {
+    fn borrowed(s: &'de str) -> Self {
+        s.to_string()
+    }
+    fn copied(s: &str) -> Self {
+        s.to_string()
+    }
+    fn owned(s: String) -> Self {
+        s
+    }
+}
+
+impl<'de: 'a, 'a> TextFrom<'de> for Cow<'a, str> {
+    fn borrowed(s: &'de str) -> Self {
+        Cow::Borrowed(s)
+    }
+    fn copied(s: &str) -> Self {
+        Cow::Owned(s.to_string())
+    }
+    fn owned(s: String) -> Self {
+        Cow::Owned(s)
+    }
+}
+
 /// A field value, typed by its JSON shape.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FieldValue {
+pub enum FieldValue<S = String> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    /// An `ASSETID` resource dictionary.
-    Resource(Box<Resource>),
+    Str(S),
+    /// An `ASSETID` resource dictionary (inline: with borrowed strings it is small, and a
+    /// listing has several per record).
+    Resource(Resource<S>),
     /// A `REFERENCE`: the target recordName.
-    Reference(String),
+    Reference(S),
     /// Anything else (lists, other objects): present, content not kept.
     Other,
 }
 
 /// The parts of a resource dictionary (`res<V>Res`) a download needs.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resource {
+pub struct Resource<S = String> {
     pub size: Option<i64>,
-    pub download_url: Option<String>,
-    pub file_checksum: Option<String>,
+    pub download_url: Option<S>,
+    pub file_checksum: Option<S>,
 }
 
 /// One field: its value and declared `type`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Field {
-    pub value: FieldValue,
+pub struct Field<S = String> {
+    pub value: FieldValue<S>,
     pub declared_type: Option<FieldType>,
 }
 
@@ -140,12 +200,38 @@ impl<'de> Deserialize<'de> for TypeName {
 }
 
 /// The kept fields of a record, in arrival order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(pub(crate) Vec<(&'static str, Field)>);
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields<S = String>(pub(crate) Vec<(&'static str, Field<S>)>);
 
-impl Fields {
+impl<S> Default for Fields<S> {
+    fn default() -> Self {
+        Fields(Vec::new())
+    }
+}
+
+impl<S: RecordText> Fields<S> {
+    /// The same fields with owned strings.
+    pub fn into_owned(self) -> Fields {
+        Fields(
+            self.0
+                .into_iter()
+                .map(|(k, f)| {
+                    (
+                        k,
+                        Field {
+                            value: f.value.into_owned(),
+                            declared_type: f.declared_type,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+impl<S> Fields<S> {
     /// The field of that name, if kept.
-    pub fn get(&self, name: &str) -> Option<&Field> {
+    pub fn get(&self, name: &str) -> Option<&Field<S>> {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, f)| f)
     }
 
@@ -160,7 +246,25 @@ impl Fields {
     }
 }
 
-impl FieldValue {
+impl<S: RecordText> FieldValue<S> {
+    /// The same value with owned strings.
+    pub fn into_owned(self) -> FieldValue {
+        match self {
+            FieldValue::Null => FieldValue::Null,
+            FieldValue::Bool(b) => FieldValue::Bool(b),
+            FieldValue::Int(i) => FieldValue::Int(i),
+            FieldValue::Float(f) => FieldValue::Float(f),
+            FieldValue::Str(s) => FieldValue::Str(s.into_string()),
+            FieldValue::Resource(r) => FieldValue::Resource(Resource {
+                size: r.size,
+                download_url: r.download_url.map(RecordText::into_string),
+                file_checksum: r.file_checksum.map(RecordText::into_string),
+            }),
+            FieldValue::Reference(s) => FieldValue::Reference(s.into_string()),
+            FieldValue::Other => FieldValue::Other,
+        }
+    }
+
     /// Integer reading of a scalar: floats truncate, booleans are 0/1, digit strings parse.
     pub fn as_int(&self) -> Option<i64> {
         match self {
@@ -250,26 +354,26 @@ impl Hasher for Fnv1a {
     }
 }
 
-impl<'de> Deserialize<'de> for Fields {
+impl<'de, S: TextFrom<'de>> Deserialize<'de> for Fields<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldsVisitor)
+        d.deserialize_any(FieldsVisitor(PhantomData))
     }
 }
 
-struct FieldsVisitor;
+struct FieldsVisitor<S>(PhantomData<S>);
 
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
+impl<'de, S: TextFrom<'de>> Visitor<'de> for FieldsVisitor<S> {
+    type Value = Fields<S>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a fields object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<S>, A::Error> {
         let mut out = Vec::with_capacity(32);
         while let Some(key) = map.next_key::<KnownKey>()? {
             match key.0 {
-                Some(name) => out.push((name, map.next_value::<Field>()?)),
+                Some(name) => out.push((name, map.next_value::<Field<S>>()?)),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -279,29 +383,29 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     // `fields` that is not an object (null, a list, ...) holds nothing.
-    fn visit_unit<E: de::Error>(self) -> Result<Fields, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_none<E: de::Error>(self) -> Result<Fields, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields<S>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Fields::default())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Fields, E> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Fields, E> {
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Fields, E> {
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Fields, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Fields, E> {
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Fields<S>, E> {
         Ok(Fields::default())
     }
 }
@@ -325,30 +429,30 @@ impl<'de> Deserialize<'de> for KnownKey {
     }
 }
 
-impl<'de> Deserialize<'de> for Field {
+impl<'de, S: TextFrom<'de>> Deserialize<'de> for Field<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor)
+        d.deserialize_any(FieldVisitor(PhantomData))
     }
 }
 
-struct FieldVisitor;
+struct FieldVisitor<S>(PhantomData<S>);
 
 /// A bare (unwrapped) value is accepted as its own field value.
-fn bare(value: FieldValue) -> Field {
+fn bare<S>(value: FieldValue<S>) -> Field<S> {
     Field {
         value,
         declared_type: None,
     }
 }
 
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field;
+impl<'de, S: TextFrom<'de>> Visitor<'de> for FieldVisitor<S> {
+    type Value = Field<S>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a field wrapper {\"value\": .., \"type\": ..}")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<S>, A::Error> {
         let mut value = FieldValue::Null;
         let mut declared_type = None;
         while let Some(key) = map.next_key::<WrapperKey>()? {
@@ -366,31 +470,34 @@ impl<'de> Visitor<'de> for FieldVisitor {
         })
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<S>, E> {
         Ok(bare(FieldValue::Bool(v)))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<S>, E> {
         Ok(bare(FieldValue::Int(v)))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<S>, E> {
         Ok(bare(u64_value(v)))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<S>, E> {
         Ok(bare(FieldValue::Float(v)))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
-        Ok(bare(FieldValue::Str(v.to_string())))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<S>, E> {
+        Ok(bare(FieldValue::Str(S::borrowed(v))))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Field, E> {
-        Ok(bare(FieldValue::Str(v)))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<S>, E> {
+        Ok(bare(FieldValue::Str(S::copied(v))))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Field, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field<S>, E> {
+        Ok(bare(FieldValue::Str(S::owned(v))))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Field<S>, E> {
         Ok(bare(FieldValue::Null))
     }
-    fn visit_none<E: de::Error>(self) -> Result<Field, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Field<S>, E> {
         Ok(bare(FieldValue::Null))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<S>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(bare(FieldValue::Other))
     }
@@ -422,83 +529,86 @@ impl<'de> Deserialize<'de> for WrapperKey {
     }
 }
 
-fn u64_value(v: u64) -> FieldValue {
+fn u64_value<S>(v: u64) -> FieldValue<S> {
     match i64::try_from(v) {
         Ok(i) => FieldValue::Int(i),
         Err(_) => FieldValue::Float(v as f64),
     }
 }
 
-impl<'de> Deserialize<'de> for FieldValue {
+impl<'de, S: TextFrom<'de>> Deserialize<'de> for FieldValue<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        d.deserialize_any(ValueVisitor(PhantomData))
     }
 }
 
-struct ValueVisitor;
+struct ValueVisitor<S>(PhantomData<S>);
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = FieldValue;
+impl<'de, S: TextFrom<'de>> Visitor<'de> for ValueVisitor<S> {
+    type Value = FieldValue<S>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a field value")
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<FieldValue, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<FieldValue<S>, E> {
         Ok(FieldValue::Bool(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue<S>, E> {
         Ok(FieldValue::Int(v))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue<S>, E> {
         Ok(u64_value(v))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue<S>, E> {
         Ok(FieldValue::Float(v))
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue, E> {
-        Ok(FieldValue::Str(v.to_string()))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<FieldValue<S>, E> {
+        Ok(FieldValue::Str(S::borrowed(v)))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<FieldValue, E> {
-        Ok(FieldValue::Str(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue<S>, E> {
+        Ok(FieldValue::Str(S::copied(v)))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<FieldValue, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<FieldValue<S>, E> {
+        Ok(FieldValue::Str(S::owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<FieldValue<S>, E> {
         Ok(FieldValue::Null)
     }
-    fn visit_none<E: de::Error>(self) -> Result<FieldValue, E> {
+    fn visit_none<E: de::Error>(self) -> Result<FieldValue<S>, E> {
         Ok(FieldValue::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldValue<S>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(FieldValue::Other)
     }
 
     /// An object is a reference (it has `recordName`), a resource (it has any of `size`,
     /// `downloadURL`, `fileChecksum`), or something the client does not read.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldValue<S>, A::Error> {
         let mut reference = None;
-        let mut res = Resource::default();
+        let mut res = Resource::<S>::default();
         let mut is_resource = false;
         while let Some(key) = map.next_key::<ObjectKey>()? {
             match key {
                 ObjectKey::RecordName => {
-                    if let FieldValue::Str(s) = map.next_value()? {
+                    if let FieldValue::Str(s) = map.next_value::<FieldValue<S>>()? {
                         reference = Some(s);
                     }
                 }
                 ObjectKey::Size => {
                     is_resource = true;
-                    res.size = map.next_value::<FieldValue>()?.as_int();
+                    res.size = map.next_value::<FieldValue<S>>()?.as_int();
                 }
                 ObjectKey::DownloadUrl => {
                     is_resource = true;
-                    if let FieldValue::Str(s) = map.next_value()? {
+                    if let FieldValue::Str(s) = map.next_value::<FieldValue<S>>()? {
                         res.download_url = Some(s);
                     }
                 }
                 ObjectKey::FileChecksum => {
                     is_resource = true;
-                    if let FieldValue::Str(s) = map.next_value()? {
+                    if let FieldValue::Str(s) = map.next_value::<FieldValue<S>>()? {
                         res.file_checksum = Some(s);
                     }
                 }
@@ -509,7 +619,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         }
         Ok(match (reference, is_resource) {
             (Some(r), false) => FieldValue::Reference(r),
-            (_, true) => FieldValue::Resource(Box::new(res)),
+            (_, true) => FieldValue::Resource(res),
             (None, false) => FieldValue::Other,
         })
     }
@@ -546,11 +656,11 @@ impl<'de> Deserialize<'de> for ObjectKey {
 }
 
 /// A string, or `None` for any other JSON value (which is consumed).
-pub(crate) struct LenientString(pub Option<String>);
+pub(crate) struct LenientString<S = String>(pub Option<S>);
 
-impl<'de> Deserialize<'de> for LenientString {
+impl<'de, S: TextFrom<'de>> Deserialize<'de> for LenientString<S> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(LenientString(match FieldValue::deserialize(d)? {
+        Ok(LenientString(match FieldValue::<S>::deserialize(d)? {
             FieldValue::Str(s) => Some(s),
             _ => None,
         }))

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::fields::RecordText;
 use super::parse::{ListedAsset, Skipped, Urls, build_asset_with, server_error_skip, skip_entry};
 use super::records::Record;
 
@@ -57,17 +58,18 @@ pub fn parse_records(records: Vec<Record>, zone: &str) -> ParsedRecords {
 }
 
 /// Pair the records of one page. Unpaired records go to `carry` (shared by the walk) when given,
-/// else they are reported as skipped at once.
-pub(crate) fn pair_page(
-    records: Vec<Record>,
+/// else they are reported as skipped at once. Records may borrow from the answer (`S`); the
+/// ones carried over are copied into owned records.
+pub(crate) fn pair_page<S: RecordText>(
+    records: Vec<Record<S>>,
     zone: &str,
     carry: Option<&Mutex<CarryOver>>,
     urls: Urls,
 ) -> ParsedRecords {
     let mut page = ParsedRecords::default();
-    let mut masters: HashMap<String, (Record, bool)> = HashMap::new();
-    let mut master_order: Vec<String> = Vec::new();
-    let mut assets: Vec<Record> = Vec::new();
+    let mut masters: HashMap<S, (Record<S>, bool)> = HashMap::new();
+    let mut master_order: Vec<S> = Vec::new();
+    let mut assets: Vec<Record<S>> = Vec::new();
     for r in records {
         if let Some(skipped) = server_error_skip(&r) {
             page.skipped.push(skipped);
@@ -80,7 +82,7 @@ pub(crate) fn pair_page(
         }
         match r.record_type.as_deref() {
             Some("CPLMaster") if r.record_name.is_some() => {
-                let name = r.name().to_string();
+                let name = r.record_name.clone().unwrap_or_default();
                 if masters.insert(name.clone(), (r, false)).is_none() {
                     master_order.push(name);
                 }
@@ -119,7 +121,7 @@ pub(crate) fn pair_page(
             None => waiting_assets.push(a),
         }
     }
-    let waiting_masters: Vec<Record> = master_order
+    let waiting_masters: Vec<Record<S>> = master_order
         .into_iter()
         .filter_map(|name| masters.remove(&name))
         .filter(|(_, used)| !used)
@@ -147,6 +149,7 @@ pub(crate) fn pair_page(
     };
     let mut carry = carry.lock().unwrap_or_else(|e| e.into_inner());
     for a in waiting_assets {
+        let a = a.into_owned();
         let master_name = a.reference("masterRef").unwrap_or_default().to_string();
         match carry.masters.get_mut(&master_name) {
             Some((m, used)) => {
@@ -158,6 +161,7 @@ pub(crate) fn pair_page(
         }
     }
     for m in waiting_masters {
+        let m = m.into_owned();
         let name = m.name().to_string();
         let used = match carry.assets.remove(&name) {
             Some(waiting) => {

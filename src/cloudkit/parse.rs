@@ -6,6 +6,7 @@
 
 use crate::model::{Asset, ItemKind, ListedVersion, Location, Version, VersionKind};
 
+use super::fields::RecordText;
 use super::plist::{self, Plist};
 use super::records::Record;
 
@@ -41,8 +42,8 @@ pub(crate) fn skip_entry(record_name: &str, reason: impl Into<String>) -> Skippe
 }
 
 /// The skip entry of a record the server answered with an error in its place, if it is one.
-pub(crate) fn server_error_skip(r: &Record) -> Option<Skipped> {
-    let code = r.server_error_code.as_ref()?;
+pub(crate) fn server_error_skip<S: RecordText>(r: &Record<S>) -> Option<Skipped> {
+    let code: &str = r.server_error_code.as_deref()?;
     let reason = format!("server error {code}: {}", r.reason.as_deref().unwrap_or(""));
     Some(skip_entry(r.name(), reason))
 }
@@ -130,9 +131,9 @@ pub enum Urls {
 
 /// [`build_asset`]; with [`Urls::Drop`] the asset's `downloads` stay empty (a version without
 /// a usable URL is still reported and left out, exactly as with [`Urls::Keep`]).
-pub(crate) fn build_asset_with(
-    master: &Record,
-    asset: &Record,
+pub(crate) fn build_asset_with<S: RecordText>(
+    master: &Record<S>,
+    asset: &Record<S>,
     zone: &str,
     skipped: &mut Vec<Skipped>,
     urls: Urls,
@@ -173,12 +174,13 @@ pub(crate) fn build_asset_with(
     let asset_model = Asset {
         id: id.clone(),
         asset_record: asset.name().to_string(),
-        asset_change_tag: asset.change_tag.clone(),
+        asset_change_tag: asset.change_tag.as_deref().map(str::to_string),
         zone: asset
             .zone_name
-            .clone()
-            .or_else(|| master.zone_name.clone())
-            .unwrap_or_else(|| zone.to_string()),
+            .as_deref()
+            .or(master.zone_name.as_deref())
+            .unwrap_or(zone)
+            .to_string(),
         filename,
         filename_problem,
         item_type,
@@ -216,7 +218,7 @@ pub(crate) fn build_asset_with(
 }
 
 /// `filenameEnc` decoded, or why there is no usable name.
-fn decode_filename(master: &Record) -> (Option<String>, Option<String>) {
+fn decode_filename<S: RecordText>(master: &Record<S>) -> (Option<String>, Option<String>) {
     if !master.has("filenameEnc") {
         return (None, Some("no filenameEnc on the CPLMaster".into()));
     }
@@ -238,9 +240,9 @@ fn decode_filename(master: &Record) -> (Option<String>, Option<String>) {
 /// One version from the asset's rendition if it has one, else the master's, with its
 /// download URL. `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot
 /// be used.
-fn rendition<'r>(
-    master: &'r Record,
-    asset: &'r Record,
+fn rendition<'r, S: RecordText>(
+    master: &'r Record<S>,
+    asset: &'r Record<S>,
     kind: VersionKind,
     prefix: &str,
 ) -> Result<Option<(Version, &'r str)>, String> {
@@ -297,7 +299,7 @@ fn rendition<'r>(
     )))
 }
 
-fn keywords(asset: &Record, id: &str) -> Vec<String> {
+fn keywords<S: RecordText>(asset: &Record<S>, id: &str) -> Vec<String> {
     let bytes = match asset.bytes("keywordsEnc") {
         Ok(Some(b)) => b,
         Ok(None) => return Vec::new(),
@@ -322,7 +324,7 @@ fn keywords(asset: &Record, id: &str) -> Vec<String> {
     }
 }
 
-fn location(asset: &Record, id: &str) -> Option<Location> {
+fn location<S: RecordText>(asset: &Record<S>, id: &str) -> Option<Location> {
     let from_plist = match asset.bytes("locationEnc") {
         Ok(Some(b)) => match plist::parse(&b) {
             Ok(Plist::Dict(d)) => {

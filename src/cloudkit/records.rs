@@ -6,42 +6,44 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::fields::{Field, FieldValue, Fields, LenientString, Resource};
+use super::fields::{Field, FieldValue, Fields, LenientString, RecordText, Resource, TextFrom};
 
 /// Standard base64, padding optional (CloudKit pads; lenient about peers that do not).
 pub(crate) const BASE64: base64::engine::GeneralPurpose =
     base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 
 /// One record of any type as CloudKit returns it. Only what the client reads is kept: the
-/// envelope below and the fields it knows (see [`super::fields`]).
+/// envelope below and the fields it knows (see [`super::fields`]). Strings are owned by
+/// default; a listing page's records borrow them from the answer (`Record<Cow<str>>`).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Record {
+#[serde(bound(deserialize = "S: TextFrom<'de>"))]
+pub struct Record<S = String> {
     #[serde(rename = "recordName", default, deserialize_with = "lenient_string")]
-    pub record_name: Option<String>,
+    pub record_name: Option<S>,
     #[serde(rename = "recordType", default, deserialize_with = "lenient_string")]
-    pub record_type: Option<String>,
+    pub record_type: Option<S>,
     #[serde(default)]
-    pub fields: Fields,
+    pub fields: Fields<S>,
     #[serde(
         rename = "recordChangeTag",
         default,
         deserialize_with = "lenient_string"
     )]
-    pub change_tag: Option<String>,
+    pub change_tag: Option<S>,
     /// Hard-deleted (purged); seen in change feeds.
     #[serde(default, deserialize_with = "lenient_bool")]
     pub deleted: bool,
     #[serde(rename = "zoneID", default, deserialize_with = "lenient_zone_name")]
-    pub zone_name: Option<String>,
+    pub zone_name: Option<S>,
     /// A per-record error (the other records of the answer are valid).
     #[serde(
         rename = "serverErrorCode",
         default,
         deserialize_with = "lenient_string"
     )]
-    pub server_error_code: Option<String>,
+    pub server_error_code: Option<S>,
     #[serde(default, deserialize_with = "lenient_string")]
-    pub reason: Option<String>,
+    pub reason: Option<S>,
 }
 
 /// Why a text field could not be decoded.
@@ -62,7 +64,21 @@ impl std::fmt::Display for TextProblem {
     }
 }
 
-impl Record {
+impl<S: RecordText> Record<S> {
+    /// The same record with owned strings (to keep it beyond its answer).
+    pub fn into_owned(self) -> Record {
+        Record {
+            record_name: self.record_name.map(RecordText::into_string),
+            record_type: self.record_type.map(RecordText::into_string),
+            fields: self.fields.into_owned(),
+            change_tag: self.change_tag.map(RecordText::into_string),
+            deleted: self.deleted,
+            zone_name: self.zone_name.map(RecordText::into_string),
+            server_error_code: self.server_error_code.map(RecordText::into_string),
+            reason: self.reason.map(RecordText::into_string),
+        }
+    }
+
     /// Record name, or `""` when the record has none.
     pub fn name(&self) -> &str {
         self.record_name.as_deref().unwrap_or("")
@@ -73,15 +89,15 @@ impl Record {
         self.record_type.as_deref().unwrap_or("")
     }
 
-    fn field(&self, name: &str) -> Option<&Field> {
+    fn field(&self, name: &str) -> Option<&Field<S>> {
         self.fields.get(name)
     }
 
     /// The value of a field; `None` when absent or `null`.
-    pub fn value(&self, name: &str) -> Option<&FieldValue> {
+    pub fn value(&self, name: &str) -> Option<&FieldValue<S>> {
         self.field(name)
             .map(|f| &f.value)
-            .filter(|v| **v != FieldValue::Null)
+            .filter(|v| !matches!(v, FieldValue::Null))
     }
 
     /// True when the record has a field of that name with a non-null value.
@@ -132,7 +148,7 @@ impl Record {
     }
 
     /// The resource dictionary of an `ASSETID` field.
-    pub fn resource(&self, name: &str) -> Option<&Resource> {
+    pub fn resource(&self, name: &str) -> Option<&Resource<S>> {
         match self.value(name)? {
             FieldValue::Resource(r) => Some(r),
             _ => None,
@@ -159,7 +175,7 @@ impl Record {
         if self.field_type(name) == Some("STRING") {
             return match self.value(name) {
                 None => Ok(None),
-                Some(FieldValue::Str(s)) => Ok(Some(s.clone())),
+                Some(FieldValue::Str(s)) => Ok(Some(s.to_string())),
                 Some(_) => Err(TextProblem::NotAString),
             };
         }
@@ -189,65 +205,71 @@ pub(crate) fn as_int(v: &Value) -> Option<i64> {
     }
 }
 
-pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(LenientString::deserialize(d)?.0)
+pub(crate) fn lenient_string<'de, D: Deserializer<'de>, S: TextFrom<'de>>(
+    d: D,
+) -> Result<Option<S>, D::Error> {
+    Ok(LenientString::<S>::deserialize(d)?.0)
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(FieldValue::deserialize(d)?.as_int().is_some_and(|v| v != 0))
+    Ok(FieldValue::<String>::deserialize(d)?
+        .as_int()
+        .is_some_and(|v| v != 0))
 }
 
-fn lenient_zone_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Option<String>;
+fn lenient_zone_name<'de, D: Deserializer<'de>, S: TextFrom<'de>>(
+    d: D,
+) -> Result<Option<S>, D::Error> {
+    struct V<S>(std::marker::PhantomData<S>);
+    impl<'de, S: TextFrom<'de>> serde::de::Visitor<'de> for V<S> {
+        type Value = Option<S>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a zoneID object")
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(
             self,
             mut map: A,
-        ) -> Result<Option<String>, A::Error> {
+        ) -> Result<Option<S>, A::Error> {
             let mut name = None;
             while let Some(key) = map.next_key::<LenientString>()? {
                 if key.0.as_deref() == Some("zoneName") {
-                    name = map.next_value::<LenientString>()?.0;
+                    name = map.next_value::<LenientString<S>>()?.0;
                 } else {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
             Ok(name)
         }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_none<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Option<String>, E> {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Option<String>, E> {
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Option<String>, E> {
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Option<S>, E> {
             Ok(None)
         }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Option<String>, E> {
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Option<S>, E> {
             Ok(None)
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(
             self,
             mut seq: A,
-        ) -> Result<Option<String>, A::Error> {
+        ) -> Result<Option<S>, A::Error> {
             while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
             Ok(None)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(V(std::marker::PhantomData))
 }
 
 /// A `zoneID` object as received (zones/list, changes/database).
@@ -381,6 +403,35 @@ mod tests {
         assert_eq!(r.text("keywordsEnc"), Err(TextProblem::BadBase64));
         assert_eq!(r.text("locationEnc"), Err(TextProblem::BadUtf8));
         assert_eq!(r.text("albumNameEnc"), Ok(None));
+    }
+
+    #[test]
+    fn borrowed_records_read_the_same_as_owned_ones() {
+        use std::borrow::Cow;
+        // One string with an escape (decoded into an owned copy), the rest borrowed.
+        let text = r#"{"recordName": "A\u0031", "recordType": "CPLMaster", "recordChangeTag": "t",
+            "zoneID": {"zoneName": "PrimarySync"}, "fields": {
+            "itemType": {"value": "public.jpeg", "type": "STRING"},
+            "masterRef": {"value": {"recordName": "M"}, "type": "REFERENCE"},
+            "resOriginalRes": {"value": {"size": 5, "fileChecksum": "AQ", "downloadURL": "https:\/\/x\/${f}"}}}}"#;
+        let borrowed: Record<Cow<str>> = serde_json::from_str(text).expect("borrowed");
+        let owned: Record = serde_json::from_str(text).expect("owned");
+        assert!(matches!(
+            borrowed.record_type,
+            Some(Cow::Borrowed("CPLMaster"))
+        ));
+        assert!(matches!(borrowed.record_name, Some(Cow::Owned(_))));
+        assert_eq!(borrowed.name(), "A1");
+        assert_eq!(borrowed.string("itemType"), Some("public.jpeg"));
+        assert_eq!(borrowed.reference("masterRef"), Some("M"));
+        let res = borrowed.resource("resOriginalRes").expect("resource");
+        assert_eq!(res.download_url.as_deref(), Some("https://x/${f}"));
+        let copied = borrowed.into_owned();
+        assert_eq!(copied.fields, owned.fields);
+        assert_eq!(
+            (copied.record_name, copied.change_tag, copied.zone_name),
+            (owned.record_name, owned.change_tag, owned.zone_name)
+        );
     }
 
     #[test]
