@@ -34,7 +34,15 @@ impl BlockFetcher {
         let this = self.clone();
         let file = file.clone();
         let (first, prefix, end) = (run.first, run.prefix.clone(), run.end);
-        tracing::trace!(id, first, end, needed = run.needed, "transfer starts");
+        tracing::trace!(
+            id,
+            first,
+            end,
+            prefix = run.prefix.len(),
+            last = run.last,
+            needed = run.needed,
+            "transfer starts"
+        );
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let mut delivery = Delivery {
