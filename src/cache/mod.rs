@@ -446,8 +446,12 @@ impl BlockCache {
             Put::Stored => {
                 self.inserts.fetch_add(1, Ordering::Relaxed);
                 self.vouch(&id, stamps);
-                if hot {
-                    lock(&self.hot).put(id, data);
+                // A shorter copy in the memory tier (a head loaded back from disk while this
+                // block was in flight) would hide the whole block from the next lookup and
+                // get its rest fetched again.
+                let mut memory = lock(&self.hot);
+                if hot || memory.len_of(&id).is_some_and(|l| u64::from(l) < len) {
+                    memory.put(id, data);
                 }
                 true
             }
