@@ -38,7 +38,7 @@ pub struct MountOptions {
     /// reads instead of the kernel's 1 MiB readahead (which left it idle about a third of a
     /// cold read, see `fuse.rs`). Complete files keep the page cache (and passthrough).
     /// Off by default: with it, concurrent readers sometimes fetch the rest of a block twice
-    /// (`fuse_reads::concurrent_and_random_readers` fails about one run in two).
+    /// (`fuse_reads::concurrent_and_random_readers` fails about one run in 17).
     pub direct_io_cold: bool,
     /// Kernel readahead of the mount in KiB (the kernel's default is 128), set when the
     /// daemon may (root): larger reads mean fewer round trips through the daemon.
