@@ -318,7 +318,15 @@ impl BlockCache {
         match verified {
             Some(data) => {
                 let data = data.freeze();
-                lock(&self.hot).put(id, data.clone());
+                lock(&self.hot).put(id.clone(), data.clone());
+                // A longer copy stored since the row was read (its store found no shorter copy
+                // here to replace): this one must not hide it, or its rest is fetched again.
+                if lock(&self.table).get(&id).is_some_and(|m| m.len > meta.len) {
+                    let mut memory = lock(&self.hot);
+                    if memory.len_of(&id) == Some(meta.len) {
+                        memory.remove(&id);
+                    }
+                }
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(data)
             }

@@ -37,8 +37,9 @@ pub struct MountOptions {
     /// instead of through the page cache, one copy fewer, and the daemon sees the reader's own
     /// reads instead of the kernel's 1 MiB readahead (which left it idle about a third of a
     /// cold read, see `fuse.rs`). Complete files keep the page cache (and passthrough).
-    /// Off by default: with it, concurrent readers sometimes fetch the rest of a block twice
-    /// (`fuse_reads::concurrent_and_random_readers` fails about one run in 17).
+    /// Off by default: with it, concurrent readers fetched the rest of a block twice (a stale
+    /// head in the memory tier); fixed, 20 clean runs of
+    /// `fuse_reads::concurrent_and_random_readers`, to soak longer before it is the default.
     pub direct_io_cold: bool,
     /// Kernel readahead of the mount in KiB (the kernel's default is 128), set when the
     /// daemon may (root): larger reads mean fewer round trips through the daemon.
