@@ -38,6 +38,7 @@ pub mod changes;
 pub mod client;
 pub mod enumerate;
 pub mod error;
+mod field_names;
 pub mod fields;
 pub mod pairing;
 pub mod parse;
