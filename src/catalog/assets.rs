@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -49,51 +49,63 @@ impl Catalog {
     ) -> Result<PageCounts> {
         let bulk = self.is_bulk_load(run);
         let tx = self.write_tx("storing a page")?;
-        let active = active_run(&tx, run)?;
-        let mut counts = PageCounts {
-            skipped: skipped.len() as u64,
-            ..PageCounts::default()
-        };
-        let mut inserter = bulk
-            .then(|| super::bulk::BulkInserter::new(&tx))
-            .transpose()?;
-        let mut assets: Vec<&Asset> = assets.into_iter().collect();
-        if bulk {
-            // In record-id order, the inserts walk the `(library_id, record_id)` index from
-            // one end to the other instead of jumping between its pages (fewer pages read back
-            // and rewritten per transaction). Keys then follow that order within a page.
-            assets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        }
-        for asset in assets {
-            counts.seen += 1;
-            let stored = match inserter.as_mut() {
-                Some(inserter) => inserter.store(&active, asset)?,
-                None => upsert_asset(&tx, &active, asset)?,
-            };
-            match stored {
-                Upserted::Added => counts.added += 1,
-                Upserted::Changed => counts.changed += 1,
-                Upserted::Unchanged => counts.unchanged += 1,
-            }
-        }
-        inserter
-            .map(super::bulk::BulkInserter::finish)
-            .transpose()?;
-        record_skipped(&tx, run, skipped)?;
-        add_counts(
-            &tx,
-            run,
-            RunCounts {
-                seen: counts.seen,
-                added: counts.added,
-                changed: counts.changed,
-                removed: 0,
-                skipped: counts.skipped,
-            },
-        )?;
+        let counts = store_page(&tx, bulk, run, assets, skipped)?;
         tx.commit().ctx("storing a page")?;
         Ok(counts)
     }
+}
+
+/// [`Catalog::upsert_page`]'s work inside the caller's transaction.
+pub(super) fn store_page<'a>(
+    tx: &Connection,
+    bulk: bool,
+    run: RunId,
+    assets: impl IntoIterator<Item = &'a Asset>,
+    skipped: &[Skipped],
+) -> Result<PageCounts> {
+    let active = active_run(tx, run)?;
+    let mut counts = PageCounts {
+        skipped: skipped.len() as u64,
+        ..PageCounts::default()
+    };
+    let mut inserter = bulk
+        .then(|| super::bulk::BulkInserter::new(tx))
+        .transpose()?;
+    let mut assets: Vec<&Asset> = assets.into_iter().collect();
+    if bulk {
+        // In record-id order, the inserts walk the `(library_id, record_id)` index from
+        // one end to the other instead of jumping between its pages (fewer pages read back
+        // and rewritten per transaction). Keys then follow that order within a page.
+        assets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    }
+    for asset in assets {
+        counts.seen += 1;
+        let stored = match inserter.as_mut() {
+            Some(inserter) => inserter.store(&active, asset)?,
+            None => upsert_asset(tx, &active, asset)?,
+        };
+        match stored {
+            Upserted::Added => counts.added += 1,
+            Upserted::Changed => counts.changed += 1,
+            Upserted::Unchanged => counts.unchanged += 1,
+        }
+    }
+    inserter
+        .map(super::bulk::BulkInserter::finish)
+        .transpose()?;
+    record_skipped(tx, run, skipped)?;
+    add_counts(
+        tx,
+        run,
+        RunCounts {
+            seen: counts.seen,
+            added: counts.added,
+            changed: counts.changed,
+            removed: 0,
+            skipped: counts.skipped,
+        },
+    )?;
+    Ok(counts)
 }
 
 /// A fingerprint of everything an [`Asset`] carries, so an unchanged asset costs one read and
@@ -240,11 +252,7 @@ impl Fingerprint {
 }
 
 /// Inserts or updates one asset of the run's library and marks it seen by the run.
-pub(super) fn upsert_asset(
-    tx: &Transaction<'_>,
-    run: &ActiveRun,
-    asset: &Asset,
-) -> Result<Upserted> {
+pub(super) fn upsert_asset(tx: &Connection, run: &ActiveRun, asset: &Asset) -> Result<Upserted> {
     if asset.zone != run.zone {
         return Err(CatalogError::ZoneMismatch {
             record: asset.id.clone(),
@@ -366,12 +374,7 @@ impl<'a> AssetColumns<'a> {
     }
 }
 
-fn insert_asset(
-    tx: &Transaction<'_>,
-    run: &ActiveRun,
-    asset: &Asset,
-    hash: i64,
-) -> Result<AssetKey> {
+fn insert_asset(tx: &Connection, run: &ActiveRun, asset: &Asset, hash: i64) -> Result<AssetKey> {
     let c = AssetColumns::new(asset);
     tx.prepare_cached(INSERT_ASSET)
         .and_then(|mut s| {
@@ -408,7 +411,7 @@ pub(super) const INSERT_ASSET_IF_NEW: &str =
     insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING");
 
 fn update_asset(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: AssetKey,
     asset: &Asset,
     hash: i64,
@@ -437,7 +440,7 @@ fn update_asset(
     Ok(())
 }
 
-fn insert_version(tx: &Transaction<'_>, asset: AssetKey, v: &Version) -> Result<VersionKey> {
+fn insert_version(tx: &Connection, asset: AssetKey, v: &Version) -> Result<VersionKey> {
     let size = to_i64("version size", v.size)?;
     tx.prepare_cached(
         "INSERT INTO versions (asset_key, kind, size, file_type, checksum, width, height)
@@ -472,7 +475,7 @@ struct StoredFacts {
 
 /// Brings an existing asset's versions in line with `asset.versions`, keeping the key of every
 /// kind that stays.
-fn sync_versions(tx: &Transaction<'_>, key: AssetKey, asset: &Asset) -> Result<()> {
+fn sync_versions(tx: &Connection, key: AssetKey, asset: &Asset) -> Result<()> {
     let mut stored: HashMap<String, StoredFacts> = {
         let mut stmt = tx
             .prepare_cached(

@@ -18,7 +18,7 @@
 //! A writer killed mid-load leaves the indexes missing: [`ensure_indexes`] rebuilds them when
 //! the next writer opens the catalog, before anything else runs.
 
-use rusqlite::{CachedStatement, Connection, ToSql, Transaction, params, params_from_iter};
+use rusqlite::{CachedStatement, Connection, ToSql, params, params_from_iter};
 
 use super::assets::{
     AssetColumns, INSERT_ASSET_IF_NEW, Upserted, content_hash, unique_versions, upsert_asset,
@@ -88,7 +88,7 @@ fn missing_indexes(conn: &Connection) -> Result<usize> {
 }
 
 /// True when the library has no asset rows at all (not even gone ones).
-pub(super) fn library_is_empty(tx: &Transaction<'_>, library: LibraryId) -> Result<bool> {
+pub(super) fn library_is_empty(tx: &Connection, library: LibraryId) -> Result<bool> {
     let any: bool = tx
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM assets WHERE library_id = ?1)",
@@ -100,7 +100,7 @@ pub(super) fn library_is_empty(tx: &Transaction<'_>, library: LibraryId) -> Resu
 }
 
 /// Drops the deferred indexes (in the caller's transaction, which starts the run).
-pub(super) fn drop_indexes(tx: &Transaction<'_>) -> Result<()> {
+pub(super) fn drop_indexes(tx: &Connection) -> Result<()> {
     for (name, _) in DEFERRED_INDEXES {
         tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))
             .ctx("dropping an index for the load")?;
@@ -109,7 +109,7 @@ pub(super) fn drop_indexes(tx: &Transaction<'_>) -> Result<()> {
 }
 
 /// Rebuilds the deferred indexes in the caller's transaction (the one that ends the run).
-pub(super) fn create_indexes(tx: &Transaction<'_>) -> Result<()> {
+pub(super) fn create_indexes(tx: &Connection) -> Result<()> {
     for (_, create) in DEFERRED_INDEXES {
         tx.execute_batch(create)
             .ctx("building an index after the load")?;
@@ -125,7 +125,7 @@ const VERSIONS_PER_INSERT: usize = 16;
 /// several assets' at a time, with one multi-row INSERT: a statement's fixed cost (cursors
 /// opened and closed) was most of a version's. [`BulkInserter::finish`] writes the last ones.
 pub(super) struct BulkInserter<'t, 'a> {
-    tx: &'t Transaction<'t>,
+    tx: &'t Connection,
     asset: CachedStatement<'t>,
     /// `versions[n - 1]` inserts `n` versions; prepared when first needed.
     versions: Vec<Option<CachedStatement<'t>>>,
@@ -165,7 +165,7 @@ fn insert_versions_sql(n: usize) -> String {
 }
 
 impl<'t, 'a> BulkInserter<'t, 'a> {
-    pub(super) fn new(tx: &'t Transaction<'t>) -> Result<Self> {
+    pub(super) fn new(tx: &'t Connection) -> Result<Self> {
         Ok(BulkInserter {
             tx,
             asset: tx

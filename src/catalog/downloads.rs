@@ -15,7 +15,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::error::{CatalogError, Result, SqlContext};
@@ -91,7 +91,7 @@ fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S
 /// Records `version` as complete at `rel_path` in `root`, clearing any failure.
 /// `source_sha256` is `None` when the file holds the downloaded bytes.
 pub(super) fn upsert_downloaded(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     (root, version): (RootId, VersionKey),
     rel_path: &str,
     size: u64,
@@ -383,7 +383,7 @@ fn download_page(
 /// Sends a version whose content changed back to pending in every root (inside an upsert).
 /// The older copy's path, size and SHA-256 stay (a [`PreviousCopy`] of older content), so the
 /// sync can tell whether the file on disk is still the one it wrote before replacing it.
-pub(super) fn reset_version(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
+pub(super) fn reset_version(tx: &Connection, version: VersionKey) -> Result<()> {
     tx.prepare_cached(
         "UPDATE downloads SET state = 'pending', source_sha256 = NULL, downloaded_ms = NULL,
             attempts = 0, last_error = NULL, failed_ms = NULL
@@ -394,7 +394,7 @@ pub(super) fn reset_version(tx: &Transaction<'_>, version: VersionKey) -> Result
     Ok(())
 }
 
-pub(super) fn require_root(tx: &Transaction<'_>, root: RootId) -> Result<()> {
+pub(super) fn require_root(tx: &Connection, root: RootId) -> Result<()> {
     let found: Option<i64> = tx
         .prepare_cached("SELECT 1 FROM download_roots WHERE root_id = ?1")
         .and_then(|mut s| s.query_row([root], |r| r.get(0)).optional())
@@ -402,7 +402,7 @@ pub(super) fn require_root(tx: &Transaction<'_>, root: RootId) -> Result<()> {
     found.map(|_| ()).ok_or(CatalogError::UnknownRoot(root))
 }
 
-fn require_version(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
+fn require_version(tx: &Connection, version: VersionKey) -> Result<()> {
     let found: Option<i64> = tx
         .prepare_cached("SELECT 1 FROM versions WHERE version_key = ?1")
         .and_then(|mut s| s.query_row([version], |r| r.get(0)).optional())

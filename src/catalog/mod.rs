@@ -34,6 +34,8 @@
 //!    the token. A run that is dropped, killed or failed marks nothing. A full run into a
 //!    library without any asset yet is a *bulk load* (`bulk.rs`): two secondary indexes are
 //!    dropped when it begins and rebuilt when it ends (or when the next writer opens the file).
+//!    A caller that acts on no asset before the run ends (a plain `refresh`) stores its pages
+//!    with [`Catalog::upsert_page_batched`] instead: one commit every few seconds (`batched.rs`).
 //! 3. Incremental: [`Catalog::apply_changes`] once per `changes/zone` page, with the page's token
 //!    (stored in the same transaction), then [`Catalog::finish_run`].
 //!
@@ -46,6 +48,7 @@
 
 mod albums;
 mod assets;
+mod batched;
 mod bulk;
 mod changes;
 mod download_batch;
@@ -89,10 +92,16 @@ pub struct Catalog {
     interrupted_at_open: Vec<RunId>,
     /// The bulk load this writer is doing (a full run into an empty library), if any.
     bulk: Option<bulk::BulkLoad>,
+    /// The transaction of [`Catalog::upsert_page_batched`], while one is open.
+    batched: Option<batched::OpenBatch>,
 }
 
 impl Drop for Catalog {
     fn drop(&mut self) {
+        // Pages stored so far are kept, as they would have been with a commit each.
+        if let Err(e) = self.commit_batched() {
+            tracing::warn!(error = %e, "could not commit the last pages stored");
+        }
         // A load abandoned without ending its run (a cancelled refresh): put the indexes back
         // now rather than at the next open.
         if self.bulk.is_some()
@@ -188,9 +197,11 @@ impl Catalog {
         }
     }
 
-    /// Starts a write transaction that takes SQLite's write lock at once (no upgrade deadlocks).
+    /// Starts a write transaction that takes SQLite's write lock at once (no upgrade deadlocks),
+    /// after committing the pages of [`Catalog::upsert_page_batched`] (nothing runs inside them).
     fn write_tx(&mut self, operation: &'static str) -> Result<rusqlite::Transaction<'_>> {
         self.require_writer(operation)?;
+        self.commit_batched()?;
         self.conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| CatalogError::Sqlite {

@@ -104,6 +104,7 @@ impl Catalog {
             writer_lock: Some(lock),
             interrupted_at_open: interrupted,
             bulk: None,
+            batched: None,
         })
     }
 
@@ -138,6 +139,7 @@ impl Catalog {
             writer_lock: Some(lock),
             interrupted_at_open: Vec::new(),
             bulk: None,
+            batched: None,
         })
     }
 
@@ -185,6 +187,7 @@ impl Catalog {
             writer_lock: None,
             interrupted_at_open: Vec::new(),
             bulk: None,
+            batched: None,
         })
     }
 }

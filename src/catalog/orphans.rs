@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 use super::error::{Result, SqlContext};
 use super::queries::{KEY_BATCH, in_list};
@@ -25,7 +25,7 @@ pub struct OrphanedFile {
 }
 
 /// Before `version` is removed from its asset: keep the files written for it, in every root.
-pub(super) fn keep_files_of(tx: &Transaction<'_>, version: VersionKey) -> Result<()> {
+pub(super) fn keep_files_of(tx: &Connection, version: VersionKey) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO orphaned_downloads (root_id, asset_key, kind, rel_path, size, sha256)
          SELECT d.root_id, v.asset_key, v.kind, d.rel_path, d.size, d.sha256
@@ -95,7 +95,7 @@ impl Catalog {
         if ids.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction().ctx("forgetting orphaned files")?;
+        let tx = self.write_tx("forgetting orphaned files")?;
         {
             let mut stmt = tx
                 .prepare_cached("DELETE FROM orphaned_downloads WHERE orphan_id = ?1")

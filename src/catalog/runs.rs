@@ -1,7 +1,7 @@
 //! Refresh runs: their lifecycle (running -> completed / failed / interrupted), counts, the
 //! records they skipped, and the end of a full enumeration, which alone may mark assets gone.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::error::{CatalogError, Result, SqlContext};
@@ -372,7 +372,7 @@ impl Catalog {
 }
 
 /// The run, checked to be running, with its library's zone.
-pub(super) fn active_run(tx: &Transaction<'_>, run: RunId) -> Result<ActiveRun> {
+pub(super) fn active_run(tx: &Connection, run: RunId) -> Result<ActiveRun> {
     let row: Option<(LibraryId, String, String, String)> = tx
         .prepare_cached(
             "SELECT r.library_id, r.kind, r.status, l.zone
@@ -400,7 +400,7 @@ pub(super) fn active_run(tx: &Transaction<'_>, run: RunId) -> Result<ActiveRun> 
 }
 
 /// Adds to a run's counters.
-pub(super) fn add_counts(tx: &Transaction<'_>, run: RunId, c: RunCounts) -> Result<()> {
+pub(super) fn add_counts(tx: &Connection, run: RunId, c: RunCounts) -> Result<()> {
     tx.prepare_cached(
         "UPDATE runs SET seen = seen + ?2, added = added + ?3, changed = changed + ?4,
                          removed = removed + ?5, skipped = skipped + ?6
@@ -421,7 +421,7 @@ pub(super) fn add_counts(tx: &Transaction<'_>, run: RunId, c: RunCounts) -> Resu
 }
 
 /// Stores the records a page could not use.
-pub(super) fn record_skipped(tx: &Transaction<'_>, run: RunId, skipped: &[Skipped]) -> Result<()> {
+pub(super) fn record_skipped(tx: &Connection, run: RunId, skipped: &[Skipped]) -> Result<()> {
     if skipped.is_empty() {
         return Ok(());
     }
@@ -439,7 +439,7 @@ pub(super) fn record_skipped(tx: &Transaction<'_>, run: RunId, skipped: &[Skippe
 }
 
 fn close_run(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     run: RunId,
     status: RunStatus,
     error: Option<&str>,
@@ -453,7 +453,7 @@ fn close_run(
     Ok(())
 }
 
-fn read_run(tx: &Transaction<'_>, run: RunId) -> Result<RunRecord> {
+fn read_run(tx: &Connection, run: RunId) -> Result<RunRecord> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1");
     tx.prepare_cached(&sql)
         .and_then(|mut s| s.query_row([run], run_row))

@@ -213,7 +213,12 @@ impl PageBatch {
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
             .collect();
-        let counts = dest.catalog.upsert_page(dest.run, assets, &skipped)?;
+        let counts = if dest.sink.wants_assets() {
+            dest.catalog.upsert_page(dest.run, assets, &skipped)?
+        } else {
+            dest.catalog
+                .upsert_page_batched(dest.run, assets, &skipped)?
+        };
         dest.progress.add(counts.seen);
         for page in self.pages.drain(..) {
             dest.sink.assets(dest.library, &page.assets);

@@ -84,6 +84,13 @@ pub trait PageSink: Send {
     fn wants_urls(&self) -> bool {
         true
     }
+
+    /// False when the sink does nothing with the assets: a full listing then stores its pages
+    /// in fewer, larger transactions ([`crate::catalog::Catalog::upsert_page_batched`]),
+    /// since nobody acts on them before the run ends.
+    fn wants_assets(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that drops everything (a plain `refresh`).
@@ -93,6 +100,10 @@ impl PageSink for NoSink {
     fn assets(&mut self, _library: &Library, _assets: &[ListedAsset]) {}
 
     fn wants_urls(&self) -> bool {
+        false
+    }
+
+    fn wants_assets(&self) -> bool {
         false
     }
 }

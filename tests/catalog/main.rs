@@ -4,6 +4,7 @@ mod support;
 
 mod albums;
 mod assets;
+mod batched;
 mod bench;
 mod bulk;
 mod crash;
