@@ -64,7 +64,9 @@ pub struct PrefetchConfig {
     pub initial_window: u64,
     /// A first or random read at least this large starts read-ahead at once (the sequential
     /// window beyond it): only an application asking for this much in one call (the
-    /// kernel's first request for a 128 KiB read is 256 KiB) makes it, and it reads on.
+    /// kernel's first request for a 256 KiB read of a page-cached file is 512 KiB at most)
+    /// makes it, and it reads on. Below 1 MiB: an unaligned 1 MiB buffer reads a direct-I/O
+    /// file in pieces of 1 MiB minus up to a page.
     pub bulk_read: u64,
     /// Read-ahead started by such a bulk first read.
     pub bulk_window: u64,
@@ -87,11 +89,11 @@ impl Default for PrefetchConfig {
     fn default() -> Self {
         PrefetchConfig {
             initial_window: 256 << 10,
-            bulk_read: crate::mount::fetcher::tune("ICLOUDPD_TUNE_BULK_READ_KIB", 768) << 10,
-            bulk_window: crate::mount::fetcher::tune("ICLOUDPD_TUNE_BULK_MIB", 16) << 20,
+            bulk_read: 768 << 10,
+            bulk_window: 16 << 20,
             sequential_window: 4 << 20,
-            max_window: crate::mount::fetcher::tune("ICLOUDPD_TUNE_MAX_MIB", 48) << 20,
-            top_up: crate::mount::fetcher::tune("ICLOUDPD_TUNE_TOP_UP_MIB", 4) << 20,
+            max_window: 48 << 20,
+            top_up: 4 << 20,
             backward_tolerance: 1 << 20,
             forward_tolerance: 16 << 20,
         }

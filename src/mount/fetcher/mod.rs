@@ -46,8 +46,6 @@ pub struct FetcherConfig {
     pub total_timeout: Duration,
     /// Largest transfer, in blocks.
     pub max_transfer_blocks: u64,
-    /// Largest read-ahead transfer, in blocks.
-    pub max_ahead_transfer_blocks: u64,
     /// Transfers running at once, over all files.
     pub max_concurrent_transfers: usize,
 }
@@ -60,19 +58,10 @@ impl Default for FetcherConfig {
                 ..FetchConfig::default()
             },
             total_timeout: Duration::from_secs(20),
-            max_transfer_blocks: tune("ICLOUDPD_TUNE_TRANSFER_BLOCKS", 4),
-            max_ahead_transfer_blocks: tune("ICLOUDPD_TUNE_AHEAD_BLOCKS", 4),
+            max_transfer_blocks: 4,
             max_concurrent_transfers: 32,
         }
     }
-}
-
-/// TEMPORARY tuning override.
-pub(crate) fn tune(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A file the fetcher can get from the CDN.
@@ -421,12 +410,7 @@ impl BlockFetcher {
                         && r.open
                         && prefix.is_empty()
                         && r.needed == needed
-                        && block - r.first
-                            < if needed {
-                                self.cfg.max_transfer_blocks
-                            } else {
-                                self.cfg.max_ahead_transfer_blocks
-                            } =>
+                        && block - r.first < self.cfg.max_transfer_blocks =>
                 {
                     r.last = block;
                     r.end = end;
