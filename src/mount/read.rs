@@ -31,10 +31,14 @@
 //! spare; two cold streams at full speed at once overflow it, and their nearest blocks are
 //! then read back from the page cache and verified.
 //!
-//! A first read of [`PrefetchConfig::bulk_read`] (1 MiB) or more has no head to peek at: the
+//! A first read of [`PrefetchConfig::bulk_read`] (768 KiB) or more has no head to peek at: the
 //! application asked for that much in one call (`dd bs=1M`, a copier or player with large
-//! buffers; the kernel turns a 128 KiB read into at most 256 KiB), so read-ahead starts with
-//! it, and at [`PrefetchConfig::bulk_window`] (16 MiB, what a cold file's reader leaving
+//! buffers; the kernel's first readahead of a page-cached file is at most twice the read, so
+//! a 256 KiB read becomes 512 KiB at most), so read-ahead starts with it. The threshold is
+//! below 1 MiB because a 1 MiB buffer that is not page-aligned (most heap buffers) reaches a
+//! file opened with direct I/O as 1 MiB minus up to a page, then the rest (the kernel's
+//! 256-page limit per request): at 1 MiB such a reader missed the bulk start and waited a
+//! round trip more (~30 ms of a ~0.5 s cold read in a trace). Read-ahead starts at [`PrefetchConfig::bulk_window`] (16 MiB, what a cold file's reader leaving
 //! the head starts at): starting at 4 MiB cost a cold stream two more 20 ms round trips
 //! (4 → 16 → 48 MiB) with the reader waiting at each (~150 ms before the stream flowed, in a
 //! trace of the benchmark's 376 MiB read; ~75 ms this way).
@@ -60,7 +64,9 @@ pub struct PrefetchConfig {
     pub initial_window: u64,
     /// A first or random read at least this large starts read-ahead at once (the sequential
     /// window beyond it): only an application asking for this much in one call (the
-    /// kernel's first request for a 128 KiB read is 256 KiB) makes it, and it reads on.
+    /// kernel's first request for a 256 KiB read of a page-cached file is 512 KiB at most)
+    /// makes it, and it reads on. Below 1 MiB: an unaligned 1 MiB buffer reads a direct-I/O
+    /// file in pieces of 1 MiB minus up to a page.
     pub bulk_read: u64,
     /// Read-ahead started by such a bulk first read.
     pub bulk_window: u64,
@@ -83,7 +89,7 @@ impl Default for PrefetchConfig {
     fn default() -> Self {
         PrefetchConfig {
             initial_window: 256 << 10,
-            bulk_read: 1 << 20,
+            bulk_read: 768 << 10,
             bulk_window: 16 << 20,
             sequential_window: 4 << 20,
             max_window: 48 << 20,
@@ -431,7 +437,12 @@ mod tests {
         assert_eq!(p.window(), 16 * M);
         let next = p.plan(9 * M, M as u32);
         assert!(next.fetch_to >= 25 * M && next.prefetch_from >= 25 * M);
-        // Just below the threshold it is a head read: the read itself, no more.
+        // A 1 MiB buffer that is not page-aligned: the first request is a page short.
+        let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
+        let plan = p.plan(0, (M - 16) as u32);
+        assert_eq!(plan.fetch_to, 16 * M);
+        // The kernel's first readahead for a 256 KiB read of a page-cached file (512 KiB) is
+        // a head read: the read itself, no more.
         let mut p = ReadPlanner::new(PrefetchConfig::default(), 100 * M);
         let plan = p.plan(5 * M, 512 * K as u32);
         assert_eq!(plan.fetch_to, 5 * M + 512 * K);
