@@ -38,8 +38,9 @@
 //! below 1 MiB because a 1 MiB buffer that is not page-aligned (most heap buffers) reaches a
 //! file opened with direct I/O as 1 MiB minus up to a page, then the rest (the kernel's
 //! 256-page limit per request): at 1 MiB such a reader missed the bulk start and waited a
-//! round trip more (~30 ms of a ~0.5 s cold read in a trace). Read-ahead starts at [`PrefetchConfig::bulk_window`] (16 MiB, what a cold file's reader leaving
-//! the head starts at): starting at 4 MiB cost a cold stream two more 20 ms round trips
+//! round trip more (~30 ms of a ~0.5 s cold read in a trace). Read-ahead starts at
+//! [`PrefetchConfig::bulk_window`] (16 MiB, what a cold file's reader leaving the head starts
+//! at): starting at 4 MiB cost a cold stream two more 20 ms round trips
 //! (4 → 16 → 48 MiB) with the reader waiting at each (~150 ms before the stream flowed, in a
 //! trace of the benchmark's 376 MiB read; ~75 ms this way).
 //!
