@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use icloudpd_rs::catalog::{AssetFilter, Catalog, RunId, RunKind};
+use icloudpd_rs::catalog::{AssetFilter, Catalog, LibraryId, RunId, RunKind};
 use support::*;
 
 fn photos(prefix: &str, n: usize) -> Vec<icloudpd_rs::model::Asset> {
@@ -52,23 +52,26 @@ fn batched_pages_are_committed_by_the_next_write_and_equal_plain_pages() {
     assert_eq!(all(&c, lib), all(&p, plib));
 }
 
-#[test]
-fn dropping_the_writer_commits_the_pages_stored() {
+/// A writer with a full run under way and 50 assets stored batched, not yet committed.
+fn fifty_pending() -> (Scratch, Catalog, LibraryId, RunId) {
     let s = Scratch::new();
     let (mut c, lib) = writer(&s.db());
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
     c.upsert_page_batched(run, &photos("P", 50), &[]).unwrap();
     assert_eq!(visible_to_a_reader(&s), 0);
+    (s, c, lib, run)
+}
+
+#[test]
+fn dropping_the_writer_commits_the_pages_stored() {
+    let (s, c, _, _) = fifty_pending();
     drop(c);
     assert_eq!(visible_to_a_reader(&s), 50);
 }
 
 #[test]
 fn a_failed_page_gives_up_the_whole_open_transaction() {
-    let s = Scratch::new();
-    let (mut c, lib) = writer(&s.db());
-    let run = c.begin_run(lib, RunKind::Full, None).unwrap();
-    c.upsert_page_batched(run, &photos("P", 50), &[]).unwrap();
+    let (s, mut c, lib, run) = fifty_pending();
     let err = c
         .upsert_page_batched(RunId(run.0 + 1000), &photos("Q", 10), &[])
         .unwrap_err();
