@@ -291,7 +291,7 @@ impl Catalog {
 
     /// Puts every known version of one root (or of all roots) back to pending, so the next sync
     /// checks each file again. What was recorded of a downloaded file (path, size, SHA-256, as
-    /// a [`PreviousCopy`] that still holds the current content) is kept: the sync keeps a file
+    /// a [`PreviousCopy`](super::PreviousCopy) that still holds the current content) is kept: the sync keeps a file
     /// whose bytes still match without downloading it, and never takes one that changed for a
     /// download. Returns how many states changed.
     pub fn reset_downloads(&mut self, root: Option<RootId>) -> Result<u64> {

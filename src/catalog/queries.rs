@@ -187,7 +187,7 @@ pub struct StoredVersion {
 /// Fetches the next page of a [`Paged`] iterator (it tracks its own cursor).
 pub(super) type PageFetcher<'c, T> = Box<dyn FnMut(&Catalog) -> Result<Vec<T>> + 'c>;
 
-/// A streaming iterator over query results, fetched [`ITER_PAGE`] rows at a time with keyset
+/// A streaming iterator over query results, fetched `ITER_PAGE` rows at a time with keyset
 /// pagination (each page is a fresh query, so nothing is held open between pages).
 pub struct Paged<'c, T> {
     catalog: &'c Catalog,

@@ -1,6 +1,6 @@
 //! The transport: one POST to `ckdatabasews`, with error classification and bounded retries.
 //!
-//! Every CloudKit call goes through [`CloudKitClient::post`]. It retries what is transient
+//! Every CloudKit call goes through `CloudKitClient::post`. It retries what is transient
 //! (HTTP 429 and 5xx honouring `Retry-After`, connection errors, timeouts, truncated or
 //! malformed JSON, the lock/throttle `serverErrorCode`s) with exponential backoff and jitter, and
 //! turns everything else into a typed [`CloudKitError`] naming the call.

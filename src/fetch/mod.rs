@@ -1,6 +1,6 @@
 //! Getting the bytes of one version from the CDN, safely.
 //!
-//! - [`download`]: a whole file into place: Range resume of a partial temp file (validated
+//! - [`download`](mod@download): a whole file into place: Range resume of a partial temp file (validated
 //!   `Content-Range`, restart on 200), size checks against `Content-Length` and the catalog,
 //!   magic-byte checks (an HTML or JSON page is never saved as a photo), temp file + fsync +
 //!   atomic rename, SHA-256 of what was written, retries with backoff and a fresh URL when the

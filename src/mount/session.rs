@@ -1,6 +1,6 @@
 //! The mounted session: mounting, the fuser session and its threads, signals, unmounting.
 //!
-//! Lifecycle: [`mount`] checks the mountpoint and the FUSE device ([`super::preflight`]),
+//! Lifecycle: [`mount`] checks the mountpoint and the FUSE device ([`super::preflight`](mod@super::preflight)),
 //! mounts (the INIT handshake happens inside), and runs the session on its own threads. The
 //! returned [`MountHandle`] applies updates ([`super::updater`]), and ends with
 //! [`MountHandle::unmount`], [`MountHandle::wait`] (until someone runs `fusermount3 -u`), or

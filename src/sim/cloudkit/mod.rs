@@ -1,7 +1,7 @@
 //! The CloudKit Photos database endpoints (`/database/1/com.apple.photos.cloud/production/...`),
 //! rendering the synthetic library as CPLMaster / CPLAsset / CPLAlbum records.
 //!
-//! Every call is checked the same way before its handler runs ([`begin`]): a valid web session
+//! Every call is checked the same way before its handler runs (`begin`): a valid web session
 //! (else HTTP 401 `AUTHENTICATION_REQUIRED`), the private database refused with
 //! `ACCESS_DENIED` when the account has Advanced Data Protection, and a JSON object body
 //! (else HTTP 400 `BAD_REQUEST`). Any query string is accepted and ignored.
