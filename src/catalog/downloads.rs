@@ -291,9 +291,9 @@ impl Catalog {
 
     /// Puts every known version of one root (or of all roots) back to pending, so the next sync
     /// checks each file again. What was recorded of a downloaded file (path, size, SHA-256, as
-    /// a [`PreviousCopy`](super::PreviousCopy) that still holds the current content) is kept: the sync keeps a file
-    /// whose bytes still match without downloading it, and never takes one that changed for a
-    /// download. Returns how many states changed.
+    /// a [`PreviousCopy`](super::PreviousCopy) that still holds the current content) is kept:
+    /// the sync keeps a file whose bytes still match without downloading it, and never takes
+    /// one that changed for a download. Returns how many states changed.
     pub fn reset_downloads(&mut self, root: Option<RootId>) -> Result<u64> {
         let tx = self.write_tx("resetting downloads")?;
         if let Some(root) = root {

@@ -1,10 +1,10 @@
 //! Getting the bytes of one version from the CDN, safely.
 //!
-//! - [`download`](mod@download): a whole file into place: Range resume of a partial temp file (validated
-//!   `Content-Range`, restart on 200), size checks against `Content-Length` and the catalog,
-//!   magic-byte checks (an HTML or JSON page is never saved as a photo), temp file + fsync +
-//!   atomic rename, SHA-256 of what was written, retries with backoff and a fresh URL when the
-//!   old one expired.
+//! - [`download`](mod@download): a whole file into place: Range resume of a partial temp file
+//!   (validated `Content-Range`, restart on 200), size checks against `Content-Length` and the
+//!   catalog, magic-byte checks (an HTML or JSON page is never saved as a photo), temp file +
+//!   fsync + atomic rename, SHA-256 of what was written, retries with backoff and a fresh URL
+//!   when the old one expired.
 //! - [`range`]: a byte range for the mount's block cache, with the same validation.
 //! - [`sniff`]: what the first bytes of a body say about it.
 //! - [`backoff`]: retry delays with jitter and `Retry-After`.

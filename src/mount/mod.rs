@@ -19,7 +19,8 @@
 //! - [`source`]: the content-source trait and the cached implementation;
 //! - `fuse`: the thin fuser adapter (errno mapping happens there only);
 //! - [`options`]: how to mount; [`error`]: why mounting failed;
-//! - [`preflight`](mod@preflight): mountpoint and FUSE checks that explain what is wrong before mounting;
+//! - [`preflight`](mod@preflight): mountpoint and FUSE checks that explain what is wrong
+//!   before mounting;
 //! - [`session`]: mounting, the session threads, signals, unmounting;
 //! - [`updater`]: live updates and the kernel invalidations they need.
 //!

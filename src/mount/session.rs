@@ -1,8 +1,9 @@
 //! The mounted session: mounting, the fuser session and its threads, signals, unmounting.
 //!
-//! Lifecycle: [`mount`] checks the mountpoint and the FUSE device ([`super::preflight`](mod@super::preflight)),
-//! mounts (the INIT handshake happens inside), and runs the session on its own threads. The
-//! returned [`MountHandle`] applies updates ([`super::updater`]), and ends with
+//! Lifecycle: [`mount`] checks the mountpoint and the FUSE device
+//! ([`super::preflight`](mod@super::preflight)), mounts (the INIT handshake happens inside),
+//! and runs the session on its own threads. The returned [`MountHandle`] applies updates
+//! ([`super::updater`]), and ends with
 //! [`MountHandle::unmount`], [`MountHandle::wait`] (until someone runs `fusermount3 -u`), or
 //! [`MountHandle::run_until_signal`] (SIGINT / SIGTERM unmount cleanly; an external unmount
 //! also ends it). If anything fails after the kernel mount, the session is dropped and fuser
