@@ -256,19 +256,19 @@ impl Catalog {
     /// Switches this connection to loading settings once the run's first transaction committed.
     pub(super) fn start_bulk_load(&mut self, run: RunId) -> Result<()> {
         // Keys come from the rows just inserted: the foreign-key checks would find nothing.
-        self.conn
-            .pragma_update(None, "foreign_keys", false)
-            .ctx("tuning the connection for a load")?;
         // Checkpoints less often: a checkpoint copies every page changed since the last one,
         // and the pages of a load change again and again (index pages, the tables' last
         // pages); ten times fewer checkpoints copied a page once where they copied it several
         // times. The log then grows to ~40 MB at most, and is cut back once checkpointed.
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", LOAD_CHECKPOINT_PAGES)
-            .ctx("tuning the connection for a load")?;
-        self.conn
-            .pragma_update(None, "journal_size_limit", LOG_SIZE_LIMIT)
-            .ctx("tuning the connection for a load")?;
+        set_pragmas(
+            &self.conn,
+            &[
+                ("foreign_keys", 0),
+                ("wal_autocheckpoint", LOAD_CHECKPOINT_PAGES),
+                ("journal_size_limit", LOG_SIZE_LIMIT),
+            ],
+            "tuning the connection for a load",
+        )?;
         self.bulk = Some(BulkLoad { run });
         tracing::debug!(%run, "bulk load: deferred indexes dropped");
         Ok(())
@@ -284,14 +284,23 @@ impl Catalog {
         if self.bulk.take().is_none() {
             return Ok(());
         }
-        self.conn
-            .pragma_update(None, "foreign_keys", true)
-            .ctx("restoring foreign keys")?;
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES)
-            .ctx("restoring the checkpoint interval")?;
-        Ok(())
+        set_pragmas(
+            &self.conn,
+            &[
+                ("foreign_keys", 1),
+                ("wal_autocheckpoint", DEFAULT_CHECKPOINT_PAGES),
+            ],
+            "restoring the connection after a load",
+        )
     }
+}
+
+/// Sets integer pragmas of this connection, in order.
+fn set_pragmas(conn: &Connection, pragmas: &[(&str, i64)], context: &'static str) -> Result<()> {
+    for (name, value) in pragmas {
+        conn.pragma_update(None, name, value).ctx(context)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
