@@ -41,6 +41,10 @@ impl Catalog {
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
         self.require_writer("storing a page")?;
+        // Nothing is looked up by record id before the run ends: the load can go without that
+        // index too (see `bulk.rs`). Dropped before the first page's transaction, so a page
+        // given up later never brings it back behind the load's back.
+        self.uncheck_bulk_load(run)?;
         if self.batched.is_none() {
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
@@ -50,7 +54,7 @@ impl Catalog {
                 began: Instant::now(),
             });
         }
-        let bulk = self.is_bulk_load(run);
+        let bulk = self.bulk_inserts(run);
         let counts = match store_page(&self.conn, bulk, run, assets, skipped) {
             Ok(counts) => counts,
             Err(e) => {
