@@ -8,10 +8,11 @@
 //! `assets_by_asset_record`) are dropped and built once at the end (a sort, far cheaper than
 //! 100,000 random insertions). The record-id index (`assets_by_record`, which makes a record
 //! unique) stays while the caller looks assets up by id as pages arrive (a sync streaming the
-//! listing); a caller that acts on nothing until the run ends ([`Catalog::upsert_page_batched`])
-//! drops it too ([`Inserts::Unchecked`]), and a record listed twice is then merged when the index
-//! is rebuilt: the later copy wins, as it would with upserts ([`create_unique_index`]). On a
-//! 300,000-asset library that took 13% off a first refresh's wall time and 20% off its CPU time.
+//! listing); a caller that reads nothing back until the run ends
+//! ([`Catalog::upsert_page_batched`]) drops it too ([`Inserts::Unchecked`]), and a record
+//! listed twice is then merged when the index is rebuilt: the later copy wins, as it would with
+//! upserts ([`create_unique_index`]). On a 300,000-asset library that took 13% off a first
+//! refresh's wall time and 20% off its CPU time.
 //!
 //! New assets are plain INSERTs through statements prepared once per page, an asset's versions
 //! in one multi-row INSERT, without foreign-key checks (the keys were just generated); with the
