@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::bulk::Inserts;
 use super::error::{CatalogError, Result, SqlContext};
 use super::runs::{ActiveRun, RunCounts, active_run, add_counts, record_skipped};
 use super::{AssetKey, Catalog, RunId, VersionKey, to_i64};
@@ -47,7 +48,7 @@ impl Catalog {
         assets: impl IntoIterator<Item = &'a Asset>,
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
-        let bulk = self.is_bulk_load(run);
+        let bulk = self.bulk_inserts(run);
         let tx = self.write_tx("storing a page")?;
         let counts = store_page(&tx, bulk, run, assets, skipped)?;
         tx.commit().ctx("storing a page")?;
@@ -58,7 +59,7 @@ impl Catalog {
 /// [`Catalog::upsert_page`]'s work inside the caller's transaction.
 pub(super) fn store_page<'a>(
     tx: &Connection,
-    bulk: bool,
+    bulk: Option<Inserts>,
     run: RunId,
     assets: impl IntoIterator<Item = &'a Asset>,
     skipped: &[Skipped],
@@ -69,10 +70,10 @@ pub(super) fn store_page<'a>(
         ..PageCounts::default()
     };
     let mut inserter = bulk
-        .then(|| super::bulk::BulkInserter::new(tx))
+        .map(|inserts| super::bulk::BulkInserter::new(tx, inserts))
         .transpose()?;
     let mut assets: Vec<&Asset> = assets.into_iter().collect();
-    if bulk {
+    if bulk.is_some() {
         // In record-id order, the inserts walk the `(library_id, record_id)` index from
         // one end to the other instead of jumping between its pages (fewer pages read back
         // and rewritten per transaction). Keys then follow that order within a page.
@@ -409,6 +410,8 @@ const INSERT_ASSET: &str = insert_asset_sql!("RETURNING asset_key");
 /// connection's last inserted rowid when the statement inserted a row.
 pub(super) const INSERT_ASSET_IF_NEW: &str =
     insert_asset_sql!("ON CONFLICT (library_id, record_id) DO NOTHING");
+/// The same without the conflict clause, for a load that dropped the record-id index.
+pub(super) const INSERT_NEW_ASSET: &str = insert_asset_sql!("");
 
 fn update_asset(
     tx: &Connection,

@@ -3,10 +3,10 @@
 //! A commit writes every page it changed to the WAL; the `(library_id, record_id)` index takes
 //! assets in random order, so each commit of a page batch rewrote most of its leaf pages:
 //! a 100,000-asset first listing wrote ~5 times the catalog's size. A caller that needs nothing
-//! committed until its run ends (a plain `refresh`: nobody acts on the assets meanwhile) stores
-//! its pages here, and the leaves are written once per commit of many pages. Durability is the
-//! same as for any unfinished run: a crash loses the uncommitted pages, and the run (never
-//! completed, so its token is not stored) is listed again.
+//! committed until its run ends (a plain `refresh` or a mount's listing: nobody reads the
+//! assets back meanwhile) stores its pages here, and the leaves are written once per commit of
+//! many pages. Durability is the same as for any unfinished run: a crash loses the uncommitted
+//! pages, and the run (never completed, so its token is not stored) is listed again.
 //!
 //! Every other write first commits the open transaction ([`Catalog::commit_batched`] from
 //! `write_tx`), so nothing else ever runs inside it.
@@ -33,7 +33,7 @@ pub(super) struct OpenBatch {
 impl Catalog {
     /// [`Catalog::upsert_page`], without a commit of its own: the page joins an open
     /// transaction that is committed once it holds enough assets or is old enough, or before
-    /// any other write. For callers that act on nothing until the run ends.
+    /// any other write. For callers that read nothing back until the run ends.
     pub fn upsert_page_batched<'a>(
         &mut self,
         run: RunId,
@@ -41,6 +41,10 @@ impl Catalog {
         skipped: &[Skipped],
     ) -> Result<PageCounts> {
         self.require_writer("storing a page")?;
+        // Nothing is looked up by record id before the run ends: the load can go without that
+        // index too (see `bulk.rs`). Dropped before the first page's transaction, so a page
+        // given up later never brings it back behind the load's back.
+        self.uncheck_bulk_load(run)?;
         if self.batched.is_none() {
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
@@ -50,7 +54,7 @@ impl Catalog {
                 began: Instant::now(),
             });
         }
-        let bulk = self.is_bulk_load(run);
+        let bulk = self.bulk_inserts(run);
         let counts = match store_page(&self.conn, bulk, run, assets, skipped) {
             Ok(counts) => counts,
             Err(e) => {

@@ -34,8 +34,9 @@
 //!    the token. A run that is dropped, killed or failed marks nothing. A full run into a
 //!    library without any asset yet is a *bulk load* (`bulk.rs`): two secondary indexes are
 //!    dropped when it begins and rebuilt when it ends (or when the next writer opens the file).
-//!    A caller that acts on no asset before the run ends (a plain `refresh`) stores its pages
-//!    with [`Catalog::upsert_page_batched`] instead: one commit every few seconds (`batched.rs`).
+//!    A caller that reads nothing back before the run ends (a plain `refresh`, a mount's
+//!    listing) stores its pages with [`Catalog::upsert_page_batched`] instead: one commit every
+//!    few seconds (`batched.rs`), and a bulk load then goes without the record-id index too.
 //! 3. Incremental: [`Catalog::apply_changes`] once per `changes/zone` page, with the page's token
 //!    (stored in the same transaction), then [`Catalog::finish_run`].
 //!

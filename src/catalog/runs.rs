@@ -199,7 +199,7 @@ impl Catalog {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<RunRecord> {
-        let bulk = self.is_bulk_load(run);
+        let bulk = self.bulk_inserts(run).is_some();
         let tx = self.write_tx("finishing a run")?;
         let active = active_run(&tx, run)?;
         match status {
@@ -221,7 +221,7 @@ impl Catalog {
         }
         let now = now_ms();
         if bulk {
-            super::bulk::create_indexes(&tx)?;
+            super::bulk::create_indexes(&tx, Some(run))?;
         }
         close_run(&tx, run, status, error, now)?;
         if status == RunStatus::Completed {
@@ -243,7 +243,7 @@ impl Catalog {
         run: RunId,
         zone_token: Option<&str>,
     ) -> Result<RunRecord> {
-        let bulk = self.is_bulk_load(run);
+        let bulk = self.bulk_inserts(run).is_some();
         let tx = self.write_tx("completing a full run")?;
         let active = active_run(&tx, run)?;
         if active.kind != RunKind::Full {
@@ -275,7 +275,7 @@ impl Catalog {
             set_zone_token(&tx, active.library, Some(token))?;
         }
         if bulk {
-            super::bulk::create_indexes(&tx)?;
+            super::bulk::create_indexes(&tx, Some(run))?;
         }
         close_run(&tx, run, RunStatus::Completed, None, now)?;
         touch_refresh(&tx, active.library, true, now)?;

@@ -15,6 +15,9 @@
 //!   the digest of the file on disk ([`V2_CHANGES`]).
 //! - **3**: `orphaned_downloads`, files written for a version its asset later lost (an edit
 //!   reverted in iCloud), kept until the sync engine has removed them ([`V3_CHANGES`]).
+//! - **4**: the `(library_id, record_id)` uniqueness of `assets` moves from the table's
+//!   definition to a named unique index, `assets_by_record` ([`V4_ASSETS`]), which a first
+//!   listing can drop and build once at its end (see `bulk.rs`).
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -27,16 +30,58 @@
 //!   they arrive.
 //! - Download state never holds a download URL (they expire within the hour).
 
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 /// `PRAGMA application_id` of an icloudpd-rs catalog ("iCPD").
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 3;
+pub const CURRENT_VERSION: i64 = 4;
+
+/// The columns of `assets` (every version since 1 has the same ones, in this order).
+macro_rules! assets_columns {
+    () => {
+        r#"
+    asset_key        INTEGER PRIMARY KEY AUTOINCREMENT,
+    library_id       INTEGER NOT NULL REFERENCES libraries(library_id),
+    record_id        TEXT NOT NULL,
+    asset_record     TEXT NOT NULL,
+    asset_change_tag TEXT,
+    filename         TEXT,
+    filename_problem TEXT,
+    item_type        TEXT,
+    kind             TEXT NOT NULL,
+    asset_date_ms    INTEGER NOT NULL,
+    added_date_ms    INTEGER NOT NULL,
+    tz_offset_s      INTEGER,
+    favorite         INTEGER NOT NULL,
+    hidden           INTEGER NOT NULL,
+    deleted          INTEGER NOT NULL,
+    date_expunged_ms INTEGER,
+    burst_id         TEXT,
+    subtype          INTEGER NOT NULL,
+    subtype_v2       INTEGER NOT NULL,
+    orientation      INTEGER,
+    duration         INTEGER,
+    adjustment_type  TEXT,
+    caption          TEXT,
+    description      TEXT,
+    keywords         TEXT,             -- JSON array of strings; NULL when there are none
+    latitude         REAL,
+    longitude        REAL,
+    altitude         REAL,
+    live             INTEGER NOT NULL, -- derived: an image with a motion version
+    content_hash     INTEGER NOT NULL, -- of the Asset as last upserted; 0 = unknown
+    first_seen_run   INTEGER REFERENCES runs(run_id),
+    last_seen_run    INTEGER REFERENCES runs(run_id),
+    gone_ms          INTEGER           -- set when the asset left iCloud
+"#
+    };
+}
 
 /// The v1 schema, created in one transaction on an empty database.
-pub const V1_SCHEMA: &str = r#"
+pub const V1_SCHEMA: &str = concat!(
+    r#"
 CREATE TABLE libraries (
     library_id           INTEGER PRIMARY KEY AUTOINCREMENT,
     database             TEXT NOT NULL,
@@ -81,39 +126,9 @@ CREATE TABLE skipped_records (
 CREATE INDEX skipped_by_run ON skipped_records (run_id);
 
 CREATE TABLE assets (
-    asset_key        INTEGER PRIMARY KEY AUTOINCREMENT,
-    library_id       INTEGER NOT NULL REFERENCES libraries(library_id),
-    record_id        TEXT NOT NULL,
-    asset_record     TEXT NOT NULL,
-    asset_change_tag TEXT,
-    filename         TEXT,
-    filename_problem TEXT,
-    item_type        TEXT,
-    kind             TEXT NOT NULL,
-    asset_date_ms    INTEGER NOT NULL,
-    added_date_ms    INTEGER NOT NULL,
-    tz_offset_s      INTEGER,
-    favorite         INTEGER NOT NULL,
-    hidden           INTEGER NOT NULL,
-    deleted          INTEGER NOT NULL,
-    date_expunged_ms INTEGER,
-    burst_id         TEXT,
-    subtype          INTEGER NOT NULL,
-    subtype_v2       INTEGER NOT NULL,
-    orientation      INTEGER,
-    duration         INTEGER,
-    adjustment_type  TEXT,
-    caption          TEXT,
-    description      TEXT,
-    keywords         TEXT,             -- JSON array of strings; NULL when there are none
-    latitude         REAL,
-    longitude        REAL,
-    altitude         REAL,
-    live             INTEGER NOT NULL, -- derived: an image with a motion version
-    content_hash     INTEGER NOT NULL, -- of the Asset as last upserted; 0 = unknown
-    first_seen_run   INTEGER REFERENCES runs(run_id),
-    last_seen_run    INTEGER REFERENCES runs(run_id),
-    gone_ms          INTEGER,          -- set when the asset left iCloud
+"#,
+    assets_columns!(),
+    r#",
     UNIQUE (library_id, record_id)
 );
 CREATE INDEX assets_in_order ON assets (library_id, added_date_ms, record_id);
@@ -172,7 +187,8 @@ CREATE TABLE downloads (
 ) WITHOUT ROWID;
 CREATE INDEX downloads_by_version ON downloads (version_key);
 CREATE INDEX downloads_by_state ON downloads (root_id, state, version_key);
-"#;
+"#
+);
 
 /// v1 -> v2, applied on top of [`V1_SCHEMA`] for a new catalog too.
 pub const V2_CHANGES: &str = r#"
@@ -192,6 +208,21 @@ CREATE TABLE orphaned_downloads (
 );
 CREATE INDEX orphaned_by_asset ON orphaned_downloads (root_id, asset_key);
 "#;
+
+/// v3 -> v4: `assets` rebuilt without its inline `UNIQUE`, which becomes a named index (an
+/// inline constraint's index can never be dropped). Same columns, same order, same rows.
+pub const V4_ASSETS: &str = concat!(
+    "CREATE TABLE assets_v4 (",
+    assets_columns!(),
+    r#");
+INSERT INTO assets_v4 SELECT * FROM assets;
+DROP TABLE assets;
+ALTER TABLE assets_v4 RENAME TO assets;
+CREATE UNIQUE INDEX assets_by_record ON assets (library_id, record_id);
+CREATE INDEX assets_in_order ON assets (library_id, added_date_ms, record_id);
+CREATE INDEX assets_by_asset_record ON assets (library_id, asset_record);
+"#
+);
 
 /// The v0 prototype schema; kept so tests can build a v0 file and the migration knows its input.
 pub const V0_SCHEMA: &str = r#"
@@ -242,6 +273,11 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 3,
         apply: migrate_v2_to_v3,
     },
+    Migration {
+        from: 3,
+        to: 4,
+        apply: migrate_v3_to_v4,
+    },
 ];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
@@ -249,6 +285,7 @@ pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(V1_SCHEMA)?;
     tx.execute_batch(V2_CHANGES)?;
     tx.execute_batch(V3_CHANGES)?;
+    rebuild_assets(tx)?;
     stamp(tx, CURRENT_VERSION)
 }
 
@@ -260,6 +297,32 @@ fn migrate_v1_to_v2(tx: &Transaction<'_>) -> Result<(), String> {
 /// v2 -> v3: a new, empty table.
 fn migrate_v2_to_v3(tx: &Transaction<'_>) -> Result<(), String> {
     tx.execute_batch(V3_CHANGES).map_err(|e| e.to_string())
+}
+
+/// v3 -> v4: see [`V4_ASSETS`].
+fn migrate_v3_to_v4(tx: &Transaction<'_>) -> Result<(), String> {
+    rebuild_assets(tx).map_err(|e| e.to_string())
+}
+
+/// Runs [`V4_ASSETS`] (foreign keys off: dropping `assets` must not touch `versions`), keeping
+/// the AUTOINCREMENT high-water mark so no asset key is ever handed out twice.
+fn rebuild_assets(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let last_key: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'assets'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    tx.execute_batch(V4_ASSETS)?;
+    if let Some(last_key) = last_key {
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = 'assets'", [])?;
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('assets', ?1)",
+            [last_key],
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes the identifying header fields.

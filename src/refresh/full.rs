@@ -213,7 +213,7 @@ impl PageBatch {
             .iter()
             .flat_map(|p| p.skipped.iter().cloned())
             .collect();
-        let counts = if dest.sink.wants_assets() {
+        let counts = if dest.sink.reads_catalog_while_listing() {
             dest.catalog.upsert_page(dest.run, assets, &skipped)?
         } else {
             dest.catalog

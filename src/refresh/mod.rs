@@ -85,10 +85,12 @@ pub trait PageSink: Send {
         true
     }
 
-    /// False when the sink does nothing with the assets: a full listing then stores its pages
-    /// in fewer, larger transactions ([`crate::catalog::Catalog::upsert_page_batched`]),
-    /// since nobody acts on them before the run ends.
-    fn wants_assets(&self) -> bool {
+    /// True when the sink reads the catalog while the listing runs (it looks up each page's
+    /// assets as they arrive), so every page must be committed at once. False lets a full
+    /// listing store its pages in fewer, larger transactions
+    /// ([`crate::catalog::Catalog::upsert_page_batched`]), and a first one go without the
+    /// record-id index until it ends.
+    fn reads_catalog_while_listing(&self) -> bool {
         true
     }
 }
@@ -103,7 +105,7 @@ impl PageSink for NoSink {
         false
     }
 
-    fn wants_assets(&self) -> bool {
+    fn reads_catalog_while_listing(&self) -> bool {
         false
     }
 }

@@ -355,6 +355,11 @@ impl PageSink for UrlSink {
     fn assets(&mut self, library: &Library, assets: &[ListedAsset]) {
         self.0.remember(library, assets);
     }
+
+    /// The URLs are kept here, not looked up in the catalog.
+    fn reads_catalog_while_listing(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use crate::support;
 
-use icloudpd_rs::catalog::schema::{APPLICATION_ID, CURRENT_VERSION, V0_SCHEMA};
+use icloudpd_rs::catalog::schema::{
+    APPLICATION_ID, CURRENT_VERSION, V0_SCHEMA, V1_SCHEMA, V2_CHANGES, V3_CHANGES,
+};
 use icloudpd_rs::catalog::{AssetFilter, Catalog, CatalogError, RunKind};
 use icloudpd_rs::model::{ItemKind, Library, VersionKind};
 use rusqlite::Connection;
@@ -345,6 +347,80 @@ fn a_v0_catalog_is_backed_up_and_migrated() {
     let again = Catalog::open(s.db()).unwrap();
     assert_eq!(again.libraries().unwrap().len(), 2);
     assert_eq!(backups(&s).len(), 1);
+}
+
+/// A v3 catalog (record-id uniqueness inline in `assets`) with a downloaded version, and an
+/// asset key high-water mark above its assets (later ones were deleted).
+fn build_v3(path: &std::path::Path) {
+    let conn = Connection::open(path).unwrap();
+    for sql in [V1_SCHEMA, V2_CHANGES, V3_CHANGES] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    conn.execute_batch(
+        "INSERT INTO libraries (database, zone) VALUES ('private', 'PrimarySync');
+         INSERT INTO assets (asset_key, library_id, record_id, asset_record, filename, kind,
+                             asset_date_ms, added_date_ms, favorite, hidden, deleted, subtype,
+                             subtype_v2, live, content_hash)
+             VALUES (7, 1, 'M1', 'A1', 'IMG_0001.HEIC', 'image', 1000, 2000, 1, 0, 0, 0, 0, 0, 5),
+                    (9, 1, 'M2', 'A2', 'IMG_0002.HEIC', 'image', 3000, 4000, 0, 1, 0, 0, 0, 0, 6);
+         UPDATE sqlite_sequence SET seq = 40 WHERE name = 'assets';
+         INSERT INTO versions (asset_key, kind, size, file_type, checksum)
+             VALUES (7, 'original', 111, 'public.heic', 'c1'),
+                    (9, 'original', 222, 'public.heic', 'c2');
+         INSERT INTO download_roots (path, created_ms) VALUES (x'2f70', 1);
+         INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256, downloaded_ms)
+             VALUES (1, 1, 'downloaded', '2024/IMG_0001.HEIC', 111, x'00', 5);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_v3_catalog_gets_a_droppable_record_id_index_and_keeps_everything() {
+    let s = Scratch::new();
+    build_v3(&s.db());
+    let mut c = Catalog::open(s.db()).unwrap();
+    let lib = c.library_id("private", "PrimarySync").unwrap().unwrap();
+    let m1 = c.asset_by_id(lib, "M1").unwrap().unwrap();
+    assert_eq!(m1.key.0, 7);
+    assert!(m1.asset.favorite);
+    assert_eq!(m1.asset.version(VersionKind::Original).unwrap().size, 111);
+    assert!(c.asset_by_id(lib, "M2").unwrap().unwrap().asset.hidden);
+
+    let conn = Connection::open(s.db()).unwrap();
+    let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        one("SELECT CAST(user_version AS TEXT) FROM pragma_user_version"),
+        "4"
+    );
+    assert_eq!(
+        one(
+            "SELECT a.record_id FROM downloads JOIN versions USING (version_key)
+             JOIN assets a USING (asset_key)"
+        ),
+        "M1",
+        "download state still reaches its asset"
+    );
+    assert!(
+        one("SELECT sql FROM sqlite_master WHERE name = 'assets_by_record'")
+            .starts_with("CREATE UNIQUE INDEX")
+    );
+    let twice = conn.execute(
+        "INSERT INTO assets (library_id, record_id, asset_record, kind, asset_date_ms,
+                             added_date_ms, favorite, hidden, deleted, subtype, subtype_v2,
+                             live, content_hash)
+         VALUES (1, 'M1', 'A1', 'image', 0, 0, 0, 0, 0, 0, 0, 0, 1)",
+        [],
+    );
+    assert!(twice.is_err(), "a record is still unique in its library");
+    drop(conn);
+
+    // Keys are never reused: the next asset comes after the old high-water mark.
+    full_refresh(&mut c, lib, &[photo("NEW", 1)]);
+    assert_eq!(c.asset_by_id(lib, "NEW").unwrap().unwrap().key.0, 41);
+    c.check_integrity().unwrap();
 }
 
 #[test]
