@@ -16,7 +16,9 @@
 //! priority (an unmount must not leave fetched blocks out of the cache).
 //!
 //! An unprivileged thread can lower its own priority but never raise it back
-//! (`RLIMIT_NICE`), hence two threads rather than one that changes its policy.
+//! (`RLIMIT_NICE`), hence two threads rather than one that changes its policy. The
+//! verification a store starts once a file is complete runs on a thread of its own spawned
+//! from there, so it usually inherits the idle priority too: background work as well.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
