@@ -214,6 +214,7 @@ pub fn serve(
     // The CDN wants no cookies: a client of its own works before any sign-in.
     let http = crate::net::build_client(&ctx.auth.net, None).map_err(failure)?;
     let fetcher = BlockFetcher::new(http, Arc::new(cache), fetcher_cfg);
+    let stores = fetcher.clone();
     let locator = Arc::new(CatalogLocator::new(
         ctx.catalog_path(),
         broker.clone(),
@@ -318,6 +319,8 @@ pub fn serve(
     if let Some(session) = slot.current() {
         let _ = rt.block_on(session.persist());
     }
+    // Every block fetched goes into the cache before the process ends.
+    stores.flush_stores();
     result
 }
 

@@ -33,6 +33,7 @@ use crate::cache::{BLOCK_SIZE, BlockCache, ContentKey};
 use crate::fetch::{self, FetchConfig, FetchError, UrlProvider};
 
 mod transfer;
+mod writer;
 
 /// Cached blocks loaded into memory ahead of a sequential reader.
 const WARM_AHEAD: u64 = 4;
@@ -116,8 +117,8 @@ pub struct BlockFetcher {
     warming: Mutex<HashSet<(ContentKey, u64)>>,
     /// Complete contents being verified (to be served as complete files).
     verifying: Arc<Mutex<HashSet<ContentKey>>>,
-    /// Stores of fetched blocks, done in order by one thread (see `transfer::CacheWriter`).
-    writer: transfer::CacheWriter,
+    /// Stores of fetched blocks, done off the readers' way (see `writer.rs`).
+    writer: writer::CacheWriter,
     transfers: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
@@ -158,7 +159,7 @@ impl BlockFetcher {
             next_id: AtomicU64::new(1),
             warming: Mutex::new(HashSet::new()),
             verifying: Arc::default(),
-            writer: transfer::CacheWriter::start(),
+            writer: writer::CacheWriter::start(),
             transfers: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -170,6 +171,12 @@ impl BlockFetcher {
     /// The cache this fetcher fills.
     pub fn cache(&self) -> &Arc<BlockCache> {
         &self.cache
+    }
+
+    /// Stores every block fetched so far into the cache before returning (blocks are stored
+    /// in the background, at idle priority). For an unmount: nothing fetched is lost to it.
+    pub fn flush_stores(&self) {
+        self.writer.flush();
     }
 
     /// Current counters.

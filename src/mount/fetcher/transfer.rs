@@ -193,54 +193,6 @@ impl BlockFetcher {
     }
 }
 
-/// A store of one block into the cache.
-type Store = Box<dyn FnOnce() + Send>;
-
-/// The thread that stores fetched blocks into the cache, one at a time. A task per block on
-/// tokio's blocking pool let a dozen threads write into the same block file at once: they
-/// queue on the file's inode lock, and on a loaded machine spin on it (measured at a twentieth
-/// of the daemon's CPU during a cold read, and far more when the machine is busy). One writer
-/// keeps up easily (checksum and page-cache copy run at several GB/s); readers never wait for
-/// it, they get the bytes from the transfer.
-pub(super) struct CacheWriter {
-    tx: Option<Mutex<std::sync::mpsc::Sender<Store>>>,
-}
-
-impl CacheWriter {
-    pub(super) fn start() -> CacheWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<Store>();
-        let spawned = std::thread::Builder::new()
-            .name("cache-writer".into())
-            .spawn(move || {
-                // Ends when the fetcher (the only sender) is gone.
-                for store in rx {
-                    store();
-                }
-            });
-        match spawned {
-            Ok(_) => CacheWriter {
-                tx: Some(Mutex::new(tx)),
-            },
-            Err(e) => {
-                tracing::debug!(error = %e, "no cache writer thread; storing on the blocking pool");
-                CacheWriter { tx: None }
-            }
-        }
-    }
-
-    /// Run `store` on the writer thread (or, without one, on tokio's blocking pool).
-    fn run(&self, store: Store) {
-        let store = match &self.tx {
-            Some(tx) => match tx.lock().unwrap_or_else(|e| e.into_inner()).send(store) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(store)) => store,
-            },
-            None => store,
-        };
-        tokio::task::spawn_blocking(store);
-    }
-}
-
 /// Hands the blocks of one transfer to their waiting readers as they complete, then to the
 /// cache; the flight of a block stays registered until the block is in the cache, so nobody
 /// starts a second transfer of it meanwhile.
