@@ -276,25 +276,28 @@ impl BlockFetcher {
         }
         let cache = self.cache.clone();
         let verifying = self.verifying.clone();
-        let spawned = std::thread::Builder::new()
-            .name("cache-verify".into())
-            .spawn({
-                let key = key.clone();
-                move || {
-                    cache.verify_complete(&key, size);
-                    verifying
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::debug!(error = %e, "cannot start a cache verification");
-            self.verifying
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-        }
+        // Spawned from a normal-priority thread (see `writer.rs`).
+        self.writer.at_normal_priority(Box::new(move || {
+            let spawned = std::thread::Builder::new()
+                .name("cache-verify".into())
+                .spawn({
+                    let (key, verifying) = (key.clone(), verifying.clone());
+                    move || {
+                        cache.verify_complete(&key, size);
+                        verifying
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&key);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::debug!(error = %e, "cannot start a cache verification");
+                verifying
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            }
+        }));
     }
 
     /// Make sure bytes `[offset, offset + len)` of `file` are in the cache, sharing transfers

@@ -18,9 +18,11 @@
 //! priority (an unmount must not leave fetched blocks out of the cache).
 //!
 //! An unprivileged thread can lower its own priority but never raise it back
-//! (`RLIMIT_NICE`), hence two threads rather than one that changes its policy. The
-//! verification a store starts once a file is complete runs on a thread of its own spawned
-//! from there, so it usually inherits the idle priority too: background work as well.
+//! (`RLIMIT_NICE`), hence two threads rather than one that changes its policy. A store that
+//! completes a file starts its verification through the normal-priority thread
+//! ([`CacheWriter::at_normal_priority`]): a thread spawned by the idle one would inherit its
+//! priority, and a verification starved by a busy machine leaves the file served block by
+//! block instead of from its block file.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,6 +55,8 @@ struct Threads {
     taken: Receiver<Store>,
     /// Stores queued or running.
     outstanding: Arc<AtomicUsize>,
+    /// Work for the normal-priority thread ([`CacheWriter::at_normal_priority`]).
+    jobs: Sender<Store>,
     /// The writer is gone: the overflow thread ends.
     closed: Arc<AtomicBool>,
     overflow: Thread,
@@ -61,6 +65,7 @@ struct Threads {
 impl CacheWriter {
     pub(super) fn start() -> CacheWriter {
         let (queue, taken) = crossbeam_channel::unbounded::<Store>();
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<Store>();
         let outstanding = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicBool::new(false));
         let idle = {
@@ -80,7 +85,7 @@ impl CacheWriter {
             let (taken, outstanding, closed) = (taken.clone(), outstanding.clone(), closed.clone());
             std::thread::Builder::new()
                 .name("cache-overflow".into())
-                .spawn(move || help_past_the_bound(&taken, &outstanding, &closed))
+                .spawn(move || help(&taken, &job_rx, &outstanding, &closed))
         });
         match overflow {
             Ok(overflow) => CacheWriter {
@@ -88,6 +93,7 @@ impl CacheWriter {
                     queue,
                     taken,
                     outstanding,
+                    jobs,
                     closed,
                     overflow: overflow.thread().clone(),
                 }),
@@ -114,6 +120,19 @@ impl CacheWriter {
         }
         if t.queue.len() > OVERFLOW_AT {
             t.overflow.unpark();
+        }
+    }
+
+    /// Runs `job` on the normal-priority thread (or here, without threads). A thread it
+    /// spawns runs at normal priority too, where one spawned by a store would inherit the idle
+    /// one.
+    pub(super) fn at_normal_priority(&self, job: Store) {
+        let Some(t) = &self.threads else {
+            return job();
+        };
+        match t.jobs.send(job) {
+            Ok(()) => t.overflow.unpark(),
+            Err(e) => (e.into_inner())(),
         }
     }
 
@@ -147,11 +166,19 @@ impl Drop for CacheWriter {
     }
 }
 
-/// The overflow thread: sleeps until the queue passes [`OVERFLOW_AT`], then takes stores
-/// until it is back under.
-fn help_past_the_bound(taken: &Receiver<Store>, outstanding: &AtomicUsize, closed: &AtomicBool) {
+/// The normal-priority thread: sleeps until the queue passes [`OVERFLOW_AT`], then takes
+/// stores until it is back under; runs the jobs it is given.
+fn help(
+    taken: &Receiver<Store>,
+    jobs: &Receiver<Store>,
+    outstanding: &AtomicUsize,
+    closed: &AtomicBool,
+) {
     while !closed.load(Ordering::Acquire) {
         std::thread::park();
+        while let Ok(job) = jobs.try_recv() {
+            job();
+        }
         while taken.len() > OVERFLOW_AT {
             match taken.try_recv() {
                 Ok(store) => {
@@ -224,5 +251,28 @@ mod tests {
         release.send(()).unwrap();
         writer.flush();
         assert_eq!(done.load(Ordering::SeqCst), OVERFLOW_AT + 50);
+    }
+
+    #[test]
+    fn stores_run_at_idle_priority_and_jobs_at_normal_priority() {
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let writer = CacheWriter::start();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store_tx = tx.clone();
+        writer.run(Box::new(move || {
+            store_tx.send(("store", policy())).unwrap()
+        }));
+        writer.at_normal_priority(Box::new(move || {
+            // What a store's verification does: spawn a thread from here.
+            std::thread::spawn(move || tx.send(("job", policy())).unwrap());
+        }));
+        let mut got: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [("job", libc::SCHED_OTHER), ("store", libc::SCHED_IDLE)]
+        );
     }
 }
