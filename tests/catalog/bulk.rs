@@ -151,10 +151,9 @@ fn a_failed_bulk_load_puts_the_indexes_back() {
 #[test]
 #[ignore = "run by a_writer_killed_mid_load_leaves_a_catalog_the_next_open_repairs as a child"]
 fn bulk_child_writer() {
-    let Some(db) = std::env::var_os(CHILD_ENV) else {
+    let Some((mut c, lib)) = child_catalog(CHILD_ENV) else {
         return;
     };
-    let (mut c, lib) = writer(std::path::Path::new(&db));
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
     c.upsert_page(run, &library(300), &[]).unwrap();
     write_until_killed(&mut c, run, 1_000_000);
@@ -252,10 +251,9 @@ fn batched_pages_load_without_the_record_id_index_and_merge_a_record_listed_twic
 #[test]
 #[ignore = "run by a_writer_killed_mid_batched_load_leaves_copies_the_next_open_merges as a child"]
 fn unchecked_child_writer() {
-    let Some(db) = std::env::var_os(UNCHECKED_CHILD_ENV) else {
+    let Some((mut c, lib)) = child_catalog(UNCHECKED_CHILD_ENV) else {
         return;
     };
-    let (mut c, lib) = writer(std::path::Path::new(&db));
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
     let assets = library(300);
     c.upsert_page_batched(run, &assets, &[]).unwrap();

@@ -16,10 +16,9 @@ const KNOWN: usize = 500;
 #[test]
 #[ignore = "run by killed_writer_leaves_a_sound_catalog as a child process"]
 fn child_writer() {
-    let Some(db) = std::env::var_os(CHILD_ENV) else {
+    let Some((mut c, lib)) = child_catalog(CHILD_ENV) else {
         return;
     };
-    let (mut c, lib) = writer(std::path::Path::new(&db));
     let known: Vec<_> = (0..KNOWN)
         .map(|i| photo(&format!("M{i}"), i as i64))
         .collect();

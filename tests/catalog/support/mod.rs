@@ -173,6 +173,13 @@ pub fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
 }
 
+/// In a child writer test: a writer on the catalog the parent named in `env`, or `None` when
+/// the test runs on its own.
+pub fn child_catalog(env: &str) -> Option<(Catalog, LibraryId)> {
+    let db = std::env::var_os(env)?;
+    Some(writer(Path::new(&db)))
+}
+
 /// What a child writer prints once its run has begun, followed by the run id.
 const CHILD_READY: &str = "CHILD-WRITER-READY";
 
