@@ -28,28 +28,28 @@ fn present_indexes(db: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// True when the index that makes a record unique in its library is in the file.
-fn has_record_index(db: &std::path::Path) -> bool {
+/// One value read through a plain SQLite connection.
+fn sql_value<T: rusqlite::types::FromSql>(db: &std::path::Path, sql: &str) -> T {
     Connection::open(db)
         .unwrap()
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'assets_by_record')",
-            [],
-            |r| r.get(0),
-        )
+        .query_row(sql, [], |r| r.get(0))
         .unwrap()
 }
 
-/// Asset rows beyond one per record, counted by a plain SQLite connection.
+/// True when the index that makes a record unique in its library is in the file.
+fn has_record_index(db: &std::path::Path) -> bool {
+    sql_value(
+        db,
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'assets_by_record')",
+    )
+}
+
+/// Asset rows beyond one per record.
 fn extra_rows(db: &std::path::Path) -> i64 {
-    Connection::open(db)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) - count(DISTINCT record_id) FROM assets",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    sql_value(
+        db,
+        "SELECT count(*) - count(DISTINCT record_id) FROM assets",
+    )
 }
 
 fn all_deferred() -> Vec<String> {
