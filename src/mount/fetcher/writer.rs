@@ -217,7 +217,6 @@ mod tests {
         for _ in 0..200 {
             let done = done.clone();
             writer.run(Box::new(move || {
-                std::thread::sleep(Duration::from_micros(50));
                 done.fetch_add(1, Ordering::SeqCst);
             }));
         }
@@ -228,12 +227,15 @@ mod tests {
     #[test]
     fn the_overflow_thread_keeps_the_queue_bounded_when_the_idle_one_is_stuck() {
         let writer = CacheWriter::start();
-        // One thread takes this store and is held in it.
+        // The idle-priority thread takes this store (the queue is short) and is held in it.
         let (release, held) = std::sync::mpsc::channel::<()>();
-        let held = Mutex::new(held);
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let (held, started) = (Mutex::new(held), Mutex::new(started));
         writer.run(Box::new(move || {
+            started.lock().unwrap().send(()).unwrap();
             let _ = held.lock().unwrap().recv();
         }));
+        has_started.recv_timeout(Duration::from_secs(30)).unwrap();
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..OVERFLOW_AT + 50 {
             let done = done.clone();
@@ -241,7 +243,7 @@ mod tests {
                 done.fetch_add(1, Ordering::SeqCst);
             }));
         }
-        // The other one brings the queue down to the bound.
+        // The normal-priority one brings the queue down to the bound.
         let queue = writer.threads.as_ref().unwrap().queue.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         while queue.len() > OVERFLOW_AT && Instant::now() < deadline {
