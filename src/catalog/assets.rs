@@ -76,7 +76,8 @@ pub(super) fn store_page<'a>(
     if bulk.is_some() {
         // In record-id order, the inserts walk the `(library_id, record_id)` index from
         // one end to the other instead of jumping between its pages (fewer pages read back
-        // and rewritten per transaction). Keys then follow that order within a page.
+        // and rewritten per transaction). Keys then follow that order within a page, with
+        // the index or without it (`Inserts::Unchecked`): the same listing gets the same keys.
         assets.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     }
     for asset in assets {

@@ -284,18 +284,12 @@ impl BlockFetcher {
                     let (key, verifying) = (key.clone(), verifying.clone());
                     move || {
                         cache.verify_complete(&key, size);
-                        verifying
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&key);
+                        no_longer_verifying(&verifying, &key);
                     }
                 });
             if let Err(e) = spawned {
                 tracing::debug!(error = %e, "cannot start a cache verification");
-                verifying
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
+                no_longer_verifying(&verifying, &key);
             }
         }));
     }
@@ -479,6 +473,14 @@ impl Drop for BlockFetcher {
     fn drop(&mut self) {
         tracing::debug!(fetcher = ?self.stats(), cache = ?self.cache.stats(), "read statistics");
     }
+}
+
+/// Ends the verification of `key` in [`BlockFetcher::verify_later`]'s set.
+fn no_longer_verifying(verifying: &Mutex<HashSet<ContentKey>>, key: &ContentKey) {
+    verifying
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
 }
 
 /// Length of block `idx` of a file of `size` bytes.
