@@ -5,11 +5,16 @@
 # < 100 MiB at 100k, growing < 20% from 10k to 100k; unchanged refresh < 0.5 s.
 #
 #   scripts/bench-catalog.sh [SIZES...]     # default: 10000 100000
+#
+# BENCH_LATENCY_MS (default 0) delays every simulator answer, as Apple's servers do (by far
+# more): at 0 the plain loop is bound by the simulator's CPU, on the same two cores as the
+# refresh, so the ratio measures the refresh's CPU; with a delay it measures the pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000)
 PARALLELISM=6
+LATENCY=${BENCH_LATENCY_MS:-0}
 
 cargo build --quiet --release --bin icloudpd-rs --example raw_pages
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -24,7 +29,7 @@ field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.ar
 
 printf '| assets | refresh s | plain loop s | ratio | peak RSS MiB | unchanged refresh s |\n|---|---|---|---|---|---|\n' > "$WORK/table"
 for n in "${SIZES[@]}"; do
-  "$BIN" sim --assets "$n" --seed 2 --size-scale 0.001 --iterations 1000 > "$WORK/ready" 2> "$WORK/sim.log" &
+  "$BIN" sim --assets "$n" --seed 2 --size-scale 0.001 --iterations 1000 --latency "$LATENCY" > "$WORK/ready" 2> "$WORK/sim.log" &
   SIM_PID=$!
   for _ in $(seq 1 200); do [ -s "$WORK/ready" ] && break; sleep 0.05; done
   ep=$(field "$WORK/ready" endpoint); user=$(field "$WORK/ready" username); pass=$(field "$WORK/ready" password)
@@ -41,6 +46,7 @@ for n in "${SIZES[@]}"; do
   echo "$n $rss" >> "$WORK/rss"
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
 done
+echo "simulator latency: $LATENCY ms per answer"
 cat "$WORK/table"
 if [ "$(wc -l < "$WORK/rss")" -ge 2 ]; then
   python3 - "$WORK/rss" <<'PY'
