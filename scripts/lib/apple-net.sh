@@ -126,6 +126,8 @@ in_ns_bundled() {
 # Start the simulator on 127.0.0.1:443 in the namespace; extra arguments go to `sim`.
 apple_sim_start() {
   local bin="${ICLOUDPD_RS_BIN:-${CARGO_TARGET_DIR:-target}/release/icloudpd-rs}"
+  # nsenter starts the command in / (the namespace's root), not here.
+  [[ $bin = /* ]] || bin="$PWD/$bin"
   local ready="$APPLE_WORK/sim.ready"
   "${APPLE_NSENTER[@]}" "$bin" sim --listen 127.0.0.1:443 \
     --tls-cert "$APPLE_WORK/tls/server.pem" --tls-key "$APPLE_WORK/tls/server.key" --apple-hosts \
