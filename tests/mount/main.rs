@@ -5,6 +5,7 @@ mod fuse_support;
 mod support;
 
 mod bench;
+mod bench_measure;
 mod core_bench;
 mod demo;
 mod fs_core;
