@@ -519,13 +519,13 @@ fn data_phase(report: &mut Report) {
     read_all(&mirrored);
     read_all(&through_path);
     // Reads of ~10 ms: one alone is mostly scheduling noise.
+    let n = mirrored.metadata().unwrap().len();
     let direct = median_of(5, || time(|| read_all(&mirrored)).0);
     let through = median_of(5, || {
-        let (t, n) = time(|| read_all(&through_path));
-        assert_eq!(n, mirrored.metadata().unwrap().len());
+        let (t, got) = time(|| read_all(&through_path));
+        assert_eq!(got, n);
         t
     });
-    let n = mirrored.metadata().unwrap().len();
     report.throughput(
         &format!("mirrored file read, {} MiB (vs the file)", n / MIB),
         through,
