@@ -100,16 +100,23 @@ impl BlockFiles {
 
     /// Whether this filesystem can punch holes (probed once at open; without it evicted blocks
     /// keep their space until their whole file goes).
+    /// The probe runs in the root, created first: a fresh cache has no block file yet.
     pub fn probe_punch(&self) -> bool {
         let probe = self.root.join(".punch-probe");
-        let ok = (|| -> io::Result<()> {
+        let tried = (|| -> io::Result<()> {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)?;
             let f = open_rw(&probe)?;
             f.write_all_at(&[1u8; 8192], 0)?;
             punch_hole(&f, 0, 4096)
-        })()
-        .is_ok();
+        })();
         let _ = fs::remove_file(&probe);
-        ok
+        if let Err(e) = &tried {
+            tracing::debug!(error = %e, root = %self.root.display(), "hole punching probe failed");
+        }
+        tried.is_ok()
     }
 }
 

@@ -144,6 +144,37 @@ fn eviction_within_one_file_punches_a_hole() {
     assert!(!cache.contains(&k, 0) && !cache.contains(&k, 1));
     assert_eq!(cache.get(&k, 3).unwrap(), block(3, BLOCK_SIZE as usize));
     assert_eq!(cache.get(&k, 2).unwrap(), block(2, BLOCK_SIZE as usize));
+    // The evicted blocks' disk space is given back (this cache was fresh: the probe at open
+    // must not have failed for want of a block directory).
+    if cache.can_punch {
+        use std::os::unix::fs::MetadataExt;
+        let on_disk = std::fs::metadata(cache.files.path(k.as_str()))
+            .unwrap()
+            .blocks()
+            * 512;
+        assert!(
+            on_disk <= 2 * BLOCK_SIZE + 65_536,
+            "{on_disk} bytes still on disk"
+        );
+    }
+}
+
+#[test]
+fn a_fresh_cache_on_a_filesystem_that_punches_holes_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::fs::File::create(dir.path().join("probe")).unwrap();
+    probe.write_all_at(&[1u8; 8192], 0).unwrap();
+    // SAFETY: plain syscall on an owned descriptor.
+    let punched = unsafe {
+        libc::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&probe),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            0,
+            4096,
+        )
+    } == 0;
+    let cache = BlockCache::open(&cfg(&dir.path().join("cache"), 2)).unwrap();
+    assert_eq!(cache.can_punch, punched);
 }
 
 #[test]
