@@ -99,8 +99,8 @@ impl BlockFiles {
     }
 
     /// Whether this filesystem can punch holes (probed once at open; without it evicted blocks
-    /// keep their space until their whole file goes).
-    /// The probe runs in the root, created first: a fresh cache has no block file yet.
+    /// keep their space until their whole file goes). The probe runs in the root, created first:
+    /// a fresh cache has no block file yet.
     pub fn probe_punch(&self) -> bool {
         let probe = self.root.join(".punch-probe");
         let tried = (|| -> io::Result<()> {
@@ -131,7 +131,7 @@ pub(super) fn open_rw(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+pub(super) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall on a valid, owned descriptor.
     let rc = unsafe {
         libc::fallocate(
