@@ -146,9 +146,22 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 
 /// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
 /// the default level.
+///
+/// fuser's session logs a warning whenever its final unmount finds the filesystem already
+/// unmounted, as after every `fusermount3 -u` (its own comment says this is not necessarily an
+/// error); the mount checks the outcome itself, so that line is dropped unless `RUST_LOG`
+/// names fuser.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let user = std::env::var("RUST_LOG").ok();
+    let mut filter = user
+        .as_deref()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    if !user.is_some_and(|v| v.contains("fuser"))
+        && let Ok(quiet) = "fuser::session=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter)

@@ -126,7 +126,7 @@ pub(crate) fn fuse_conf_allows_other(path: &Path) -> bool {
 }
 
 /// The filesystem type mounted exactly at `path`, from `/proc/self/mountinfo`.
-fn mounted_fstype(path: &Path) -> Option<String> {
+pub(super) fn mounted_fstype(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo_fstype(&info, path)
 }

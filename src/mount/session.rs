@@ -24,7 +24,7 @@ use super::error::MountError;
 use super::fuse::{AdapterCounters, FuseFs, Ttls};
 use super::namespace::{Entry, Namespace, Skipped};
 use super::options::MountOptions;
-use super::preflight::{is_root, passthrough_allowed, preflight};
+use super::preflight::{is_root, mounted_fstype, passthrough_allowed, preflight};
 use super::source::ContentSource;
 use super::updater::{InvalSender, Updater, spawn_invalidator};
 
@@ -380,6 +380,17 @@ impl MountHandle {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
         tracing::debug!(adapter = ?self.stats(), "kernel request statistics");
+        // The session's own unmount-on-drop reports failures only as a log line of fuser's
+        // (silenced by default: it also fires after every `fusermount3 -u`); check the result.
+        if let Some(fstype) = mounted_fstype(&self.mountpoint).filter(|t| t.starts_with("fuse")) {
+            tracing::warn!(
+                mountpoint = %self.mountpoint.display(),
+                fstype,
+                "a filesystem is still mounted here after the session ended; run fusermount3 -u {}",
+                self.mountpoint.display()
+            );
+            return res.map_err(MountError::Session);
+        }
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
         res.map_err(MountError::Session)
     }
