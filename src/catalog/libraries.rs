@@ -17,11 +17,12 @@ pub struct LibraryRecord {
     /// The zone's `changes/zone` sync token, stored after the pages it covers were committed.
     #[serde(skip)]
     pub zone_token: Option<String>,
-    /// When a run of this library last completed.
-    #[serde(serialize_with = "serialize_ms")]
+    /// When a run of this library last completed (serialised as a timestamp, as the top
+    /// level's `last_refresh`).
+    #[serde(rename = "last_refresh", serialize_with = "serialize_ms")]
     pub last_refresh_ms: Option<i64>,
     /// When a full enumeration of this library last completed.
-    #[serde(serialize_with = "serialize_ms")]
+    #[serde(rename = "last_full_refresh", serialize_with = "serialize_ms")]
     pub last_full_refresh_ms: Option<i64>,
 }
 

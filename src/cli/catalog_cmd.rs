@@ -129,17 +129,20 @@ pub fn list_cmd(what: ListWhat) -> i32 {
         for lib in catalog.libraries()? {
             if !albums {
                 if args.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"zone": lib.library.zone, "database": lib.library.database,
-                            "last_refresh_ms": lib.last_refresh_ms})
-                    );
+                    // The same fields as `status --json` gives each library.
+                    println!("{}", serde_json::to_value(&lib).unwrap_or_default());
                 } else {
                     println!("{}\t{}", lib.library.zone, lib.library.database);
                 }
                 continue;
             }
-            for entry in catalog.albums(lib.id)? {
+            // Deleted albums stay in the catalog (their record may come back) but are gone for
+            // the user, as in the mount and in `sync --album`.
+            for entry in catalog
+                .albums(lib.id)?
+                .into_iter()
+                .filter(|e| !e.album.deleted)
+            {
                 let path = entry.path.join("/");
                 if args.json {
                     println!(

@@ -7,6 +7,7 @@ mod assets;
 mod batched;
 mod bench;
 mod bulk;
+mod cli;
 mod crash;
 mod downloads;
 mod open;

@@ -1,0 +1,160 @@
+//! The catalog commands as a user runs them: `refresh`, then `list libraries`, `list albums`
+//! and `status` (text and `--json`) from the catalog alone, with the simulator stopped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use icloudpd_rs::sim::library::ManifestOptions;
+use icloudpd_rs::sim::{BackgroundSim, SimConfig};
+use serde_json::Value;
+
+/// Run the binary; (exit code, stdout, stderr).
+fn run(data: &Path, username: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_icloudpd-rs"))
+        .args(args)
+        .args(["-u", username])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn list_and_status_report_the_refreshed_library_without_the_network() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = BackgroundSim::start(SimConfig {
+        assets: 400,
+        seed: 12,
+        size_scale: 0.0001,
+        iterations: 1000,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let account = sim.account().clone();
+    let user = account.username.as_str();
+
+    // Before any refresh: a clear error naming the fix.
+    let (code, _, err) = run(dir.path(), user, &["status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("icloudpd-rs refresh"), "{err}");
+
+    let (code, _, err) = run(
+        dir.path(),
+        user,
+        &[
+            "refresh",
+            "-p",
+            &account.password,
+            "--endpoint",
+            sim.endpoint(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // What the simulator holds: assets of the primary library, and the visible members of
+    // each album (album listings leave hidden and recently deleted assets out).
+    let manifest = sim
+        .state()
+        .library
+        .manifest(&ManifestOptions {
+            zone: Some("PrimarySync".into()),
+            sha256: false,
+        })
+        .unwrap();
+    let mut assets = BTreeSet::new();
+    let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &manifest {
+        assets.insert(e.asset_id.clone());
+        if !e.is_hidden && !e.is_deleted {
+            for album in &e.albums {
+                members
+                    .entry(album.clone())
+                    .or_default()
+                    .insert(e.asset_id.clone());
+            }
+        }
+    }
+    drop(sim);
+
+    let (code, out, err) = run(dir.path(), user, &["list", "libraries"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "PrimarySync\tprivate"), "{out}");
+    let (code, out, err) = run(dir.path(), user, &["list", "libraries", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let primary: Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("one JSON object a line"))
+        .find(|l| l["zone"] == "PrimarySync")
+        .expect("the primary library");
+    assert_eq!(primary["database"], "private");
+    assert!(primary["last_refresh"].as_str().unwrap().ends_with('Z'));
+    assert!(primary.get("zone_token").is_none(), "tokens stay private");
+
+    // Albums: every album of the simulator, with its count of visible assets.
+    let (code, out, err) = run(dir.path(), user, &["list", "albums", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let counts: BTreeMap<String, u64> = listed
+        .iter()
+        .filter(|a| a["folder"] == false && a["library"] == "PrimarySync")
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["assets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (name, ids) in &members {
+        assert_eq!(counts.get(name), Some(&(ids.len() as u64)), "album {name}");
+    }
+    let (code, text, err) = run(dir.path(), user, &["list", "albums"]);
+    assert_eq!(code, 0, "{err}");
+    for a in &listed {
+        let path = a["path"].as_str().unwrap();
+        let line = if a["folder"] == true {
+            format!("{path}/")
+        } else {
+            format!("{path}\t{}", a["assets"])
+        };
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+
+    // Status, as JSON and as text.
+    let (code, out, err) = run(dir.path(), user, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(status["assets"], assets.len() as u64);
+    assert_eq!(status["versions"], manifest.len() as u64);
+    assert_eq!(status["downloaded"], 0);
+    assert_eq!(status["failed"], 0);
+    assert_eq!(
+        status["albums"],
+        listed
+            .iter()
+            .filter(|a| a["library"] == "PrimarySync")
+            .count() as u64
+    );
+    assert!(status["last_refresh"].as_str().unwrap().ends_with('Z'));
+    let library = &status["libraries"][0];
+    assert_eq!(library["last_refresh"], primary["last_refresh"]);
+    assert!(
+        library["last_full_refresh"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let (code, out, err) = run(dir.path(), user, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("Assets: {}", assets.len())), "{out}");
+}
