@@ -121,9 +121,11 @@ impl RunContext {
         job.handle.finish(TransferState::Failed { error });
     }
 
-    /// The run cannot go on: remember why (the first reason wins) and stop everything.
+    /// The run cannot go on: remember why (the first reason wins) and stop everything. The
+    /// run returns the reason, and its caller reports it (`sync` prints it, the mount's mirror
+    /// logs it): logged here too, it was said twice.
     pub fn fatal(&self, error: MirrorError) {
-        tracing::error!(%error, "stopping the run");
+        tracing::debug!(%error, "stopping the run");
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(error);
         self.stop.cancel();

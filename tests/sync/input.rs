@@ -95,6 +95,14 @@ fn bad_flags_and_config_are_refused_and_touch_nothing() {
         );
         assert_eq!(snapshot(&photos), before, "{flags:?} changed the folder");
     }
+    // A reason found during the run is said once, not logged and then printed.
+    let run = env.sync(&photos, &["--album", "No Such Album"]);
+    assert_eq!(
+        run.stderr.matches("No Such Album").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
