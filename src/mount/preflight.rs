@@ -37,9 +37,18 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountError> {
         source,
     })?;
     if let Some(fstype) = mounted_fstype(&canonical) {
-        return Err(MountError::AlreadyMounted {
-            path: canonical,
-            fstype,
+        // A FUSE mount whose process died (killed, crashed) still answers `stat` from the
+        // kernel's attribute cache; listing it asks the gone process and fails.
+        let gone = fstype.starts_with("fuse")
+            && std::fs::read_dir(&canonical)
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        return Err(if gone {
+            MountError::StaleMount(canonical)
+        } else {
+            MountError::AlreadyMounted {
+                path: canonical,
+                fstype,
+            }
         });
     }
     let mut listing = std::fs::read_dir(&canonical).map_err(|e| match e.raw_os_error() {

@@ -1,5 +1,6 @@
 //! Mounting and unmounting for real: every bad mountpoint refused with its fix (and nothing
-//! left mounted), and a mount in a child process ended by SIGTERM, SIGINT or `fusermount3 -u`.
+//! left mounted), a mount in a child process ended by SIGTERM, SIGINT or `fusermount3 -u`, and
+//! the stale mount a killed one leaves.
 //!
 //! They need root (or fusermount3) and `/dev/fuse`. Under `CI=true` they must run: a missing
 //! prerequisite fails loudly instead of skipping.
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_support::*;
-use icloudpd_rs::mount::{MountError, MountOptions, Namespace, mount};
+use icloudpd_rs::mount::{MountError, MountOptions, Namespace, check_mountpoint, mount};
 
 /// A stale FUSE mount at `dir`: mounted, then its daemon gone (its device fd closed).
 fn make_stale_mount(dir: &Path) {
@@ -162,6 +163,8 @@ fn zz_child_process_entry() {
 struct ChildGuard {
     child: std::process::Child,
     mnt: PathBuf,
+    /// The child's stdout, kept open: the child must not see a broken pipe.
+    stdout: Option<std::io::Lines<BufReader<std::process::ChildStdout>>>,
 }
 
 impl Drop for ChildGuard {
@@ -174,6 +177,58 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Mount a one-file filesystem under `base` in a child process (this binary re-run with
+/// `MOUNT_FUSE_CHILD_DIR`); returns once it serves. Its stdout pipe stays open with it.
+fn mount_in_a_child(base: &Path) -> (ChildGuard, PathBuf) {
+    let mnt = base.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fuse_lifecycle::zz_child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MOUNT_FUSE_CHILD_DIR", &mnt)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard {
+        child,
+        mnt: mnt.clone(),
+        stdout: None,
+    };
+    let stdout = child.child.stdout.take().unwrap();
+    let lines = BufReader::new(stdout).lines();
+    // libtest prints its own prefix on the same line.
+    let (ready, lines) = within(Duration::from_secs(30), move || {
+        let mut lines = lines;
+        let ready = lines.any(|l| l.is_ok_and(|l| l.contains("READY")));
+        (ready, lines)
+    });
+    child.stdout = Some(lines);
+    assert!(ready, "the child did not mount");
+    assert!(is_mounted(&mnt));
+    assert!(mnt.join("hello").is_dir());
+    (child, mnt)
+}
+
+#[test]
+fn a_mount_whose_process_was_killed_is_named_stale() {
+    if !fuse_ready() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let (mut child, mnt) = mount_in_a_child(base.path());
+    child.child.kill().unwrap();
+    child.child.wait().unwrap();
+    assert!(is_mounted(&mnt), "a killed daemon leaves its mount behind");
+    let e = check_mountpoint(&mnt).unwrap_err();
+    assert!(matches!(e, MountError::StaleMount(_)), "{e}");
+    assert!(e.to_string().contains("fusermount3 -u"), "{e}");
+}
+
 #[test]
 fn unmount_by_sigterm_and_by_fusermount() {
     if !fuse_ready() {
@@ -181,35 +236,7 @@ fn unmount_by_sigterm_and_by_fusermount() {
     }
     for how in ["SIGTERM", "SIGINT", "fusermount3 -u"] {
         let base = tempfile::tempdir().unwrap();
-        let mnt = base.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let mnt = mnt.canonicalize().unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "fuse_lifecycle::zz_child_process_entry",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("MOUNT_FUSE_CHILD_DIR", &mnt)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut child = ChildGuard {
-            child,
-            mnt: mnt.clone(),
-        };
-        let stdout = child.child.stdout.take().unwrap();
-        let lines = BufReader::new(stdout).lines();
-        // libtest prints its own prefix on the same line; keep the pipe open afterwards.
-        let (ready, _lines) = within(Duration::from_secs(30), move || {
-            let mut lines = lines;
-            let ready = lines.any(|l| l.is_ok_and(|l| l.contains("READY")));
-            (ready, lines)
-        });
-        assert!(ready, "the child did not mount");
-        assert!(is_mounted(&mnt));
-        assert!(mnt.join("hello").is_dir());
+        let (mut child, mnt) = mount_in_a_child(base.path());
         match how {
             "SIGTERM" | "SIGINT" => {
                 let sig = if how == "SIGTERM" {
