@@ -126,7 +126,8 @@ pub fn serve(
     // Everything that can be refused without the network is checked first.
     let selection = args.selection.selection().map_err(failure)?;
     let policy = args.layout.policy(&args.selection).map_err(failure)?;
-    let cache_size = parse_bytes(&args.mount.cache_size).map_err(CommandError::failure)?;
+    let cache_size = parse_bytes(&args.mount.cache_size)
+        .map_err(|e| CommandError::failure(format!("--cache-size {e}")))?;
     if args.mount.poll_interval == 0 {
         return Err(CommandError::failure(
             "--poll-interval must be at least 1 second",

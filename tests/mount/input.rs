@@ -64,7 +64,13 @@ fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
         1,
         "must not contain each other",
     );
-    refused(&env, &mnt, &["--cache-size", "lots"], 1, "size suffix");
+    refused(
+        &env,
+        &mnt,
+        &["--cache-size", "lots"],
+        1,
+        "--cache-size \"lots\"",
+    );
     refused(
         &env,
         &mnt,
