@@ -164,7 +164,6 @@ fn a_fresh_cache_on_a_filesystem_that_punches_holes_uses_them() {
     let dir = tempfile::tempdir().unwrap();
     let probe = std::fs::File::create(dir.path().join("probe")).unwrap();
     probe.write_all_at(&[1u8; 8192], 0).unwrap();
-    // SAFETY: plain syscall on an owned descriptor.
     let punched = store::punch_hole(&probe, 0, 4096).is_ok();
     let cache = BlockCache::open(&cfg(&dir.path().join("cache"), 2)).unwrap();
     assert_eq!(cache.can_punch, punched);

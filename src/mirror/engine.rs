@@ -122,8 +122,8 @@ impl RunContext {
     }
 
     /// The run cannot go on: remember why (the first reason wins) and stop everything. The
-    /// run returns the reason, and its caller reports it (`sync` prints it, the mount's mirror
-    /// logs it): logged here too, it was said twice.
+    /// run returns the reason and its caller reports it (`sync` prints it, the mount's mirror
+    /// logs it), so it is only a debug line here.
     pub fn fatal(&self, error: MirrorError) {
         tracing::debug!(%error, "stopping the run");
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
