@@ -34,9 +34,11 @@ pub fn resolve_collisions(
             taken.clear();
         }
         let file = &mut files[i];
-        let (parts, name) = free_name(file, policy, &taken);
-        taken.insert(name.to_lowercase());
-        file.parts = parts;
+        let (renamed, name, key) = free_name(file, policy, &taken);
+        taken.insert(key);
+        if let Some(parts) = renamed {
+            file.parts = parts;
+        }
         file.name = name;
     }
     files
@@ -53,22 +55,31 @@ fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, VersionKind, &str) {
     )
 }
 
-/// The first candidate name not yet taken in the directory.
+/// The first candidate name not yet taken in the directory: the file's own name (`None`: its
+/// parts stay), else the parts of the first free alternative; with the name and its key in
+/// `taken`. Alternatives are only built when needed: most names are free.
 fn free_name(
     file: &PlannedFile,
     policy: FileMatchPolicy,
     taken: &HashSet<String>,
-) -> (filename::NameParts, String) {
-    let is_free = |name: &str| !taken.contains(&name.to_lowercase());
+) -> (Option<filename::NameParts>, String, String) {
+    let free = |parts: &filename::NameParts| {
+        let name = parts.render();
+        let key = name.to_lowercase();
+        (!taken.contains(&key)).then_some((name, key))
+    };
     let base = &file.parts;
-    let mut candidates = vec![base.clone(), base.with_suffix(&format!("-{}", file.size))];
-    if policy == FileMatchPolicy::NameSizeDedupWithSuffix {
-        candidates.push(base.with_suffix(&format!("-{}", filename::id7(&file.asset_id))));
+    if let Some((name, key)) = free(base) {
+        return (None, name, key);
     }
-    for candidate in candidates {
-        let name = candidate.render();
-        if is_free(&name) {
-            return (candidate, name);
+    let mut suffixes = vec![format!("-{}", file.size)];
+    if policy == FileMatchPolicy::NameSizeDedupWithSuffix {
+        suffixes.push(format!("-{}", filename::id7(&file.asset_id)));
+    }
+    for suffix in suffixes {
+        let candidate = base.with_suffix(&suffix);
+        if let Some((name, key)) = free(&candidate) {
+            return (Some(candidate), name, key);
         }
     }
     // Each counter value yields a distinct name (only the stem is ever shortened), so this
@@ -76,9 +87,8 @@ fn free_name(
     let mut n: u64 = 2;
     loop {
         let candidate = base.with_suffix(&format!("-{n}"));
-        let name = candidate.render();
-        if is_free(&name) {
-            return (candidate, name);
+        if let Some((name, key)) = free(&candidate) {
+            return (Some(candidate), name, key);
         }
         n += 1;
     }
