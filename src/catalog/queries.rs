@@ -367,28 +367,46 @@ impl Catalog {
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("listing assets")?;
         if with_versions {
-            for asset in &mut page {
-                self.fill_versions(asset)?;
-            }
+            self.fill_versions(&mut page)?;
         }
         Ok(page)
     }
 
-    fn fill_versions(&self, asset: &mut StoredAsset) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT version_key, kind, size, file_type, checksum, width, height
-                 FROM versions WHERE asset_key = ?1",
-            )
-            .ctx("reading versions")?;
-        let mut versions = stmt
-            .query_map([asset.key], version_row)
-            .ctx("reading versions")?
-            .collect::<rusqlite::Result<Vec<(VersionKey, Version)>>>()
-            .ctx("reading versions")?;
-        versions.sort_by_key(|(_, v)| v.kind);
-        (asset.version_keys, asset.asset.versions) = versions.into_iter().unzip();
+    /// Load the versions of `assets` (their lists emptied first), a batch of keys per query
+    /// rather than a query per asset.
+    fn fill_versions(&self, assets: &mut [StoredAsset]) -> Result<()> {
+        let mut at: std::collections::HashMap<AssetKey, usize> =
+            std::collections::HashMap::with_capacity(assets.len());
+        for (i, a) in assets.iter_mut().enumerate() {
+            a.version_keys.clear();
+            a.asset.versions.clear();
+            at.insert(a.key, i);
+        }
+        let keys: Vec<i64> = assets.iter().map(|a| a.key.0).collect();
+        for chunk in keys.chunks(KEY_BATCH) {
+            let (marks, padded) = in_list(chunk.iter().copied());
+            let sql = format!(
+                "SELECT version_key, kind, size, file_type, checksum, width, height, asset_key
+                 FROM versions WHERE asset_key IN ({marks})"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading versions")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(padded.iter()), |r| {
+                    let (key, version) = version_row(r)?;
+                    Ok((r.get::<_, AssetKey>(7)?, key, version))
+                })
+                .ctx("reading versions")?;
+            let mut versions: Vec<(AssetKey, VersionKey, Version)> = rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("reading versions")?;
+            versions.sort_by_key(|(asset, _, v)| (*asset, v.kind));
+            for (asset, key, version) in versions {
+                if let Some(&i) = at.get(&asset) {
+                    assets[i].version_keys.push(key);
+                    assets[i].asset.versions.push(version);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -445,7 +463,7 @@ impl Catalog {
             .ctx("reading an asset")?;
         match found {
             Some(mut asset) => {
-                self.fill_versions(&mut asset)?;
+                self.fill_versions(std::slice::from_mut(&mut asset))?;
                 Ok(Some(asset))
             }
             None => Ok(None),
@@ -455,8 +473,7 @@ impl Catalog {
     /// Several assets by key, gone or not, in the order of `keys` (keys not found are left
     /// out): a few queries per batch instead of two per asset.
     pub fn assets_by_keys(&self, keys: &[AssetKey]) -> Result<Vec<StoredAsset>> {
-        let mut found: std::collections::HashMap<AssetKey, StoredAsset> =
-            std::collections::HashMap::with_capacity(keys.len());
+        let mut found: Vec<StoredAsset> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(KEY_BATCH) {
             let (marks, padded) = in_list(chunk.iter().map(|k| k.0));
             let sql = format!("{ASSET_SELECT} WHERE a.asset_key IN ({marks})");
@@ -465,31 +482,12 @@ impl Catalog {
                 .query_map(rusqlite::params_from_iter(padded.iter()), asset_row)
                 .ctx("reading assets")?;
             for row in rows {
-                let asset = row.ctx("reading assets")?;
-                found.insert(asset.key, asset);
-            }
-            let sql = format!(
-                "SELECT version_key, kind, size, file_type, checksum, width, height, asset_key
-                 FROM versions WHERE asset_key IN ({marks})"
-            );
-            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading versions")?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(padded.iter()), |r| {
-                    let (key, version) = version_row(r)?;
-                    Ok((r.get::<_, AssetKey>(7)?, key, version))
-                })
-                .ctx("reading versions")?;
-            let mut versions: Vec<(AssetKey, VersionKey, Version)> = rows
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx("reading versions")?;
-            versions.sort_by_key(|(asset, _, v)| (*asset, v.kind));
-            for (asset, key, version) in versions {
-                if let Some(stored) = found.get_mut(&asset) {
-                    stored.version_keys.push(key);
-                    stored.asset.versions.push(version);
-                }
+                found.push(row.ctx("reading assets")?);
             }
         }
+        self.fill_versions(&mut found)?;
+        let mut found: std::collections::HashMap<AssetKey, StoredAsset> =
+            found.into_iter().map(|a| (a.key, a)).collect();
         Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
     }
 
