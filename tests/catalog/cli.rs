@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use icloudpd_rs::sim::library::ManifestOptions;
 use icloudpd_rs::sim::{BackgroundSim, SimConfig};
 use serde_json::Value;
+
+use crate::support::primary_manifest;
 
 /// Run the binary; (exit code, stdout, stderr).
 fn run(data: &Path, username: &str, args: &[&str]) -> (i32, String, String) {
@@ -61,14 +62,7 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
 
     // What the simulator holds: assets of the primary library, and the visible members of
     // each album (album listings leave hidden and recently deleted assets out).
-    let manifest = sim
-        .state()
-        .library
-        .manifest(&ManifestOptions {
-            zone: Some("PrimarySync".into()),
-            sha256: false,
-        })
-        .unwrap();
+    let manifest = primary_manifest(sim.state());
     let mut assets = BTreeSet::new();
     let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &manifest {

@@ -13,8 +13,9 @@ use icloudpd_rs::auth::{
 use icloudpd_rs::catalog::{AssetFilter, Catalog};
 use icloudpd_rs::refresh::{self, NoSink, RefreshMode, RefreshOptions};
 use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
-use icloudpd_rs::sim::library::ManifestOptions;
-use icloudpd_rs::sim::{Sim, SimConfig};
+use icloudpd_rs::sim::{Sim, SimConfig, SimState};
+
+use crate::support::primary_manifest;
 
 async fn start(assets: usize, seed: u64) -> Sim {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -47,15 +48,8 @@ type View = (
     BTreeMap<String, BTreeSet<String>>,
 );
 
-fn manifest_view(sim: &Sim) -> View {
-    let entries = sim
-        .state()
-        .library
-        .manifest(&ManifestOptions {
-            zone: Some("PrimarySync".into()),
-            sha256: false,
-        })
-        .expect("manifest");
+fn manifest_view(sim: &SimState) -> View {
+    let entries = primary_manifest(sim);
     let mut versions = BTreeMap::new();
     let mut flags = BTreeMap::new();
     let mut albums: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -120,7 +114,7 @@ fn visible_albums(
         .collect()
 }
 
-fn assert_equal(catalog: &Catalog, sim: &Sim, when: &str) {
+fn assert_equal(catalog: &Catalog, sim: &SimState, when: &str) {
     let (mv, mf, ma) = manifest_view(sim);
     let (cv, cf, ca) = catalog_view(catalog);
     let (ma, ca) = (visible_albums(ma, &mf), visible_albums(ca, &cf));
@@ -154,7 +148,7 @@ async fn full_then_incremental_refreshes_match_the_manifest() {
         .await
         .unwrap();
     assert!(matches!(report.libraries[0].mode, RefreshMode::Full { .. }));
-    assert_equal(&catalog, &sim, "after the first listing");
+    assert_equal(&catalog, sim.state(), "after the first listing");
 
     // Nothing changed: at most two CloudKit requests.
     let before = cloudkit_requests(&sim);
@@ -169,7 +163,7 @@ async fn full_then_incremental_refreshes_match_the_manifest() {
     );
 
     // Every kind of change, then an incremental refresh.
-    let ids: Vec<String> = manifest_view(&sim)
+    let ids: Vec<String> = manifest_view(sim.state())
         .1
         .into_iter()
         .filter(|(_, f)| !f.0 && !f.1)
@@ -204,7 +198,7 @@ async fn full_then_incremental_refreshes_match_the_manifest() {
         .await
         .unwrap();
     assert_eq!(report.libraries[0].mode, RefreshMode::Incremental);
-    assert_equal(&catalog, &sim, "after mutations");
+    assert_equal(&catalog, sim.state(), "after mutations");
     assert!(
         catalog
             .albums(catalog.libraries().unwrap()[0].id)
@@ -252,7 +246,7 @@ async fn a_rejected_token_falls_back_to_a_full_listing() {
         other => panic!("expected a full listing, got {other:?}"),
     }
     sim.state().faults.clear();
-    assert_equal(&catalog, &sim, "after the fallback");
+    assert_equal(&catalog, sim.state(), "after the fallback");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +301,7 @@ async fn api_faults_and_session_expiry_still_end_exact() {
     .sum();
     sim.state().faults.clear();
     assert!(fired > 0, "faults fired during the refresh");
-    assert_equal(&catalog, &sim, "under faults");
+    assert_equal(&catalog, sim.state(), "under faults");
 }
 
 #[test]
@@ -363,34 +357,5 @@ fn kill_during_enumeration_then_refresh_ends_exact() {
         .unwrap()
         .path();
     let catalog = Catalog::open_read_only(account_dir.join("catalog.sqlite")).unwrap();
-    let (mv, mf, ma) = {
-        let entries = sim
-            .state()
-            .library
-            .manifest(&ManifestOptions {
-                zone: Some("PrimarySync".into()),
-                sha256: false,
-            })
-            .unwrap();
-        let mut v = BTreeMap::new();
-        let mut f = BTreeMap::new();
-        let mut al: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for e in entries {
-            v.insert((e.asset_id.clone(), e.version.to_string()), e.size);
-            f.insert(
-                e.asset_id.clone(),
-                (e.is_deleted, e.is_hidden, e.is_favorite),
-            );
-            al.entry(e.asset_id.clone())
-                .or_default()
-                .extend(e.albums.iter().cloned());
-        }
-        (v, f, al)
-    };
-    let (cv, cf, ca) = catalog_view(&catalog);
-    let (ma, ca) = (visible_albums(ma, &mf), visible_albums(ca, &cf));
-    assert!(
-        cv == mv && cf == mf && ca == ma,
-        "catalog equals the manifest after kills and a refresh"
-    );
+    assert_equal(&catalog, sim.state(), "after kills and a refresh");
 }

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use icloudpd_rs::catalog::{Catalog, LibraryId, RunId, RunKind};
 use icloudpd_rs::model::{Album, Asset, ItemKind, Library, Location, Version, VersionKind};
+use icloudpd_rs::sim::SimState;
+use icloudpd_rs::sim::library::{ManifestEntry, ManifestOptions};
 
 /// A temporary directory with a catalog path inside it.
 pub struct Scratch {
@@ -217,4 +219,14 @@ pub fn spawn_child_writer(test: &str, env: &str, db: &Path) -> (std::process::Ch
         })
         .expect("child never got ready");
     (child, run)
+}
+
+/// The simulator's manifest of its primary library (one entry per version, no checksums).
+pub fn primary_manifest(sim: &SimState) -> Vec<ManifestEntry> {
+    sim.library
+        .manifest(&ManifestOptions {
+            zone: Some("PrimarySync".into()),
+            sha256: false,
+        })
+        .expect("manifest")
 }
