@@ -18,7 +18,7 @@
 //! [`sidecar_path`], [`xattrs_for`].
 
 mod atomic;
-mod bmff;
+pub(crate) mod bmff;
 mod exif;
 mod jpeg;
 mod tiff;

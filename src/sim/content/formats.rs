@@ -2,7 +2,8 @@
 //!
 //! Every file is just valid enough for real tools: JPEG and PNG decode (to a tiny grey image
 //! carried at the end, after the padding), ISO-BMFF files are a walkable box sequence whose sizes
-//! add up exactly, and raw files are a TIFF with a well-formed first IFD.
+//! add up exactly (a HEIC names its image item in a `meta` box, as HEIF requires), and raw files
+//! are a TIFF with a well-formed first IFD.
 
 use super::Format;
 use super::crc32::crc32;
@@ -18,7 +19,7 @@ pub(crate) fn layout(format: Format, size: u64) -> Layout {
             Some(FrameKind::JpegComment),
         ),
         Format::Png => Layout::new(size, png_head(), png_tail(), Some(FrameKind::PngChunk)),
-        Format::Heic => boxed(size, ftyp(b"heic", 0, &[b"mif1", b"heic"])),
+        Format::Heic => heic(size),
         Format::Mov => {
             let mut head = ftyp(b"qt  ", 0, &[b"qt  "]);
             // QuickTime writers reserve room to grow `mdat` to a 64-bit size.
@@ -160,6 +161,64 @@ fn ftyp(major: &[u8; 4], minor: u32, compatible: &[&[u8; 4]]) -> Vec<u8> {
     for brand in compatible {
         out.extend_from_slice(*brand);
     }
+    out
+}
+
+/// A HEIF still image: `ftyp`, then the `meta` box every HEIF has (ISO/IEC 23008-12), then
+/// `mdat`. `meta` holds what readers look for first: the `pict` handler, the primary item
+/// (`pitm`), that item's type (`iinf`: one `hvc1` image) and its place (`iloc`: the whole of
+/// `mdat`'s data), so EXIF writers and readers find a well-formed item structure. Like iPhone
+/// photos edited elsewhere, it carries no EXIF item.
+fn heic(size: u64) -> Layout {
+    let mut head = ftyp(b"heic", 0, &[b"mif1", b"heic"]);
+    // The item's extent is fixed-width, so the head's length does not depend on its values.
+    let meta_len = heic_meta(0, 0).len() as u64;
+    let before_mdat = head.len() as u64 + meta_len;
+    let mdat = size.saturating_sub(before_mdat);
+    let mdat_header = if mdat <= u64::from(u32::MAX) { 8 } else { 16 };
+    let data_at = before_mdat + mdat_header;
+    // A zero length means "to the end of the file": for data past 4 GiB.
+    let data_len = u32::try_from(size.saturating_sub(data_at)).unwrap_or(0);
+    head.extend(heic_meta(data_at.min(u64::from(u32::MAX)) as u32, data_len));
+    boxed(size, head)
+}
+
+/// The `meta` box of [`heic`], with item 1 at `data_at` for `data_len` bytes.
+fn heic_meta(data_at: u32, data_len: u32) -> Vec<u8> {
+    let mut hdlr = vec![0u8; 4]; // pre_defined
+    hdlr.extend_from_slice(b"pict");
+    hdlr.extend_from_slice(&[0u8; 12]); // reserved
+    hdlr.push(0); // empty name
+    let pitm = full_box(b"pitm", 0, &1u16.to_be_bytes());
+    let mut infe = 1u16.to_be_bytes().to_vec(); // item 1
+    infe.extend_from_slice(&[0, 0]); // no protection
+    infe.extend_from_slice(b"hvc1");
+    infe.push(0); // empty name
+    let mut iinf = 1u16.to_be_bytes().to_vec();
+    iinf.extend(full_box(b"infe", 2, &infe));
+    // Version 0: 4-byte offsets and lengths, no base offset; one item of one extent.
+    let mut iloc = vec![0x44, 0x00];
+    iloc.extend_from_slice(&1u16.to_be_bytes()); // items
+    iloc.extend_from_slice(&1u16.to_be_bytes()); // item 1
+    iloc.extend_from_slice(&0u16.to_be_bytes()); // in this file
+    iloc.extend_from_slice(&1u16.to_be_bytes()); // extents
+    iloc.extend_from_slice(&data_at.to_be_bytes());
+    iloc.extend_from_slice(&data_len.to_be_bytes());
+    let mut children = full_box(b"hdlr", 0, &hdlr);
+    children.extend(pitm);
+    children.extend(full_box(b"iinf", 0, &iinf));
+    children.extend(full_box(b"iloc", 0, &iloc));
+    full_box(b"meta", 0, &children)
+}
+
+/// An ISO-BMFF full box: size, type, version, 24 bits of flags (0), then `body`.
+fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
+    let len = 12 + body.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(&[version, 0, 0, 0]);
+    out.extend_from_slice(body);
     out
 }
 
@@ -319,7 +378,7 @@ mod tests {
     fn min_sizes_are_the_structure() {
         assert_eq!(min_size(Format::Jpeg), 20 + 139 + 4);
         assert_eq!(min_size(Format::Png), 33 + 37 + 12);
-        assert_eq!(min_size(Format::Heic), 24 + 8);
+        assert_eq!(min_size(Format::Heic), 24 + 124 + 8);
         assert_eq!(min_size(Format::Mov), 20 + 8 + 8);
         assert_eq!(min_size(Format::Mp4), 28 + 8);
         for f in [

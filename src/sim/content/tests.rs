@@ -158,7 +158,15 @@ fn check_structure(format: Format, b: &[u8]) {
         Format::Png => check_png(b),
         Format::Heic => {
             assert_eq!(&b[8..12], b"heic");
-            assert_eq!(boxes(b, b.len() as u64), ["ftyp", "mdat"]);
+            assert_eq!(boxes(b, b.len() as u64), ["ftyp", "meta", "mdat"]);
+            // The primary image item is the whole of `mdat`'s data (what an EXIF writer reads).
+            let heif = crate::metadata::bmff::parse(b).expect("a HEIF item structure");
+            let primary = heif.primary.expect("a primary item");
+            let item = &heif.items[&primary];
+            assert_eq!(&item.kind, b"hvc1");
+            let data = heif.item_bytes(b, item).unwrap();
+            assert_eq!(data[..], b[b.len() - data.len()..]);
+            assert_eq!(&b[b.len() - data.len() - 4..b.len() - data.len()], b"mdat");
         }
         Format::Mov => {
             assert_eq!(&b[8..12], b"qt  ");
@@ -187,7 +195,7 @@ fn every_format_is_structurally_valid_at_every_size() {
 #[test]
 fn documented_minimum_sizes() {
     let mins: Vec<u64> = ALL.iter().map(|&f| min_size(f)).collect();
-    assert_eq!(mins, [163, 32, 82, 36, 36, 225, 203]);
+    assert_eq!(mins, [163, 156, 82, 36, 36, 225, 203]);
 }
 
 #[test]
@@ -267,10 +275,10 @@ fn huge_videos_use_64_bit_mdat_sizes() {
     for (format, prefix) in [
         (Format::Mov, 28usize),
         (Format::Mp4, 28),
-        (Format::Heic, 24),
+        (Format::Heic, 148),
     ] {
         let r = res(format, size);
-        let mut head = vec![0u8; 64];
+        let mut head = vec![0u8; 256];
         fill(9, &r, 0, &mut head);
         assert_eq!(be32(&head, prefix), 1, "{format:?}: 64-bit size marker");
         assert_eq!(&head[prefix + 4..prefix + 8], b"mdat");
