@@ -175,12 +175,16 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
     let result = (|| -> Result<(), CommandError> {
         let catalog = ctx.open_catalog_read_only()?;
         let root = match &args.directory {
-            Some(d) => Some(catalog.root_id(d)?.ok_or_else(|| {
-                CommandError::failure(format!(
-                    "{} is not a download folder of this catalog",
-                    d.display()
-                ))
-            })?),
+            // Resolved as `sync -d` resolves it, so a relative path names the same folder.
+            Some(d) => {
+                let dir = super::sync_cmd::download_folder(Some(d))?;
+                Some(catalog.root_id(&dir)?.ok_or_else(|| {
+                    CommandError::failure(format!(
+                        "{} is not a download folder of this catalog",
+                        dir.display()
+                    ))
+                })?)
+            }
             None => None,
         };
         if args.failed {

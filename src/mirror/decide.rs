@@ -540,7 +540,7 @@ impl Planner<'_> {
             path: path.clone(),
             source,
         })?;
-        tracing::info!(path = %rel_path, "adopting a complete file found at its planned path");
+        tracing::debug!(path = %rel_path, "adopting a complete file found at its planned path");
         if let Some(state) = &self.ctx.state {
             state.send(DownloadUpdate::Downloaded {
                 version: item.version,

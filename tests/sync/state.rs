@@ -36,18 +36,27 @@ fn import_existing_adopts_a_tree_without_downloading() {
     std::fs::rename(b.join(moved_from), b.join(&icloudpd_name)).unwrap();
 
     let before = env.cdn();
-    let run = env.run(&[
-        "import-existing",
-        "-d",
-        b.to_str().unwrap(),
-        "--no-progress-bar",
-    ]);
-    run.expect_code(0);
-    assert!(
-        run.stdout.contains(&format!("{} adopted", expected.len())),
-        "{}",
-        run.stdout
+    // At the default log level: the summary says what was adopted, not a line per file.
+    let out = env
+        .command(&[
+            "import-existing",
+            "-d",
+            b.to_str().unwrap(),
+            "--no-progress-bar",
+        ])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("{} adopted", expected.len())),
+        "{stdout}"
+    );
+    assert!(stderr.lines().count() < 10, "{stderr}");
     assert_eq!(env.cdn(), before, "import-existing downloads nothing");
 
     let sync = env.sync(&b, &[]);
@@ -237,4 +246,25 @@ fn after_reset_state_files_are_checked_not_trusted() {
     assert_eq!(env.cdn(), before);
     assert_tree(&env, &photos, &expected_tree(&env, &flat));
     assert_recorded(&env, &photos);
+}
+
+#[test]
+fn state_commands_take_a_relative_download_folder_as_sync_does() {
+    let env = Env::new(small(10));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let parent = photos.parent().unwrap();
+    let name = photos.file_name().unwrap().to_str().unwrap();
+    for args in [["status", "-d", name], ["verify", "-d", name]] {
+        let out = env.command(&args).current_dir(parent).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("0 missing") || stdout.contains("Downloaded:"),
+            "{stdout}"
+        );
+    }
 }
