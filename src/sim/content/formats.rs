@@ -167,8 +167,8 @@ fn ftyp(major: &[u8; 4], minor: u32, compatible: &[&[u8; 4]]) -> Vec<u8> {
 /// A HEIF still image: `ftyp`, then the `meta` box every HEIF has (ISO/IEC 23008-12), then
 /// `mdat`. `meta` holds what readers look for first: the `pict` handler, the primary item
 /// (`pitm`), that item's type (`iinf`: one `hvc1` image) and its place (`iloc`: the whole of
-/// `mdat`'s data), so EXIF writers and readers find a well-formed item structure. Like iPhone
-/// photos edited elsewhere, it carries no EXIF item.
+/// `mdat`'s data), so EXIF writers and readers find a well-formed item structure. It carries
+/// no EXIF item: `--set-exif-datetime` has a date to add.
 fn heic(size: u64) -> Layout {
     let mut head = ftyp(b"heic", 0, &[b"mif1", b"heic"]);
     // The item's extent is fixed-width, so the head's length does not depend on its values.
