@@ -12,6 +12,13 @@ use super::policy::{FileMatchPolicy, MovNamePolicy};
 use super::sanitize::{self, NAME_MAX_BYTES};
 use crate::model::{Asset, ItemKind, VersionKind};
 
+/// What a file's XMP sidecar adds to its name: `IMG_1.JPG` -> `IMG_1.JPG.xmp`.
+pub const SIDECAR_SUFFIX: &str = ".xmp";
+
+/// The longest file name the layout gives: room is left for [`SIDECAR_SUFFIX`], so that the
+/// sidecar of any file fits `NAME_MAX` too, and turning `--xmp-sidecar` on renames nothing.
+pub const FILE_NAME_MAX_BYTES: usize = NAME_MAX_BYTES - SIDECAR_SUFFIX.len();
+
 /// UTI of QuickTime movies: the motion part of a live photo and most videos.
 pub const QUICKTIME_UTI: &str = "com.apple.quicktime-movie";
 
@@ -102,11 +109,12 @@ impl NameParts {
         parts
     }
 
-    /// The filename, at most [`NAME_MAX_BYTES`] bytes: the stem is cut (on a character
+    /// The filename, at most [`FILE_NAME_MAX_BYTES`] bytes: the stem is cut (on a character
     /// boundary) so that suffixes and extension survive.
     pub fn render(&self) -> String {
         let tail_len = self.suffixes.len() + self.ext.as_ref().map_or(0, |e| e.len() + 1);
-        let stem = sanitize::truncate_bytes(&self.stem, NAME_MAX_BYTES.saturating_sub(tail_len));
+        let stem =
+            sanitize::truncate_bytes(&self.stem, FILE_NAME_MAX_BYTES.saturating_sub(tail_len));
         let mut name = String::with_capacity(stem.len() + tail_len);
         name.push_str(stem);
         name.push_str(&self.suffixes);
@@ -249,9 +257,10 @@ mod tests {
         let name = NameParts::split(&format!("{stem}.JPG"))
             .with_suffix("-medium")
             .render();
-        assert!(name.len() <= NAME_MAX_BYTES);
         assert!(name.ends_with("ä-medium.JPG"), "{name}");
-        assert_eq!(name.len(), 255); // 244 bytes of stem: 122 whole characters
+        // 240 bytes of stem (120 whole characters) + 11: its sidecar's name is 255 bytes.
+        assert_eq!(name.len(), 251);
+        assert_eq!(name.len() + SIDECAR_SUFFIX.len(), NAME_MAX_BYTES);
     }
 
     #[test]

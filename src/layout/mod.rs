@@ -13,7 +13,8 @@
 //!   earliest-added asset keeps the plain name, and a same-name same-size file of another
 //!   asset still gets `-<size>` (icloudpd would take it for the first and skip it);
 //! * names that differ only in case collide (the tree survives a case-insensitive disk);
-//! * names are capped at 255 bytes (stem cut, suffixes and extension kept), control
+//! * folder names are capped at 255 bytes, file names at 251 so that a sidecar's `.xmp`
+//!   always fits (stem cut, suffixes and extension kept), control
 //!   characters become `_`, a leading `.` becomes `_`, a name left blank by cleaning takes the
 //!   id-based fallback stem, and text after the last `.` counts as an extension only when it
 //!   is short and alphanumeric;
@@ -43,7 +44,7 @@ use chrono::{DateTime, FixedOffset, Local, Utc};
 
 pub use dedup::resolve_collisions;
 use filename::NameParts;
-pub use filename::{extension_for_uti, id7};
+pub use filename::{FILE_NAME_MAX_BYTES, SIDECAR_SUFFIX, extension_for_uti, id7};
 pub use policy::{
     AlignRaw, DateZone, FileMatchPolicy, LayoutPolicy, LiveSize, MovNamePolicy, PolicyError,
     PrimarySize,
@@ -127,7 +128,8 @@ pub struct PlannedFile {
     pub version: VersionKind,
     /// Directory of the file.
     pub dir: RelDir,
-    /// File name: at most 255 bytes, no `/`, NUL or control characters, not hidden.
+    /// File name: at most [`FILE_NAME_MAX_BYTES`] bytes, no `/`, NUL or control characters, not
+    /// hidden.
     pub name: String,
     /// Exact size in bytes.
     pub size: u64,

@@ -47,7 +47,7 @@ pub enum SidecarOutcome {
 /// Where the sidecar of a file goes: `IMG_1.JPG` -> `IMG_1.JPG.xmp`.
 pub fn sidecar_path(file_path: &Path) -> PathBuf {
     let mut name = OsString::from(file_path.as_os_str());
-    name.push(".xmp");
+    name.push(crate::layout::SIDECAR_SUFFIX);
     PathBuf::from(name)
 }
 

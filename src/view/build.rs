@@ -16,9 +16,6 @@ use crate::mirror::{Selection, TreeIndex};
 use crate::mount::{Entry, FileId, Xattrs};
 use crate::refresh::LibrarySelector;
 
-/// What a sidecar's name adds to its file's name.
-const SIDECAR_SUFFIX: &str = ".xmp";
-
 /// A sidecar as rendered once per asset: size and ids.
 #[derive(Clone, Copy)]
 struct Sidecar {
@@ -151,11 +148,9 @@ impl<'a> Builder<'a> {
         } else {
             None
         };
-        // A name too long for the suffix gets no sidecar (no file system could hold it).
-        let fits = file.name.len() + SIDECAR_SUFFIX.len() <= crate::mount::namespace::NAME_MAX;
-        if let Some(s) = sidecar.filter(|_| fits) {
+        if let Some(s) = sidecar {
             self.entries.push(Entry {
-                path: format!("{path}{SIDECAR_SUFFIX}"),
+                path: format!("{path}{}", layout::SIDECAR_SUFFIX),
                 size: s.size,
                 mtime,
                 file: s.file,

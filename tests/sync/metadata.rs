@@ -14,9 +14,9 @@ fn metadata_is_written_and_both_digests_are_recorded() {
     let flags = ["--set-exif-datetime", "--xmp-sidecar"];
     let run = env.sync(&photos, &flags);
     run.expect_code(0);
-    // Every JPEG and HEIC of the simulator takes a date (the one warning expected is a
-    // sidecar for a name at the length limit, below).
-    assert!(!run.stderr.contains("EXIF"), "{}", run.stderr);
+    // Every JPEG and HEIC of the simulator takes a date, and every file its sidecar (names
+    // at the length limit included): not one warning.
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
     let expected = expected_tree(&env, &[]);
     let manifest = env.manifest();
     let on_disk = files_on_disk(&photos);
@@ -36,10 +36,13 @@ fn metadata_is_written_and_both_digests_are_recorded() {
     }
     for (path, key) in &expected {
         let name_len = path.rsplit('/').next().unwrap().len();
-        // A name already at the 255-byte limit cannot get `.xmp` appended: the sidecar is
-        // skipped with a warning and the photo kept.
-        let sidecar = on_disk.contains_key(&format!("{path}.xmp"));
-        assert_eq!(sidecar, name_len + 4 <= 255, "{path}: sidecar");
+        // Names leave room for `.xmp`, so that every file, even one whose name was cut to the
+        // limit, has its sidecar.
+        assert!(name_len + ".xmp".len() <= 255, "{path}: {name_len} bytes");
+        assert!(
+            on_disk.contains_key(&format!("{path}.xmp")),
+            "{path}: no sidecar"
+        );
         let served = manifest[key].sha256.clone().unwrap();
         let (version, recorded) = by_path[path];
         assert_eq!(
