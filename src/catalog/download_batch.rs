@@ -31,6 +31,9 @@ pub enum DownloadUpdate {
     Failed { version: VersionKey, error: String },
     /// Forget the state (the local file was removed on purpose).
     Forget { version: VersionKey },
+    /// The XMP sidecar of the downloaded file was written (or found up to date) from the
+    /// asset whose content hash is `of` (see [`Catalog::sidecar_sources`]).
+    Sidecar { version: VersionKey, of: i64 },
 }
 
 /// The file a pending or failed version had on disk before, as it was recorded.
@@ -68,7 +71,8 @@ impl Catalog {
             let version = match u {
                 DownloadUpdate::Downloaded { version, .. }
                 | DownloadUpdate::Failed { version, .. }
-                | DownloadUpdate::Forget { version } => *version,
+                | DownloadUpdate::Forget { version }
+                | DownloadUpdate::Sidecar { version, .. } => *version,
             };
             let exists: bool = tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE version_key = ?1)")
@@ -107,6 +111,14 @@ impl Catalog {
                         "DELETE FROM downloads WHERE root_id = ?1 AND version_key = ?2",
                     )
                     .and_then(|mut s| s.execute(params![root, version]))
+                    .ctx("recording downloads")?;
+                }
+                DownloadUpdate::Sidecar { of, .. } => {
+                    tx.prepare_cached(
+                        "UPDATE downloads SET sidecar_of = ?3
+                         WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'",
+                    )
+                    .and_then(|mut s| s.execute(params![root, version, of]))
                     .ctx("recording downloads")?;
                 }
             }
@@ -163,6 +175,45 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    /// For the downloaded files among `versions` in `root` whose XMP sidecar was written, the
+    /// content hash ([`Catalog::asset_content_hash`]) of the asset it was written from.
+    pub fn sidecar_sources(
+        &self,
+        root: RootId,
+        versions: &[VersionKey],
+    ) -> Result<HashMap<VersionKey, i64>> {
+        let mut out = HashMap::new();
+        for chunk in versions.chunks(KEY_BATCH) {
+            let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
+            params.push(root.0);
+            let sql = format!(
+                "SELECT version_key, sidecar_of FROM downloads
+                 WHERE version_key IN ({marks}) AND root_id = ? AND state = 'downloaded'
+                   AND sidecar_of IS NOT NULL"
+            );
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .ctx("reading sidecar states")?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    Ok((r.get::<_, VersionKey>(0)?, r.get::<_, i64>(1)?))
+                })
+                .ctx("reading sidecar states")?;
+            for row in rows {
+                let (key, of) = row.ctx("reading sidecar states")?;
+                out.insert(key, of);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A digest of every field of `asset` (what an XMP sidecar is written from): equal for
+    /// equal assets, different after any change.
+    pub fn asset_content_hash(asset: &crate::model::Asset) -> i64 {
+        super::assets::content_hash(asset)
     }
 
     /// The digest of the bytes as downloaded, when the file on disk was rewritten after its

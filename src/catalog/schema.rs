@@ -18,6 +18,9 @@
 //! - **4**: the `(library_id, record_id)` uniqueness of `assets` moves from the table's
 //!   definition to a named unique index, `assets_by_record` ([`V4_ASSETS`]), which a first
 //!   listing can drop and build once at its end (see `bulk.rs`).
+//! - **5**: `downloads.sidecar_of`, the content hash of the asset whose metadata the file's
+//!   XMP sidecar was last written from (`--xmp-sidecar`), so that a sync writes the sidecar of
+//!   a file downloaded before, and again when the asset's metadata changes ([`V5_CHANGES`]).
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -36,7 +39,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// The columns of `assets` (every version since 1 has the same ones, in this order).
 macro_rules! assets_columns {
@@ -195,6 +198,11 @@ pub const V2_CHANGES: &str = r#"
 ALTER TABLE downloads ADD COLUMN source_sha256 BLOB;
 "#;
 
+/// v4 -> v5: a new, empty column (every sidecar counts as written from unknown metadata).
+pub const V5_CHANGES: &str = r#"
+ALTER TABLE downloads ADD COLUMN sidecar_of INTEGER;
+"#;
+
 /// v2 -> v3: the files of lost versions (see `orphans.rs`).
 pub const V3_CHANGES: &str = r#"
 CREATE TABLE orphaned_downloads (
@@ -278,6 +286,11 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 4,
         apply: migrate_v3_to_v4,
     },
+    Migration {
+        from: 4,
+        to: 5,
+        apply: migrate_v4_to_v5,
+    },
 ];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
@@ -286,6 +299,7 @@ pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(V2_CHANGES)?;
     tx.execute_batch(V3_CHANGES)?;
     rebuild_assets(tx)?;
+    tx.execute_batch(V5_CHANGES)?;
     stamp(tx, CURRENT_VERSION)
 }
 
@@ -302,6 +316,11 @@ fn migrate_v2_to_v3(tx: &Transaction<'_>) -> Result<(), String> {
 /// v3 -> v4: see [`V4_ASSETS`].
 fn migrate_v3_to_v4(tx: &Transaction<'_>) -> Result<(), String> {
     rebuild_assets(tx).map_err(|e| e.to_string())
+}
+
+/// v4 -> v5: see [`V5_CHANGES`].
+fn migrate_v4_to_v5(tx: &Transaction<'_>) -> Result<(), String> {
+    tx.execute_batch(V5_CHANGES).map_err(|e| e.to_string())
 }
 
 /// Runs [`V4_ASSETS`] (foreign keys off: dropping `assets` must not touch `versions`), keeping

@@ -125,7 +125,8 @@ pub struct MetadataArgs {
     /// Write the asset date into JPEG/HEIC files that have none (EXIF DateTimeOriginal).
     #[arg(long)]
     pub set_exif_datetime: bool,
-    /// Write an XMP sidecar beside each file (merged with an existing one).
+    /// Write an XMP sidecar beside each file (merged with an existing one), files downloaded
+    /// before included; rewritten when the photo's metadata changes in iCloud.
     #[arg(long)]
     pub xmp_sidecar: bool,
 }

@@ -90,6 +90,7 @@ pub(super) fn plan(
         moves: Vec::new(),
         owners: None,
         missing: 0,
+        sidecars_written: 0,
         planned_once: config.policy.folder.uses_album().then(VersionSet::default),
         links: Vec::new(),
         stale: Vec::new(),
@@ -115,6 +116,12 @@ pub(super) fn plan(
             Some(root) if !with_copies.is_empty() => catalog.previous_copies(root, &with_copies)?,
             _ => HashMap::new(),
         };
+        let sidecars = match ctx.root_id {
+            Some(root) if ctx.metadata.xmp_sidecar && config.mode == RunMode::Download => {
+                catalog.sidecar_sources(root, &versions)?
+            }
+            _ => HashMap::new(),
+        };
         planner.orphan_paths.clear();
         if config.mode == RunMode::Download {
             planner.find_superseded(&items)?;
@@ -122,7 +129,7 @@ pub(super) fn plan(
         }
         let dir = items.first().map(|i| i.file.dir.as_str().to_string());
         for item in items {
-            if !planner.decide(item, &states, &copies)? {
+            if !planner.decide(item, &states, &copies, &sidecars)? {
                 break;
             }
         }
@@ -130,6 +137,12 @@ pub(super) fn plan(
         if let Some(dir) = dir {
             ctx.claims.close_dir(&dir);
         }
+    }
+    if planner.sidecars_written > 0 {
+        tracing::info!(
+            files = planner.sidecars_written,
+            "XMP sidecars brought up to date beside files downloaded before"
+        );
     }
     if planner.missing > 0 {
         tracing::info!(
@@ -175,6 +188,8 @@ struct Planner<'a> {
     owners: Option<HashMap<String, VersionKey>>,
     /// Files recorded as downloaded but missing on disk.
     missing: u64,
+    /// Sidecars written beside files downloaded in an earlier run.
+    sidecars_written: u64,
     /// With `{album}` folders: the versions planned so far (a version has one download state,
     /// so it is downloaded once, at its first path, and linked at its other paths). One bit
     /// per version: the first path is the catalog's at the end.
@@ -193,6 +208,7 @@ impl Planner<'_> {
         item: PlanItem,
         states: &HashMap<VersionKey, DownloadState>,
         copies: &HashMap<VersionKey, PreviousCopy>,
+        sidecars: &HashMap<VersionKey, i64>,
     ) -> Result<bool, MirrorError> {
         let ctx = self.ctx;
         let mode = ctx.config.mode;
@@ -223,6 +239,9 @@ impl Planner<'_> {
             Some(DownloadState::Downloaded { rel_path, .. }) => {
                 if self.exists(rel_path) {
                     counters.skip(SkipReason::AlreadyDownloaded);
+                    if mode == RunMode::Download && ctx.metadata.xmp_sidecar {
+                        self.refresh_sidecar(&item, rel_path, sidecars.get(&item.version));
+                    }
                     if *rel_path != planned {
                         self.moves.push(PendingMove::new(item.version, planned));
                     }
@@ -461,6 +480,33 @@ impl Planner<'_> {
     }
 
     /// Whether a path relative to the root exists (a cheap `stat`).
+    /// With `--xmp-sidecar`, the sidecar of a file downloaded before is written when it is
+    /// missing (the flag was added since, or it was removed) or was written from other
+    /// metadata than the asset's now (changed in iCloud), as icloudpd does for every file.
+    fn refresh_sidecar(&mut self, item: &PlanItem, rel_path: &str, written_from: Option<&i64>) {
+        let hash = Catalog::asset_content_hash(&item.asset.asset);
+        let path = self.ctx.root.join(rel_path);
+        let sidecar = crate::metadata::sidecar_path(&path);
+        if written_from == Some(&hash) && std::fs::symlink_metadata(&sidecar).is_ok() {
+            return;
+        }
+        match super::worker::write_sidecar(&path, &item.asset) {
+            Ok((of, written)) => {
+                self.sidecars_written += u64::from(written);
+                if let Some(state) = &self.ctx.state {
+                    state.send(DownloadUpdate::Sidecar {
+                        version: item.version,
+                        of,
+                    });
+                }
+            }
+            Err(warning) => {
+                tracing::warn!(path = %path.display(), "{warning}");
+                self.ctx.counters.warn();
+            }
+        }
+    }
+
     fn exists(&self, rel_path: &str) -> bool {
         std::fs::symlink_metadata(self.ctx.root.join(rel_path)).is_ok()
     }

@@ -91,6 +91,12 @@ impl RunContext {
     pub fn done(&self, job: Job, file: worker::OnDisk) {
         if let Some(state) = &self.state {
             state.send(worker::downloaded_update(&job.spec, file));
+            if let Some(of) = file.sidecar_of {
+                state.send(DownloadUpdate::Sidecar {
+                    version: job.version,
+                    of,
+                });
+            }
         }
         self.counters.downloaded.fetch_add(1, Ordering::Relaxed);
         let state = worker::done_state(&job.spec);

@@ -171,6 +171,8 @@ pub(super) struct OnDisk {
     pub sha256: [u8; 32],
     /// The digest of the downloaded bytes when the file was rewritten since.
     pub source_sha256: Option<[u8; 32]>,
+    /// Its XMP sidecar is up to date with the asset of this content hash.
+    pub sidecar_of: Option<i64>,
 }
 
 fn is_session_expired(e: &FetchError) -> bool {
@@ -187,6 +189,7 @@ async fn after_download(ctx: &RunContext, job: &Job, dest: &Path, sha256: [u8; 3
         size: job.size,
         sha256,
         source_sha256: None,
+        sidecar_of: None,
     };
     let options = ctx.metadata;
     if !options.set_exif_datetime && !options.xmp_sidecar {
@@ -196,7 +199,11 @@ async fn after_download(ctx: &RunContext, job: &Job, dest: &Path, sha256: [u8; 3
     let path: PathBuf = dest.to_path_buf();
     let result = tokio::task::spawn_blocking(move || write_metadata(options, &path, &asset)).await;
     match result {
-        Ok(Written { file, warnings }) => {
+        Ok(Written {
+            file,
+            sidecar_of,
+            warnings,
+        }) => {
             for w in warnings {
                 tracing::warn!(path = %dest.display(), "{w}");
                 ctx.counters.warn();
@@ -206,8 +213,12 @@ async fn after_download(ctx: &RunContext, job: &Job, dest: &Path, sha256: [u8; 3
                     size,
                     sha256: rewritten,
                     source_sha256: Some(sha256),
+                    sidecar_of,
                 },
-                None => downloaded,
+                None => OnDisk {
+                    sidecar_of,
+                    ..downloaded
+                },
             }
         }
         Err(e) => {
@@ -221,12 +232,15 @@ async fn after_download(ctx: &RunContext, job: &Job, dest: &Path, sha256: [u8; 3
 struct Written {
     /// New size and digest when the file itself was rewritten.
     file: Option<(u64, [u8; 32])>,
+    /// The sidecar is up to date with the asset of this content hash.
+    sidecar_of: Option<i64>,
     warnings: Vec<String>,
 }
 
 fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) -> Written {
     let mut out = Written {
         file: None,
+        sidecar_of: None,
         warnings: Vec::new(),
     };
     if options.set_exif_datetime {
@@ -244,15 +258,27 @@ fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) ->
         }
     }
     if options.xmp_sidecar {
-        match crate::metadata::write_xmp_sidecar(path, &asset.asset) {
-            Ok(crate::metadata::SidecarOutcome::LeftAlone { reason }) => out
-                .warnings
-                .push(format!("XMP sidecar left as it was: {reason}")),
-            Ok(_) => {}
-            Err(e) => out.warnings.push(format!("XMP sidecar not written: {e}")),
+        match write_sidecar(path, asset) {
+            Ok((of, _)) => out.sidecar_of = Some(of),
+            Err(w) => out.warnings.push(w),
         }
     }
     out
+}
+
+/// Write or merge the XMP sidecar of the file at `path`: the content hash of the asset it is
+/// now up to date with and whether the file was written, or the warning to show.
+pub(super) fn write_sidecar(path: &Path, asset: &StoredAsset) -> Result<(i64, bool), String> {
+    use crate::metadata::SidecarOutcome;
+    let written = match crate::metadata::write_xmp_sidecar(path, &asset.asset) {
+        Ok(SidecarOutcome::LeftAlone { reason }) => {
+            return Err(format!("XMP sidecar left as it was: {reason}"));
+        }
+        Ok(outcome) => outcome != SidecarOutcome::Unchanged,
+        Err(e) => return Err(format!("XMP sidecar not written: {e}")),
+    };
+    let of = crate::catalog::Catalog::asset_content_hash(&asset.asset);
+    Ok((of, written))
 }
 
 /// Build the update that records a finished file.

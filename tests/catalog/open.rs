@@ -378,7 +378,7 @@ fn build_v3(path: &std::path::Path) {
 }
 
 #[test]
-fn a_v3_catalog_gets_a_droppable_record_id_index_and_keeps_everything() {
+fn a_v3_catalog_is_migrated_to_the_current_schema_and_keeps_everything() {
     let s = Scratch::new();
     build_v3(&s.db());
     let mut c = Catalog::open(s.db()).unwrap();
@@ -393,8 +393,10 @@ fn a_v3_catalog_gets_a_droppable_record_id_index_and_keeps_everything() {
     let one = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
         one("SELECT CAST(user_version AS TEXT) FROM pragma_user_version"),
-        "4"
+        CURRENT_VERSION.to_string()
     );
+    // v5: no sidecar is known to be written from the asset's current metadata.
+    assert_eq!(one("SELECT quote(sidecar_of) FROM downloads"), "NULL");
     assert_eq!(
         one(
             "SELECT a.record_id FROM downloads JOIN versions USING (version_key)

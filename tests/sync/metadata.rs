@@ -82,3 +82,92 @@ fn metadata_is_written_and_both_digests_are_recorded() {
     assert_eq!(again.summary().0, 0);
     assert_eq!(env.cdn(), before);
 }
+
+/// The sidecars of every file in `root`: path -> (bytes, modification time).
+fn sidecars(
+    root: &std::path::Path,
+) -> std::collections::BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    files_on_disk(root)
+        .into_keys()
+        .filter(|p| p.ends_with(".xmp"))
+        .map(|p| {
+            let path = root.join(&p);
+            let bytes = std::fs::read(&path).unwrap();
+            let mtime = path.metadata().unwrap().modified().unwrap();
+            (p, (bytes, mtime))
+        })
+        .collect()
+}
+
+#[test]
+fn sidecars_follow_files_downloaded_before_and_metadata_changed_since() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let files = files_on_disk(&photos);
+    assert!(sidecars(&photos).is_empty());
+
+    // --xmp-sidecar added later (as icloudpd does): every file gets its sidecar, no file is
+    // downloaded or touched again.
+    let before = env.cdn();
+    let run = env.sync(&photos, &["--xmp-sidecar"]);
+    run.expect_code(0);
+    assert_eq!(run.summary().0, 0);
+    assert_eq!(env.cdn(), before);
+    let first = sidecars(&photos);
+    assert_eq!(first.len(), files.len(), "one sidecar per file");
+    for path in files.keys() {
+        assert!(
+            first.contains_key(&format!("{path}.xmp")),
+            "{path}: no sidecar"
+        );
+    }
+    let after = files_on_disk(&photos);
+    for (path, digest) in &files {
+        assert_eq!(&after[path], digest, "{path} changed");
+    }
+
+    // A photo becomes a favourite in iCloud: its sidecars say so after the next run, and no
+    // other sidecar is rewritten.
+    let expected = expected_tree(&env, &[]);
+    let (path, (id, _)) = expected
+        .iter()
+        .find(|(path, (id, _))| {
+            !first[&format!("{path}.xmp")]
+                .0
+                .windows(10)
+                .any(|w| w == b"Rating>5<\x2f")
+                && expected.values().filter(|(other, _)| other == id).count() == 1
+        })
+        .map(|(p, v)| (p.clone(), v.clone()))
+        .expect("a photo that is not a favourite");
+    env.mutate(serde_json::json!([{"op": "favorite", "asset_ids": [id]}]));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let run = env.sync(&photos, &["--xmp-sidecar"]);
+    run.expect_code(0);
+    assert_eq!(run.summary().0, 0);
+    let second = sidecars(&photos);
+    let changed: Vec<&String> = second
+        .iter()
+        .filter(|(p, v)| first[*p] != **v)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(changed, [&format!("{path}.xmp")]);
+    let text = String::from_utf8(second[&format!("{path}.xmp")].0.clone()).unwrap();
+    assert!(text.contains("<xmp:Rating>5</xmp:Rating>"), "{text}");
+
+    // A sidecar removed by hand comes back; an unchanged library rewrites nothing.
+    std::fs::remove_file(photos.join(format!("{path}.xmp"))).unwrap();
+    env.sync(&photos, &["--xmp-sidecar"]).expect_code(0);
+    let third = sidecars(&photos);
+    assert_eq!(third.len(), second.len());
+    assert_eq!(
+        third[&format!("{path}.xmp")].0,
+        second[&format!("{path}.xmp")].0
+    );
+    for (p, v) in &second {
+        if *p != format!("{path}.xmp") {
+            assert_eq!(&third[p], v, "{p} rewritten");
+        }
+    }
+}
