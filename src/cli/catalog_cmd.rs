@@ -281,8 +281,12 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
         n("pending"),
         n("failed")
     );
-    if let Some(last) = doc.get("last_refresh").filter(|v| !v.is_null()) {
-        println!("Last refresh: {last}");
+    if let Some(last) = status
+        .last_refresh
+        .and_then(chrono::DateTime::from_timestamp_millis)
+    {
+        let local = last.with_timezone(&chrono::Local);
+        println!("Last refresh: {}", local.format("%Y-%m-%d %H:%M:%S %:z"));
     }
     match session {
         Some(s) => {

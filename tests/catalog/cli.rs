@@ -151,4 +151,13 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
     let (code, out, err) = run(dir.path(), user, &["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("Assets: {}", assets.len())), "{out}");
+    // The refresh time as a person reads it: a local date and time, not a quoted JSON string.
+    let last = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Last refresh: "))
+        .unwrap_or_else(|| panic!("no refresh time: {out}"));
+    assert!(
+        chrono::DateTime::parse_from_str(last, "%Y-%m-%d %H:%M:%S %:z").is_ok(),
+        "{last:?}"
+    );
 }
