@@ -60,7 +60,9 @@ pub(super) struct RunContext {
     /// Drop the work in flight.
     pub abort: CancellationToken,
     fatal: Mutex<Option<MirrorError>>,
-    retries: Mutex<Vec<Arc<FileSpec>>>,
+    /// Failures to try again in the second pass; `None` once it has started (a failure then
+    /// is final).
+    retries: Mutex<Option<Vec<Arc<FileSpec>>>>,
     /// What the deletions did.
     pub deleted: super::delete::Deleted,
     /// When the run started (after sign-in), for the first-download log line.
@@ -105,7 +107,16 @@ impl RunContext {
 
     /// Record a failed file; `retryable` ones get a second attempt with a fresh URL.
     pub fn fail(&self, job: Job, error: String, retryable: bool) {
-        tracing::warn!(path = %job.rel_path, %error, "download failed");
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        match retries.as_mut().filter(|_| retryable) {
+            Some(later) => {
+                // Not a warning yet: most such files come in the second pass.
+                tracing::info!(path = %job.rel_path, %error, "download failed; trying it again at the end of the run");
+                later.push(job.spec.clone());
+            }
+            None => tracing::warn!(path = %job.rel_path, %error, "download failed"),
+        }
+        drop(retries);
         if let Some(state) = &self.state {
             state.send(DownloadUpdate::Failed {
                 version: job.version,
@@ -118,12 +129,6 @@ impl RunContext {
             error: error.clone(),
         });
         self.claims.release(&job.rel_path, job.version);
-        if retryable {
-            self.retries
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(job.spec.clone());
-        }
         job.handle.finish(TransferState::Failed { error });
     }
 
@@ -193,7 +198,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         stop,
         abort,
         fatal: Mutex::new(None),
-        retries: Mutex::new(Vec::new()),
+        retries: Mutex::new(Some(Vec::new())),
         config: config.clone(),
         started,
         first_started: std::sync::atomic::AtomicBool::new(false),
@@ -261,8 +266,12 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     while workers.join_next().await.is_some() {}
 
     // The second pass: failures worth retrying, with fresh URLs.
-    let retries: Vec<Arc<FileSpec>> =
-        std::mem::take(&mut *ctx.retries.lock().unwrap_or_else(|e| e.into_inner()));
+    let retries: Vec<Arc<FileSpec>> = ctx
+        .retries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default();
     if !retries.is_empty() && !ctx.stop.is_cancelled() {
         tracing::info!(
             files = retries.len(),

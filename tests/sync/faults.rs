@@ -67,3 +67,51 @@ fn session_expire() {
 fn api_503() {
     run_with_fault("api-503=0.05", |_| {}, &[]);
 }
+
+/// A file whose every attempt fails in the first pass is taken again at the end of the run:
+/// when that works, the run is clean (exit 0, no warning), and the failure was only noted.
+#[test]
+fn a_file_that_comes_in_the_second_pass_is_not_a_warning() {
+    use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+    let env = Env::new(small(10));
+    let photos = env.folder("photos");
+    let (unlucky, _) = env.manifest().into_keys().min().expect("an asset");
+    let attempts = icloudpd_rs::fetch::FetchConfig::default().max_attempts;
+    env.sim.state().faults.set(
+        FaultKind::Cdn503,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some([unlucky.clone()].into()),
+            remaining: Some(attempts.into()),
+        },
+    );
+    let run = env.sync(&photos, &[]);
+    run.expect_code(0);
+    assert_eq!(
+        env.sim.state().faults.fired(FaultKind::Cdn503),
+        u64::from(attempts),
+        "the first pass gave up on {unlucky}"
+    );
+    // (The tests log at warn level: the note of the first failure is at info.)
+    assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+    let expected = expected_tree(&env, &[]);
+    let n = assert_tree(&env, &photos, &expected) as u64;
+    assert_eq!(run.summary(), (n, 0, 0, n));
+
+    // Failing the second pass too is a failure, and said so.
+    env.sim.state().faults.set(
+        FaultKind::Cdn503,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some([unlucky.clone()].into()),
+            remaining: None,
+        },
+    );
+    let run = env.sync(&env.folder("again"), &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("WARN") && run.stderr.contains("download failed"),
+        "{}",
+        run.stderr
+    );
+}
