@@ -51,6 +51,17 @@ pub fn merge_config_file(
     let mut out = argv[..insert_at].to_vec();
     out.extend(extra);
     out.extend_from_slice(&argv[insert_at..]);
+    // The command line alone parsed: an error now comes from the file, and says so (clap
+    // would name only the flag, one the user never typed).
+    if let Err(e) = cmd.clone().try_get_matches_from(&out) {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        return Err(format!(
+            "config file {}: {}",
+            path.display(),
+            first.strip_prefix("error: ").unwrap_or(first)
+        ));
+    }
     Ok(out)
 }
 
@@ -143,6 +154,11 @@ mod tests {
                         .env("T_THREADS")
                         .default_value("4"),
                 )
+                .arg(
+                    Arg::new("retries")
+                        .long("retries")
+                        .value_parser(clap::value_parser!(u32)),
+                )
                 .arg(Arg::new("album").long("album").action(ArgAction::Append))
                 .arg(
                     Arg::new("skip_videos")
@@ -217,5 +233,9 @@ mod tests {
         assert!(e.contains("switch"), "{e}");
         let e = run("directory = [\n", &[]).unwrap_err();
         assert!(e.contains("not valid TOML"), "{e}");
+        // A value the flag's own parser refuses: the file is named, not just the flag.
+        let e = run("retries = \"four\"\n", &[]).unwrap_err();
+        assert!(e.starts_with("config file ") && e.contains("c.toml"), "{e}");
+        assert!(e.contains("invalid value 'four' for '--retries"), "{e}");
     }
 }
