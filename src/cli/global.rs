@@ -95,7 +95,13 @@ impl GlobalArgs {
     /// The `login` command line to suggest in messages, with the options that locate this
     /// account's session.
     pub fn login_command(&self) -> String {
-        let mut cmd = String::from("icloudpd-rs login");
+        self.command_line("login")
+    }
+
+    /// `icloudpd-rs SUBCOMMAND` with the options that locate this account (its Apple ID,
+    /// domain, data folder and endpoint), for messages that suggest a command.
+    pub fn command_line(&self, subcommand: &str) -> String {
+        let mut cmd = format!("icloudpd-rs {subcommand}");
         if let Ok(u) = self.username() {
             cmd.push_str(&format!(" -u {}", shell_word(u)));
         }
@@ -123,7 +129,7 @@ impl GlobalArgs {
 }
 
 /// Quote a word for a POSIX shell when it needs it.
-fn shell_word(s: &str) -> String {
+pub fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c));

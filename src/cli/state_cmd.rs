@@ -157,8 +157,11 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
             updates.len()
         );
     } else {
+        let checksums = if args.checksums { " --checksums" } else { "" };
         eprintln!(
-            "icloudpd-rs: run `icloudpd-rs verify --repair` to fetch them again at the next sync"
+            "icloudpd-rs: run `{} -d {}{checksums} --repair` to fetch them again at the next sync",
+            args.global.command_line("verify"),
+            super::global::shell_word(&root.to_string_lossy()),
         );
     }
     Ok(exit::FAILURE)

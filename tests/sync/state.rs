@@ -151,12 +151,39 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
         !quick.stdout.contains(&damaged),
         "same size: only --checksums sees it"
     );
-    let full = env.run(&["verify", "-d", dir, "--checksums", "--repair"]);
+    let full = env.run(&["verify", "-d", dir, "--checksums"]);
     full.expect_code(1);
     assert!(
         full.stdout.contains(&format!("{damaged}: content differs")),
         "{}",
         full.stdout
+    );
+    // The repair it suggests is a command that works as printed (the folder made absolute).
+    let suggested = full
+        .stderr
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command suggested: {}", full.stderr));
+    let rest = suggested
+        .strip_prefix("icloudpd-rs verify ")
+        .unwrap_or_else(|| panic!("{suggested}"));
+    assert!(
+        rest.contains("--checksums") && rest.ends_with("--repair"),
+        "{rest}"
+    );
+    let repair = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{BIN} verify {rest}"))
+        .current_dir("/")
+        .env_remove("ICLOUD_USERNAME")
+        .env_remove("ICLOUDPD_RS_ENDPOINT")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&repair.stdout);
+    assert!(
+        out.contains("2 files marked for download"),
+        "{out}{}",
+        String::from_utf8_lossy(&repair.stderr)
     );
 
     let sync = env.sync(&photos, &[]);
