@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+# getfattr: the demo suggests it, and its test runs every suggestion (tests/mount/demo.rs).
+command -v getfattr >/dev/null 2>&1 || missing+=(attr)
 # Independent readers for the metadata checks (tests/metadata/tools.rs).
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 command -v heif-convert >/dev/null 2>&1 || missing+=(libheif-examples)

@@ -269,6 +269,11 @@ fn watch_early_interrupts(
 fn print_guide(ready: &Ready<'_>, scratch: &Path, endpoint: &str, mirror: bool, poll: u64) {
     let m = shell_quote(ready.mountpoint);
     let year = newest_year(ready.mountpoint).unwrap_or_else(|| "2024".into());
+    let sample = first_file(&ready.mountpoint.join(&year))
+        .map(|f| shell_quote(&f))
+        .unwrap_or_else(|| format!("{m}/{year}/*/*/*"));
+    // Copies go into the demo folder: nothing is left behind in /tmp.
+    let s = shell_quote(scratch);
     let tries: Vec<(String, String)> = vec![
         (
             format!("ls {m}"),
@@ -287,16 +292,16 @@ fn print_guide(ready: &Ready<'_>, scratch: &Path, endpoint: &str, mirror: bool, 
             "exact sizes before a byte is downloaded".into(),
         ),
         (
-            format!("cp -r {m}/{year} /tmp/photos-{year}"),
+            format!("cp -r {m}/{year} {s}/copy-{year}"),
             "bytes fetched on read, cached on disk".into(),
         ),
         (
-            format!("rsync -a {m}/{year}/ /tmp/rsync-{year}/"),
+            format!("rsync -a {m}/{year}/ {s}/rsync-{year}/"),
             "twice: the second run copies nothing".into(),
         ),
         (
-            format!("getfattr -d {m}/{year}/*/*/*.JPG | head"),
-            "iCloud metadata as extended attributes".into(),
+            format!("getfattr -d {sample}"),
+            "iCloud metadata as extended attributes (getfattr: package attr)".into(),
         ),
         (
             format!("xdg-open {m}"),
@@ -343,6 +348,17 @@ fn newest_year(mountpoint: &Path) -> Option<String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
         .max()
+}
+
+/// The first file (in name order) under `dir`, depth first.
+fn first_file(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    entries.into_iter().find_map(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => first_file(&e.path()),
+        Ok(_) => Some(e.path()),
+        Err(_) => None,
+    })
 }
 
 fn shell_quote(p: &Path) -> String {

@@ -111,12 +111,52 @@ fn demo_mounts_serves_and_cleans_up_on_ctrl_c() {
     assert_eq!(bytes.len() as u64, file.metadata().unwrap().len());
     assert!(bytes.len() >= 1024);
     assert!(scratch.join("mirror").is_dir(), "the mirror folder");
+    run_the_guide(&take(&demo.stdout));
 
     let (code, err) = demo.stop_with(libc::SIGINT);
     assert_eq!(code, 0, "{err}");
     assert!(!is_mounted(&mnt), "left mounted");
     assert!(!scratch.exists(), "{scratch:?} left behind");
     assert!(!mnt.exists(), "the mountpoint it created is removed");
+}
+
+/// Every command the guide suggests works as printed (but opening a file manager).
+fn run_the_guide(guide: &str) {
+    let commands: Vec<&str> = guide
+        .lines()
+        .skip_while(|l| !l.starts_with("Try, in another terminal:"))
+        .skip(1)
+        .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with('#'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.starts_with("xdg-open "))
+        .collect();
+    assert!(commands.len() >= 7, "{guide}");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    for cmd in commands {
+        let tool = cmd.split_whitespace().next().unwrap();
+        if !tool_exists(tool) && !ci {
+            eprintln!("not trying {cmd:?}: no {tool} here");
+            continue;
+        }
+        let out = Command::new("bash")
+            .args(["-c", &format!("set -o pipefail; {cmd}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Copies print nothing; every other suggestion shows something.
+        if !matches!(tool, "cp" | "rsync") {
+            assert!(!out.stdout.is_empty(), "{cmd}: no output");
+        }
+        if tool == "getfattr" {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("user.icloud.asset_id="), "{text}");
+        }
+    }
 }
 
 #[test]
