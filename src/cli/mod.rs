@@ -147,20 +147,23 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 /// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
 /// the default level.
 ///
-/// fuser's session logs a warning whenever its final unmount finds the filesystem already
-/// unmounted, as after every `fusermount3 -u` (its own comment says this is not necessarily an
-/// error); the mount checks the outcome itself, so that line is dropped unless `RUST_LOG`
-/// names fuser.
+/// fuser's own lines are for debugging fuser: unless `RUST_LOG` names fuser, only its warnings
+/// are shown (its info lines repeat what the mount says: "Unmounting ..."), and none from its
+/// session, which warns whenever its final unmount finds the filesystem already unmounted, as
+/// after every `fusermount3 -u` (its own comment says this is not necessarily an error); the
+/// mount checks the outcome itself.
 fn init_logging() {
     let user = std::env::var("RUST_LOG").ok();
     let mut filter = user
         .as_deref()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    if !user.is_some_and(|v| v.contains("fuser"))
-        && let Ok(quiet) = "fuser::session=error".parse()
-    {
-        filter = filter.add_directive(quiet);
+    if !user.is_some_and(|v| v.contains("fuser")) {
+        for quiet in ["fuser=warn", "fuser::session=error"] {
+            if let Ok(directive) = quiet.parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
