@@ -27,8 +27,6 @@ pub struct AlbumEntry {
     /// Names from the top-level folder down to this album itself (`["Trips", "2019", "Rome"]`).
     /// A parent that is not stored (the root sentinel, or not yet seen) ends the path.
     pub path: Vec<String>,
-    /// Members that are in All Photos (not gone, hidden or deleted).
-    pub visible_members: u64,
 }
 
 /// What replacing an album tree changed.
@@ -112,7 +110,7 @@ impl Catalog {
     }
 
     /// Every album and folder of a library (deleted ones included, flagged), ordered by
-    /// position, each with its folder path and visible member count.
+    /// position, each with its folder path.
     pub fn albums(&self, library: LibraryId) -> Result<Vec<AlbumEntry>> {
         self.require_library(library)?;
         let mut stmt = self
@@ -139,13 +137,35 @@ impl Catalog {
                         position: r.get(7)?,
                     },
                     path: Vec::new(),
-                    visible_members: 0,
                 })
             })
             .ctx("listing albums")?
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("listing albums")?;
+        let by_id: HashMap<&str, (&str, Option<&str>)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.album.id.as_str(),
+                    (e.album.name.as_str(), e.album.parent_id.as_deref()),
+                )
+            })
+            .collect();
+        let paths: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| folder_path(&by_id, &e.album.id))
+            .collect();
+        for (entry, path) in entries.iter_mut().zip(paths) {
+            entry.path = path;
+        }
+        Ok(entries)
+    }
 
+    /// Each album's count of members that are in All Photos (not gone, hidden or deleted), by
+    /// album record name; albums without any are absent. A join over every membership: for
+    /// listings, not for building views.
+    pub fn album_member_counts(&self, library: LibraryId) -> Result<HashMap<String, u64>> {
+        self.require_library(library)?;
         let mut counts: HashMap<String, u64> = HashMap::new();
         let mut stmt = self
             .conn
@@ -175,25 +195,7 @@ impl Catalog {
             let (id, n) = row.ctx("counting album members")?;
             counts.insert(id, to_u64(n));
         }
-
-        let by_id: HashMap<&str, (&str, Option<&str>)> = entries
-            .iter()
-            .map(|e| {
-                (
-                    e.album.id.as_str(),
-                    (e.album.name.as_str(), e.album.parent_id.as_deref()),
-                )
-            })
-            .collect();
-        let paths: Vec<Vec<String>> = entries
-            .iter()
-            .map(|e| folder_path(&by_id, &e.album.id))
-            .collect();
-        for (entry, path) in entries.iter_mut().zip(paths) {
-            entry.path = path;
-            entry.visible_members = counts.get(&entry.album.id).copied().unwrap_or(0);
-        }
-        Ok(entries)
+        Ok(counts)
     }
 
     /// The record names listed as members of an album (whether or not those assets are stored

@@ -138,23 +138,25 @@ pub fn list_cmd(what: ListWhat) -> i32 {
             }
             // Deleted albums stay in the catalog (their record may come back) but are gone for
             // the user, as in the mount and in `sync --album`.
+            let counts = catalog.album_member_counts(lib.id)?;
             for entry in catalog
                 .albums(lib.id)?
                 .into_iter()
                 .filter(|e| !e.album.deleted)
             {
                 let path = entry.path.join("/");
+                let assets = counts.get(&entry.album.id).copied().unwrap_or(0);
                 if args.json {
                     println!(
                         "{}",
                         serde_json::json!({"id": entry.album.id, "name": entry.album.name, "path": path,
-                            "folder": entry.album.is_folder, "assets": entry.visible_members,
+                            "folder": entry.album.is_folder, "assets": assets,
                             "library": lib.library.zone})
                     );
                 } else if entry.album.is_folder {
                     println!("{path}/");
                 } else {
-                    println!("{path}\t{}", entry.visible_members);
+                    println!("{path}\t{assets}");
                 }
             }
         }

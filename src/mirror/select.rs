@@ -233,7 +233,7 @@ impl Selection {
         let mut out = Sources::default();
         let mut matched: HashSet<String> = HashSet::new();
         for (library, zone) in libraries {
-            // The album tree (with member counts) costs a query per library: only when asked.
+            // The album tree costs a query per library: only when asked.
             let needs_albums =
                 self.all_albums || !self.albums.is_empty() || !self.exclude_albums.is_empty();
             let entries = if needs_albums {

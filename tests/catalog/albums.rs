@@ -122,7 +122,7 @@ fn album_members_are_set_and_listed_as_visible_assets() {
         .unwrap();
 
     let entry = &c.albums(lib).unwrap()[0];
-    assert_eq!(entry.visible_members, 2);
+    assert_eq!(c.album_member_counts(lib).unwrap()["ALB"], 2);
     let members: Vec<String> = c
         .assets(lib, AssetFilter::Album(entry.key))
         .map(|a| a.unwrap().asset.id)
