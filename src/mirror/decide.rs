@@ -479,7 +479,6 @@ impl Planner<'_> {
         Ok(())
     }
 
-    /// Whether a path relative to the root exists (a cheap `stat`).
     /// With `--xmp-sidecar`, the sidecar of a file downloaded before is written when it is
     /// missing (the flag was added since, or it was removed) or was written from other
     /// metadata than the asset's now (changed in iCloud), as icloudpd does for every file.
@@ -507,6 +506,7 @@ impl Planner<'_> {
         }
     }
 
+    /// Whether a path relative to the root exists (a cheap `stat`).
     fn exists(&self, rel_path: &str) -> bool {
         std::fs::symlink_metadata(self.ctx.root.join(rel_path)).is_ok()
     }
