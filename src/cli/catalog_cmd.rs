@@ -227,7 +227,7 @@ fn print_failed(
                 attempts,
                 last_error,
                 at_ms,
-                ..
+                previous_path,
             } = &record.state
             else {
                 continue;
@@ -238,6 +238,8 @@ fn print_failed(
                 .as_ref()
                 .and_then(|a| a.asset.filename.clone())
                 .unwrap_or_else(|| "(no name)".into());
+            // Where the file is (or was) when that is known, else the photo's name.
+            let shown = previous_path.as_deref().unwrap_or(&name);
             let id = asset
                 .as_ref()
                 .map(|a| a.asset.id.clone())
@@ -248,13 +250,13 @@ fn print_failed(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"folder": r.path, "filename": name, "asset_id": id,
+                    serde_json::json!({"folder": r.path, "path": previous_path, "filename": name, "asset_id": id,
                         "version": record.kind.as_str(), "attempts": attempts,
                         "error": last_error, "at": when})
                 );
             } else {
                 println!(
-                    "{}\t{name} ({})\t{attempts} attempt(s), last {when}: {last_error}",
+                    "{}\t{shown} ({})\t{attempts} attempt(s), last {when}: {last_error}",
                     r.path.display(),
                     record.kind.as_str()
                 );

@@ -285,11 +285,10 @@ impl Planner<'_> {
                     return Ok(true);
                 }
                 CopyCheck::Changed if copy.rel_path.eq_ignore_ascii_case(&planned) => {
-                    let error = format!(
-                        "{planned} changed on disk since it was downloaded (its SHA-256 is not \
-                         the one recorded); it is left as it is: move it away to download \
-                         iCloud's copy again"
-                    );
+                    let error = "the file changed on disk since it was downloaded (its SHA-256 \
+                                 is not the one recorded); it is left as it is: move it away to \
+                                 download iCloud's copy again"
+                        .to_string();
                     self.fail_unqueued(&item, &planned, error);
                     return Ok(true);
                 }
@@ -324,11 +323,10 @@ impl Planner<'_> {
             };
             match (check, copy) {
                 (CopyCheck::Changed, _) => {
-                    let error = format!(
-                        "{planned} changed on disk since it was downloaded, and the photo was \
-                         edited in iCloud since; it is left as it is: move it away to download \
-                         the new version"
-                    );
+                    let error = "the file changed on disk since it was downloaded, and the \
+                                 photo was edited in iCloud since; it is left as it is: move it \
+                                 away to download the new version"
+                        .to_string();
                     self.fail_unqueued(&item, &planned, error);
                     return Ok(true);
                 }
