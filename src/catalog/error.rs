@@ -76,11 +76,12 @@ pub enum CatalogError {
     Missing { path: PathBuf },
 
     /// Another process holds the writer lock.
-    #[error("catalog {} is in use by another icloudpd-rs process{}; wait for it to finish or stop it",
-        path.display(), holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[error("catalog {} is in use by another icloudpd-rs process{}; {}",
+        path.display(), holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default(),
+        locked_advice(holder.as_deref()))]
     Locked {
         path: PathBuf,
-        /// "pid 1234 (icloudpd-rs)" when the lock file names a live process.
+        /// "pid 1234: icloudpd-rs mount" when the lock file names a live process.
         holder: Option<String>,
     },
 
@@ -162,5 +163,15 @@ pub(crate) trait SqlContext<T> {
 impl<T> SqlContext<T> for rusqlite::Result<T> {
     fn ctx(self, context: &'static str) -> Result<T> {
         self.map_err(|source| CatalogError::Sqlite { context, source })
+    }
+}
+
+/// What to do about a catalog locked by `holder`.
+fn locked_advice(holder: Option<&str>) -> &'static str {
+    if holder.is_some_and(|h| h.ends_with(" mount") || h.ends_with(" demo")) {
+        "a mount keeps its catalog until it is unmounted (its --mirror DIR downloads the \
+         library meanwhile)"
+    } else {
+        "wait for it to finish or stop it"
     }
 }

@@ -51,8 +51,8 @@ pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// The process holding the writer lock of `lock_path`, as "pid 1234 (icloudpd-rs)", or `None`
-/// when no process holds it.
+/// The process holding the writer lock of `lock_path`, as "pid 1234: icloudpd-rs mount" (its
+/// program and subcommand), or `None` when no process holds it.
 pub(super) fn writer_of(lock_path: &Path) -> Option<String> {
     let pid = match holder_from_proc_locks(lock_path) {
         Ok(pid) => pid?,
@@ -61,10 +61,24 @@ pub(super) fn writer_of(lock_path: &Path) -> Option<String> {
             pid_from_file(lock_path).filter(|pid| Path::new(&format!("/proc/{pid}")).exists())?
         }
     };
-    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
-    Some(match name {
-        Some(name) => format!("pid {pid} ({})", name.trim()),
+    Some(match command_of(pid) {
+        Some(command) => format!("pid {pid}: {command}"),
         None => format!("pid {pid}"),
+    })
+}
+
+/// "icloudpd-rs mount": the program's name and its subcommand (its first argument, unless that
+/// is an option: other arguments may be values, a password among them).
+fn command_of(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let program = args.next().filter(|p| !p.is_empty())?;
+    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    Some(match args.next().filter(|a| !a.is_empty() && !a.starts_with('-')) {
+        Some(sub) => format!("{program} {sub}"),
+        None => program,
     })
 }
 

@@ -320,11 +320,7 @@ fn ask(question: &str) -> bool {
 fn open_writer(ctx: &AccountContext) -> Result<Catalog, CommandError> {
     ctx.open_catalog().map_err(|e| {
         if e.message.contains("in use by another") {
-            CommandError::failure(format!(
-                "another icloudpd-rs run is using this account's catalog, so this sync did not \
-                 start ({})",
-                e.message
-            ))
+            CommandError::failure(format!("this sync did not start: {}", e.message))
         } else {
             e
         }

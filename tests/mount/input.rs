@@ -185,3 +185,23 @@ fn sigterm_sigint_and_fusermount_unmount_cleanly() {
         assert!(err.contains("unmounted"), "{how}: {err}");
     }
 }
+
+/// A sync of the account while it is mounted is refused, naming the mount and what to do.
+#[test]
+fn a_sync_while_mounted_names_the_mount() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(10, 0.0005));
+    let mnt = env.empty_dir("mnt");
+    let up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    let dir = env.empty_dir("photos");
+    let run = env.run(&["sync", "-d", dir.to_str().unwrap(), "--no-progress-bar"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("icloudpd-rs mount") && run.stderr.contains("--mirror"),
+        "{}",
+        run.stderr
+    );
+    drop(up);
+}

@@ -159,7 +159,9 @@ fn two_syncs_of_one_account_never_overlap() {
     let second = env.sync(&env.folder("other"), &[]);
     second.expect_code(1);
     assert!(
-        second.stderr.contains("another icloudpd-rs run"),
+        second.stderr.contains("this sync did not start")
+            && second.stderr.contains("icloudpd-rs sync")
+            && second.stderr.contains("wait for it to finish"),
         "{}",
         second.stderr
     );
