@@ -76,10 +76,12 @@ fn command_of(pid: u32) -> Option<String> {
         .map(|a| String::from_utf8_lossy(a).into_owned());
     let program = args.next().filter(|p| !p.is_empty())?;
     let program = program.rsplit('/').next().unwrap_or(&program).to_string();
-    Some(match args.next().filter(|a| !a.is_empty() && !a.starts_with('-')) {
-        Some(sub) => format!("{program} {sub}"),
-        None => program,
-    })
+    Some(
+        match args.next().filter(|a| !a.is_empty() && !a.starts_with('-')) {
+            Some(sub) => format!("{program} {sub}"),
+            None => program,
+        },
+    )
 }
 
 fn pid_from_file(lock_path: &Path) -> Option<u32> {

@@ -37,7 +37,12 @@ pub fn merge_config_file(
     let Some(path) = sub_matches.get_one::<std::path::PathBuf>(CONFIG_ARG) else {
         return Ok(argv);
     };
-    let extra = config_args(&sub_cmd, &sub_matches, path)?;
+    // A file written for `sync` serves the other commands that read one (the mount): keys
+    // only `sync` knows are skipped there, not refused.
+    let sync_cmd = cmd
+        .find_subcommand("sync")
+        .filter(|_| sub_name.as_deref() != Some("sync"));
+    let extra = config_args(&sub_cmd, &sub_matches, path, sync_cmd)?;
     if extra.is_empty() {
         return Ok(argv);
     }
@@ -70,6 +75,7 @@ fn config_args(
     cmd: &clap::Command,
     matches: &clap::ArgMatches,
     path: &Path,
+    sync_cmd: Option<&clap::Command>,
 ) -> Result<Vec<OsString>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
@@ -79,10 +85,20 @@ fn config_args(
     let mut out = Vec::new();
     for (key, value) in &table {
         let wanted = key.replace('_', "-");
-        let arg = cmd
+        let long = |c: &clap::Command| c.get_arguments().any(|a| a.get_long() == Some(&wanted));
+        let Some(arg) = cmd
             .get_arguments()
             .find(|a| a.get_long() == Some(wanted.as_str()))
-            .ok_or_else(|| format!("config file {}: unknown key {key:?}", path.display()))?;
+        else {
+            if sync_cmd.is_some_and(long) {
+                tracing::debug!(key, "config key of sync only; skipped");
+                continue;
+            }
+            return Err(format!(
+                "config file {}: unknown key {key:?}",
+                path.display()
+            ));
+        };
         if arg.get_id() == CONFIG_ARG || arg.is_positional() {
             return Err(format!(
                 "config file {}: key {key:?} cannot be set in a config file",
@@ -172,6 +188,44 @@ mod tests {
                         .env("ICLOUDPD_RS_TEST_CONFIG_WORKERS"),
                 ),
         )
+    }
+
+    /// `cmd()` plus a `mount` subcommand that reads a config file too.
+    fn with_mount() -> Command {
+        cmd().subcommand(
+            Command::new("mount")
+                .arg(
+                    Arg::new("config")
+                        .long("config")
+                        .value_parser(clap::value_parser!(std::path::PathBuf)),
+                )
+                .arg(Arg::new("cache_size").long("cache-size")),
+        )
+    }
+
+    #[test]
+    fn a_sync_file_serves_the_mount_without_its_sync_only_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let argv = |file: &str| -> Vec<OsString> {
+            std::fs::write(&path, file).unwrap();
+            vec![
+                "t".into(),
+                "mount".into(),
+                format!("--config={}", path.display()).into(),
+            ]
+        };
+        let merged = merge_config_file(
+            &with_mount(),
+            argv("directory = \"/p\"\nskip_videos = true\ncache_size = \"5\"\n"),
+        )
+        .unwrap();
+        let m = with_mount().try_get_matches_from(merged).unwrap();
+        let m = m.subcommand_matches("mount").unwrap();
+        assert_eq!(m.get_one::<String>("cache_size").unwrap(), "5");
+        // A key no command knows is still refused.
+        let e = merge_config_file(&with_mount(), argv("cache_sise = 5\n")).unwrap_err();
+        assert!(e.contains("unknown key \"cache_sise\""), "{e}");
     }
 
     fn run(config: &str, argv: &[&str]) -> Result<clap::ArgMatches, String> {

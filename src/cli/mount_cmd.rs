@@ -39,6 +39,10 @@ pub struct MountArgs {
     pub global: GlobalArgs,
     #[command(flatten)]
     pub mount: MountOnlyArgs,
+    /// Read settings from this TOML file, as `sync --config` does (the same file serves both:
+    /// keys only `sync` has are skipped); flags and environment variables win over it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Show an XMP sidecar `NAME.xmp` beside every file (dates, title, keywords, place,
     /// favourite), rendered from the catalog; with --mirror, the mirror writes them too.
     #[arg(long)]

@@ -203,7 +203,16 @@ fn layout_flags_give_the_same_tree_as_sync_and_views_yield_to_the_date_tree() {
         {"op": "album_create", "name": "Albums"},
         {"op": "add", "count": 4, "album": "Albums"},
     ]));
-    let variants: [&[&str]; 2] = [
+    // One config file for both commands (`threads_num` is sync's own: the mount skips it).
+    let config = env.path("both.toml");
+    std::fs::write(
+        &config,
+        "folder_structure = \"{:%Y/%m}\"\nsize = [\"original\", \"adjusted\"]\n\
+         skip_live_photos = true\nthreads_num = 2\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let variants: [&[&str]; 3] = [
         &["--folder-structure", "{album}", "--album", "Albums"],
         &[
             "--folder-structure",
@@ -215,12 +224,17 @@ fn layout_flags_give_the_same_tree_as_sync_and_views_yield_to_the_date_tree() {
             "--skip-videos",
             "--keep-unicode-in-filenames",
         ],
+        &["--config", &config],
     ];
     for (i, flags) in variants.iter().enumerate() {
         let synced = env.path(&format!("synced{i}"));
         env.sync(&synced, flags);
         let want = tree(&synced, false);
         assert!(!want.is_empty());
+        if flags[0] == "--config" {
+            // The file was read: `{:%Y/%m}` folders.
+            assert!(want.keys().all(|p| p.split('/').count() == 3), "{want:?}");
+        }
         let mnt = env.empty_dir(&format!("mnt{i}"));
         let mut args = vec!["--poll-interval", "3600"];
         args.extend_from_slice(flags);
