@@ -22,6 +22,9 @@ use crate::net::CookieJar;
 pub const CODE_ATTEMPTS: u32 = 3;
 /// New codes one interactive sign-in may request (empty answers at the prompt).
 const MAX_CODE_REQUESTS: u32 = 3;
+/// Entries that are not a code at all (a typo, a word) before the sign-in gives up; they are
+/// never sent to Apple, so they do not spend one of its [`CODE_ATTEMPTS`].
+const MAX_MALFORMED_CODES: u32 = 5;
 
 /// What `login --request-code` achieved.
 #[derive(Debug)]
@@ -431,6 +434,7 @@ impl Work {
         };
         let mut wrong = 0;
         let mut resent = 0;
+        let mut malformed = 0;
         loop {
             let Some(input) = prompter
                 .code(prompt)
@@ -449,9 +453,21 @@ impl Work {
                 continue;
             }
             let accepted = match normalize_code(&input) {
+                Err(e) if malformed + 1 < MAX_MALFORMED_CODES => {
+                    // Not sent to Apple: ask again without spending an attempt.
+                    malformed += 1;
+                    let text = e.to_string();
+                    let mut chars = text.chars();
+                    let capitalised: String = chars
+                        .next()
+                        .map(|c| c.to_uppercase().chain(chars).collect())
+                        .unwrap_or_default();
+                    prompter.notice(&format!("{capitalised}; try again."));
+                    continue;
+                }
                 Err(e) => {
-                    prompter.notice(&format!("{e}."));
-                    false
+                    self.save()?;
+                    return Err(e);
                 }
                 Ok(code) => match &phone {
                     None => {

@@ -159,8 +159,9 @@ async fn wrong_codes_are_allowed_three_times() {
     } else {
         "000000"
     };
-    // Two wrong codes, a malformed one, then nothing more: WrongCode after three.
-    let mut prompter = ScriptedPrompter::with_codes(&[wrong, wrong, "12"]);
+    // A malformed entry is asked again without spending one of the three attempts: three
+    // wrong codes around it end the sign-in.
+    let mut prompter = ScriptedPrompter::with_codes(&[wrong, "12", wrong, wrong]);
     let err = Authenticator::login(
         opts(&sim, data.path()),
         &mut prompter,
@@ -172,6 +173,7 @@ async fn wrong_codes_are_allowed_three_times() {
         matches!(err, AuthError::WrongCode { attempts: 3, .. }),
         "{err:?}"
     );
+    assert!(prompter.codes.is_empty(), "the fourth entry was asked for");
 
     // Two wrong then right: accepted; the session from the failed attempt is reused (no SRP).
     let inits = count(&sim, INIT);
