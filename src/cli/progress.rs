@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use indicatif::ProgressBar;
+use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::mirror::LiveCounters;
@@ -74,6 +74,59 @@ fn emit(bar: Option<&ProgressBar>, out: &mut dyn Write, bytes: &[u8]) {
     }
 }
 
+/// Where a run stands, as the bar shows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    planned: u64,
+    downloaded: u64,
+    failed: u64,
+    skipped: u64,
+    bytes: u64,
+}
+
+/// Draws [`Figures`] on a bar: a spinner until the first file is planned (there is no total
+/// yet, and an empty 0/0 bar would be drawn full), then the bar.
+struct RunView {
+    bar: ProgressBar,
+    /// The bar's style, until it replaces the spinner.
+    counting: Option<ProgressStyle>,
+}
+
+impl RunView {
+    fn new(bar: &ProgressBar) -> RunView {
+        let waiting = ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(waiting);
+        bar.set_message("listing and planning");
+        RunView {
+            bar: bar.clone(),
+            counting: Some(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+        }
+    }
+
+    fn show(&mut self, f: Figures) {
+        let done = f.downloaded + f.failed + f.skipped;
+        if f.planned == 0 && done == 0 {
+            self.bar.tick();
+            return;
+        }
+        if let Some(style) = self.counting.take() {
+            self.bar.set_style(style);
+        }
+        self.bar.set_length(f.planned.max(done));
+        self.bar.set_position(done);
+        self.bar.set_message(format!(
+            "({} downloaded, {} failed, {:.1} MB)",
+            f.downloaded,
+            f.failed,
+            f.bytes as f64 / 1e6
+        ));
+    }
+}
+
 /// The progress bar on stderr: files and bytes, redrawn a few times a second.
 pub struct ProgressLine {
     bar: ProgressBar,
@@ -84,31 +137,18 @@ impl ProgressLine {
     /// Show a bar that follows `counters` (call inside the runtime).
     pub fn start(counters: LiveCounters) -> ProgressLine {
         let bar = ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed}]")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
+        let mut view = RunView::new(&bar);
         *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-        let b = bar.clone();
         let ticker = tokio::spawn(async move {
             loop {
                 let c = counters.current();
-                let done = c.downloaded.load(Ordering::Relaxed)
-                    + c.failed.load(Ordering::Relaxed)
-                    + c.skipped();
-                let planned = c.planned.load(Ordering::Relaxed);
-                b.set_length(planned.max(done));
-                b.set_position(done);
-                if planned == 0 && done == 0 {
-                    b.set_message("(listing and planning)");
-                } else {
-                    b.set_message(format!(
-                        "({} downloaded, {} failed, {:.1} MB)",
-                        c.downloaded.load(Ordering::Relaxed),
-                        c.failed.load(Ordering::Relaxed),
-                        c.bytes.load(Ordering::Relaxed) as f64 / 1e6
-                    ));
-                }
+                view.show(Figures {
+                    planned: c.planned.load(Ordering::Relaxed),
+                    downloaded: c.downloaded.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                    skipped: c.skipped(),
+                    bytes: c.bytes.load(Ordering::Relaxed),
+                });
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
@@ -129,7 +169,7 @@ mod tests {
 
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
-    use super::emit;
+    use super::{Figures, RunView, emit};
 
     /// A terminal that records what is done to it, and what the log writes, in order.
     #[derive(Debug, Clone, Default)]
@@ -224,5 +264,38 @@ mod tests {
         let plain = Screen::default();
         emit(None, &mut plain.clone(), b"WARN x\n");
         assert_eq!(plain.events(), ["log WARN x"]);
+    }
+
+    #[test]
+    fn a_spinner_until_a_file_is_planned_then_the_bar() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(
+            Some(0),
+            ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        );
+        let mut view = RunView::new(&bar);
+        view.show(Figures::default());
+        let events = screen.events();
+        assert!(
+            events.iter().any(|e| e.contains("listing and planning")),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| e.contains("0/0") || e.contains('█')),
+            "no total yet, so no bar: {events:?}"
+        );
+        view.show(Figures {
+            planned: 5,
+            downloaded: 2,
+            bytes: 3_000_000,
+            ..Figures::default()
+        });
+        let events = screen.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("2/5 files (2 downloaded, 0 failed, 3.0 MB)")),
+            "{events:?}"
+        );
     }
 }
