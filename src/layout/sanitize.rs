@@ -63,10 +63,12 @@ pub fn component(text: &str) -> String {
 }
 
 /// A name from the remote side (album, library) made into a visible, safe directory name:
-/// [`clean_chars`], a leading `.` (which would hide the entry) becomes `_`, then [`component`].
+/// [`clean_chars`], spaces at either end dropped (an emoji removed from "Hiking ⛰️" leaves
+/// "Hiking ", which Windows and SMB shares of a NAS cannot show as it is), a leading `.`
+/// (which would hide the entry) becomes `_`, then [`component`].
 pub fn remote_component(text: &str, keep_unicode: bool) -> String {
     let cleaned = clean_chars(text, keep_unicode);
-    component(&unhide(&cleaned))
+    component(&unhide(cleaned.trim()))
 }
 
 /// Replace a leading `.` with `_` so that the entry is not hidden from `ls` and file managers.
@@ -80,6 +82,14 @@ pub fn unhide(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_names_lose_the_spaces_at_their_ends() {
+        assert_eq!(remote_component("Hiking \u{26f0}\u{fe0f}", false), "Hiking");
+        assert_eq!(remote_component("  Trips 2019 ", true), "Trips 2019");
+        assert_eq!(remote_component(" .hidden", true), "_hidden");
+        assert_eq!(remote_component("   ", true), "_");
+    }
 
     #[test]
     fn invalid_characters_become_underscores() {
