@@ -15,7 +15,8 @@
 //! * names that differ only in case collide (the tree survives a case-insensitive disk);
 //! * folder names are capped at 255 bytes, file names at 251 so that a sidecar's `.xmp`
 //!   always fits (stem cut, suffixes and extension kept), control
-//!   characters become `_`, a leading `.` becomes `_`, a name left blank by cleaning takes the
+//!   characters become `_`, a leading `.` becomes `_`, album and library folder names lose
+//!   the spaces at their ends, a name left blank by cleaning takes the
 //!   id-based fallback stem, and text after the last `.` counts as an extension only when it
 //!   is short and alphanumeric;
 //! * a live photo's motion file is always MOV-named, and gets `.MOV` even when the still's
