@@ -152,29 +152,14 @@ impl Catalog {
         root: RootId,
         versions: &[VersionKey],
     ) -> Result<HashMap<VersionKey, DownloadState>> {
-        let mut out = HashMap::with_capacity(versions.len());
-        for chunk in versions.chunks(KEY_BATCH) {
-            let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
-            params.push(root.0);
-            let sql = format!(
-                "SELECT d.version_key, {STATE_COLUMNS} FROM downloads d
-                 WHERE d.version_key IN ({marks}) AND d.root_id = ?"
-            );
-            let mut stmt = self
-                .conn
-                .prepare_cached(&sql)
-                .ctx("reading download states")?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                    Ok((r.get::<_, VersionKey>(0)?, state_from_row(r, 1)?))
-                })
-                .ctx("reading download states")?;
-            for row in rows {
-                let (key, state) = row.ctx("reading download states")?;
-                out.insert(key, state);
-            }
-        }
-        Ok(out)
+        self.by_version(
+            root,
+            versions,
+            STATE_COLUMNS,
+            "1",
+            "reading download states",
+            |r| Ok(Some((r.get(0)?, state_from_row(r, 1)?))),
+        )
     }
 
     /// For the downloaded files among `versions` in `root` whose XMP sidecar was written, the
@@ -184,30 +169,14 @@ impl Catalog {
         root: RootId,
         versions: &[VersionKey],
     ) -> Result<HashMap<VersionKey, i64>> {
-        let mut out = HashMap::new();
-        for chunk in versions.chunks(KEY_BATCH) {
-            let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
-            params.push(root.0);
-            let sql = format!(
-                "SELECT version_key, sidecar_of FROM downloads
-                 WHERE version_key IN ({marks}) AND root_id = ? AND state = 'downloaded'
-                   AND sidecar_of IS NOT NULL"
-            );
-            let mut stmt = self
-                .conn
-                .prepare_cached(&sql)
-                .ctx("reading sidecar states")?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                    Ok((r.get::<_, VersionKey>(0)?, r.get::<_, i64>(1)?))
-                })
-                .ctx("reading sidecar states")?;
-            for row in rows {
-                let (key, of) = row.ctx("reading sidecar states")?;
-                out.insert(key, of);
-            }
-        }
-        Ok(out)
+        self.by_version(
+            root,
+            versions,
+            "d.sidecar_of",
+            "d.state = 'downloaded' AND d.sidecar_of IS NOT NULL",
+            "reading sidecar states",
+            |r| Ok(Some((r.get(0)?, r.get(1)?))),
+        )
     }
 
     /// A digest of every field of `asset` (what an XMP sidecar is written from): equal for
@@ -243,43 +212,58 @@ impl Catalog {
         root: RootId,
         versions: &[VersionKey],
     ) -> Result<HashMap<VersionKey, PreviousCopy>> {
+        self.by_version(
+            root,
+            versions,
+            "d.rel_path, d.size, d.sha256, d.downloaded_ms IS NOT NULL",
+            "d.state <> 'downloaded' AND d.rel_path IS NOT NULL AND d.size IS NOT NULL
+               AND d.sha256 IS NOT NULL",
+            "reading older copies",
+            |r| {
+                let digest: Vec<u8> = r.get(3)?;
+                let Ok(sha256) = <[u8; 32]>::try_from(digest) else {
+                    return Ok(None);
+                };
+                let size: i64 = r.get(2)?;
+                let copy = PreviousCopy {
+                    rel_path: r.get(1)?,
+                    size: super::to_u64(size),
+                    sha256,
+                    current: r.get(4)?,
+                };
+                Ok(Some((r.get(0)?, copy)))
+            },
+        )
+    }
+
+    /// `SELECT d.version_key, COLUMNS FROM downloads d` for `versions` in `root` where
+    /// `FILTER` holds, in batches; `row` turns a row into its version and value (`None`:
+    /// skip it).
+    fn by_version<T>(
+        &self,
+        root: RootId,
+        versions: &[VersionKey],
+        columns: &str,
+        filter: &str,
+        what: &'static str,
+        row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<(VersionKey, T)>>,
+    ) -> Result<HashMap<VersionKey, T>> {
         let mut out = HashMap::new();
         for chunk in versions.chunks(KEY_BATCH) {
             let (marks, mut params) = in_list(chunk.iter().map(|k| k.0));
             params.push(root.0);
             let sql = format!(
-                "SELECT version_key, rel_path, size, sha256, downloaded_ms IS NOT NULL
-                 FROM downloads
-                 WHERE version_key IN ({marks}) AND root_id = ? AND state <> 'downloaded'
-                   AND rel_path IS NOT NULL AND size IS NOT NULL AND sha256 IS NOT NULL"
+                "SELECT d.version_key, {columns} FROM downloads d
+                 WHERE d.version_key IN ({marks}) AND d.root_id = ? AND ({filter})"
             );
-            let mut stmt = self.conn.prepare_cached(&sql).ctx("reading older copies")?;
+            let mut stmt = self.conn.prepare_cached(&sql).ctx(what)?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                    let digest: Vec<u8> = r.get(3)?;
-                    Ok((
-                        r.get::<_, VersionKey>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        digest,
-                        r.get::<_, bool>(4)?,
-                    ))
-                })
-                .ctx("reading older copies")?;
-            for row in rows {
-                let (key, rel_path, size, digest, current) = row.ctx("reading older copies")?;
-                let Ok(sha256) = <[u8; 32]>::try_from(digest) else {
-                    continue;
-                };
-                out.insert(
-                    key,
-                    PreviousCopy {
-                        rel_path,
-                        size: super::to_u64(size),
-                        sha256,
-                        current,
-                    },
-                );
+                .query_map(rusqlite::params_from_iter(params.iter()), &row)
+                .ctx(what)?;
+            for found in rows {
+                if let Some((key, value)) = found.ctx(what)? {
+                    out.insert(key, value);
+                }
             }
         }
         Ok(out)
