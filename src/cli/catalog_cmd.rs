@@ -132,7 +132,15 @@ pub fn list_cmd(what: ListWhat) -> i32 {
                     // The same fields as `status --json` gives each library.
                     println!("{}", serde_json::to_value(&lib).unwrap_or_default());
                 } else {
-                    println!("{}\t{}", lib.library.zone, lib.library.database);
+                    // What `--library` takes, what the mount calls it, and its size.
+                    let photos =
+                        catalog.count_assets(lib.id, crate::catalog::AssetFilter::AllPhotos)?;
+                    println!(
+                        "{}\t{}\t{}\t{photos} photos and videos",
+                        lib.library.zone,
+                        lib.library.database,
+                        crate::view::names::library_name(&lib.library.zone)
+                    );
                 }
                 continue;
             }

@@ -64,10 +64,12 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
     // each album (album listings leave hidden and recently deleted assets out).
     let manifest = primary_manifest(sim.state());
     let mut assets = BTreeSet::new();
+    let mut visible = BTreeSet::new();
     let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &manifest {
         assets.insert(e.asset_id.clone());
         if !e.is_hidden && !e.is_deleted {
+            visible.insert(e.asset_id.clone());
             for album in &e.albums {
                 members
                     .entry(album.clone())
@@ -80,7 +82,12 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
 
     let (code, out, err) = run(dir.path(), user, &["list", "libraries"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().any(|l| l == "PrimarySync\tprivate"), "{out}");
+    // What `--library` takes, its database, what the mount calls it, and All Photos' size.
+    let line = format!(
+        "PrimarySync\tprivate\tPersonal Library\t{} photos and videos",
+        visible.len()
+    );
+    assert!(out.lines().any(|l| l == line), "{out}");
     let (code, out, err) = run(dir.path(), user, &["list", "libraries", "--json"]);
     assert_eq!(code, 0, "{err}");
     let primary: Value = out
