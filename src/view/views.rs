@@ -55,10 +55,15 @@ impl Builder<'_> {
     ) -> Result<(), ViewError> {
         let albums = self.album_dirs(libraries, names.get(names::ALBUMS))?;
         // Member record names (master or asset record) -> albums.
-        let mut members: HashMap<(LibraryId, String), Vec<usize>> = HashMap::new();
+        let mut members: HashMap<LibraryId, HashMap<String, Vec<usize>>> = HashMap::new();
         for (i, a) in albums.iter().enumerate() {
             for id in self.catalog.album_member_ids(a.library, &a.id)? {
-                members.entry((a.library, id)).or_default().push(i);
+                members
+                    .entry(a.library)
+                    .or_default()
+                    .entry(id)
+                    .or_default()
+                    .push(i);
             }
         }
         let mut in_album: Vec<Vec<Arc<crate::catalog::StoredAsset>>> =
@@ -66,7 +71,9 @@ impl Builder<'_> {
         let mut in_smart: HashMap<SmartFolder, Vec<Arc<crate::catalog::StoredAsset>>> =
             HashMap::new();
         let selection = &self.cfg.selection;
+        let none = HashMap::new();
         for lib in libraries {
+            let members = members.get(&lib.id).unwrap_or(&none);
             for asset in self.catalog.assets(lib.id, AssetFilter::InICloud) {
                 let asset = asset?;
                 let folders: Vec<SmartFolder> = SmartFolder::ALL
@@ -77,7 +84,7 @@ impl Builder<'_> {
                 // Albums hold members that are in All Photos.
                 if !asset.asset.hidden && !asset.asset.deleted {
                     for name in [&asset.asset.id, &asset.asset.asset_record] {
-                        if let Some(found) = members.get(&(lib.id, name.clone())) {
+                        if let Some(found) = members.get(name.as_str()) {
                             hits.extend(found);
                         }
                     }
