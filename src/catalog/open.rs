@@ -44,7 +44,8 @@ impl Catalog {
     /// untouched when it is not a catalog ([`CatalogError::NotACatalog`]), damaged (every page
     /// is checked first: [`CatalogError::Corrupt`]) or from a newer version
     /// ([`CatalogError::NewerSchema`]).
-    /// An older schema is copied to `<path>.backup-v<N>-<time>` and migrated in one transaction.
+    /// An older schema is copied to `<path>.backup-v<N>-<time>` and migrated in one transaction;
+    /// once that succeeds, copies left by earlier migrations are removed (one copy stays).
     pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -367,7 +368,42 @@ fn migrate(conn: &mut Connection, path: &Path, from: i64) -> Result<()> {
     }
     schema::stamp(&tx, CURRENT_VERSION).map_err(|e| failed(e.to_string()))?;
     tx.commit().map_err(|e| failed(e.to_string()))?;
+    remove_older_backups(path, &backup);
+    tracing::info!(
+        backup = %backup.display(),
+        "catalog migrated; the copy from before stays until the next migration (delete it if \
+         you will not go back to an older icloudpd-rs)"
+    );
     Ok(())
+}
+
+/// Removes the copies earlier migrations left beside the catalog at `db` (a catalog is as
+/// large as its library: one copy is kept, the one just made, `keep`).
+fn remove_older_backups(db: &Path, keep: &Path) {
+    let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.backup-v", name.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_backup = entry.file_name().to_string_lossy().starts_with(&prefix);
+        if is_backup && path.file_name() != keep.file_name() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(path = %path.display(), "older catalog copy removed"),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "older catalog copy kept")
+                }
+            }
+        }
+    }
 }
 
 /// `<catalog>.backup-v<from>-<epoch ms>` beside the catalog (with a counter if that exists).

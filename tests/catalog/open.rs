@@ -381,6 +381,12 @@ fn build_v3(path: &std::path::Path) {
 fn a_v3_catalog_is_migrated_to_the_current_schema_and_keeps_everything() {
     let s = Scratch::new();
     build_v3(&s.db());
+    // The copy an earlier migration left: one copy is kept, the newest.
+    let name = s.db().file_name().unwrap().to_string_lossy().into_owned();
+    let older = s.dir.path().join(format!("{name}.backup-v2-1000"));
+    std::fs::write(&older, b"an older copy").unwrap();
+    let unrelated = s.dir.path().join("notes.backup-v2-1000");
+    std::fs::write(&unrelated, b"not ours").unwrap();
     let mut c = Catalog::open(s.db()).unwrap();
     let lib = c.library_id("private", "PrimarySync").unwrap().unwrap();
     let m1 = c.asset_by_id(lib, "M1").unwrap().unwrap();
@@ -418,6 +424,18 @@ fn a_v3_catalog_is_migrated_to_the_current_schema_and_keeps_everything() {
     );
     assert!(twice.is_err(), "a record is still unique in its library");
     drop(conn);
+
+    assert!(!older.exists(), "the earlier migration's copy is removed");
+    assert!(
+        unrelated.exists(),
+        "only the catalog's own copies are touched"
+    );
+    let copies: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.backup-v3-")))
+        .collect();
+    assert_eq!(copies.len(), 1, "this migration's copy stays");
 
     // Keys are never reused: the next asset comes after the old high-water mark.
     full_refresh(&mut c, lib, &[photo("NEW", 1)]);
