@@ -68,7 +68,8 @@ pub struct RunArgs {
     /// state and nothing in iCloud.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print only the planned paths of the files that would be downloaded (implies --dry-run).
+    /// Print only the full paths of the files that would be downloaded, as icloudpd does
+    /// (implies --dry-run; --dry-run prints them relative to the download folder).
     #[arg(long)]
     pub only_print_filenames: bool,
     /// List the library in full instead of following the change feed.
@@ -221,8 +222,11 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         config.deletion.confirm = Some(confirmation());
     }
     if dry_run {
-        config.on_planned = Some(Arc::new(|path: &str| {
-            progress::suspend(|| println!("{path}"))
+        // icloudpd's flag prints where each file would go, folder included.
+        let prefix = args.run.only_print_filenames.then(|| config.root.clone());
+        config.on_planned = Some(Arc::new(move |path: &str| match &prefix {
+            Some(root) => progress::suspend(|| println!("{}", root.join(path).display())),
+            None => progress::suspend(|| println!("{path}")),
         }));
         if !args.run.only_print_filenames {
             config.on_deletion = Some(Arc::new(|line: &str| {
