@@ -412,8 +412,11 @@ impl Catalog {
 
     /// How many assets of a library match `filter`.
     pub fn count_assets(&self, library: LibraryId, filter: AssetFilter) -> Result<u64> {
+        // `+` keeps SQLite off the (library, date) index: through it, every row costs a
+        // lookup in the table at random (0.9 s at 300,000 assets, mostly reads of pages);
+        // reading the table in order counts the same rows in 0.07 s.
         let sql = format!(
-            "SELECT count(*) FROM assets a WHERE a.library_id = ?1 AND {}",
+            "SELECT count(*) FROM assets a WHERE +a.library_id = ?1 AND {}",
             filter.predicate()
         );
         let album = filter.album();
