@@ -362,12 +362,5 @@ fn first_file(dir: &Path) -> Option<std::path::PathBuf> {
 }
 
 fn shell_quote(p: &Path) -> String {
-    let s = p.display().to_string();
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-    {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    super::global::shell_word(&p.to_string_lossy())
 }

@@ -152,16 +152,12 @@ fn adler32(data: &[u8]) -> u32 {
 // ---- ISO base media (HEIC, MOV, MP4) ----------------------------------------------------
 
 fn ftyp(major: &[u8; 4], minor: u32, compatible: &[&[u8; 4]]) -> Vec<u8> {
-    let len = 16 + 4 * compatible.len();
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.extend_from_slice(b"ftyp");
-    out.extend_from_slice(major);
-    out.extend_from_slice(&minor.to_be_bytes());
+    let mut body = major.to_vec();
+    body.extend_from_slice(&minor.to_be_bytes());
     for brand in compatible {
-        out.extend_from_slice(*brand);
+        body.extend_from_slice(*brand);
     }
-    out
+    bmff_box(b"ftyp", &body)
 }
 
 /// A HEIF still image: `ftyp`, then the `meta` box every HEIF has (ISO/IEC 23008-12), then
@@ -175,8 +171,7 @@ fn heic(size: u64) -> Layout {
     let meta_len = heic_meta(0, 0).len() as u64;
     let before_mdat = head.len() as u64 + meta_len;
     let mdat = size.saturating_sub(before_mdat);
-    let mdat_header = if mdat <= u64::from(u32::MAX) { 8 } else { 16 };
-    let data_at = before_mdat + mdat_header;
+    let data_at = before_mdat + mdat_header_len(mdat);
     // A zero length means "to the end of the file": for data past 4 GiB.
     let data_len = u32::try_from(size.saturating_sub(data_at)).unwrap_or(0);
     head.extend(heic_meta(data_at.min(u64::from(u32::MAX)) as u32, data_len));
@@ -211,21 +206,31 @@ fn heic_meta(data_at: u32, data_len: u32) -> Vec<u8> {
     full_box(b"meta", 0, &children)
 }
 
-/// An ISO-BMFF full box: size, type, version, 24 bits of flags (0), then `body`.
-fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
-    let len = 12 + body.len();
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
+/// An ISO-BMFF box: 32-bit size, type, then `body`.
+fn bmff_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
     out.extend_from_slice(kind);
-    out.extend_from_slice(&[version, 0, 0, 0]);
     out.extend_from_slice(body);
     out
+}
+
+/// An ISO-BMFF full box: a box whose body starts with a version and 24 bits of flags (0).
+fn full_box(kind: &[u8; 4], version: u8, body: &[u8]) -> Vec<u8> {
+    let mut full = vec![version, 0, 0, 0];
+    full.extend_from_slice(body);
+    bmff_box(kind, &full)
+}
+
+/// Bytes of the header of an `mdat` box of `len` bytes: a 64-bit size past 4 GiB.
+fn mdat_header_len(len: u64) -> u64 {
+    if len <= u64::from(u32::MAX) { 8 } else { 16 }
 }
 
 /// `prefix` then one `mdat` box holding the rest of the file, with a 64-bit size when needed.
 fn boxed(size: u64, mut prefix: Vec<u8>) -> Layout {
     let mdat = size.saturating_sub(prefix.len() as u64);
-    if mdat <= u64::from(u32::MAX) {
+    if mdat_header_len(mdat) == 8 {
         prefix.extend_from_slice(&(mdat as u32).to_be_bytes());
         prefix.extend_from_slice(b"mdat");
     } else {
