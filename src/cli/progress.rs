@@ -184,6 +184,16 @@ mod tests {
         fn events(&self) -> Vec<String> {
             self.0.lock().unwrap().clone()
         }
+
+        /// A screen and a bar of `len` drawn on it.
+        fn with_bar(len: u64) -> (Screen, ProgressBar) {
+            let screen = Screen::default();
+            let target = ProgressDrawTarget::term_like(Box::new(screen.clone()));
+            (
+                screen.clone(),
+                ProgressBar::with_draw_target(Some(len), target),
+            )
+        }
     }
 
     impl TermLike for Screen {
@@ -228,11 +238,7 @@ mod tests {
 
     #[test]
     fn log_lines_are_written_with_the_bar_cleared_then_the_bar_comes_back_below() {
-        let screen = Screen::default();
-        let bar = ProgressBar::with_draw_target(
-            Some(10),
-            ProgressDrawTarget::term_like(Box::new(screen.clone())),
-        );
+        let (screen, bar) = Screen::with_bar(10);
         bar.set_style(ProgressStyle::with_template("files {pos}/{len}").unwrap());
         bar.set_position(3);
         bar.tick();
@@ -268,11 +274,7 @@ mod tests {
 
     #[test]
     fn a_spinner_until_a_file_is_planned_then_the_bar() {
-        let screen = Screen::default();
-        let bar = ProgressBar::with_draw_target(
-            Some(0),
-            ProgressDrawTarget::term_like(Box::new(screen.clone())),
-        );
+        let (screen, bar) = Screen::with_bar(0);
         let mut view = RunView::new(&bar);
         view.show(Figures::default());
         let events = screen.events();
