@@ -456,13 +456,7 @@ impl Work {
                 Err(e) if malformed + 1 < MAX_MALFORMED_CODES => {
                     // Not sent to Apple: ask again without spending an attempt.
                     malformed += 1;
-                    let text = e.to_string();
-                    let mut chars = text.chars();
-                    let capitalised: String = chars
-                        .next()
-                        .map(|c| c.to_uppercase().chain(chars).collect())
-                        .unwrap_or_default();
-                    prompter.notice(&format!("{capitalised}; try again."));
+                    prompter.notice(&format!("That is not a code ({e}); try again."));
                     continue;
                 }
                 Err(e) => {
