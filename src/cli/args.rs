@@ -113,7 +113,7 @@ pub struct LayoutArgs {
     /// How name collisions are resolved.
     #[arg(long, value_enum, default_value = "name-size-dedup-with-suffix")]
     pub file_match_policy: FileMatchArg,
-    /// Keep non-ASCII characters in file names.
+    /// Keep non-ASCII characters in file names (album and library folder names always keep them).
     #[arg(long)]
     pub keep_unicode_in_filenames: bool,
 }

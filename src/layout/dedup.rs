@@ -99,13 +99,13 @@ fn free_name(
 /// collide (ignoring case) the smallest id keeps the name and the others get `-2`, `-3`, ...
 /// in id order, so the answer does not depend on the order of `entries` and renaming or
 /// reordering other albums does not move a folder.
-pub fn unique_folder_names(entries: &[(&str, &str)], keep_unicode: bool) -> Vec<String> {
+pub fn unique_folder_names(entries: &[(&str, &str)]) -> Vec<String> {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by(|&a, &b| entries[a].cmp(&entries[b]));
     let mut taken: HashSet<String> = HashSet::new();
     let mut names = vec![String::new(); entries.len()];
     for i in order {
-        let base = sanitize::remote_component(entries[i].1, keep_unicode);
+        let base = sanitize::remote_component(entries[i].1);
         let mut name = base.clone();
         let mut n: u64 = 2;
         while taken.contains(&name.to_lowercase()) {
@@ -133,15 +133,15 @@ mod tests {
             ("d", "Köln"),
             ("e", ".."),
         ];
-        let names = unique_folder_names(&entries, false);
-        assert_eq!(names, ["Trip-2", "trip", "Trip-3", "Kln", "_."]);
+        let names = unique_folder_names(&entries);
+        assert_eq!(names, ["Trip-2", "trip", "Trip-3", "Köln", "_."]);
         let mut reversed = entries;
         reversed.reverse();
-        let mut again = unique_folder_names(&reversed, false);
+        let mut again = unique_folder_names(&reversed);
         again.reverse();
         assert_eq!(again, names);
         let long = "ü".repeat(200);
-        let names = unique_folder_names(&[("a", &long), ("b", &long)], true);
+        let names = unique_folder_names(&[("a", &long), ("b", &long)]);
         assert!(names[1].ends_with("-2") && names[1].len() <= sanitize::NAME_MAX_BYTES);
     }
 }

@@ -157,17 +157,16 @@ impl PlannedFile {
     }
 }
 
-/// A remote name (album, folder) as a safe, visible directory name under the policy's
-/// unicode setting.
-pub fn folder_name(name: &str, policy: &LayoutPolicy) -> String {
-    sanitize::remote_component(name, policy.keep_unicode)
+/// A remote name (album, folder) as a safe, visible directory name (non-ASCII kept).
+pub fn folder_name(name: &str) -> String {
+    sanitize::remote_component(name)
 }
 
 /// Unique, safe names for sibling folders (albums of one folder, libraries) from
 /// `(stable id, remote name)` pairs, aligned with `entries`. Colliding names (ignoring case)
 /// are told apart by `-2`, `-3`, ... in id order, independent of the order of `entries`.
-pub fn folder_names(entries: &[(&str, &str)], policy: &LayoutPolicy) -> Vec<String> {
-    dedup::unique_folder_names(entries, policy.keep_unicode)
+pub fn folder_names(entries: &[(&str, &str)]) -> Vec<String> {
+    dedup::unique_folder_names(entries)
 }
 
 /// The asset's date in the policy's zone; an out-of-range date counts as the epoch (as
@@ -188,8 +187,8 @@ pub fn asset_dir(asset: &Asset, policy: &LayoutPolicy, album: Option<&[&str]>) -
         return RelDir::root();
     }
     let album: Option<Vec<String>> =
-        album.map(|names| names.iter().map(|n| folder_name(n, policy)).collect());
-    let library = folder_name(&asset.zone, policy);
+        album.map(|names| names.iter().map(|n| folder_name(n)).collect());
+    let library = folder_name(&asset.zone);
     let values = template::TemplateValues {
         album: album.as_deref(),
         library: &library,

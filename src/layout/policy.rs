@@ -229,7 +229,7 @@ pub struct LayoutPolicy {
     pub align_raw: AlignRaw,
     /// `--file-match-policy`.
     pub file_match: FileMatchPolicy,
-    /// `--keep-unicode-in-filenames` (also applies to album and library folder names).
+    /// `--keep-unicode-in-filenames` (file names only: folder names always keep it).
     pub keep_unicode: bool,
     /// Zone for the date folders.
     pub zone: DateZone,

@@ -63,11 +63,12 @@ pub fn component(text: &str) -> String {
 }
 
 /// A name from the remote side (album, library) made into a visible, safe directory name:
-/// [`clean_chars`], spaces at either end dropped (an emoji removed from "Hiking ⛰️" leaves
-/// "Hiking ", which Windows and SMB shares of a NAS cannot show as it is), a leading `.`
-/// (which would hide the entry) becomes `_`, then [`component`].
-pub fn remote_component(text: &str, keep_unicode: bool) -> String {
-    let cleaned = clean_chars(text, keep_unicode);
+/// [`clean_chars`] keeping non-ASCII (icloudpd's ASCII-only default is for file names, which
+/// scripts compare; a folder of "日本" must not become "_"), spaces at either end dropped
+/// (Windows and SMB shares of a NAS cannot show them as they are), a leading `.` (which would
+/// hide the entry) becomes `_`, then [`component`].
+pub fn remote_component(text: &str) -> String {
+    let cleaned = clean_chars(text, true);
     component(&unhide(cleaned.trim()))
 }
 
@@ -85,10 +86,13 @@ mod tests {
 
     #[test]
     fn remote_names_lose_the_spaces_at_their_ends() {
-        assert_eq!(remote_component("Hiking \u{26f0}\u{fe0f}", false), "Hiking");
-        assert_eq!(remote_component("  Trips 2019 ", true), "Trips 2019");
-        assert_eq!(remote_component(" .hidden", true), "_hidden");
-        assert_eq!(remote_component("   ", true), "_");
+        assert_eq!(
+            remote_component(" Hiking \u{26f0}\u{fe0f} "),
+            "Hiking \u{26f0}\u{fe0f}"
+        );
+        assert_eq!(remote_component("  Trips 2019 "), "Trips 2019");
+        assert_eq!(remote_component(" .hidden"), "_hidden");
+        assert_eq!(remote_component("   "), "_");
     }
 
     #[test]
@@ -126,11 +130,12 @@ mod tests {
 
     #[test]
     fn remote_components_are_visible() {
-        assert_eq!(remote_component(".Trash", false), "_Trash");
-        assert_eq!(remote_component("..", false), "_.");
-        assert_eq!(remote_component("日本", false), "_");
+        assert_eq!(remote_component(".Trash"), "_Trash");
+        assert_eq!(remote_component(".."), "_.");
+        assert_eq!(remote_component("日本"), "日本");
+        assert_eq!(remote_component("Jörg\u{7}"), "Jörg_");
         assert_eq!(
-            remote_component("Garage vorher/nachher", false),
+            remote_component("Garage vorher/nachher"),
             "Garage vorher_nachher"
         );
     }

@@ -205,7 +205,7 @@ impl<'a> Builder<'a> {
             .zip(&display)
             .map(|(l, d)| (l.library.zone.as_str(), d.as_str()))
             .collect();
-        let dir_names = layout::folder_names(&pairs, &self.cfg.policy);
+        let dir_names = layout::folder_names(&pairs);
         for (lib, name) in others.iter().zip(dir_names) {
             let dir = join(top, &name);
             self.dirs.push(dir.clone());

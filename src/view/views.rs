@@ -182,7 +182,7 @@ impl Builder<'_> {
                 })
                 .collect();
             let pairs: Vec<(&str, &str)> = keyed.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-            let names = layout::folder_names(&pairs, &self.cfg.policy);
+            let names = layout::folder_names(&pairs);
             for (&i, name) in kids.iter().zip(names) {
                 let (l, e) = &all[i];
                 let path = join(&dir, &name);

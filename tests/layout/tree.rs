@@ -111,14 +111,15 @@ fn album_and_library_tokens() {
         paths(&plan_asset_in_album(&photo, &policy, &["Trips", "Rome"])),
         ["Trips/Rome/2024/IMG_0001.JPG"]
     );
-    // Album names are remote text: cleaned like filenames.
+    // Album names are remote text: made safe like filenames, but non-ASCII is kept (the
+    // ASCII-only default is icloudpd's, for file names).
     assert_eq!(
         paths(&plan_asset_in_album(
             &photo,
             &policy,
             &["..", "a/b", "Köln", ".x"]
         )),
-        ["_./a_b/Kln/_x/2024/IMG_0001.JPG"]
+        ["_./a_b/Köln/_x/2024/IMG_0001.JPG"]
     );
     // Without an album the token renders nothing.
     assert_eq!(paths(&plan_asset(&photo, &policy)), ["2024/IMG_0001.JPG"]);

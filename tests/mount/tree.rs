@@ -157,11 +157,10 @@ fn walk(root: &Path, f: &mut dyn FnMut(&str, &std::fs::Metadata)) {
 }
 
 /// The directory under `root` (any depth) whose name is the album's, cleaned as the layout
-/// cleans names (non-ASCII dropped, trailing text kept).
+/// cleans folder names (non-ASCII kept: "Jörg", "Hiking ⛰️").
 fn find_dir(root: &Path, name: &str) -> Option<std::path::PathBuf> {
-    // As the layout cleans it: ASCII only, no spaces at the ends, `/` made `_`.
-    let want: String = name.chars().filter(|c| c.is_ascii()).collect();
-    let want = want.trim();
+    // As the layout cleans it: no spaces at the ends, `/` made `_`.
+    let want = name.trim();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).ok()?.flatten() {
