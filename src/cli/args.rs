@@ -12,7 +12,8 @@ pub struct SelectionArgs {
     /// Library to use: a zone name (PrimarySync, SharedSync-...), "primary", "shared" or "all".
     #[arg(long, value_name = "NAME", default_value = "primary")]
     pub library: String,
-    /// Album or smart folder to take (repeatable); "all" for every album; "!NAME" excludes one.
+    /// Album, album folder (every album in it) or smart folder to take (repeatable); "all" for
+    /// every album; "!NAME" excludes an album or folder.
     #[arg(short = 'a', long = "album", value_name = "NAME")]
     pub albums: Vec<String>,
     /// Skip videos.

@@ -12,7 +12,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::catalog::{AssetFilter, Catalog, CatalogError, LibraryId, SmartFolder, StoredAsset};
+use crate::catalog::{
+    AlbumEntry, AssetFilter, Catalog, CatalogError, LibraryId, SmartFolder, StoredAsset,
+};
 use crate::model::ItemKind;
 use crate::refresh::LibrarySelector;
 
@@ -41,6 +43,11 @@ pub enum SelectionError {
          smart folders: {SMART_NAMES})"
     )]
     UnknownAlbum(String),
+    #[error(
+        "--album \"!{0}\": no album or folder named {0:?} in the catalog (run `icloudpd-rs list \
+         albums`)"
+    )]
+    UnknownExcludedAlbum(String),
     #[error("album name {0:?} matches several albums; use its full path, e.g. \"Folder/Album\"")]
     AmbiguousAlbum(String),
     #[error("no library matches --library {0:?} in the catalog")]
@@ -232,6 +239,7 @@ impl Selection {
         let libraries = self.library_ids(catalog)?;
         let mut out = Sources::default();
         let mut matched: HashSet<String> = HashSet::new();
+        let mut matched_excluded: HashSet<String> = HashSet::new();
         for (library, zone) in libraries {
             // The album tree costs a query per library: only when asked.
             let needs_albums =
@@ -241,9 +249,11 @@ impl Selection {
             } else {
                 Vec::new()
             };
-            let albums: Vec<_> = entries
+            let live: Vec<_> = entries.iter().filter(|e| !e.album.deleted).collect();
+            let albums: Vec<_> = live
                 .iter()
-                .filter(|e| !e.album.is_folder && !e.album.deleted)
+                .filter(|e| !e.album.is_folder)
+                .copied()
                 .collect();
             let mut wanted: Vec<Source> = Vec::new();
             if self.all_albums {
@@ -252,9 +262,11 @@ impl Selection {
                 }
             }
             for name in &self.albums {
-                // A user album of that name wins over a smart folder.
-                if let Some(e) = find_album(&albums, name)? {
-                    wanted.push(Source::album(library, &zone, e.key, e.path.clone()));
+                // A user album or folder of that name wins over a smart folder.
+                if let Some(found) = find_albums(&live, name)? {
+                    for e in found {
+                        wanted.push(Source::album(library, &zone, e.key, e.path.clone()));
+                    }
                     matched.insert(name.clone());
                 } else if let Some(smart) = smart_folder(name) {
                     wanted.push(Source {
@@ -277,10 +289,13 @@ impl Selection {
                 });
             }
             for name in &self.exclude_albums {
-                if let Some(e) = find_album(&albums, name)? {
-                    for id in catalog.album_member_ids(library, &e.album.id)? {
-                        out.excluded.insert((library, id));
+                if let Some(found) = find_albums(&live, name)? {
+                    for e in found {
+                        for id in catalog.album_member_ids(library, &e.album.id)? {
+                            out.excluded.insert((library, id));
+                        }
                     }
+                    matched_excluded.insert(name.clone());
                 } else if smart_folder(name).is_some() {
                     return Err(SelectionError::UnknownAlbum(format!(
                         "!{name} (smart folders cannot be excluded)"
@@ -293,6 +308,13 @@ impl Selection {
         // none is a mistake worth stopping for.
         if let Some(name) = self.albums.iter().find(|n| !matched.contains(*n)) {
             return Err(SelectionError::UnknownAlbum(name.clone()));
+        }
+        if let Some(name) = self
+            .exclude_albums
+            .iter()
+            .find(|n| !matched_excluded.contains(*n))
+        {
+            return Err(SelectionError::UnknownExcludedAlbum(name.clone()));
         }
         Ok(out)
     }
@@ -403,10 +425,32 @@ fn smart_folder(name: &str) -> Option<Option<SmartFolder>> {
 
 /// The album a name designates: its full path first, then a unique album name (exact case,
 /// then ignoring case).
-fn find_album<'e>(
-    albums: &[&'e crate::catalog::AlbumEntry],
+/// The albums a `--album` name takes: the album of that name, else every album under the
+/// folder of that name (at any depth; none for an empty folder). `entries` are the live albums
+/// and folders of one library; an album wins over a folder of the same name.
+fn find_albums<'e>(
+    entries: &[&'e AlbumEntry],
     name: &str,
-) -> Result<Option<&'e crate::catalog::AlbumEntry>, SelectionError> {
+) -> Result<Option<Vec<&'e AlbumEntry>>, SelectionError> {
+    let (folders, albums): (Vec<&AlbumEntry>, Vec<&AlbumEntry>) =
+        entries.iter().partition(|e| e.album.is_folder);
+    if let Some(album) = find_named(&albums, name)? {
+        return Ok(Some(vec![album]));
+    }
+    let Some(folder) = find_named(&folders, name)? else {
+        return Ok(None);
+    };
+    let inside =
+        |e: &&AlbumEntry| e.path.len() > folder.path.len() && e.path.starts_with(&folder.path);
+    Ok(Some(albums.into_iter().filter(inside).collect()))
+}
+
+/// The one entry named `name`: by full path (`Trips/Europe/Paris`), by exact name, or by name
+/// ignoring case.
+fn find_named<'e>(
+    albums: &[&'e AlbumEntry],
+    name: &str,
+) -> Result<Option<&'e AlbumEntry>, SelectionError> {
     if let Some(e) = albums.iter().find(|e| e.path.join("/") == name) {
         return Ok(Some(e));
     }

@@ -7,7 +7,7 @@ use crate::support;
 
 use std::collections::BTreeMap;
 
-use icloudpd_rs::catalog::{AssetFilter, SmartFolder};
+use icloudpd_rs::catalog::{AlbumEntry, AlbumKey, AssetFilter, SmartFolder};
 use icloudpd_rs::layout;
 use serde_json::json;
 use support::*;
@@ -237,6 +237,93 @@ fn albums_are_selected_by_name_and_laid_out_with_their_path() {
     let run = env.sync(&env.folder("nope"), &["--album", "No Such Album"]);
     run.expect_code(1);
     assert!(run.stderr.contains("No Such Album"), "{}", run.stderr);
+    // Excluding an album that does not exist is the same mistake, not a silent no-op.
+    let run = env.sync(&env.folder("nope2"), &["--album", "!No Such Album"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("\"!No Such Album\": no album or folder named"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_folder_name_takes_or_excludes_every_album_in_it() {
+    let env = Env::new(small(80));
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let entries = catalog.albums(lib).unwrap();
+    // The folder with the most albums beneath it (at any depth).
+    let beneath = |folder: &AlbumEntry| -> Vec<AlbumKey> {
+        entries
+            .iter()
+            .filter(|e| {
+                !e.album.is_folder
+                    && !e.album.deleted
+                    && e.path.len() > folder.path.len()
+                    && e.path.starts_with(&folder.path)
+            })
+            .map(|e| e.key)
+            .collect()
+    };
+    let folder = entries
+        .iter()
+        .filter(|e| e.album.is_folder && !e.album.deleted)
+        .max_by_key(|e| beneath(e).len())
+        .expect("the simulated library has album folders");
+    let albums = beneath(folder);
+    assert!(albums.len() >= 2, "{folder:?}");
+    let mut members: BTreeMap<String, icloudpd_rs::model::Asset> = BTreeMap::new();
+    for key in &albums {
+        for a in catalog.assets(lib, AssetFilter::Album(*key)) {
+            let a = a.unwrap().asset;
+            members.insert(a.id.clone(), a);
+        }
+    }
+    assert!(!members.is_empty());
+
+    // `--album FOLDER` takes the albums beneath it, each under its own path with `{album}`.
+    let f = env.folder("folder");
+    env.sync(
+        &f,
+        &[
+            "--album",
+            &folder.album.name,
+            "--folder-structure",
+            "{album}",
+        ],
+    )
+    .expect_code(0);
+    let config = config_for(&["--folder-structure", "{album}"]);
+    let mut exp = BTreeMap::new();
+    for key in &albums {
+        let e = entries.iter().find(|e| e.key == *key).unwrap();
+        let assets: Vec<_> = catalog
+            .assets(lib, AssetFilter::Album(*key))
+            .map(|a| a.unwrap().asset)
+            .collect();
+        let path: Vec<&str> = e.path.iter().map(String::as_str).collect();
+        for file in layout::plan_tree(&assets, &config.policy, Some(&path)) {
+            exp.insert(
+                file.rel_path(),
+                (file.asset_id.clone(), file.version.as_str().to_string()),
+            );
+        }
+    }
+    assert_tree(&env, &f, &exp);
+
+    // `--album '!FOLDER'` leaves out every member of every album beneath it.
+    let f = env.folder("without");
+    env.sync(&f, &["--album", &format!("!{}", folder.album.name)])
+        .expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        !members.contains_key(&a.id)
+    });
+    assert!(!exp.is_empty());
+    assert_tree(&env, &f, &exp);
 }
 
 #[test]
