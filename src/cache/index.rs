@@ -198,6 +198,7 @@ impl Journal {
         let thread = std::thread::Builder::new()
             .name("cache-index".into())
             .spawn(move || {
+                let mut failures = 0u64;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     // Gather what arrives shortly after: one commit for a burst of changes.
@@ -214,7 +215,13 @@ impl Journal {
                         }
                     }
                     if let Err(e) = index.apply(&batch) {
-                        tracing::warn!(error = %e, "writing the cache index failed; the cache may forget recent blocks");
+                        // Once: a full disk fails every batch.
+                        if failures == 0 {
+                            tracing::warn!(error = %e, "writing the cache index failed: the next mount may forget recently cached blocks (further failures at debug level)");
+                        } else {
+                            tracing::debug!(error = %e, failures, "writing the cache index failed");
+                        }
+                        failures += 1;
                     }
                     for op in batch {
                         if let Op::Flush(done) = op {

@@ -29,7 +29,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -138,7 +138,13 @@ enum Put {
 /// The block cache of one cache directory. Cheap to share behind an `Arc`.
 pub struct BlockCache {
     dir: PathBuf,
-    max_bytes: u64,
+    /// `--cache-size`, as configured.
+    configured_bytes: u64,
+    /// The byte budget: `configured_bytes` until the disk runs out of space first, then what
+    /// it held at that point (see [`BlockCache::shrink_after_disk_full`]).
+    max_bytes: AtomicU64,
+    /// A full disk or another write failure has been reported (once per mount, not per block).
+    write_failure_reported: AtomicBool,
     files: BlockFiles,
     table: Mutex<BlockTable>,
     journal: Journal,
@@ -240,7 +246,9 @@ impl BlockCache {
         }
         Ok(BlockCache {
             dir,
-            max_bytes: cfg.max_bytes,
+            configured_bytes: cfg.max_bytes,
+            max_bytes: AtomicU64::new(cfg.max_bytes),
+            write_failure_reported: AtomicBool::new(false),
             files,
             table: Mutex::new(table),
             journal,
@@ -265,9 +273,9 @@ impl BlockCache {
         &self.dir
     }
 
-    /// The byte budget.
+    /// The byte budget (lower than `--cache-size` once the disk turned out to hold less).
     pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
+        self.max_bytes.load(Ordering::Relaxed)
     }
 
     /// An empty buffer for `len` bytes of a block (whole-block buffers are reused).
@@ -407,19 +415,31 @@ impl BlockCache {
 
     fn store(&self, key: &ContentKey, idx: u64, data: Bytes, hot: bool, sum: Option<u32>) -> bool {
         let len = data.len() as u64;
-        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes {
+        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes() {
             return false;
         }
         let id = (key.clone(), idx);
         let sum = sum.unwrap_or_else(|| crc32c::crc32c(&data));
         let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
-        let stamps = match self.files.write(key.as_str(), offset, &data) {
+        let mut written = self.files.write(key.as_str(), offset, &data);
+        if let Err(e) = &written
+            && is_disk_full(e)
+            && self.shrink_after_disk_full(len, &id)
+        {
+            written = self.files.write(key.as_str(), offset, &data);
+        }
+        let stamps = match written {
             Ok(stamps) => stamps,
             Err(e) => {
-                tracing::warn!(error = %e, key = key.as_str(), idx, "writing a cache block failed");
+                self.report_write_failure(&e);
                 if !hot {
                     lock(&self.hot).remove(&id);
+                }
+                // A partial write may hold space: give it back, unless an older (shorter)
+                // copy of the block lives there.
+                if lock(&self.table).get(&id).is_none() {
+                    let _ = self.files.punch(key.as_str(), offset, len);
                 }
                 return false;
             }
@@ -479,11 +499,47 @@ impl BlockCache {
         }
     }
 
+    /// The disk filled up before the cache reached its budget: the budget becomes what the
+    /// cache holds now, and older unpinned blocks are evicted to make room for `len` bytes of
+    /// `id` (their space is freed on disk). True when something was freed, so a second write
+    /// may fit.
+    fn shrink_after_disk_full(&self, len: u64, id: &BlockId) -> bool {
+        let mut table = lock(&self.table);
+        let held = table.total_bytes();
+        let before = self.max_bytes.fetch_min(held, Ordering::Relaxed);
+        if !self.write_failure_reported.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                cache_size = self.configured_bytes,
+                now_at_most = held.min(before),
+                "the cache's disk is full: the cache now keeps only what fits there (reads \
+                 are not affected); free space there or pass a smaller --cache-size"
+            );
+        }
+        held > 0 && len <= held && self.make_room(&mut table, len, id)
+    }
+
+    /// Says once per mount that blocks are not being cached, and why; later failures go to
+    /// the debug log (a full disk would otherwise log a line per block).
+    fn report_write_failure(&self, e: &std::io::Error) {
+        if self.write_failure_reported.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %e, "writing a cache block failed");
+        } else {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                error = %e,
+                "writing to the cache failed: reads go on from the network, uncached \
+                 (further failures are logged at debug level)"
+            );
+        }
+    }
+
     /// Evict least recently used unpinned blocks until `len` more bytes fit. `id` is the block
     /// being inserted (its own older copy is replaced, not evicted).
     fn make_room(&self, table: &mut BlockTable, len: u64, id: &BlockId) -> bool {
+        let max_bytes = self.max_bytes();
         let own = table.get(id).map_or(0, |m| m.len as u64);
-        if table.total_bytes() - own + len <= self.max_bytes {
+        if table.total_bytes() - own + len <= max_bytes {
             return true;
         }
         let pins = lock(&self.pins);
@@ -491,7 +547,7 @@ impl BlockCache {
         let mut victims = Vec::new();
         let mut freed = 0u64;
         for candidate in table.oldest() {
-            if table.total_bytes() - own - freed + len <= self.max_bytes {
+            if table.total_bytes() - own - freed + len <= max_bytes {
                 break;
             }
             if candidate == id
@@ -505,7 +561,7 @@ impl BlockCache {
         }
         drop(content_pins);
         drop(pins);
-        if table.total_bytes() - own - freed + len > self.max_bytes {
+        if table.total_bytes() - own - freed + len > max_bytes {
             return false;
         }
         for victim in victims {
@@ -649,6 +705,11 @@ fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), Cache
         },
     })?;
     Ok((index, Vec::new()))
+}
+
+/// No space left (or over quota) on the cache's file system.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Create the index file `0600` before SQLite does (SQLite would use the umask, and its

@@ -306,3 +306,84 @@ fn a_mount_starts_offline_from_its_catalog() {
     assert!(longest < HANG);
     up.finish();
 }
+
+/// A tmpfs of `bytes` mounted on `path` for the life of the value (the cache's disk).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, bytes: u64) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs on {path:?}");
+        SmallDisk(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        force_unmount(&self.0);
+    }
+}
+
+#[test]
+fn a_full_cache_disk_is_reported_once_and_the_cache_keeps_what_fits() {
+    if !fuse_ready() {
+        return;
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test as root"
+        );
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new(small(60, 0.02));
+    let reference = env.path("reference");
+    env.sync(&reference, &[]);
+    let list = files(&reference);
+    let total: u64 = list.iter().map(|(_, size)| size).sum();
+    // The disk holds a fraction of the library; --cache-size (10G by default) is far above.
+    let disk_bytes = 4 << 20;
+    assert!(total > 4 * disk_bytes, "library of {total} bytes");
+    let disk = SmallDisk::mount(&env.path("small-disk"), disk_bytes);
+    let cache = disk.0.join("cache").display().to_string();
+    let mnt = env.empty_dir("mnt");
+    let flags = ["--poll-interval", "3600", "--cache-dir", cache.as_str()];
+    let up = env.mount(&mnt, &flags);
+    for (rel, _) in &list {
+        let bytes = std::fs::read(mnt.join(rel)).unwrap();
+        assert!(
+            bytes == std::fs::read(reference.join(rel)).unwrap(),
+            "{rel}: wrong bytes"
+        );
+    }
+    let err = take(&up.stderr);
+    up.finish();
+    let full = err.matches("the cache's disk is full").count();
+    assert_eq!(
+        full, 1,
+        "one warning for a full disk, not one per block:\n{err}"
+    );
+    assert!(!err.contains("writing a cache block failed"), "{err}");
+    assert!(
+        err.lines().filter(|l| l.contains(" WARN ")).count() <= 2,
+        "at most the full disk and the index that shares it:\n{err}"
+    );
+
+    // The cache kept what fits, on disk: the last file read comes back on a new mount (no
+    // memory tier) without a CDN request.
+    let (last, _) = list.last().unwrap();
+    let up = env.mount(&mnt, &flags);
+    let before = env.cdn().0;
+    let bytes = std::fs::read(mnt.join(last)).unwrap();
+    assert!(bytes == std::fs::read(reference.join(last)).unwrap());
+    assert_eq!(env.cdn().0, before, "{last} was served from the cache");
+    up.finish();
+}
