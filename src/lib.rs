@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cloudkit;
 pub mod fetch;
 pub mod layout;
+mod lock_file;
 mod memory;
 pub mod metadata;
 pub mod mirror;

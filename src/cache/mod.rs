@@ -25,9 +25,8 @@ mod memory;
 mod store;
 
 use std::collections::HashMap;
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{DirBuilder, File};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -117,10 +116,15 @@ pub enum CacheError {
         source: std::io::Error,
     },
     #[error(
-        "cache directory {0} is in use by another icloudpd-rs process; \
-         stop it or pass another --cache-dir"
+        "cache directory {} is in use by another icloudpd-rs process{}; stop it (two mounts of \
+         one account cannot share a cache) or pass another --cache-dir",
+        dir.display(), holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
     )]
-    Locked(PathBuf),
+    Locked {
+        dir: PathBuf,
+        /// "pid 1234: icloudpd-rs mount", when known.
+        holder: Option<String>,
+    },
     #[error("cache index {path}: {source}")]
     Index {
         path: PathBuf,
@@ -202,23 +206,13 @@ impl BlockCache {
             .map_err(io_err)?;
         // An existing directory keeps its mode; tighten it (the cache holds personal photos).
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err)?;
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join("lock"))
-            .map_err(io_err)?;
-        // SAFETY: plain syscall on a valid, owned descriptor.
-        if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                CacheError::Locked(dir)
-            } else {
-                io_err(e)
+        let lock_path = dir.join("lock");
+        let Some(lock_file) = crate::lock_file::try_lock(&lock_path, 0o600).map_err(io_err)? else {
+            return Err(CacheError::Locked {
+                holder: crate::lock_file::holder(&lock_path),
+                dir,
             });
-        }
+        };
         let files = BlockFiles::new(dir.join("blocks"));
         let (index, rows) = open_index(&dir, &files)?;
         let mut table = BlockTable::default();

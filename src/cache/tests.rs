@@ -1,3 +1,4 @@
+use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 
 use super::*;
@@ -174,7 +175,14 @@ fn second_process_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     let _first = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
     match BlockCache::open(&cfg(dir.path(), 2)) {
-        Err(CacheError::Locked(p)) => assert_eq!(p, dir.path()),
+        Err(e @ CacheError::Locked { .. }) => {
+            let CacheError::Locked { dir: d, holder } = &e else {
+                unreachable!()
+            };
+            assert_eq!(d, dir.path());
+            let pid = format!("(pid {}", std::process::id());
+            assert!(holder.is_some() && e.to_string().contains(&pid), "{e}");
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a second open of a locked cache succeeded"),
     }

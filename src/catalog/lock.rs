@@ -1,13 +1,7 @@
-//! The one-writer rule: an exclusive `flock` on `<catalog>.lock`, and how readers (and a refused
-//! writer) find out which process holds it.
-//!
-//! `flock` locks die with their process, so a killed writer never leaves a stale lock. The
-//! holder's pid is written into the file for humans, but liveness is read from `/proc/locks`
-//! (which lists the pid of every `flock` holder) so a stale pid in the file is never believed.
+//! The one-writer rule: an exclusive lock on `<catalog>.lock` (see [`crate::lock_file`]), and
+//! how readers (and a refused writer) find out which process holds it.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::error::{CatalogError, Result};
@@ -22,102 +16,24 @@ pub(super) fn lock_path(db: &Path) -> PathBuf {
 /// Takes the exclusive writer lock of the catalog `db` and records our pid in it.
 pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
     let lock_path = lock_path(db);
-    let io_err = |context, source| CatalogError::Io {
-        context,
-        path: lock_path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| io_err("opening the lock file", e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(CatalogError::Locked {
-                path: db.to_path_buf(),
-                holder: Some(writer_of(&lock_path).unwrap_or_else(|| "pid unknown".into())),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err("locking", e)),
+    match crate::lock_file::try_lock(&lock_path, 0o644) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(CatalogError::Locked {
+            path: db.to_path_buf(),
+            holder: Some(writer_of(&lock_path).unwrap_or_else(|| "pid unknown".into())),
+        }),
+        Err(source) => Err(CatalogError::Io {
+            context: "taking the writer lock",
+            path: lock_path,
+            source,
+        }),
     }
-    file.set_len(0)
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .and_then(|()| file.flush())
-        .map_err(|e| io_err("writing the lock file", e))?;
-    Ok(file)
 }
 
-/// The process holding the writer lock of `lock_path`, as "pid 1234: icloudpd-rs mount" (its
-/// program and subcommand), or `None` when no process holds it.
+/// The process holding the writer lock of `lock_path`, as "pid 1234: icloudpd-rs mount", or
+/// `None` when no process holds it.
 pub(super) fn writer_of(lock_path: &Path) -> Option<String> {
-    let pid = match holder_from_proc_locks(lock_path) {
-        Ok(pid) => pid?,
-        // No /proc/locks (unusual sandbox): trust the pid file if that process exists.
-        Err(()) => {
-            pid_from_file(lock_path).filter(|pid| Path::new(&format!("/proc/{pid}")).exists())?
-        }
-    };
-    Some(match command_of(pid) {
-        Some(command) => format!("pid {pid}: {command}"),
-        None => format!("pid {pid}"),
-    })
-}
-
-/// "icloudpd-rs mount": the program's name and its subcommand (its first argument, unless that
-/// is an option: other arguments may be values, a password among them).
-fn command_of(pid: u32) -> Option<String> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut args = cmdline
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned());
-    let program = args.next().filter(|p| !p.is_empty())?;
-    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
-    Some(
-        match args.next().filter(|a| !a.is_empty() && !a.starts_with('-')) {
-            Some(sub) => format!("{program} {sub}"),
-            None => program,
-        },
-    )
-}
-
-fn pid_from_file(lock_path: &Path) -> Option<u32> {
-    std::fs::read_to_string(lock_path).ok()?.trim().parse().ok()
-}
-
-/// Looks for a `FLOCK ... WRITE` entry on the lock file's inode in `/proc/locks`.
-/// `Err(())` when `/proc/locks` cannot be read.
-fn holder_from_proc_locks(lock_path: &Path) -> Result<Option<u32>, ()> {
-    let Ok(meta) = std::fs::metadata(lock_path) else {
-        return Ok(None);
-    };
-    let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
-    let (major, minor) = (dev_major(meta.dev()), dev_minor(meta.dev()));
-    Ok(locks.lines().find_map(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF" (blocked waiters start with "->").
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "WRITE" {
-            return None;
-        }
-        let mut id = fields[5].split(':');
-        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-        let min = u64::from_str_radix(id.next()?, 16).ok()?;
-        let ino: u64 = id.next()?.parse().ok()?;
-        (maj == major && min == minor && ino == meta.ino()).then(|| fields[4].parse().ok())?
-    }))
-}
-
-/// Linux `dev_t` encoding (glibc's `gnu_dev_major`).
-fn dev_major(dev: u64) -> u64 {
-    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
-}
-
-/// Linux `dev_t` encoding (glibc's `gnu_dev_minor`).
-fn dev_minor(dev: u64) -> u64 {
-    (dev & 0xff) | ((dev >> 12) & !0xff)
+    crate::lock_file::holder(lock_path)
 }
 
 #[cfg(test)]
@@ -125,38 +41,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_numbers_decode_like_glibc() {
-        // makedev(8, 1) and makedev(259, 70000).
-        assert_eq!((dev_major(0x801), dev_minor(0x801)), (8, 1));
-        let dev = (70000u64 & 0xff) | ((259u64 & 0xfff) << 8) | ((70000u64 & !0xff) << 12);
-        assert_eq!((dev_major(dev), dev_minor(dev)), (259, 70000));
-    }
-
-    #[test]
-    fn the_holder_of_a_lock_is_found_and_a_stale_pid_is_not_believed() {
+    fn a_second_writer_is_told_who_holds_the_catalog() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("c.db");
-        let lock = lock_path(&db);
-        assert_eq!(lock, dir.path().join("c.db.lock"));
-        // A stale lock file naming a live process (pid 1) but held by nobody.
-        std::fs::write(&lock, "1\n").unwrap();
-        assert_eq!(writer_of(&lock), None);
-
+        assert_eq!(lock_path(&db), dir.path().join("c.db.lock"));
         let held = acquire_writer_lock(&db).unwrap();
-        let holder = writer_of(&lock).unwrap();
-        assert!(
-            holder.starts_with(&format!("pid {}", std::process::id())),
-            "{holder}"
-        );
-        assert!(matches!(
-            acquire_writer_lock(&db),
+        match acquire_writer_lock(&db) {
             Err(CatalogError::Locked {
-                holder: Some(_),
+                holder: Some(holder),
                 ..
-            })
-        ));
+            }) => assert!(
+                holder.starts_with(&format!("pid {}", std::process::id())),
+                "{holder}"
+            ),
+            other => panic!("{other:?}"),
+        }
         drop(held);
-        assert_eq!(writer_of(&lock), None);
         drop(acquire_writer_lock(&db).unwrap());
     }
 }

@@ -146,6 +146,13 @@ pub fn serve(
         Some(dir) => Some(mirror_folder(dir, &mountpoint)?),
         None => None,
     };
+    // The cache's lock first: a second mount of the account stops here, before the catalog.
+    let cache_dir = args
+        .mount
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| ctx.dir.join("cache"));
+    let cache = BlockCache::open(&CacheConfig::new(&cache_dir, cache_size)).map_err(failure)?;
 
     let mut access = open_catalog(ctx)?;
     let has_catalog = !access.catalog().libraries()?.is_empty();
@@ -202,12 +209,6 @@ pub fn serve(
         "tree built from the catalog"
     );
 
-    let cache_dir = args
-        .mount
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| ctx.dir.join("cache"));
-    let cache = BlockCache::open(&CacheConfig::new(&cache_dir, cache_size)).map_err(failure)?;
     let mut fetcher_cfg = FetcherConfig {
         total_timeout: Duration::from_secs(args.read_timeout),
         ..FetcherConfig::default()
@@ -389,10 +390,13 @@ fn open_catalog(ctx: &AccountContext) -> Result<CatalogAccess, CommandError> {
     context::create_private_dir(&ctx.dir)?;
     match Catalog::open(ctx.catalog_path()) {
         Ok(c) => Ok(CatalogAccess::Writer(c)),
-        Err(e @ CatalogError::Locked { .. }) => {
+        Err(CatalogError::Locked { holder, .. }) => {
+            // Not an error: say who writes the catalog and what this mount does about it.
+            let holder = holder.map(|h| format!(" ({h})")).unwrap_or_default();
             eprintln!(
-                "icloudpd-rs: {e}; the mount shows the catalog as that process leaves it and \
-                 follows its changes"
+                "icloudpd-rs: another icloudpd-rs process{holder} is updating this account's \
+                 catalog; the mount shows the library as that process leaves it and follows its \
+                 changes"
             );
             Ok(CatalogAccess::Follower(Catalog::open_read_only(
                 ctx.catalog_path(),

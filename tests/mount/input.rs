@@ -84,6 +84,27 @@ fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
     refused_run(&env, &mnt, &[], 1, "fusermount3 -u");
     assert!(is_mounted(&mnt), "the first mount is untouched");
     assert!(std::fs::read_dir(&mnt).unwrap().count() > 0);
+
+    // The same account on a second mountpoint: the shared cache stops it, naming the first
+    // mount, before anything about the catalog is said.
+    let second = env.empty_dir("second");
+    let first = format!("(pid {}: icloudpd-rs mount)", up.pid());
+    refused(&env, &second, &[], 1, &first);
+    refused(&env, &second, &[], 1, "pass another --cache-dir");
+    // With a cache of its own it mounts, following the first mount's catalog.
+    let cache = env.path("second-cache").display().to_string();
+    let follower = env.mount(&second, &["--poll-interval", "3600", "--cache-dir", &cache]);
+    let err = take(&follower.stderr);
+    assert!(
+        err.contains(&format!("another icloudpd-rs process {first} is updating")),
+        "{err}"
+    );
+    assert!(!err.contains("wait for it"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&second).unwrap().count(),
+        std::fs::read_dir(&mnt).unwrap().count()
+    );
+    follower.finish();
     up.finish();
 }
 

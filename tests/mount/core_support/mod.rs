@@ -366,7 +366,7 @@ pub fn cached_source(
     let cache = loop {
         match BlockCache::open(&CacheConfig::new(cache_dir, cache_bytes)) {
             Ok(c) => break Arc::new(c),
-            Err(icloudpd_rs::cache::CacheError::Locked(_)) if tries < 500 => {
+            Err(icloudpd_rs::cache::CacheError::Locked { .. }) if tries < 500 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -1,0 +1,130 @@
+//! Lock files: an exclusive `flock` that dies with its process (so a killed holder never
+//! leaves a stale lock), with the holder's pid written inside for humans. Who holds a lock is
+//! read from `/proc/locks`, so a stale pid in the file is never believed. Used by the catalog
+//! (one writer) and the block cache (one mount per cache directory).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Takes the exclusive lock of `path` (created with `mode` if missing) and writes our pid in
+/// it; `Ok(None)` when another process holds it.
+pub(crate) fn try_lock(path: &Path, mode: u32) -> std::io::Result<Option<File>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(mode)
+        .open(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(Some(file))
+}
+
+/// The process holding the lock of `lock_path`, as "pid 1234: icloudpd-rs mount" (its
+/// program and subcommand), or `None` when no process holds it.
+pub(crate) fn holder(lock_path: &Path) -> Option<String> {
+    let pid = match holder_from_proc_locks(lock_path) {
+        Ok(pid) => pid?,
+        // No /proc/locks (unusual sandbox): trust the pid file if that process exists.
+        Err(()) => {
+            pid_from_file(lock_path).filter(|pid| Path::new(&format!("/proc/{pid}")).exists())?
+        }
+    };
+    Some(match command_of(pid) {
+        Some(command) => format!("pid {pid}: {command}"),
+        None => format!("pid {pid}"),
+    })
+}
+
+/// "icloudpd-rs mount": the program's name and its subcommand (its first argument, unless that
+/// is an option: other arguments may be values, a password among them).
+fn command_of(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let program = args.next().filter(|p| !p.is_empty())?;
+    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    Some(
+        match args.next().filter(|a| !a.is_empty() && !a.starts_with('-')) {
+            Some(sub) => format!("{program} {sub}"),
+            None => program,
+        },
+    )
+}
+
+fn pid_from_file(lock_path: &Path) -> Option<u32> {
+    std::fs::read_to_string(lock_path).ok()?.trim().parse().ok()
+}
+
+/// Looks for a `FLOCK ... WRITE` entry on the lock file's inode in `/proc/locks`.
+/// `Err(())` when `/proc/locks` cannot be read.
+fn holder_from_proc_locks(lock_path: &Path) -> Result<Option<u32>, ()> {
+    let Ok(meta) = std::fs::metadata(lock_path) else {
+        return Ok(None);
+    };
+    let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
+    let (major, minor) = (dev_major(meta.dev()), dev_minor(meta.dev()));
+    Ok(locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF" (blocked waiters start with "->").
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "WRITE" {
+            return None;
+        }
+        let mut id = fields[5].split(':');
+        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+        let min = u64::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        (maj == major && min == minor && ino == meta.ino()).then(|| fields[4].parse().ok())?
+    }))
+}
+
+/// Linux `dev_t` encoding (glibc's `gnu_dev_major`).
+fn dev_major(dev: u64) -> u64 {
+    ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff)
+}
+
+/// Linux `dev_t` encoding (glibc's `gnu_dev_minor`).
+fn dev_minor(dev: u64) -> u64 {
+    (dev & 0xff) | ((dev >> 12) & !0xff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_decode_like_glibc() {
+        // makedev(8, 1) and makedev(259, 70000).
+        assert_eq!((dev_major(0x801), dev_minor(0x801)), (8, 1));
+        let dev = (70000u64 & 0xff) | ((259u64 & 0xfff) << 8) | ((70000u64 & !0xff) << 12);
+        assert_eq!((dev_major(dev), dev_minor(dev)), (259, 70000));
+    }
+
+    #[test]
+    fn the_holder_is_found_and_a_stale_pid_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        // A stale lock file naming a live process (pid 1) but held by nobody.
+        std::fs::write(&path, "1\n").unwrap();
+        assert_eq!(holder(&path), None);
+        let held = try_lock(&path, 0o600).unwrap().expect("free");
+        let who = holder(&path).unwrap();
+        assert!(
+            who.starts_with(&format!("pid {}", std::process::id())),
+            "{who}"
+        );
+        assert!(try_lock(&path, 0o600).unwrap().is_none(), "held");
+        drop(held);
+        assert_eq!(holder(&path), None);
+    }
+}
