@@ -82,6 +82,9 @@ fn config_args(
     let table: toml::Table = text
         .parse()
         .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    if let Some(warning) = exposed_password(path, &table) {
+        eprintln!("icloudpd-rs: warning: {warning}");
+    }
     let mut out = Vec::new();
     for (key, value) in &table {
         let wanted = key.replace('_', "-");
@@ -148,6 +151,24 @@ fn config_args(
         }
     }
     Ok(out)
+}
+
+/// A warning when the file holds a password that other users can read (as fetchmail and ssh
+/// refuse such files, short of refusing a setup that works).
+fn exposed_password(path: &Path, table: &toml::Table) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if !table.contains_key("password") {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} holds a password and other users can read it (mode {mode:o}); run \
+             `chmod 600 {}`, or use password_file or password_command instead",
+            path.display(),
+            super::global::shell_word(&path.display().to_string())
+        )
+    })
 }
 
 #[cfg(test)]

@@ -78,6 +78,39 @@ fn the_config_file_fills_in_what_flags_do_not_say() {
 }
 
 #[test]
+fn a_password_in_a_config_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new(small(5));
+    let config = env.folder("icloudpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "directory = \"{}\"\npassword = \"{}\"\n",
+            env.folder("photos").display(),
+            env.sim.account().password
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let chmod = |mode| std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode));
+    chmod(0o644).unwrap();
+    let run = env.run(&["sync", "--config", &cfg, "--dry-run"]);
+    run.expect_code(0);
+    let warning = format!("config file {cfg} holds a password and other users can read it");
+    assert!(run.stderr.contains(&warning), "{}", run.stderr);
+    assert!(run.stderr.contains("chmod 600"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains(&env.sim.account().password),
+        "{}",
+        run.stderr
+    );
+    chmod(0o600).unwrap();
+    let run = env.run(&["sync", "--config", &cfg, "--dry-run"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("holds a password"), "{}", run.stderr);
+}
+
+#[test]
 fn the_notification_script_and_report_tell_how_runs_ended() {
     let env = Env::new(small(20));
     let photos = env.folder("photos");
