@@ -29,6 +29,23 @@ pub(crate) fn try_lock(path: &Path, mode: u32) -> std::io::Result<Option<File>> 
     Ok(Some(file))
 }
 
+/// Rewrites the lock file of a lock this process holds to say it is stopping: its work is
+/// done (a mount unmounted) and it will let go within seconds. A process that wants the lock
+/// waits for such a holder ([`holder_is_stopping`]) instead of failing.
+pub(crate) fn announce_stopping(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let text = format!("{}\n{STOPPING}\n", std::process::id());
+    file.set_len(0)?;
+    file.write_all_at(text.as_bytes(), 0)
+}
+
+/// Whether the lock file says its holder is stopping (see [`announce_stopping`]).
+pub(crate) fn holder_is_stopping(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| t.lines().nth(1) == Some(STOPPING))
+}
+
+const STOPPING: &str = "stopping";
+
 /// The process holding the lock of `lock_path`, as "pid 1234: icloudpd-rs mount" (its
 /// program and subcommand), or `None` when no process holds it.
 pub(crate) fn holder(lock_path: &Path) -> Option<String> {
@@ -63,7 +80,13 @@ fn command_of(pid: u32) -> Option<String> {
 }
 
 fn pid_from_file(lock_path: &Path) -> Option<u32> {
-    std::fs::read_to_string(lock_path).ok()?.trim().parse().ok()
+    std::fs::read_to_string(lock_path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Looks for a `FLOCK ... WRITE` entry on the lock file's inode in `/proc/locks`.
@@ -124,7 +147,14 @@ mod tests {
             "{who}"
         );
         assert!(try_lock(&path, 0o600).unwrap().is_none(), "held");
+        assert!(!holder_is_stopping(&path));
+        announce_stopping(&held).unwrap();
+        assert!(holder_is_stopping(&path));
+        assert_eq!(holder(&path), Some(who), "still held, by the same process");
         drop(held);
         assert_eq!(holder(&path), None);
+        let again = try_lock(&path, 0o600).unwrap().expect("free");
+        assert!(!holder_is_stopping(&path), "a new holder is not stopping");
+        drop(again);
     }
 }

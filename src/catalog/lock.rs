@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::error::{CatalogError, Result};
 
@@ -13,20 +14,47 @@ pub(super) fn lock_path(db: &Path) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// Takes the exclusive writer lock of the catalog `db` and records our pid in it.
+/// How long a writer waits for a holder that announced it is stopping (a mount unmounted
+/// gives the files its mirror has in flight 10 s, then exits).
+const STOPPING_WAIT: Duration = Duration::from_secs(30);
+
+/// Takes the exclusive writer lock of the catalog `db` and records our pid in it. A holder
+/// that is stopping is waited for (`fusermount3 -u DIR && icloudpd-rs sync` just works).
 pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
     let lock_path = lock_path(db);
-    match crate::lock_file::try_lock(&lock_path, 0o644) {
-        Ok(Some(file)) => Ok(file),
-        Ok(None) => Err(CatalogError::Locked {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match crate::lock_file::try_lock(&lock_path, 0o644) {
+            Ok(Some(file)) => return Ok(file),
+            Ok(None) => {}
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    context: "taking the writer lock",
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let holder = writer_of(&lock_path);
+        if holder.is_some()
+            && crate::lock_file::holder_is_stopping(&lock_path)
+            && started.elapsed() < STOPPING_WAIT
+        {
+            if !told {
+                tracing::info!(
+                    holder = holder.as_deref().unwrap_or_default(),
+                    "the catalog's holder is stopping; waiting for it"
+                );
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        return Err(CatalogError::Locked {
             path: db.to_path_buf(),
-            holder: Some(writer_of(&lock_path).unwrap_or_else(|| "pid unknown".into())),
-        }),
-        Err(source) => Err(CatalogError::Io {
-            context: "taking the writer lock",
-            path: lock_path,
-            source,
-        }),
+            holder: Some(holder.unwrap_or_else(|| "pid unknown".into())),
+        });
     }
 }
 

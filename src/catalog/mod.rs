@@ -174,6 +174,20 @@ row_key!(
     RootId
 );
 
+/// Held by a long-running writer (the mount) that knows when its work is done: once
+/// [`StoppingNotice::announce`] has run, a sync that finds the catalog locked waits for this
+/// process to exit instead of failing.
+pub struct StoppingNotice(File);
+
+impl StoppingNotice {
+    /// Say that this process is stopping (best effort: a failure only means no waiting).
+    pub fn announce(&self) {
+        if let Err(e) = crate::lock_file::announce_stopping(&self.0) {
+            tracing::debug!(error = %e, "could not mark the catalog's lock as stopping");
+        }
+    }
+}
+
 impl Catalog {
     /// The database file this handle was opened on.
     pub fn path(&self) -> &std::path::Path {
@@ -183,6 +197,13 @@ impl Catalog {
     /// True when this handle holds the writer lock.
     pub fn is_writer(&self) -> bool {
         self.writer_lock.is_some()
+    }
+
+    /// A handle that tells writers waiting for this catalog that its holder is stopping
+    /// (see [`StoppingNotice`]); `None` on a read-only handle.
+    pub fn stopping_notice(&self) -> Option<StoppingNotice> {
+        let file = self.writer_lock.as_ref()?.try_clone().ok()?;
+        Some(StoppingNotice(file))
     }
 
     /// Runs a dead process left `running`, marked `interrupted` when this writer opened.

@@ -278,6 +278,10 @@ pub fn serve(
         }
         _ => None,
     };
+    let stopping = match &access {
+        CatalogAccess::Writer(catalog) => catalog.stopping_notice(),
+        CatalogAccess::Follower(_) => None,
+    };
     let follower = on_thread("mount-refresh", rt, {
         let follower = live::Follower {
             session: slot.clone(),
@@ -304,7 +308,11 @@ pub fn serve(
     });
     let result = handle.run_until_signal().map_err(failure);
 
-    // Unmounted: stop the background work, letting the mirror finish the files in flight.
+    // Unmounted: stop the background work, letting the mirror finish the files in flight. A
+    // sync started meanwhile waits for this process instead of failing on the catalog.
+    if let Some(notice) = &stopping {
+        notice.announce();
+    }
     stop.cancel();
     if let Some(m) = &mirror {
         m.stopper().stop();

@@ -5,6 +5,7 @@
 use crate::support;
 
 use std::path::Path;
+use std::time::Duration;
 use std::process::Command;
 
 use support::*;
@@ -225,4 +226,34 @@ fn a_sync_while_mounted_names_the_mount() {
         run.stderr
     );
     drop(up);
+}
+
+/// `fusermount3 -u DIR && icloudpd-rs sync ...`: the unmounted mount is still finishing its
+/// mirror's files in flight; the sync waits for it instead of failing on the catalog.
+#[test]
+fn a_sync_right_after_an_unmount_waits_for_the_mount_to_finish() {
+    if !fuse_ready() {
+        return;
+    }
+    let mut config = small(40, 0.02);
+    // Slow transfers, so that the mirror has files in flight when the mount is unmounted.
+    config.cdn_bandwidth = Some(256 * 1024);
+    let env = Env::new(config);
+    let mnt = env.empty_dir("mnt");
+    let mirror = env.path("mirror").display().to_string();
+    let mut up = env.mount(&mnt, &["--poll-interval", "3600", "--mirror", &mirror]);
+    std::thread::sleep(Duration::from_millis(800));
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Still finishing (so still holding the catalog) as the sync starts.
+    let finishing = up.child.as_mut().unwrap().try_wait().unwrap().is_none();
+    assert!(finishing, "the mount exited before the sync started");
+    let run = env.run(&["sync", "-d", &mirror, "--no-progress-bar", "--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (code, err) = up.wait_exit();
+    assert_eq!(code, 0, "{err}");
 }
