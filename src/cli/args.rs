@@ -236,35 +236,13 @@ impl MetadataArgs {
     }
 }
 
-/// Parse a byte count with an optional K/M/G/T suffix (powers of 1024).
+/// A byte count: `1073741824`, `500M`, `10G`, `10GB`, `10 GiB`, `1.5T` (K, M, G, T are powers
+/// of 1024 with or without `B`/`iB`, as the help says).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some(c) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'B' => 1,
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => {
-                    return Err(format!(
-                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
-                    ));
-                }
-            };
-            (&t[..t.len() - 1], m)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 500M, 10G, 1073741824)"))?;
-    if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!("{s:?} is not a size"));
-    }
-    Ok((n * mult as f64) as u64)
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| format!("{s:?} is not a size ({e}; examples: 500M, 10G, 1073741824)"))
 }
 
 #[cfg(test)]
@@ -279,5 +257,9 @@ mod tests {
         assert!(parse_bytes("ten").is_err());
         assert!(parse_bytes("10Q").is_err());
         assert!(parse_bytes("-1").is_err());
+        // What people type: a B, an iB, a space.
+        assert_eq!(parse_bytes("10GB").unwrap(), 10 << 30);
+        assert_eq!(parse_bytes("10 GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_bytes("500mb").unwrap(), 500 << 20);
     }
 }

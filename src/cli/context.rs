@@ -65,6 +65,8 @@ pub struct AccountContext {
     pub auth: AuthOptions,
     /// `<data dir>/<sanitised Apple ID>`: session, cookies, catalog.
     pub dir: PathBuf,
+    /// `dir` did not exist before this run.
+    new_account: bool,
 }
 
 impl AccountContext {
@@ -77,8 +79,38 @@ impl AccountContext {
         Ok(AccountContext {
             global: global.clone(),
             auth,
+            new_account: !dir.exists(),
             dir,
         })
+    }
+
+    /// A sign-in refused for an account this data folder never held (a mistyped Apple ID)
+    /// leaves no folder behind. Only a folder this run created, holding nothing but the empty
+    /// catalog, cache and locks a run makes before it signs in, is removed.
+    pub(crate) fn forget_if_new(&self) {
+        const MADE_BEFORE_SIGN_IN: [&str; 7] = [
+            CATALOG_FILE,
+            "catalog.sqlite-wal",
+            "catalog.sqlite-shm",
+            "catalog.sqlite-journal",
+            "catalog.sqlite.lock",
+            "auth.lock",
+            "cache",
+        ];
+        if !self.new_account {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let only_made_before_sign_in = entries.flatten().all(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| MADE_BEFORE_SIGN_IN.contains(&n))
+        });
+        if only_made_before_sign_in && let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::debug!(error = %e, dir = %self.dir.display(), "could not remove the new account folder");
+        }
     }
 
     /// The catalog's path.
@@ -141,6 +173,11 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 
 /// Print an error (redacted) and return its exit code.
 pub fn report(ctx: Option<&AccountContext>, e: CommandError) -> i32 {
+    if e.code == exit::AUTH
+        && let Some(ctx) = ctx
+    {
+        ctx.forget_if_new();
+    }
     let text = match ctx {
         Some(ctx) => ctx.redact(&e.message),
         None => e.message,

@@ -41,6 +41,8 @@ pub fn run(args: LoginArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    // Known before signing in, to leave no folder behind for a mistyped Apple ID.
+    let account = super::context::AccountContext::new(&args.global).ok();
     match runtime.block_on(login(&args)) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -50,6 +52,9 @@ pub fn run(args: LoginArgs) -> i32 {
             };
             eprintln!("icloudpd-rs: {text}");
             if e.is_authentication_problem() {
+                if let Some(account) = &account {
+                    account.forget_if_new();
+                }
                 exit::AUTH
             } else {
                 exit::FAILURE

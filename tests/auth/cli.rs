@@ -302,7 +302,7 @@ fn wrong_codes_exit_3() {
 /// Run a plain `login` against a simulator configured with `config`; returns exit code and
 /// standard error.
 fn refused(config: SimConfig, password: Option<&str>) -> (i32, String) {
-    let sim = sim(config);
+    let sim = sim(config.clone());
     let pw = password
         .map(str::to_string)
         .unwrap_or_else(|| sim.account().password.clone());
@@ -314,7 +314,53 @@ fn refused(config: SimConfig, password: Option<&str>) -> (i32, String) {
         files_containing(data.path(), &pw).is_empty(),
         "password stored"
     );
+    // A sign-in refused before Apple accepted the password leaves no folder behind (a
+    // mistyped Apple ID); ADP refuses after it, and the session is kept for the next try.
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(config.adp || left.is_empty(), "{left:?}");
     (r.code, r.stderr)
+}
+
+/// `sync` with a wrong password: a new account leaves nothing in the data folder; a known
+/// account keeps its folder and catalog.
+#[test]
+fn a_refused_sign_in_leaves_no_folder_for_a_new_account_only() {
+    let sim = sim(SimConfig::default());
+    let data = tempfile::tempdir().expect("tempdir");
+    let photos = tempfile::tempdir().expect("tempdir");
+    let sync = |password: &str| {
+        let d = data.path().to_string_lossy().into_owned();
+        let p = photos.path().to_string_lossy().into_owned();
+        let args = [
+            "sync",
+            "-u",
+            &sim.account().username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &d,
+            "-d",
+            &p,
+            "--dry-run",
+        ];
+        run(&args, &[("ICLOUD_PASSWORD", password)], None, password)
+    };
+    let r = sync("definitely-wrong-password");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let r = sync(&sim.account().password.clone());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Signed out (the session files gone): the password is asked for, and refused.
+    let account = std::fs::read_dir(data.path()).unwrap().flatten().next();
+    let account = account.expect("the account's folder").path();
+    for session in ["session.json", "cookies.json"] {
+        std::fs::remove_file(account.join(session)).unwrap();
+    }
+    let r = sync("definitely-wrong-password");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(account.join("catalog.sqlite").is_file(), "the catalog stays");
 }
 
 /// Sign-in refused with exit code 3 and a message holding every one of `says`.

@@ -5,8 +5,8 @@
 use crate::support;
 
 use std::path::Path;
-use std::time::Duration;
 use std::process::Command;
+use std::time::Duration;
 
 use support::*;
 
