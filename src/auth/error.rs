@@ -16,6 +16,12 @@ pub enum AuthError {
     NoUsername,
 
     #[error(
+        "no Apple ID given, and {data_dir} holds several accounts ({accounts}): choose one with \
+         -u/--username"
+    )]
+    WhichAccount { data_dir: String, accounts: String },
+
+    #[error(
         "a password is needed to sign in as {username}, and none was given: use -p/--password, \
          ICLOUD_PASSWORD, --password-file or --password-command, or run `{login_command}` in a terminal"
     )]
@@ -182,6 +188,7 @@ impl AuthError {
         !matches!(
             self,
             AuthError::NoUsername
+                | AuthError::WhichAccount { .. }
                 | AuthError::Unavailable { .. }
                 | AuthError::Network { .. }
                 | AuthError::Protocol { .. }

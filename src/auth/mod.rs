@@ -65,5 +65,5 @@ pub use options::{AuthOptions, NoPrompt, Prompter, SecondFactor};
 pub use password::{Password, PasswordSources};
 pub use second_factor::{TrustedPhone, parse_trusted_phones};
 pub use session::AccountSession;
-pub use session_store::{SessionSummary, default_data_dir, read_summary};
+pub use session_store::{SessionSummary, default_data_dir, read_summary, saved_accounts};
 pub use transport::{APPLE_USER_AGENT, RetryPolicy};

@@ -33,6 +33,27 @@ const SESSION_FILE: &str = "session.json";
 const COOKIE_FILE: &str = "cookies.json";
 const LOCK_FILE: &str = "auth.lock";
 
+/// The Apple IDs with a saved session under `data_dir`, sorted (for commands given no `-u`).
+pub fn saved_accounts(data_dir: &Path) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Who {
+        username: String,
+    }
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join(SESSION_FILE)).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Who>(&bytes).ok())
+        .map(|w| w.username)
+        .filter(|u| !u.trim().is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Which second factor a pending headless sign-in waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,7 @@ use crate::auth::{
 /// Account, password, data directory and server options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Apple ID (email address or phone number).
+    /// Apple ID (email address or phone number); optional when the data dir holds one account.
     #[arg(short = 'u', long, env = "ICLOUD_USERNAME", value_name = "APPLE_ID")]
     pub username: Option<String>,
 
@@ -50,16 +50,36 @@ pub struct GlobalArgs {
     /// Give up on a request after this many seconds without data.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+
+    /// The accounts with a saved session in the data dir, looked up once when no `-u` is given.
+    #[arg(skip)]
+    saved_accounts: std::sync::OnceLock<Vec<String>>,
 }
 
 impl GlobalArgs {
     /// The Apple ID, or the error telling how to give one.
     pub fn username(&self) -> Result<&str, AuthError> {
-        self.username
+        if let Some(u) = self
+            .username
             .as_deref()
             .map(str::trim)
             .filter(|u| !u.is_empty())
-            .ok_or(AuthError::NoUsername)
+        {
+            return Ok(u);
+        }
+        // No -u: the account signed in to before, when there is exactly one.
+        let data_dir = self.data_dir()?;
+        let saved = self
+            .saved_accounts
+            .get_or_init(|| crate::auth::saved_accounts(&data_dir));
+        match saved.as_slice() {
+            [] => Err(AuthError::NoUsername),
+            [only] => Ok(only),
+            several => Err(AuthError::WhichAccount {
+                data_dir: data_dir.display().to_string(),
+                accounts: several.join(", "),
+            }),
+        }
     }
 
     /// The data directory root.

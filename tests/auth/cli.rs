@@ -360,7 +360,10 @@ fn a_refused_sign_in_leaves_no_folder_for_a_new_account_only() {
     }
     let r = sync("definitely-wrong-password");
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(account.join("catalog.sqlite").is_file(), "the catalog stays");
+    assert!(
+        account.join("catalog.sqlite").is_file(),
+        "the catalog stays"
+    );
 }
 
 /// Sign-in refused with exit code 3 and a message holding every one of `says`.
@@ -463,6 +466,37 @@ fn missing_username_is_a_usage_error() {
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("-u/--username"), "{}", r.stderr);
+}
+
+/// Without `-u`, the one account signed in to is used; with several, the error names them.
+#[test]
+fn without_a_username_the_only_saved_account_is_used() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path().to_string_lossy().into_owned();
+    let mut names = Vec::new();
+    for seed in [1, 2] {
+        let sim = sim(SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        let pw = sim.account().password.clone();
+        let secrets = tempfile::tempdir().expect("tempdir");
+        let args = login_args(&sim, data.path(), &password_file(secrets.path(), &pw));
+        assert_eq!(run(&strs(&args), &[], None, &pw).code, 0);
+        names.push(sim.account().username.clone());
+        // `status` (offline) finds the account by itself: signed in, no catalog yet.
+        let r = run(&["status", "--data-dir", &d], &[], None, &pw);
+        if seed == 1 {
+            let said = format!("no catalog yet for {}", names[0]);
+            assert!(r.stderr.contains(&said), "{}", r.stderr);
+        } else {
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            names.sort();
+            let listed = format!("several accounts ({})", names.join(", "));
+            assert!(r.stderr.contains(&listed), "{}", r.stderr);
+            assert!(r.stderr.contains("-u/--username"), "{}", r.stderr);
+        }
+    }
 }
 
 #[test]
