@@ -190,12 +190,7 @@ fn sigterm_sigint_and_fusermount_unmount_cleanly() {
             "SIGTERM" => up.stop_with(libc::SIGTERM),
             "SIGINT" => up.stop_with(libc::SIGINT),
             _ => {
-                let out = Command::new("fusermount3")
-                    .arg("-u")
-                    .arg(&mnt)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{out:?}");
+                fusermount_u(&mnt);
                 up.wait_exit()
             }
         };
@@ -243,12 +238,7 @@ fn a_sync_right_after_an_unmount_waits_for_the_mount_to_finish() {
     let mirror = env.path("mirror").display().to_string();
     let mut up = env.mount(&mnt, &["--poll-interval", "3600", "--mirror", &mirror]);
     std::thread::sleep(Duration::from_millis(800));
-    let out = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    fusermount_u(&mnt);
     // Still finishing (so still holding the catalog) as the sync starts.
     let finishing = up.child.as_mut().unwrap().try_wait().unwrap().is_none();
     assert!(finishing, "the mount exited before the sync started");

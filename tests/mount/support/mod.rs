@@ -280,6 +280,16 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4).is_some_and(|p| p.as_bytes() == want))
 }
 
+/// `fusermount3 -u MNT`, as a user unmounts (the mount's process then exits by itself).
+pub fn fusermount_u(mnt: &Path) {
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(mnt)
+        .output()
+        .expect("run fusermount3");
+    assert!(out.status.success(), "fusermount3 -u {mnt:?}: {out:?}");
+}
+
 /// Detach whatever is mounted at `path` (cleanup after a failed test).
 pub fn force_unmount(path: &Path) {
     if is_mounted(path) {
