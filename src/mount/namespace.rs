@@ -119,9 +119,11 @@ impl std::fmt::Debug for Namespace {
 
 impl Namespace {
     /// A namespace of `entries` plus `extra_dirs` (directories shown even when empty). Empty
-    /// directories get the current time as mtime.
+    /// directories get the newest file's mtime: the same on every mount of the same library,
+    /// so `rsync -a` finds nothing to update on them (the mount time changed at each mount).
     pub fn new(entries: Vec<Entry>, extra_dirs: &[String]) -> (Namespace, Vec<Skipped>) {
-        Self::with_epoch(entries, extra_dirs, SystemTime::now())
+        let newest = entries.iter().map(|e| e.mtime).max();
+        Self::with_epoch(entries, extra_dirs, newest.unwrap_or(SystemTime::UNIX_EPOCH))
     }
 
     /// As [`Namespace::new`], with `epoch` as the mtime of empty directories.

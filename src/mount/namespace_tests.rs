@@ -282,6 +282,17 @@ fn apply_keeps_unchanged_inodes_and_reports_invalidations() {
 }
 
 #[test]
+fn empty_directories_take_the_newest_file_time_on_every_mount() {
+    let list = || vec![entry("a/f.jpg", 1, 1, 500), entry("g.jpg", 2, 1, 300)];
+    for _ in 0..2 {
+        let (ns, _) = Namespace::new(list(), &["Empty".into()]);
+        let tree = ns.tree();
+        let empty = child(&tree, ROOT_INO, "Empty");
+        assert_eq!(tree.dirs[&empty.ino].mtime, t(500));
+    }
+}
+
+#[test]
 fn identical_apply_changes_nothing() {
     let list = || vec![entry("a/b.jpg", 1, 1, 1), entry("a/c.jpg", 2, 1, 1)];
     let (ns, _) = Namespace::new(list(), &["x".into()]);
