@@ -91,6 +91,12 @@ pub enum Command {
     List(catalog_cmd::ListWhat),
     /// Summarise the catalog, downloads and session (no network).
     Status(catalog_cmd::StatusArgs),
+    /// Print a shell completion script (e.g. `icloudpd-rs completions bash >
+    /// ~/.local/share/bash-completion/completions/icloudpd-rs`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parse the command line, run the command, return the process exit code.
@@ -129,6 +135,11 @@ pub fn main() -> i32 {
         Command::Refresh(args) => catalog_cmd::refresh_cmd(args),
         Command::List(what) => catalog_cmd::list_cmd(what),
         Command::Status(args) => catalog_cmd::status_cmd(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "icloudpd-rs", &mut std::io::stdout());
+            exit::OK
+        }
     }
 }
 

@@ -123,7 +123,11 @@ impl Namespace {
     /// so `rsync -a` finds nothing to update on them (the mount time changed at each mount).
     pub fn new(entries: Vec<Entry>, extra_dirs: &[String]) -> (Namespace, Vec<Skipped>) {
         let newest = entries.iter().map(|e| e.mtime).max();
-        Self::with_epoch(entries, extra_dirs, newest.unwrap_or(SystemTime::UNIX_EPOCH))
+        Self::with_epoch(
+            entries,
+            extra_dirs,
+            newest.unwrap_or(SystemTime::UNIX_EPOCH),
+        )
     }
 
     /// As [`Namespace::new`], with `epoch` as the mtime of empty directories.

@@ -252,3 +252,36 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// `completions SHELL` prints a script the shell accepts, completing every command and flag.
+#[test]
+fn shell_completions_cover_the_commands_and_flags() {
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run the binary");
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "sync",
+        "mount",
+        "retry-failed",
+        "--folder-structure",
+        "--cache-size",
+    ] {
+        assert!(script.contains(word), "{word} is not completed");
+    }
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash");
+    std::io::Write::write_all(&mut bash.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(bash.wait().unwrap().success(), "bash rejects the script");
+    let bad = Command::new(BIN)
+        .args(["completions", "cmd.exe"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
+}
