@@ -84,9 +84,10 @@ impl AccountContext {
         })
     }
 
-    /// A sign-in refused for an account this data folder never held (a mistyped Apple ID)
-    /// leaves no folder behind. Only a folder this run created, holding nothing but the empty
-    /// catalog, cache and locks a run makes before it signs in, is removed.
+    /// A run that failed before signing in, for an account this data folder never held (a
+    /// mistyped Apple ID, a wrong password, no network), leaves no folder behind. Only a
+    /// folder this run created, holding nothing but the empty catalog, cache and locks a run
+    /// makes before it signs in, is removed.
     pub(crate) fn forget_if_new(&self) {
         const MADE_BEFORE_SIGN_IN: [&str; 7] = [
             CATALOG_FILE,
@@ -173,9 +174,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 
 /// Print an error (redacted) and return its exit code.
 pub fn report(ctx: Option<&AccountContext>, e: CommandError) -> i32 {
-    if e.code == exit::AUTH
-        && let Some(ctx) = ctx
-    {
+    if let Some(ctx) = ctx {
         ctx.forget_if_new();
     }
     let text = match ctx {

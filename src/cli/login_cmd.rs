@@ -51,10 +51,10 @@ pub fn run(args: LoginArgs) -> i32 {
                 None => e.to_string(),
             };
             eprintln!("icloudpd-rs: {text}");
+            if let Some(account) = &account {
+                account.forget_if_new();
+            }
             if e.is_authentication_problem() {
-                if let Some(account) = &account {
-                    account.forget_if_new();
-                }
                 exit::AUTH
             } else {
                 exit::FAILURE

@@ -349,6 +349,26 @@ fn a_refused_sign_in_leaves_no_folder_for_a_new_account_only() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
+    // Nobody answering (a wrong --endpoint, no network) is no different.
+    let d = data.path().to_string_lossy().into_owned();
+    let args = [
+        "refresh",
+        "-u",
+        "someone@example.com",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--data-dir",
+        &d,
+    ];
+    let r = run(
+        &args,
+        &[("ICLOUD_PASSWORD", "unused-secret")],
+        None,
+        "unused-secret",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
 
     let r = sync(&sim.account().password.clone());
     assert_eq!(r.code, 0, "{}", r.stderr);
