@@ -183,6 +183,16 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
         Err(e) => return context::report(None, e),
     };
     let result = (|| -> Result<(), CommandError> {
+        let session = crate::auth::read_summary(&ctx.global.data_dir()?, &ctx.auth.username)?;
+        // Signed in (`login`) but nothing listed yet: the session is worth showing.
+        if !ctx.catalog_path().exists()
+            && let Some(session) = &session
+            && !args.failed
+            && args.directory.is_none()
+        {
+            print_no_catalog(session, args.json);
+            return Ok(());
+        }
         let catalog = ctx.open_catalog_read_only()?;
         let root = match &args.directory {
             // Resolved as `sync -d` resolves it, so a relative path names the same folder.
@@ -201,7 +211,6 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
             return print_failed(&catalog, root, args.json);
         }
         let status = catalog.status(root)?;
-        let session = crate::auth::read_summary(&ctx.global.data_dir()?, &ctx.auth.username)?;
         if args.json {
             let mut doc = serde_json::to_value(&status).unwrap_or_default();
             doc["session"] = serde_json::to_value(&session).unwrap_or_default();
@@ -300,6 +309,31 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
         let local = last.with_timezone(&chrono::Local);
         println!("Last refresh: {}", local.format("%Y-%m-%d %H:%M:%S %:z"));
     }
+    print_session(session);
+    if std::io::stdout().is_terminal() && n("failed") > 0 {
+        println!("Run `icloudpd-rs status --failed` to see what failed.");
+    }
+}
+
+/// `status` of an account signed in to but not listed yet: zero counts, no catalog.
+fn print_no_catalog(session: &crate::auth::SessionSummary, json: bool) {
+    if json {
+        let mut doc = serde_json::json!({
+            "catalog": null, "root": null, "assets": 0, "versions": 0, "bytes": 0,
+            "downloaded": 0, "downloaded_bytes": 0, "pending": 0, "failed": 0, "albums": 0,
+            "last_refresh": null, "writer": null, "libraries": [], "last_run": null,
+            "interrupted_runs": [],
+        });
+        doc["session"] = serde_json::to_value(session).unwrap_or_default();
+        println!("{doc}");
+        return;
+    }
+    println!("Catalog: none yet (`icloudpd-rs refresh`, `sync` or `mount` lists the library)");
+    print_session(Some(session));
+}
+
+/// The session lines of `status`.
+fn print_session(session: Option<&crate::auth::SessionSummary>) {
     match session {
         Some(s) => {
             let state = if s.code_pending {
@@ -325,8 +359,5 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
             }
         }
         None => println!("Session: not signed in (run `icloudpd-rs login`)"),
-    }
-    if std::io::stdout().is_terminal() && n("failed") > 0 {
-        println!("Run `icloudpd-rs status --failed` to see what failed.");
     }
 }

@@ -507,8 +507,15 @@ fn without_a_username_the_only_saved_account_is_used() {
         // `status` (offline) finds the account by itself: signed in, no catalog yet.
         let r = run(&["status", "--data-dir", &d], &[], None, &pw);
         if seed == 1 {
-            let said = format!("no catalog yet for {}", names[0]);
-            assert!(r.stderr.contains(&said), "{}", r.stderr);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            assert!(r.stdout.contains("Catalog: none yet"), "{}", r.stdout);
+            let session = format!("Session: {} signed in", names[0]);
+            assert!(r.stdout.contains(&session), "{}", r.stdout);
+            let r = run(&["status", "--json", "--data-dir", &d], &[], None, &pw);
+            let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+            assert_eq!(doc["assets"], 0);
+            assert_eq!(doc["catalog"], serde_json::Value::Null);
+            assert_eq!(doc["session"]["username"], names[0].as_str());
         } else {
             assert_eq!(r.code, 1, "{}", r.stderr);
             names.sort();
