@@ -18,7 +18,7 @@ pub enum CatalogError {
     },
 
     /// SQLite reported an error while doing `context`.
-    #[error("catalog: {context}: {source}")]
+    #[error("catalog: {context}: {}", explain_sqlite(source))]
     Sqlite {
         context: &'static str,
         #[source]
@@ -89,33 +89,33 @@ pub enum CatalogError {
     #[error("catalog opened read-only; {operation} needs a writer")]
     ReadOnly { operation: &'static str },
 
-    #[error("unknown library #{0}")]
+    #[error("catalog: unknown library #{0}")]
     UnknownLibrary(LibraryId),
 
-    #[error("unknown run #{0}")]
+    #[error("catalog: unknown run #{0}")]
     UnknownRun(RunId),
 
-    #[error("unknown download root #{0}")]
+    #[error("catalog: unknown download root #{0}")]
     UnknownRoot(RootId),
 
-    #[error("unknown version #{0}")]
+    #[error("catalog: unknown version #{0}")]
     UnknownVersion(VersionKey),
 
-    #[error("unknown album #{0}")]
+    #[error("catalog: unknown album #{0}")]
     UnknownAlbum(AlbumKey),
 
-    #[error("unknown album {album_id:?} in library #{library}")]
+    #[error("catalog: unknown album {album_id:?} in library #{library}")]
     UnknownAlbumId {
         library: LibraryId,
         album_id: String,
     },
 
     /// The run is not `running` any more (finished, or found interrupted at open).
-    #[error("run #{run} is {status}, not running")]
+    #[error("catalog: run #{run} is {status}, not running")]
     RunNotRunning { run: RunId, status: String },
 
     /// An operation for one kind of run was asked of the other kind.
-    #[error("run #{run} is a {actual} run; {operation} needs a {expected} run")]
+    #[error("catalog: run #{run} is a {actual} run; {operation} needs a {expected} run")]
     WrongRunKind {
         run: RunId,
         operation: &'static str,
@@ -124,11 +124,13 @@ pub enum CatalogError {
     },
 
     /// A run of the same library is still running in this process.
-    #[error("library #{library} already has run #{run} in progress")]
+    #[error("catalog: library #{library} already has run #{run} in progress")]
     RunInProgress { library: LibraryId, run: RunId },
 
     /// A record of one zone was handed to a run or library of another zone.
-    #[error("record {record:?} belongs to zone {found:?}, but the library's zone is {expected:?}")]
+    #[error(
+        "catalog: record {record:?} belongs to zone {found:?}, but the library's zone is {expected:?}"
+    )]
     ZoneMismatch {
         record: String,
         expected: String,
@@ -144,12 +146,23 @@ pub enum CatalogError {
     BadLocalPath { path: String },
 
     /// A number does not fit SQLite's signed 64-bit integers.
-    #[error("{what} {value} is too large to store")]
+    #[error("catalog: {what} {value} is too large to store")]
     OutOfRange { what: &'static str, value: u64 },
 
     /// A stored value cannot be decoded (the database was edited by hand or is damaged).
     #[error("catalog holds an invalid {what}: {value:?}")]
     BadStoredValue { what: &'static str, value: String },
+}
+
+/// SQLite's own text, with what to do when the disk is full (SQLite says only "database or
+/// disk is full").
+fn explain_sqlite(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => "the disk holding the catalog is full; free some \
+            space there and run again (everything stored so far is kept)"
+            .to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// Result alias of the catalog.

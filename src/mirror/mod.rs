@@ -145,7 +145,7 @@ impl std::fmt::Debug for MirrorConfig {
 pub enum MirrorError {
     #[error(transparent)]
     Refresh(#[from] RefreshError),
-    #[error("catalog: {0}")]
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Auth(#[from] AuthError),

@@ -154,7 +154,7 @@ pub enum RefreshError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     CloudKit(#[from] CloudKitError),
-    #[error("catalog: {0}")]
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("no library matches --library {0:?} (run `icloudpd-rs list libraries`)")]
     NoSuchLibrary(String),

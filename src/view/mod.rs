@@ -87,7 +87,7 @@ pub struct LibraryView {
 /// Why the view could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    #[error("catalog: {0}")]
+    #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Selection(#[from] SelectionError),

@@ -253,6 +253,47 @@ impl Drop for Unmount {
     }
 }
 
+/// The catalog's own disk fills up during the first listing: one clear message, once.
+#[test]
+fn a_full_disk_under_the_catalog_is_named_as_such() {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test as root"
+        );
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new(small(300));
+    let data = env.folder("small-data-disk");
+    std::fs::create_dir(&data).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&data)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot mount a tmpfs");
+    let _unmount = Unmount(data.clone());
+    let photos = env.folder("photos").display().to_string();
+    let out = Command::new(BIN)
+        .args(["sync", "-u", &env.sim.account().username, "--endpoint"])
+        .arg(env.sim.endpoint())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["-d", &photos, "--no-progress-bar"])
+        .env("ICLOUD_PASSWORD", &env.sim.account().password)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the disk holding the catalog is full; free some space there"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("catalog: catalog"), "{stderr}");
+}
+
 /// `completions SHELL` prints a script the shell accepts, completing every command and flag.
 #[test]
 fn shell_completions_cover_the_commands_and_flags() {
