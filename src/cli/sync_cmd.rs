@@ -13,7 +13,7 @@ use super::exit;
 use super::global::GlobalArgs;
 use super::progress::{self, ProgressLine};
 use crate::auth::{AccountSession, AuthError, Authenticator};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::fetch::FetchConfig;
 use crate::mirror::notify::{self, Event, Figures};
 use crate::mirror::{
@@ -322,12 +322,12 @@ fn ask(question: &str) -> bool {
 
 /// Open the catalog as its writer, explaining the lock when another sync holds it.
 fn open_writer(ctx: &AccountContext) -> Result<Catalog, CommandError> {
-    ctx.open_catalog().map_err(|e| {
-        if e.message.contains("in use by another") {
-            CommandError::failure(format!("this sync did not start: {}", e.message))
-        } else {
-            e
+    context::create_private_dir(&ctx.dir)?;
+    Catalog::open(ctx.catalog_path()).map_err(|e| match e {
+        CatalogError::Locked { .. } => {
+            CommandError::failure(format!("this sync did not start: {e}"))
         }
+        e => e.into(),
     })
 }
 
