@@ -149,14 +149,7 @@ fn a_full_disk_stops_the_run_clearly_and_keeps_every_finished_file_whole() {
     config.size_scale = 0.01;
     let env = Env::new(config);
     let dir = env.folder("small-disk");
-    std::fs::create_dir(&dir).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cannot mount a tmpfs");
-    let _unmount = Unmount(dir.clone());
+    let _unmount = small_disk(&dir, "2m");
     let run = env.sync(&dir, &[]);
     {
         run.expect_code(1);
@@ -193,15 +186,7 @@ fn a_disk_that_fills_up_later_leaves_what_was_downloaded_untouched() {
     }
     let env = Env::new(small(20));
     let dir = env.folder("small-disk");
-    std::fs::create_dir(&dir).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m"])
-        .arg("tmpfs")
-        .arg(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cannot mount a tmpfs");
-    let _unmount = Unmount(dir.clone());
+    let _unmount = small_disk(&dir, "8m");
     let photos = dir.join("photos");
     env.sync(&photos, &[]).expect_code(0);
     let before = snapshot(&photos);
@@ -247,6 +232,18 @@ fn a_disk_that_fills_up_later_leaves_what_was_downloaded_untouched() {
 /// Unmounts its directory when dropped (also when a test fails).
 struct Unmount(std::path::PathBuf);
 
+/// A tmpfs of `size` (`2m`, `256k`) on a new folder `dir`, unmounted when the guard drops.
+fn small_disk(dir: &Path, size: &str) -> Unmount {
+    std::fs::create_dir(dir).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot mount a tmpfs on {dir:?}");
+    Unmount(dir.to_path_buf())
+}
+
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -266,14 +263,7 @@ fn a_full_disk_under_the_catalog_is_named_as_such() {
     }
     let env = Env::new(small(300));
     let data = env.folder("small-data-disk");
-    std::fs::create_dir(&data).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&data)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cannot mount a tmpfs");
-    let _unmount = Unmount(data.clone());
+    let _unmount = small_disk(&data, "256k");
     let photos = env.folder("photos").display().to_string();
     let out = Command::new(BIN)
         .args(["sync", "-u", &env.sim.account().username, "--endpoint"])
