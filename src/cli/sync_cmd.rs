@@ -389,6 +389,8 @@ fn finish_cycle(
                         report.skipped - adopted,
                         report.total
                     );
+                } else if action == Action::RetryFailed && report.total == 0 {
+                    println!("nothing to retry: no file failed in {}", root.display());
                 } else {
                     println!("{line}");
                 }

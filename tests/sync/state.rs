@@ -119,6 +119,16 @@ fn failed_files_are_listed_and_retried() {
     assert_tree(&env, &photos, &expected);
     let status = env.run(&["status", "--failed"]);
     assert!(status.stdout.contains("0 failed"), "{}", status.stdout);
+    // Again: nothing failed any more, and it says so.
+    let again = env.run(&[
+        "retry-failed",
+        "-d",
+        photos.to_str().unwrap(),
+        "--no-progress-bar",
+    ]);
+    again.expect_code(0);
+    let said = format!("nothing to retry: no file failed in {}", photos.display());
+    assert!(again.stdout.contains(&said), "{}", again.stdout);
 }
 
 #[test]
