@@ -14,7 +14,7 @@ use crate::catalog::{DownloadState, DownloadStateKind, DownloadUpdate};
 pub struct VerifyArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
-    /// The download folder to check.
+    /// The download folder to check (default: the account's only one).
     #[arg(short = 'd', long, value_name = "DIR")]
     pub directory: Option<PathBuf>,
     /// Also read every file and compare its SHA-256 with the one recorded (slow).
@@ -75,14 +75,38 @@ pub fn verify(args: VerifyArgs) -> i32 {
 }
 
 fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandError> {
-    let root = sync_cmd::download_folder(args.directory.as_deref())?;
     let catalog = ctx.open_catalog_read_only()?;
-    let root_id = catalog.root_id(&root)?.ok_or_else(|| {
-        CommandError::failure(format!(
-            "{} is not a download folder of this account (nothing was synced there)",
-            root.display()
-        ))
-    })?;
+    let (root_id, root) = match args.directory.as_deref() {
+        Some(dir) => {
+            let root = sync_cmd::download_folder(Some(dir))?;
+            let id = catalog.root_id(&root)?.ok_or_else(|| {
+                CommandError::failure(format!(
+                    "{} is not a download folder of this account (nothing was synced there)",
+                    root.display()
+                ))
+            })?;
+            (id, root)
+        }
+        // No -d: the account's one download folder, when it has one.
+        None => match catalog.roots()?.as_slice() {
+            [only] => (only.id, only.path.clone()),
+            [] => {
+                return Err(CommandError::failure(
+                    "nothing was downloaded for this account yet: no folder to verify",
+                ));
+            }
+            several => {
+                let list: Vec<String> = several
+                    .iter()
+                    .map(|r| r.path.display().to_string())
+                    .collect();
+                return Err(CommandError::failure(format!(
+                    "this account downloads into several folders ({}): choose one with -d DIR",
+                    list.join(", ")
+                )));
+            }
+        },
+    };
     let mut checked = 0u64;
     let mut problems: Vec<(crate::catalog::VersionKey, String, Problem)> = Vec::new();
     for record in catalog.downloads(root_id, DownloadStateKind::Downloaded) {

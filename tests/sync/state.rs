@@ -161,7 +161,8 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
         !quick.stdout.contains(&damaged),
         "same size: only --checksums sees it"
     );
-    let full = env.run(&["verify", "-d", dir, "--checksums"]);
+    // Without -d: the account's only download folder.
+    let full = env.run(&["verify", "--checksums"]);
     full.expect_code(1);
     assert!(
         full.stdout.contains(&format!("{damaged}: content differs")),
@@ -202,6 +203,18 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
     assert_tree(&env, &photos, &expected);
     env.run(&["verify", "-d", dir, "--checksums"])
         .expect_code(0);
+
+    // A second download folder: `verify` alone must be told which one.
+    let other = env.folder("other");
+    env.sync(&other, &[]).expect_code(0);
+    let which = env.run(&["verify"]);
+    which.expect_code(1);
+    let listed = format!(
+        "several folders ({}, {})",
+        photos.display(),
+        other.display()
+    );
+    assert!(which.stderr.contains(&listed), "{}", which.stderr);
 }
 
 #[test]
