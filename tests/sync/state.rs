@@ -108,24 +108,18 @@ fn failed_files_are_listed_and_retried() {
     );
 
     env.sim.state().faults.clear();
-    let retry = env.run(&[
-        "retry-failed",
-        "-d",
-        photos.to_str().unwrap(),
-        "--no-progress-bar",
-    ]);
+    let retry_failed = || {
+        let dir = photos.to_str().unwrap();
+        env.run(&["retry-failed", "-d", dir, "--no-progress-bar"])
+    };
+    let retry = retry_failed();
     retry.expect_code(0);
     assert_eq!(retry.summary(), (victim_files, 0, 0, victim_files));
     assert_tree(&env, &photos, &expected);
     let status = env.run(&["status", "--failed"]);
     assert!(status.stdout.contains("0 failed"), "{}", status.stdout);
     // Again: nothing failed any more, and it says so.
-    let again = env.run(&[
-        "retry-failed",
-        "-d",
-        photos.to_str().unwrap(),
-        "--no-progress-bar",
-    ]);
+    let again = retry_failed();
     again.expect_code(0);
     let said = format!("nothing to retry: no file failed in {}", photos.display());
     assert!(again.stdout.contains(&said), "{}", again.stdout);
