@@ -18,6 +18,9 @@ pub(super) fn lock_path(db: &Path) -> PathBuf {
 /// gives the files its mirror has in flight 10 s, then exits).
 const STOPPING_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a writer retries any held lock before giving up on a holder that is not stopping.
+const SETTLE_WAIT: Duration = Duration::from_millis(500);
+
 /// Takes the exclusive writer lock of the catalog `db` and records our pid in it. A holder
 /// that is stopping is waited for (`fusermount3 -u DIR && icloudpd-rs sync` just works).
 pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
@@ -37,18 +40,19 @@ pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
             }
         }
         let holder = writer_of(&lock_path);
-        if holder.is_some()
-            && crate::lock_file::holder_is_stopping(&lock_path)
-            && started.elapsed() < STOPPING_WAIT
-        {
-            if !told {
+        let waited = started.elapsed();
+        let stopping = holder.is_some() && crate::lock_file::holder_is_stopping(&lock_path);
+        // A holder found stopping is waited for; any other gets a moment to let go or to say
+        // it is stopping (a mount unmounted a few milliseconds ago may not have said it yet).
+        if waited < SETTLE_WAIT || (stopping && waited < STOPPING_WAIT) {
+            if let Some(h) = holder.as_deref().filter(|_| stopping && !told) {
                 tracing::info!(
-                    holder = holder.as_deref().unwrap_or_default(),
+                    holder = h,
                     "the catalog's holder is stopping; waiting for it"
                 );
                 told = true;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         }
         return Err(CatalogError::Locked {

@@ -237,7 +237,15 @@ fn a_sync_right_after_an_unmount_waits_for_the_mount_to_finish() {
     let mnt = env.empty_dir("mnt");
     let mirror = env.path("mirror").display().to_string();
     let mut up = env.mount(&mnt, &["--poll-interval", "3600", "--mirror", &mirror]);
-    std::thread::sleep(Duration::from_millis(800));
+    // Unmount while the mirror has a file in flight (a partial file beside its destination).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !has_partial_file(Path::new(&mirror)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     fusermount_u(&mnt);
     // Still finishing (so still holding the catalog) as the sync starts.
     let finishing = up.child.as_mut().unwrap().try_wait().unwrap().is_none();
@@ -246,4 +254,18 @@ fn a_sync_right_after_an_unmount_waits_for_the_mount_to_finish() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let (code, err) = up.wait_exit();
     assert_eq!(code, 0, "{err}");
+}
+
+/// Whether a download is in flight somewhere under `dir` (a partial file, by its suffix).
+fn has_partial_file(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        path.is_dir() && has_partial_file(&path)
+            || e.file_name()
+                .to_string_lossy()
+                .ends_with(".icloudpd-rs.part")
+    })
 }
