@@ -52,14 +52,28 @@ pub(crate) fn holder(lock_path: &Path) -> Option<String> {
     let pid = match holder_from_proc_locks(lock_path) {
         Ok(pid) => pid?,
         // No /proc/locks (unusual sandbox): trust the pid file if that process exists.
-        Err(()) => {
-            pid_from_file(lock_path).filter(|pid| Path::new(&format!("/proc/{pid}")).exists())?
-        }
+        Err(()) => live_pid_from_file(lock_path)?,
     };
-    Some(match command_of(pid) {
+    Some(describe(pid))
+}
+
+/// [`holder`] of a lock just found held (a `try_lock` failed): when `/proc/locks` shows no
+/// holder, the pid in the file is the holder's (every holder writes its own as it takes the
+/// lock). `/proc/locks` is listed a page per `read`, afresh each time, so while other
+/// processes take and drop locks a line can be skipped.
+pub(crate) fn holder_of_held(lock_path: &Path) -> Option<String> {
+    holder(lock_path).or_else(|| live_pid_from_file(lock_path).map(describe))
+}
+
+fn describe(pid: u32) -> String {
+    match command_of(pid) {
         Some(command) => format!("pid {pid}: {command}"),
         None => format!("pid {pid}"),
-    })
+    }
+}
+
+fn live_pid_from_file(lock_path: &Path) -> Option<u32> {
+    pid_from_file(lock_path).filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// "icloudpd-rs mount": the program's name and its subcommand (its first argument, unless that
@@ -95,20 +109,27 @@ fn holder_from_proc_locks(lock_path: &Path) -> Result<Option<u32>, ()> {
     let Ok(meta) = std::fs::metadata(lock_path) else {
         return Ok(None);
     };
-    let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
     let (major, minor) = (dev_major(meta.dev()), dev_minor(meta.dev()));
-    Ok(locks.lines().find_map(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF" (blocked waiters start with "->").
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "WRITE" {
-            return None;
+    // Read a few times: a line can be skipped while the list changes (see `holder_of_held`).
+    for _ in 0..3 {
+        let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
+        let found = locks.lines().find_map(|line| {
+            // "1: FLOCK  ADVISORY  WRITE 1234 08:01:123456 0 EOF" (blocked waiters start with "->").
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 6 || fields[1] != "FLOCK" || fields[3] != "WRITE" {
+                return None;
+            }
+            let mut id = fields[5].split(':');
+            let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+            let min = u64::from_str_radix(id.next()?, 16).ok()?;
+            let ino: u64 = id.next()?.parse().ok()?;
+            (maj == major && min == minor && ino == meta.ino()).then(|| fields[4].parse().ok())?
+        });
+        if found.is_some() {
+            return Ok(found);
         }
-        let mut id = fields[5].split(':');
-        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-        let min = u64::from_str_radix(id.next()?, 16).ok()?;
-        let ino: u64 = id.next()?.parse().ok()?;
-        (maj == major && min == minor && ino == meta.ino()).then(|| fields[4].parse().ok())?
-    }))
+    }
+    Ok(None)
 }
 
 /// Linux `dev_t` encoding (glibc's `gnu_dev_major`).

@@ -209,7 +209,7 @@ impl BlockCache {
         let lock_path = dir.join("lock");
         let Some(lock_file) = crate::lock_file::try_lock(&lock_path, 0o600).map_err(io_err)? else {
             return Err(CacheError::Locked {
-                holder: crate::lock_file::holder(&lock_path),
+                holder: crate::lock_file::holder_of_held(&lock_path),
                 dir,
             });
         };

@@ -39,7 +39,7 @@ pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
                 });
             }
         }
-        let holder = writer_of(&lock_path);
+        let holder = crate::lock_file::holder_of_held(&lock_path);
         let waited = started.elapsed();
         let stopping = holder.is_some() && crate::lock_file::holder_is_stopping(&lock_path);
         // A holder found stopping is waited for; any other gets a moment to let go or to say
