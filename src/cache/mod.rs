@@ -18,15 +18,16 @@
 //! - One process per cache directory (an exclusive `flock`); a damaged or foreign index is
 //!   rebuilt empty with a warning instead of failing.
 
+mod budget;
 mod buffers;
 mod complete;
 mod index;
 mod memory;
+mod open;
 mod store;
 
 use std::collections::HashMap;
-use std::fs::{DirBuilder, File};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,8 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use budget::is_disk_full;
 use buffers::BufferPool;
-use index::{Index, IndexProblem, Journal, Op, Row};
+use index::{Journal, Op, Row};
 use memory::{BlockId, BlockTable, HotTier, Meta};
 use store::BlockFiles;
 
@@ -191,77 +193,6 @@ impl Drop for PinGuard<'_> {
 }
 
 impl BlockCache {
-    /// Open the cache in `cfg.dir`, creating it, taking its lock, and rebuilding its index
-    /// empty (with a warning) if it is damaged.
-    pub fn open(cfg: &CacheConfig) -> Result<BlockCache, CacheError> {
-        let dir = cfg.dir.clone();
-        let io_err = |source| CacheError::Io {
-            path: dir.clone(),
-            source,
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_err)?;
-        // An existing directory keeps its mode; tighten it (the cache holds personal photos).
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err)?;
-        let lock_path = dir.join("lock");
-        let Some(lock_file) = crate::lock_file::try_lock(&lock_path, 0o600).map_err(io_err)? else {
-            return Err(CacheError::Locked {
-                holder: crate::lock_file::holder_of_held(&lock_path),
-                dir,
-            });
-        };
-        let files = BlockFiles::new(dir.join("blocks"));
-        let (index, rows) = open_index(&dir, &files)?;
-        let mut table = BlockTable::default();
-        for r in rows {
-            let id = (ContentKey(r.key.into()), r.idx);
-            table.insert(
-                id,
-                Meta {
-                    len: r.len,
-                    sum: r.sum,
-                    last_use: r.last_use,
-                    // Distinct, like `last_use` in the index; later stores tick above them.
-                    copy: r.last_use,
-                },
-            );
-        }
-        let journal = Journal::start(index).map_err(io_err)?;
-        let can_punch = files.probe_punch();
-        if !can_punch {
-            tracing::warn!(
-                dir = %dir.display(),
-                "the cache filesystem cannot punch holes: evicted blocks free their space only \
-                 when every block of their file is evicted; prefer ext4, xfs or btrfs"
-            );
-        }
-        Ok(BlockCache {
-            dir,
-            configured_bytes: cfg.max_bytes,
-            max_bytes: AtomicU64::new(cfg.max_bytes),
-            write_failure_reported: AtomicBool::new(false),
-            files,
-            table: Mutex::new(table),
-            journal,
-            pins: Mutex::new(HashMap::new()),
-            content_pins: Mutex::new(HashMap::new()),
-            complete: Mutex::new(HashMap::new()),
-            written: Mutex::new(HashMap::new()),
-            hot: Mutex::new(HotTier::new(cfg.memory_bytes)),
-            buffers: Arc::default(),
-            can_punch,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            corrupt: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-            inserts: AtomicU64::new(0),
-            _lock: lock_file,
-        })
-    }
-
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -493,102 +424,6 @@ impl BlockCache {
         }
     }
 
-    /// The disk filled up before the cache reached its budget: the budget becomes what the
-    /// cache holds now, and older unpinned blocks are evicted to make room for `len` bytes of
-    /// `id` (their space is freed on disk). True when something was freed, so a second write
-    /// may fit.
-    fn shrink_after_disk_full(&self, len: u64, id: &BlockId) -> bool {
-        let mut table = lock(&self.table);
-        let held = table.total_bytes();
-        let before = self.max_bytes.fetch_min(held, Ordering::Relaxed);
-        if !self.write_failure_reported.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                dir = %self.dir.display(),
-                cache_size = self.configured_bytes,
-                now_at_most = held.min(before),
-                "the cache's disk is full: the cache now keeps only what fits there (reads \
-                 are not affected); free space there or pass a smaller --cache-size"
-            );
-        }
-        held > 0 && len <= held && self.make_room(&mut table, len, id)
-    }
-
-    /// Says once per mount that blocks are not being cached, and why; later failures go to
-    /// the debug log (a full disk would otherwise log a line per block).
-    fn report_write_failure(&self, e: &std::io::Error) {
-        if self.write_failure_reported.swap(true, Ordering::Relaxed) {
-            tracing::debug!(error = %e, "writing a cache block failed");
-        } else {
-            tracing::warn!(
-                dir = %self.dir.display(),
-                error = %e,
-                "writing to the cache failed: reads go on from the network, uncached \
-                 (further failures are logged at debug level)"
-            );
-        }
-    }
-
-    /// Evict least recently used unpinned blocks until `len` more bytes fit. `id` is the block
-    /// being inserted (its own older copy is replaced, not evicted).
-    fn make_room(&self, table: &mut BlockTable, len: u64, id: &BlockId) -> bool {
-        let max_bytes = self.max_bytes();
-        let own = table.get(id).map_or(0, |m| m.len as u64);
-        if table.total_bytes() - own + len <= max_bytes {
-            return true;
-        }
-        let pins = lock(&self.pins);
-        let content_pins = lock(&self.content_pins);
-        let mut victims = Vec::new();
-        let mut freed = 0u64;
-        for candidate in table.oldest() {
-            if table.total_bytes() - own - freed + len <= max_bytes {
-                break;
-            }
-            if candidate == id
-                || pins.contains_key(candidate)
-                || content_pins.contains_key(&candidate.0)
-            {
-                continue;
-            }
-            freed += table.get(candidate).map_or(0, |m| m.len as u64);
-            victims.push(candidate.clone());
-        }
-        drop(content_pins);
-        drop(pins);
-        if table.total_bytes() - own - freed + len > max_bytes {
-            return false;
-        }
-        for victim in victims {
-            self.forget_complete(&victim.0);
-            if let Some((meta, last)) = table.remove(&victim) {
-                self.journal.send(Op::Remove {
-                    key: victim.0.as_str().to_string(),
-                    idx: victim.1,
-                });
-                // Never unlink the file the new block was just written into.
-                self.release_space(&victim, meta.len as u64, last && victim.0 != id.0);
-                lock(&self.hot).remove(&victim);
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        true
-    }
-
-    /// Free the disk space of a block that is no longer indexed.
-    fn release_space(&self, id: &BlockId, len: u64, last_of_content: bool) {
-        let key = id.0.as_str();
-        let res = if last_of_content {
-            self.files.remove(key)
-        } else if self.can_punch {
-            self.files.punch(key, id.1 * BLOCK_SIZE, len)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = res {
-            tracing::warn!(error = %e, key, idx = id.1, "freeing a cache block failed");
-        }
-    }
-
     /// Forget a block found bad, only if it is still the copy that was read: by then another
     /// reader may have dropped it and stored a fresh copy (same length, same checksum), which
     /// must stay.
@@ -640,77 +475,6 @@ impl BlockCache {
     pub fn block_file(&self, key: &ContentKey) -> PathBuf {
         self.files.path(key.as_str())
     }
-}
-
-/// Open the index and load its rows; a damaged or foreign index is replaced by an empty one
-/// (and the block files it described are deleted).
-fn open_index(dir: &Path, files: &BlockFiles) -> Result<(Index, Vec<Row>), CacheError> {
-    let path = dir.join("index.sqlite");
-    prepare_private_file(&path).map_err(|source| CacheError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let problem = match Index::open(&path, BLOCK_SIZE).and_then(|mut ix| {
-        let rows = ix.load()?;
-        Ok((ix, rows))
-    }) {
-        Ok(loaded) => return Ok(loaded),
-        Err(problem) => problem,
-    };
-    if let IndexProblem::OtherFormat(_) = problem {
-        tracing::info!(
-            index = %path.display(),
-            problem = %problem,
-            "the cache was written in another format; starting with an empty cache"
-        );
-    } else {
-        tracing::warn!(
-            index = %path.display(),
-            problem = %problem,
-            "the cache index is unusable; starting with an empty cache"
-        );
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(CacheError::Io { path: p, source: e });
-            }
-            _ => {}
-        }
-    }
-    files.clear().map_err(|source| CacheError::Io {
-        path: dir.join("blocks"),
-        source,
-    })?;
-    prepare_private_file(&path).map_err(|source| CacheError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let index = Index::open(&path, BLOCK_SIZE).map_err(|problem| match problem {
-        IndexProblem::Sqlite(source) => CacheError::Index { path, source },
-        IndexProblem::Damaged(what) => CacheError::Index {
-            path,
-            source: rusqlite::Error::InvalidParameterName(what),
-        },
-        other @ IndexProblem::OtherFormat(_) => CacheError::Index {
-            path,
-            source: rusqlite::Error::InvalidParameterName(other.to_string()),
-        },
-    })?;
-    Ok((index, Vec::new()))
-}
-
-/// No space left (or over quota) on the cache's file system.
-fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
-/// Create the index file `0600` before SQLite does (SQLite would use the umask, and its
-/// `-wal`/`-shm` files copy the main file's mode).
-fn prepare_private_file(path: &Path) -> std::io::Result<()> {
-    store::open_rw(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// Lock a mutex, recovering from poisoning (a panicked holder cannot leave these structures
