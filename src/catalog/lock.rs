@@ -62,12 +62,6 @@ pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
     }
 }
 
-/// The process holding the writer lock of `lock_path`, as "pid 1234: icloudpd-rs mount", or
-/// `None` when no process holds it.
-pub(super) fn writer_of(lock_path: &Path) -> Option<String> {
-    crate::lock_file::holder(lock_path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

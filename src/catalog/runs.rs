@@ -321,7 +321,7 @@ impl Catalog {
     /// no longer alive.
     pub fn interrupted_runs(&self) -> Result<Vec<RunRecord>> {
         let writer_alive = self.is_writer()
-            || super::lock::writer_of(&super::lock::lock_path(&self.path)).is_some();
+            || crate::lock_file::holder(&super::lock::lock_path(&self.path)).is_some();
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r
              WHERE (status = 'interrupted' OR (status = 'running' AND NOT ?1))

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::error::{CatalogError, Result, SqlContext};
 use super::libraries::LibraryRecord;
-use super::lock::{lock_path, writer_of};
+use super::lock::lock_path;
 use super::queries::{AssetFilter, SmartFolder};
 use super::runs::RunRecord;
 use super::{Catalog, RootId, serialize_ms, to_u64};
@@ -127,7 +127,7 @@ impl Catalog {
         let writer = if self.is_writer() {
             Some(format!("pid {} (this process)", std::process::id()))
         } else {
-            writer_of(&lock_path(&self.path))
+            crate::lock_file::holder(&lock_path(&self.path))
         };
 
         Ok(Status {
