@@ -17,7 +17,7 @@ use super::{Catalog, RootId, serialize_ms, to_u64};
 /// ones included). `downloaded` counts files recorded on disk, including files of assets that
 /// have since left iCloud; `pending` and `failed` count only versions of assets still in iCloud
 /// (the others can no longer be fetched).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
     pub catalog: PathBuf,
     /// The download root the download counts are for; `null` = summed over every root.

@@ -318,12 +318,9 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
 /// `status` of an account signed in to but not listed yet: zero counts, no catalog.
 fn print_no_catalog(session: &crate::auth::SessionSummary, json: bool) {
     if json {
-        let mut doc = serde_json::json!({
-            "catalog": null, "root": null, "assets": 0, "versions": 0, "bytes": 0,
-            "downloaded": 0, "downloaded_bytes": 0, "pending": 0, "failed": 0, "albums": 0,
-            "last_refresh": null, "writer": null, "libraries": [], "last_run": null,
-            "interrupted_runs": [],
-        });
+        // The document of an empty catalog, with no catalog file to name.
+        let mut doc = serde_json::to_value(crate::catalog::Status::default()).unwrap_or_default();
+        doc["catalog"] = serde_json::Value::Null;
         doc["session"] = serde_json::to_value(session).unwrap_or_default();
         println!("{doc}");
         return;
