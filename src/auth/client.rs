@@ -72,6 +72,7 @@ impl AppleClient {
             body: Some(body.to_string().into_bytes()),
             retry_status: true,
             retry_network: true,
+            json_answer: true,
         };
         let reply = self.send(session, call).await?;
         if !reply.status.is_success() {
@@ -151,6 +152,7 @@ impl AppleClient {
             body: Some(body.to_string().into_bytes()),
             retry_status: true,
             retry_network: true,
+            json_answer: false,
         };
         let reply = self.send(session, call).await?;
         let status = reply.status.as_u16();
@@ -202,6 +204,7 @@ impl AppleClient {
             body: Some(b"{}".to_vec()),
             retry_status: true,
             retry_network: true,
+            json_answer: false,
         };
         self.send_expecting_success(session, call).await?;
         Ok(())
@@ -248,6 +251,7 @@ impl AppleClient {
             body: Some(body),
             retry_status: false,
             retry_network: false,
+            json_answer: true,
         };
         let reply = self.send(session, call).await?;
         let status = reply.status.as_u16();

@@ -36,6 +36,7 @@ impl AppleClient {
             body: None,
             retry_status: true,
             retry_network: false,
+            json_answer: false,
         };
         self.send_expecting_success(session, call).await?;
         Ok(())
@@ -62,6 +63,7 @@ impl AppleClient {
             ),
             retry_status: true,
             retry_network: false,
+            json_answer: false,
         };
         let reply = self.send(session, call).await?;
         self.code_verdict(NAME, &reply, session)
@@ -98,6 +100,7 @@ impl AppleClient {
             body: None,
             retry_status: true,
             retry_network: true,
+            json_answer: false,
         };
         let reply = self.send_expecting_success(session, call).await?;
         Ok(parse_trusted_phones(&String::from_utf8_lossy(&reply.body)))
@@ -122,6 +125,7 @@ impl AppleClient {
             ),
             retry_status: true,
             retry_network: false,
+            json_answer: false,
         };
         self.send_expecting_success(session, call).await?;
         Ok(())
@@ -145,6 +149,7 @@ impl AppleClient {
             body: Some(body.to_string().into_bytes()),
             retry_status: true,
             retry_network: false,
+            json_answer: false,
         };
         let reply = self.send(session, call).await?;
         self.code_verdict(NAME, &reply, session)
@@ -162,6 +167,7 @@ impl AppleClient {
             body: None,
             retry_status: true,
             retry_network: true,
+            json_answer: false,
         };
         let reply = self.send_expecting_success(session, call).await?;
         if reply

@@ -206,6 +206,9 @@ pub(super) struct Call {
     pub(super) retry_status: bool,
     /// Retry network failures (safe only where repeating cannot consume anything).
     pub(super) retry_network: bool,
+    /// The success answer's body is read as JSON, and the request is safe to repeat: a body cut
+    /// short or garbled on the way (not JSON) is retried like a network failure.
+    pub(super) json_answer: bool,
 }
 
 /// The typed sign-in client over a shared HTTP client (and its cookie jar).
@@ -355,6 +358,17 @@ impl AppleClient {
                     status = reply.status.as_u16(),
                     ?delay,
                     "Apple answered a transient error; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            if call.json_answer && can_retry && reply.status.is_success() && reply.json().is_none()
+            {
+                let delay = self.retry.backoff(attempt);
+                tracing::warn!(
+                    endpoint = call.name,
+                    ?delay,
+                    "Apple's answer was cut short or garbled (not JSON); retrying"
                 );
                 tokio::time::sleep(delay).await;
                 continue;

@@ -511,3 +511,25 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
     }
     assert_eq!(count(&sim, INIT), 3);
 }
+
+#[tokio::test]
+async fn garbled_answers_to_repeatable_calls_are_retried() {
+    use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+    let sim = start(SimConfig::default()).await;
+    // The first two answers arrive cut in half (status and headers intact): both are SRP
+    // challenges, asked again rather than taken as a protocol error.
+    sim.state().faults.set(
+        FaultKind::ApiMalformed,
+        FaultRule {
+            p: 1.0,
+            remaining: Some(2),
+            ..FaultRule::default()
+        },
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let session = Authenticator::resume(opts(&sim, data.path()))
+        .await
+        .expect("sign-in through garbled answers");
+    assert_eq!(session.dsid(), sim.account().dsid);
+    assert_eq!(count(&sim, INIT), 3, "signin/init asked again twice");
+}
