@@ -29,6 +29,22 @@ pub(crate) fn try_lock(path: &Path, mode: u32) -> std::io::Result<Option<File>> 
     Ok(Some(file))
 }
 
+/// Takes the exclusive lock of the directory `dir` itself (no file is added to it: a download
+/// folder holds the user's photos and nothing else); `Ok(None)` when another process holds
+/// it. Filesystems that cannot lock a directory (NFS emulates `flock` with byte-range locks,
+/// which need a file open for writing) give `Err`.
+pub(crate) fn try_lock_dir(dir: &Path) -> std::io::Result<Option<File>> {
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Rewrites the lock file of a lock this process holds to say it is stopping: its work is
 /// done (a mount unmounted) and it will let go within seconds. A process that wants the lock
 /// waits for such a holder ([`holder_is_stopping`]) instead of failing.

@@ -163,6 +163,12 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     } = inputs;
     let writes = config.mode != RunMode::DryRun;
     prepare_root(&config.root, writes)?;
+    // Held until the run ends: two runs writing one folder would share partial files.
+    let _root_lock = if writes {
+        lock_root(&config.root)?
+    } else {
+        None
+    };
     let root_id = if writes {
         Some(catalog.register_root(&config.root)?)
     } else {
@@ -453,6 +459,23 @@ async fn second_pass(ctx: &Arc<RunContext>, retries: Vec<Arc<FileSpec>>, threads
     drop(plan_tx);
     let _ = resolver.await;
     while workers.join_next().await.is_some() {}
+}
+
+/// Takes the download folder's lock for this run (with several data folders, or a container
+/// and its host, two runs can otherwise write the same folder and resume each other's partial
+/// files). A filesystem that cannot lock a directory is written without the lock.
+fn lock_root(root: &Path) -> Result<Option<std::fs::File>, MirrorError> {
+    match crate::lock_file::try_lock_dir(root) {
+        Ok(Some(lock)) => Ok(Some(lock)),
+        Ok(None) => Err(MirrorError::RootInUse {
+            path: root.to_path_buf(),
+            holder: crate::lock_file::holder(root),
+        }),
+        Err(e) => {
+            tracing::debug!(root = %root.display(), error = %e, "the download folder cannot be locked here");
+            Ok(None)
+        }
+    }
 }
 
 /// The download folder must be a directory we can write (created when missing).

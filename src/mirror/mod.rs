@@ -164,6 +164,15 @@ pub enum MirrorError {
     },
     #[error("download folder {}: {reason}", path.display())]
     BadRoot { path: PathBuf, reason: String },
+    #[error(
+        "download folder {} is being written by another icloudpd-rs process{}; two runs in one folder would spoil each other's downloads: wait for it to finish, or stop it",
+        path.display(),
+        holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    RootInUse {
+        path: PathBuf,
+        holder: Option<String>,
+    },
     #[error("recording results in the catalog failed: {0}")]
     State(String),
 }

@@ -179,6 +179,43 @@ fn two_syncs_of_one_account_never_overlap() {
 }
 
 #[test]
+fn two_syncs_into_one_folder_from_two_data_folders_never_overlap() {
+    let env = slow_env();
+    let photos = env.folder("photos");
+    let folder = photos.display().to_string();
+    let first = env
+        .command(&["sync", "-d", &folder, "--no-progress-bar"])
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(700));
+    // The same account and folder from another data folder (a container beside its host):
+    // the catalogs differ, so only the folder's own lock keeps the two apart.
+    let second = env
+        .command_in(
+            &env.folder("other-data"),
+            &["sync", "-d", &folder, "--no-progress-bar"],
+        )
+        .output()
+        .expect("second sync");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is being written by another icloudpd-rs process")
+            && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+    let out = wait_bounded(first, Duration::from_secs(120));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = expected_tree(&env, &[]);
+    assert_tree(&env, &photos, &expected);
+}
+
+#[test]
 fn a_second_sigint_quits_at_once_leaving_only_resumable_files_and_the_next_run_completes() {
     use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
     let env = Env::new(small(30));

@@ -93,6 +93,11 @@ impl Env {
 
     /// Account options followed by `args`.
     pub fn account_args(&self, args: &[&str]) -> Vec<String> {
+        self.account_args_in(&self.data(), args)
+    }
+
+    /// [`Self::account_args`] with another data folder.
+    fn account_args_in(&self, data: &Path, args: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         v.extend([
             "-u".into(),
@@ -100,15 +105,20 @@ impl Env {
             "--endpoint".into(),
             self.sim.endpoint().to_string(),
             "--data-dir".into(),
-            self.data().display().to_string(),
+            data.display().to_string(),
         ]);
         v
     }
 
     /// The binary with the account's options and `args` (password in the environment).
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in(&self.data(), args)
+    }
+
+    /// [`Self::command`] with another data folder.
+    pub fn command_in(&self, data: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.args(self.account_args(args))
+        cmd.args(self.account_args_in(data, args))
             .env_remove("ICLOUD_USERNAME")
             .env_remove("ICLOUDPD_RS_ENDPOINT")
             .env("ICLOUD_PASSWORD", &self.sim.account().password)
