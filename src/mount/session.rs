@@ -28,6 +28,9 @@ use super::preflight::{is_root, mounted_fstype, passthrough_allowed, preflight};
 use super::source::ContentSource;
 use super::updater::{InvalSender, Updater, spawn_invalidator};
 
+/// How long an unmounted session may take to end before we say why we still wait.
+const WAIT_NOTICE: Duration = Duration::from_secs(5);
+
 enum Event {
     Ended(io::Result<()>),
     Signal(&'static str),
@@ -271,9 +274,9 @@ impl MountHandle {
         }
     }
 
-    /// From now on, SIGINT and SIGTERM end [`MountHandle::run_until_signal`] instead of the
-    /// process (called by it; call it earlier to close the window between mounting and
-    /// waiting).
+    /// From now on, SIGINT, SIGTERM and SIGHUP (a closed terminal) end
+    /// [`MountHandle::run_until_signal`] instead of the process (called by it; call it earlier
+    /// to close the window between mounting and waiting).
     pub fn catch_signals(&mut self) {
         if self.catching_signals {
             return;
@@ -281,45 +284,96 @@ impl MountHandle {
         let signals = {
             let _guard = self.rt_handle.enter();
             use tokio::signal::unix::{SignalKind, signal};
-            let int = signal(SignalKind::interrupt());
-            let term = signal(SignalKind::terminate());
-            match (int, term) {
-                (Ok(i), Ok(t)) => Some((i, t)),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(error = %e, "cannot catch signals; stop with fusermount3 -u");
-                    None
-                }
-            }
+            [
+                (SignalKind::interrupt(), "SIGINT"),
+                (SignalKind::terminate(), "SIGTERM"),
+                (SignalKind::hangup(), "SIGHUP"),
+            ]
+            .into_iter()
+            .map(|(kind, name)| signal(kind).map(|s| (s, name)))
+            .collect::<io::Result<Vec<_>>>()
         };
-        if let Some((mut int, mut term)) = signals {
-            let tx = self.events_tx.clone();
-            self.rt_handle.spawn(async move {
-                let name = tokio::select! {
-                    _ = int.recv() => "SIGINT",
-                    _ = term.recv() => "SIGTERM",
-                };
-                let _ = tx.send(Event::Signal(name));
-            });
-            self.catching_signals = true;
+        match signals {
+            Ok(signals) => {
+                for (mut signal, name) in signals {
+                    let tx = self.events_tx.clone();
+                    // Every signal is passed on: a second one stops waiting for busy users.
+                    self.rt_handle.spawn(async move {
+                        while signal.recv().await.is_some() {
+                            if tx.send(Event::Signal(name)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                self.catching_signals = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch signals; stop with fusermount3 -u");
+            }
         }
     }
 
-    /// Block until SIGINT or SIGTERM (then unmount) or an external unmount; `Ok` in both cases.
+    /// Block until SIGINT, SIGTERM or SIGHUP (then unmount) or an external unmount; `Ok` in
+    /// both cases. A mount still in use when the signal comes (a shell inside it, a copy under
+    /// way) is detached at once and served until its last user lets go, as `umount -l` does;
+    /// a second signal stops serving it.
     pub fn run_until_signal(mut self) -> Result<(), MountError> {
         self.catch_signals();
         match self.next_event() {
             Ok(Event::Ended(res)) => self.finish_with(res),
             Ok(Event::Signal(name)) => {
                 tracing::info!(signal = name, "unmounting");
-                if self.do_unmount()? {
-                    self.finish()
-                } else {
-                    // Lazily detached while busy: the session ends when the last user leaves
-                    // or when this process exits; do not wait for it.
-                    Ok(())
+                let detached_lazily = !self.do_unmount()?;
+                match self.wait_for_end(detached_lazily) {
+                    Some(res) => self.finish_with(res),
+                    // The process exits next, closing the connection: the remaining users get
+                    // I/O errors, which the second signal asked for.
+                    None => Ok(()),
                 }
             }
             Err(_) => self.finish(),
+        }
+    }
+
+    /// Waits for the session to end after an unmount. A signal stops waiting (`None`).
+    fn wait_for_end(&self, detached_lazily: bool) -> Option<io::Result<()>> {
+        if detached_lazily {
+            tracing::warn!(
+                mountpoint = %self.mountpoint.display(),
+                "programs still use the mount: it is detached, and they can go on reading until they let go; send the signal again (Ctrl-C) to stop at once (they then get I/O errors)"
+            );
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            let event = self
+                .events_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(WAIT_NOTICE);
+            match event {
+                Ok(Event::Ended(res)) => return Some(res),
+                Ok(Event::Signal(name)) => {
+                    tracing::warn!(
+                        signal = name,
+                        "stopping without waiting for the mount's users"
+                    );
+                    return None;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    waited += WAIT_NOTICE;
+                    if !detached_lazily && waited == WAIT_NOTICE {
+                        // Unmounted here, yet the kernel keeps the connection: another mount
+                        // namespace (a container, `unshare -m`, a service with a private /tmp)
+                        // holds a copy of the mount.
+                        tracing::warn!(
+                            mountpoint = %self.mountpoint.display(),
+                            "the filesystem is still mounted in another mount namespace (a container or a service started while it was mounted); waiting for it to be unmounted there; send the signal again (Ctrl-C) to stop at once"
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Some(Ok(())),
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! `mount` refuses bad input with a message naming the fix and exit code 1 (3 when a sign-in
-//! is needed), leaving nothing mounted; and it ends cleanly (exit 0) on SIGTERM, SIGINT and an
-//! outside `fusermount3 -u`.
+//! is needed), leaving nothing mounted; and it ends cleanly (exit 0) on SIGTERM, SIGINT, SIGHUP
+//! and an outside `fusermount3 -u`, serving a busy mount's users until they let go.
 
 use crate::support;
 
@@ -175,7 +175,7 @@ fn sigterm_sigint_and_fusermount_unmount_cleanly() {
         return;
     }
     let env = Env::new(small(30, 0.0005));
-    for how in ["SIGTERM", "SIGINT", "fusermount3 -u"] {
+    for how in ["SIGTERM", "SIGINT", "SIGHUP", "fusermount3 -u"] {
         let mnt = env.empty_dir(&format!("mnt-{}", how.replace(' ', "")));
         // At the default log level, as a user runs it.
         let m = mnt.display().to_string();
@@ -189,6 +189,8 @@ fn sigterm_sigint_and_fusermount_unmount_cleanly() {
         let (code, err) = match how {
             "SIGTERM" => up.stop_with(libc::SIGTERM),
             "SIGINT" => up.stop_with(libc::SIGINT),
+            // A closed terminal or a dropped ssh session.
+            "SIGHUP" => up.stop_with(libc::SIGHUP),
             _ => {
                 fusermount_u(&mnt);
                 up.wait_exit()
@@ -201,6 +203,64 @@ fn sigterm_sigint_and_fusermount_unmount_cleanly() {
         assert!(!err.contains(" fuser::"), "{how}: {err}");
         assert!(err.contains("unmounted"), "{how}: {err}");
     }
+}
+
+/// A signal while a program uses the mount (an open file here; a shell inside it, a copy under
+/// way) detaches the mount at once and serves that program until it lets go, then exits 0; a
+/// second signal stops at once.
+#[test]
+fn a_busy_mount_serves_its_users_until_they_let_go_unless_signalled_twice() {
+    use std::io::Read;
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(20, 0.005));
+    let synced = env.path("synced");
+    env.sync(&synced, &[]);
+    let expected = tree(&synced, false);
+    let (rel, _) = expected.iter().max_by_key(|(_, (size, ..))| *size).unwrap();
+    let want = std::fs::read(synced.join(rel)).unwrap();
+
+    // One signal: the open file goes on reading the right bytes; closing it ends the mount.
+    let mnt = env.empty_dir("mnt-once");
+    let mut up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    let mut file = std::fs::File::open(up.mnt.join(rel)).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(up.pid(), libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!is_mounted(&up.mnt), "the mount is detached at once");
+    assert!(
+        up.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the daemon serves its user: {}",
+        take(&up.stderr)
+    );
+    let mut got = Vec::new();
+    file.read_to_end(&mut got).unwrap();
+    assert!(
+        got == want,
+        "bytes read after the signal differ from the synced file"
+    );
+    drop(file);
+    let (code, err) = up.wait_exit();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("programs still use the mount"), "{err}");
+
+    // Two signals: the daemon stops without waiting; the user gets errors, not wrong bytes.
+    let mnt = env.empty_dir("mnt-twice");
+    let mut up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    let mut file = std::fs::File::open(up.mnt.join(rel)).unwrap();
+    for _ in 0..2 {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(up.pid(), libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, err) = up.wait_exit();
+    assert_eq!(code, 0, "{err}");
+    let mut got = Vec::new();
+    assert!(
+        file.read_to_end(&mut got).is_err(),
+        "read after the daemon quit"
+    );
 }
 
 /// A sync of the account while it is mounted is refused, naming the mount and what to do.
