@@ -39,8 +39,9 @@ pub enum AuthError {
     WrongPassword { username: String },
 
     #[error(
-        "the verification code was wrong ({attempts} attempt(s)); run `{login_command}` to try again \
-         (with --request-code, a new code is sent)"
+        "the verification code was wrong ({attempts} {}); run `{login_command}` to try again \
+         (with --request-code, a new code is sent)",
+        if *.attempts == 1 { "attempt" } else { "attempts" }
     )]
     WrongCode {
         attempts: u32,
@@ -97,7 +98,8 @@ pub enum AuthError {
 
     #[error(
         "Apple is throttling sign-in requests (HTTP {status} from {endpoint}, still after {attempts} \
-         attempts){}; wait a while before trying again (too many sign-ins in a short time make it worse)",
+         {}){}; wait a while before trying again (too many sign-ins in a short time make it worse)",
+        if *.attempts == 1 { "attempt" } else { "attempts" },
         retry_hint(.retry_after)
     )]
     Throttled {
@@ -196,6 +198,8 @@ impl AuthError {
                 | AuthError::Storage { .. }
                 | AuthError::Setup(_)
                 | AuthError::Input(_)
+                | AuthError::Throttled { .. }
+                | AuthError::PasswordSource(_)
         )
     }
 
@@ -270,8 +274,9 @@ mod tests {
             }
             .is_authentication_problem()
         );
+        // Transient: running `login` would not help (and would make throttling worse).
         assert!(
-            AuthError::Throttled {
+            !AuthError::Throttled {
                 endpoint: "signin/init",
                 status: 429,
                 attempts: 3,

@@ -31,14 +31,20 @@ impl Password {
         &self.0
     }
 
-    /// `text` with every occurrence of the password replaced by `<redacted>`.
+    /// `text` with every occurrence of the password replaced by `<redacted>`. A password too
+    /// short to be an Apple Account password (those have 8 characters or more) is left: it
+    /// is likely a word of the message itself, and marking where it occurs would show it
+    /// ("<redacted> password" for the password "wrong").
     pub fn redact(&self, text: &str) -> String {
-        if self.0.is_empty() {
+        if self.0.chars().count() < MIN_REDACTED_LEN {
             return text.to_string();
         }
         text.replace(self.0.as_str(), REDACTED)
     }
 }
+
+/// Apple Account passwords have at least 8 characters; shorter ones are not looked for.
+const MIN_REDACTED_LEN: usize = 6;
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -270,6 +276,11 @@ mod tests {
             "x <redacted> y <redacted>"
         );
         assert_eq!(Password::new("").redact("abc"), "abc");
+        // Too short to be an Apple password: a word of the message, not marked.
+        assert_eq!(
+            Password::new("wrong").redact("wrong password for e@x.com"),
+            "wrong password for e@x.com"
+        );
     }
 
     #[tokio::test]

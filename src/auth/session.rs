@@ -62,7 +62,10 @@ impl Failure {
         if saved_token(work) != self.saved_token {
             return false;
         }
-        self.error.is_authentication_problem() || self.at.elapsed() < TRANSIENT_FAILURE_MEMORY
+        // Throttling is transient (exit code 1), but signing in again soon makes it worse.
+        self.error.is_authentication_problem()
+            || matches!(self.error, AuthError::Throttled { .. })
+            || self.at.elapsed() < TRANSIENT_FAILURE_MEMORY
     }
 }
 

@@ -122,6 +122,12 @@ pub fn main() -> i32 {
         }
     };
     init_logging();
+    if matches!(
+        cli.command,
+        Command::List(_) | Command::Status(_) | Command::Verify(_) | Command::Completions { .. }
+    ) {
+        stop_quietly_when_the_reader_goes();
+    }
     match cli.command {
         Command::Sync(args) => sync_cmd::run(*args),
         Command::RetryFailed(args) => state_cmd::retry_failed(*args),
@@ -140,6 +146,21 @@ pub fn main() -> i32 {
             clap_complete::generate(shell, &mut cmd, "icloudpd-rs", &mut std::io::stdout());
             exit::OK
         }
+    }
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colours off (no-color.org).
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Commands that print listings stop quietly when their reader goes away (`| head`), as Unix
+/// tools do: Rust ignores SIGPIPE, so the next print would panic instead. Long-running
+/// commands keep ignoring it (their sockets and pipes report EPIPE as an error to handle).
+fn stop_quietly_when_the_reader_goes() {
+    // SAFETY: restores the default disposition of one signal; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -179,6 +200,6 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .try_init();
 }

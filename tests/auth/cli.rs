@@ -293,7 +293,7 @@ fn wrong_codes_exit_3() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("verification code was wrong (3 attempt(s))"),
+            .contains("verification code was wrong (3 attempts)"),
         "{}",
         r.stderr
     );
@@ -441,16 +441,22 @@ fn advanced_data_protection_exit_3() {
     );
 }
 
+/// Throttling is transient: exit 1 (a failure), not 3 (whose fix, `login`, would only add to
+/// the sign-ins Apple is throttling).
 #[test]
-fn throttling_exit_3_after_bounded_retries() {
-    assert_refused(
+fn throttling_exit_1_after_bounded_retries() {
+    let (code, err) = refused(
         SimConfig {
             faults: vec!["api-429=1.0".into()],
             ..Default::default()
         },
         None,
-        &["throttling", "after 3 attempts"],
     );
+    assert_eq!(code, 1, "{err}");
+    for s in ["throttling", "after 3 attempts", "wait a while"] {
+        assert!(err.contains(s), "no {s:?} in: {err}");
+    }
+    assert!(!err.contains("icloudpd-rs login"), "{err}");
 }
 
 #[test]
@@ -552,7 +558,8 @@ fn password_command_is_used_and_its_failure_reported_without_output() {
     failing[6] = fresh.path().to_string_lossy().into_owned();
     failing.push("echo leaked-output-xyz; exit 4".into());
     let r = run(&strs(&failing), &[], None, "leaked-output-xyz");
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    // A local failure (exit 1): signing in again would not fix the command.
+    assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("password command failed"), "{}", r.stderr);
 }
 

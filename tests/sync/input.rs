@@ -316,3 +316,36 @@ fn shell_completions_cover_the_commands_and_flags() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 }
+
+/// A listing piped into `head` ends quietly when `head` has what it wants (no panic, no
+/// backtrace), as Unix tools do.
+#[test]
+fn a_listing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new(small(5));
+    env.sync(&env.folder("photos"), &[]).expect_code(0);
+    let data = env.data().display().to_string();
+    for args in [
+        vec!["completions", "bash"],
+        vec!["status", "--data-dir", &data],
+        vec!["list", "albums", "--data-dir", &data],
+    ] {
+        // `| head -c 0`: the reader is gone before the first line.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .args(&args)
+            .env_remove("ICLOUD_USERNAME")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
