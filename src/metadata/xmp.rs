@@ -12,6 +12,7 @@
 //! | `xmp:Rating` | favourite / deleted | `5` for a favourite, `-1` (the "rejected" convention of Lightroom and darktable) for an asset in Recently Deleted, absent otherwise |
 //! | `xmp:Label` | hidden | `Hidden` (a custom label; Lightroom and exiftool show it) |
 //! | `tiff:Orientation` | orientation | `1`..`8` |
+//! | `tiff:Make`, `Iptc4xmpExt:DigitalSourceType` | screenshot (`assetSubtypeV2` 3) | `Screenshot` and `screenCapture`, as icloudpd writes them; absent for other assets |
 //! | `icloud:*` | see [`ICLOUD_NS`] | our own namespace |
 //!
 //! Text from the catalog is remote input: characters XML 1.0 cannot carry are dropped, the
@@ -34,14 +35,17 @@ pub(crate) const EXIF_NS: &str = "http://ns.adobe.com/exif/1.0/";
 pub(crate) const PHOTOSHOP_NS: &str = "http://ns.adobe.com/photoshop/1.0/";
 pub(crate) const DC_NS: &str = "http://purl.org/dc/elements/1.1/";
 pub(crate) const TIFF_NS: &str = "http://ns.adobe.com/tiff/1.0/";
+/// IPTC Extension schema, the namespace icloudpd puts `DigitalSourceType` in.
+pub(crate) const IPTC_EXT_NS: &str = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/";
 
 /// Our namespaces, in the order they are declared.
-const NAMESPACES: [(&str, &str); 6] = [
+const NAMESPACES: [(&str, &str); 7] = [
     ("xmp", XMP_NS),
     ("exif", EXIF_NS),
     ("photoshop", PHOTOSHOP_NS),
     ("dc", DC_NS),
     ("tiff", TIFF_NS),
+    ("Iptc4xmpExt", IPTC_EXT_NS),
     (ICLOUD_PREFIX, ICLOUD_NS),
 ];
 
@@ -92,6 +96,8 @@ pub(crate) const VOCABULARY: &[(&str, &str)] = &[
     (XMP_NS, "Rating"),
     (XMP_NS, "Label"),
     (TIFF_NS, "Orientation"),
+    (TIFF_NS, "Make"),
+    (IPTC_EXT_NS, "DigitalSourceType"),
     (ICLOUD_NS, "AssetId"),
     (ICLOUD_NS, "Filename"),
     (ICLOUD_NS, "Favorite"),
@@ -104,6 +110,16 @@ pub(crate) const VOCABULARY: &[(&str, &str)] = &[
 
 /// `assetSubtypeV2` of a screenshot.
 const SUBTYPE_SCREENSHOT: i64 = 3;
+
+/// What icloudpd writes as `tiff:Make` of a screenshot: there is no camera, and photo tools
+/// that group or filter by make then show screenshots as their own "camera".
+const SCREENSHOT_MAKE: &str = "Screenshot";
+
+/// What icloudpd writes as `Iptc4xmpExt:DigitalSourceType` of a screenshot: the bare term of
+/// the IPTC digital source type vocabulary, not its full
+/// `http://cv.iptc.org/newscodes/digitalsourcetype/screenCapture` URI, so that a library
+/// moved from icloudpd reads the same.
+const SCREENSHOT_SOURCE_TYPE: &str = "screenCapture";
 
 /// The properties an asset gives, in the order they are written.
 pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
@@ -187,6 +203,22 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
             "Orientation",
             "orientation",
             Value::Text(o.to_string()),
+        );
+    }
+    if asset.subtype_v2 == SUBTYPE_SCREENSHOT {
+        // One group: both say where the image came from, so when another tool already
+        // names a make or a source type, that answer is left whole rather than mixed.
+        push(
+            "tiff",
+            "Make",
+            "source",
+            Value::Text(SCREENSHOT_MAKE.into()),
+        );
+        push(
+            "Iptc4xmpExt",
+            "DigitalSourceType",
+            "source",
+            Value::Text(SCREENSHOT_SOURCE_TYPE.into()),
         );
     }
     let flag = |b: bool| Value::Text(if b { "True" } else { "False" }.into());
@@ -445,6 +477,27 @@ pub(crate) mod tests {
         let p = properties(&a);
         assert_eq!(text_of(&p, "GPSAltitude").as_deref(), Some("1235/100"));
         assert_eq!(text_of(&p, "GPSAltitudeRef").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn screenshot_names_its_source_as_icloudpd_does() {
+        let mut a = bare_asset();
+        let p = properties(&a);
+        assert_eq!(text_of(&p, "Make"), None);
+        assert_eq!(text_of(&p, "DigitalSourceType"), None);
+        a.subtype_v2 = SUBTYPE_SCREENSHOT;
+        let p = properties(&a);
+        let make = p.iter().find(|p| p.name == "Make").expect("tiff:Make");
+        assert_eq!(make.namespace(), TIFF_NS);
+        assert_eq!(make.value, Value::Text("Screenshot".into()));
+        let source = p
+            .iter()
+            .find(|p| p.name == "DigitalSourceType")
+            .expect("Iptc4xmpExt:DigitalSourceType");
+        assert_eq!(source.namespace(), IPTC_EXT_NS);
+        assert_eq!(source.value, Value::Text("screenCapture".into()));
+        // Our own flag stays beside them.
+        assert_eq!(text_of(&p, "Screenshot").as_deref(), Some("True"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ const EXIF: &str = "http://ns.adobe.com/exif/1.0/";
 const PS: &str = "http://ns.adobe.com/photoshop/1.0/";
 const DC: &str = "http://purl.org/dc/elements/1.1/";
 const TIFF: &str = "http://ns.adobe.com/tiff/1.0/";
+const IPTC_EXT: &str = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/";
 
 /// Parse `DDD,MM.mmmmH` into signed decimal degrees.
 fn degrees(s: &str) -> f64 {
@@ -94,6 +95,67 @@ fn not_a_favourite_has_no_rating_and_flags_are_documented_values() {
     assert_eq!(one(&props, ICLOUD_NS, "Hidden"), ["True"]);
     assert_eq!(one(&props, ICLOUD_NS, "Screenshot"), ["True"]);
     assert_eq!(one(&props, ICLOUD_NS, "BurstId"), ["BURST-1"]);
+}
+
+#[test]
+fn screenshot_has_icloudpds_make_and_digital_source_type() {
+    let mut asset = full_asset();
+    let props = xmp_properties(&render_xmp(&asset));
+    assert!(!props.contains_key(&(TIFF.to_string(), "Make".to_string())));
+    assert!(!props.contains_key(&(IPTC_EXT.to_string(), "DigitalSourceType".to_string())));
+
+    asset.subtype_v2 = 3;
+    let text = render_xmp(&asset);
+    let props = xmp_properties(&text);
+    assert_eq!(one(&props, TIFF, "Make"), ["Screenshot"]);
+    assert_eq!(
+        one(&props, IPTC_EXT, "DigitalSourceType"),
+        ["screenCapture"]
+    );
+    // The prefix icloudpd binds, for tools that match on it rather than on the namespace.
+    assert!(
+        text.contains(&format!("xmlns:Iptc4xmpExt=\"{IPTC_EXT}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("<Iptc4xmpExt:DigitalSourceType>screenCapture<"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_make_from_another_tool_wins_over_the_screenshot_source() {
+    // exiftool-style sidecar that already names the device.
+    let theirs = r#"<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Image::ExifTool 12.76">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:tiff="http://ns.adobe.com/tiff/1.0/">
+   <tiff:Make>Apple</tiff:Make>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    fs::write(sidecar_path(&img), theirs).unwrap();
+    let mut asset = full_asset();
+    asset.subtype_v2 = 3;
+    assert_eq!(
+        write_xmp_sidecar(&img, &asset).unwrap(),
+        SidecarOutcome::Updated
+    );
+    let merged = fs::read_to_string(sidecar_path(&img)).unwrap();
+    assert_kept(theirs, &merged);
+    let props = xmp_properties(&merged);
+    assert_eq!(one(&props, TIFF, "Make"), ["Apple"]);
+    // Make and source type go together: neither of ours is mixed in.
+    assert!(!props.contains_key(&(IPTC_EXT.to_string(), "DigitalSourceType".to_string())));
+    assert_eq!(one(&props, ICLOUD_NS, "Screenshot"), ["True"]);
+    // Rewriting gives the same bytes: our block with the new fields is recognised as ours.
+    assert_eq!(
+        write_xmp_sidecar(&img, &asset).unwrap(),
+        SidecarOutcome::Unchanged
+    );
 }
 
 #[test]
