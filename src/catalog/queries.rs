@@ -85,7 +85,7 @@ impl SmartFolder {
                 "a.gone_ms IS NULL AND a.hidden = 0 AND a.deleted = 0 AND a.favorite = 1"
             }
             SmartFolder::Videos => {
-                "a.gone_ms IS NULL AND a.hidden = 0 AND a.deleted = 0 AND a.kind = 'movie'"
+                "a.gone_ms IS NULL AND a.hidden = 0 AND a.deleted = 0 AND a.kind = 'movie' AND a.subtype = 0"
             }
             SmartFolder::LivePhotos => {
                 "a.gone_ms IS NULL AND a.hidden = 0 AND a.deleted = 0 AND a.live = 1"

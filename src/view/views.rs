@@ -33,7 +33,8 @@ pub(super) fn in_smart_folder(a: &Asset, folder: SmartFolder) -> bool {
     let visible = !a.hidden && !a.deleted;
     match folder {
         SmartFolder::Favorites => visible && a.favorite,
-        SmartFolder::Videos => visible && a.kind == ItemKind::Movie,
+        // Slo-mo and time-lapse videos have folders of their own, as on the server.
+        SmartFolder::Videos => visible && a.kind == ItemKind::Movie && a.subtype == 0,
         SmartFolder::LivePhotos => visible && a.is_live(),
         SmartFolder::Screenshots => visible && a.subtype_v2 == 3,
         SmartFolder::Bursts => visible && a.burst_id.as_deref().is_some_and(|b| !b.is_empty()),

@@ -359,3 +359,52 @@ fn kill_during_enumeration_then_refresh_ends_exact() {
     let catalog = Catalog::open_read_only(account_dir.join("catalog.sqlite")).unwrap();
     assert_equal(&catalog, sim.state(), "after kills and a refresh");
 }
+
+/// The catalog's smart folders (which `--album Videos` and the mount's views read) hold what
+/// the server's own indexes hold: icloudpd lists those indexes, so both tools take the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_folders_hold_what_the_servers_indexes_hold() {
+    use icloudpd_rs::catalog::SmartFolder;
+    use icloudpd_rs::cloudkit::{CloudKitClient, Index, SmartAlbum, WalkOptions};
+    use icloudpd_rs::model::Library;
+    let sim = start(1500, 21).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = sign_in(&sim, dir.path()).await;
+    let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    refresh::refresh(
+        &session,
+        &mut catalog,
+        &RefreshOptions::default(),
+        &mut NoSink,
+    )
+    .await
+    .unwrap();
+    let lib_id = catalog.libraries().unwrap()[0].id;
+    let client = CloudKitClient::for_session(&session).unwrap();
+    for folder in SmartFolder::ALL {
+        let index = match folder {
+            SmartFolder::Favorites => Index::Smart(SmartAlbum::Favorite),
+            SmartFolder::Videos => Index::Smart(SmartAlbum::Video),
+            SmartFolder::LivePhotos => Index::Smart(SmartAlbum::Live),
+            SmartFolder::Screenshots => Index::Smart(SmartAlbum::Screenshot),
+            SmartFolder::Panoramas => Index::Smart(SmartAlbum::Panorama),
+            SmartFolder::SloMo => Index::Smart(SmartAlbum::Slomo),
+            SmartFolder::TimeLapse => Index::Smart(SmartAlbum::Timelapse),
+            SmartFolder::Bursts => Index::Bursts,
+            SmartFolder::Hidden => Index::Hidden,
+            SmartFolder::RecentlyDeleted => Index::RecentlyDeleted,
+        };
+        let mut walk = client.walk(&Library::primary(), index, WalkOptions::default());
+        let mut server = BTreeSet::new();
+        while let Some(page) = walk.next_page().await {
+            server.extend(page.assets.into_iter().map(|a| a.asset.id));
+        }
+        walk.finish().await.unwrap();
+        let local: BTreeSet<String> = catalog
+            .assets(lib_id, AssetFilter::Smart(folder))
+            .map(|a| a.unwrap().asset.id)
+            .collect();
+        assert!(!server.is_empty(), "{folder:?}: the library has some");
+        assert_eq!(local, server, "{folder:?}");
+    }
+}

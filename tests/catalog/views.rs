@@ -77,7 +77,8 @@ fn smart_folders_follow_flags_and_kinds() {
         |filter| -> Vec<String> { c.assets(lib, filter).map(|a| a.unwrap().asset.id).collect() };
     let smart = |f| ids(AssetFilter::Smart(f));
     assert_eq!(smart(SmartFolder::Favorites), ["fav"]);
-    assert_eq!(smart(SmartFolder::Videos), ["video", "slomo", "live-movie"]);
+    // Slo-mo and time-lapse videos are in their own folders only, as on the server.
+    assert_eq!(smart(SmartFolder::Videos), ["video", "live-movie"]);
     assert_eq!(smart(SmartFolder::LivePhotos), ["live"]);
     assert_eq!(smart(SmartFolder::Screenshots), ["shot"]);
     assert_eq!(smart(SmartFolder::Bursts), ["burst"]);
