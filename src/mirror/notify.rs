@@ -57,6 +57,15 @@ pub struct Figures<'a> {
 
 /// Run `script` for `event`; an error describes why it did not run or failed.
 pub fn run_script(script: &Path, event: Event, figures: &Figures<'_>) -> Result<(), String> {
+    run_script_within(script, event, figures, SCRIPT_TIMEOUT)
+}
+
+fn run_script_within(
+    script: &Path,
+    event: Event,
+    figures: &Figures<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
     let mut cmd = Command::new(script);
     // The script's output goes to our stderr: our stdout carries results.
     cmd.stdin(Stdio::null())
@@ -74,21 +83,29 @@ pub fn run_script(script: &Path, event: Event, figures: &Figures<'_>) -> Result<
         .env("ICLOUDPD_RS_FAILED", n(|r| r.failed))
         .env("ICLOUDPD_RS_TOTAL", n(|r| r.total))
         .env("ICLOUDPD_RS_BYTES", n(|r| r.bytes_downloaded));
+    // A process group of its own, so that a script stopped at the deadline takes what it
+    // started with it (a `sleep`, a `curl`), instead of leaving them behind at every round of
+    // a watch.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("{} exited with {status}", script.display())),
             Ok(None) if Instant::now() >= deadline => {
+                if let Ok(group) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: signals the process group the child leads (created above).
+                    unsafe { libc::killpg(group, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
                     "{} did not finish within {}s and was stopped",
                     script.display(),
-                    SCRIPT_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
@@ -126,6 +143,38 @@ mod tests {
         run_script(&script, Event::TwoFactorNeeded, &figures).unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         assert_eq!(text.trim(), "2fa-needed 0 3 code needed");
+    }
+
+    #[test]
+    fn a_script_stopped_at_the_deadline_takes_what_it_started_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = dir.path().join("hang.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = run_script_within(
+            &script,
+            Event::SyncComplete,
+            &Figures::default(),
+            Duration::from_millis(700),
+        )
+        .unwrap_err();
+        assert!(e.contains("was stopped"), "{e}");
+        let sleep_pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", sleep_pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for init to reap it.
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(Instant::now() < deadline, "the script's child still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
