@@ -66,9 +66,13 @@ pub fn component(text: &str) -> String {
 /// [`clean_chars`] keeping non-ASCII (icloudpd's ASCII-only default is for file names, which
 /// scripts compare; a folder of "日本" must not become "_"), spaces at either end dropped
 /// (Windows and SMB shares of a NAS cannot show them as they are), a leading `.` (which would
-/// hide the entry) becomes `_`, then [`component`].
+/// hide the entry) becomes `_`, then [`component`]. The name is put in NFC first: an album
+/// named on a Mac arrives decomposed ("e" + U+0301), and beside the same name composed it
+/// would make two folders that look the same, where NFC makes them one name (then `-2`).
 pub fn remote_component(text: &str) -> String {
-    let cleaned = clean_chars(text, true);
+    use unicode_normalization::UnicodeNormalization;
+    let composed: String = text.nfc().collect();
+    let cleaned = clean_chars(&composed, true);
     component(&unhide(cleaned.trim()))
 }
 
@@ -83,6 +87,12 @@ pub fn unhide(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_names_are_composed() {
+        assert_eq!(remote_component("Cafe\u{301}"), "Caf\u{e9}");
+        assert_eq!(remote_component("Caf\u{e9}"), "Caf\u{e9}");
+    }
 
     #[test]
     fn remote_names_lose_the_spaces_at_their_ends() {

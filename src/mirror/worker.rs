@@ -277,6 +277,19 @@ pub(super) fn write_sidecar(path: &Path, asset: &StoredAsset) -> Result<(i64, bo
         Ok(outcome) => outcome != SidecarOutcome::Unchanged,
         Err(e) => return Err(format!("XMP sidecar not written: {e}")),
     };
+    // The sidecar carries its photo's mtime, as in the mount, so `rsync -a` of one onto the
+    // other finds nothing to update.
+    let sidecar = crate::metadata::sidecar_path(path);
+    let photo_mtime = std::fs::metadata(path).and_then(|m| m.modified());
+    let aligned = photo_mtime.and_then(|t| {
+        std::fs::File::options()
+            .write(true)
+            .open(&sidecar)?
+            .set_modified(t)
+    });
+    if let Err(e) = aligned {
+        tracing::debug!(path = %sidecar.display(), error = %e, "cannot set the sidecar's mtime");
+    }
     let of = crate::catalog::Catalog::asset_content_hash(&asset.asset);
     Ok((of, written))
 }

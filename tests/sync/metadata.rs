@@ -43,6 +43,19 @@ fn metadata_is_written_and_both_digests_are_recorded() {
             on_disk.contains_key(&format!("{path}.xmp")),
             "{path}: no sidecar"
         );
+        // The sidecar's mtime is its photo's, as the mount shows it (`rsync -a` of the mount
+        // onto this folder then updates nothing).
+        let mtime = |p: &str| {
+            std::fs::metadata(photos.join(p))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert_eq!(
+            mtime(&format!("{path}.xmp")),
+            mtime(path),
+            "{path}: sidecar mtime"
+        );
         let served = manifest[key].sha256.clone().unwrap();
         let (version, recorded) = by_path[path];
         assert_eq!(
