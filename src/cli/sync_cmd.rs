@@ -221,6 +221,9 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     if !args.deletion.yes {
         config.deletion.confirm = Some(confirmation());
     }
+    if let Some(path) = &args.run.report_json {
+        check_report_path(path)?;
+    }
     if dry_run {
         // icloudpd's flag prints where each file would go, folder included.
         let prefix = args.run.only_print_filenames.then(|| config.root.clone());
@@ -229,8 +232,9 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             None => progress::suspend(|| println!("{path}")),
         }));
         if !args.run.only_print_filenames {
+            // Part of the plan, which goes to standard output.
             config.on_deletion = Some(Arc::new(|line: &str| {
-                progress::suspend(|| eprintln!("{line}"))
+                progress::suspend(|| println!("{line}"))
             }));
         }
     }
@@ -415,10 +419,15 @@ fn finish_cycle(
                     );
                 }
             }
+            let mut code = code;
             if let Some(path) = &args.run.report_json
                 && let Err(e) = write_report(path, report)
             {
                 eprintln!("icloudpd-rs: {e}");
+                // Whoever reads the report finds none: not a success.
+                if code == exit::OK {
+                    code = exit::FAILURE;
+                }
             }
             if !dry_run {
                 let event = if code == exit::OK {
@@ -470,6 +479,27 @@ fn is_two_factor(e: &MirrorError) -> bool {
         _ => return false,
     };
     matches!(auth, AuthError::TwoFactorRequired { .. })
+}
+
+/// A report that could not be written at the end would be found out only after the whole
+/// run: its folder must exist now.
+fn check_report_path(path: &Path) -> Result<(), CommandError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if parent.is_dir() && !path.is_dir() {
+        return Ok(());
+    }
+    let problem = if path.is_dir() {
+        format!("{} is a directory", path.display())
+    } else {
+        format!("its folder {} does not exist", parent.display())
+    };
+    Err(CommandError::failure(format!(
+        "--report-json {}: {problem}",
+        path.display()
+    )))
 }
 
 /// Write the report atomically (temp file + rename).

@@ -42,10 +42,11 @@ fn auto_delete_removes_the_files_of_deleted_photos_only_when_confirmed() {
     let dry = env.sync(&photos, &["--auto-delete", "--dry-run"]);
     dry.expect_code(0);
     for p in &doomed {
+        // Part of the plan: on standard output, with the paths that would be downloaded.
         assert!(
-            dry.stderr.contains(&format!("would delete {p}")),
+            dry.stdout.contains(&format!("would delete {p}")),
             "{}",
-            dry.stderr
+            dry.stdout
         );
         assert!(photos.join(p).exists(), "a dry run deletes nothing");
     }

@@ -349,3 +349,20 @@ fn a_listing_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// A `--report-json` path that cannot be written is refused before anything is downloaded
+/// (it used to be found out after the whole run, which then exited 0 without its report).
+#[test]
+fn a_report_path_in_a_missing_folder_is_refused_before_the_run() {
+    let env = Env::new(small(5));
+    let photos = env.folder("photos");
+    let report = env.folder("no-such-folder").join("report.json");
+    let run = env.sync(&photos, &["--report-json", report.to_str().unwrap()]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("--report-json") && run.stderr.contains("does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(!photos.exists(), "nothing was downloaded");
+}
