@@ -1,7 +1,10 @@
 //! Deterministic collision resolution within a directory.
 //!
 //! Files are ranked by (asset added date, asset id, role, source version); the first keeps its
-//! name. A later file whose name is taken gets icloudpd's `<stem>-<size>.<ext>`, then
+//! name. The files of one asset never compete here: `versions::select` has already told them
+//! apart in the `--size` order (as icloudpd does), so the role only orders files whose
+//! suffixed names happen to meet, and keeps repeats of one file adjacent. A later file whose
+//! name is taken gets icloudpd's `<stem>-<size>.<ext>`, then
 //! `<stem>-<id7>.<ext>` (not under `name-id7`, whose names carry it already), then
 //! `<stem>-<n>.<ext>` for n = 2, 3, ... Because a newly added asset ranks after every asset
 //! already in the library, adding photos never renames an existing file.
@@ -44,7 +47,9 @@ pub fn resolve_collisions(
     files
 }
 
-/// The order in which files of one directory get their names: oldest addition first.
+/// The order in which files of one directory get their names: oldest addition first. Within
+/// one asset the role is only a tie-break (see the module notes): which of its files keeps a
+/// shared name is decided in `versions::select`, by the requested `--size` order.
 fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, VersionKind, &str) {
     (
         file.added_date_ms,

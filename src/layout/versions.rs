@@ -3,6 +3,12 @@
 //!
 //! The rules follow icloudpd's `disambiguate_filenames` and download loop, including their
 //! quirks (`--size adjusted` means "the edit, else the original", even with `--force-size`).
+//!
+//! Two files of one asset that still share a name (a size that fell back to the original,
+//! beside an edit of the same name) are told apart here, in the `--size` order, as icloudpd's
+//! download loop does: the first requested keeps the name, a later one gets `-<size>`.
+//! Collision handling across assets (`dedup`) then never has to choose between the files of
+//! one asset.
 
 use super::filename::{self, NameParts};
 use super::policy::{AlignRaw, LayoutPolicy, PrimarySize};
@@ -162,18 +168,37 @@ fn plan<'a>(
 }
 
 /// Add a file unless the same bytes already land under the same name (two sizes that both
-/// fell back to the original).
+/// fell back to the original). Other bytes under a name an earlier file has (compared
+/// ignoring case, like `dedup`) get icloudpd's `<stem>-<size>.<ext>`, then `-2`, `-3`, ...:
+/// the size requested first keeps the plain name, as in icloudpd, where it is written first.
 fn push_unique<'a>(
     files: &mut Vec<SelectedVersion<'a>>,
     role: VersionKind,
     source: &'a Version,
     name: NameParts,
 ) {
-    let rendered = name.render();
-    let duplicate = files
+    let key = |name: &NameParts| name.render().to_lowercase();
+    let wanted = key(&name);
+    let taken = |key: &str| files.iter().any(|f| f.name.render().to_lowercase() == key);
+    if files
         .iter()
-        .any(|f| std::ptr::eq(f.source, source) && f.name.render() == rendered);
-    if !duplicate {
-        files.push(SelectedVersion { role, source, name });
+        .any(|f| std::ptr::eq(f.source, source) && key(&f.name) == wanted)
+    {
+        return;
     }
+    let mut chosen = name.clone();
+    if taken(&wanted) {
+        chosen = name.with_suffix(&format!("-{}", source.size));
+        // An asset has a handful of files: the counter ends after a few tries.
+        let mut n: u32 = 2;
+        while taken(&key(&chosen)) {
+            chosen = name.with_suffix(&format!("-{n}"));
+            n += 1;
+        }
+    }
+    files.push(SelectedVersion {
+        role,
+        source,
+        name: chosen,
+    });
 }

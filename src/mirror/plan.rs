@@ -17,6 +17,7 @@ use crate::catalog::{
     AssetKey, Catalog, CatalogError, DownloadState, RootId, StoredAsset, VersionKey,
 };
 use crate::layout::{self, LayoutPolicy, PlannedFile};
+use crate::model::Asset;
 
 use super::select::{Selection, Sources};
 
@@ -57,7 +58,11 @@ pub struct PlanItem {
 
 impl TreeIndex {
     /// First pass: stream the selection's sources and place every accepted asset. `root`
-    /// (when the root exists) lets `--until-found` see what is already downloaded.
+    /// (when the root exists) lets `--until-found` see what is already downloaded or on disk.
+    ///
+    /// `--recent N` keeps the N newest assets the sources list, before the kind, date and
+    /// excluded-album filters, as icloudpd slices its listing before it skips anything: with
+    /// `--recent 2 --skip-photos` and two photos newest, nothing is taken.
     pub fn build(
         catalog: &Catalog,
         policy: &LayoutPolicy,
@@ -67,6 +72,8 @@ impl TreeIndex {
     ) -> Result<TreeIndex, CatalogError> {
         let mut index = TreeIndex::default();
         let mut dir_ids: HashMap<String, u32> = HashMap::new();
+        // (date, key) of every listed asset, filtered or not: what `--recent` counts.
+        let mut listed: Vec<(i64, AssetKey)> = Vec::new();
         let uses_album = policy.folder.uses_album();
         for source in &sources.list {
             let album = match (&source.album_path, uses_album) {
@@ -85,7 +92,13 @@ impl TreeIndex {
             // Directories depend on the asset's own fields only: no versions needed here.
             for asset in catalog.assets_without_versions(source.library, source.filter) {
                 let asset = asset?;
-                if !selection.accepts(&asset, source.smart) || sources.is_excluded(&asset) {
+                if !Selection::listed(&asset, source.smart) {
+                    continue;
+                }
+                if selection.recent.is_some() {
+                    listed.push((asset.asset.asset_date_ms, asset.key));
+                }
+                if !selection.passes_filters(&asset) || sources.is_excluded(&asset) {
                     continue;
                 }
                 let dir = layout::asset_dir(&asset.asset, policy, album_path.as_deref());
@@ -105,11 +118,11 @@ impl TreeIndex {
         index.entries.sort_unstable();
         index.entries.dedup();
         if let Some(n) = selection.recent {
-            let keep = newest_keys(&index.entries, n);
+            let keep = newest_keys(listed, n);
             index.entries.retain(|e| keep.contains(&e.key));
         }
         if let (Some(n), Some(root)) = (selection.until_found, root) {
-            let keep = until_found(catalog, policy, &index.entries, n, root)?;
+            let keep = until_found(catalog, policy, &index, n, root)?;
             index.entries.retain(|e| keep.contains(&e.key));
         }
         index.group();
@@ -181,15 +194,7 @@ impl TreeIndex {
                 continue; // removed meanwhile
             };
             by_id.insert(asset.asset.id.as_str(), asset.clone());
-            if e.album == NO_ALBUM {
-                files.extend(layout::plan_asset(&asset.asset, policy));
-            } else {
-                let path: Vec<&str> = self.albums[e.album as usize]
-                    .iter()
-                    .map(String::as_str)
-                    .collect();
-                files.extend(layout::plan_asset_in_album(&asset.asset, policy, &path));
-            }
+            files.extend(self.plan_entry(&asset.asset, policy, e.album));
         }
         let base_names: HashMap<(String, crate::model::VersionKind), String> = files
             .iter()
@@ -219,52 +224,108 @@ impl TreeIndex {
         }
         Ok(out)
     }
+
+    /// The files of one asset in its folder, or in the folder of album number `album`; names
+    /// before collision handling.
+    fn plan_entry(&self, asset: &Asset, policy: &LayoutPolicy, album: u32) -> Vec<PlannedFile> {
+        if album == NO_ALBUM {
+            return layout::plan_asset(asset, policy);
+        }
+        let path: Vec<&str> = self.albums[album as usize]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        layout::plan_asset_in_album(asset, policy, &path)
+    }
 }
 
-/// Keys of the `n` most recent assets (by asset date, then key).
-fn newest_keys(entries: &[Entry], n: usize) -> HashSet<AssetKey> {
-    let mut by_date: Vec<(i64, AssetKey)> = entries.iter().map(|e| (e.date_ms, e.key)).collect();
+/// Keys of the `n` most recent of the listed assets (by asset date, then key).
+fn newest_keys(mut by_date: Vec<(i64, AssetKey)>, n: usize) -> HashSet<AssetKey> {
     by_date.sort_unstable_by(|a, b| b.cmp(a));
     by_date.dedup();
     by_date.into_iter().take(n).map(|(_, k)| k).collect()
 }
 
 /// `--until-found N`: walking assets newest first, stop after `n` consecutive assets whose
-/// files are all downloaded already; keep the assets up to that point.
+/// files are all there already; keep the assets up to that point.
+///
+/// A file is there when the catalog records it as downloaded into `root`, or when a file of
+/// exactly its size sits at its path (one `sync` adopts without downloading). icloudpd looks
+/// only at the disk, so a folder it wrote, or one synced with another data folder, stops the
+/// walk as it would stop icloudpd, instead of walking the whole library and fetching again the
+/// old files the user deleted. Paths are the names before collision handling (the ones
+/// icloudpd gives): a file that collision handling renamed counts only when recorded;
+/// otherwise the walk just goes on.
 fn until_found(
     catalog: &Catalog,
     policy: &LayoutPolicy,
-    entries: &[Entry],
+    index: &TreeIndex,
     n: usize,
     root: RootId,
 ) -> Result<HashSet<AssetKey>, CatalogError> {
-    let mut by_date: Vec<(i64, AssetKey)> = entries.iter().map(|e| (e.date_ms, e.key)).collect();
+    let root_dir = catalog
+        .roots()?
+        .into_iter()
+        .find(|r| r.id == root)
+        .map(|r| r.path);
+    let on_disk = |file: &PlannedFile| {
+        root_dir.as_ref().is_some_and(|dir| {
+            std::fs::symlink_metadata(dir.join(file.rel_path()))
+                .is_ok_and(|m| m.is_file() && m.len() == file.size)
+        })
+    };
+    // Every place of an asset (one per album folder under `{album}`), newest asset first.
+    let mut by_date: Vec<(i64, AssetKey, u32)> = index
+        .entries
+        .iter()
+        .map(|e| (e.date_ms, e.key, e.album))
+        .collect();
     by_date.sort_unstable_by(|a, b| b.cmp(a));
     by_date.dedup();
     let mut keep = HashSet::new();
     let mut streak = 0usize;
-    for chunk in by_date.chunks(256) {
-        let keys: Vec<AssetKey> = chunk.iter().map(|(_, k)| *k).collect();
-        let assets = catalog.assets_by_keys(&keys)?;
-        let versions: Vec<VersionKey> = assets
+    let mut i = 0;
+    while i < by_date.len() {
+        // A chunk of whole assets: an asset's places are adjacent.
+        let mut end = (i + 256).min(by_date.len());
+        while end < by_date.len() && by_date[end].1 == by_date[end - 1].1 {
+            end += 1;
+        }
+        let chunk = &by_date[i..end];
+        i = end;
+        let mut keys: Vec<AssetKey> = chunk.iter().map(|(_, k, _)| *k).collect();
+        keys.dedup();
+        let assets: HashMap<AssetKey, StoredAsset> = catalog
+            .assets_by_keys(&keys)?
+            .into_iter()
+            .map(|a| (a.key, a))
+            .collect();
+        // Each asset's files, in every place it has.
+        let mut planned: Vec<(&StoredAsset, Vec<PlannedFile>)> = Vec::new();
+        for (_, key, album) in chunk {
+            let Some(a) = assets.get(key) else {
+                continue; // removed meanwhile
+            };
+            if planned.last().is_none_or(|(last, _)| last.key != *key) {
+                planned.push((a, Vec::new()));
+            }
+            if let Some((_, files)) = planned.last_mut() {
+                files.extend(index.plan_entry(&a.asset, policy, *album));
+            }
+        }
+        let versions: Vec<VersionKey> = planned
             .iter()
-            .flat_map(|a| {
-                layout::plan_asset(&a.asset, policy)
-                    .into_iter()
-                    .filter_map(|f| a.version_key(f.version))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(a, files)| files.iter().filter_map(|f| a.version_key(f.version)))
             .collect();
         let states = catalog.download_states(root, &versions)?;
-        for a in &assets {
+        for (a, files) in planned {
             keep.insert(a.key);
-            let files = layout::plan_asset(&a.asset, policy);
-            let done = !files.is_empty()
-                && files.iter().all(|f| {
-                    a.version_key(f.version).is_some_and(|v| {
-                        matches!(states.get(&v), Some(DownloadState::Downloaded { .. }))
-                    })
-                });
+            let recorded = |file: &PlannedFile| {
+                a.version_key(file.version).is_some_and(|v| {
+                    matches!(states.get(&v), Some(DownloadState::Downloaded { .. }))
+                })
+            };
+            let done = !files.is_empty() && files.iter().all(|f| recorded(f) || on_disk(f));
             streak = if done { streak + 1 } else { 0 };
             if streak >= n {
                 return Ok(keep);

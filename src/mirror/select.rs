@@ -2,6 +2,10 @@
 //! folders, `--skip-videos`, `--skip-photos`, `--skip-created-before/after`, `--recent`,
 //! `--until-found`, `--filename-exclude`) as one typed value, resolved against the catalog.
 //!
+//! The order is icloudpd's: `--recent N` takes the N newest assets of the listing (All Photos,
+//! or the albums and smart folders asked for), and the other filters (kind, dates, excluded
+//! albums) then drop some of those; `--until-found` walks what is left.
+//!
 //! Per-asset filters ([`Selection::accepts`]) are pure; album and smart-folder names become
 //! catalog [`AssetFilter`]s only once the catalog holds the album tree (after a refresh), in
 //! [`Selection::sources`]. `--filename-exclude` applies to planned files *after* collision
@@ -204,10 +208,21 @@ impl Selection {
     /// The per-asset filters: kind and date, and never hidden, deleted or gone assets unless
     /// a smart folder asked for them (`from_smart_folder`).
     pub fn accepts(&self, asset: &StoredAsset, from_smart_folder: bool) -> bool {
+        Self::listed(asset, from_smart_folder) && self.passes_filters(asset)
+    }
+
+    /// Whether iCloud lists the asset at all where it was found: gone assets never, hidden
+    /// and deleted ones only in the smart folder that holds them (`from_smart_folder`).
+    /// `--recent` counts these, before any other filter (as icloudpd does).
+    pub fn listed(asset: &StoredAsset, from_smart_folder: bool) -> bool {
         let a = &asset.asset;
-        if asset.gone_ms.is_some() || (!from_smart_folder && (a.hidden || a.deleted)) {
-            return false;
-        }
+        asset.gone_ms.is_none() && (from_smart_folder || !(a.hidden || a.deleted))
+    }
+
+    /// The kind and date filters (`--skip-videos`, `--skip-photos`,
+    /// `--skip-created-before/after`), applied after `--recent`.
+    pub fn passes_filters(&self, asset: &StoredAsset) -> bool {
+        let a = &asset.asset;
         let movie = a.kind == ItemKind::Movie;
         if (movie && self.skip_videos) || (!movie && self.skip_photos) {
             return false;

@@ -164,6 +164,55 @@ fn adjusted_versions_and_their_disambiguation() {
     );
 }
 
+/// Two sizes of one asset that land on one name (an edit, and a missing alternative that
+/// falls back to the original of the same name): the size requested first keeps the name,
+/// the other gets `-<size>`, as icloudpd writes them in the `--size` order. Collision
+/// handling over a whole tree keeps that choice.
+#[test]
+fn sizes_sharing_a_name_are_named_in_the_requested_order() {
+    let jpeg = edited("IMG_0009.JPG", JPEG);
+    let adjusted_first = sizes(&[Adjusted, Alternative]);
+    assert_eq!(
+        plan(&jpeg, &adjusted_first),
+        vec![
+            row("IMG_0009.JPG", K::Adjusted, K::Adjusted),
+            row("IMG_0009-3000.JPG", K::Original, K::Original),
+        ]
+    );
+    let alternative_first = sizes(&[Alternative, Adjusted]);
+    assert_eq!(
+        plan(&jpeg, &alternative_first),
+        vec![
+            row("IMG_0009.JPG", K::Original, K::Original),
+            row("IMG_0009-2000.JPG", K::Adjusted, K::Adjusted),
+        ]
+    );
+    for policy in [adjusted_first, alternative_first] {
+        let tree = icloudpd_rs::layout::plan_tree([&jpeg], &policy, None);
+        let mut expected = plan(&jpeg, &policy);
+        expected.sort();
+        assert_eq!(summary(&tree), expected, "{:?}", policy.sizes);
+    }
+    // Names equal but for case collide too (an original whose type maps to no extension
+    // keeps the name's own `.jpg`).
+    let lower = asset(
+        "lower",
+        Some("img_0009.jpg"),
+        ItemKind::Image,
+        vec![
+            version(K::Original, "com.example.unmapped", 3000),
+            version(K::Adjusted, JPEG, 2000),
+        ],
+    );
+    assert_eq!(
+        plan(&lower, &sizes(&[Adjusted, Alternative])),
+        vec![
+            row("img_0009.JPG", K::Adjusted, K::Adjusted),
+            row("img_0009-3000.jpg", K::Original, K::Original),
+        ]
+    );
+}
+
 fn raw_pair(edited: bool) -> Asset {
     let mut versions = vec![
         version(K::Original, CR2, 25_000_000),

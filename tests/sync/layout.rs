@@ -408,3 +408,143 @@ fn a_photo_in_several_album_folders_is_downloaded_once_and_linked() {
     assert_eq!(env.cdn(), before);
     assert_tree(&env, &photos, &exp);
 }
+
+/// An edited JPEG without an alternative, asked for `--size adjusted --size alternative`: the
+/// alternative falls back to the original, which has the edit's name. icloudpd writes the
+/// sizes in the `--size` order, so the first requested keeps the plain name and the other
+/// gets `-<size>`; a folder icloudpd wrote is then taken over as it is.
+#[test]
+fn the_size_requested_first_keeps_a_name_two_sizes_share() {
+    let env = Env::new(small(30));
+    let manifest = env.manifest();
+    let id = manifest
+        .values()
+        .filter(|e| e.version == "original" && e.file_type == "public.jpeg")
+        .filter(|e| e.zone == "PrimarySync" && !e.is_hidden && !e.is_deleted)
+        .filter(|e| {
+            e.filename.as_deref().is_some_and(|n| {
+                n.strip_suffix(".JPG")
+                    .is_some_and(|stem| stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            })
+        })
+        .map(|e| e.asset_id.clone())
+        .filter(|id| {
+            let versions: Vec<&str> = manifest
+                .values()
+                .filter(|e| &e.asset_id == id)
+                .map(|e| e.version)
+                .collect();
+            versions
+                .iter()
+                .all(|v| ["original", "medium", "thumb"].contains(v))
+        })
+        .min()
+        .expect("a plain JPEG photo");
+    env.mutate(json!({"op": "edit", "asset_ids": [id]}));
+    let manifest = env.manifest();
+    let original = &manifest[&(id.clone(), "original".to_string())];
+    let adjusted = &manifest[&(id.clone(), "adjusted".to_string())];
+    let name = original.filename.clone().unwrap();
+    let stem = name.trim_end_matches(".JPG");
+    let cases = [
+        (
+            ["--size", "adjusted", "--size", "alternative"],
+            adjusted,
+            original,
+        ),
+        (
+            ["--size", "alternative", "--size", "adjusted"],
+            original,
+            adjusted,
+        ),
+    ];
+    for (i, (flags, first, second)) in cases.iter().enumerate() {
+        let folder = env.folder(&format!("sizes{i}"));
+        env.sync(&folder, flags).expect_code(0);
+        assert_tree(&env, &folder, &expected_tree(&env, flags));
+        let on_disk = files_on_disk(&folder);
+        let name_of = |sha: &Option<String>| -> String {
+            let (path, _) = on_disk
+                .iter()
+                .find(|(_, s)| Some(*s) == sha.as_ref())
+                .unwrap_or_else(|| panic!("{flags:?}: no file with {sha:?}"));
+            path.rsplit('/').next().unwrap().to_string()
+        };
+        assert_eq!(name_of(&first.sha256), format!("{stem}.JPG"), "{flags:?}");
+        assert_eq!(
+            name_of(&second.sha256),
+            format!("{stem}-{}.JPG", second.size),
+            "{flags:?}"
+        );
+    }
+}
+
+/// `--recent N` takes the N newest assets first and the other filters then drop some of them
+/// (icloudpd slices its listing, then skips): `--recent N --skip-photos` gives only the videos
+/// among the N newest, not the N newest videos. Within an album, the N newest of its members.
+#[test]
+fn recent_counts_the_newest_assets_before_the_other_filters() {
+    use icloudpd_rs::model::ItemKind;
+    let env = Env::new(small(80));
+    env.sync(&env.folder("warmup"), &["--dry-run"])
+        .expect_code(0);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let mut newest: Vec<(i64, String, bool)> = catalog
+        .assets(lib, AssetFilter::AllPhotos)
+        .map(|a| a.unwrap().asset)
+        .map(|a| (a.asset_date_ms, a.id.clone(), a.kind == ItemKind::Movie))
+        .collect();
+    newest.sort();
+    newest.reverse();
+    // The fewest newest assets holding both a photo and a video.
+    let n = (1..=newest.len())
+        .find(|&n| {
+            let head = &newest[..n];
+            head.iter().any(|(_, _, movie)| *movie) && head.iter().any(|(_, _, movie)| !*movie)
+        })
+        .expect("photos and videos");
+    let head: Vec<&(i64, String, bool)> = newest.iter().take(n).collect();
+    let count = n.to_string();
+    for (skip, movie) in [("--skip-photos", true), ("--skip-videos", false)] {
+        let f = env.folder(&format!("recent{skip}"));
+        let run = env.sync(&f, &["--recent", &count, skip]);
+        run.expect_code(0);
+        let ids: Vec<&str> = head
+            .iter()
+            .filter(|(_, _, m)| *m == movie)
+            .map(|(_, id, _)| id.as_str())
+            .collect();
+        assert!(ids.len() < n, "{skip}: the filter drops one of the newest");
+        let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+            ids.contains(&a.id.as_str())
+        });
+        assert!(!exp.is_empty());
+        assert_tree(&env, &f, &exp);
+    }
+
+    // With an album, the newest of its members.
+    let counts = catalog.album_member_counts(lib).unwrap();
+    let album = catalog
+        .albums(lib)
+        .unwrap()
+        .into_iter()
+        .find(|a| !a.album.is_folder && counts.get(&a.album.id).copied().unwrap_or(0) > 3)
+        .expect("an album with members");
+    let mut members: Vec<(i64, String)> = catalog
+        .assets(lib, AssetFilter::Album(album.key))
+        .map(|a| a.unwrap().asset)
+        .map(|a| (a.asset_date_ms, a.id.clone()))
+        .collect();
+    members.sort();
+    members.reverse();
+    let ids: Vec<&str> = members.iter().take(2).map(|(_, id)| id.as_str()).collect();
+    let f = env.folder("recent-album");
+    env.sync(&f, &["--album", &album.path.join("/"), "--recent", "2"])
+        .expect_code(0);
+    let exp = expected_of(&env, &[], AssetFilter::AllPhotos, |a| {
+        ids.contains(&a.id.as_str())
+    });
+    assert!(!exp.is_empty());
+    assert_tree(&env, &f, &exp);
+}

@@ -1,6 +1,7 @@
 //! The download-state commands against the simulator: `import-existing` (a tree from a clean
 //! sync elsewhere, and one with icloudpd's collision names), `retry-failed` and
-//! `status --failed`, `verify [--checksums] [--repair]`, `reset-state`.
+//! `status --failed`, `verify [--checksums] [--repair]`, `reset-state`; `--until-found` over
+//! a folder synced with another data folder.
 
 use crate::support;
 
@@ -310,5 +311,78 @@ fn state_commands_take_a_relative_download_folder_as_sync_does() {
         );
         assert!(out.status.success(), "{args:?}: {stderr}");
         assert!(stdout.contains(says), "{args:?}: {stdout}");
+    }
+}
+
+/// `--until-found N` over a folder synced with another data folder (or written by icloudpd):
+/// files already there with their planned size count as found, as icloudpd counts the files
+/// it finds on disk. The walk stops after N such assets, so the old files the user deleted
+/// stay deleted; a missing file among the newest is fetched, and resets the count.
+#[test]
+fn until_found_counts_the_files_already_on_disk() {
+    let env = Env::new(small(40));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let mut by_date: Vec<(i64, String)> = catalog
+        .assets(lib, icloudpd_rs::catalog::AssetFilter::AllPhotos)
+        .map(|a| a.unwrap().asset)
+        .map(|a| (a.asset_date_ms, a.id))
+        .collect();
+    by_date.sort();
+    let files_of = |id: &str| -> Vec<String> {
+        expected
+            .iter()
+            .filter(|(_, (asset, _))| asset == id)
+            .map(|(path, _)| path.clone())
+            .collect()
+    };
+    // The user deleted the files of the two oldest assets and of the newest one.
+    let old: Vec<String> = by_date[..2]
+        .iter()
+        .flat_map(|(_, id)| files_of(id))
+        .collect();
+    let newest = files_of(&by_date.last().unwrap().1);
+    assert!(!old.is_empty() && !newest.is_empty());
+    for path in old.iter().chain(&newest) {
+        std::fs::remove_file(photos.join(path)).unwrap();
+    }
+
+    let folder = photos.display().to_string();
+    let out = env
+        .command_in(
+            &env.folder("fresh-data"),
+            &[
+                "sync",
+                "-d",
+                &folder,
+                "--no-progress-bar",
+                "--until-found",
+                "3",
+            ],
+        )
+        .output()
+        .expect("sync");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    run.expect_code(0);
+    let (downloaded, skipped, failed, _) = run.summary();
+    assert_eq!(
+        (downloaded, failed),
+        (newest.len() as u64, 0),
+        "only the newest asset's files are fetched again\n{}",
+        run.stdout
+    );
+    assert!(skipped >= 3, "{}", run.stdout);
+    for path in &newest {
+        assert!(photos.join(path).is_file(), "{path} fetched again");
+    }
+    for path in &old {
+        assert!(!photos.join(path).exists(), "{path} stays deleted");
     }
 }
