@@ -12,7 +12,7 @@
 
 use super::filename::{self, NameParts};
 use super::policy::{AlignRaw, LayoutPolicy, PrimarySize};
-use crate::model::{Asset, Version, VersionKind};
+use crate::model::{Asset, ItemKind, Version, VersionKind};
 
 /// One file an asset contributes: what it is for, whose bytes it holds, and its name.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +59,9 @@ impl<'a> AlignedVersions<'a> {
         match role {
             VersionKind::Original => self.original,
             VersionKind::Alternative => self.alternative,
+            // icloudpd knows no edited rendition of a video (`resVidFull`): `--size adjusted`
+            // gives a video's original, so a folder icloudpd wrote is taken over as it is.
+            VersionKind::Adjusted if self.asset.kind == ItemKind::Movie => None,
             other => self.asset.version(other),
         }
     }

@@ -474,6 +474,18 @@ fn videos_keep_their_extension_and_get_no_companion() {
         plan(&video, &sizes(&[Thumb])),
         vec![row("IMG_7405-thumb.MOV", K::Thumb, K::Thumb)]
     );
+    // An edited video: icloudpd has no edited rendition of a video, so `adjusted` is its
+    // original, and asking for both gives one file (a folder icloudpd wrote is taken over).
+    let mut edited = video.clone();
+    edited.versions.push(version(K::Adjusted, MOV, 40_000_000));
+    assert_eq!(
+        plan(&edited, &sizes(&[Adjusted])),
+        vec![row("IMG_7405.MOV", K::Adjusted, K::Original)]
+    );
+    assert_eq!(
+        plan(&edited, &sizes(&[Original, Adjusted])),
+        vec![row("IMG_7405.MOV", K::Original, K::Original)]
+    );
 }
 
 #[test]
