@@ -387,3 +387,40 @@ fn a_full_cache_disk_is_reported_once_and_the_cache_keeps_what_fits() {
     assert_eq!(env.cdn().0, before, "{last} was served from the cache");
     up.finish();
 }
+
+/// `lsattr` (an inode-flags ioctl) and `SEEK_DATA`/`SEEK_HOLE` get their ordinary answers,
+/// without a log line each (fuser's defaults warned "[Not Implemented]" at every call).
+#[test]
+fn ioctls_and_seek_data_are_answered_quietly() {
+    use std::os::fd::AsRawFd;
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(5, 0.001));
+    let mnt = env.empty_dir("mnt");
+    let up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    let (rel, size) = files(&up.mnt)
+        .into_iter()
+        .find(|(p, _)| !p.starts_with("Albums"))
+        .unwrap();
+    let file = std::fs::File::open(up.mnt.join(&rel)).unwrap();
+    let fd = file.as_raw_fd();
+    for _ in 0..3 {
+        let mut flags: libc::c_long = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one long into `flags`.
+        let r = unsafe { libc::ioctl(fd, 0x8008_6601, &mut flags) };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        assert!(
+            r == -1 && matches!(errno, Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP)),
+            "{r} {errno:?}"
+        );
+        // SAFETY: plain lseek on an open descriptor.
+        assert_eq!(unsafe { libc::lseek(fd, 0, libc::SEEK_DATA) }, 0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::lseek(fd, 0, libc::SEEK_HOLE) }, size as i64);
+    }
+    drop(file);
+    let err = take(&up.stderr);
+    up.finish();
+    assert!(!err.contains("Not Implemented"), "{err}");
+}
