@@ -18,7 +18,7 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountError> {
         Err(e) => {
             return Err(match e.raw_os_error() {
                 Some(libc::ENOENT) => MountError::MissingMountpoint(p),
-                Some(libc::ENOTCONN) => MountError::StaleMount(p),
+                Some(libc::ENOTCONN) => MountError::StaleMount(stale_mount_holding(&p)),
                 Some(libc::EACCES) | Some(libc::EPERM) => MountError::NoPermission(p),
                 _ => MountError::Io {
                     op: "stat",
@@ -135,6 +135,18 @@ pub(crate) fn fuse_conf_allows_other(path: &Path) -> bool {
 }
 
 /// The filesystem type mounted exactly at `path`, from `/proc/self/mountinfo`.
+/// The stale mount that makes `path` unreachable: `path` itself or the nearest folder above
+/// it that is a FUSE mountpoint (what `fusermount3 -u` must be given).
+fn stale_mount_holding(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    absolute
+        .ancestors()
+        .find(|a| mountinfo_fstype(&info, a).is_some_and(|t| t.starts_with("fuse")))
+        .map(Path::to_path_buf)
+        .unwrap_or(absolute)
+}
+
 pub(super) fn mounted_fstype(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo_fstype(&info, path)

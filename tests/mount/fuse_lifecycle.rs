@@ -118,6 +118,12 @@ fn bad_mountpoints_are_refused_with_their_fix() {
     let e = try_mount(&stale).unwrap_err();
     assert!(matches!(e, MountError::StaleMount(_)), "{e}");
     assert!(e.to_string().contains("fusermount3 -u"), "{e}");
+    // A folder inside the stale mount: the fix names the mount, not the folder.
+    let e = try_mount(&stale.join("2024")).unwrap_err();
+    match &e {
+        MountError::StaleMount(at) => assert_eq!(at, &stale, "{e}"),
+        other => panic!("expected a stale mount, got {other}"),
+    }
     assert_eq!(mounts_at(&stale), 1, "only the stale mount, nothing on top");
     let c = std::ffi::CString::new(stale.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid path.
