@@ -6,7 +6,7 @@
 //! then happens once more, so a config value gets exactly the validation a flag gets.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 
@@ -117,8 +117,10 @@ fn config_args(
         }
         let flag = format!("--{wanted}");
         let takes_value = arg.get_action().takes_values();
+        let is_path = arg.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>();
         let mut push_value = |v: &toml::Value| -> Result<(), String> {
             let text = match v {
+                toml::Value::String(s) if is_path => expand_home(s),
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
@@ -151,6 +153,19 @@ fn config_args(
         }
     }
     Ok(out)
+}
+
+/// `~` and `~/...` as a shell expands them on a command line (a config file is read by no
+/// shell): the home folder.
+fn expand_home(text: &str) -> String {
+    let home = || std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    match text.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match home() {
+            Some(home) => format!("{home}{rest}"),
+            None => text.to_string(),
+        },
+        _ => text.to_string(),
+    }
 }
 
 /// A warning when the file holds a password that other users can read (as fetchmail and ssh
@@ -264,6 +279,47 @@ mod tests {
             .try_get_matches_from(merged)
             .map_err(|e| e.to_string())?;
         Ok(m.subcommand_matches("sync").unwrap().clone())
+    }
+
+    #[test]
+    fn a_leading_tilde_of_a_path_is_the_home_folder() {
+        let cmd = || {
+            Command::new("t").subcommand(
+                Command::new("sync")
+                    .arg(
+                        Arg::new("config")
+                            .long("config")
+                            .value_parser(clap::value_parser!(PathBuf)),
+                    )
+                    .arg(
+                        Arg::new("directory")
+                            .long("directory")
+                            .value_parser(clap::value_parser!(PathBuf)),
+                    )
+                    .arg(Arg::new("album").long("album")),
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "directory = \"~/Photos\"\nalbum = \"~/not a path\"\n",
+        )
+        .unwrap();
+        let argv: Vec<OsString> = vec![
+            "t".into(),
+            "sync".into(),
+            format!("--config={}", path.display()).into(),
+        ];
+        let merged = merge_config_file(&cmd(), argv).unwrap();
+        let m = cmd().try_get_matches_from(merged).unwrap();
+        let m = m.subcommand_matches("sync").unwrap();
+        let home = std::env::var("HOME").unwrap();
+        assert_eq!(
+            m.get_one::<PathBuf>("directory").unwrap(),
+            &Path::new(&home).join("Photos")
+        );
+        assert_eq!(m.get_one::<String>("album").unwrap(), "~/not a path");
     }
 
     #[test]
