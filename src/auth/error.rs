@@ -16,6 +16,13 @@ pub enum AuthError {
     NoUsername,
 
     #[error(
+        "no Apple ID given, and no account has signed in with the data folder {data_dir}{}: use \
+         -u/--username or set ICLOUD_USERNAME (or --data-dir for another data folder)",
+        if *.exists { "" } else { " (it does not exist)" }
+    )]
+    NoSavedAccount { data_dir: String, exists: bool },
+
+    #[error(
         "no Apple ID given, and {data_dir} holds several accounts ({accounts}): choose one with \
          -u/--username"
     )]
@@ -190,6 +197,7 @@ impl AuthError {
         !matches!(
             self,
             AuthError::NoUsername
+                | AuthError::NoSavedAccount { .. }
                 | AuthError::WhichAccount { .. }
                 | AuthError::Unavailable { .. }
                 | AuthError::Network { .. }

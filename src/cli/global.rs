@@ -73,7 +73,10 @@ impl GlobalArgs {
             .saved_accounts
             .get_or_init(|| crate::auth::saved_accounts(&data_dir));
         match saved.as_slice() {
-            [] => Err(AuthError::NoUsername),
+            [] => Err(AuthError::NoSavedAccount {
+                data_dir: data_dir.display().to_string(),
+                exists: data_dir.is_dir(),
+            }),
             [only] => Ok(only),
             several => Err(AuthError::WhichAccount {
                 data_dir: data_dir.display().to_string(),

@@ -53,6 +53,31 @@ signal N (130 Ctrl-C, 143 SIGTERM; the next run resumes).";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How much to log on standard error (default info; `RUST_LOG` gives finer control).
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+}
+
+/// `--log-level` values (icloudpd's, plus warn and trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 /// Subcommands.
@@ -121,7 +146,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_logging();
+    init_logging(cli.log_level);
     if matches!(
         cli.command,
         Command::List(_) | Command::Status(_) | Command::Verify(_) | Command::Completions { .. }
@@ -184,8 +209,12 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 /// session, which warns whenever its final unmount finds the filesystem already unmounted, as
 /// after every `fusermount3 -u` (its own comment says this is not necessarily an error); the
 /// mount checks the outcome itself.
-fn init_logging() {
-    let user = std::env::var("RUST_LOG").ok();
+fn init_logging(level: Option<LogLevel>) {
+    // The flag, given on this command line, wins over the environment.
+    let user = match level {
+        Some(level) => Some(level.directive().to_string()),
+        None => std::env::var("RUST_LOG").ok(),
+    };
     let mut filter = user
         .as_deref()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())

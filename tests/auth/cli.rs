@@ -685,3 +685,40 @@ async fn other_domain_exit_3() {
     );
     assert!(r.stderr.contains("--domain cn"), "{}", r.stderr);
 }
+
+/// Without -u, a data folder with no account says so (and that it does not exist), instead of
+/// only asking for an Apple ID.
+#[test]
+fn no_apple_id_and_a_missing_data_folder_are_both_named() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let missing = data.path().join("nowhere");
+    let r = run(
+        &["status", "--data-dir", missing.to_str().unwrap()],
+        &[],
+        None,
+        "no-password-involved",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nowhere (it does not exist)") && r.stderr.contains("-u/--username"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `--log-level` (icloudpd's flag) wins over RUST_LOG.
+#[test]
+fn log_level_flag_wins_over_the_environment() {
+    let sim = sim(SimConfig::default());
+    let pw = sim.account().password.clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let mut args = login_args(&sim, data.path(), &password_file(secrets.path(), &pw));
+    args.extend(["--log-level".to_string(), "warn".to_string()]);
+    // `run` sets RUST_LOG=trace.
+    let r = run(&strs(&args), &[], None, &pw);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for level in [" TRACE ", " DEBUG ", " INFO "] {
+        assert!(!r.stderr.contains(level), "{level} in: {}", r.stderr);
+    }
+}
