@@ -128,6 +128,14 @@ pub struct Location {
     pub latitude: f64,
     pub longitude: f64,
     pub altitude: Option<f64>,
+    /// Speed over ground when the fix was taken, in metres per second, as the device
+    /// recorded it (Core Location reports a negative speed when it had none).
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// When the fix was taken (UTC, milliseconds since the Unix epoch): a photo taken from a
+    /// stale fix has a time before its capture date.
+    #[serde(default)]
+    pub gps_time_ms: Option<i64>,
 }
 
 /// One photo or video: a CPLMaster joined with its CPLAsset.

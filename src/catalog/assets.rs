@@ -180,11 +180,17 @@ pub(super) fn content_hash(asset: &Asset) -> i64 {
             latitude,
             longitude,
             altitude,
+            speed,
+            gps_time_ms,
         }) => {
-            h.tag(1);
+            // Tag 2 since schema v6 added speed and time: every located asset stored before
+            // hashes differently, so the next listing rewrites it with them.
+            h.tag(2);
             h.int(latitude.to_bits() as i64);
             h.int(longitude.to_bits() as i64);
             h.opt_int(altitude.map(|a| a.to_bits() as i64));
+            h.opt_int(speed.map(|s| s.to_bits() as i64));
+            h.opt_int(*gps_time_ms);
         }
     }
     h.int(versions.len() as i64);
@@ -322,6 +328,8 @@ pub(super) struct AssetColumns<'a> {
     latitude: Option<f64>,
     longitude: Option<f64>,
     altitude: Option<f64>,
+    gps_speed: Option<f64>,
+    gps_time_ms: Option<i64>,
     kind: &'static str,
     live: bool,
     asset: &'a Asset,
@@ -336,6 +344,8 @@ impl<'a> AssetColumns<'a> {
             latitude: asset.location.map(|l| l.latitude),
             longitude: asset.location.map(|l| l.longitude),
             altitude: asset.location.and_then(|l| l.altitude),
+            gps_speed: asset.location.and_then(|l| l.speed),
+            gps_time_ms: asset.location.and_then(|l| l.gps_time_ms),
             kind: asset.kind.as_str(),
             live: asset.is_live(),
             asset,
@@ -343,7 +353,7 @@ impl<'a> AssetColumns<'a> {
     }
 
     /// The values both statements write, `asset_record` to `live`, in their column order.
-    pub(super) fn values(&self) -> [&dyn ToSql; 26] {
+    pub(super) fn values(&self) -> [&dyn ToSql; 28] {
         let a = self.asset;
         [
             &a.asset_record,
@@ -371,6 +381,8 @@ impl<'a> AssetColumns<'a> {
             &self.latitude,
             &self.longitude,
             &self.altitude,
+            &self.gps_speed,
+            &self.gps_time_ms,
             &self.live,
         ]
     }
@@ -398,9 +410,11 @@ macro_rules! insert_asset_sql {
                 filename_problem, item_type, kind, asset_date_ms, added_date_ms, tz_offset_s,
                 favorite, hidden, deleted, date_expunged_ms, burst_id, subtype, subtype_v2,
                 orientation, duration, adjustment_type, caption, description, keywords,
-                latitude, longitude, altitude, live, content_hash, first_seen_run, last_seen_run)
+                latitude, longitude, altitude, gps_speed, gps_time_ms, live, content_hash,
+                first_seen_run, last_seen_run)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?30) ",
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32,
+                     ?32) ",
             $tail
         )
     };
@@ -429,8 +443,8 @@ fn update_asset(
             favorite = ?11, hidden = ?12, deleted = ?13, date_expunged_ms = ?14, burst_id = ?15,
             subtype = ?16, subtype_v2 = ?17, orientation = ?18, duration = ?19,
             adjustment_type = ?20, caption = ?21, description = ?22, keywords = ?23,
-            latitude = ?24, longitude = ?25, altitude = ?26, live = ?27, content_hash = ?28,
-            last_seen_run = ?29, gone_ms = NULL
+            latitude = ?24, longitude = ?25, altitude = ?26, gps_speed = ?27, gps_time_ms = ?28,
+            live = ?29, content_hash = ?30, last_seen_run = ?31, gone_ms = NULL
          WHERE asset_key = ?1",
     )
     .and_then(|mut s| {
@@ -617,6 +631,8 @@ mod tests {
                     latitude: 1.0,
                     longitude: 2.0,
                     altitude: None,
+                    speed: None,
+                    gps_time_ms: None,
                 })
             },
             |a| a.versions[0].kind = VersionKind::Medium,
@@ -625,6 +641,32 @@ mod tests {
             let mut b = sample();
             edit(&mut b);
             assert_ne!(content_hash(&a), content_hash(&b), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn the_content_hash_sees_gps_speed_and_time() {
+        let located = |speed, gps_time_ms| {
+            let mut a = sample();
+            a.location = Some(Location {
+                latitude: 1.0,
+                longitude: 2.0,
+                altitude: Some(3.0),
+                speed,
+                gps_time_ms,
+            });
+            content_hash(&a)
+        };
+        let hashes = [
+            located(None, None),
+            located(Some(0.0), None),
+            located(Some(1.5), None),
+            located(None, Some(0)),
+            located(None, Some(1_000)),
+            located(Some(1.5), Some(1_000)),
+        ];
+        for (i, h) in hashes.iter().enumerate() {
+            assert!(!hashes[..i].contains(h), "hash {i} repeats an earlier one");
         }
     }
 }

@@ -41,7 +41,8 @@
 //!    (stored in the same transaction), then [`Catalog::finish_run`].
 //!
 //! A run still `running` when a writer next opens the catalog belonged to a process that died:
-//! it is marked `interrupted` ([`Catalog::interrupted_at_open`]).
+//! it is marked `interrupted` ([`Catalog::interrupted_at_open`]). So is a sync run (`sync_runs.rs`:
+//! how the last sync into each download folder ended, for `status`).
 //!
 //! # Keys
 //! [`AssetKey`], [`VersionKey`], [`AlbumKey`] are SQLite row keys that are never reused, stable
@@ -63,6 +64,7 @@ mod queries;
 mod runs;
 pub mod schema;
 mod status;
+mod sync_runs;
 
 use std::fmt;
 use std::fs::File;
@@ -83,6 +85,7 @@ pub use orphans::OrphanedFile;
 pub use queries::{AssetFilter, AssetIter, Paged, SmartFolder, StoredAsset, StoredVersion};
 pub use runs::{RunCounts, RunKind, RunRecord, RunStatus};
 pub use status::{LibraryStatus, Status};
+pub use sync_runs::{SyncOutcome, SyncRunEnd, SyncRunRecord};
 
 /// An open catalog: a writer (holding the lock) or a reader.
 pub struct Catalog {

@@ -99,6 +99,10 @@ impl Catalog {
         if !interrupted.is_empty() {
             tracing::warn!(runs = ?interrupted, "refresh runs of a previous process were interrupted");
         }
+        let syncs = super::sync_runs::mark_interrupted_sync_runs(&conn)?;
+        if syncs > 0 {
+            tracing::info!(syncs, "sync runs of a previous process were interrupted");
+        }
         Ok(Catalog {
             conn,
             path,

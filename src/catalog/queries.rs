@@ -239,7 +239,7 @@ const ASSET_SELECT: &str = "SELECT a.asset_key, a.library_id, l.zone, a.record_i
     a.added_date_ms, a.tz_offset_s, a.favorite, a.hidden, a.deleted, a.date_expunged_ms,
     a.burst_id, a.subtype, a.subtype_v2, a.orientation, a.duration, a.adjustment_type,
     a.caption, a.description, a.keywords, a.latitude, a.longitude, a.altitude,
-    a.first_seen_run, a.last_seen_run, a.gone_ms
+    a.first_seen_run, a.last_seen_run, a.gone_ms, a.gps_speed, a.gps_time_ms
     FROM assets a JOIN libraries l ON l.library_id = a.library_id";
 
 /// Decodes an [`ASSET_SELECT`] row; versions are filled in afterwards.
@@ -252,12 +252,15 @@ fn asset_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAsset> {
     };
     let latitude: Option<f64> = r.get(26)?;
     let longitude: Option<f64> = r.get(27)?;
+    let gps_time_ms: Option<i64> = r.get(33)?;
     let location = latitude
         .zip(longitude)
         .map(|(latitude, longitude)| Location {
             latitude,
             longitude,
             altitude: r.get(28).ok().flatten(),
+            speed: r.get(32).ok().flatten(),
+            gps_time_ms,
         });
     Ok(StoredAsset {
         key: r.get(0)?,

@@ -21,6 +21,12 @@
 //! - **5**: `downloads.sidecar_of`, the content hash of the asset whose metadata the file's
 //!   XMP sidecar was last written from (`--xmp-sidecar`), so that a sync writes the sidecar of
 //!   a file downloaded before, and again when the asset's metadata changes ([`V5_CHANGES`]).
+//! - **6** ([`V6_CHANGES`]): `assets.gps_speed` and `assets.gps_time_ms`, the speed and time
+//!   of the GPS fix from `locationEnc` (XMP `exif:GPSSpeed`, `exif:GPSTimeStamp`); and
+//!   `sync_runs`, one row per sync or mirror run into a download root with how it ended, so
+//!   `status` can tell a folder whose last sync was interrupted. Migrating forgets the zone
+//!   token of libraries with located assets: the next refresh lists them in full, which
+//!   fills the new columns of assets stored before.
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -39,9 +45,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
-/// The columns of `assets` (every version since 1 has the same ones, in this order).
+/// The columns of `assets` from version 1 to 5, in this order (v6 adds two at the end: see
+/// [`V6_CHANGES`]; the v4 rebuild copies rows by position, so this list stays as it was).
 macro_rules! assets_columns {
     () => {
         r#"
@@ -203,6 +210,28 @@ pub const V5_CHANGES: &str = r#"
 ALTER TABLE downloads ADD COLUMN sidecar_of INTEGER;
 "#;
 
+/// v5 -> v6: the GPS fix's speed and time, and the outcome of each sync run. A run row is
+/// written `running` when the run has its folder, and gets its outcome when it ends; one
+/// still `running` when no process holds the catalog died with its process.
+pub const V6_CHANGES: &str = r#"
+ALTER TABLE assets ADD COLUMN gps_speed REAL;     -- metres per second, as recorded
+ALTER TABLE assets ADD COLUMN gps_time_ms INTEGER; -- when the fix was taken
+CREATE TABLE sync_runs (
+    sync_run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    root_id     INTEGER NOT NULL REFERENCES download_roots(root_id) ON DELETE CASCADE,
+    mode        TEXT NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    ended_ms    INTEGER,
+    outcome     TEXT NOT NULL
+                CHECK (outcome IN ('running', 'complete', 'partial', 'interrupted', 'failed')),
+    downloaded  INTEGER NOT NULL DEFAULT 0,
+    skipped     INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    error       TEXT
+);
+CREATE INDEX sync_runs_by_root ON sync_runs (root_id, sync_run_id);
+"#;
+
 /// v2 -> v3: the files of lost versions (see `orphans.rs`).
 pub const V3_CHANGES: &str = r#"
 CREATE TABLE orphaned_downloads (
@@ -291,6 +320,11 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 5,
         apply: migrate_v4_to_v5,
     },
+    Migration {
+        from: 5,
+        to: 6,
+        apply: migrate_v5_to_v6,
+    },
 ];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
@@ -300,6 +334,7 @@ pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(V3_CHANGES)?;
     rebuild_assets(tx)?;
     tx.execute_batch(V5_CHANGES)?;
+    tx.execute_batch(V6_CHANGES)?;
     stamp(tx, CURRENT_VERSION)
 }
 
@@ -321,6 +356,21 @@ fn migrate_v3_to_v4(tx: &Transaction<'_>) -> Result<(), String> {
 /// v4 -> v5: see [`V5_CHANGES`].
 fn migrate_v4_to_v5(tx: &Transaction<'_>) -> Result<(), String> {
     tx.execute_batch(V5_CHANGES).map_err(|e| e.to_string())
+}
+
+/// v5 -> v6: see [`V6_CHANGES`]. Assets stored before have no speed or time although iCloud
+/// has them, and an incremental refresh only brings assets that change: their libraries are
+/// listed in full once (the zone token is what makes a refresh incremental).
+fn migrate_v5_to_v6(tx: &Transaction<'_>) -> Result<(), String> {
+    tx.execute_batch(V6_CHANGES).map_err(|e| e.to_string())?;
+    tx.execute(
+        "UPDATE libraries SET zone_token = NULL
+         WHERE library_id IN (SELECT DISTINCT library_id FROM assets
+                              WHERE latitude IS NOT NULL AND gone_ms IS NULL)",
+        [],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Runs [`V4_ASSETS`] (foreign keys off: dropping `assets` must not touch `versions`), keeping

@@ -9,6 +9,7 @@ use super::libraries::LibraryRecord;
 use super::lock::lock_path;
 use super::queries::{AssetFilter, SmartFolder};
 use super::runs::RunRecord;
+use super::sync_runs::SyncRunRecord;
 use super::{Catalog, RootId, serialize_ms, to_u64};
 
 /// What the catalog holds and how far downloads into one root (or all roots) have got.
@@ -39,7 +40,12 @@ pub struct Status {
     pub writer: Option<String>,
     pub libraries: Vec<LibraryStatus>,
     pub last_run: Option<RunRecord>,
+    /// Refresh runs (listings) a process left unfinished.
     pub interrupted_runs: Vec<RunRecord>,
+    /// The last sync (or mount mirror) run into each download folder (into `root` only, when
+    /// given), by folder: whether it completed, and how far it got. `pending` cannot say what
+    /// an interrupted sync left to do (download state exists only for files attempted).
+    pub last_syncs: Vec<SyncRunRecord>,
 }
 
 /// Per-library part of [`Status`].
@@ -146,6 +152,7 @@ impl Catalog {
             libraries,
             last_run: self.recent_runs(None, 1)?.into_iter().next(),
             interrupted_runs: self.interrupted_runs()?,
+            last_syncs: self.last_sync_runs(root)?,
         })
     }
 }

@@ -309,10 +309,64 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
         let local = last.with_timezone(&chrono::Local);
         println!("Last refresh: {}", local.format("%Y-%m-%d %H:%M:%S %:z"));
     }
+    for run in &status.last_syncs {
+        println!("{}", last_sync_line(run));
+    }
     print_session(session);
     if std::io::stdout().is_terminal() && n("failed") > 0 {
         println!("Run `icloudpd-rs status --failed` to see what failed.");
     }
+}
+
+/// `Last sync into /photos: interrupted 2026-11-30 10:12 (182 downloaded) — run sync again to
+/// finish`: how the last run into a folder ended, and what to do about it. The time is when
+/// it ended, or when it started for a run still going or killed (its end is unknown).
+fn last_sync_line(run: &crate::catalog::SyncRunRecord) -> String {
+    use crate::catalog::SyncOutcome;
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let when = match run.ended {
+        Some(ended) => local(ended),
+        None => format!("(started {})", local(run.started)),
+    };
+    let mut counts = vec![format!("{} downloaded", run.downloaded)];
+    if run.ended.is_some() {
+        counts.push(format!("{} skipped", run.skipped));
+    }
+    if run.failed > 0 {
+        counts.push(format!("{} failed", run.failed));
+    }
+    let hint = match run.outcome {
+        SyncOutcome::Complete => String::new(),
+        SyncOutcome::Running => " — still going".to_string(),
+        SyncOutcome::Interrupted => " — run sync again to finish".to_string(),
+        SyncOutcome::Partial => {
+            " — `icloudpd-rs status --failed` lists the failures, `retry-failed` tries them again"
+                .to_string()
+        }
+        SyncOutcome::Failed => format!(
+            ": {} — run sync again to finish",
+            run.error.as_deref().unwrap_or("unknown error")
+        ),
+    };
+    let what = match run.mode.as_str() {
+        "import_existing" => "import-existing",
+        "retry_failed" => "retry-failed",
+        _ => "sync",
+    };
+    format!(
+        "Last {what} into {}: {} {when} ({}){hint}",
+        run.root.display(),
+        run.outcome.as_str(),
+        counts.join(", ")
+    )
 }
 
 /// `status` of an account signed in to but not listed yet: zero counts, no catalog.

@@ -334,6 +334,8 @@ fn location<S: RecordText>(asset: &Record<S>, id: &str) -> Option<Location> {
                         latitude,
                         longitude,
                         altitude: get("alt"),
+                        speed: get("speed"),
+                        gps_time_ms: d.get("timestamp").and_then(plist_date_ms),
                     }),
                     _ => None,
                 }
@@ -352,9 +354,25 @@ fn location<S: RecordText>(asset: &Record<S>, id: &str) -> Option<Location> {
                 latitude: asset.double("locationLatitude")?,
                 longitude: asset.double("locationLongitude")?,
                 altitude: None,
+                speed: None,
+                gps_time_ms: None,
             })
         })
         .filter(|l| (-90.0..=90.0).contains(&l.latitude) && (-180.0..=180.0).contains(&l.longitude))
+}
+
+/// Seconds from the Unix epoch to the plist epoch (2001-01-01T00:00:00Z).
+const PLIST_EPOCH_UNIX_SECS: f64 = 978_307_200.0;
+
+/// A plist date as Unix milliseconds; `None` for another type or a time no calendar holds
+/// (years beyond ±262,000 are what chrono can show, far past any GPS fix).
+fn plist_date_ms(value: &Plist) -> Option<i64> {
+    let Plist::Date(secs) = value else {
+        return None;
+    };
+    let ms = ((secs + PLIST_EPOCH_UNIX_SECS) * 1000.0).round();
+    // A float cast saturates rather than failing: check the range before it.
+    (ms.is_finite() && ms.abs() < 8e15).then_some(ms as i64)
 }
 
 #[cfg(test)]
@@ -543,6 +561,7 @@ pub(crate) mod tests {
             (loc.latitude, loc.longitude, loc.altitude),
             (48.85, 2.35, None)
         );
+        assert_eq!((loc.speed, loc.gps_time_ms), (None, None));
         assert_eq!(got.burst_id.as_deref(), Some("B-1"));
         assert_eq!((got.subtype, got.subtype_v2), (1, 3));
         assert_eq!(got.adjustment_type.as_deref(), Some("com.apple.photo"));
@@ -554,6 +573,37 @@ pub(crate) mod tests {
             "falls back to the master's orientation"
         );
         assert_eq!(got.duration, Some(6472));
+    }
+
+    #[test]
+    fn location_keeps_speed_and_gps_time() {
+        // Written by Python's plistlib (lat 48.85, lon 2.35, alt 35.5, speed 4.25, timestamp
+        // 2019-04-16 10:28:06.5 UTC), as icloudpd reads it.
+        let written = "YnBsaXN0MDDVAQIDBAUGBwgJClNhbHRTbGF0U2xvblVzcGVlZFl0aW1lc3RhbXAjQEHAAAAAAAAjQEhszMzMzM0jQALMzMzMzM0jQBEAAAAAAAAzQcEy8ttAAAAIExcbHyUvOEFKUwAAAAAAAAEBAAAAAAAAAAsAAAAAAAAAAAAAAAAAAABc";
+        // Recorded from Apple (icloudpd's cassettes): speed 0, timestamp at the plist epoch.
+        let recorded = "YnBsaXN0MDDYAQIDBAUGBwgJCQoLCQwNCVZjb3Vyc2VVc3BlZWRTYWx0U2xvbld2ZXJ0QWNjU2xhdFl0aW1lc3RhbXBXaG9yekFjYyMAAAAAAAAAACNAdG9H6P0fpCNAWL2oZnRhiiNAMtKmTC+DezMAAAAAAAAAAAgZICYqLjY6RExVXmdwAAAAAAAAAQEAAAAAAAAADgAAAAAAAAAAAAAAAAAAAHk=";
+        let parsed = |enc: &str| {
+            let a = record(
+                json!({"recordName": "A", "recordType": "CPLAsset", "fields": {
+                    "locationEnc": {"value": enc, "type": "ENCRYPTED_BYTES"},
+                }}),
+            );
+            location(&a, "A").expect("location")
+        };
+        let loc = parsed(written);
+        assert_eq!(
+            (loc.latitude, loc.longitude, loc.altitude),
+            (48.85, 2.35, Some(35.5))
+        );
+        assert_eq!(loc.speed, Some(4.25));
+        assert_eq!(loc.gps_time_ms, Some(1_555_410_486_500));
+        let loc = parsed(recorded);
+        assert_eq!(loc.speed, Some(0.0));
+        assert_eq!(loc.gps_time_ms, Some(978_307_200_000));
+
+        assert_eq!(plist_date_ms(&Plist::Real(1.0)), None, "not a date");
+        assert_eq!(plist_date_ms(&Plist::Date(f64::NAN)), None);
+        assert_eq!(plist_date_ms(&Plist::Date(1e300)), None);
     }
 
     #[test]

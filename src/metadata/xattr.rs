@@ -117,6 +117,8 @@ mod tests {
             latitude: 37.5,
             longitude: -122.25,
             altitude: Some(10.5),
+            speed: None,
+            gps_time_ms: None,
         });
         let x = xattrs_for(&a);
         assert_eq!(get(&x, "user.icloud.favorite"), Some("1"));

@@ -6,6 +6,8 @@
 //! | `xmp:CreateDate`, `exif:DateTimeOriginal`, `photoshop:DateCreated` | capture date | `2018-07-31T14:22:24.816+07:00` (local time and offset; `+00:00` when the offset is unknown) |
 //! | `exif:GPSLatitude`, `exif:GPSLongitude` | location | `DDD,MM.mmmmmmN` (minutes to 1e-6: ~2 cm) |
 //! | `exif:GPSAltitude`, `exif:GPSAltitudeRef` | location | rational in cm (`12345/100`), `0` above / `1` below sea level |
+//! | `exif:GPSSpeed` | location's speed | metres per second as icloudpd writes it (Python's `str(float)`: `4.25`, `12.0`); absent when 0 or negative (Core Location's "no speed") |
+//! | `exif:GPSTimeStamp` | location's fix time | `2019-04-16T10:28:06`, UTC without offset, as icloudpd writes it |
 //! | `dc:title` | caption | language alternative, `x-default` |
 //! | `dc:description` | description | language alternative, `x-default` |
 //! | `dc:subject` | keywords | bag |
@@ -90,6 +92,8 @@ pub(crate) const VOCABULARY: &[(&str, &str)] = &[
     (EXIF_NS, "GPSLongitude"),
     (EXIF_NS, "GPSAltitude"),
     (EXIF_NS, "GPSAltitudeRef"),
+    (EXIF_NS, "GPSSpeed"),
+    (EXIF_NS, "GPSTimeStamp"),
     (DC_NS, "title"),
     (DC_NS, "description"),
     (DC_NS, "subject"),
@@ -171,6 +175,19 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
             let r = if below { "1" } else { "0" };
             push("exif", "GPSAltitudeRef", "gps", Value::Text(r.into()));
         }
+        // icloudpd leaves a speed of 0 out (Python's falsy zero); a negative speed is Core
+        // Location's "unknown", which icloudpd would write as `-1.0`: left out as out of range.
+        if let Some(speed) = loc.speed.filter(|s| s.is_finite() && *s > 0.0) {
+            push(
+                "exif",
+                "GPSSpeed",
+                "gps",
+                Value::Text(python_float_text(speed)),
+            );
+        }
+        if let Some(time) = loc.gps_time_ms.and_then(gps_time_text) {
+            push("exif", "GPSTimeStamp", "gps", Value::Text(time));
+        }
     }
     if let Some(title) = clean_text(asset.caption.as_deref()) {
         push("dc", "title", "title", Value::LangAlt(title));
@@ -244,6 +261,46 @@ pub(crate) fn properties(asset: &Asset) -> Vec<Property> {
         push(ICLOUD_PREFIX, "BurstId", "BurstId", Value::Text(burst));
     }
     out
+}
+
+/// A float as Python's `str(float)` writes it, the form icloudpd gives `exif:GPSSpeed`: the
+/// shortest digits that read back as the same float, with `.0` on whole numbers, and an
+/// exponent (`1e-05`, `1e+16`) below 1e-4 or from 1e16 up. `value` is finite.
+fn python_float_text(value: f64) -> String {
+    // `{:e}` gives the same shortest digits: `4.25e0`, `1e-5`, `1.2345e16`.
+    let scientific = format!("{:e}", value.abs());
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .unwrap_or((scientific.as_str(), "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if value.is_sign_negative() { "-" } else { "" };
+    // Where the decimal point goes in `digits` (Python's `decpt`).
+    let point = exponent + 1;
+    if !(-3..=16).contains(&point) {
+        let exp_sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{sign}{mantissa}e{exp_sign}{:02}", exponent.unsigned_abs());
+    }
+    let body = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else {
+        let point = point as usize;
+        if point >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    format!("{sign}{body}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` in UTC, no offset: icloudpd formats the plist's naive UTC time with
+/// `%z`, which is empty for it. `None` outside years 1-9999 (Python cannot hold them).
+fn gps_time_text(ms: i64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_millis(ms)?;
+    (1..=9999)
+        .contains(&chrono::Datelike::year(&t))
+        .then(|| t.format("%Y-%m-%dT%H:%M:%S").to_string())
 }
 
 /// `DDD,MM.mmmmmmH`: whole degrees, decimal minutes, hemisphere letter. `None` when the value
@@ -456,6 +513,8 @@ pub(crate) mod tests {
             latitude: 1.0,
             longitude: f64::INFINITY,
             altitude: Some(3.0),
+            speed: None,
+            gps_time_ms: None,
         });
         let p = properties(&a);
         assert_eq!(text_of(&p, "title").as_deref(), Some("abc & <d>"));
@@ -473,10 +532,85 @@ pub(crate) mod tests {
             latitude: 1.0,
             longitude: 2.0,
             altitude: Some(-12.345),
+            speed: None,
+            gps_time_ms: None,
         });
         let p = properties(&a);
         assert_eq!(text_of(&p, "GPSAltitude").as_deref(), Some("1235/100"));
         assert_eq!(text_of(&p, "GPSAltitudeRef").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn gps_speed_and_time_stamp_as_icloudpd_writes_them() {
+        let mut a = bare_asset();
+        let with = |speed, gps_time_ms| Location {
+            latitude: 1.0,
+            longitude: 2.0,
+            altitude: None,
+            speed,
+            gps_time_ms,
+        };
+        a.location = Some(with(Some(4.25), Some(1_555_410_486_500)));
+        let p = properties(&a);
+        assert_eq!(text_of(&p, "GPSSpeed").as_deref(), Some("4.25"));
+        assert_eq!(
+            text_of(&p, "GPSTimeStamp").as_deref(),
+            Some("2019-04-16T10:28:06"),
+            "UTC, seconds cut as Python's strftime cuts them, no offset"
+        );
+        let speed = p.iter().find(|p| p.name == "GPSSpeed").unwrap();
+        assert_eq!((speed.namespace(), speed.group), (EXIF_NS, "gps"));
+        let time = p.iter().find(|p| p.name == "GPSTimeStamp").unwrap();
+        assert_eq!((time.namespace(), time.group), (EXIF_NS, "gps"));
+
+        // The recorded Apple value: speed 0 (left out), a fix time at the plist epoch.
+        a.location = Some(with(Some(0.0), Some(978_307_200_000)));
+        let p = properties(&a);
+        assert_eq!(text_of(&p, "GPSSpeed"), None);
+        assert_eq!(
+            text_of(&p, "GPSTimeStamp").as_deref(),
+            Some("2001-01-01T00:00:00")
+        );
+        for (speed, time) in [
+            (Some(-1.0), Some(i64::MAX)),
+            (Some(f64::NAN), Some(-62_200_000_000_000)),
+            (Some(f64::INFINITY), None),
+            (None, Some(253_402_300_800_000)),
+        ] {
+            a.location = Some(with(speed, time));
+            let p = properties(&a);
+            assert_eq!(text_of(&p, "GPSSpeed"), None, "{speed:?}");
+            assert_eq!(text_of(&p, "GPSTimeStamp"), None, "{time:?}");
+        }
+        // Without a usable position, nothing of the group.
+        a.location = Some(Location {
+            latitude: 91.0,
+            ..with(Some(3.0), Some(0))
+        });
+        let p = properties(&a);
+        assert_eq!(text_of(&p, "GPSSpeed"), None);
+        assert_eq!(text_of(&p, "GPSTimeStamp"), None);
+    }
+
+    #[test]
+    fn floats_read_as_python_writes_them() {
+        for (value, python) in [
+            (4.25, "4.25"),
+            (12.0, "12.0"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123_456.789, "123456.789"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (12_345_678_901_234_567.0, "1.2345678901234568e+16"),
+            (1e300, "1e+300"),
+            (-2.5, "-2.5"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(python_float_text(value), python, "{value:e}");
+        }
     }
 
     #[test]
@@ -515,6 +649,8 @@ pub(crate) mod tests {
             latitude: 1.0,
             longitude: 2.0,
             altitude: Some(3.0),
+            speed: Some(1.5),
+            gps_time_ms: Some(0),
         });
         for p in properties(&a) {
             let key = (p.namespace(), p.name);

@@ -174,6 +174,9 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     } else {
         catalog.root_id(&config.root)?
     };
+    if let (Some(root), Some(mode)) = (root_id, super::report::recorded_mode(config.mode)) {
+        catalog.begin_sync_run(root, mode)?; // `status` shows how it ends (`Mirror::run`)
+    }
     let state_writer = match root_id {
         Some(root) if writes => Some(
             StateWriter::spawn(catalog.companion_writer()?, root).map_err(|source| {

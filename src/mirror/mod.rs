@@ -336,16 +336,18 @@ impl Mirror {
         let counters = Arc::new(Counters::default());
         *self.transfers.lock().unwrap_or_else(|e| e.into_inner()) = transfers.clone();
         self.counters.replace(counters.clone());
-        engine::run(engine::RunInputs {
+        let result = engine::run(engine::RunInputs {
             config: self.config.clone(),
             session,
-            catalog,
+            catalog: &mut *catalog,
             refresh,
             transfers,
             counters,
             gate: self.gate.clone(),
             stopper: self.stopper.clone(),
         })
-        .await
+        .await;
+        report::record_end(catalog, &self.config.root, self.config.mode, &result);
+        result
     }
 }

@@ -1,6 +1,6 @@
 //! What a run did: live counters (the progress bar reads them), and the final report with
 //! the one-line summary (`50 downloaded, 350 skipped, 0 failed (400 total)`) and the
-//! `--report-json` document.
+//! `--report-json` document; and how a run's end is recorded in the catalog, for `status`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::{MirrorError, RunMode};
+use crate::catalog::{Catalog, SyncOutcome, SyncRunEnd};
 
 /// Failures kept with their details in the report (the count is always exact).
 pub const MAX_LISTED_FAILURES: usize = 1000;
@@ -197,6 +200,68 @@ impl RunReport {
     }
 }
 
+/// What a run of `mode` is called in the catalog's sync runs (`status --json` `last_syncs`);
+/// `None` for a dry run, which changes nothing and is not recorded.
+pub(super) fn recorded_mode(mode: RunMode) -> Option<&'static str> {
+    match mode {
+        RunMode::Download => Some("download"),
+        RunMode::ImportExisting => Some("import_existing"),
+        RunMode::RetryFailed => Some("retry_failed"),
+        RunMode::DryRun => None,
+    }
+}
+
+/// How a run's result reads in the catalog.
+pub(super) fn sync_run_end(result: &Result<RunReport, MirrorError>) -> SyncRunEnd {
+    match result {
+        Ok(report) => SyncRunEnd {
+            outcome: match &report.outcome {
+                RunOutcome::Complete => SyncOutcome::Complete,
+                RunOutcome::Partial => SyncOutcome::Partial,
+                RunOutcome::Interrupted => SyncOutcome::Interrupted,
+                RunOutcome::Failed { .. } => SyncOutcome::Failed,
+            },
+            downloaded: report.downloaded,
+            skipped: report.skipped,
+            failed: report.failed,
+            error: match &report.outcome {
+                RunOutcome::Failed { error } => Some(error.clone()),
+                _ => None,
+            },
+        },
+        // The counts of a run that could not go on are not in its error; the catalog's
+        // download state has them.
+        Err(e) => SyncRunEnd {
+            outcome: SyncOutcome::Failed,
+            downloaded: 0,
+            skipped: 0,
+            failed: 0,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Records the end of a run begun in the catalog (the engine begins one once it holds its
+/// download folder). Best effort: the run's own result stands whatever happens here, and a
+/// row left without an end reads as an interrupted run.
+pub(super) fn record_end(
+    catalog: &mut Catalog,
+    root: &std::path::Path,
+    mode: RunMode,
+    result: &Result<RunReport, MirrorError>,
+) {
+    if recorded_mode(mode).is_none() {
+        return;
+    }
+    let recorded = catalog.root_id(root).and_then(|id| match id {
+        Some(id) => catalog.end_sync_run(id, &sync_run_end(result)),
+        None => Ok(false),
+    });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "could not record how the sync ended; `status` will call it interrupted");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +307,28 @@ mod tests {
             ["f0", "f2"]
         );
         assert_eq!(r.total, 2);
+    }
+
+    #[test]
+    fn a_run_end_reads_as_its_outcome_with_its_counts() {
+        let c = Counters::default();
+        c.downloaded.store(7, Ordering::Relaxed);
+        c.skip(SkipReason::AlreadyDownloaded);
+        let end = sync_run_end(&Ok(c.report(Duration::ZERO, RunOutcome::Interrupted)));
+        assert_eq!(
+            end,
+            SyncRunEnd {
+                outcome: SyncOutcome::Interrupted,
+                downloaded: 7,
+                skipped: 1,
+                failed: 0,
+                error: None
+            }
+        );
+        let end = sync_run_end(&Err(MirrorError::State("disk gone".into())));
+        assert_eq!(end.outcome, SyncOutcome::Failed);
+        assert!(end.error.unwrap().contains("disk gone"));
+        assert_eq!(recorded_mode(RunMode::DryRun), None);
+        assert_eq!(recorded_mode(RunMode::Download), Some("download"));
     }
 }

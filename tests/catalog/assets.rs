@@ -27,6 +27,8 @@ fn every_asset_field_round_trips() {
         latitude: 0.0,
         longitude: 0.0,
         altitude: None,
+        speed: None,
+        gps_time_ms: None,
     });
 
     let run = c.begin_run(lib, RunKind::Full, None).unwrap();
@@ -59,6 +61,44 @@ fn every_asset_field_round_trips() {
     let back = c.asset_by_id(lib, "shuffled").unwrap().unwrap();
     let kinds: Vec<VersionKind> = back.asset.versions.iter().map(|v| v.kind).collect();
     assert_eq!(kinds, VersionKind::ALL);
+}
+
+/// Schema v6: the GPS fix's speed and time are stored, read back, and part of the content
+/// hash, so a fix that changes only in them is a change (its sidecar is written again).
+#[test]
+fn gps_speed_and_time_round_trip_and_their_changes_are_noticed() {
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    let mut asset = everything("GPS");
+    let run = c.begin_run(lib, RunKind::Full, None).unwrap();
+    c.upsert_page(run, std::slice::from_ref(&asset), &[])
+        .unwrap();
+    let stored = c.asset_by_id(lib, "GPS").unwrap().unwrap();
+    let loc = stored.asset.location.unwrap();
+    assert_eq!(
+        (loc.speed, loc.gps_time_ms),
+        (Some(4.25), Some(1_555_410_486_500))
+    );
+    let edits: [fn(&mut icloudpd_rs::model::Location); 4] = [
+        |l| l.speed = Some(0.5),
+        |l| l.gps_time_ms = Some(1_555_410_487_000),
+        |l| l.speed = None,
+        |l| l.gps_time_ms = None,
+    ];
+    for edit in edits {
+        edit(asset.location.as_mut().unwrap());
+        let counts = c
+            .upsert_page(run, std::slice::from_ref(&asset), &[])
+            .unwrap();
+        assert_eq!(counts.changed, 1, "{:?}", asset.location);
+        let back = c.asset_by_id(lib, "GPS").unwrap().unwrap();
+        assert_eq!(back.asset, asset);
+        assert_eq!(back.key, stored.key);
+    }
+    let again = c
+        .upsert_page(run, std::slice::from_ref(&asset), &[])
+        .unwrap();
+    assert_eq!(again.unchanged, 1);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use crate::support;
 
 use icloudpd_rs::catalog::schema::{
-    APPLICATION_ID, CURRENT_VERSION, V0_SCHEMA, V1_SCHEMA, V2_CHANGES, V3_CHANGES,
+    APPLICATION_ID, CURRENT_VERSION, V0_SCHEMA, V1_SCHEMA, V2_CHANGES, V3_CHANGES, V4_ASSETS,
+    V5_CHANGES,
 };
 use icloudpd_rs::catalog::{AssetFilter, Catalog, CatalogError, RunKind};
 use icloudpd_rs::model::{ItemKind, Library, VersionKind};
@@ -403,6 +404,12 @@ fn a_v3_catalog_is_migrated_to_the_current_schema_and_keeps_everything() {
     );
     // v5: no sidecar is known to be written from the asset's current metadata.
     assert_eq!(one("SELECT quote(sidecar_of) FROM downloads"), "NULL");
+    // v6: no GPS speed or time yet, no sync run.
+    assert_eq!(
+        one("SELECT quote(gps_speed) || quote(gps_time_ms) FROM assets WHERE record_id = 'M1'"),
+        "NULLNULL"
+    );
+    assert_eq!(one("SELECT CAST(count(*) AS TEXT) FROM sync_runs"), "0");
     assert_eq!(
         one(
             "SELECT a.record_id FROM downloads JOIN versions USING (version_key)
@@ -488,4 +495,122 @@ fn a_failed_migration_leaves_the_original_intact() {
         Catalog::open(s.db()),
         Err(CatalogError::MigrationFailed { .. })
     ));
+}
+
+/// A v5 catalog: two libraries with zone tokens, one with a located asset; a downloaded file.
+fn build_v5(path: &std::path::Path) {
+    let conn = Connection::open(path).unwrap();
+    for sql in [V1_SCHEMA, V2_CHANGES, V3_CHANGES, V4_ASSETS, V5_CHANGES] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 5).unwrap();
+    conn.execute_batch(
+        "INSERT INTO libraries (database, zone, zone_token)
+             VALUES ('private', 'PrimarySync', 'tok-p'), ('shared', 'SharedSync-1', 'tok-s');
+         INSERT INTO assets (asset_key, library_id, record_id, asset_record, filename, kind,
+                             asset_date_ms, added_date_ms, favorite, hidden, deleted, subtype,
+                             subtype_v2, latitude, longitude, altitude, live, content_hash)
+             VALUES (3, 1, 'M1', 'A1', 'IMG_0001.HEIC', 'image', 1000, 2000, 0, 0, 0, 0, 0,
+                     48.85, 2.35, 35.5, 0, 5),
+                    (4, 2, 'S1', 'B1', 'IMG_0002.HEIC', 'image', 3000, 4000, 0, 0, 0, 0, 0,
+                     NULL, NULL, NULL, 0, 6);
+         INSERT INTO versions (asset_key, kind, size, file_type, checksum)
+             VALUES (3, 'original', 111, 'public.heic', 'c1');
+         INSERT INTO download_roots (path, created_ms) VALUES (x'2f70', 1);
+         INSERT INTO downloads (root_id, version_key, state, rel_path, size, sha256,
+                                downloaded_ms, sidecar_of)
+             VALUES (1, 1, 'downloaded', '2024/IMG_0001.HEIC', 111, x'00', 5, 5);",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_v5_catalog_is_migrated_in_place_to_v6() {
+    let s = Scratch::new();
+    build_v5(&s.db());
+    let original = file_bytes(&s.db());
+    let c = Catalog::open(s.db()).unwrap();
+    let primary = c.library_id("private", "PrimarySync").unwrap().unwrap();
+    let shared = c.library_id("shared", "SharedSync-1").unwrap().unwrap();
+    let m1 = c.asset_by_id(primary, "M1").unwrap().unwrap();
+    assert_eq!(m1.key.0, 3);
+    let loc = m1.asset.location.unwrap();
+    assert_eq!(
+        (loc.latitude, loc.longitude, loc.altitude),
+        (48.85, 2.35, Some(35.5))
+    );
+    assert_eq!((loc.speed, loc.gps_time_ms), (None, None));
+    // The library with located assets is listed in full next time (which brings their speed
+    // and time); the other one keeps following its change feed.
+    assert_eq!(c.zone_token(primary).unwrap(), None);
+    assert_eq!(c.zone_token(shared).unwrap().as_deref(), Some("tok-s"));
+    // Download state and sidecar bookkeeping are kept; no sync has run yet.
+    let status = c.status(None).unwrap();
+    assert_eq!(status.downloaded, 1);
+    assert!(status.last_syncs.is_empty());
+    drop(c);
+
+    let conn = Connection::open(s.db()).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6);
+    let sidecar_of: i64 = conn
+        .query_row("SELECT sidecar_of FROM downloads", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sidecar_of, 5);
+    drop(conn);
+
+    // The copy taken before is the v5 file as it was.
+    let backup: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".backup-v5-"))
+        .collect();
+    assert_eq!(backup.len(), 1);
+    let copy = Connection::open(&backup[0]).unwrap();
+    let (version, token): (i64, String) = copy
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), zone_token
+             FROM libraries WHERE zone = 'PrimarySync'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((version, token.as_str()), (5, "tok-p"));
+    assert_ne!(file_bytes(&s.db()), original);
+    Catalog::open(s.db()).unwrap().check_integrity().unwrap();
+}
+
+#[test]
+fn a_failed_v6_migration_leaves_the_v5_catalog_intact() {
+    let s = Scratch::new();
+    build_v5(&s.db());
+    // A table in the way of the one v6 creates (a hand-made addition).
+    Connection::open(s.db())
+        .unwrap()
+        .execute_batch("CREATE TABLE sync_runs (note TEXT)")
+        .unwrap();
+    let before = file_bytes(&s.db());
+    match Catalog::open(s.db()).unwrap_err() {
+        CatalogError::MigrationFailed {
+            from, to, reason, ..
+        } => {
+            assert_eq!((from, to), (5, 6));
+            assert!(reason.contains("sync_runs"), "{reason}");
+        }
+        other => panic!("expected MigrationFailed, got {other:?}"),
+    }
+    assert_eq!(file_bytes(&s.db()), before, "the v5 file must be unchanged");
+    let conn = Connection::open(s.db()).unwrap();
+    let columns: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('assets') WHERE name LIKE 'gps_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 0, "no half-applied migration");
 }

@@ -336,3 +336,125 @@ fn change_batches_need_an_incremental_run() {
         Err(CatalogError::WrongRunKind { .. })
     ));
 }
+
+/// Sync runs (schema v6): begun `running`, ended with their outcome and counts; the last run
+/// into each folder is what `status` shows. A run whose process died without ending it reads
+/// as interrupted, with the downloads recorded since it started.
+#[test]
+fn sync_runs_record_how_the_last_run_into_each_folder_ended() {
+    use icloudpd_rs::catalog::{SyncOutcome, SyncRunEnd};
+    let s = Scratch::new();
+    let (mut c, lib) = writer(&s.db());
+    full_refresh(&mut c, lib, &[photo("M1", 1), photo("M2", 2)]);
+    let photos = c.register_root(&s.path("photos")).unwrap();
+    let backup = c.register_root(&s.path("backup")).unwrap();
+    let never = c.register_root(&s.path("never")).unwrap();
+    let reader = Catalog::open_read_only(s.db()).unwrap();
+    assert!(reader.last_sync_runs(None).unwrap().is_empty());
+
+    // A run going on: running while its process holds the catalog.
+    c.begin_sync_run(photos, "download").unwrap();
+    let runs = reader.last_sync_runs(None).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].outcome, runs[0].ended, runs[0].root.clone()),
+        (SyncOutcome::Running, None, s.path("photos"))
+    );
+    let stopped = SyncRunEnd {
+        outcome: SyncOutcome::Interrupted,
+        downloaded: 182,
+        skipped: 3,
+        failed: 1,
+        error: None,
+    };
+    assert!(c.end_sync_run(photos, &stopped).unwrap());
+    c.begin_sync_run(backup, "retry_failed").unwrap();
+    let complete = SyncRunEnd {
+        outcome: SyncOutcome::Complete,
+        downloaded: 2,
+        skipped: 0,
+        failed: 0,
+        error: None,
+    };
+    assert!(c.end_sync_run(backup, &complete).unwrap());
+    // Nothing begun into that folder: nothing to end.
+    assert!(!c.end_sync_run(never, &complete).unwrap());
+
+    let runs = reader.last_sync_runs(None).unwrap();
+    let by_root: Vec<_> = runs
+        .iter()
+        .map(|r| (r.root.clone(), r.mode.as_str(), r.outcome))
+        .collect();
+    assert_eq!(
+        by_root,
+        [
+            (s.path("backup"), "retry_failed", SyncOutcome::Complete),
+            (s.path("photos"), "download", SyncOutcome::Interrupted),
+        ],
+        "one per folder, by path"
+    );
+    let p = &runs[1];
+    assert_eq!((p.downloaded, p.skipped, p.failed), (182, 3, 1));
+    assert!(p.ended.unwrap() >= p.started);
+    let json = serde_json::to_value(reader.status(Some(photos)).unwrap()).unwrap();
+    let last = json["last_syncs"].as_array().unwrap();
+    assert_eq!(last.len(), 1, "only the folder asked about: {json}");
+    assert_eq!(last[0]["outcome"], "interrupted");
+    assert_eq!(last[0]["downloaded"], 182);
+    assert!(last[0]["started"].as_str().unwrap().ends_with('Z'));
+
+    // The next run into that folder, killed before its end (the handle dropped unended):
+    // interrupted, as far as the download state tells, once no process holds the catalog.
+    c.begin_sync_run(photos, "download").unwrap();
+    let m1 = c.asset_by_id(lib, "M1").unwrap().unwrap();
+    c.mark_downloaded(m1.version_keys[0], photos, "a/M1.JPG", 1, &[0; 32])
+        .unwrap();
+    drop(c);
+    let runs = reader.last_sync_runs(Some(photos)).unwrap();
+    assert_eq!(
+        (runs[0].outcome, runs[0].ended, runs[0].downloaded),
+        (SyncOutcome::Interrupted, None, 1)
+    );
+    // The next writer marks it so for good; a new run begins afresh.
+    let (mut c, _) = writer(&s.db());
+    let stored: String = rusqlite::Connection::open(s.db())
+        .unwrap()
+        .query_row(
+            "SELECT group_concat(outcome, ',') FROM
+                 (SELECT outcome FROM sync_runs WHERE root_id = ?1 ORDER BY sync_run_id)",
+            [photos.0],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "interrupted,interrupted");
+    c.begin_sync_run(photos, "download").unwrap();
+    assert_eq!(
+        reader.last_sync_runs(Some(photos)).unwrap()[0].outcome,
+        SyncOutcome::Running
+    );
+}
+
+/// A watch records a run every few minutes: the table keeps the latest runs of each folder.
+#[test]
+fn only_the_latest_sync_runs_are_kept() {
+    let s = Scratch::new();
+    let (mut c, _lib) = writer(&s.db());
+    let photos = c.register_root(&s.path("photos")).unwrap();
+    let other = c.register_root(&s.path("other")).unwrap();
+    c.begin_sync_run(other, "download").unwrap();
+    for _ in 0..130 {
+        c.begin_sync_run(photos, "download").unwrap();
+    }
+    drop(c);
+    let db = rusqlite::Connection::open(s.db()).unwrap();
+    let count = |root: icloudpd_rs::catalog::RootId| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM sync_runs WHERE root_id = ?1",
+            [root],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(count(photos), 100);
+    assert_eq!(count(other), 1, "another folder's runs are its own");
+}

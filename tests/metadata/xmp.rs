@@ -159,6 +159,65 @@ fn a_make_from_another_tool_wins_over_the_screenshot_source() {
 }
 
 #[test]
+fn gps_speed_and_time_stamp_are_written_as_icloudpd_writes_them() {
+    let mut asset = full_asset();
+    let props = xmp_properties(&render_xmp(&asset));
+    assert!(!props.contains_key(&(EXIF.to_string(), "GPSSpeed".to_string())));
+    assert!(!props.contains_key(&(EXIF.to_string(), "GPSTimeStamp".to_string())));
+
+    let loc = asset.location.as_mut().unwrap();
+    loc.speed = Some(12.0);
+    loc.gps_time_ms = Some(DATE_MS);
+    let props = xmp_properties(&render_xmp(&asset));
+    // Python's str(12.0), and the fix time in UTC with no offset (the capture date is 14:22
+    // at +07:00).
+    assert_eq!(one(&props, EXIF, "GPSSpeed"), ["12.0"]);
+    assert_eq!(one(&props, EXIF, "GPSTimeStamp"), ["2018-07-31T07:22:24"]);
+
+    asset.location.as_mut().unwrap().speed = Some(0.0);
+    let props = xmp_properties(&render_xmp(&asset));
+    assert!(!props.contains_key(&(EXIF.to_string(), "GPSSpeed".to_string())));
+    assert_eq!(one(&props, EXIF, "GPSTimeStamp"), ["2018-07-31T07:22:24"]);
+}
+
+#[test]
+fn a_gps_position_from_another_tool_keeps_our_speed_and_time_out() {
+    let theirs = r#"<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Image::ExifTool 12.76">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:exif="http://ns.adobe.com/exif/1.0/">
+   <exif:GPSLatitude>10,30.0N</exif:GPSLatitude>
+   <exif:GPSLongitude>20,15.0E</exif:GPSLongitude>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    fs::write(sidecar_path(&img), theirs).unwrap();
+    let mut asset = full_asset();
+    let loc = asset.location.as_mut().unwrap();
+    loc.speed = Some(4.25);
+    loc.gps_time_ms = Some(DATE_MS);
+    write_xmp_sidecar(&img, &asset).unwrap();
+    let merged = fs::read_to_string(sidecar_path(&img)).unwrap();
+    assert_kept(theirs, &merged);
+    let props = xmp_properties(&merged);
+    assert_eq!(one(&props, EXIF, "GPSLatitude"), ["10,30.0N"]);
+    // Speed and time belong to the fix: not mixed into another tool's position.
+    for name in ["GPSSpeed", "GPSTimeStamp", "GPSAltitude"] {
+        assert!(
+            !props.contains_key(&(EXIF.to_string(), name.to_string())),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        write_xmp_sidecar(&img, &asset).unwrap(),
+        SidecarOutcome::Unchanged
+    );
+}
+
+#[test]
 fn minimal_asset_gives_a_valid_packet() {
     let mut asset = full_asset();
     asset.caption = None;

@@ -386,3 +386,160 @@ fn until_found_counts_the_files_already_on_disk() {
         assert!(!photos.join(path).exists(), "{path} stays deleted");
     }
 }
+
+/// `--xmp-sidecar` writes the GPS fix's speed and time as icloudpd does (`exif:GPSSpeed` as
+/// Python's `str(float)`, left out when 0; `exif:GPSTimeStamp` in UTC without offset), from
+/// the `locationEnc` the simulator sends as Apple does.
+#[test]
+fn sidecars_carry_the_gps_speed_and_time_stamp_of_the_fix() {
+    use icloudpd_rs::sim::library::PRIMARY_ZONE;
+    let env = Env::new(small(40));
+    let photos = env.folder("photos");
+    env.sync(&photos, &["--xmp-sidecar"]).expect_code(0);
+
+    let library = &env.sim.state().library;
+    let fixes: std::collections::HashMap<String, (f64, i64)> = library
+        .zone(PRIMARY_ZONE)
+        .unwrap()
+        .read()
+        .assets
+        .iter()
+        .filter_map(|a| {
+            let fix = library.facts.meta(a).location?;
+            Some((
+                library.ids.master_name(a.key),
+                (fix.speed, fix.timestamp_ms),
+            ))
+        })
+        .collect();
+    let element = |xml: &str, name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = xml.find(&open)? + open.len();
+        let end = start + xml[start..].find(&format!("</{name}>"))?;
+        Some(xml[start..end].to_string())
+    };
+    let (mut moving, mut still) = (0, 0);
+    for path in files_on_disk(&photos).into_keys() {
+        if !path.ends_with(".xmp") {
+            continue;
+        }
+        let xml = std::fs::read_to_string(photos.join(&path)).unwrap();
+        let id = element(&xml, "icloud:AssetId").expect("asset id");
+        let speed = element(&xml, "exif:GPSSpeed");
+        let time = element(&xml, "exif:GPSTimeStamp");
+        let Some(&(want_speed, want_ms)) = fixes.get(&id) else {
+            assert_eq!((speed, time), (None, None), "{path}: no fix");
+            continue;
+        };
+        let want_time = chrono::DateTime::from_timestamp_millis(want_ms)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        assert_eq!(time.as_deref(), Some(want_time.as_str()), "{path}");
+        if want_speed == 0.0 {
+            assert_eq!(speed, None, "{path}: a speed of 0 is left out");
+            still += 1;
+        } else {
+            let speed = speed.unwrap_or_else(|| panic!("{path}: no GPSSpeed"));
+            assert_eq!(speed.parse::<f64>().unwrap(), want_speed, "{path}");
+            // Python's shortest form: a point always, no exponent for these speeds.
+            assert!(speed.contains('.') && !speed.contains('e'), "{speed}");
+            moving += 1;
+        }
+    }
+    assert!(
+        moving > 0 && still > 0,
+        "the library has fixes with and without speed ({moving}, {still})"
+    );
+}
+
+/// `status` after a sync stopped by SIGINT says so (its download state alone would read
+/// "pending: 0"), per download folder, and a sync that completes replaces it.
+#[test]
+fn status_shows_the_last_sync_of_each_folder_interrupted_or_complete() {
+    let mut config = small(40);
+    config.size_scale = 0.01;
+    config.cdn_bandwidth = Some(400_000);
+    let env = Env::new(config);
+    let photos = env.folder("photos");
+    let folder = photos.display().to_string();
+    let report = env.folder("interrupted.json");
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &folder,
+            "--no-progress-bar",
+            "--report-json",
+            report.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("start");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_bounded(child, std::time::Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(stopped["status"], "interrupted");
+
+    let status = |json: bool| {
+        let run = env.run(if json {
+            &["status", "--json"][..]
+        } else {
+            &["status"][..]
+        });
+        run.expect_code(0);
+        run.stdout.clone()
+    };
+    let doc: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    // The existing keys stay as they were.
+    for key in [
+        "pending",
+        "downloaded",
+        "interrupted_runs",
+        "last_run",
+        "libraries",
+    ] {
+        assert!(doc.get(key).is_some(), "{key} missing: {doc}");
+    }
+    let last = doc["last_syncs"].as_array().expect("last_syncs");
+    assert_eq!(last.len(), 1, "{doc}");
+    assert!(last[0]["root"].as_str().unwrap().ends_with("/photos"));
+    assert_eq!(last[0]["outcome"], "interrupted", "{doc}");
+    assert_eq!(last[0]["mode"], "download");
+    assert_eq!(last[0]["downloaded"], stopped["downloaded"]);
+    assert!(last[0]["ended"].as_str().unwrap().ends_with('Z'));
+    let text = status(false);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Last sync into "))
+        .unwrap_or_else(|| panic!("no last sync line:\n{text}"));
+    assert!(line.contains("/photos: interrupted "), "{line}");
+    assert!(
+        line.contains(&format!("({} downloaded", stopped["downloaded"])),
+        "{line}"
+    );
+    assert!(line.ends_with("run sync again to finish"), "{line}");
+
+    let done = env.sync(&photos, &[]);
+    done.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let last = doc["last_syncs"].as_array().unwrap();
+    assert_eq!(last.len(), 1, "the last run per folder: {doc}");
+    assert_eq!(last[0]["outcome"], "complete", "{doc}");
+    assert_eq!(last[0]["downloaded"], done.summary().0);
+    assert_eq!(last[0]["failed"], 0);
+    let text = status(false);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Last sync into ") && l.contains("/photos: complete ")),
+        "{text}"
+    );
+}

@@ -130,6 +130,8 @@ pub fn everything(id: &str) -> Asset {
             latitude: 47.376_886_5,
             longitude: -8.541_694,
             altitude: Some(408.25),
+            speed: Some(4.25),
+            gps_time_ms: Some(1_555_410_486_500),
         }),
         versions: VersionKind::ALL
             .iter()

@@ -46,6 +46,8 @@ pub fn full_asset() -> Asset {
             latitude: 37.774_929,
             longitude: -122.419_416,
             altitude: Some(-12.34),
+            speed: None,
+            gps_time_ms: None,
         }),
         versions: vec![
             Version {
