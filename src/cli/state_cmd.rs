@@ -62,6 +62,20 @@ enum Problem {
     Unreadable(String),
 }
 
+/// What `verify` prints, and what `status --failed` shows after `--repair`.
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("missing"),
+            Problem::Size { recorded, found } => {
+                write!(f, "size differs: recorded {recorded} bytes, found {found}")
+            }
+            Problem::Content => f.write_str("content differs from the recorded SHA-256"),
+            Problem::Unreadable(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
 /// `verify`.
 pub fn verify(args: VerifyArgs) -> i32 {
     let ctx = match AccountContext::new(&args.global) {
@@ -137,15 +151,7 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
             Ok(_) => None,
         };
         if let Some(p) = problem {
-            let what = match &p {
-                Problem::Missing => "missing".to_string(),
-                Problem::Size { recorded, found } => {
-                    format!("size differs: recorded {recorded} bytes, found {found}")
-                }
-                Problem::Content => "content differs from the recorded SHA-256".to_string(),
-                Problem::Unreadable(e) => format!("cannot be read: {e}"),
-            };
-            println!("{rel_path}: {what}");
+            println!("{rel_path}: {p}");
             problems.push((record.version, rel_path, p));
         }
     }
@@ -172,7 +178,7 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
             .iter()
             .map(|(version, _, p)| DownloadUpdate::Failed {
                 version: *version,
-                error: format!("verify: {p:?}"),
+                error: format!("verify: {p}"),
             })
             .collect();
         writer.apply_download_updates(root_id, &updates)?;

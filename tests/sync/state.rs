@@ -191,6 +191,14 @@ fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
         "{out}{}",
         String::from_utf8_lossy(&repair.stderr)
     );
+    // `status --failed` says what verify found, in words.
+    let failed = env.run(&["status", "--failed"]);
+    assert!(
+        failed.stdout.contains("verify: missing")
+            && failed.stdout.contains("verify: content differs"),
+        "{}",
+        failed.stdout
+    );
 
     let sync = env.sync(&photos, &[]);
     sync.expect_code(0);
