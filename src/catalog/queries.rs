@@ -43,7 +43,7 @@ pub(super) fn in_list(keys: impl ExactSizeIterator<Item = i64>) -> (String, Vec<
 pub enum SmartFolder {
     /// `favorite`.
     Favorites,
-    /// Movies (`kind` movie).
+    /// Plain movies (`kind` movie, `subtype` 0; slo-mo and time-lapse have their own).
     Videos,
     /// Images with a motion version.
     LivePhotos,
@@ -64,6 +64,22 @@ pub enum SmartFolder {
 }
 
 impl SmartFolder {
+    /// The name icloudpd's `--list-albums` prints (and `--album` takes).
+    pub fn album_name(self) -> &'static str {
+        match self {
+            SmartFolder::Favorites => "Favorites",
+            SmartFolder::Videos => "Videos",
+            SmartFolder::LivePhotos => "Live",
+            SmartFolder::Screenshots => "Screenshots",
+            SmartFolder::Bursts => "Bursts",
+            SmartFolder::Panoramas => "Panoramas",
+            SmartFolder::SloMo => "Slo-mo",
+            SmartFolder::TimeLapse => "Time-lapse",
+            SmartFolder::Hidden => "Hidden",
+            SmartFolder::RecentlyDeleted => "Recently Deleted",
+        }
+    }
+
     /// Every smart folder, in display order.
     pub const ALL: [SmartFolder; 10] = [
         SmartFolder::Favorites,

@@ -124,11 +124,43 @@ pub fn list_cmd(what: ListWhat) -> i32 {
         Ok(c) => c,
         Err(e) => return context::report(None, e),
     };
-    let result = (|| -> Result<(), CommandError> {
+    match print_list(&ctx, albums, args.json) {
+        Ok(()) => exit::OK,
+        Err(e) => context::report(Some(&ctx), e),
+    }
+}
+
+/// icloudpd's `--list-albums` / `--list-libraries`: bring the catalog up to date, then list.
+pub(super) fn refresh_and_list(
+    ctx: &AccountContext,
+    libraries: LibrarySelector,
+    albums: bool,
+) -> Result<(), CommandError> {
+    let rt = context::runtime()?;
+    let mut catalog = ctx.open_catalog()?;
+    let options = RefreshOptions {
+        libraries,
+        full: false,
+        reset_sync_token: false,
+        progress: false,
+    };
+    rt.block_on(async {
+        let session = ctx.session().await?;
+        refresh::refresh(&session, &mut catalog, &options, &mut NoSink).await?;
+        Ok::<_, CommandError>(())
+    })?;
+    drop(catalog);
+    print_list(ctx, albums, false)
+}
+
+/// The albums (and, in text, the smart folders `--album` also takes) or the libraries of the
+/// catalog.
+fn print_list(ctx: &AccountContext, albums: bool, json: bool) -> Result<(), CommandError> {
+    {
         let catalog = ctx.open_catalog_read_only()?;
         for lib in catalog.libraries()? {
             if !albums {
-                if args.json {
+                if json {
                     // The same fields as `status --json` gives each library.
                     println!("{}", serde_json::to_value(&lib).unwrap_or_default());
                 } else {
@@ -144,6 +176,14 @@ pub fn list_cmd(what: ListWhat) -> i32 {
                 }
                 continue;
             }
+            if !json && lib.library.zone == crate::model::Library::primary().zone {
+                // As icloudpd lists them, first: names `--album` takes besides the albums.
+                for folder in crate::catalog::SmartFolder::ALL {
+                    let assets =
+                        catalog.count_assets(lib.id, crate::catalog::AssetFilter::Smart(folder))?;
+                    println!("{}	{assets}	smart folder", folder.album_name());
+                }
+            }
             // Deleted albums stay in the catalog (their record may come back) but are gone for
             // the user, as in the mount and in `sync --album`.
             let counts = catalog.album_member_counts(lib.id)?;
@@ -154,7 +194,7 @@ pub fn list_cmd(what: ListWhat) -> i32 {
             {
                 let path = entry.path.join("/");
                 let assets = counts.get(&entry.album.id).copied().unwrap_or(0);
-                if args.json {
+                if json {
                     println!(
                         "{}",
                         serde_json::json!({"id": entry.album.id, "name": entry.album.name, "path": path,
@@ -168,12 +208,8 @@ pub fn list_cmd(what: ListWhat) -> i32 {
                 }
             }
         }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => context::report(Some(&ctx), e),
     }
+    Ok(())
 }
 
 /// `status`.

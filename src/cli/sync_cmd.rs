@@ -64,6 +64,14 @@ pub struct TransferArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Run")]
 pub struct RunArgs {
+    /// As icloudpd: bring the catalog up to date and print the albums and smart folders
+    /// (`refresh`, then `list albums`); nothing is downloaded.
+    #[arg(short = 'l', long)]
+    pub list_albums: bool,
+    /// As icloudpd: bring the catalog up to date and print the libraries (`refresh`, then
+    /// `list libraries`); nothing is downloaded.
+    #[arg(long)]
+    pub list_libraries: bool,
     /// Show what would be downloaded (planned paths on stdout); change no file, no download
     /// state and nothing in iCloud.
     #[arg(long)]
@@ -135,6 +143,13 @@ pub fn run_action(args: SyncArgs, action: Action) -> i32 {
         Ok(c) => c,
         Err(e) => return context::report(None, e),
     };
+    if args.run.list_albums || args.run.list_libraries {
+        let libraries = LibrarySelector::parse(&args.selection.library);
+        return match super::catalog_cmd::refresh_and_list(&ctx, libraries, args.run.list_albums) {
+            Ok(()) => exit::OK,
+            Err(e) => context::report(Some(&ctx), e),
+        };
+    }
     match run_sync(&ctx, &args, action) {
         Ok(code) => code,
         Err(e) => context::report(Some(&ctx), e),

@@ -168,3 +168,50 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
         "{last:?}"
     );
 }
+
+/// icloudpd's `--list-albums` (`-l`) and `--list-libraries`, typed as icloudpd users type
+/// them (no command): the library is listed first, then printed; the smart folders `--album`
+/// takes are listed with the albums.
+#[test]
+fn icloudpds_list_flags_list_from_the_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = BackgroundSim::start(SimConfig {
+        assets: 200,
+        seed: 4,
+        size_scale: 0.0001,
+        iterations: 1000,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let account = sim.account().clone();
+    let user = account.username.as_str();
+    let auth = ["-p", &account.password, "--endpoint", sim.endpoint()];
+    let albums = primary_manifest(sim.state())
+        .into_iter()
+        .flat_map(|e| e.albums)
+        .collect::<BTreeSet<_>>();
+    for flag in ["--list-albums", "-l"] {
+        let (code, out, err) = run(dir.path(), user, &[&[flag][..], &auth].concat());
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert!(out.lines().any(|l| l.starts_with("Favorites\t")), "{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with("Recently Deleted\t")),
+            "{out}"
+        );
+        for album in &albums {
+            assert!(
+                out.lines()
+                    .any(|l| l.split('\t').next().unwrap().ends_with(album.as_str())),
+                "{flag}: album {album} in\n{out}"
+            );
+        }
+    }
+    let (code, out, err) = run(
+        dir.path(),
+        user,
+        &[&["--list-libraries"][..], &auth].concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("PrimarySync\t"), "{out}");
+}
