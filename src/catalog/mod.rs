@@ -65,6 +65,7 @@ mod runs;
 pub mod schema;
 mod status;
 mod sync_runs;
+mod trash;
 
 use std::fmt;
 use std::fs::File;

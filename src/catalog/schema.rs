@@ -26,7 +26,9 @@
 //!   `sync_runs`, one row per sync or mirror run into a download root with how it ended, so
 //!   `status` can tell a folder whose last sync was interrupted. Migrating forgets the zone
 //!   token of libraries with located assets: the next refresh lists them in full, which
-//!   fills the new columns of assets stored before.
+//!   fills the new columns of assets stored before. And `moved_to_trash`: the assets this
+//!   tool moved to Recently Deleted itself (`--delete-after-download`,
+//!   `--keep-icloud-recent-days`), whose local copies `--auto-delete` keeps.
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -230,6 +232,10 @@ CREATE TABLE sync_runs (
     error       TEXT
 );
 CREATE INDEX sync_runs_by_root ON sync_runs (root_id, sync_run_id);
+CREATE TABLE moved_to_trash (
+    asset_key INTEGER PRIMARY KEY REFERENCES assets(asset_key) ON DELETE CASCADE,
+    moved_ms  INTEGER NOT NULL
+);
 "#;
 
 /// v2 -> v3: the files of lost versions (see `orphans.rs`).

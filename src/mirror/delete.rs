@@ -98,8 +98,22 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
         .into_iter()
         .map(|a| (a.key, a.gone_ms.is_some() || a.asset.deleted))
         .collect();
+    // Photos this tool moved to Recently Deleted left iCloud so that this copy stays.
+    let ours = catalog.moved_to_trash()?;
+    let kept = records
+        .iter()
+        .filter(|r| ours.contains(&r.asset))
+        .filter(|r| r.asset_gone || deleted.get(&r.asset).copied().unwrap_or(false))
+        .count();
+    if kept > 0 {
+        tracing::info!(
+            files = kept,
+            "kept the local files of photos that icloudpd-rs itself moved to Recently Deleted (--delete-after-download, --keep-icloud-recent-days)"
+        );
+    }
     let doomed: Vec<(VersionKey, String, u64)> = records
         .into_iter()
+        .filter(|r| !ours.contains(&r.asset))
         .filter(|r| r.asset_gone || deleted.get(&r.asset).copied().unwrap_or(false))
         .filter_map(|r| match r.state {
             DownloadState::Downloaded { rel_path, size, .. } => Some((r.version, rel_path, size)),
@@ -277,6 +291,9 @@ pub(super) async fn in_icloud(
             .await
         {
             Ok(()) => {
+                if let Some(state) = &ctx.state {
+                    state.moved_to_trash(asset.key);
+                }
                 ctx.deleted.in_icloud.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(asset = %a.id, name = ?a.filename, "moved to Recently Deleted in iCloud");
             }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::catalog::{Catalog, CatalogError, DownloadUpdate, RootId};
+use crate::catalog::{AssetKey, Catalog, CatalogError, DownloadUpdate, RootId};
 
 use crate::memory::Trimmer;
 
@@ -23,6 +23,8 @@ enum Message {
     Update(DownloadUpdate),
     /// Forget an orphaned file's record (committed with the next batch).
     ForgetOrphan(i64),
+    /// This asset was moved to Recently Deleted by this run (committed with the next batch).
+    MovedToTrash(AssetKey),
     /// Commit everything sent before, then answer.
     Flush(tokio::sync::oneshot::Sender<()>),
     /// Commit everything sent before and stop (other handles may still exist).
@@ -91,6 +93,16 @@ impl StateHandle {
         }
     }
 
+    /// Record that this run moved `asset` to Recently Deleted (so that `--auto-delete` keeps
+    /// its local copy).
+    pub fn moved_to_trash(&self, asset: AssetKey) {
+        if self.tx.send(Message::MovedToTrash(asset)).is_err() {
+            tracing::error!(
+                "the catalog writer stopped; a photo moved to Recently Deleted was not recorded"
+            );
+        }
+    }
+
     /// Wait until everything sent so far is committed.
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -109,6 +121,7 @@ fn run(
     let mut batch: Vec<DownloadUpdate> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut orphans: Vec<i64> = Vec::new();
+    let mut trashed: Vec<AssetKey> = Vec::new();
     let mut first_at: Option<Instant> = None;
     let trimmer = Trimmer::default();
     loop {
@@ -124,6 +137,11 @@ fn run(
             }
             Ok(Message::ForgetOrphan(id)) => {
                 orphans.push(id);
+                first_at.get_or_insert_with(Instant::now);
+                (false, false)
+            }
+            Ok(Message::MovedToTrash(asset)) => {
+                trashed.push(asset);
                 first_at.get_or_insert_with(Instant::now);
                 (false, false)
             }
@@ -154,6 +172,14 @@ fn run(
                     slot.get_or_insert_with(|| e.to_string());
                 }
                 orphans.clear();
+            }
+            if !trashed.is_empty() {
+                if let Err(e) = catalog.record_moved_to_trash(&trashed) {
+                    tracing::error!(error = %e, "could not record photos moved to Recently Deleted");
+                    let mut slot = error.lock().unwrap_or_else(|e| e.into_inner());
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+                trashed.clear();
             }
             first_at = None;
             for w in waiting.drain(..) {

@@ -133,11 +133,44 @@ fn delete_after_download_takes_only_what_this_run_downloaded() {
     env.sync(&photos, &["--delete-after-download", "--yes"])
         .expect_code(0);
     assert!(deleted_in_icloud(&env).is_empty());
+    let base = files_on_disk(&photos);
     let added = env.mutate(json!({"op": "add", "count": 2}));
     let run = env.sync(&photos, &["--delete-after-download", "--yes"]);
     run.expect_code(0);
     let deleted = deleted_in_icloud(&env);
     assert_eq!(deleted, added.into_iter().collect::<HashSet<_>>());
+    let moved_files: Vec<String> = files_on_disk(&photos)
+        .into_keys()
+        .filter(|p| !base.contains_key(p))
+        .collect();
+    assert!(!moved_files.is_empty());
+
+    // A later run with --auto-delete keeps the copies of the photos this tool moved to
+    // Recently Deleted (that is why they were moved), and still removes the files of a photo
+    // deleted in iCloud by someone else.
+    let catalog = env.catalog();
+    let lib = catalog.libraries().unwrap()[0].id;
+    let other: Vec<String> = catalog
+        .assets(lib, icloudpd_rs::catalog::AssetFilter::AllPhotos)
+        .map(|a| a.unwrap().asset.id)
+        .filter(|id| !deleted.contains(id))
+        .take(1)
+        .collect();
+    drop(catalog);
+    env.mutate(json!({"op": "delete", "asset_ids": other}));
+    let run = env.sync(&photos, &["--auto-delete", "--yes"]);
+    run.expect_code(0);
+    let after = files_on_disk(&photos);
+    for p in &moved_files {
+        assert!(
+            after.contains_key(p),
+            "{p}: moved to Recently Deleted by us, kept"
+        );
+    }
+    assert!(
+        base.keys().any(|p| !after.contains_key(p)),
+        "the other deleted photo's files go"
+    );
 }
 
 #[test]
