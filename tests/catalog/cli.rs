@@ -27,17 +27,22 @@ fn run(data: &Path, username: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn list_and_status_report_the_refreshed_library_without_the_network() {
+/// A simulator of `assets` tiny assets.
+fn sim(assets: usize, seed: u64) -> BackgroundSim {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = BackgroundSim::start(SimConfig {
-        assets: 400,
-        seed: 12,
+    BackgroundSim::start(SimConfig {
+        assets,
+        seed,
         size_scale: 0.0001,
         iterations: 1000,
         ..SimConfig::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn list_and_status_report_the_refreshed_library_without_the_network() {
+    let sim = sim(400, 12);
     let dir = tempfile::tempdir().unwrap();
     let account = sim.account().clone();
     let user = account.username.as_str();
@@ -174,15 +179,7 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
 /// takes are listed with the albums.
 #[test]
 fn icloudpds_list_flags_list_from_the_server() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = BackgroundSim::start(SimConfig {
-        assets: 200,
-        seed: 4,
-        size_scale: 0.0001,
-        iterations: 1000,
-        ..SimConfig::default()
-    })
-    .unwrap();
+    let sim = sim(200, 4);
     let dir = tempfile::tempdir().unwrap();
     let account = sim.account().clone();
     let user = account.username.as_str();

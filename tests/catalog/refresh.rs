@@ -41,6 +41,13 @@ async fn sign_in(sim: &Sim, data: &Path) -> AccountSession {
     Authenticator::resume(opts).await.expect("signs in")
 }
 
+/// One refresh with the default options, which must succeed.
+async fn refresh_once(session: &AccountSession, catalog: &mut Catalog) -> refresh::RefreshReport {
+    refresh::refresh(session, catalog, &RefreshOptions::default(), &mut NoSink)
+        .await
+        .unwrap()
+}
+
 /// (asset id, version) -> size, plus per-asset flags and albums, as the simulator sees it.
 type View = (
     BTreeMap<(String, String), u64>,
@@ -214,14 +221,7 @@ async fn a_rejected_token_falls_back_to_a_full_listing() {
     let dir = tempfile::tempdir().unwrap();
     let session = sign_in(&sim, dir.path()).await;
     let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
-    refresh::refresh(
-        &session,
-        &mut catalog,
-        &RefreshOptions::default(),
-        &mut NoSink,
-    )
-    .await
-    .unwrap();
+    refresh_once(&session, &mut catalog).await;
     sim.state()
         .library
         .mutate_json(&serde_json::json!({"op": "add", "count": 3}))
@@ -233,14 +233,7 @@ async fn a_rejected_token_falls_back_to_a_full_listing() {
             ..FaultRule::default()
         },
     );
-    let report = refresh::refresh(
-        &session,
-        &mut catalog,
-        &RefreshOptions::default(),
-        &mut NoSink,
-    )
-    .await
-    .unwrap();
+    let report = refresh_once(&session, &mut catalog).await;
     match &report.libraries[0].mode {
         RefreshMode::Full { reason } => assert!(reason.contains("rejected"), "{reason}"),
         other => panic!("expected a full listing, got {other:?}"),
@@ -270,26 +263,12 @@ async fn api_faults_and_session_expiry_still_end_exact() {
             },
         );
     }
-    refresh::refresh(
-        &session,
-        &mut catalog,
-        &RefreshOptions::default(),
-        &mut NoSink,
-    )
-    .await
-    .unwrap();
+    refresh_once(&session, &mut catalog).await;
     sim.state()
         .library
         .mutate_json(&serde_json::json!([{"op": "add", "count": 20}]))
         .unwrap();
-    refresh::refresh(
-        &session,
-        &mut catalog,
-        &RefreshOptions::default(),
-        &mut NoSink,
-    )
-    .await
-    .unwrap();
+    refresh_once(&session, &mut catalog).await;
     let fired: u64 = [
         FaultKind::Api503,
         FaultKind::Api429,
@@ -371,14 +350,7 @@ async fn smart_folders_hold_what_the_servers_indexes_hold() {
     let dir = tempfile::tempdir().unwrap();
     let session = sign_in(&sim, dir.path()).await;
     let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
-    refresh::refresh(
-        &session,
-        &mut catalog,
-        &RefreshOptions::default(),
-        &mut NoSink,
-    )
-    .await
-    .unwrap();
+    refresh_once(&session, &mut catalog).await;
     let lib_id = catalog.libraries().unwrap()[0].id;
     let client = CloudKitClient::for_session(&session).unwrap();
     for folder in SmartFolder::ALL {
