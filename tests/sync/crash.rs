@@ -95,24 +95,8 @@ fn kill_9_at_random_moments_then_sync_completes_without_fetching_complete_files_
 fn sigint_stops_gracefully_and_the_next_run_resumes() {
     let env = slow_env();
     let photos = env.folder("photos");
-    let folder = photos.display().to_string();
     let interrupted = env.folder("interrupted.json");
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &folder,
-            "--no-progress-bar",
-            "--report-json",
-            interrupted.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("start");
-    std::thread::sleep(Duration::from_millis(1200));
-    sigint(&child);
-    wait_interrupted(child);
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&interrupted).unwrap()).unwrap();
+    let doc = sync_interrupted(&env, &photos, &interrupted, Duration::from_millis(1200));
     assert_eq!(doc["status"], "interrupted", "{doc}");
     // Whatever is recorded is on disk with the recorded digest, and every file that made it
     // to its final path is recorded (the state was flushed before exiting).
@@ -274,18 +258,4 @@ fn files_on_disk_any(root: &std::path::Path, pred: impl Fn(&str) -> bool) -> boo
         && files_on_disk(root)
             .keys()
             .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
-}
-
-fn sigint(child: &std::process::Child) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-}
-
-/// Wait (bounded) for an interrupted run: exit code 130 after saying it stops; its stderr.
-fn wait_interrupted(child: std::process::Child) -> String {
-    let out = wait_bounded(child, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("stopping"), "{stderr}");
-    stderr
 }

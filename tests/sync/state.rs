@@ -470,31 +470,13 @@ fn status_shows_the_last_sync_of_each_folder_interrupted_or_complete() {
     config.cdn_bandwidth = Some(400_000);
     let env = Env::new(config);
     let photos = env.folder("photos");
-    let folder = photos.display().to_string();
     let report = env.folder("interrupted.json");
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &folder,
-            "--no-progress-bar",
-            "--report-json",
-            report.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("start");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = wait_bounded(child, std::time::Duration::from_secs(60));
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stopped = sync_interrupted(
+        &env,
+        &photos,
+        &report,
+        std::time::Duration::from_millis(1200),
     );
-    let stopped: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(stopped["status"], "interrupted");
 
     let status = |json: bool| {

@@ -368,3 +368,42 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
         stderr: err.join().expect("stderr"),
     }
 }
+
+/// `sync -d FOLDER --report-json REPORT`, stopped by SIGINT once `after` has passed; waits
+/// (bounded) for exit code 130 after it said it stops, and returns the report it wrote.
+pub fn sync_interrupted(
+    env: &Env,
+    folder: &Path,
+    report: &Path,
+    after: Duration,
+) -> serde_json::Value {
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &folder.display().to_string(),
+            "--no-progress-bar",
+            "--report-json",
+            &report.display().to_string(),
+        ])
+        .spawn()
+        .expect("start");
+    std::thread::sleep(after);
+    sigint(&child);
+    wait_interrupted(child);
+    serde_json::from_str(&std::fs::read_to_string(report).expect("the report")).expect("JSON")
+}
+
+pub fn sigint(child: &Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+/// Wait (bounded) for an interrupted run: exit code 130 after saying it stops; its stderr.
+pub fn wait_interrupted(child: Child) -> String {
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    stderr
+}
