@@ -109,8 +109,8 @@ fn photos_go_to_recently_deleted_only_when_every_version_is_downloaded_and_check
 
     let dry = env.sync(&photos, &["--keep-icloud-recent-days", "0", "--dry-run"]);
     dry.expect_code(0);
-    let listed = dry.stderr.matches("would move to Recently Deleted").count();
-    assert_eq!(listed, others.len(), "{}", dry.stderr);
+    let listed = dry.stdout.matches("would move to Recently Deleted").count();
+    assert_eq!(listed, others.len(), "{}", dry.stdout);
     assert!(
         deleted_in_icloud(&env).is_empty(),
         "a dry run changes nothing in iCloud"
