@@ -5,3 +5,4 @@ mod support;
 mod against_sim;
 mod cassettes;
 mod cli;
+mod refusals;

@@ -1,0 +1,191 @@
+//! `login` refused, as a user meets it: the exit code (3 when signing in again is the fix, 1
+//! for trouble that `login` would not cure), a message naming the cause, and no folder left
+//! behind for an account that never signed in.
+
+use icloudpd_rs::sim::SimConfig;
+
+use crate::cli::{login_args, password_file, run, sim, strs};
+use crate::support::files_containing;
+
+/// Run a plain `login` against a simulator configured with `config`; returns exit code and
+/// standard error.
+fn refused(config: SimConfig, password: Option<&str>) -> (i32, String) {
+    let sim = sim(config.clone());
+    let pw = password
+        .map(str::to_string)
+        .unwrap_or_else(|| sim.account().password.clone());
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let args = login_args(&sim, data.path(), &password_file(secrets.path(), &pw));
+    let r = run(&strs(&args), &[], None, &pw);
+    assert!(
+        files_containing(data.path(), &pw).is_empty(),
+        "password stored"
+    );
+    // A sign-in refused before Apple accepted the password leaves no folder behind (a
+    // mistyped Apple ID); ADP refuses after it, and the session is kept for the next try.
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(config.adp || left.is_empty(), "{left:?}");
+    (r.code, r.stderr)
+}
+
+/// `sync` with a wrong password: a new account leaves nothing in the data folder; a known
+/// account keeps its folder and catalog.
+#[test]
+fn a_refused_sign_in_leaves_no_folder_for_a_new_account_only() {
+    let sim = sim(SimConfig::default());
+    let data = tempfile::tempdir().expect("tempdir");
+    let photos = tempfile::tempdir().expect("tempdir");
+    let sync = |password: &str| {
+        let d = data.path().to_string_lossy().into_owned();
+        let p = photos.path().to_string_lossy().into_owned();
+        let args = [
+            "sync",
+            "-u",
+            &sim.account().username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &d,
+            "-d",
+            &p,
+            "--dry-run",
+        ];
+        run(&args, &[("ICLOUD_PASSWORD", password)], None, password)
+    };
+    let r = sync("definitely-wrong-password");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Nobody answering (a wrong --endpoint, no network) is no different.
+    let d = data.path().to_string_lossy().into_owned();
+    let args = [
+        "refresh",
+        "-u",
+        "someone@example.com",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--data-dir",
+        &d,
+    ];
+    let r = run(
+        &args,
+        &[("ICLOUD_PASSWORD", "unused-secret")],
+        None,
+        "unused-secret",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let r = sync(&sim.account().password.clone());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Signed out (the session files gone): the password is asked for, and refused.
+    let account = std::fs::read_dir(data.path()).unwrap().flatten().next();
+    let account = account.expect("the account's folder").path();
+    for session in ["session.json", "cookies.json"] {
+        std::fs::remove_file(account.join(session)).unwrap();
+    }
+    let r = sync("definitely-wrong-password");
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        account.join("catalog.sqlite").is_file(),
+        "the catalog stays"
+    );
+}
+
+/// Sign-in refused with exit code 3 and a message holding every one of `says`.
+fn assert_refused(config: SimConfig, password: Option<&str>, says: &[&str]) {
+    let (code, err) = refused(config, password);
+    assert_eq!(code, 3, "{err}");
+    for s in says {
+        assert!(err.contains(s), "no {s:?} in: {err}");
+    }
+}
+
+#[test]
+fn wrong_password_exit_3() {
+    assert_refused(
+        SimConfig::default(),
+        Some("definitely-wrong-password"),
+        &["refused the Apple ID or password"],
+    );
+}
+
+#[test]
+fn locked_account_exit_3() {
+    assert_refused(
+        SimConfig {
+            locked: true,
+            ..Default::default()
+        },
+        None,
+        &["is locked", "iforgot.apple.com"],
+    );
+}
+
+#[test]
+fn security_keys_exit_3() {
+    assert_refused(
+        SimConfig {
+            two_factor: true,
+            fido: true,
+            ..Default::default()
+        },
+        None,
+        &["security key", "YubiKey 5C", "not supported"],
+    );
+}
+
+#[test]
+fn advanced_data_protection_exit_3() {
+    assert_refused(
+        SimConfig {
+            adp: true,
+            ..Default::default()
+        },
+        None,
+        &["Advanced Data Protection", "Access iCloud Data on the Web"],
+    );
+}
+
+/// Throttling is transient: exit 1 (a failure), not 3 (whose fix, `login`, would only add to
+/// the sign-ins Apple is throttling).
+#[test]
+fn throttling_exit_1_after_bounded_retries() {
+    let (code, err) = refused(
+        SimConfig {
+            faults: vec!["api-429=1.0".into()],
+            ..Default::default()
+        },
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    for s in ["throttling", "after 3 attempts", "wait a while"] {
+        assert!(err.contains(s), "no {s:?} in: {err}");
+    }
+    assert!(!err.contains("icloudpd-rs login"), "{err}");
+}
+
+#[test]
+fn no_password_and_no_terminal_exit_3() {
+    let sim = sim(SimConfig::default());
+    let data = tempfile::tempdir().expect("tempdir");
+    let r = run(
+        &[
+            "login",
+            "-u",
+            &sim.account().username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &data.path().to_string_lossy(),
+        ],
+        &[],
+        None,
+        &sim.account().password,
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("a password is needed"), "{}", r.stderr);
+    assert_eq!(sim.state().stats.count("/appleauth/auth/signin/init"), 0);
+}
