@@ -293,6 +293,13 @@ impl Work {
             return Ok(info);
         }
         if srp == Srp::Forbidden {
+            // A sign-in waiting for its code is gone on Apple's side (or never began): the
+            // saved marker must not keep `status` saying a code is awaited.
+            if self.session.pending.take().is_some()
+                && let Err(e) = self.store.save_session(&self.session)
+            {
+                tracing::debug!(error = %e, "could not clear the expired pending sign-in");
+            }
             return Err(AuthError::NoPendingCode {
                 username: self.opts.username.clone(),
                 login_command: self.opts.login_command.clone(),

@@ -268,6 +268,34 @@ async fn submit_code_without_request_code_is_refused_clearly() {
     assert_eq!(count(&sim, INIT), 0);
 }
 
+/// A pending sign-in that expired on Apple's side is refused as such, and forgotten: `status`
+/// no longer says a code is awaited.
+#[tokio::test]
+async fn an_expired_pending_sign_in_is_forgotten_when_a_code_comes_too_late() {
+    let sim = start(two_factor()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let username = sim.account().username.clone();
+    Authenticator::request_code(
+        opts(&sim, data.path()),
+        &mut NoPrompt,
+        SecondFactor::TrustedDevice,
+    )
+    .await
+    .expect("request a code");
+    let summary = || {
+        icloudpd_rs::auth::read_summary(data.path(), &username)
+            .unwrap()
+            .expect("a saved session")
+    };
+    assert!(summary().code_pending);
+    sim.state().auth.expire_web_sessions();
+    let err = Authenticator::submit_code(opts(&sim, data.path()), &sim.account().two_factor_code)
+        .await
+        .expect_err("the pending sign-in expired");
+    assert!(matches!(err, AuthError::NoPendingCode { .. }), "{err:?}");
+    assert!(!summary().code_pending, "the expired marker is gone");
+}
+
 /// A CloudKit stand-in: answers 200 to a valid trusted web session, else 401 — the check the
 /// simulator's CloudKit service makes (`AuthState::web_session`). Cookies are scoped by host,
 /// not port, so the session's jar sends the simulator's cookies here too.
