@@ -119,20 +119,26 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// An executable shell script `name` in `dir` with `body` after the `#!/bin/sh` line.
+    fn executable(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+        let script = dir.join(name);
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
     #[test]
     fn the_script_sees_the_event_and_the_figures() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("env.txt");
-        let script = dir.path().join("notify.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\necho \"$ICLOUDPD_RS_EVENT $ICLOUDPD_RS_DOWNLOADED $ICLOUDPD_RS_EXIT_CODE $ICLOUDPD_RS_MESSAGE\" > {}\n",
+        let script = executable(
+            dir.path(),
+            "notify.sh",
+            &format!(
+                "echo \"$ICLOUDPD_RS_EVENT $ICLOUDPD_RS_DOWNLOADED $ICLOUDPD_RS_EXIT_CODE $ICLOUDPD_RS_MESSAGE\" > {}",
                 out.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let figures = Figures {
             username: "a@b.c",
             directory: "/p",
@@ -149,16 +155,11 @@ mod tests {
     fn a_script_stopped_at_the_deadline_takes_what_it_started_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
-        let script = dir.path().join("hang.sh");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n",
-                pid_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = executable(
+            dir.path(),
+            "hang.sh",
+            &format!("sleep 300 &\necho $! > {}\nwait", pid_file.display()),
+        );
         let e = run_script_within(
             &script,
             Event::SyncComplete,
@@ -187,9 +188,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("cannot run"), "{e}");
-        let script = dir.path().join("fail.sh");
-        std::fs::write(&script, "#!/bin/sh\nexit 4\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = executable(dir.path(), "fail.sh", "exit 4");
         let e = run_script(&script, Event::SyncFailed, &Figures::default()).unwrap_err();
         assert!(e.contains("exit"), "{e}");
     }

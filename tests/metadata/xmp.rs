@@ -135,16 +135,10 @@ fn a_make_from_another_tool_wins_over_the_screenshot_source() {
  </rdf:RDF>
 </x:xmpmeta>
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    fs::write(sidecar_path(&img), theirs).unwrap();
     let mut asset = full_asset();
     asset.subtype_v2 = 3;
-    assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
-        SidecarOutcome::Updated
-    );
-    let merged = fs::read_to_string(sidecar_path(&img)).unwrap();
+    let (outcome, merged, _dir, img) = merge_asset_into(theirs, &asset);
+    assert_eq!(outcome, SidecarOutcome::Updated);
     assert_kept(theirs, &merged);
     let props = xmp_properties(&merged);
     assert_eq!(one(&props, TIFF, "Make"), ["Apple"]);
@@ -192,15 +186,11 @@ fn a_gps_position_from_another_tool_keeps_our_speed_and_time_out() {
  </rdf:RDF>
 </x:xmpmeta>
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path());
-    fs::write(sidecar_path(&img), theirs).unwrap();
     let mut asset = full_asset();
     let loc = asset.location.as_mut().unwrap();
     loc.speed = Some(4.25);
     loc.gps_time_ms = Some(DATE_MS);
-    write_xmp_sidecar(&img, &asset).unwrap();
-    let merged = fs::read_to_string(sidecar_path(&img)).unwrap();
+    let (_, merged, _dir, img) = merge_asset_into(theirs, &asset);
     assert_kept(theirs, &merged);
     let props = xmp_properties(&merged);
     assert_eq!(one(&props, EXIF, "GPSLatitude"), ["10,30.0N"]);
@@ -345,12 +335,22 @@ fn assert_kept(theirs: &str, merged: &str) {
 }
 
 fn merge_into(existing: &str) -> (SidecarOutcome, String, tempfile::TempDir) {
+    let (outcome, text, dir, _) = merge_asset_into(existing, &full_asset());
+    (outcome, text, dir)
+}
+
+/// `asset`'s sidecar written over another tool's `existing` one: the outcome, the merged
+/// text, the folder (kept alive) and the image the sidecar belongs to.
+fn merge_asset_into(
+    existing: &str,
+    asset: &icloudpd_rs::model::Asset,
+) -> (SidecarOutcome, String, tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
     fs::write(sidecar_path(&img), existing).unwrap();
-    let outcome = write_xmp_sidecar(&img, &full_asset()).unwrap();
+    let outcome = write_xmp_sidecar(&img, asset).unwrap();
     let text = fs::read_to_string(sidecar_path(&img)).unwrap();
-    (outcome, text, dir)
+    (outcome, text, dir, img)
 }
 
 #[test]
