@@ -132,6 +132,8 @@ impl GlobalArgs {
             cmd.push_str(&format!(" --domain {}", self.domain));
         }
         if let Some(d) = &self.data_dir {
+            // Absolute, so that the command also works from another folder (cron, a script).
+            let d = std::path::absolute(d).unwrap_or_else(|_| d.clone());
             cmd.push_str(&format!(" --data-dir {}", shell_word(&d.to_string_lossy())));
         }
         if let Some(e) = &self.endpoint {
@@ -200,6 +202,19 @@ mod tests {
         let opts = p.global.auth_options().expect("options");
         assert_eq!(opts.endpoints.setup, "http://127.0.0.1:1/setup/ws/1");
         assert_eq!(opts.data_dir, PathBuf::from("/d"));
+    }
+
+    #[test]
+    fn a_relative_data_folder_is_suggested_absolute() {
+        let p = Probe::try_parse_from(["x", "-u", "a@b.com", "--data-dir", "state"]).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            p.global.login_command(),
+            format!(
+                "icloudpd-rs login -u a@b.com --data-dir {}",
+                shell_word(&cwd.join("state").to_string_lossy())
+            )
+        );
     }
 
     #[test]

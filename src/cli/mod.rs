@@ -208,7 +208,9 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 /// are shown (its info lines repeat what the mount says: "Unmounting ..."), and none from its
 /// session, which warns whenever its final unmount finds the filesystem already unmounted, as
 /// after every `fusermount3 -u` (its own comment says this is not necessarily an error); the
-/// mount checks the outcome itself.
+/// mount checks the outcome itself. Nor its "Failed to send FUSE reply" errors: the kernel
+/// refuses a reply to a request that was interrupted (a reader killed mid-read) or to a
+/// connection already gone (after a lazy unmount); neither is something the user can act on.
 fn init_logging(level: Option<LogLevel>) {
     // The flag, given on this command line, wins over the environment.
     let user = match level {
@@ -220,7 +222,7 @@ fn init_logging(level: Option<LogLevel>) {
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     if !user.is_some_and(|v| v.contains("fuser")) {
-        for quiet in ["fuser=warn", "fuser::session=error"] {
+        for quiet in ["fuser=warn", "fuser::session=error", "fuser::reply=off"] {
             if let Ok(directive) = quiet.parse() {
                 filter = filter.add_directive(directive);
             }

@@ -264,13 +264,14 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     };
     let rt = context::runtime()?;
     let mut catalog = open_writer(ctx)?;
+    let root = config.root.clone();
+    let mirror = Mirror::new(config);
     let notifier = Notifier {
         script: args.run.notification_script.clone(),
         username: ctx.auth.username.clone(),
-        directory: config.root.display().to_string(),
+        directory: root.display().to_string(),
+        stopper: mirror.stopper(),
     };
-    let root = config.root.clone();
-    let mirror = Mirror::new(config);
     rt.block_on(async {
         let received = signals::install(mirror.stopper(), signals::GRACE)
             .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
@@ -532,6 +533,8 @@ struct Notifier {
     script: Option<PathBuf>,
     username: String,
     directory: String,
+    /// Stopped by a signal: the script is told to stop too.
+    stopper: mirror::Stopper,
 }
 
 impl Notifier {
@@ -544,7 +547,8 @@ impl Notifier {
             exit_code,
             message,
         };
-        if let Err(e) = notify::run_script(script, event, &figures) {
+        let stopping = || self.stopper.is_stopped();
+        if let Err(e) = notify::run_script(script, event, &figures, &stopping) {
             eprintln!("icloudpd-rs: notification script: {e}");
         }
     }

@@ -12,7 +12,9 @@
 //! | `ICLOUDPD_RS_MESSAGE` | the summary line or the error |
 //!
 //! The program is run directly (no shell), with stdin closed and its output on our stderr;
-//! it gets [`SCRIPT_TIMEOUT`] before it is killed. Its failure is a warning, never the run's.
+//! it gets [`SCRIPT_TIMEOUT`] before it is killed. A stop asked for meanwhile (Ctrl-C, which
+//! does not reach the script's own process group) sends it SIGTERM and gives it
+//! [`STOP_GRACE`]. Its failure is a warning, never the run's.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,6 +24,9 @@ use super::RunReport;
 
 /// How long the script may run.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the script may take to finish once the run is asked to stop.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +60,16 @@ pub struct Figures<'a> {
     pub message: &'a str,
 }
 
-/// Run `script` for `event`; an error describes why it did not run or failed.
-pub fn run_script(script: &Path, event: Event, figures: &Figures<'_>) -> Result<(), String> {
-    run_script_within(script, event, figures, SCRIPT_TIMEOUT)
+/// Run `script` for `event`; an error describes why it did not run or failed. `stopping` says
+/// whether the run was asked to stop: a stop asked for while the script runs ends it (a run
+/// already stopping still tells the script how it ended).
+pub fn run_script(
+    script: &Path,
+    event: Event,
+    figures: &Figures<'_>,
+    stopping: &dyn Fn() -> bool,
+) -> Result<(), String> {
+    run_script_within(script, event, figures, SCRIPT_TIMEOUT, stopping)
 }
 
 fn run_script_within(
@@ -65,6 +77,7 @@ fn run_script_within(
     event: Event,
     figures: &Figures<'_>,
     timeout: Duration,
+    stopping: &dyn Fn() -> bool,
 ) -> Result<(), String> {
     let mut cmd = Command::new(script);
     // The script's output goes to our stderr: our stdout carries results.
@@ -90,25 +103,48 @@ fn run_script_within(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let deadline = Instant::now() + timeout;
+    let group = libc::pid_t::try_from(child.id()).ok();
+    let signal_group = |signal| {
+        if let Some(group) = group {
+            // SAFETY: signals the process group the child leads (created above).
+            unsafe { libc::killpg(group, signal) };
+        }
+    };
+    let mut deadline = Instant::now() + timeout;
+    // A run already stopping still tells the script how it ended: only a stop asked for
+    // while the script runs ends it.
+    let mut watch_for_stop = !stopping();
+    let mut stopped_with_run = false;
     loop {
         match child.try_wait() {
+            Ok(Some(_)) if stopped_with_run => {
+                return Err(format!("{} was stopped with the run", script.display()));
+            }
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("{} exited with {status}", script.display())),
             Ok(None) if Instant::now() >= deadline => {
-                if let Ok(group) = libc::pid_t::try_from(child.id()) {
-                    // SAFETY: signals the process group the child leads (created above).
-                    unsafe { libc::killpg(group, libc::SIGKILL) };
-                }
+                signal_group(libc::SIGKILL);
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{} did not finish within {}s and was stopped",
-                    script.display(),
-                    timeout.as_secs()
-                ));
+                return Err(if stopped_with_run {
+                    format!("{} was stopped with the run", script.display())
+                } else {
+                    format!(
+                        "{} did not finish within {}s and was stopped",
+                        script.display(),
+                        timeout.as_secs()
+                    )
+                });
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                if watch_for_stop && stopping() {
+                    watch_for_stop = false;
+                    stopped_with_run = true;
+                    signal_group(libc::SIGTERM);
+                    deadline = deadline.min(Instant::now() + STOP_GRACE);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             Err(e) => return Err(format!("waiting for {}: {e}", script.display())),
         }
     }
@@ -146,7 +182,7 @@ mod tests {
             exit_code: 3,
             message: "code needed",
         };
-        run_script(&script, Event::TwoFactorNeeded, &figures).unwrap();
+        run_script(&script, Event::TwoFactorNeeded, &figures, &|| false).unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         assert_eq!(text.trim(), "2fa-needed 0 3 code needed");
     }
@@ -165,6 +201,7 @@ mod tests {
             Event::SyncComplete,
             &Figures::default(),
             Duration::from_millis(700),
+            &|| false,
         )
         .unwrap_err();
         assert!(e.contains("was stopped"), "{e}");
@@ -179,17 +216,50 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_asked_for_ends_the_script_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = executable(dir.path(), "slow.sh", "sleep 300");
+        let started = Instant::now();
+        let stop_at = started + Duration::from_millis(300);
+        let e = run_script(&script, Event::SyncComplete, &Figures::default(), &|| {
+            Instant::now() >= stop_at
+        })
+        .unwrap_err();
+        assert!(e.contains("stopped with the run"), "{e}");
+        // SIGTERM ends `sleep` at once; the grace is only for scripts that ignore it.
+        assert!(
+            started.elapsed() < SCRIPT_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_run_that_was_stopped_still_tells_the_script_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        let script = executable(
+            dir.path(),
+            "late.sh",
+            &format!("sleep 0.3\ntouch {}", done.display()),
+        );
+        run_script(&script, Event::SyncFailed, &Figures::default(), &|| true).unwrap();
+        assert!(done.exists());
+    }
+
+    #[test]
     fn a_failing_or_missing_script_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let e = run_script(
             &dir.path().join("nope"),
             Event::SyncComplete,
             &Figures::default(),
+            &|| false,
         )
         .unwrap_err();
         assert!(e.contains("cannot run"), "{e}");
         let script = executable(dir.path(), "fail.sh", "exit 4");
-        let e = run_script(&script, Event::SyncFailed, &Figures::default()).unwrap_err();
+        let e = run_script(&script, Event::SyncFailed, &Figures::default(), &|| false).unwrap_err();
         assert!(e.contains("exit"), "{e}");
     }
 }

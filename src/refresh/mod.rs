@@ -138,7 +138,13 @@ pub struct LibraryReport {
     /// Records that could not become assets (each stored with its reason).
     pub skipped: u64,
     pub albums: u64,
+    /// In reports as `elapsed_secs`, a number of seconds, as the sync's own `elapsed_secs`.
+    #[serde(rename = "elapsed_secs", serialize_with = "seconds")]
     pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(elapsed: &Duration, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_f64(elapsed.as_secs_f64())
 }
 
 /// The outcome of a refresh.

@@ -130,6 +130,10 @@ fn the_notification_script_and_report_tell_how_runs_ended() {
     assert_eq!(doc["status"], "complete");
     assert_eq!(doc["downloaded"], downloaded);
     assert!(doc["bytes_downloaded"].as_u64().unwrap() > 0);
+    // Durations are seconds, named alike at every level.
+    assert!(doc["elapsed_secs"].as_f64().unwrap() > 0.0);
+    let library = &doc["refresh"]["libraries"][0];
+    assert!(library["elapsed_secs"].as_f64().unwrap() > 0.0, "{library}");
 
     // One photo whose URL is always refused: a partial run.
     let id = env.mutate(json!({"op": "add", "count": 1}))[0].clone();
@@ -218,6 +222,56 @@ fn watch_mode_follows_changes_until_stopped() {
         assert!(expected.values().any(|(a, _)| a == id));
     }
     assert_tree(&env, &photos, &expected);
+}
+
+/// Ctrl-C reaches the terminal's process group, not the script's own one: the sync tells the
+/// script to stop instead of waiting the minute a script is allowed.
+#[test]
+fn ctrl_c_while_the_notification_script_runs_ends_it() {
+    let env = Env::new(small(3));
+    let photos = env.folder("photos");
+    let log = env.folder("events.log");
+    let notify = env.dir.path().join("slow-notify.sh");
+    std::fs::write(
+        &notify,
+        format!(
+            "#!/bin/sh\necho \"$ICLOUDPD_RS_EVENT\" >> {}\nsleep 120\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &dir,
+            "--no-progress-bar",
+            "--notification-script",
+            &n,
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&log).is_empty() {
+        assert!(Instant::now() < deadline, "the script never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "waited {:?} for the script",
+        signalled.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("was stopped with the run"), "{stderr}");
+    // The sync itself had finished: its files are all there.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
 }
 
 /// A notification script recording every `ICLOUDPD_RS_*` variable of each call, one call per
