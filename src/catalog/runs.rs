@@ -255,6 +255,15 @@ impl Catalog {
             });
         }
         let now = now_ms();
+        // An asset whose record came but could not be used (its partner missing from the
+        // listing, a rendition unusable) is still in iCloud: not gone.
+        tx.prepare_cached(
+            "UPDATE assets SET last_seen_run = ?2
+             WHERE library_id = ?1 AND gone_ms IS NULL
+               AND record_id IN (SELECT record_name FROM skipped_records WHERE run_id = ?2)",
+        )
+        .and_then(|mut s| s.execute(params![active.library, run]))
+        .ctx("keeping the assets of skipped records")?;
         let removed = tx
             .prepare_cached(
                 "UPDATE assets SET gone_ms = ?3

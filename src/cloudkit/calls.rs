@@ -127,19 +127,31 @@ pub struct Page {
     pub sync_token: Option<String>,
 }
 
-/// A listing page's answer, paired while it is parsed unless it is an error.
+/// A listing page's answer, paired while it is parsed unless it is an error (or a short
+/// answer where a full one was required).
 enum PageAnswer {
     Failed(String, String),
     Paired(Page),
+    Short(usize),
 }
 
 impl TopError for PageAnswer {
     fn top_error(&self) -> Option<(String, String)> {
         match self {
             PageAnswer::Failed(code, reason) => Some((code.clone(), reason.clone())),
-            PageAnswer::Paired(_) => None,
+            PageAnswer::Paired(_) | PageAnswer::Short(_) => None,
         }
     }
+}
+
+/// A listing page, or the size of a short answer that was not used.
+pub(crate) enum Fetched {
+    Page(Page),
+    /// Fewer records than asked, where a full page was required: nothing was paired (the
+    /// carry-over did not see it).
+    Short {
+        records: usize,
+    },
 }
 
 impl Page {
@@ -298,7 +310,9 @@ impl CloudKitClient {
     }
 
     /// One page of an index, starting at `start_rank`. Unpaired records go to `carry` when
-    /// given (a walk), else they are reported as skipped.
+    /// given (a walk), else they are reported as skipped. With `require_full`, an answer with
+    /// fewer records than asked is not paired but reported as [`Fetched::Short`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn query_page(
         &self,
         library: &Library,
@@ -307,7 +321,8 @@ impl CloudKitClient {
         bodies: &requests::PageBodies,
         carry: Option<&Mutex<CarryOver>>,
         urls: Urls,
-    ) -> Result<Page, CloudKitError> {
+        require_full: bool,
+    ) -> Result<Fetched, CloudKitError> {
         let name = format!(
             "records/query {} at rank {start_rank} ({})",
             index.describe(),
@@ -324,6 +339,9 @@ impl CloudKitClient {
                 return Ok(PageAnswer::Failed(code, reason));
             }
             let records = answer.records.len();
+            if require_full && (records as u64) < requests::RESULTS_LIMIT {
+                return Ok(PageAnswer::Short(records));
+            }
             let paired = pair_page(answer.records, &library.zone, carry, urls);
             Ok(PageAnswer::Paired(Page {
                 start_rank,
@@ -337,7 +355,8 @@ impl CloudKitClient {
             .post_decoded(&info, db, "records/query", &body, &decode)
             .await?
         {
-            PageAnswer::Paired(page) => Ok(page),
+            PageAnswer::Paired(page) => Ok(Fetched::Page(page)),
+            PageAnswer::Short(records) => Ok(Fetched::Short { records }),
             PageAnswer::Failed(code, reason) => Err(CloudKitError::Protocol {
                 call: info.name.clone(),
                 detail: format!("error answer {code}: {reason}"),
@@ -352,15 +371,24 @@ impl CloudKitClient {
         index: &Index,
         start_rank: u64,
     ) -> Result<Page, CloudKitError> {
-        self.query_page(
-            library,
-            index,
-            start_rank,
-            &requests::PageBodies::new(library, index, &requests::asset_desired_keys()),
-            None,
-            Urls::Keep,
-        )
-        .await
+        let fetched = self
+            .query_page(
+                library,
+                index,
+                start_rank,
+                &requests::PageBodies::new(library, index, &requests::asset_desired_keys()),
+                None,
+                Urls::Keep,
+                false,
+            )
+            .await?;
+        match fetched {
+            Fetched::Page(page) => Ok(page),
+            Fetched::Short { records } => Err(CloudKitError::Protocol {
+                call: format!("records/query {} at rank {start_rank}", index.describe()),
+                detail: format!("a short answer of {records} records was not used"),
+            }),
+        }
     }
 
     /// Move an asset to Recently Deleted (`records/modify` of its CPLAsset with its change tag).

@@ -7,9 +7,16 @@
 //!
 //! Ranges follow section 5.4 of the protocol notes: with count C and F fetchers, fetcher i covers
 //! ranks `[i·chunk, (i+1)·chunk)` with `chunk` a multiple of the page size, so fetchers start on
-//! page boundaries. A bounded fetcher walks its whole range even through empty pages (an empty
-//! page in the middle of an index does not end it); the last fetcher is open-ended and stops at
-//! the first short page at or past the counted end.
+//! page boundaries. The last fetcher is open-ended and stops at the first short page at or past
+//! the counted end.
+//!
+//! The count is not trusted further than that. Five empty pages in a row end the index there
+//! (one empty page inside an index is walked past, as kei and rclone do): no fetcher goes on
+//! past them, so a count far above the content costs a few requests, not a walk of empty
+//! pages. A page with far fewer records than asked before the counted end, with records at a
+//! later rank, was cut short (a gateway, a partial answer): it is asked again, and a whole
+//! answer replaces it. Records it lost for good stay unpaired and are reported as skipped,
+//! and the catalog does not take their assets for gone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::model::Library;
 
-use super::calls::{IndexCount, Page};
+use super::calls::{Fetched, IndexCount, Page};
 use super::client::CloudKitClient;
 use super::error::CloudKitError;
 use super::pairing::CarryOver;
@@ -84,6 +91,49 @@ pub struct WalkSummary {
     /// The zone token to store once every page is committed: taken before the first page (from
     /// the count), so changes made during the walk are replayed by the next incremental sync.
     pub sync_token: Option<String>,
+}
+
+/// Where the fetchers found the index's records to end (see the module docs).
+#[derive(Debug, Default)]
+struct Ends {
+    /// The lowest rank answered with no record at all: nothing lies past it.
+    empty_at: Option<u64>,
+    /// The highest rank answered with records.
+    last_with_records: Option<u64>,
+    /// Ranks answered with fewer records than the counted end called for, with their records.
+    short: Vec<(u64, usize)>,
+}
+
+impl Ends {
+    fn past_the_end(&self, rank: u64) -> bool {
+        self.empty_at.is_some_and(|end| rank >= end)
+    }
+
+    /// Short pages followed by records at a later rank: answers cut short, and the pages
+    /// where the records end (the tail) although the count said more.
+    fn short_pages(&self) -> (Vec<u64>, Vec<(u64, usize)>) {
+        let last = self.last_with_records.unwrap_or(0);
+        let (mut cut, mut tail): (Vec<_>, Vec<_>) =
+            self.short.iter().copied().partition(|&(r, _)| r < last);
+        cut.sort_unstable();
+        tail.sort_unstable();
+        (cut.into_iter().map(|(r, _)| r).collect(), tail)
+    }
+}
+
+/// A page answered cut short is asked again after each of these pauses.
+const CUT_SHORT_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(1),
+];
+
+/// Empty pages in a row that end an index.
+const EMPTY_PAGES_END: u64 = 5;
+
+/// A page with fewer records than this before the counted end may have been cut short (a
+/// pair split across pages only moves a record or two).
+fn looks_cut(records: usize) -> bool {
+    (records as u64) < requests::RESULTS_LIMIT * 3 / 4
 }
 
 #[derive(Default)]
@@ -270,6 +320,8 @@ async fn run_walk(
     let ranges = rank_ranges(counted.count, options.parallelism);
     tracing::debug!(index = %index.describe(), zone = %library.zone, count = ?counted.count, ranges = ranges.len(), "walking index");
 
+    let counted_end = counted.count.unwrap_or(0);
+    let ends = Arc::new(Mutex::new(Ends::default()));
     let mut fetchers = JoinSet::new();
     for range in ranges {
         let fetch = RangeFetch {
@@ -278,7 +330,7 @@ async fn run_walk(
             index: index.clone(),
             bodies: bodies.clone(),
             urls: if options.membership_only {
-                Urls::Drop
+                Urls::Membership
             } else {
                 options.urls
             },
@@ -287,10 +339,30 @@ async fn run_walk(
             counters: counters.clone(),
             first_token: first_token.clone(),
             max_ranks: options.max_ranks,
+            counted_end,
+            ends: ends.clone(),
         };
         fetchers.spawn(fetch.run(range));
     }
-    drop(tx);
+    // One more fetcher, kept for the pages answered cut short.
+    let again = RangeFetch {
+        client: client.clone(),
+        library: library.clone(),
+        index: index.clone(),
+        bodies: bodies.clone(),
+        urls: if options.membership_only {
+            Urls::Membership
+        } else {
+            options.urls
+        },
+        carry: carry.clone(),
+        tx,
+        counters: counters.clone(),
+        first_token: first_token.clone(),
+        max_ranks: options.max_ranks,
+        counted_end,
+        ends: ends.clone(),
+    };
     while let Some(joined) = fetchers.join_next().await {
         let outcome = joined.unwrap_or_else(|e| {
             Err(CloudKitError::Protocol {
@@ -302,6 +374,22 @@ async fn run_walk(
             fetchers.abort_all();
             return Err(e);
         }
+    }
+    let ((cut_short, tail), empty_at) = {
+        let ends = ends.lock().unwrap_or_else(|e| e.into_inner());
+        (ends.short_pages(), ends.empty_at)
+    };
+    for rank in cut_short {
+        again.fetch_whole(rank).await?;
+    }
+    // Where the records end before the count, the last page may have been cut short too
+    // (nothing follows it to tell): asked once more, a fuller answer is taken.
+    for (rank, records) in tail {
+        again.fetch_fuller(rank, records).await?;
+    }
+    drop(again);
+    if let Some(end) = empty_at.filter(|&end| end < counted_end) {
+        tracing::warn!(index = %index.describe(), zone = %library.zone, counted = counted_end, records_end_before = end, "the index's count is above what it holds (assets removed during the listing, or a wrong count); listed what it holds");
     }
     let skipped = match Arc::try_unwrap(carry) {
         Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()).finish(),
@@ -335,44 +423,55 @@ struct RangeFetch {
     counters: Arc<Counters>,
     first_token: Arc<Mutex<Option<String>>>,
     max_ranks: u64,
+    /// The index's count (0 when unknown).
+    counted_end: u64,
+    ends: Arc<Mutex<Ends>>,
 }
 
 impl RangeFetch {
     async fn run(self, range: RankRange) -> Result<(), CloudKitError> {
         let mut rank = range.start;
+        // The first rank of the current run of empty pages.
+        let mut empty_since: Option<u64> = None;
         loop {
             if !range.open_ended && rank >= range.end {
                 return Ok(());
             }
-            if rank >= self.max_ranks {
-                tracing::warn!(index = %self.index.describe(), rank, "index never ended; stopped probing");
+            if self.ends().past_the_end(rank) {
                 return Ok(());
             }
-            let page = self
-                .client
-                .query_page(
-                    &self.library,
-                    &self.index,
-                    rank,
-                    &self.bodies,
-                    Some(&self.carry),
-                    self.urls,
-                )
-                .await?;
-            let short = page.is_short();
-            if page.sync_token.is_some() {
-                let mut t = self.first_token.lock().unwrap_or_else(|e| e.into_inner());
-                if t.is_none() {
-                    *t = page.sync_token.clone();
+            if rank >= self.max_ranks {
+                if range.open_ended {
+                    tracing::warn!(index = %self.index.describe(), rank, "index never ended; stopped probing");
+                }
+                return Ok(());
+            }
+            // Not asked to be whole, the answer always comes as a page.
+            let Fetched::Page(page) = self.fetch(rank, false).await? else {
+                continue;
+            };
+            let (records, short) = (page.records, page.is_short());
+            let mut ended = false;
+            {
+                let mut ends = self.ends();
+                if records == 0 {
+                    let since = *empty_since.get_or_insert(rank);
+                    if rank >= since + (EMPTY_PAGES_END - 1) * PAGE_ASSETS {
+                        ends.empty_at = Some(ends.empty_at.map_or(since, |e| e.min(since)));
+                        ended = true;
+                    }
+                } else {
+                    empty_since = None;
+                    ends.last_with_records =
+                        Some(ends.last_with_records.map_or(rank, |l| l.max(rank)));
+                    // Two records (master and asset) per asset.
+                    if looks_cut(records) && rank + (records as u64).div_ceil(2) < self.counted_end
+                    {
+                        ends.short.push((rank, records));
+                    }
                 }
             }
-            self.counters.pages.fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .assets
-                .fetch_add(page.assets.len() as u64, Ordering::Relaxed);
-            if self.tx.send(page).await.is_err() {
-                // The consumer went away: the walk ends incomplete.
-                self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            if !self.hand_over(page).await || ended {
                 return Ok(());
             }
             if range.open_ended && short && rank + PAGE_ASSETS >= range.end {
@@ -380,6 +479,76 @@ impl RangeFetch {
             }
             rank += PAGE_ASSETS;
         }
+    }
+
+    /// Ask again for a page that looks cut short; a whole answer is handed over. One that
+    /// never comes whole is what the server holds (its first answer was handed over already).
+    async fn fetch_whole(&self, rank: u64) -> Result<(), CloudKitError> {
+        for pause in CUT_SHORT_RETRIES {
+            tokio::time::sleep(pause).await;
+            match self.fetch(rank, true).await? {
+                Fetched::Page(page) => {
+                    tracing::info!(index = %self.index.describe(), rank, "a page answered cut short came whole when asked again");
+                    self.hand_over(page).await;
+                    return Ok(());
+                }
+                Fetched::Short { records } => {
+                    tracing::debug!(index = %self.index.describe(), rank, records, "a page is short again");
+                }
+            }
+        }
+        tracing::warn!(index = %self.index.describe(), rank, "a page stayed short inside the index; records it lacks are reported as skipped");
+        Ok(())
+    }
+
+    /// Ask again for the page where the records ended before the count; hand it over when it
+    /// holds more records than the first answer.
+    async fn fetch_fuller(&self, rank: u64, records: usize) -> Result<(), CloudKitError> {
+        if let Fetched::Page(page) = self.fetch(rank, false).await?
+            && page.records > records
+        {
+            tracing::warn!(index = %self.index.describe(), rank, first = records, again = page.records, "the last page was answered cut short; took the fuller answer");
+            self.hand_over(page).await;
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, rank: u64, require_full: bool) -> Result<Fetched, CloudKitError> {
+        self.client
+            .query_page(
+                &self.library,
+                &self.index,
+                rank,
+                &self.bodies,
+                Some(&self.carry),
+                self.urls,
+                require_full,
+            )
+            .await
+    }
+
+    /// Count a page and pass it on; false when the consumer went away (the walk then ends
+    /// incomplete).
+    async fn hand_over(&self, page: Page) -> bool {
+        if page.sync_token.is_some() {
+            let mut t = self.first_token.lock().unwrap_or_else(|e| e.into_inner());
+            if t.is_none() {
+                *t = page.sync_token.clone();
+            }
+        }
+        self.counters.pages.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .assets
+            .fetch_add(page.assets.len() as u64, Ordering::Relaxed);
+        if self.tx.send(page).await.is_err() {
+            self.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn ends(&self) -> std::sync::MutexGuard<'_, Ends> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

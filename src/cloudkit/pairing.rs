@@ -27,7 +27,36 @@ pub(crate) struct CarryOver {
     assets: HashMap<String, Vec<Record>>,
 }
 
+/// A CPLAsset naming a master another CPLAsset already paired with: both would be the same
+/// asset (an asset is known by its master), so the first one is kept.
+fn second_asset<S: RecordText>(asset: &Record<S>, master: &str) -> super::parse::Skipped {
+    skip_entry(
+        asset.name(),
+        format!("a second CPLAsset for CPLMaster {master} (the first one is kept)"),
+    )
+}
+
 impl CarryOver {
+    /// Forget what waits for pairs that a later answer made within one page: the records of an
+    /// earlier, cut-short answer of that page (see `enumerate`).
+    fn forget_paired<S: RecordText>(&mut self, pairs: &[(S, S)]) {
+        if self.masters.is_empty() && self.assets.is_empty() {
+            return;
+        }
+        for (master, asset) in pairs {
+            let (master, asset): (&str, &str) = (master, asset);
+            if let Some((_, used)) = self.masters.get_mut(master) {
+                *used = true;
+            }
+            if let Some(waiting) = self.assets.get_mut(master) {
+                waiting.retain(|a| a.name() != asset);
+                if waiting.is_empty() {
+                    self.assets.remove(master);
+                }
+            }
+        }
+    }
+
     /// Report everything still unpaired at the end of the walk.
     pub fn finish(self) -> Vec<Skipped> {
         let mut out = Vec::new();
@@ -110,16 +139,33 @@ pub(crate) fn pair_page<S: RecordText>(
     }
 
     let mut waiting_assets = Vec::new();
+    // Pairs made within the page, by master and asset record name: what an earlier, cut-short
+    // answer of the same page left in the carry-over for them is stale once they pair here.
+    let mut paired_here: Vec<(S, S)> = Vec::new();
     for a in assets {
         let master_name = a.reference("masterRef").unwrap_or_default();
         match masters.get_mut(master_name) {
+            Some((_, true)) => page.skipped.push(second_asset(&a, master_name)),
             Some((m, used)) => {
                 *used = true;
                 let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);
                 page.assets.push(built);
+                if carry.is_some() {
+                    if let (Some(m), Some(n)) = (m.record_name.clone(), a.record_name.clone()) {
+                        paired_here.push((m, n));
+                    }
+                }
             }
             None => waiting_assets.push(a),
         }
+    }
+    if let Some(carry) = carry
+        && !paired_here.is_empty()
+    {
+        carry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_paired(&paired_here);
     }
     let waiting_masters: Vec<Record<S>> = master_order
         .into_iter()
@@ -152,6 +198,7 @@ pub(crate) fn pair_page<S: RecordText>(
         let a = a.into_owned();
         let master_name = a.reference("masterRef").unwrap_or_default().to_string();
         match carry.masters.get_mut(&master_name) {
+            Some((_, true)) => page.skipped.push(second_asset(&a, &master_name)),
             Some((m, used)) => {
                 *used = true;
                 let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);

@@ -127,6 +127,9 @@ pub(crate) fn build_asset(
 pub enum Urls {
     Keep,
     Drop,
+    /// A walk that asked only which assets an index holds (`desiredKeys` `masterRef`): its
+    /// records carry no rendition, so none is looked for (nor reported missing).
+    Membership,
 }
 
 /// [`build_asset`]; with [`Urls::Drop`] the asset's `downloads` stay empty (a version without
@@ -149,6 +152,7 @@ pub(crate) fn build_asset_with<S: RecordText>(
     };
     let mut versions = Vec::with_capacity(table.len());
     let mut downloads = Vec::with_capacity(if urls == Urls::Keep { table.len() } else { 0 });
+    let table = if urls == Urls::Membership { &[] } else { table };
     for &(version_kind, prefix) in table {
         match rendition(master, asset, version_kind, prefix) {
             Ok(Some((version, url))) => {
@@ -160,6 +164,11 @@ pub(crate) fn build_asset_with<S: RecordText>(
                 }
                 versions.push(version);
             }
+            // Every asset has an original: without one there is nothing to download or show.
+            Ok(None) if version_kind == VersionKind::Original => skipped.push(skip_entry(
+                &id,
+                format!("no original version ({prefix}Res on neither record)"),
+            )),
             Ok(None) => {}
             Err(reason) => skipped.push(skip_entry(&id, reason)),
         }
@@ -240,6 +249,9 @@ fn decode_filename<S: RecordText>(master: &Record<S>) -> (Option<String>, Option
 /// One version from the asset's rendition if it has one, else the master's, with its
 /// download URL. `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot
 /// be used.
+/// The largest file iCloud stores is 1 TB; a declared size beyond it is not believed.
+const MAX_PLAUSIBLE_SIZE: u64 = 1 << 40;
+
 fn rendition<'r, S: RecordText>(
     master: &'r Record<S>,
     asset: &'r Record<S>,
@@ -277,6 +289,11 @@ fn rendition<'r, S: RecordText>(
         .size
         .and_then(|s| u64::try_from(s).ok())
         .ok_or_else(|| format!("{}: no valid size", what()))?;
+    // A declared size is what a mount shows before a byte is fetched: an empty or absurd one
+    // would be an empty photo or a petabyte in `du`, so such a version is not used.
+    if size == 0 || size > MAX_PLAUSIBLE_SIZE {
+        return Err(format!("{}: implausible size {size}", what()));
+    }
     let checksum = res
         .file_checksum
         .as_deref()

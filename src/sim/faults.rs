@@ -27,6 +27,10 @@ pub enum FaultKind {
     /// API answer is truncated JSON.
     #[serde(rename = "api-malformed")]
     ApiMalformed,
+    /// A `records/query` answer holds only the first half of its records (well-formed JSON:
+    /// a page cut short by a gateway, or partly served).
+    #[serde(rename = "api-short-page")]
+    ApiShortPage,
     /// The web session becomes invalid (as Apple signals it) and this call is refused.
     #[serde(rename = "session-expire")]
     SessionExpire,
@@ -55,11 +59,12 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every fault, in a fixed order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Api503,
         FaultKind::Api429,
         FaultKind::ApiReset,
         FaultKind::ApiMalformed,
+        FaultKind::ApiShortPage,
         FaultKind::SessionExpire,
         FaultKind::TokenExpire,
         FaultKind::Cdn503,
@@ -77,6 +82,7 @@ impl FaultKind {
             FaultKind::Api429 => "api-429",
             FaultKind::ApiReset => "api-reset",
             FaultKind::ApiMalformed => "api-malformed",
+            FaultKind::ApiShortPage => "api-short-page",
             FaultKind::SessionExpire => "session-expire",
             FaultKind::TokenExpire => "token-expire",
             FaultKind::Cdn503 => "cdn-503",

@@ -391,11 +391,41 @@ async fn front(State(state): State<SharedState>, req: Request, next: Next) -> Re
         state.auth.expire_web_sessions();
     }
     let malformed = faults.fire(FaultKind::ApiMalformed);
+    let short_page = path.ends_with("/records/query") && faults.fire(FaultKind::ApiShortPage);
     let resp = next.run(req).await;
     if malformed {
         return truncate_body(resp).await;
     }
+    if short_page {
+        return halve_records(resp).await;
+    }
     resp
+}
+
+/// Keep the first half of an answer's `records` (still well-formed JSON).
+async fn halve_records(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(records) = answer
+        .get_mut("records")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        // A one-record answer (an indexing state, a lookup) is left whole.
+        if records.len() >= 2 {
+            let keep = records.len() / 2;
+            records.truncate(keep);
+        }
+    }
+    let text = answer.to_string();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    Response::from_parts(parts, Body::from(text))
 }
 
 /// Keep the status and headers, cut the body in half (a truncated JSON document).

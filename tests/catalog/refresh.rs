@@ -283,6 +283,70 @@ async fn api_faults_and_session_expiry_still_end_exact() {
     assert_equal(&catalog, sim.state(), "under faults");
 }
 
+/// Listing pages answered with part of their records (a gateway cutting the answer): each is
+/// asked again until whole, and the catalog ends exact, with no stale "unpaired" skips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_answered_cut_short_are_asked_again() {
+    let sim = start(1450, 12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = sign_in(&sim, dir.path()).await;
+    let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    sim.state().faults.set(
+        FaultKind::ApiShortPage,
+        FaultRule {
+            p: 1.0,
+            remaining: Some(6),
+            ..FaultRule::default()
+        },
+    );
+    let report = refresh_once(&session, &mut catalog).await;
+    assert_eq!(sim.state().faults.fired(FaultKind::ApiShortPage), 6);
+    sim.state().faults.clear();
+    assert_equal(&catalog, sim.state(), "after pages cut short");
+    assert_eq!(report.libraries[0].skipped, 0, "{:?}", report.libraries[0]);
+}
+
+/// Pages that never come whole: the listing keeps what the server gives and reports the
+/// records left without their partner as skipped, and a full listing does not take their
+/// assets for gone (a sync with `--auto-delete` would delete their files). With the server
+/// healthy again, the next listing ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_always_cut_short_mark_nothing_gone() {
+    let sim = start(700, 13).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = sign_in(&sim, dir.path()).await;
+    let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    refresh_once(&session, &mut catalog).await;
+    sim.state().faults.set(
+        FaultKind::ApiShortPage,
+        FaultRule {
+            p: 1.0,
+            ..FaultRule::default()
+        },
+    );
+    let full = RefreshOptions {
+        full: true,
+        ..RefreshOptions::default()
+    };
+    let report = refresh::refresh(&session, &mut catalog, &full, &mut NoSink)
+        .await
+        .unwrap();
+    sim.state().faults.clear();
+    let library = &report.libraries[0];
+    assert!(library.skipped > 0, "{library:?}");
+    assert_eq!(library.removed, 0, "{library:?}");
+    // Every asset is still there (album members are what the cut album pages held).
+    let ((mv, mf, _), (cv, cf, _)) = (manifest_view(sim.state()), catalog_view(&catalog));
+    assert!(
+        cv == mv && cf == mf,
+        "assets or flags differ after the cut listing"
+    );
+    refresh::refresh(&session, &mut catalog, &full, &mut NoSink)
+        .await
+        .unwrap();
+    assert_equal(&catalog, sim.state(), "after the next listing");
+}
+
 #[test]
 fn kill_during_enumeration_then_refresh_ends_exact() {
     let _ = rustls::crypto::ring::default_provider().install_default();
