@@ -46,6 +46,9 @@ pub struct Status {
     /// given), by folder: whether it completed, and how far it got. `pending` cannot say what
     /// an interrupted sync left to do (download state exists only for files attempted).
     pub last_syncs: Vec<SyncRunRecord>,
+    /// Records iCloud sent that could not become files, with why (see
+    /// [`Catalog::unusable_records`]).
+    pub unusable_records: Vec<crate::model::Skipped>,
 }
 
 /// Per-library part of [`Status`].
@@ -153,6 +156,7 @@ impl Catalog {
             last_run: self.recent_runs(None, 1)?.into_iter().next(),
             interrupted_runs: self.interrupted_runs()?,
             last_syncs: self.last_sync_runs(root)?,
+            unusable_records: self.unusable_records()?,
         })
     }
 }

@@ -348,9 +348,32 @@ fn print_status(status: &crate::catalog::Status, session: Option<&crate::auth::S
     for run in &status.last_syncs {
         println!("{}", last_sync_line(run));
     }
+    print_unusable(&status.unusable_records);
     print_session(session);
     if std::io::stdout().is_terminal() && n("failed") > 0 {
         println!("Run `icloudpd-rs status --failed` to see what failed.");
+    }
+}
+
+/// The records iCloud sent that could not become files: a count and the first few reasons
+/// (`status --json` lists them all).
+fn print_unusable(records: &[crate::model::Skipped]) {
+    const SHOWN: usize = 5;
+    if records.is_empty() {
+        return;
+    }
+    println!(
+        "Not usable: {} record(s) iCloud sent could not become files:",
+        records.len()
+    );
+    for r in records.iter().take(SHOWN) {
+        println!("  {}: {}", r.record_name, r.reason);
+    }
+    if records.len() > SHOWN {
+        println!(
+            "  ... and {} more (`icloudpd-rs status --json` lists them all)",
+            records.len() - SHOWN
+        );
     }
 }
 

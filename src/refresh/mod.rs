@@ -331,6 +331,9 @@ pub async fn refresh(
                 }
             }
         };
+        if lib_report.skipped > 0 {
+            tracing::warn!(zone = %library.zone, records = lib_report.skipped, "records iCloud sent could not become files (`icloudpd-rs status` says which and why)");
+        }
         report.libraries.push(lib_report);
     }
     for db in &databases {

@@ -212,3 +212,49 @@ fn icloudpds_list_flags_list_from_the_server() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("PrimarySync\t"), "{out}");
 }
+
+/// Records iCloud sent that could not become files are told: a warning at the refresh, and
+/// `status` (text and `--json`) says which and why.
+#[test]
+fn status_names_the_records_that_could_not_be_used() {
+    use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
+    let sim = sim(300, 14);
+    let dir = tempfile::tempdir().unwrap();
+    let account = sim.account().clone();
+    let user = account.username.as_str();
+    // Pages that always come cut short: their masters arrive without their assets.
+    sim.state().faults.set(
+        FaultKind::ApiShortPage,
+        FaultRule {
+            p: 1.0,
+            ..FaultRule::default()
+        },
+    );
+    let refresh = [
+        "refresh",
+        "-p",
+        &account.password,
+        "--endpoint",
+        sim.endpoint(),
+    ];
+    let (code, _, err) = run(dir.path(), user, &refresh);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("could not become files"), "{err}");
+    let (code, out, err) = run(dir.path(), user, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Not usable:"), "{out}");
+    assert!(out.contains("CPLMaster without its CPLAsset"), "{out}");
+    let (_, out, _) = run(dir.path(), user, &["status", "--json"]);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let unusable = doc["unusable_records"].as_array().unwrap();
+    assert!(!unusable.is_empty(), "{doc}");
+    assert!(unusable[0]["reason"].as_str().is_some(), "{doc}");
+
+    // Healthy again: a full listing uses every record, and status says nothing of them.
+    sim.state().faults.clear();
+    let full = [&refresh[..], &["--full"]].concat();
+    let (code, _, err) = run(dir.path(), user, &full);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(dir.path(), user, &["status"]);
+    assert!(!out.contains("Not usable:"), "{out}");
+}
