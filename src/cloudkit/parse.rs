@@ -194,8 +194,8 @@ pub(crate) fn build_asset_with<S: RecordText>(
         filename_problem,
         item_type,
         kind,
-        asset_date_ms: asset.int("assetDate").unwrap_or(0),
-        added_date_ms: asset.int("addedDate").unwrap_or(0),
+        asset_date_ms: timestamp(asset, "assetDate", &id),
+        added_date_ms: timestamp(asset, "addedDate", &id),
         tz_offset_s: asset
             .int("timeZoneOffset")
             .and_then(|v| i32::try_from(v).ok()),
@@ -249,6 +249,19 @@ fn decode_filename<S: RecordText>(master: &Record<S>) -> (Option<String>, Option
 /// One version from the asset's rendition if it has one, else the master's, with its
 /// download URL. `Ok(None)`: neither record has this rendition. `Err`: it exists but cannot
 /// be used.
+/// A date field in milliseconds since the epoch. A missing or unreadable one, or one no
+/// calendar can show, is the epoch (as icloudpd takes it), said in the log: the photo lands in
+/// `1970/01/01`, with the same date as its file's time.
+fn timestamp<S: RecordText>(asset: &Record<S>, field: &str, id: &str) -> i64 {
+    match asset.int(field) {
+        Some(ms) if chrono::DateTime::from_timestamp_millis(ms).is_some() => ms,
+        found => {
+            tracing::warn!(asset = %id, field, value = ?found, "no usable date; taking 1970-01-01 (as icloudpd does)");
+            0
+        }
+    }
+}
+
 /// The largest file iCloud stores is 1 TB; a declared size beyond it is not believed.
 const MAX_PLAUSIBLE_SIZE: u64 = 1 << 40;
 
@@ -429,6 +442,63 @@ pub(crate) mod tests {
                 "isFavorite": {"value": 1, "type": "INT64"},
             }}),
         )
+    }
+
+    #[test]
+    fn unusable_dates_and_sizes_and_a_missing_original_are_told() {
+        let with = |fields: Value| {
+            record(json!({"recordName": "A", "recordType": "CPLAsset", "fields": fields}))
+        };
+        let mut fields = json!({"masterRef": {"value": {"recordName": "M"}, "type": "REFERENCE"},
+            "assetDate": {"value": 1.0e16, "type": "TIMESTAMP"},
+            "addedDate": {"value": "yesterday", "type": "STRING"}});
+        let mut skipped = Vec::new();
+        let built = build_asset(
+            &master("M", "public.jpeg"),
+            &with(fields.clone()),
+            "Z",
+            &mut skipped,
+        );
+        assert_eq!(
+            (built.asset.asset_date_ms, built.asset.added_date_ms),
+            (0, 0)
+        );
+        assert!(skipped.is_empty(), "{skipped:?}");
+
+        // Size 0, an absurd size, no original at all: each a skip with its reason.
+        fields["assetDate"] = json!({"value": 1000, "type": "TIMESTAMP"});
+        for (res_field, expected) in [
+            (Some(res(0)), "implausible size 0"),
+            (Some(res(1 << 50)), "implausible size"),
+            (None, "no original version"),
+        ] {
+            let mut m = json!({"recordName": "M", "recordType": "CPLMaster", "fields": {
+                "itemType": {"value": "public.jpeg", "type": "STRING"},
+                "filenameEnc": {"value": "SU1HXzc0MDkuSlBH", "type": "ENCRYPTED_BYTES"},
+                "resOriginalFileType": {"value": "public.jpeg", "type": "STRING"}}});
+            match res_field {
+                Some(r) => m["fields"]["resOriginalRes"] = r,
+                None => {
+                    m["fields"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("resOriginalRes");
+                }
+            }
+            let mut skipped = Vec::new();
+            let built = build_asset(&record(m), &with(fields.clone()), "Z", &mut skipped);
+            assert!(
+                !built
+                    .asset
+                    .versions
+                    .iter()
+                    .any(|v| v.kind == VersionKind::Original)
+            );
+            assert!(
+                skipped.iter().any(|s| s.reason.contains(expected)),
+                "{expected}: {skipped:?}"
+            );
+        }
     }
 
     #[test]
