@@ -150,10 +150,10 @@ pub(crate) fn pair_page<S: RecordText>(
                 *used = true;
                 let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);
                 page.assets.push(built);
-                if carry.is_some() {
-                    if let (Some(m), Some(n)) = (m.record_name.clone(), a.record_name.clone()) {
-                        paired_here.push((m, n));
-                    }
+                if carry.is_some()
+                    && let (Some(m), Some(n)) = (m.record_name.clone(), a.record_name.clone())
+                {
+                    paired_here.push((m, n));
                 }
             }
             None => waiting_assets.push(a),
