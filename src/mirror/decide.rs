@@ -236,8 +236,15 @@ impl Planner<'_> {
         }
         let mut previous: Option<&str> = None;
         match state {
-            Some(DownloadState::Downloaded { rel_path, .. }) => {
-                if self.exists(rel_path) {
+            Some(DownloadState::Downloaded { rel_path, size, .. }) => {
+                let on_disk = std::fs::symlink_metadata(self.ctx.root.join(rel_path)).ok();
+                if let Some(meta) = on_disk.as_ref().filter(|m| m.is_file() && m.len() != *size) {
+                    // Not the file recorded: another version took the path while this one's
+                    // file was gone (an edit, later reverted). Decided below like any file
+                    // found at the planned path, never skipped as if it were this version.
+                    tracing::warn!(path = %rel_path, found = meta.len(), recorded = size, "a file recorded as downloaded holds other bytes; deciding it again");
+                    self.missing += 1;
+                } else if on_disk.is_some() {
                     counters.skip(SkipReason::AlreadyDownloaded);
                     if mode == RunMode::Download && ctx.metadata.xmp_sidecar {
                         self.refresh_sidecar(&item, rel_path, sidecars.get(&item.version));
@@ -246,9 +253,10 @@ impl Planner<'_> {
                         self.moves.push(PendingMove::new(item.version, planned));
                     }
                     return Ok(true);
+                } else {
+                    tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
+                    self.missing += 1;
                 }
-                tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
-                self.missing += 1;
             }
             Some(DownloadState::Pending { previous_path })
             | Some(DownloadState::Failed { previous_path, .. }) => {
@@ -505,10 +513,6 @@ impl Planner<'_> {
     }
 
     /// Whether a path relative to the root exists (a cheap `stat`).
-    fn exists(&self, rel_path: &str) -> bool {
-        std::fs::symlink_metadata(self.ctx.root.join(rel_path)).is_ok()
-    }
-
     /// The version recorded at `rel_path` in this root, if any.
     fn recorded_owner(&mut self, rel_path: &str) -> Option<VersionKey> {
         let root = self.ctx.root_id?;

@@ -10,6 +10,7 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use icloudpd_rs::sim::SimConfig;
 use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
 use serde_json::json;
 use support::*;
@@ -251,6 +252,46 @@ fn a_reverted_edit_brings_the_original_back_and_removes_the_edits_file_if_still_
     assert_plan_plus_users_file(&env, &photos, &reverted, kept[0]);
     // The user's file is left alone for good.
     assert_eq!(files_on_disk(&photos), on_disk);
+}
+
+/// The original's file deleted by the user, then the photo edited (its edit takes the same
+/// name), then the edit reverted: the original's old record names the path the edit's bytes
+/// now hold. The folder must end with the original's bytes, not skip the path as done.
+#[test]
+fn a_revert_after_the_original_was_deleted_locally_brings_the_original_back() {
+    // Sizes large enough for an edit's size to differ from its original's, as in life.
+    let env = Env::new(SimConfig {
+        size_scale: 0.005,
+        ..small(60)
+    });
+    let photos = env.folder("photos");
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let tree = expected_tree(&env, ADJUSTED);
+    // JPEG photos: their edit (a JPEG) keeps the original's name.
+    let picked: Vec<(String, String)> = unedited_photos(&tree, 20)
+        .into_iter()
+        .filter(|(_, p)| p.to_ascii_uppercase().ends_with(".JPG"))
+        .take(2)
+        .collect();
+    assert!(!picked.is_empty(), "a JPEG photo to edit");
+    for (_, path) in &picked {
+        std::fs::remove_file(photos.join(path)).unwrap();
+    }
+    let ids: Vec<String> = picked.iter().map(|(a, _)| a.clone()).collect();
+    env.mutate(json!({"op": "edit", "asset_ids": ids}));
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    assert_tree(&env, &photos, &expected_tree(&env, ADJUSTED));
+    env.mutate(json!({"op": "revert", "asset_ids": ids}));
+    env.sync(&photos, ADJUSTED).expect_code(0);
+    let reverted = expected_tree(&env, ADJUSTED);
+    for (id, path) in &picked {
+        assert_eq!(
+            reverted.get(path),
+            Some(&(id.clone(), "original".to_string()))
+        );
+    }
+    assert_tree(&env, &photos, &reverted);
+    assert_recorded(&env, &photos);
 }
 
 /// The tree is `plan` plus the user's changed file at `kept`: every planned file holds the
