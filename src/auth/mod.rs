@@ -12,7 +12,7 @@
 //! let url = format!("{}/database/1/com.apple.photos.cloud/production/private/zones/list", session.ckdatabasews_url());
 //! loop {
 //!     let seen = session.generation();
-//!     let resp = session.http().post(&url).send().await.map_err(|e| todo!("{e}"))?;
+//!     let Ok(resp) = session.http().post(&url).send().await else { break };
 //!     if matches!(resp.status().as_u16(), 401 | 421) {
 //!         session.reauthenticate(seen).await?; // once per request; then retry
 //!         continue;

@@ -12,6 +12,12 @@
 //! Names are compared ignoring case (`IMG_1.JPG` and `img_1.jpg` collide): a tree copied to
 //! a case-insensitive disk (macOS, exFAT, SMB) then keeps every file. Unicode normalisation
 //! forms are not unified.
+//!
+//! A file's sidecar name (`NAME.xmp`, [`filename::SIDECAR_SUFFIX`]) is taken along with its
+//! name, always, whether `--xmp-sidecar` is on or not: a file named like another file's
+//! sidecar (an asset called `IMG_1.JPG.xmp` beside `IMG_1.JPG`) collides with it, by the same
+//! rank and suffix rules, so that no sidecar ever lands on a photo's path and turning sidecars
+//! on later renames nothing.
 
 use std::collections::HashSet;
 
@@ -21,9 +27,10 @@ use super::policy::FileMatchPolicy;
 use super::sanitize;
 use crate::model::VersionKind;
 
-/// Give every file a name no other file in its directory has (ignoring case), and drop exact
-/// repeats (the same asset and role listed twice in one directory). The result is ordered by
-/// directory, then rank, and does not depend on the order of `files`.
+/// Give every file a name no other file in its directory has (ignoring case), nor any other
+/// file's sidecar name (`NAME.xmp`), and drop exact repeats (the same asset and role listed
+/// twice in one directory). The result is ordered by directory, then rank, and does not depend
+/// on the order of `files`.
 pub fn resolve_collisions(
     mut files: Vec<PlannedFile>,
     policy: FileMatchPolicy,
@@ -38,6 +45,7 @@ pub fn resolve_collisions(
         }
         let file = &mut files[i];
         let (renamed, name, key) = free_name(file, policy, &taken);
+        taken.insert(sidecar_key(&name));
         taken.insert(key);
         if let Some(parts) = renamed {
             file.parts = parts;
@@ -60,9 +68,16 @@ fn rank(file: &PlannedFile) -> (i64, &str, VersionKind, VersionKind, &str) {
     )
 }
 
+/// The key under which the sidecar name of the file `name` is taken. Lowercased as a whole,
+/// as every key is (a final `Σ` lowercases differently once `.xmp` follows it).
+fn sidecar_key(name: &str) -> String {
+    format!("{name}{}", filename::SIDECAR_SUFFIX).to_lowercase()
+}
+
 /// The first candidate name not yet taken in the directory: the file's own name (`None`: its
 /// parts stay), else the parts of the first free alternative; with the name and its key in
-/// `taken`. Alternatives are only built when needed: most names are free.
+/// `taken`. A name is free when neither it nor its sidecar name is taken. Alternatives are only
+/// built when needed: most names are free.
 fn free_name(
     file: &PlannedFile,
     policy: FileMatchPolicy,
@@ -71,7 +86,7 @@ fn free_name(
     let free = |parts: &filename::NameParts| {
         let name = parts.render();
         let key = name.to_lowercase();
-        (!taken.contains(&key)).then_some((name, key))
+        (!taken.contains(&key) && !taken.contains(&sidecar_key(&name))).then_some((name, key))
     };
     let base = &file.parts;
     if let Some((name, key)) = free(base) {
@@ -87,8 +102,9 @@ fn free_name(
             return (Some(candidate), name, key);
         }
     }
-    // Each counter value yields a distinct name (only the stem is ever shortened), so this
-    // ends after at most `taken.len() + 1` tries.
+    // Each counter value yields a distinct name (only the stem is ever shortened), and each
+    // taken key rules out at most two of them (as a name, or as its sidecar's), so this ends
+    // after at most `2 * taken.len() + 1` tries.
     let mut n: u64 = 2;
     loop {
         let candidate = base.with_suffix(&format!("-{n}"));

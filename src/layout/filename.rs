@@ -113,8 +113,12 @@ impl NameParts {
     /// boundary) so that suffixes and extension survive.
     pub fn render(&self) -> String {
         let tail_len = self.suffixes.len() + self.ext.as_ref().map_or(0, |e| e.len() + 1);
-        let stem =
+        let mut stem =
             sanitize::truncate_bytes(&self.stem, FILE_NAME_MAX_BYTES.saturating_sub(tail_len));
+        if tail_len == 0 {
+            // A cut that lands after a space must not leave a name ending in one.
+            stem = stem.trim_end();
+        }
         let mut name = String::with_capacity(stem.len() + tail_len);
         name.push_str(stem);
         name.push_str(&self.suffixes);
@@ -155,13 +159,23 @@ fn is_blank_stem(stem: &str) -> bool {
 /// The base filename of an asset (steps 1-5 of section 6.5), before any per-version change.
 ///
 /// Beyond icloudpd: a name that is blank after cleaning (`日本.JPG` without
-/// `--keep-unicode-in-filenames`) takes the fallback stem and keeps its extension, and a
-/// leading `.` becomes `_` so that no photo is a hidden file.
+/// `--keep-unicode-in-filenames`) takes the fallback stem and keeps its extension, a
+/// leading `.` becomes `_` so that no photo is a hidden file, and whitespace at the end of
+/// the name is dropped after cleaning (as album folder names lose theirs), before the
+/// extension is looked for: `"IMG_1.JPG "` is `IMG_1.JPG`, not `IMG_1.JPG .JPG`, and no name
+/// ends in a space (which Windows and SMB shares cannot show; `IMG .` loses the dot, then the
+/// space). Spaces at the start and before the extension's dot are kept, as icloudpd keeps
+/// them.
 pub fn base_name(asset: &Asset, keep_unicode: bool, policy: FileMatchPolicy) -> NameParts {
     let named = asset.filename.as_deref().filter(|n| !n.trim().is_empty());
     let mut parts = match named {
         Some(name) => {
-            let mut parts = NameParts::split(&sanitize::clean_chars(name, keep_unicode));
+            let cleaned = sanitize::clean_chars(name, keep_unicode);
+            let mut parts = NameParts::split(cleaned.trim_end());
+            if parts.ext.is_none() {
+                // `IMG .`: the dropped dot must not leave the space at the end.
+                parts.stem.truncate(parts.stem.trim_end().len());
+            }
             if is_blank_stem(&parts.stem) {
                 parts.stem = fallback_stem(&asset.id);
             }
@@ -261,6 +275,15 @@ mod tests {
         // 240 bytes of stem (120 whole characters) + 11: its sidecar's name is 255 bytes.
         assert_eq!(name.len(), 251);
         assert_eq!(name.len() + SIDECAR_SUFFIX.len(), NAME_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_cut_name_without_extension_does_not_end_in_a_space() {
+        // The cut at 251 bytes lands just after a space.
+        let name = NameParts::split(&format!("{} {}", "a".repeat(250), "b".repeat(20))).render();
+        assert_eq!(name, "a".repeat(250));
+        // With an extension the space before the dot is the user's, and stays.
+        assert_eq!(NameParts::split("a .b").render(), "a .b");
     }
 
     #[test]

@@ -13,10 +13,13 @@
 //!   earliest-added asset keeps the plain name, and a same-name same-size file of another
 //!   asset still gets `-<size>` (icloudpd would take it for the first and skip it);
 //! * names that differ only in case collide (the tree survives a case-insensitive disk);
+//! * every file's sidecar name (`NAME.xmp`) counts as taken, sidecars on or off, so a file
+//!   named like another's sidecar gets a collision suffix;
 //! * folder names are capped at 255 bytes, file names at 251 so that a sidecar's `.xmp`
 //!   always fits (stem cut, suffixes and extension kept), control
 //!   characters become `_`, a leading `.` becomes `_`, album and library folder names lose
-//!   the spaces at their ends, a name left blank by cleaning takes the
+//!   the spaces at their ends, file names the whitespace at their end, a year past 9999 in a
+//!   date folder is plain digits (chrono writes `+10000`), a name left blank by cleaning takes the
 //!   id-based fallback stem, and text after the last `.` counts as an extension only when it
 //!   is short and alphanumeric;
 //! * a live photo's motion file is always MOV-named, and gets `.MOV` even when the still's

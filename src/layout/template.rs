@@ -138,6 +138,8 @@ impl FolderTemplate {
             match piece {
                 Piece::Literal(literal) => text.push_str(literal),
                 Piece::Date(items) => {
+                    let plain = plain_years(items, date);
+                    let items = plain.as_deref().unwrap_or(items);
                     // Checked at parse time; a failure here would be a chrono surprise.
                     if write!(text, "{}", date.format_with_items(items.iter())).is_err() {
                         text.push(sanitize::REPLACEMENT);
@@ -184,6 +186,41 @@ impl FolderTemplate {
         }
         Ok(())
     }
+}
+
+/// The items of a date field with the year fields of a date past 9999 as plain digits, or
+/// `None` when chrono prints them as they should be (years 0 to 9999, the usual case).
+///
+/// chrono prints a year outside 0-9999 with a sign (`%Y` of 10000 is `+10000`, as ISO 8601
+/// wants), and its `%C` takes the century as two digits (the 100th century comes out as
+/// `:0`). A folder gets `10000` and `100`. Negative years keep chrono's `%Y` (`-0001`); their
+/// century (`%C`) becomes the signed number (`-1`) too.
+fn plain_years(
+    items: &[Item<'static>],
+    date: &DateTime<FixedOffset>,
+) -> Option<Vec<Item<'static>>> {
+    use chrono::Datelike;
+    use chrono::format::Numeric;
+    let year = date.year();
+    let iso_year = date.iso_week().year();
+    let usual = |y: i32| (0..10_000).contains(&y);
+    if usual(year) && usual(iso_year) {
+        return None;
+    }
+    let literal = |v: i32| Item::OwnedLiteral(v.to_string().into_boxed_str());
+    let plain = items
+        .iter()
+        .map(|item| match item {
+            Item::Numeric(Numeric::Year, _) if year >= 10_000 => literal(year),
+            Item::Numeric(Numeric::IsoYear, _) if iso_year >= 10_000 => literal(iso_year),
+            Item::Numeric(Numeric::YearDiv100, _) if !usual(year) => literal(year.div_euclid(100)),
+            Item::Numeric(Numeric::IsoYearDiv100, _) if !usual(iso_year) => {
+                literal(iso_year.div_euclid(100))
+            }
+            other => other.clone(),
+        })
+        .collect();
+    Some(plain)
 }
 
 /// Split a template into literals and `{...}` fields.
@@ -373,6 +410,54 @@ mod tests {
         // The message names the problem.
         let msg = FolderTemplate::parse("{foo}").unwrap_err().to_string();
         assert!(msg.contains("{foo}"), "{msg}");
+    }
+
+    #[test]
+    fn years_past_9999_render_as_plain_digits() {
+        let at = |y: i32| {
+            FixedOffset::east_opt(0)
+                .unwrap()
+                .with_ymd_and_hms(y, 6, 15, 12, 0, 0)
+                .unwrap()
+        };
+        let render_at = |template: &str, y: i32| {
+            FolderTemplate::parse(template)
+                .unwrap()
+                .render(&at(y), TemplateValues::default())
+        };
+        let all = "%Y/%-Y/%_Y/%C/%G/%g/%y/%F";
+        assert_eq!(
+            render_at(all, 10_000),
+            [
+                "10000",
+                "10000",
+                "10000",
+                "100",
+                "10000",
+                "00",
+                "00",
+                "10000-06-15"
+            ]
+        );
+        assert_eq!(render_at("{:%Y}/{:%C}", 123_456), ["123456", "1234"]);
+        // 0 to 9999 as chrono prints them.
+        assert_eq!(
+            render_at(all, 9999),
+            [
+                "9999",
+                "9999",
+                "9999",
+                "99",
+                "9999",
+                "99",
+                "99",
+                "9999-06-15"
+            ]
+        );
+        assert_eq!(render_at("%Y/%C/%G", 1), ["0001", "00", "0001"]);
+        assert_eq!(render_at("%Y/%C", 0), ["0000", "00"]);
+        // Before year 0: chrono's signed year, and a signed century.
+        assert_eq!(render_at("%Y/%C", -1), ["-0001", "-1"]);
     }
 
     #[test]

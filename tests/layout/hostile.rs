@@ -44,6 +44,15 @@ fn assert_safe(files: &[PlannedFile], context: &str) {
             seen.insert(path.to_lowercase()),
             "{context}: duplicate {path:?}"
         );
+        assert!(!path.ends_with(' '), "{context}: {path:?}");
+    }
+    // No file takes another's sidecar path.
+    for f in files {
+        let sidecar = format!("{}.xmp", f.rel_path()).to_lowercase();
+        assert!(
+            !seen.contains(&sidecar),
+            "{context}: sidecar of {f:?} taken"
+        );
     }
 }
 
@@ -171,7 +180,7 @@ impl Rng {
 const PIECES: &[&str] = &[
     "..", ".", "/", "\\", "\0", "\n", "\u{7f}", "\u{85}", "é", "日本", "😀", " ", "IMG_0001",
     "img_0001", ".JPG", ".heic", ".", ":", "*", "?", "<", ">", "|", "\"", "%", "{", "}", "a", "Ω",
-    "\u{202e}", "CON", "-", "_",
+    "\u{202e}", "CON", "-", "_", ".xmp", ".XMP",
 ];
 
 fn random_text(rng: &mut Rng) -> String {
@@ -195,7 +204,17 @@ fn random_asset(rng: &mut Rng, n: usize) -> Asset {
         .collect::<String>()
         + &n.to_string();
     let kind = rng.pick(&[ItemKind::Image, ItemKind::Movie, ItemKind::Unknown]);
-    let utis = [JPEG, HEIC, MOV, MP4, CR2, "public.png", "weird/uti", ""];
+    let utis = [
+        JPEG,
+        HEIC,
+        MOV,
+        MP4,
+        CR2,
+        "public.png",
+        "public.data",
+        "weird/uti",
+        "",
+    ];
     let mut versions = Vec::new();
     for k in K::ALL {
         if k == K::Original || rng.chance(40) {

@@ -551,6 +551,17 @@ fn filename_pipeline_follows_section_6_5() {
         ("IMG_0001.jpeg", false, "IMG_0001.JPG"),
         ("IMG_0001.png", false, "IMG_0001.JPG"),
         ("IMG_0001", false, "IMG_0001.JPG"),
+        // Whitespace at the end is dropped before the extension is looked for; spaces at the
+        // start and before the dot are kept, as icloudpd keeps them.
+        ("trail2.JPG ", false, "trail2.JPG"),
+        ("trail2.JPG \u{a0}\u{3000}", true, "trail2.JPG"),
+        ("trail2.JPG 日本", false, "trail2.JPG"),
+        ("IMG_0001  ", false, "IMG_0001.JPG"),
+        ("IMG_0001 .", false, "IMG_0001.JPG"),
+        ("trail2 .JPG", false, "trail2 .JPG"),
+        (" lead.JPG", false, " lead.JPG"),
+        // A control character is replaced, not dropped, wherever it is.
+        ("ctrl.JPG\t", false, "ctrl.JPG_.JPG"),
     ];
     for (filename, keep_unicode, expected) in cases {
         let policy = LayoutPolicy {
@@ -575,6 +586,14 @@ fn unmapped_utis_keep_the_current_extension() {
         vec![version(K::Original, "org.webmproject.webp", 1)],
     );
     assert_eq!(names(&plan_asset(&photo, &utc_policy())), ["sticker.webp"]);
+    // A trailing space is not left at the end of the name.
+    let clip = asset(
+        "mp4",
+        Some("clip.mp4 "),
+        ItemKind::Movie,
+        vec![version(K::Original, MP4, 1)],
+    );
+    assert_eq!(names(&plan_asset(&clip, &utc_policy())), ["clip.mp4"]);
 }
 
 #[test]

@@ -364,3 +364,148 @@ fn templates_print_back_as_written() {
     assert_eq!(t.to_string(), "{:%Y}/{album}");
     assert_eq!(FolderTemplate::default().as_str(), "{:%Y/%m/%d}");
 }
+
+/// An asset whose type keeps its name's extension (`public.data` is unmapped), added at
+/// `added` minutes, on the same day as the photos of [`added`].
+fn data_file(id: &str, filename: &str, size: u64, added_min: i64) -> Asset {
+    let mut a = asset(
+        id,
+        Some(filename),
+        ItemKind::Unknown,
+        vec![version(K::Original, "public.data", size)],
+    );
+    a.added_date_ms = ms(2024, 1, 1, 0, 0) + added_min * 60_000;
+    a
+}
+
+/// No file of `files` has the name of another's sidecar (`NAME.xmp`), ignoring case.
+fn assert_no_name_is_a_sidecar_name(files: &[icloudpd_rs::layout::PlannedFile]) {
+    let sidecars: Vec<String> = files
+        .iter()
+        .map(|f| format!("{}.xmp", f.rel_path()).to_lowercase())
+        .collect();
+    for f in files {
+        assert!(
+            !sidecars.contains(&f.rel_path().to_lowercase()),
+            "{} is another file's sidecar name",
+            f.rel_path()
+        );
+    }
+}
+
+#[test]
+fn a_name_equal_to_another_files_sidecar_name_collides() {
+    let photo = added("photo", "Case.JPG", 100, 0);
+    // Added later than the photo: it yields, with the usual size suffix.
+    let data = data_file("data", "Case.JPG.xmp", 7, 1);
+    let tree = plan_tree([&data, &photo], &with_template("none"), None);
+    assert_eq!(names(&tree), ["Case.JPG", "Case.JPG-7.xmp"]);
+    assert_eq!(tree[1].asset_id, "data");
+    assert_no_name_is_a_sidecar_name(&tree);
+    // Compared ignoring case, like every collision.
+    let upper = data_file("data", "CASE.jpg.XMP", 7, 1);
+    let tree = plan_tree([&upper, &photo], &with_template("none"), None);
+    assert_eq!(names(&tree), ["CASE.jpg-7.XMP", "Case.JPG"]);
+    // Added earlier: it keeps its name, and the photo takes the suffix, so that the photo's
+    // sidecar has a path of its own (the earliest-added asset keeps the plain name).
+    let older = data_file("data", "Case.JPG.xmp", 7, -1);
+    let tree = plan_tree([&photo, &older], &with_template("none"), None);
+    assert_eq!(names(&tree), ["Case-100.JPG", "Case.JPG.xmp"]);
+    assert_eq!(tree[0].asset_id, "photo");
+    assert_no_name_is_a_sidecar_name(&tree);
+    // A suffixed name's sidecar is taken too: `Case-100.JPG.xmp` is not free for a third.
+    let third = data_file("third", "Case-100.JPG.xmp", 9, 2);
+    let tree = plan_tree([&photo, &older, &third], &with_template("none"), None);
+    assert_eq!(
+        names(&tree),
+        ["Case-100.JPG", "Case-100.JPG-9.xmp", "Case.JPG.xmp"]
+    );
+    assert_no_name_is_a_sidecar_name(&tree);
+    // A sidecar of a sidecar-named file: `Case.JPG.xmp.xmp` would be the sidecar of the data
+    // file, so it is not free either.
+    let nested = data_file("nested", "Case.JPG.xmp.xmp", 5, 3);
+    let tree = plan_tree([&photo, &older, &nested], &with_template("none"), None);
+    assert_eq!(
+        names(&tree),
+        ["Case-100.JPG", "Case.JPG.xmp", "Case.JPG.xmp-5.xmp"]
+    );
+    // Flat listings (the mount's views) follow the same rule, and in any order.
+    let dir = RelDir::from_components(["Favorites"]);
+    let listing = plan_flat([&data, &photo], &utc_policy(), &dir);
+    assert_eq!(names(&listing), ["Case.JPG", "Case.JPG-7.xmp"]);
+    assert_eq!(plan_flat([&photo, &data], &utc_policy(), &dir), listing);
+    // Names that do not collide are left alone: an `.xmp` beside another photo, or the
+    // same name on another day.
+    let other = data_file("other", "Other.JPG.xmp", 7, 1);
+    let tree = plan_tree([&other, &photo], &with_template("none"), None);
+    assert_eq!(names(&tree), ["Case.JPG", "Other.JPG.xmp"]);
+    let mut elsewhere = data.clone();
+    elsewhere.asset_date_ms = ms(2020, 5, 5, 12, 0);
+    assert_eq!(
+        paths(&plan_tree([&elsewhere, &photo], &utc_policy(), None)),
+        ["2020/05/05/Case.JPG.xmp", "2024/03/07/Case.JPG"]
+    );
+}
+
+#[test]
+fn every_files_sidecar_name_is_free_in_a_mixed_library() {
+    let mut library = mixed_library();
+    for (i, a) in mixed_library().iter().enumerate().step_by(4) {
+        // The sidecar names of the library's own names, as other assets' names.
+        let name = format!("{}.xmp", a.filename.as_deref().unwrap());
+        let mut data = data_file(&format!("x{i:02}"), &name, 40 + i as u64, (i % 5) as i64);
+        data.asset_date_ms = a.asset_date_ms;
+        library.push(data);
+    }
+    let policy = LayoutPolicy {
+        sizes: vec![PrimarySize::Original, PrimarySize::Medium],
+        ..utc_policy()
+    };
+    let tree = plan_tree(&library, &policy, None);
+    assert_no_name_is_a_sidecar_name(&tree);
+    assert_eq!(plan_tree(shuffled(&library, 3), &policy, None), tree);
+    assert_no_name_is_a_sidecar_name(&plan_flat(&library, &policy, &RelDir::root()));
+}
+
+#[test]
+fn years_past_9999_are_plain_digits() {
+    let mut photo = jpeg_photo("id", "IMG_0001.JPG", 10);
+    // 9999-12-31 23:59:59 UTC is 10000-01-01 east of UTC.
+    photo.asset_date_ms = Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .unwrap()
+        .timestamp_millis();
+    let east = LayoutPolicy {
+        zone: zone(3600),
+        ..utc_policy()
+    };
+    assert_eq!(asset_dir(&photo, &east, None).as_str(), "10000/01/01");
+    assert_eq!(
+        asset_dir(&photo, &utc_policy(), None).as_str(),
+        "9999/12/31"
+    );
+    for (template, dir) in [
+        ("%Y", "10000"),
+        ("%-Y", "10000"),
+        ("%_Y", "10000"),
+        ("{:%Y-%m}", "10000-01"),
+        ("%F", "10000-01-01"),
+        ("%C/%y", "100/00"),
+        ("%G", "9999"),
+    ] {
+        let policy = LayoutPolicy {
+            folder: template.parse().unwrap(),
+            ..east.clone()
+        };
+        assert_eq!(asset_dir(&photo, &policy, None).as_str(), dir, "{template}");
+    }
+    // Years 0 to 9999 print as they always have.
+    for (year, dir) in [(1, "0001"), (999, "0999"), (1938, "1938"), (9999, "9999")] {
+        photo.asset_date_ms = ms(year, 6, 15, 12, 0);
+        assert_eq!(
+            asset_dir(&photo, &with_template("%Y"), None).as_str(),
+            dir,
+            "{year}"
+        );
+    }
+}
