@@ -98,8 +98,12 @@ impl Catalog {
                 album_id: album_id.to_owned(),
             });
         }
+        // An album's listing holds its visible members only: the memberships of its hidden
+        // and recently deleted assets are kept, for when they are shown again.
         tx.execute(
-            "DELETE FROM album_members WHERE library_id = ?1 AND album_id = ?2",
+            "DELETE FROM album_members WHERE library_id = ?1 AND album_id = ?2
+               AND asset_id NOT IN (SELECT record_id FROM assets WHERE library_id = ?1
+                                    AND gone_ms IS NULL AND (hidden = 1 OR deleted = 1))",
             params![library, album_id],
         )
         .ctx("setting album members")?;

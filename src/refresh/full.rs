@@ -276,7 +276,7 @@ async fn walk_index(
 const ALBUM_WALKS_AHEAD: usize = 8;
 
 /// The album tree and each album's members. Shared libraries may have no album index.
-async fn list_albums(
+pub(super) async fn list_albums(
     conn: &mut Connection<'_>,
     catalog: &mut Catalog,
     library: &Library,

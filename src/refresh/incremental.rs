@@ -26,8 +26,35 @@ pub(super) async fn run(
 ) -> Result<Outcome, RefreshError> {
     let started = Instant::now();
     let run = catalog.begin_run(id, RunKind::Incremental, None)?;
-    match follow(conn, catalog, library, id, run, token, sink).await {
+    let mut shown_again = false;
+    match follow(
+        conn,
+        catalog,
+        library,
+        id,
+        run,
+        token,
+        sink,
+        &mut shown_again,
+    )
+    .await
+    {
         Ok(None) => {
+            // An album's listing leaves out its hidden and recently deleted members, and the
+            // feed says nothing of albums when one is shown again: their members are listed
+            // anew (membership only).
+            let albums = if shown_again {
+                tracing::debug!(zone = %library.zone, "assets shown again; listing album members");
+                match super::full::list_albums(conn, catalog, library, id).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = catalog.finish_run(run, RunStatus::Failed, Some(&e.to_string()));
+                        return Err(e);
+                    }
+                }
+            } else {
+                0
+            };
             let record = catalog.finish_run(run, RunStatus::Completed, None)?;
             Ok(Outcome::Done(LibraryReport {
                 library: library.clone(),
@@ -38,7 +65,7 @@ pub(super) async fn run(
                 changed: record.counts.changed,
                 removed: record.counts.removed,
                 skipped: record.counts.skipped,
-                albums: 0,
+                albums,
                 elapsed: started.elapsed(),
             }))
         }
@@ -53,7 +80,9 @@ pub(super) async fn run(
     }
 }
 
-/// Walk the feed; `Ok(Some(reason))` when a full listing is needed instead.
+/// Walk the feed; `Ok(Some(reason))` when a full listing is needed instead. `shown_again`
+/// becomes true when a hidden or recently deleted asset is shown again.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     conn: &mut Connection<'_>,
     catalog: &mut Catalog,
@@ -62,6 +91,7 @@ async fn follow(
     run: crate::catalog::RunId,
     token: &str,
     sink: &mut dyn PageSink,
+    shown_again: &mut bool,
 ) -> Result<Option<String>, RefreshError> {
     let mut token = token.to_string();
     loop {
@@ -96,6 +126,14 @@ async fn follow(
         for change in page.changes {
             match change {
                 Change::Asset(a) => {
+                    if !a.asset.hidden
+                        && !a.asset.deleted
+                        && catalog
+                            .asset_by_id(id, &a.asset.id)?
+                            .is_some_and(|s| s.asset.hidden || s.asset.deleted)
+                    {
+                        *shown_again = true;
+                    }
                     batch.assets.push(a.asset.clone());
                     listed.push(*a);
                 }
@@ -106,12 +144,19 @@ async fn follow(
                         hidden: Some(r.hidden),
                         deleted: Some(r.deleted),
                     });
+                    let stored = catalog.asset_by_id(id, &r.master_id)?;
+                    if !r.hidden
+                        && !r.deleted
+                        && stored
+                            .as_ref()
+                            .is_some_and(|s| s.asset.hidden || s.asset.deleted)
+                    {
+                        *shown_again = true;
+                    }
                     // An edit changes the versions; so does an edit reverted (no adjustment
                     // any more on an asset stored as edited).
                     let reverted = r.adjustment_type.is_none()
-                        && catalog
-                            .asset_by_id(id, &r.master_id)?
-                            .is_some_and(|s| s.asset.adjustment_type.is_some());
+                        && stored.is_some_and(|s| s.asset.adjustment_type.is_some());
                     if r.adjustment_type.is_some() || reverted {
                         lookups.push((r.master_id.clone(), r.asset_record.clone()));
                     }

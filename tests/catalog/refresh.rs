@@ -283,6 +283,35 @@ async fn api_faults_and_session_expiry_still_end_exact() {
     assert_equal(&catalog, sim.state(), "under faults");
 }
 
+/// An album's listing holds its visible members only: album members hidden or deleted when
+/// the library is listed in full, then shown again, are back in their albums after the next
+/// refresh (the change feed says nothing of albums then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn album_members_shown_again_are_back_in_their_albums() {
+    let sim = start(300, 15).await;
+    let (_, flags, albums) = manifest_view(sim.state());
+    let in_albums: Vec<String> = albums
+        .iter()
+        .filter(|(id, a)| !a.is_empty() && flags.get(*id).is_some_and(|f| !f.0 && !f.1))
+        .map(|(id, _)| id.clone())
+        .take(4)
+        .collect();
+    assert_eq!(in_albums.len(), 4, "visible album members to hide");
+    let (hide, delete) = in_albums.split_at(2);
+    let mutate = |v: serde_json::Value| sim.state().library.mutate_json(&v).unwrap();
+    mutate(serde_json::json!([{"op": "hide", "asset_ids": hide}]));
+    mutate(serde_json::json!([{"op": "delete", "asset_ids": delete}]));
+    let dir = tempfile::tempdir().unwrap();
+    let session = sign_in(&sim, dir.path()).await;
+    let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    refresh_once(&session, &mut catalog).await;
+    assert_equal(&catalog, sim.state(), "listed while hidden and deleted");
+    mutate(serde_json::json!([{"op": "unhide", "asset_ids": hide}]));
+    mutate(serde_json::json!([{"op": "restore", "asset_ids": delete}]));
+    refresh_once(&session, &mut catalog).await;
+    assert_equal(&catalog, sim.state(), "shown again");
+}
+
 /// Listing pages answered with part of their records (a gateway cutting the answer): each is
 /// asked again until whole, and the catalog ends exact, with no stale "unpaired" skips.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
