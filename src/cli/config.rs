@@ -4,6 +4,11 @@
 //! The file is turned into extra command-line arguments, inserted before the user's own, for
 //! every key that was not already given on the command line or through the environment. Parsing
 //! then happens once more, so a config value gets exactly the validation a flag gets.
+//!
+//! One file serves every command that reads one (`sync`, `retry-failed`, `import-existing`,
+//! `mount`): a key that only another of them takes (`cache_size` for `sync`, `threads_num` for
+//! `mount`) is skipped, said at debug level; a key none of them takes is refused. The global
+//! `log_level` is a key too, beaten by `--log-level` and by `RUST_LOG`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,6 +17,10 @@ use clap::parser::ValueSource;
 
 /// Name of the flag that points at the config file.
 const CONFIG_ARG: &str = "config";
+/// The global flag whose environment variable clap does not know: `RUST_LOG` is read when
+/// logging starts, and beats the file as any environment variable does.
+const LOG_LEVEL_ARG: &str = "log_level";
+const LOG_LEVEL_ENV: &str = "RUST_LOG";
 
 /// Return `argv` with the config file's settings inserted, or an error naming the problem.
 /// Without `--config`, `argv` comes back unchanged.
@@ -31,51 +40,123 @@ pub fn merge_config_file(
         },
         None => (None, matches.clone(), cmd.clone()),
     };
-    if !sub_cmd.get_arguments().any(|a| a.get_id() == CONFIG_ARG) {
+    if !reads_config(&sub_cmd) {
         return Ok(argv);
     }
     let Some(path) = sub_matches.get_one::<std::path::PathBuf>(CONFIG_ARG) else {
         return Ok(argv);
     };
-    // A file written for `sync` serves the other commands that read one (the mount): keys
-    // only `sync` knows are skipped there, not refused.
-    let sync_cmd = cmd
-        .find_subcommand("sync")
-        .filter(|_| sub_name.as_deref() != Some("sync"));
-    let extra = config_args(&sub_cmd, &sub_matches, path, sync_cmd)?;
-    if extra.is_empty() {
-        return Ok(argv);
-    }
-    let insert_at = match &sub_name {
-        Some(name) => match argv.iter().position(|a| a.to_str() == Some(name.as_str())) {
-            Some(i) => i + 1,
-            None => return Ok(argv),
-        },
-        None => 1,
+    // One file serves every command that reads one: the keys of the others are skipped here.
+    let others: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|c| reads_config(c) && Some(c.get_name()) != sub_name.as_deref())
+        .collect();
+    let globals: Vec<&clap::Arg> = cmd.get_arguments().filter(|a| a.is_global_set()).collect();
+    let known = Known {
+        own: &sub_cmd,
+        globals: &globals,
+        others: &others,
     };
-    let mut out = argv[..insert_at].to_vec();
-    out.extend(extra);
-    out.extend_from_slice(&argv[insert_at..]);
+    let mut skipped = Vec::new();
+    let extra = config_args(&known, &sub_matches, path, &mut skipped)?;
+    let out = if extra.is_empty() {
+        argv
+    } else {
+        let insert_at = match &sub_name {
+            Some(name) => match argv.iter().position(|a| a.to_str() == Some(name.as_str())) {
+                Some(i) => i + 1,
+                None => return Ok(argv),
+            },
+            None => 1,
+        };
+        let mut out = argv[..insert_at].to_vec();
+        out.extend(extra);
+        out.extend_from_slice(&argv[insert_at..]);
+        out
+    };
     // The command line alone parsed: an error now comes from the file, and says so (clap
     // would name only the flag, one the user never typed).
-    if let Err(e) = cmd.clone().try_get_matches_from(&out) {
-        let text = e.to_string();
-        let first = text.lines().next().unwrap_or_default();
-        return Err(format!(
-            "config file {}: {}",
-            path.display(),
-            first.strip_prefix("error: ").unwrap_or(first)
-        ));
+    let merged = match cmd.clone().try_get_matches_from(&out) {
+        Ok(m) => m,
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            return Err(format!(
+                "config file {}: {}",
+                path.display(),
+                first.strip_prefix("error: ").unwrap_or(first)
+            ));
+        }
+    };
+    if !skipped.is_empty() {
+        log_skipped(
+            &merged,
+            path,
+            sub_name.as_deref().unwrap_or_default(),
+            &skipped,
+        );
     }
     Ok(out)
 }
 
-/// Arguments for the keys of the config file at `path` that the user did not set otherwise.
+/// Whether `cmd` takes `--config FILE`.
+fn reads_config(cmd: &clap::Command) -> bool {
+    cmd.get_arguments().any(|a| a.get_id() == CONFIG_ARG)
+}
+
+/// The arguments a config key may name.
+struct Known<'a> {
+    /// Those of the command that runs.
+    own: &'a clap::Command,
+    /// Global ones (`--log-level`), which the command takes too.
+    globals: &'a [&'a clap::Arg],
+    /// The other commands that read a config file: their keys are skipped, not refused.
+    others: &'a [&'a clap::Command],
+}
+
+/// A key skipped because only other commands take it: (key, those commands).
+type Skipped = (String, Vec<String>);
+
+/// Say at debug level which keys were skipped. Logging starts only once the command line is
+/// parsed, so this uses the level it will get (`--log-level`, from the command line or the
+/// file, else `RUST_LOG`, else info) for just these lines.
+fn log_skipped(merged: &clap::ArgMatches, path: &Path, command: &str, skipped: &[Skipped]) {
+    let sub = merged.subcommand().map_or(merged, |(_, m)| m);
+    let flag = sub
+        .try_get_raw(LOG_LEVEL_ARG)
+        .ok()
+        .flatten()
+        .and_then(|mut v| v.next_back())
+        .and_then(|v| v.to_str())
+        .map(str::to_string);
+    let level = flag.or_else(|| std::env::var(LOG_LEVEL_ENV).ok());
+    let filter = level
+        .as_deref()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(super::progress::LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !super::no_color())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for (key, takers) in skipped {
+            tracing::debug!(
+                "config file {}: key {key:?} skipped: an option of {}, not of {command}",
+                path.display(),
+                takers.join(", ")
+            );
+        }
+    });
+}
+
+/// Arguments for the keys of the config file at `path` that the user did not set otherwise;
+/// the keys only other commands take go to `skipped`.
 fn config_args(
-    cmd: &clap::Command,
+    known: &Known,
     matches: &clap::ArgMatches,
     path: &Path,
-    sync_cmd: Option<&clap::Command>,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<OsString>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
@@ -88,17 +169,28 @@ fn config_args(
     let mut out = Vec::new();
     for (key, value) in &table {
         let wanted = key.replace('_', "-");
-        let long = |c: &clap::Command| c.get_arguments().any(|a| a.get_long() == Some(&wanted));
-        let Some(arg) = cmd
+        let named = |a: &&clap::Arg| a.get_long() == Some(wanted.as_str());
+        let arg = known
+            .own
             .get_arguments()
-            .find(|a| a.get_long() == Some(wanted.as_str()))
-        else {
-            if sync_cmd.is_some_and(long) {
-                tracing::debug!(key, "config key of sync only; skipped");
+            .find(named)
+            .or_else(|| known.globals.iter().copied().find(named));
+        let Some(arg) = arg else {
+            let takers: Vec<String> = known
+                .others
+                .iter()
+                .filter(|c| c.get_arguments().any(|a| named(&a)))
+                .map(|c| c.get_name().to_string())
+                .collect();
+            if !takers.is_empty() {
+                skipped.push((key.clone(), takers));
                 continue;
             }
+            let hint = did_you_mean(key, known)
+                .map(|k| format!(" (did you mean {k:?}?)"))
+                .unwrap_or_default();
             return Err(format!(
-                "config file {}: unknown key {key:?}",
+                "config file {}: unknown key {key:?}{hint}",
                 path.display()
             ));
         };
@@ -113,6 +205,9 @@ fn config_args(
             matches.value_source(id),
             Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
         ) {
+            continue;
+        }
+        if id == LOG_LEVEL_ARG && std::env::var_os(LOG_LEVEL_ENV).is_some_and(|v| !v.is_empty()) {
             continue;
         }
         let flag = format!("--{wanted}");
@@ -153,6 +248,30 @@ fn config_args(
         }
     }
     Ok(out)
+}
+
+/// The known key nearest to the unknown `key` (a typo: at most two letters off), spelled with
+/// `_` or `-` as `key` is.
+fn did_you_mean(key: &str, known: &Known) -> Option<String> {
+    let wanted = key.replace('_', "-");
+    let own = known.own.get_arguments();
+    let others = known.others.iter().flat_map(|c| c.get_arguments());
+    let (distance, long) = own
+        .chain(known.globals.iter().copied())
+        .chain(others)
+        .filter(|a| !a.is_hide_set() && a.get_id() != CONFIG_ARG)
+        .filter_map(|a| a.get_long())
+        .map(|long| (strsim::levenshtein(&wanted, long), long))
+        .min()?;
+    let enough = distance <= 2 && distance * 3 <= wanted.chars().count();
+    let hyphens = key.contains('-') && !key.contains('_');
+    enough.then(|| {
+        if hyphens {
+            long.to_string()
+        } else {
+            long.replace('-', "_")
+        }
+    })
 }
 
 /// `~` and `~/...` as a shell expands them on a command line (a config file is read by no
@@ -226,17 +345,19 @@ mod tests {
         )
     }
 
-    /// `cmd()` plus a `mount` subcommand that reads a config file too.
+    /// `cmd()` plus a `mount` subcommand that reads a config file too, and a global flag.
     fn with_mount() -> Command {
-        cmd().subcommand(
-            Command::new("mount")
-                .arg(
-                    Arg::new("config")
-                        .long("config")
-                        .value_parser(clap::value_parser!(std::path::PathBuf)),
-                )
-                .arg(Arg::new("cache_size").long("cache-size")),
-        )
+        cmd()
+            .arg(Arg::new("verbosity").long("verbosity").global(true))
+            .subcommand(
+                Command::new("mount")
+                    .arg(
+                        Arg::new("config")
+                            .long("config")
+                            .value_parser(clap::value_parser!(std::path::PathBuf)),
+                    )
+                    .arg(Arg::new("cache_size").long("cache-size")),
+            )
     }
 
     #[test]
@@ -262,6 +383,123 @@ mod tests {
         // A key no command knows is still refused.
         let e = merge_config_file(&with_mount(), argv("cache_sise = 5\n")).unwrap_err();
         assert!(e.contains("unknown key \"cache_sise\""), "{e}");
+    }
+
+    /// The real command line: one file with keys of `sync` only, of `mount` only and the
+    /// global `log_level` serves both, each taking its own keys.
+    #[test]
+    fn one_file_serves_sync_and_mount_of_the_real_command_line() {
+        use clap::{CommandFactory, Parser};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "folder_structure = \"none\"\nthreads_num = 3\nno_progress_bar = true\n\
+             cache_size = \"1G\"\npoll_interval = 60\nallow_other = true\n\
+             read_timeout = 30\nlog_level = \"warn\"\n",
+        )
+        .unwrap();
+        let cfg = format!("--config={}", path.display());
+        let parse = |args: &[&str]| {
+            let mut argv: Vec<OsString> = vec!["icloudpd-rs".into()];
+            argv.extend(args.iter().map(OsString::from));
+            let merged = merge_config_file(&super::super::Cli::command(), argv).unwrap();
+            super::super::Cli::try_parse_from(merged).unwrap()
+        };
+        // `RUST_LOG` beats the file's `log_level` (tests do not set it: the process is shared).
+        let file_level = std::env::var_os(LOG_LEVEL_ENV)
+            .is_none_or(|v| v.is_empty())
+            .then_some(super::super::LogLevel::Warn);
+        for sync_like in ["sync", "retry-failed", "import-existing"] {
+            let cli = parse(&[sync_like, &cfg]);
+            let (super::super::Command::Sync(args)
+            | super::super::Command::RetryFailed(args)
+            | super::super::Command::ImportExisting(args)) = cli.command
+            else {
+                panic!("{sync_like} parsed as {:?}", cli.command);
+            };
+            assert_eq!(args.layout.folder_structure, "none");
+            assert_eq!(args.transfer.threads_num, 3);
+            assert_eq!(cli.log_level, file_level);
+        }
+        let cli = parse(&["mount", &cfg, "/mnt"]);
+        let super::super::Command::Mount(args) = cli.command else {
+            panic!("mount parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.mount.cache_size, "1G");
+        assert_eq!(args.mount.poll_interval, 60);
+        assert!(args.mount.allow_other);
+        assert_eq!(args.read_timeout, 30);
+        assert_eq!(args.layout.folder_structure, "none");
+        assert_eq!(cli.log_level, file_level);
+        // The flag beats the file, wherever it stands.
+        for argv in [
+            ["--log-level", "error", "mount", &cfg, "/mnt"],
+            ["mount", &cfg, "--log-level", "error", "/mnt"],
+        ] {
+            let cli = parse(&argv);
+            assert_eq!(cli.log_level, Some(super::super::LogLevel::Error));
+        }
+        let cli = parse(&["mount", &cfg, "--cache-size", "2G", "/mnt"]);
+        let super::super::Command::Mount(args) = cli.command else {
+            panic!();
+        };
+        assert_eq!(args.mount.cache_size, "2G");
+
+        // A typo is refused by every command, with the key it probably meant.
+        std::fs::write(&path, "cache_sise = \"1G\"\n").unwrap();
+        for args in [vec!["sync", &cfg], vec!["mount", &cfg, "/mnt"]] {
+            let mut argv: Vec<OsString> = vec!["icloudpd-rs".into()];
+            argv.extend(args.iter().map(OsString::from));
+            let e = merge_config_file(&super::super::Cli::command(), argv).unwrap_err();
+            assert!(
+                e.ends_with("unknown key \"cache_sise\" (did you mean \"cache_size\"?)"),
+                "{e}"
+            );
+        }
+        // A bad value of a key this command skips is left to the command that takes it.
+        std::fs::write(&path, "poll_interval = \"often\"\n").unwrap();
+        parse(&["sync", &cfg]);
+        // A bad log level is named as any bad value.
+        std::fs::write(&path, "log_level = \"loud\"\n").unwrap();
+        let argv: Vec<OsString> = vec!["icloudpd-rs".into(), "sync".into(), cfg.clone().into()];
+        if file_level.is_some() {
+            let e = merge_config_file(&super::super::Cli::command(), argv).unwrap_err();
+            assert!(e.contains("invalid value 'loud' for '--log-level"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_typo_gets_the_nearest_key_in_its_own_spelling() {
+        let e = run("skip_vidoes = true\n", &[]).unwrap_err();
+        assert!(e.ends_with("(did you mean \"skip_videos\"?)"), "{e}");
+        let e = run("skip-vidoes = true\n", &[]).unwrap_err();
+        assert!(e.ends_with("(did you mean \"skip-videos\"?)"), "{e}");
+        // Nothing near: no guess.
+        let e = run("colour = 1\n", &[]).unwrap_err();
+        assert!(e.ends_with("unknown key \"colour\""), "{e}");
+    }
+
+    #[test]
+    fn a_mount_file_serves_sync_without_its_mount_only_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "directory = \"/p\"\ncache_size = \"5\"\nverbosity = \"high\"\n",
+        )
+        .unwrap();
+        let argv: Vec<OsString> = vec![
+            "t".into(),
+            "sync".into(),
+            format!("--config={}", path.display()).into(),
+        ];
+        let merged = merge_config_file(&with_mount(), argv).unwrap();
+        let m = with_mount().try_get_matches_from(merged).unwrap();
+        let m = m.subcommand_matches("sync").unwrap();
+        assert_eq!(m.get_one::<String>("directory").unwrap(), "/p");
+        // The global flag is a key of every command.
+        assert_eq!(m.get_one::<String>("verbosity").unwrap(), "high");
     }
 
     fn run(config: &str, argv: &[&str]) -> Result<clap::ArgMatches, String> {

@@ -77,6 +77,88 @@ fn the_config_file_fills_in_what_flags_do_not_say() {
     );
 }
 
+/// One file per account serves `sync` (from cron) and `mount` (a service): `sync` skips the
+/// mount's keys (saying so at debug level), `log_level` is a key (beaten by `RUST_LOG`), and a
+/// key no command takes is still refused.
+#[test]
+fn one_config_file_serves_sync_and_mount() {
+    let env = Env::new(small(10));
+    let photos = env.folder("photos");
+    let config = env.folder("icloudpd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "directory = \"{}\"\nfolder_structure = \"none\"\nno_progress_bar = true\n\
+             cache_size = \"1G\"\npoll_interval = 60\nallow_other = true\nread_timeout = 30\n\
+             mirror = \"{}\"\ncache-dir = \"/nowhere\"\nlog_level = \"debug\"\n",
+            photos.display(),
+            env.folder("mirror").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let run = |rust_log: Option<&str>, args: &[&str]| {
+        let mut cmd = env.command(args);
+        match rust_log {
+            Some(v) => cmd.env("RUST_LOG", v),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(300));
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    // The file's log level applies, and says which keys `sync` skipped.
+    let r = run(None, &["sync", "--config", &cfg]);
+    r.expect_code(0);
+    assert_tree(
+        &env,
+        &photos,
+        &expected_tree(&env, &["--folder-structure", "none"]),
+    );
+    for key in [
+        "cache_size",
+        "poll_interval",
+        "allow_other",
+        "read_timeout",
+        "mirror",
+    ] {
+        let note = format!("key \"{key}\" skipped: an option of mount, not of sync");
+        assert!(r.stderr.contains(&note), "{note}:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("unknown key"), "{}", r.stderr);
+    // `RUST_LOG` beats the file's level; `--log-level` beats both.
+    let r = run(Some("warn"), &["sync", "--config", &cfg]);
+    r.expect_code(0);
+    assert!(!r.stderr.contains("DEBUG"), "{}", r.stderr);
+    let r = run(
+        Some("debug"),
+        &["sync", "--config", &cfg, "--log-level", "warn"],
+    );
+    r.expect_code(0);
+    assert!(!r.stderr.contains("DEBUG"), "{}", r.stderr);
+
+    // A typo is refused, naming the key it probably is.
+    std::fs::write(&config, "cache_sise = \"1G\"\n").unwrap();
+    let r = env.run(&[
+        "sync",
+        "--config",
+        &cfg,
+        "-d",
+        &photos.display().to_string(),
+    ]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "config file {cfg}: unknown key \"cache_sise\" (did you mean \"cache_size\"?)"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn a_password_in_a_config_file_others_can_read_is_warned_about() {
     use std::os::unix::fs::PermissionsExt;
