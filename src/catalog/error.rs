@@ -182,8 +182,8 @@ impl<T> SqlContext<T> for rusqlite::Result<T> {
 /// What to do about a catalog locked by `holder`.
 fn locked_advice(holder: Option<&str>) -> &'static str {
     if holder.is_some_and(|h| h.ends_with(" mount") || h.ends_with(" demo")) {
-        "a mount keeps its catalog until it is unmounted (its --mirror DIR downloads the \
-         library meanwhile)"
+        "a mount keeps its catalog until it is unmounted: unmount it first, or have the mount \
+         download the library itself (mount --mirror DIR)"
     } else {
         "wait for it to finish or stop it"
     }

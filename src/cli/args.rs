@@ -34,7 +34,7 @@ pub struct SelectionArgs {
     /// Only the N most recent assets.
     #[arg(long, value_name = "N")]
     pub recent: Option<usize>,
-    /// Stop after N consecutive assets that are already downloaded.
+    /// Stop after N consecutive assets that are already downloaded (mount: needs --mirror).
     #[arg(long, value_name = "N")]
     pub until_found: Option<usize>,
     /// Skip files whose name matches GLOB (repeatable), e.g. "*.AAE".

@@ -1,7 +1,11 @@
 //! `demo`: the whole product in one command, without an Apple account. Starts the simulator
 //! in-process with a synthetic library, signs in to it, mounts it (mirroring into a temporary
 //! folder) and prints what to try. Ctrl-C unmounts, stops the simulator and removes every
-//! temporary folder.
+//! temporary folder; so do SIGTERM and SIGHUP (a closed terminal), at any moment.
+//!
+//! Every message is written with its error ignored (`errln!`): after a SIGHUP the terminal is
+//! gone, writing to it fails (EIO, or EPIPE for a pipe), and `eprintln!` would panic on that
+//! before the demo folders are removed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::Parser;
 
-use super::context::{self, AccountContext, CommandError};
+use super::context::{AccountContext, CommandError};
 use super::exit;
 use super::mount_cmd::{self, MountArgs, Ready};
 use crate::auth::Password;
@@ -42,13 +46,14 @@ pub struct DemoArgs {
     pub no_mirror: bool,
 }
 
-/// Where the demo is in its life, for the early Ctrl-C handler.
+/// Where the demo is in its life, for the early signal handler.
 const STARTING: u8 = 0;
 const MOUNTING: u8 = 1;
 const INTERRUPTED_WHILE_MOUNTING: u8 = 2;
 const MOUNTED: u8 = 3;
 
-/// Temporary folders of the demo, removed on every way out but a kill -9.
+/// Temporary folders of the demo, removed on every way out but a kill -9 (explicitly, and
+/// when dropped, so a panic still removes them).
 struct Scratch {
     base: PathBuf,
     /// A mountpoint the user named and the demo created (removed too).
@@ -60,7 +65,7 @@ impl Scratch {
         if let Err(e) = std::fs::remove_dir_all(&self.base)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("icloudpd-rs: could not remove {}: {e}", self.base.display());
+            errln!("icloudpd-rs: could not remove {}: {e}", self.base.display());
         }
         if let Some(m) = &self.created_mountpoint {
             let _ = std::fs::remove_dir(m);
@@ -68,18 +73,32 @@ impl Scratch {
     }
 }
 
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
 /// `demo`.
 pub fn run(args: DemoArgs) -> i32 {
     let scratch = match make_scratch(&args) {
         Ok(s) => Arc::new(s),
-        Err(e) => return context::report(None, e),
+        Err(e) => return report(e),
     };
-    let code = match demo(&args, &scratch) {
-        Ok(()) => exit::OK,
-        Err(e) => context::report(None, e),
-    };
+    let result = demo(&args, &scratch);
+    // Removed before anything more is written (the terminal may be gone).
     scratch.clean();
-    code
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => report(e),
+    }
+}
+
+/// `context::report` for the demo (no account to forget or redact), never failing on a
+/// terminal that is gone.
+fn report(e: CommandError) -> i32 {
+    errln!("icloudpd-rs: {}", e.message);
+    e.code
 }
 
 fn make_scratch(args: &DemoArgs) -> Result<Scratch, CommandError> {
@@ -117,7 +136,7 @@ fn demo(args: &DemoArgs, scratch: &Arc<Scratch>) -> Result<(), CommandError> {
     let phase = Arc::new(AtomicU8::new(STARTING));
     watch_early_interrupts(&rt, phase.clone(), scratch.clone())?;
 
-    eprintln!(
+    errln!(
         "icloudpd-rs demo: generating a simulated iCloud library of {} photos and videos...",
         args.assets
     );
@@ -175,7 +194,7 @@ fn demo_with(
     mount_args.global.password = Some(Password::new(sim.account().password.clone()));
     let ctx = AccountContext::new(&mount_args.global)?;
 
-    eprintln!("icloudpd-rs demo: signing in and listing the library...");
+    errln!("icloudpd-rs demo: signing in and listing the library...");
     {
         let session = rt.block_on(ctx.session())?;
         let mut catalog = ctx.open_catalog()?;
@@ -204,14 +223,14 @@ fn demo_with(
         );
         let before = phase.swap(MOUNTED, Ordering::SeqCst);
         if before == INTERRUPTED_WHILE_MOUNTING {
-            // Ctrl-C came while mounting: hand it to the mount, which now catches it.
+            // A signal came while mounting: hand it to the mount, which now catches it.
             // SAFETY: raising a signal in our own process.
             unsafe {
                 libc::raise(libc::SIGINT);
             }
         }
     })?;
-    eprintln!("icloudpd-rs demo: unmounted; stopping the simulator and removing the demo folders");
+    errln!("icloudpd-rs demo: unmounted; stopping the simulator and removing the demo folders");
     Ok(())
 }
 
@@ -227,8 +246,9 @@ fn parse_mount_args(argv: &[String]) -> Result<MountArgs, CommandError> {
         .map_err(|e| CommandError::failure(format!("demo: {e}")))
 }
 
-/// Until the mount catches Ctrl-C itself: an interrupt while starting cleans up and exits; one
-/// while mounting is handed to the mount once it is up.
+/// Until the mount catches signals itself: SIGINT, SIGTERM or SIGHUP while starting cleans up
+/// and exits with 128 + the signal; one while mounting is handed to the mount once it is up
+/// (which unmounts, and the demo then cleans up as on Ctrl-C).
 fn watch_early_interrupts(
     rt: &tokio::runtime::Runtime,
     phase: Arc<AtomicU8>,
@@ -240,12 +260,15 @@ fn watch_early_interrupts(
         .map_err(|e| CommandError::failure(format!("cannot catch Ctrl-C: {e}")))?;
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| CommandError::failure(format!("cannot catch SIGTERM: {e}")))?;
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| CommandError::failure(format!("cannot catch SIGHUP: {e}")))?;
     rt.spawn(async move {
         loop {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+            let signo = tokio::select! {
+                _ = int.recv() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            };
             match phase.compare_exchange(
                 STARTING,
                 INTERRUPTED_WHILE_MOUNTING,
@@ -254,9 +277,9 @@ fn watch_early_interrupts(
             ) {
                 Ok(_) => {
                     // Nothing is mounted yet.
-                    eprintln!("icloudpd-rs demo: interrupted; removing the demo folders");
+                    errln!("icloudpd-rs demo: interrupted; removing the demo folders");
                     scratch.clean();
-                    std::process::exit(130);
+                    std::process::exit(128 + signo);
                 }
                 Err(MOUNTING) => phase.store(INTERRUPTED_WHILE_MOUNTING, Ordering::SeqCst),
                 Err(_) => {} // the mount handles it

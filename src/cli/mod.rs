@@ -1,6 +1,25 @@
 //! The command line: parse flags, wire the modules, print progress and summaries. No business
 //! logic lives here.
 
+/// `println!` and `eprintln!` that never panic: a run whose terminal closed (SIGHUP, a dropped
+/// ssh session) or whose output pipe went away still finishes, records and cleans up.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stdout(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        );
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        );
+    }};
+}
+
 pub mod args;
 mod catalog_cmd;
 pub mod config;
@@ -166,12 +185,33 @@ pub fn main() -> i32 {
         Command::Refresh(args) => catalog_cmd::refresh_cmd(args),
         Command::List(what) => catalog_cmd::list_cmd(what),
         Command::Status(args) => catalog_cmd::status_cmd(args),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "icloudpd-rs", &mut std::io::stdout());
-            exit::OK
-        }
+        Command::Completions { shell } => completions(shell),
     }
+}
+
+/// `completions SHELL`: the script clap_complete generates, with the bash one repaired.
+///
+/// clap_complete's bash script breaks on a hyphenated binary name (clap-rs/clap#6421, still
+/// open): its dispatch loop names a subcommand `icloudpd__rs__subcmd__sync` while its case
+/// labels read `icloudpd__subcmd__rs__subcmd__sync`, so nothing after a subcommand completes
+/// (`icloudpd-rs sync --skip-v<TAB>`). Writing the binary's part of the labels as the loop
+/// does makes them match. A clap_complete that fixes the bug no longer produces the wrong
+/// form, and the replacement then changes nothing.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "icloudpd-rs", &mut script);
+    if shell == clap_complete::Shell::Bash {
+        script = String::from_utf8_lossy(&script)
+            .replace("icloudpd__subcmd__rs", "icloudpd__rs")
+            .into_bytes();
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A reader that goes away ends the process by SIGPIPE (see main).
+    let _ = out.write_all(&script);
+    let _ = out.flush();
+    exit::OK
 }
 
 /// `NO_COLOR` set to anything but the empty string turns colours off (no-color.org).

@@ -1,7 +1,8 @@
 //! `mount`: the library as a FUSE filesystem. Checks the mountpoint and FUSE before anything
 //! slow, signs in without prompting, brings the catalog up to date (a first mount lists the
 //! library in full, with progress), mounts, and keeps the tree in step with iCloud (and the
-//! `--mirror` folder filled) in the background until SIGINT, SIGTERM or `fusermount3 -u`.
+//! `--mirror` folder filled) in the background until SIGINT, SIGTERM, SIGHUP or
+//! `fusermount3 -u`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,8 +40,9 @@ pub struct MountArgs {
     pub global: GlobalArgs,
     #[command(flatten)]
     pub mount: MountOnlyArgs,
-    /// Read settings from this TOML file, as `sync --config` does (the same file serves both:
-    /// keys only `sync` has are skipped); flags and environment variables win over it.
+    /// Read settings from this TOML file, as `sync --config` does (one file serves sync,
+    /// retry-failed, import-existing and mount: keys only another of them takes are skipped);
+    /// flags and environment variables win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Show an XMP sidecar `NAME.xmp` beside every file (dates, title, keywords, place,
@@ -129,6 +131,13 @@ pub fn serve(
 ) -> Result<(), CommandError> {
     // Everything that can be refused without the network is checked first.
     let selection = args.selection.selection().map_err(failure)?;
+    // The view drops `--until-found` without a mirror: refused rather than silently ignored.
+    if args.selection.until_found.is_some() && args.mount.mirror.is_none() {
+        return Err(CommandError::failure(
+            "--until-found needs --mirror DIR on a mount (it counts the mirror's downloads); \
+             add --mirror DIR or drop --until-found",
+        ));
+    }
     let policy = args.layout.policy(&args.selection).map_err(failure)?;
     let cache_size = parse_bytes(&args.mount.cache_size)
         .map_err(|e| CommandError::failure(format!("--cache-size {e}")))?;

@@ -30,7 +30,8 @@ pub struct SyncArgs {
     #[arg(short = 'd', long, value_name = "DIR")]
     pub directory: Option<PathBuf>,
     /// Read settings from this TOML file: keys are the long flag names (`threads_num = 4`);
-    /// flags and environment variables win over it.
+    /// one file serves sync, retry-failed, import-existing and mount (keys only another of
+    /// them takes are skipped); flags and environment variables win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -243,13 +244,13 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         // icloudpd's flag prints where each file would go, folder included.
         let prefix = args.run.only_print_filenames.then(|| config.root.clone());
         config.on_planned = Some(Arc::new(move |path: &str| match &prefix {
-            Some(root) => progress::suspend(|| println!("{}", root.join(path).display())),
-            None => progress::suspend(|| println!("{path}")),
+            Some(root) => progress::suspend(|| outln!("{}", root.join(path).display())),
+            None => progress::suspend(|| outln!("{path}")),
         }));
         if !args.run.only_print_filenames {
             // Part of the plan, which goes to standard output.
             config.on_deletion = Some(Arc::new(|line: &str| {
-                progress::suspend(|| println!("{line}"))
+                progress::suspend(|| outln!("{line}"))
             }));
         }
     }
@@ -285,7 +286,7 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
                     };
                     let report = mirror::Counters::default().report(Duration::ZERO, outcome);
                     if let Err(err) = write_report(path, &report) {
-                        eprintln!("icloudpd-rs: {err}");
+                        errln!("icloudpd-rs: {err}");
                     }
                 }
                 return Err(e.into());
@@ -328,7 +329,7 @@ fn confirmation() -> mirror::Confirm {
 fn ask(question: &str) -> bool {
     {
         if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-            eprintln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
+            errln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
             return false;
         }
         eprint!("{question} [y/N] ");
@@ -379,7 +380,7 @@ fn finish_cycle(
             let line = report.summary_line();
             if dry_run {
                 if !args.run.only_print_filenames {
-                    eprintln!(
+                    errln!(
                         "dry run: {} file(s) would be downloaded, {} already in {} ({} total)",
                         report
                             .skip_reasons
@@ -404,42 +405,41 @@ fn finish_cycle(
                         .copied()
                         .unwrap_or(0);
                     let missing = report.total - report.skipped - report.failed;
-                    println!(
+                    outln!(
                         "{adopted} adopted, {} already recorded, {missing} not found ({} total)",
                         report.skipped - adopted,
                         report.total
                     );
                 } else if action == Action::RetryFailed && report.total == 0 {
-                    println!("nothing to retry: no file failed in {}", root.display());
+                    outln!("nothing to retry: no file failed in {}", root.display());
                 } else {
-                    println!("{line}");
+                    outln!("{line}");
                 }
                 if report.deleted_local + report.deleted_in_icloud > 0 {
-                    println!(
+                    outln!(
                         "{} local file(s) deleted, {} photo(s) moved to Recently Deleted in iCloud",
-                        report.deleted_local, report.deleted_in_icloud
+                        report.deleted_local,
+                        report.deleted_in_icloud
                     );
                 }
                 for f in report.failures.iter().take(10) {
-                    eprintln!("icloudpd-rs: failed: {}: {}", f.path, f.error);
+                    errln!("icloudpd-rs: failed: {}: {}", f.path, f.error);
                 }
                 if report.failed > 10 {
-                    eprintln!(
+                    errln!(
                         "icloudpd-rs: ... and {} more (see `icloudpd-rs status --failed`)",
                         report.failed - 10
                     );
                 }
                 if report.outcome == RunOutcome::Interrupted {
-                    eprintln!(
-                        "icloudpd-rs: interrupted; the next run resumes where this one stopped"
-                    );
+                    errln!("icloudpd-rs: interrupted; the next run resumes where this one stopped");
                 }
             }
             let mut code = code;
             if let Some(path) = &args.run.report_json
                 && let Err(e) = write_report(path, report)
             {
-                eprintln!("icloudpd-rs: {e}");
+                errln!("icloudpd-rs: {e}");
                 // Whoever reads the report finds none: not a success.
                 if code == exit::OK {
                     code = exit::FAILURE;
@@ -461,7 +461,7 @@ fn finish_cycle(
             } else {
                 exit::FAILURE
             };
-            eprintln!("icloudpd-rs: {e}");
+            errln!("icloudpd-rs: {e}");
             let counters = mirror.counters();
             let partial = counters.report(
                 Duration::ZERO,
@@ -470,12 +470,12 @@ fn finish_cycle(
                 },
             );
             if !dry_run && partial.downloaded + partial.failed > 0 {
-                println!("{}", partial.summary_line());
+                outln!("{}", partial.summary_line());
             }
             if let Some(path) = &args.run.report_json
                 && let Err(err) = write_report(path, &partial)
             {
-                eprintln!("icloudpd-rs: {err}");
+                errln!("icloudpd-rs: {err}");
             }
             let event = if is_two_factor(e) {
                 Event::TwoFactorNeeded
@@ -549,7 +549,7 @@ impl Notifier {
         };
         let stopping = || self.stopper.is_stopped();
         if let Err(e) = notify::run_script(script, event, &figures, &stopping) {
-            eprintln!("icloudpd-rs: notification script: {e}");
+            errln!("icloudpd-rs: notification script: {e}");
         }
     }
 

@@ -194,8 +194,8 @@ pub(crate) fn build_asset_with<S: RecordText>(
         filename_problem,
         item_type,
         kind,
-        asset_date_ms: timestamp(asset, "assetDate", &id),
-        added_date_ms: timestamp(asset, "addedDate", &id),
+        asset_date_ms: timestamp(asset, "assetDate", &id, urls),
+        added_date_ms: timestamp(asset, "addedDate", &id, urls),
         tz_offset_s: asset
             .int("timeZoneOffset")
             .and_then(|v| i32::try_from(v).ok()),
@@ -252,9 +252,11 @@ fn decode_filename<S: RecordText>(master: &Record<S>) -> (Option<String>, Option
 /// A date field in milliseconds since the epoch. A missing or unreadable one, or one no
 /// calendar can show, is the epoch (as icloudpd takes it), said in the log: the photo lands in
 /// `1970/01/01`, with the same date as its file's time.
-fn timestamp<S: RecordText>(asset: &Record<S>, field: &str, id: &str) -> i64 {
+fn timestamp<S: RecordText>(asset: &Record<S>, field: &str, id: &str, urls: Urls) -> i64 {
     match asset.int(field) {
         Some(ms) if chrono::DateTime::from_timestamp_millis(ms).is_some() => ms,
+        // A membership walk asks for no date.
+        _ if urls == Urls::Membership => 0,
         found => {
             tracing::warn!(asset = %id, field, value = ?found, "no usable date; taking 1970-01-01 (as icloudpd does)");
             0

@@ -1,10 +1,14 @@
-//! Graceful shutdown on SIGINT and SIGTERM.
+//! Graceful shutdown on SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session).
 //!
 //! The first signal stops the run from starting new files; files in flight get
 //! [`GRACE`] to finish, after which they are dropped (their partial files stay and the next
 //! run resumes them). State is flushed either way. A second signal exits at once with
 //! 128 + the signal number, as shells expect.
+//!
+//! Messages are written with errors ignored: after a SIGHUP the terminal is usually gone, and
+//! a failed write must not stop the shutdown (`eprintln!` would panic on EIO/EPIPE).
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -35,20 +39,23 @@ impl Received {
     }
 }
 
-/// Listen for SIGINT and SIGTERM on the current runtime and stop `stopper` as described in the
+/// Listen for SIGINT, SIGTERM and SIGHUP on the current runtime and stop `stopper` as described in the
 /// module docs.
 pub fn install(stopper: Stopper, grace: Duration) -> std::io::Result<Received> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let received = Received::default();
     let slot = received.0.clone();
     tokio::spawn(async move {
         let first = tokio::select! {
             _ = int.recv() => libc::SIGINT,
             _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
         };
         slot.store(first, Ordering::Relaxed);
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "icloudpd-rs: stopping: finishing the files in flight (up to {}s; signal again to quit now)",
             grace.as_secs()
         );
@@ -61,8 +68,9 @@ pub fn install(stopper: Stopper, grace: Duration) -> std::io::Result<Received> {
         let second = tokio::select! {
             _ = int.recv() => libc::SIGINT,
             _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
         };
-        eprintln!("icloudpd-rs: quitting now");
+        let _ = writeln!(std::io::stderr(), "icloudpd-rs: quitting now");
         std::process::exit(128 + second);
     });
     Ok(received)

@@ -174,3 +174,159 @@ fn demo_without_a_mountpoint_uses_and_removes_a_temporary_one() {
     assert!(!is_mounted(&mnt));
     assert!(!scratch.exists(), "temporary folders left behind");
 }
+
+/// Start `demo` with `args` and the default log level, its output on non-blocking pipes read
+/// by the caller (`read_some`), so that the test can close them as a closed terminal does.
+fn spawn_demo_on_pipes(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+) {
+    use std::os::fd::AsRawFd;
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("ICLOUD_USERNAME")
+        .env_remove("ICLOUD_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
+        // SAFETY: fcntl on a pipe this process owns.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+    (child, stdout, stderr)
+}
+
+/// Append what `pipe` has now to `into` (without waiting).
+fn read_some(pipe: &mut impl std::io::Read, into: &mut String) {
+    let mut buf = [0u8; 65536];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => into.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => return, // WouldBlock: nothing more for now
+        }
+    }
+}
+
+/// The demo's scratch folders of the process `pid` (`icloudpd-rs-demo-PID-*` in the temporary
+/// folder).
+fn scratch_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("icloudpd-rs-demo-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Wait (at most a minute) for `child` to exit; its exit code.
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo did not exit after SIGHUP");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Closing the terminal the demo runs in (SIGHUP, and the terminal gone: every later write
+/// fails) unmounts it and removes its temporary folder, as Ctrl-C does. The messages it writes
+/// after the terminal is gone used to panic before the folder was removed.
+#[test]
+fn demo_cleans_up_when_its_terminal_closes() {
+    if !fuse_ready() {
+        return;
+    }
+    let (mut child, mut stdout, mut stderr) =
+        spawn_demo_on_pipes(&["--assets", "150", "--size-scale", "0.001"]);
+    let (mut out, mut err) = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !out.contains("Ctrl-C stops everything") {
+        read_some(&mut stdout, &mut out);
+        read_some(&mut stderr, &mut err);
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("demo exited with {status}:\n{out}\n{err}");
+        }
+        assert!(Instant::now() < deadline, "demo not ready:\n{err}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let field = |label: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|rest| PathBuf::from(rest.trim().split(" (").next().unwrap().trim()))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+    };
+    let (mnt, scratch) = (field("Mounted at:"), field("Demo data:"));
+    let mounted = Mounted {
+        child: None,
+        mnt: mnt.clone(),
+        stdout: Default::default(),
+        stderr: Default::default(),
+    }; // unmounts whatever a failed test leaves
+    assert!(is_mounted(&mnt));
+    assert!(scratch.join("mirror").is_dir());
+    // The terminal is gone: nobody reads the demo's output any more.
+    drop(stdout);
+    drop(stderr);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let code = wait_exit(&mut child);
+    assert!(!is_mounted(&mnt), "left mounted");
+    assert!(!scratch.exists(), "{scratch:?} left behind");
+    assert_eq!(code, Some(0), "unmounted and cleaned up like on Ctrl-C");
+    drop(mounted);
+}
+
+/// A SIGHUP while the demo is still starting (signing in, listing) removes its temporary
+/// folder and exits with 128 + 1, as SIGINT and SIGTERM do (it used to kill it at once).
+#[test]
+fn demo_cleans_up_when_its_terminal_closes_while_starting() {
+    // A slow simulator: signing in and listing take seconds.
+    let (mut child, mut stdout, mut stderr) = spawn_demo_on_pipes(&[
+        "--assets",
+        "300",
+        "--size-scale",
+        "0.001",
+        "--latency",
+        "300",
+    ]);
+    let (mut out, mut err) = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !err.contains("signing in and listing") {
+        read_some(&mut stdout, &mut out);
+        read_some(&mut stderr, &mut err);
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("demo exited with {status}:\n{out}\n{err}");
+        }
+        assert!(Instant::now() < deadline, "demo not starting:\n{err}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let scratch = scratch_of(child.id());
+    assert_eq!(scratch.len(), 1, "{scratch:?}");
+    drop(stdout);
+    drop(stderr);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let code = wait_exit(&mut child);
+    assert!(!scratch[0].exists(), "{:?} left behind", scratch[0]);
+    assert_eq!(code, Some(128 + libc::SIGHUP), "stopped while starting");
+}

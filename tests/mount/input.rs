@@ -109,6 +109,39 @@ fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
     up.finish();
 }
 
+/// `--until-found` counts the mirror's downloads: without `--mirror` it is refused, naming the
+/// fix, before signing in (the simulator is down here: a sign-in would fail otherwise), rather
+/// than silently ignored (it used to mount the whole library).
+#[test]
+fn until_found_without_a_mirror_is_refused_before_signing_in() {
+    let mut env = Env::new(small(5, 0.0005));
+    env.stop_sim();
+    let mnt = env.empty_dir("mnt");
+    refused(
+        &env,
+        &mnt,
+        &["--until-found", "3"],
+        1,
+        "--until-found needs --mirror DIR",
+    );
+    // With a mirror the flag is accepted: this run gets as far as signing in, and fails there.
+    let mirror = env.path("mirror").display().to_string();
+    let m = mnt.display().to_string();
+    let run = env.run(&[
+        "mount",
+        &m,
+        "--until-found",
+        "3",
+        "--mirror",
+        &mirror,
+        "--poll-interval",
+        "3600",
+    ]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("--until-found"), "{}", run.stderr);
+    assert!(!is_mounted(&mnt));
+}
+
 #[test]
 fn no_permission_is_explained() {
     if !fuse_ready() || !tool_exists("setpriv") {

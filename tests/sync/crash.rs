@@ -130,6 +130,72 @@ fn sigint_stops_gracefully_and_the_next_run_resumes() {
     assert_tree(&env, &photos, &expected);
 }
 
+/// A closed terminal or ssh session (SIGHUP, its output gone with it) stops a sync as SIGTERM
+/// does: files in flight get their grace period, everything finished is recorded, the exit
+/// code is 128 + 1, and the next run resumes to the exact tree (SIGHUP used to kill it at
+/// once, and its summary lines then panicked on the dead terminal).
+#[test]
+fn sighup_stops_gracefully_and_the_next_run_resumes() {
+    let env = slow_env();
+    let photos = env.folder("photos");
+    let report = env.folder("hangup.json");
+    let mut child = env
+        .command(&[
+            "sync",
+            "-d",
+            &photos.display().to_string(),
+            "--no-progress-bar",
+            "--report-json",
+            report.to_str().unwrap(),
+        ])
+        .spawn()
+        .expect("start");
+    // Mid-run: once a first file is complete.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !files_on_disk_any(&photos, |name| !name.starts_with('.')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file was downloaded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The terminal goes away: nothing reads the output any more.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(128 + libc::SIGHUP));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["status"], "interrupted", "{doc}");
+    assert_recorded(&env, &photos);
+    let catalog = env.catalog();
+    let root = catalog.root_id(&photos).unwrap().unwrap();
+    let recorded = catalog
+        .downloads(root, icloudpd_rs::catalog::DownloadStateKind::Downloaded)
+        .count();
+    drop(catalog);
+    let finished = files_on_disk(&photos)
+        .into_keys()
+        .filter(|p| !p.rsplit('/').next().unwrap().starts_with('.'))
+        .count();
+    assert!(finished > 0);
+    assert_eq!(
+        finished, recorded,
+        "finished files and recorded ones differ"
+    );
+    let expected = expected_tree(&env, &[]);
+    assert!(finished < expected.len(), "the signal came after the run");
+    let resumed = env.folder("resumed.json");
+    env.sync(&photos, &["--report-json", resumed.to_str().unwrap()])
+        .expect_code(0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&resumed).unwrap()).unwrap();
+    assert_eq!(doc["skip_reasons"]["already_downloaded"], finished);
+    assert_tree(&env, &photos, &expected);
+}
+
 /// While a sync runs, a second one of the same account (same catalog) and a second one into
 /// the same folder from another data folder (a container beside its host: another catalog)
 /// are both refused, naming the first; the first finishes with the exact tree.

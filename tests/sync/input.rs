@@ -317,6 +317,68 @@ fn shell_completions_cover_the_commands_and_flags() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 }
 
+/// The bash script completes after a subcommand too (`icloudpd-rs sync --skip-v<TAB>`), which
+/// clap_complete's own script does not for a hyphenated binary name (clap-rs/clap#6421).
+#[test]
+fn bash_completes_the_flags_of_a_subcommand() {
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("run the binary");
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8(out.stdout).unwrap();
+    // The function the script registers for the binary, as bash calls it on <TAB>.
+    let function = script
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.first() == Some(&"complete") && words.last() == Some(&"icloudpd-rs"))
+                .then(|| words[words.iter().position(|w| *w == "-F").unwrap() + 1].to_string())
+        })
+        .expect("a `complete -F FUNCTION ... icloudpd-rs` line");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("icloudpd-rs.bash");
+    std::fs::write(&path, &script).unwrap();
+    // (words on the line, word under the cursor): the candidates bash would offer.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let line = words.join(" ");
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let quoted = quoted.join(" ");
+        let current = words.len() - 1;
+        let program = format!(
+            "source {path}\n\
+             COMP_WORDS=({quoted}); COMP_CWORD={current}; COMP_LINE='{line}'; \
+             COMP_POINT=${{#COMP_LINE}}\n\
+             {function} icloudpd-rs '{word}' '{previous}'\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            path = path.display(),
+            word = words[current],
+            previous = words[current - 1],
+        );
+        let out = Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &program])
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{program}\n{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let flags = complete(&["icloudpd-rs", "sync", "--skip-v"]);
+    assert!(flags.iter().any(|w| w == "--skip-videos"), "{flags:?}");
+    let what = complete(&["icloudpd-rs", "list", "a"]);
+    assert!(what.iter().any(|w| w == "albums"), "{what:?}");
+    let sizes = complete(&["icloudpd-rs", "sync", "--size", ""]);
+    for size in ["original", "medium", "thumb"] {
+        assert!(sizes.iter().any(|w| w == size), "{size}: {sizes:?}");
+    }
+    // The top level completes as before.
+    let commands = complete(&["icloudpd-rs", "mo"]);
+    assert_eq!(commands, ["mount"]);
+}
+
 /// A listing piped into `head` ends quietly when `head` has what it wants (no panic, no
 /// backtrace), as Unix tools do.
 #[test]
