@@ -23,3 +23,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --all-targets "$@"
+# The examples in the documentation compile and run too (--all-targets leaves them out).
+cargo test --doc "$@"
