@@ -145,7 +145,8 @@ pub enum Command {
 
 /// Parse the command line, run the command, return the process exit code.
 pub fn main() -> i32 {
-    let argv = with_default_command(std::env::args_os().collect());
+    let given: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv = with_default_command(given.clone());
     let argv = match config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv) {
         Ok(argv) => argv,
         Err(message) => {
@@ -156,6 +157,10 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some(fixed) = command_after_options(&given) {
+                eprintln!("icloudpd-rs: the command goes first, then its options: {fixed}");
+                return exit::FAILURE;
+            }
             let code = if e.use_stderr() {
                 exit::FAILURE
             } else {
@@ -241,6 +246,37 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     argv
 }
 
+/// `icloudpd-rs --data-dir D status` (options before the command, as some tools take them):
+/// the command line with the command first, for the error message; `None` when the line does
+/// not start with an option or names no command other than `sync`.
+fn command_after_options(argv: &[std::ffi::OsString]) -> Option<String> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if !words.get(1)?.starts_with('-') {
+        return None;
+    }
+    let cli = <Cli as clap::CommandFactory>::command();
+    let is_command = |w: &str| {
+        w != "sync"
+            && cli
+                .get_subcommands()
+                .any(|c| c.get_name() == w || c.get_all_aliases().any(|a| a == w))
+    };
+    let at = words.iter().skip(1).position(|w| is_command(w))? + 1;
+    let mut fixed = vec!["icloudpd-rs".to_string(), words[at].clone()];
+    fixed.extend(
+        words
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(i, _)| *i != at)
+            .map(|(_, w)| global::shell_word(w)),
+    );
+    Some(fixed.join(" "))
+}
+
 /// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
 /// the default level.
 ///
@@ -273,4 +309,35 @@ fn init_logging(level: Option<LogLevel>) {
         .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color())
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_after_options;
+
+    fn line(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn options_before_the_command_are_told_in_order() {
+        assert_eq!(
+            command_after_options(&line(&["icloudpd-rs", "--data-dir", "my data", "status"]))
+                .as_deref(),
+            Some("icloudpd-rs status --data-dir 'my data'")
+        );
+        assert_eq!(
+            command_after_options(&line(&["icloudpd-rs", "-u", "me", "mount", "/m"])).as_deref(),
+            Some("icloudpd-rs mount -u me /m")
+        );
+        // The bare form means sync; a command given first is not this mistake.
+        assert_eq!(
+            command_after_options(&line(&["icloudpd-rs", "-u", "me", "--bogus"])),
+            None
+        );
+        assert_eq!(
+            command_after_options(&line(&["icloudpd-rs", "status", "-u", "me"])),
+            None
+        );
+    }
 }
