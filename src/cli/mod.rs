@@ -107,9 +107,25 @@ pub enum Command {
     #[command(after_help = SYNC_HELP)]
     Sync(Box<sync_cmd::SyncArgs>),
     /// Download again the files whose last attempt failed (same flags as the sync).
+    #[command(
+        mut_arg("dry_run", hide),
+        mut_arg("only_print_filenames", hide),
+        mut_arg("watch_with_interval", hide),
+        mut_arg("auto_delete", hide),
+        mut_arg("keep_icloud_recent_days", hide),
+        mut_arg("delete_after_download", hide),
+        mut_arg("yes", hide)
+    )]
     RetryFailed(Box<sync_cmd::SyncArgs>),
     /// Adopt a folder written by the Python icloudpd or by hand: match files by path, name
     /// and size, record them as downloaded, download nothing (same flags as the sync).
+    #[command(
+        mut_arg("dry_run", hide), mut_arg("only_print_filenames", hide),
+        mut_arg("watch_with_interval", hide), mut_arg("auto_delete", hide),
+        mut_arg("keep_icloud_recent_days", hide), mut_arg("delete_after_download", hide),
+        mut_arg("yes", hide),
+        mut_arg("directory", |a| a.help("The folder the files are in"))
+    )]
     ImportExisting(Box<sync_cmd::SyncArgs>),
     /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
     /// unchanged).
@@ -141,6 +157,11 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+/// Hides a flag of the sync's that a command sharing its arguments refuses.
+fn hide(arg: clap::Arg) -> clap::Arg {
+    arg.hide(true)
 }
 
 /// Parse the command line, run the command, return the process exit code.
@@ -317,6 +338,30 @@ mod tests {
 
     fn line(words: &[&str]) -> Vec<std::ffi::OsString> {
         words.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn commands_sharing_syncs_flags_do_not_offer_those_they_refuse() {
+        use clap::CommandFactory;
+        let mut cli = super::Cli::command();
+        for name in ["retry-failed", "import-existing"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            for refused in [
+                "--dry-run",
+                "--auto-delete",
+                "--watch-with-interval",
+                "--yes",
+            ] {
+                assert!(!help.contains(refused), "{name} offers {refused}");
+            }
+            assert!(help.contains("--recent"), "{name}");
+        }
+        let sync = cli.find_subcommand_mut("sync").unwrap().render_long_help();
+        assert!(sync.to_string().contains("--auto-delete"));
     }
 
     #[test]
