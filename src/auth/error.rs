@@ -137,13 +137,13 @@ pub enum AuthError {
         detail: String,
     },
 
-    #[error("unexpected answer from Apple ({endpoint}): {detail}")]
+    #[error("unexpected answer from iCloud ({endpoint}): {detail}")]
     Protocol {
         endpoint: &'static str,
         detail: String,
     },
 
-    #[error("cannot reach Apple ({endpoint}): {detail}")]
+    #[error("cannot reach iCloud ({endpoint}): {detail}")]
     Network {
         endpoint: &'static str,
         detail: String,
