@@ -322,29 +322,7 @@ async fn run_walk(
 
     let counted_end = counted.count.unwrap_or(0);
     let ends = Arc::new(Mutex::new(Ends::default()));
-    let mut fetchers = JoinSet::new();
-    for range in ranges {
-        let fetch = RangeFetch {
-            client: client.clone(),
-            library: library.clone(),
-            index: index.clone(),
-            bodies: bodies.clone(),
-            urls: if options.membership_only {
-                Urls::Membership
-            } else {
-                options.urls
-            },
-            carry: carry.clone(),
-            tx: tx.clone(),
-            counters: counters.clone(),
-            first_token: first_token.clone(),
-            max_ranks: options.max_ranks,
-            counted_end,
-            ends: ends.clone(),
-        };
-        fetchers.spawn(fetch.run(range));
-    }
-    // One more fetcher, kept for the pages answered cut short.
+    // One fetcher per range; this one is kept for the pages answered cut short.
     let again = RangeFetch {
         client: client.clone(),
         library: library.clone(),
@@ -363,6 +341,10 @@ async fn run_walk(
         counted_end,
         ends: ends.clone(),
     };
+    let mut fetchers = JoinSet::new();
+    for range in ranges {
+        fetchers.spawn(again.clone().run(range));
+    }
     while let Some(joined) = fetchers.join_next().await {
         let outcome = joined.unwrap_or_else(|e| {
             Err(CloudKitError::Protocol {
@@ -412,6 +394,7 @@ async fn run_walk(
 }
 
 /// Everything one fetcher needs.
+#[derive(Clone)]
 struct RangeFetch {
     client: CloudKitClient,
     library: Library,
