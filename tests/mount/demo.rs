@@ -209,6 +209,34 @@ fn spawn_demo_on_pipes(
 }
 
 /// Append what `pipe` has now to `into` (without waiting).
+/// Read a running demo's output until `done(stdout, stderr)` holds, within `secs` seconds;
+/// the output read so far.
+fn read_until(
+    child: &mut std::process::Child,
+    (stdout, stderr): (
+        &mut std::process::ChildStdout,
+        &mut std::process::ChildStderr,
+    ),
+    secs: u64,
+    done: impl Fn(&str, &str) -> bool,
+) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(&out, &err) {
+        read_some(stdout, &mut out);
+        read_some(stderr, &mut err);
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("demo exited with {status}:\n{out}\n{err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo not there yet:\n{out}\n{err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (out, err)
+}
+
 fn read_some(pipe: &mut impl std::io::Read, into: &mut String) {
     let mut buf = [0u8; 65536];
     loop {
@@ -258,17 +286,9 @@ fn demo_cleans_up_when_its_terminal_closes() {
     }
     let (mut child, mut stdout, mut stderr) =
         spawn_demo_on_pipes(&["--assets", "150", "--size-scale", "0.001"]);
-    let (mut out, mut err) = (String::new(), String::new());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !out.contains("Ctrl-C stops everything") {
-        read_some(&mut stdout, &mut out);
-        read_some(&mut stderr, &mut err);
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("demo exited with {status}:\n{out}\n{err}");
-        }
-        assert!(Instant::now() < deadline, "demo not ready:\n{err}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (out, _) = read_until(&mut child, (&mut stdout, &mut stderr), 180, |out, _| {
+        out.contains("Ctrl-C stops everything")
+    });
     let field = |label: &str| {
         out.lines()
             .find_map(|l| l.trim().strip_prefix(label))
@@ -309,17 +329,9 @@ fn demo_cleans_up_when_its_terminal_closes_while_starting() {
         "--latency",
         "300",
     ]);
-    let (mut out, mut err) = (String::new(), String::new());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !err.contains("signing in and listing") {
-        read_some(&mut stdout, &mut out);
-        read_some(&mut stderr, &mut err);
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("demo exited with {status}:\n{out}\n{err}");
-        }
-        assert!(Instant::now() < deadline, "demo not starting:\n{err}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    read_until(&mut child, (&mut stdout, &mut stderr), 60, |_, err| {
+        err.contains("signing in and listing")
+    });
     let scratch = scratch_of(child.id());
     assert_eq!(scratch.len(), 1, "{scratch:?}");
     drop(stdout);
