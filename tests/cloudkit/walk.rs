@@ -113,6 +113,17 @@ async fn overcount_and_missing_count_lose_nothing() {
     assert_eq!(summary.pages, 4);
 }
 
+/// A count far above the content (a billion for 250 assets) costs a few empty pages per
+/// fetcher, not a walk of every counted rank (it used to walk 500,000 empty pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_count_ends_at_the_content() {
+    let server = index_server(250, Some(1_000_000_000)).await;
+    let client = client_for(&server.url());
+    let (ids, summary, _) = walk_all(&client, 6).await;
+    expect_all(&ids, 250);
+    assert!(summary.pages <= 6 * 6, "{} pages", summary.pages);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_split_across_pages_are_joined() {
     const TOTAL: u64 = 950;
