@@ -142,6 +142,10 @@ pub(crate) fn pair_page<S: RecordText>(
     // Pairs made within the page, by master and asset record name: what an earlier, cut-short
     // answer of the same page left in the carry-over for them is stale once they pair here.
     let mut paired_here: Vec<(S, S)> = Vec::new();
+    let carry_waits = carry.is_some_and(|c| {
+        let c = c.lock().unwrap_or_else(|e| e.into_inner());
+        !c.masters.is_empty() || !c.assets.is_empty()
+    });
     for a in assets {
         let master_name = a.reference("masterRef").unwrap_or_default();
         match masters.get_mut(master_name) {
@@ -150,7 +154,7 @@ pub(crate) fn pair_page<S: RecordText>(
                 *used = true;
                 let built = build_asset_with(m, &a, zone, &mut page.skipped, urls);
                 page.assets.push(built);
-                if carry.is_some()
+                if carry_waits
                     && let (Some(m), Some(n)) = (m.record_name.clone(), a.record_name.clone())
                 {
                     paired_here.push((m, n));
