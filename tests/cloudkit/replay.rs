@@ -87,7 +87,9 @@ async fn recorded_library_lists_counts_and_enumerates() {
     assert_eq!(summary.expected, Some(33161));
     assert_eq!(summary.assets_seen, 100);
     assert_eq!(progress.assets_seen, 100);
-    assert_eq!(summary.pages, 33161u64.div_ceil(100));
+    // Past rank 0 every page is empty: five in a row end each fetcher, instead of a walk of
+    // all 332 counted pages.
+    assert!(summary.pages < 40, "{} pages", summary.pages);
     assert!(summary.skipped.is_empty());
     assert_eq!(
         summary.sync_token.as_deref(),
