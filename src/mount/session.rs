@@ -446,7 +446,15 @@ impl MountHandle {
             return res.map_err(MountError::Session);
         }
         tracing::info!(mountpoint = %self.mountpoint.display(), "unmounted");
-        res.map_err(MountError::Session)
+        match res {
+            // Once unmounted, the kernel ends the connection: reading it then fails with ENODEV
+            // or, after a lazy detach whose last user let go, ECONNABORTED. Both are the end.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ECONNABORTED)) => {
+                tracing::debug!(error = %e, "the kernel closed the FUSE connection");
+                Ok(())
+            }
+            res => res.map_err(MountError::Session),
+        }
     }
 }
 
