@@ -284,15 +284,20 @@ fn a_full_disk_under_the_catalog_is_named_as_such() {
     assert!(!stderr.contains("catalog: catalog"), "{stderr}");
 }
 
-/// `completions SHELL` prints a script the shell accepts, completing every command and flag.
-#[test]
-fn shell_completions_cover_the_commands_and_flags() {
+/// `icloudpd-rs completions bash`, which must succeed.
+fn bash_completion_script() -> String {
     let out = Command::new(BIN)
         .args(["completions", "bash"])
         .output()
         .expect("run the binary");
     assert!(out.status.success(), "{out:?}");
-    let script = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `completions SHELL` prints a script the shell accepts, completing every command and flag.
+#[test]
+fn shell_completions_cover_the_commands_and_flags() {
+    let script = bash_completion_script();
     for word in [
         "sync",
         "mount",
@@ -321,12 +326,7 @@ fn shell_completions_cover_the_commands_and_flags() {
 /// clap_complete's own script does not for a hyphenated binary name (clap-rs/clap#6421).
 #[test]
 fn bash_completes_the_flags_of_a_subcommand() {
-    let out = Command::new(BIN)
-        .args(["completions", "bash"])
-        .output()
-        .expect("run the binary");
-    assert!(out.status.success(), "{out:?}");
-    let script = String::from_utf8(out.stdout).unwrap();
+    let script = bash_completion_script();
     // The function the script registers for the binary, as bash calls it on <TAB>.
     let function = script
         .lines()
