@@ -2,11 +2,12 @@
 //! pinned one), their disk space is given back, and a disk that fills up before the budget is
 //! reached lowers the budget to what it holds.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::index::Op;
 use super::memory::{BlockId, BlockTable};
-use super::{BLOCK_SIZE, BlockCache, lock};
+use super::{BLOCK_SIZE, BlockCache, ContentKey, lock};
 
 impl BlockCache {
     /// The disk filled up before the cache reached its budget: the budget becomes what the
@@ -42,6 +43,24 @@ impl BlockCache {
                  (further failures are logged at debug level)"
             );
         }
+    }
+
+    /// Evict least recently used blocks until the cache fits its budget: a cache filled under
+    /// a larger `--cache-size` is trimmed when it is opened, not at the first read.
+    pub(super) fn trim_to_budget(&self) {
+        let mut table = lock(&self.table);
+        let before = table.total_bytes();
+        if before <= self.max_bytes() {
+            return;
+        }
+        let nothing: BlockId = (ContentKey(Arc::from("")), u64::MAX);
+        self.make_room(&mut table, 0, &nothing);
+        tracing::info!(
+            before,
+            after = table.total_bytes(),
+            budget = self.max_bytes(),
+            "the cache was larger than its size limit; trimmed"
+        );
     }
 
     /// Evict least recently used unpinned blocks until `len` more bytes fit. `id` is the block

@@ -61,7 +61,7 @@ impl BlockCache {
                  when every block of their file is evicted; prefer ext4, xfs or btrfs"
             );
         }
-        Ok(BlockCache {
+        let cache = BlockCache {
             dir,
             configured_bytes: cfg.max_bytes,
             max_bytes: AtomicU64::new(cfg.max_bytes),
@@ -82,7 +82,9 @@ impl BlockCache {
             evictions: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
             _lock: lock_file,
-        })
+        };
+        cache.trim_to_budget();
+        Ok(cache)
     }
 }
 

@@ -37,6 +37,33 @@ fn stores_and_serves_blocks_across_reopen() {
 }
 
 #[test]
+fn a_smaller_size_limit_trims_the_cache_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<ContentKey> = (0..4u64)
+        .map(|i| ContentKey::new(&format!("asset-{i}"), BLOCK_SIZE))
+        .collect();
+    {
+        let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+        for (i, key) in keys.iter().enumerate() {
+            assert!(cache.put(key, 0, &block(i as u8, BLOCK_SIZE as usize)));
+        }
+    }
+    let cache = BlockCache::open(&cfg(dir.path(), 2)).unwrap();
+    let s = cache.stats();
+    assert_eq!((s.blocks, s.bytes), (2, 2 * BLOCK_SIZE));
+    let kept: Vec<usize> = (0..keys.len())
+        .filter(|&i| {
+            cache
+                .get(&keys[i], 0)
+                .inspect(|b| assert_eq!(*b, block(i as u8, BLOCK_SIZE as usize)))
+                .is_some()
+        })
+        .collect();
+    // The most recently stored stay.
+    assert_eq!(kept, [2, 3]);
+}
+
+#[test]
 fn content_keys_separate_versions() {
     assert_ne!(ContentKey::new("abc", 10), ContentKey::new("abc", 11));
     assert_ne!(ContentKey::new("abc", 10), ContentKey::new("abd", 10));
