@@ -362,47 +362,44 @@ impl Catalog {
     /// library's last completed full listing and of the runs since (the same record reported
     /// twice is listed once).
     pub fn unusable_records(&self) -> Result<Vec<Skipped>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT record_name, reason FROM skipped_records s JOIN runs r USING (run_id)
-                 WHERE r.run_id >= coalesce((SELECT max(f.run_id) FROM runs f
-                                             WHERE f.library_id = r.library_id
-                                               AND f.kind = 'full' AND f.status = 'completed'), 0)
-                 GROUP BY record_name, reason ORDER BY min(s.rowid)",
-            )
-            .ctx("listing unusable records")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Skipped {
-                    record_name: r.get(0)?,
-                    reason: r.get(1)?,
-                })
-            })
-            .ctx("listing unusable records")?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .ctx("listing unusable records")?;
-        Ok(rows)
+        self.skipped_rows(
+            "SELECT record_name, reason FROM skipped_records s JOIN runs r USING (run_id)
+             WHERE r.run_id >= coalesce((SELECT max(f.run_id) FROM runs f
+                                         WHERE f.library_id = r.library_id
+                                           AND f.kind = 'full' AND f.status = 'completed'), 0)
+             GROUP BY record_name, reason ORDER BY min(s.rowid)",
+            [],
+            "listing unusable records",
+        )
     }
 
     /// The records a run skipped, in the order they were reported.
     pub fn skipped_records(&self, run: RunId) -> Result<Vec<Skipped>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT record_name, reason FROM skipped_records WHERE run_id = ?1 ORDER BY rowid",
-            )
-            .ctx("listing skipped records")?;
+        self.skipped_rows(
+            "SELECT record_name, reason FROM skipped_records WHERE run_id = ?1 ORDER BY rowid",
+            [run],
+            "listing skipped records",
+        )
+    }
+
+    /// `(record_name, reason)` rows of `sql` as skipped records.
+    fn skipped_rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        context: &'static str,
+    ) -> Result<Vec<Skipped>> {
+        let mut stmt = self.conn.prepare_cached(sql).ctx(context)?;
         let rows = stmt
-            .query_map([run], |r| {
+            .query_map(params, |r| {
                 Ok(Skipped {
                     record_name: r.get(0)?,
                     reason: r.get(1)?,
                 })
             })
-            .ctx("listing skipped records")?
+            .ctx(context)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .ctx("listing skipped records")?;
+            .ctx(context)?;
         Ok(rows)
     }
 }

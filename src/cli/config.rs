@@ -22,29 +22,44 @@ const CONFIG_ARG: &str = "config";
 const LOG_LEVEL_ARG: &str = "log_level";
 const LOG_LEVEL_ENV: &str = "RUST_LOG";
 
+/// The command line with the config file's settings inserted.
+#[derive(Debug)]
+pub struct Merged {
+    pub argv: Vec<OsString>,
+    /// The keys skipped because only other commands take them, said once logging has started
+    /// (debug level).
+    pub notes: Vec<String>,
+}
+
+impl Merged {
+    fn unchanged(argv: Vec<OsString>) -> Merged {
+        Merged {
+            argv,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Return `argv` with the config file's settings inserted, or an error naming the problem.
 /// Without `--config`, `argv` comes back unchanged.
-pub fn merge_config_file(
-    cmd: &clap::Command,
-    argv: Vec<OsString>,
-) -> Result<Vec<OsString>, String> {
+pub fn merge_config_file(cmd: &clap::Command, argv: Vec<OsString>) -> Result<Merged, String> {
     let Ok(matches) = cmd.clone().try_get_matches_from(&argv) else {
         // Let the real parse report the error.
-        return Ok(argv);
+        return Ok(Merged::unchanged(argv));
     };
     // The matches and command that hold the arguments (the subcommand's, if one was used).
     let (sub_name, sub_matches, sub_cmd) = match matches.subcommand() {
         Some((name, m)) => match cmd.find_subcommand(name) {
             Some(c) => (Some(name.to_string()), m.clone(), c.clone()),
-            None => return Ok(argv),
+            None => return Ok(Merged::unchanged(argv)),
         },
         None => (None, matches.clone(), cmd.clone()),
     };
     if !reads_config(&sub_cmd) {
-        return Ok(argv);
+        return Ok(Merged::unchanged(argv));
     }
     let Some(path) = sub_matches.get_one::<std::path::PathBuf>(CONFIG_ARG) else {
-        return Ok(argv);
+        return Ok(Merged::unchanged(argv));
     };
     // One file serves every command that reads one: the keys of the others are skipped here.
     let others: Vec<&clap::Command> = cmd
@@ -65,7 +80,7 @@ pub fn merge_config_file(
         let insert_at = match &sub_name {
             Some(name) => match argv.iter().position(|a| a.to_str() == Some(name.as_str())) {
                 Some(i) => i + 1,
-                None => return Ok(argv),
+                None => return Ok(Merged::unchanged(argv)),
             },
             None => 1,
         };
@@ -76,27 +91,27 @@ pub fn merge_config_file(
     };
     // The command line alone parsed: an error now comes from the file, and says so (clap
     // would name only the flag, one the user never typed).
-    let merged = match cmd.clone().try_get_matches_from(&out) {
-        Ok(m) => m,
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            return Err(format!(
-                "config file {}: {}",
-                path.display(),
-                first.strip_prefix("error: ").unwrap_or(first)
-            ));
-        }
-    };
-    if !skipped.is_empty() {
-        log_skipped(
-            &merged,
-            path,
-            sub_name.as_deref().unwrap_or_default(),
-            &skipped,
-        );
+    if let Err(e) = cmd.clone().try_get_matches_from(&out) {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        return Err(format!(
+            "config file {}: {}",
+            path.display(),
+            first.strip_prefix("error: ").unwrap_or(first)
+        ));
     }
-    Ok(out)
+    let command = sub_name.as_deref().unwrap_or_default();
+    let notes = skipped
+        .iter()
+        .map(|(key, takers)| {
+            format!(
+                "config file {}: key {key:?} skipped: an option of {}, not of {command}",
+                path.display(),
+                takers.join(", ")
+            )
+        })
+        .collect();
+    Ok(Merged { argv: out, notes })
 }
 
 /// Whether `cmd` takes `--config FILE`.
@@ -116,39 +131,6 @@ struct Known<'a> {
 
 /// A key skipped because only other commands take it: (key, those commands).
 type Skipped = (String, Vec<String>);
-
-/// Say at debug level which keys were skipped. Logging starts only once the command line is
-/// parsed, so this uses the level it will get (`--log-level`, from the command line or the
-/// file, else `RUST_LOG`, else info) for just these lines.
-fn log_skipped(merged: &clap::ArgMatches, path: &Path, command: &str, skipped: &[Skipped]) {
-    let sub = merged.subcommand().map_or(merged, |(_, m)| m);
-    let flag = sub
-        .try_get_raw(LOG_LEVEL_ARG)
-        .ok()
-        .flatten()
-        .and_then(|mut v| v.next_back())
-        .and_then(|v| v.to_str())
-        .map(str::to_string);
-    let level = flag.or_else(|| std::env::var(LOG_LEVEL_ENV).ok());
-    let filter = level
-        .as_deref()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(super::progress::LogWriter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && !super::no_color())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        for (key, takers) in skipped {
-            tracing::debug!(
-                "config file {}: key {key:?} skipped: an option of {}, not of {command}",
-                path.display(),
-                takers.join(", ")
-            );
-        }
-    });
-}
 
 /// Arguments for the keys of the config file at `path` that the user did not set otherwise;
 /// the keys only other commands take go to `skipped`.
@@ -377,7 +359,7 @@ mod tests {
             argv("directory = \"/p\"\nskip_videos = true\ncache_size = \"5\"\n"),
         )
         .unwrap();
-        let m = with_mount().try_get_matches_from(merged).unwrap();
+        let m = with_mount().try_get_matches_from(merged.argv).unwrap();
         let m = m.subcommand_matches("mount").unwrap();
         assert_eq!(m.get_one::<String>("cache_size").unwrap(), "5");
         // A key no command knows is still refused.
@@ -404,7 +386,7 @@ mod tests {
             let mut argv: Vec<OsString> = vec!["icloudpd-rs".into()];
             argv.extend(args.iter().map(OsString::from));
             let merged = merge_config_file(&super::super::Cli::command(), argv).unwrap();
-            super::super::Cli::try_parse_from(merged).unwrap()
+            super::super::Cli::try_parse_from(merged.argv).unwrap()
         };
         // `RUST_LOG` beats the file's `log_level` (tests do not set it: the process is shared).
         let file_level = std::env::var_os(LOG_LEVEL_ENV)
@@ -495,7 +477,7 @@ mod tests {
             format!("--config={}", path.display()).into(),
         ];
         let merged = merge_config_file(&with_mount(), argv).unwrap();
-        let m = with_mount().try_get_matches_from(merged).unwrap();
+        let m = with_mount().try_get_matches_from(merged.argv).unwrap();
         let m = m.subcommand_matches("sync").unwrap();
         assert_eq!(m.get_one::<String>("directory").unwrap(), "/p");
         // The global flag is a key of every command.
@@ -514,7 +496,7 @@ mod tests {
         full.extend(argv.iter().map(OsString::from));
         let merged = merge_config_file(&cmd(), full)?;
         let m = cmd()
-            .try_get_matches_from(merged)
+            .try_get_matches_from(merged.argv)
             .map_err(|e| e.to_string())?;
         Ok(m.subcommand_matches("sync").unwrap().clone())
     }
@@ -550,7 +532,7 @@ mod tests {
             format!("--config={}", path.display()).into(),
         ];
         let merged = merge_config_file(&cmd(), argv).unwrap();
-        let m = cmd().try_get_matches_from(merged).unwrap();
+        let m = cmd().try_get_matches_from(merged.argv).unwrap();
         let m = m.subcommand_matches("sync").unwrap();
         let home = std::env::var("HOME").unwrap();
         assert_eq!(

@@ -168,14 +168,14 @@ fn hide(arg: clap::Arg) -> clap::Arg {
 pub fn main() -> i32 {
     let given: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let argv = with_default_command(given.clone());
-    let argv = match config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv) {
-        Ok(argv) => argv,
+    let merged = match config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv) {
+        Ok(merged) => merged,
         Err(message) => {
             eprintln!("icloudpd-rs: {message}");
             return exit::FAILURE;
         }
     };
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match Cli::try_parse_from(merged.argv) {
         Ok(cli) => cli,
         Err(e) => {
             if let Some(fixed) = command_after_options(&given) {
@@ -192,6 +192,9 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.log_level);
+    for note in &merged.notes {
+        tracing::debug!("{note}");
+    }
     if matches!(
         cli.command,
         Command::List(_) | Command::Status(_) | Command::Verify(_) | Command::Completions { .. }

@@ -12,17 +12,7 @@ use support::*;
 /// Start `demo` with `args`; wait for its guide; returns the child with its output, the
 /// mountpoint and the demo's scratch folder it printed.
 fn start_demo(args: &[&str]) -> (Mounted, PathBuf, PathBuf) {
-    let mut child = Command::new(BIN)
-        .arg("demo")
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("ICLOUD_USERNAME")
-        .env_remove("ICLOUD_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = demo_command(args).env("RUST_LOG", "warn").spawn().unwrap();
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -185,17 +175,7 @@ fn spawn_demo_on_pipes(
     std::process::ChildStderr,
 ) {
     use std::os::fd::AsRawFd;
-    let mut child = Command::new(BIN)
-        .arg("demo")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("ICLOUD_USERNAME")
-        .env_remove("ICLOUD_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = demo_command(args).env_remove("RUST_LOG").spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     for fd in [stdout.as_raw_fd(), stderr.as_raw_fd()] {
@@ -235,6 +215,19 @@ fn read_until(
         std::thread::sleep(Duration::from_millis(20));
     }
     (out, err)
+}
+
+/// `icloudpd-rs demo ARGS`, its output piped, with no account from the environment.
+fn demo_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("demo")
+        .args(args)
+        .env_remove("ICLOUD_USERNAME")
+        .env_remove("ICLOUD_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
 }
 
 fn read_some(pipe: &mut impl std::io::Read, into: &mut String) {

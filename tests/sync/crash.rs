@@ -147,17 +147,7 @@ fn sighup_stops_gracefully_and_the_next_run_resumes() {
     let env = slow_env();
     let photos = env.folder("photos");
     let report = env.folder("hangup.json");
-    let mut child = env
-        .command(&[
-            "sync",
-            "-d",
-            &photos.display().to_string(),
-            "--no-progress-bar",
-            "--report-json",
-            report.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("start");
+    let mut child = spawn_sync(&env, &photos, &report);
     // Mid-run: once a first file is complete.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !files_on_disk_any(&photos, |name| !name.starts_with('.')) {
@@ -242,7 +232,6 @@ fn a_second_sigint_quits_at_once_leaving_only_resumable_files_and_the_next_run_c
     use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
     let env = Env::new(small(30));
     let photos = env.folder("photos");
-    let folder = photos.display().to_string();
     // Every transfer sends part of its file, then stalls (for minutes): in-flight files
     // cannot finish within the grace period.
     env.sim.state().faults.set(
@@ -254,17 +243,7 @@ fn a_second_sigint_quits_at_once_leaving_only_resumable_files_and_the_next_run_c
         },
     );
     let report = env.folder("report.json");
-    let mut child = env
-        .command(&[
-            "sync",
-            "-d",
-            &folder,
-            "--no-progress-bar",
-            "--report-json",
-            report.to_str().unwrap(),
-        ])
-        .spawn()
-        .expect("start");
+    let mut child = spawn_sync(&env, &photos, &report);
     // Wait until transfers are in flight (partial files on disk), then signal twice.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !files_on_disk_any(&photos, |name| name.ends_with(".icloudpd-rs.part")) {

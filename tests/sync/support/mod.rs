@@ -377,21 +377,25 @@ pub fn sync_interrupted(
     report: &Path,
     after: Duration,
 ) -> serde_json::Value {
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &folder.display().to_string(),
-            "--no-progress-bar",
-            "--report-json",
-            &report.display().to_string(),
-        ])
-        .spawn()
-        .expect("start");
+    let child = spawn_sync(env, folder, report);
     std::thread::sleep(after);
     sigint(&child);
     wait_interrupted(child);
     serde_json::from_str(&std::fs::read_to_string(report).expect("the report")).expect("JSON")
+}
+
+/// A sync into `folder` writing its report to `report`, started (output piped).
+pub fn spawn_sync(env: &Env, folder: &Path, report: &Path) -> Child {
+    env.command(&[
+        "sync",
+        "-d",
+        &folder.display().to_string(),
+        "--no-progress-bar",
+        "--report-json",
+        &report.display().to_string(),
+    ])
+    .spawn()
+    .expect("start")
 }
 
 pub fn sigint(child: &Child) {
