@@ -122,9 +122,10 @@ impl Ends {
 }
 
 /// A page answered cut short is asked again after each of these pauses.
-const CUT_SHORT_RETRIES: [std::time::Duration; 2] = [
+const CUT_SHORT_RETRIES: [std::time::Duration; 3] = [
     std::time::Duration::from_millis(200),
     std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
 ];
 
 /// Empty pages in a row that end an index.
@@ -487,11 +488,15 @@ impl RangeFetch {
     /// Ask again for the page where the records ended before the count; hand it over when it
     /// holds more records than the first answer.
     async fn fetch_fuller(&self, rank: u64, records: usize) -> Result<(), CloudKitError> {
-        if let Fetched::Page(page) = self.fetch(rank, false).await?
-            && page.records > records
-        {
-            tracing::warn!(index = %self.index.describe(), rank, first = records, again = page.records, "the last page was answered cut short; took the fuller answer");
-            self.hand_over(page).await;
+        for pause in CUT_SHORT_RETRIES {
+            tokio::time::sleep(pause).await;
+            if let Fetched::Page(page) = self.fetch(rank, false).await?
+                && page.records > records
+            {
+                tracing::warn!(index = %self.index.describe(), rank, first = records, again = page.records, "the last page was answered cut short; took the fuller answer");
+                self.hand_over(page).await;
+                return Ok(());
+            }
         }
         Ok(())
     }
