@@ -167,7 +167,7 @@ pub async fn run_password_command(
     command: &str,
     timeout: Duration,
 ) -> Result<Password, PasswordError> {
-    let child = tokio::process::Command::new("/bin/sh")
+    let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
         .stdin(std::process::Stdio::null())
@@ -178,20 +178,36 @@ pub async fn run_password_command(
         .map_err(|e| PasswordError::CommandStart {
             detail: e.to_string(),
         })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let mut out = child.stdout.take();
+    let run = async {
+        let mut stdout = Vec::new();
+        if let Some(out) = out.as_mut() {
+            tokio::io::AsyncReadExt::read_to_end(out, &mut stdout).await?;
+        }
+        Ok::<_, std::io::Error>((child.wait().await?, stdout))
+    };
+    let (status, stdout) = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => {
             return Err(PasswordError::CommandStart {
                 detail: e.to_string(),
             });
         }
-        // Dropping the future drops the child, which kills it (kill_on_drop).
-        Err(_) => return Err(PasswordError::CommandTimeout(timeout)),
+        Err(_) => {
+            // What the shell started (a hung `gpg`, a pinentry) would outlive it, so its
+            // descendants are killed while it still holds them, then the shell (kill_on_drop).
+            // The command keeps our process group, not one of its own: a pinentry in another
+            // group could not read the terminal.
+            if let Some(shell) = child.id() {
+                kill_descendants(shell);
+            }
+            return Err(PasswordError::CommandTimeout(timeout));
+        }
     };
-    let stdout = Zeroizing::new(output.stdout);
-    if !output.status.success() {
+    let stdout = Zeroizing::new(stdout);
+    if !status.success() {
         return Err(PasswordError::CommandFailed {
-            status: output.status.to_string(),
+            status: status.to_string(),
         });
     }
     let text = String::from_utf8_lossy(&stdout);
@@ -200,6 +216,43 @@ pub async fn run_password_command(
         return Err(PasswordError::CommandEmpty);
     }
     Ok(Password::new(line))
+}
+
+/// SIGKILL every living descendant of `pid` (found through `/proc`; a process that detached
+/// itself, such as a `gpg-agent` daemon, is no longer one and is left alone).
+fn kill_descendants(pid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`, where comm may hold spaces and parentheses.
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            let parent = after_comm.split_whitespace().nth(1)?.parse().ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut family = vec![pid];
+    let mut i = 0;
+    while i < family.len() {
+        let parent = family[i];
+        family.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    for &descendant in &family[1..] {
+        if let Ok(descendant) = i32::try_from(descendant) {
+            // SAFETY: kill(2) with a pid read from /proc; a process gone since is ESRCH.
+            unsafe { libc::kill(descendant, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Read a line from the terminal without echo (the password prompt). Fails when stdin is not
@@ -328,14 +381,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn command_is_bounded_in_time() {
-        let err = run_password_command("sleep 30", Duration::from_millis(200))
+    async fn command_is_bounded_in_time_and_leaves_no_process_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        // The shell starts a child of its own (a hung `gpg` in real life) and waits for it.
+        let command = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let err = run_password_command(&command, Duration::from_millis(300))
             .await
             .expect_err("timeout");
         assert_eq!(
             err,
-            PasswordError::CommandTimeout(Duration::from_millis(200))
+            PasswordError::CommandTimeout(Duration::from_millis(300))
         );
+        let sleep_pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("the command wrote its child's pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let stat = format!("/proc/{sleep_pid}/stat");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Gone, or a zombie waiting for its parent (also killed) to be reaped by init.
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command's child still runs"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
