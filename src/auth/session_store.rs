@@ -162,6 +162,8 @@ pub struct SessionSummary {
     pub last_validated_at: Option<DateTime<Utc>>,
     /// `login --request-code` ran and its code was not submitted yet.
     pub code_pending: bool,
+    /// The account uses two-factor authentication (`None`: not known, never signed in).
+    pub two_factor: Option<bool>,
 }
 
 impl SessionSummary {
@@ -183,6 +185,7 @@ impl SessionSummary {
                 .map(|t| t + TRUST_LIFETIME_ESTIMATE),
             last_validated_at: data.validated_at,
             code_pending: data.pending.is_some(),
+            two_factor: data.account.as_ref().map(|a| a.hsa_version == 2),
         }
     }
 

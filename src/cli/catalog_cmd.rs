@@ -99,15 +99,22 @@ fn run_refresh(ctx: &AccountContext, args: &RefreshArgs) -> Result<(), CommandEr
             RefreshMode::Incremental => "changes applied".to_string(),
             RefreshMode::Unchanged => "unchanged".to_string(),
         };
+        // A feed's album counts are changes, a full listing's are the albums listed.
+        let albums = match lib.mode {
+            RefreshMode::Incremental => format!(
+                "{} albums changed, {} album memberships changed",
+                lib.albums, lib.memberships
+            ),
+            _ => format!("{} albums", lib.albums),
+        };
         println!(
-            "{}: {how}: {} seen, {} added, {} changed, {} removed, {} skipped, {} albums ({:.1}s)",
+            "{}: {how}: {} seen, {} added, {} changed, {} removed, {} skipped, {albums} ({:.1}s)",
             lib.library.zone,
             lib.seen,
             lib.added,
             lib.changed,
             lib.removed,
             lib.skipped,
-            lib.albums,
             lib.elapsed.as_secs_f64()
         );
     }
@@ -463,6 +470,11 @@ fn print_session(session: Option<&crate::auth::SessionSummary>) {
                     expiry.format("%Y-%m-%d")
                 ),
                 (true, None) => println!("Two-factor trust: yes"),
+                (false, _) if s.two_factor == Some(false) => {
+                    println!(
+                        "Two-factor trust: not needed (the account has no two-factor authentication)"
+                    )
+                }
                 (false, _) => {
                     println!("Two-factor trust: none (a code may be asked at the next sign-in)")
                 }

@@ -69,6 +69,7 @@ pub(super) async fn run(
                 removed: record.counts.removed,
                 skipped: record.counts.skipped,
                 albums,
+                memberships: 0,
                 elapsed: started.elapsed(),
             })
         }

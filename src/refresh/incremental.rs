@@ -15,6 +15,17 @@ pub(super) enum Outcome {
     NeedsFull(String),
 }
 
+/// What a feed walk saw beyond the run's asset counts.
+#[derive(Default)]
+struct FeedTotals {
+    /// A hidden or recently deleted asset was shown again.
+    shown_again: bool,
+    /// Albums created, renamed, moved or removed.
+    albums: u64,
+    /// Album memberships added or removed.
+    memberships: u64,
+}
+
 /// Apply the changes of `library` since `token`.
 pub(super) async fn run(
     conn: &mut Connection<'_>,
@@ -26,35 +37,19 @@ pub(super) async fn run(
 ) -> Result<Outcome, RefreshError> {
     let started = Instant::now();
     let run = catalog.begin_run(id, RunKind::Incremental, None)?;
-    let mut shown_again = false;
-    match follow(
-        conn,
-        catalog,
-        library,
-        id,
-        run,
-        token,
-        sink,
-        &mut shown_again,
-    )
-    .await
-    {
+    let mut totals = FeedTotals::default();
+    match follow(conn, catalog, library, id, run, token, sink, &mut totals).await {
         Ok(None) => {
             // An album's listing leaves out its hidden and recently deleted members, and the
             // feed says nothing of albums when one is shown again: their members are listed
             // anew (membership only).
-            let albums = if shown_again {
+            if totals.shown_again {
                 tracing::debug!(zone = %library.zone, "assets shown again; listing album members");
-                match super::full::list_albums(conn, catalog, library, id).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = catalog.finish_run(run, RunStatus::Failed, Some(&e.to_string()));
-                        return Err(e);
-                    }
+                if let Err(e) = super::full::list_albums(conn, catalog, library, id).await {
+                    let _ = catalog.finish_run(run, RunStatus::Failed, Some(&e.to_string()));
+                    return Err(e);
                 }
-            } else {
-                0
-            };
+            }
             let record = catalog.finish_run(run, RunStatus::Completed, None)?;
             Ok(Outcome::Done(LibraryReport {
                 library: library.clone(),
@@ -65,7 +60,8 @@ pub(super) async fn run(
                 changed: record.counts.changed,
                 removed: record.counts.removed,
                 skipped: record.counts.skipped,
-                albums,
+                albums: totals.albums,
+                memberships: totals.memberships,
                 elapsed: started.elapsed(),
             }))
         }
@@ -80,8 +76,7 @@ pub(super) async fn run(
     }
 }
 
-/// Walk the feed; `Ok(Some(reason))` when a full listing is needed instead. `shown_again`
-/// becomes true when a hidden or recently deleted asset is shown again.
+/// Walk the feed; `Ok(Some(reason))` when a full listing is needed instead.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     conn: &mut Connection<'_>,
@@ -91,7 +86,7 @@ async fn follow(
     run: crate::catalog::RunId,
     token: &str,
     sink: &mut dyn PageSink,
-    shown_again: &mut bool,
+    totals: &mut FeedTotals,
 ) -> Result<Option<String>, RefreshError> {
     let mut token = token.to_string();
     loop {
@@ -132,7 +127,7 @@ async fn follow(
                             .asset_by_id(id, &a.asset.id)?
                             .is_some_and(|s| s.asset.hidden || s.asset.deleted)
                     {
-                        *shown_again = true;
+                        totals.shown_again = true;
                     }
                     batch.assets.push(a.asset.clone());
                     listed.push(*a);
@@ -151,7 +146,7 @@ async fn follow(
                             .as_ref()
                             .is_some_and(|s| s.asset.hidden || s.asset.deleted)
                     {
-                        *shown_again = true;
+                        totals.shown_again = true;
                     }
                     // An edit changes the versions; so does an edit reverted (no adjustment
                     // any more on an asset stored as edited).
@@ -206,7 +201,9 @@ async fn follow(
             batch.skipped.extend(refreshed.skipped);
             listed.extend(refreshed.assets);
         }
-        catalog.apply_changes(run, &batch)?;
+        let counts = catalog.apply_changes(run, &batch)?;
+        totals.albums += counts.albums_changed + counts.albums_removed;
+        totals.memberships += counts.members_added + counts.members_removed;
         if !listed.is_empty() {
             sink.assets(library, &listed);
         }

@@ -137,7 +137,10 @@ pub struct LibraryReport {
     pub removed: u64,
     /// Records that could not become assets (each stored with its reason).
     pub skipped: u64,
+    /// Albums listed (full), or albums created, changed or removed (incremental).
     pub albums: u64,
+    /// Album memberships added or removed (incremental).
+    pub memberships: u64,
     /// In reports as `elapsed_secs`, a number of seconds, as the sync's own `elapsed_secs`.
     #[serde(rename = "elapsed_secs", serialize_with = "seconds")]
     pub elapsed: Duration,
@@ -426,6 +429,7 @@ fn unchanged_report(
         removed: 0,
         skipped: 0,
         albums: 0,
+        memberships: 0,
         elapsed: Duration::ZERO,
     })
 }

@@ -204,6 +204,16 @@ fn password_from_the_environment_and_code_from_stdin() {
         sim.state().stats.count("/appleauth/auth/signin/init"),
         inits
     );
+    let d = data.path().to_string_lossy().into_owned();
+    let r = run(
+        &["status", "--json", "--data-dir", &d],
+        &[],
+        None,
+        &acct.password,
+    );
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(doc["session"]["two_factor"], true, "{doc}");
+    assert_eq!(doc["session"]["trusted"], true, "{doc}");
 }
 
 #[test]
@@ -334,11 +344,18 @@ fn without_a_username_the_only_saved_account_is_used() {
             assert!(r.stdout.contains("Catalog: none yet"), "{}", r.stdout);
             let session = format!("Session: {} signed in", names[0]);
             assert!(r.stdout.contains(&session), "{}", r.stdout);
+            // The account has no second factor: no code will be asked, and status says so.
+            assert!(
+                r.stdout.contains("Two-factor trust: not needed"),
+                "{}",
+                r.stdout
+            );
             let r = run(&["status", "--json", "--data-dir", &d], &[], None, &pw);
             let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
             assert_eq!(doc["assets"], 0);
             assert_eq!(doc["catalog"], serde_json::Value::Null);
             assert_eq!(doc["session"]["username"], names[0].as_str());
+            assert_eq!(doc["session"]["two_factor"], false);
         } else {
             assert_eq!(r.code, 1, "{}", r.stderr);
             names.sort();

@@ -215,6 +215,45 @@ async fn full_then_incremental_refreshes_match_the_manifest() {
     );
 }
 
+/// A change of albums only is reported as such, not as a refresh that changed nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn album_only_changes_are_counted_in_the_report() {
+    let sim = start(300, 6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = sign_in(&sim, dir.path()).await;
+    let mut catalog = Catalog::open(dir.path().join("catalog.sqlite")).unwrap();
+    refresh_once(&session, &mut catalog).await;
+    let lib = catalog.libraries().unwrap()[0].id;
+    let album = catalog
+        .albums(lib)
+        .unwrap()
+        .into_iter()
+        .find(|a| !a.album.is_folder && !a.album.deleted)
+        .unwrap()
+        .album;
+    let members = catalog.album_member_ids(lib, &album.id).unwrap();
+    let outsiders: Vec<String> = manifest_view(sim.state())
+        .1
+        .into_iter()
+        .filter(|(id, f)| !f.0 && !f.1 && !members.contains(id))
+        .map(|(id, _)| id)
+        .take(2)
+        .collect();
+    let body = serde_json::json!([
+        {"op": "album_add", "album": album.id, "asset_ids": outsiders},
+        {"op": "album_remove", "album": album.id, "asset_ids": [members[0]]},
+        {"op": "album_create", "name": "Fresh album"},
+    ]);
+    sim.state().library.mutate_json(&body).unwrap();
+    let report = refresh_once(&session, &mut catalog).await;
+    let lib = &report.libraries[0];
+    assert_eq!(lib.mode, RefreshMode::Incremental);
+    assert_equal(&catalog, sim.state(), "after album changes");
+    assert_eq!((lib.added, lib.changed, lib.removed), (0, 0, 0));
+    assert_eq!(lib.albums, 1, "one album created");
+    assert_eq!(lib.memberships, 3, "two members added, one removed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_token_falls_back_to_a_full_listing() {
     let sim = start(800, 4).await;
