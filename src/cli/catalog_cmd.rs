@@ -131,7 +131,7 @@ pub fn list_cmd(what: ListWhat) -> i32 {
         Ok(c) => c,
         Err(e) => return context::report(None, e),
     };
-    match print_list(&ctx, albums, args.json) {
+    match print_list(&ctx, albums, args.json, true) {
         Ok(()) => exit::OK,
         Err(e) => context::report(Some(&ctx), e),
     }
@@ -157,15 +157,30 @@ pub(super) fn refresh_and_list(
         Ok::<_, CommandError>(())
     })?;
     drop(catalog);
-    print_list(ctx, albums, false)
+    print_list(ctx, albums, false, false)
 }
 
 /// The albums (and, in text, the smart folders `--album` also takes) or the libraries of the
 /// catalog.
-fn print_list(ctx: &AccountContext, albums: bool, json: bool) -> Result<(), CommandError> {
+///
+/// `offline`: the catalog was not refreshed for this listing, so it may not know every library.
+fn print_list(
+    ctx: &AccountContext,
+    albums: bool,
+    json: bool,
+    offline: bool,
+) -> Result<(), CommandError> {
     {
         let catalog = ctx.open_catalog_read_only()?;
-        for lib in catalog.libraries()? {
+        let libraries = catalog.libraries()?;
+        if offline && !albums && libraries.len() <= 1 {
+            // A refresh of the primary library (the default) does not look for others.
+            errln!(
+                "Listed: the libraries refreshed so far (`icloudpd-rs refresh --library all` \
+                 looks for shared libraries)"
+            );
+        }
+        for lib in libraries {
             if !albums {
                 if json {
                     // The same fields as `status --json` gives each library.

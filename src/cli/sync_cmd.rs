@@ -145,7 +145,12 @@ pub fn run_action(args: SyncArgs, action: Action) -> i32 {
         Err(e) => return context::report(None, e),
     };
     if args.run.list_albums || args.run.list_libraries {
-        let libraries = LibrarySelector::parse(&args.selection.library);
+        // As icloudpd, `--list-libraries` lists every library, whatever `--library` says.
+        let libraries = if args.run.list_libraries {
+            LibrarySelector::All
+        } else {
+            LibrarySelector::parse(&args.selection.library)
+        };
         return match super::catalog_cmd::refresh_and_list(&ctx, libraries, args.run.list_albums) {
             Ok(()) => exit::OK,
             Err(e) => context::report(Some(&ctx), e),

@@ -179,7 +179,17 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
 /// takes are listed with the albums.
 #[test]
 fn icloudpds_list_flags_list_from_the_server() {
-    let sim = sim(200, 4);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = BackgroundSim::start(SimConfig {
+        assets: 200,
+        seed: 4,
+        size_scale: 0.0001,
+        iterations: 1000,
+        shared_library: true,
+        shared_assets: 20,
+        ..SimConfig::default()
+    })
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let account = sim.account().clone();
     let user = account.username.as_str();
@@ -211,6 +221,29 @@ fn icloudpds_list_flags_list_from_the_server() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("PrimarySync\t"), "{out}");
+    // Every library, whatever `--library` says (the default is the primary one).
+    let shared = out
+        .lines()
+        .find(|l| l.starts_with("SharedSync-"))
+        .unwrap_or_else(|| panic!("no shared library in\n{out}"));
+    assert!(shared.ends_with("\t20 photos and videos"), "{shared}");
+}
+
+/// `list libraries` reads the catalog only: after a refresh of the primary library (the
+/// default) it says how to look for the others.
+#[test]
+fn list_libraries_says_when_only_the_primary_library_was_refreshed() {
+    let sim = sim(50, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let account = sim.account().clone();
+    let user = account.username.as_str();
+    let auth = ["-p", &account.password, "--endpoint", sim.endpoint()];
+    let (code, _, err) = run(dir.path(), user, &[&["refresh"][..], &auth].concat());
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(dir.path(), user, &["list", "libraries"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("PrimarySync\t"), "{out}");
+    assert!(err.contains("refresh --library all"), "{err}");
 }
 
 /// Records iCloud sent that could not become files are told: a warning at the refresh, and
