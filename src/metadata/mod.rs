@@ -33,7 +33,7 @@ use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 pub use exif::{ExifOutcome, FileKind, set_exif_datetime};
 pub use xattr::xattrs_for;
 pub use xmp::{ICLOUD_NS, ICLOUD_PREFIX, render_xmp};
-pub use xmp_merge::{SidecarOutcome, sidecar_path, write_xmp_sidecar};
+pub use xmp_merge::{SidecarOutcome, SidecarWrite, sidecar_path, write_xmp_sidecar};
 
 use crate::model::Asset;
 

@@ -416,7 +416,9 @@ pub(crate) const EMPTY_PACKET: &str =
 /// The XMP sidecar of an asset on its own (what the mount serves as `<file>.xmp`): a
 /// complete packet with one `rdf:Description`. Deterministic: same asset, same bytes.
 pub fn render_xmp(asset: &Asset) -> String {
-    super::xmp_merge::merge(EMPTY_PACKET, asset).expect("our own empty packet is well-formed XMP")
+    super::xmp_merge::merge(EMPTY_PACKET, asset)
+        .expect("our own empty packet is well-formed XMP")
+        .text
 }
 
 #[cfg(test)]

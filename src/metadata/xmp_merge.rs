@@ -44,6 +44,14 @@ pub enum SidecarOutcome {
     LeftAlone { reason: String },
 }
 
+/// What [`write_xmp_sidecar`] did, and the properties of ours that another tool's values
+/// kept out of the sidecar (`xmp:Rating`, ...): iCloud's values of those are not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarWrite {
+    pub outcome: SidecarOutcome,
+    pub kept_theirs: Vec<String>,
+}
+
 /// Where the sidecar of a file goes: `IMG_1.JPG` -> `IMG_1.JPG.xmp`.
 pub fn sidecar_path(file_path: &Path) -> PathBuf {
     let mut name = OsString::from(file_path.as_os_str());
@@ -52,13 +60,19 @@ pub fn sidecar_path(file_path: &Path) -> PathBuf {
 }
 
 /// Write or merge the XMP sidecar of the file at `file_path` (see the module docs).
-pub fn write_xmp_sidecar(file_path: &Path, asset: &Asset) -> Result<SidecarOutcome, MetadataError> {
+pub fn write_xmp_sidecar(file_path: &Path, asset: &Asset) -> Result<SidecarWrite, MetadataError> {
     let path = sidecar_path(file_path);
+    let done = |outcome, kept_theirs| {
+        Ok(SidecarWrite {
+            outcome,
+            kept_theirs,
+        })
+    };
     let existing = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             atomic::replace(&path, render_xmp(asset).as_bytes(), Keep::Permissions)?;
-            return Ok(SidecarOutcome::Created);
+            return done(SidecarOutcome::Created, Vec::new());
         }
         Err(e) => return Err(MetadataError::io("read", &path, e)),
     };
@@ -69,12 +83,12 @@ pub fn write_xmp_sidecar(file_path: &Path, asset: &Asset) -> Result<SidecarOutco
         Err(reason) => {
             // The caller reports this outcome as a warning; this trace is for debugging.
             tracing::debug!(path = %path.display(), %reason, "existing sidecar left untouched");
-            Ok(SidecarOutcome::LeftAlone { reason })
+            done(SidecarOutcome::LeftAlone { reason }, Vec::new())
         }
-        Ok(text) if text.as_bytes() == existing => Ok(SidecarOutcome::Unchanged),
-        Ok(text) => {
-            atomic::replace(&path, text.as_bytes(), Keep::Permissions)?;
-            Ok(SidecarOutcome::Updated)
+        Ok(m) if m.text.as_bytes() == existing => done(SidecarOutcome::Unchanged, m.kept_theirs),
+        Ok(m) => {
+            atomic::replace(&path, m.text.as_bytes(), Keep::Permissions)?;
+            done(SidecarOutcome::Updated, m.kept_theirs)
         }
     }
 }
@@ -242,7 +256,13 @@ fn close_block(b: Block, start: usize, end: usize, scan: &mut Scan) {
 }
 
 /// `existing` with our block for `asset` replacing the previous one (see the module docs).
-pub(crate) fn merge(existing: &str, asset: &Asset) -> Result<String, String> {
+/// A merged sidecar's text, and the properties of ours left out for another tool's.
+pub(crate) struct Merged {
+    pub text: String,
+    pub kept_theirs: Vec<String>,
+}
+
+pub(crate) fn merge(existing: &str, asset: &Asset) -> Result<Merged, String> {
     let scan = scan(existing)?;
     let mut props = properties(asset);
     let blocked: HashSet<&str> = props
@@ -252,6 +272,11 @@ pub(crate) fn merge(existing: &str, asset: &Asset) -> Result<String, String> {
                 .contains(&(p.namespace().to_string(), p.name.to_string()))
         })
         .map(|p| p.group)
+        .collect();
+    let kept_theirs = props
+        .iter()
+        .filter(|p| blocked.contains(p.group))
+        .map(|p| format!("{}:{}", p.prefix, p.name))
         .collect();
     props.retain(|p| !blocked.contains(p.group));
 
@@ -283,5 +308,8 @@ pub(crate) fn merge(existing: &str, asset: &Asset) -> Result<String, String> {
         pos = at;
     }
     out.push_str(&existing[pos..]);
-    Ok(out)
+    Ok(Merged {
+        text: out,
+        kept_theirs,
+    })
 }

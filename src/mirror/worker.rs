@@ -271,10 +271,21 @@ fn write_metadata(options: MetadataOptions, path: &Path, asset: &StoredAsset) ->
 pub(super) fn write_sidecar(path: &Path, asset: &StoredAsset) -> Result<(i64, bool), String> {
     use crate::metadata::SidecarOutcome;
     let written = match crate::metadata::write_xmp_sidecar(path, &asset.asset) {
-        Ok(SidecarOutcome::LeftAlone { reason }) => {
-            return Err(format!("XMP sidecar left as it was: {reason}"));
+        Ok(w) => {
+            if let SidecarOutcome::LeftAlone { reason } = w.outcome {
+                return Err(format!("XMP sidecar left as it was: {reason}"));
+            }
+            if !w.kept_theirs.is_empty() {
+                // Another tool wrote these (or rewrote our block, which makes it theirs):
+                // its values win, so a change in iCloud does not reach them.
+                tracing::info!(
+                    path = %crate::metadata::sidecar_path(path).display(),
+                    properties = %w.kept_theirs.join(", "),
+                    "XMP sidecar: values written by another program are kept, not iCloud's"
+                );
+            }
+            w.outcome != SidecarOutcome::Unchanged
         }
-        Ok(outcome) => outcome != SidecarOutcome::Unchanged,
         Err(e) => return Err(format!("XMP sidecar not written: {e}")),
     };
     // The sidecar carries its photo's mtime, as in the mount, so `rsync -a` of one onto the

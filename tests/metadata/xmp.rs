@@ -147,7 +147,7 @@ fn a_make_from_another_tool_wins_over_the_screenshot_source() {
     assert_eq!(one(&props, ICLOUD_NS, "Screenshot"), ["True"]);
     // Rewriting gives the same bytes: our block with the new fields is recognised as ours.
     assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
+        write_xmp_sidecar(&img, &asset).unwrap().outcome,
         SidecarOutcome::Unchanged
     );
 }
@@ -202,7 +202,7 @@ fn a_gps_position_from_another_tool_keeps_our_speed_and_time_out() {
         );
     }
     assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
+        write_xmp_sidecar(&img, &asset).unwrap().outcome,
         SidecarOutcome::Unchanged
     );
 }
@@ -245,18 +245,18 @@ fn created_then_unchanged_then_updated() {
     let img = image(dir.path());
     let mut asset = full_asset();
     assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
+        write_xmp_sidecar(&img, &asset).unwrap().outcome,
         SidecarOutcome::Created
     );
     let first = fs::read_to_string(sidecar_path(&img)).unwrap();
     assert_eq!(first, render_xmp(&asset));
     assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
+        write_xmp_sidecar(&img, &asset).unwrap().outcome,
         SidecarOutcome::Unchanged
     );
     asset.favorite = false;
     assert_eq!(
-        write_xmp_sidecar(&img, &asset).unwrap(),
+        write_xmp_sidecar(&img, &asset).unwrap().outcome,
         SidecarOutcome::Updated
     );
     let props = xmp_properties(&fs::read_to_string(sidecar_path(&img)).unwrap());
@@ -348,7 +348,7 @@ fn merge_asset_into(
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
     fs::write(sidecar_path(&img), existing).unwrap();
-    let outcome = write_xmp_sidecar(&img, asset).unwrap();
+    let outcome = write_xmp_sidecar(&img, asset).unwrap().outcome;
     let text = fs::read_to_string(sidecar_path(&img)).unwrap();
     (outcome, text, dir, img)
 }
@@ -396,6 +396,31 @@ fn digikam_title_wins_and_everything_is_kept() {
     );
 }
 
+/// What another tool's values kept out is said, so a change made in iCloud that does not
+/// reach the sidecar can be logged.
+#[test]
+fn the_properties_kept_for_another_tool_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path());
+    fs::write(sidecar_path(&img), DIGIKAM).unwrap();
+    let write = write_xmp_sidecar(&img, &full_asset()).unwrap();
+    assert_eq!(write.outcome, SidecarOutcome::Updated);
+    assert!(
+        write.kept_theirs.iter().any(|p| p == "dc:title"),
+        "{:?}",
+        write.kept_theirs
+    );
+    assert!(!write.kept_theirs.iter().any(|p| p == "dc:subject"));
+    // A sidecar of our own names nothing.
+    fs::remove_file(sidecar_path(&img)).unwrap();
+    let write = write_xmp_sidecar(&img, &full_asset()).unwrap();
+    assert_eq!(write.outcome, SidecarOutcome::Created);
+    assert!(write.kept_theirs.is_empty());
+    let write = write_xmp_sidecar(&img, &full_asset()).unwrap();
+    assert_eq!(write.outcome, SidecarOutcome::Unchanged);
+    assert!(write.kept_theirs.is_empty());
+}
+
 #[test]
 fn merging_twice_is_idempotent_and_follows_changes() {
     for theirs in [DARKTABLE, DIGIKAM] {
@@ -406,7 +431,7 @@ fn merging_twice_is_idempotent_and_follows_changes() {
         write_xmp_sidecar(&img, &asset).unwrap();
         let once = fs::read_to_string(sidecar_path(&img)).unwrap();
         assert_eq!(
-            write_xmp_sidecar(&img, &asset).unwrap(),
+            write_xmp_sidecar(&img, &asset).unwrap().outcome,
             SidecarOutcome::Unchanged
         );
         assert_eq!(fs::read_to_string(sidecar_path(&img)).unwrap(), once);
@@ -414,7 +439,7 @@ fn merging_twice_is_idempotent_and_follows_changes() {
         asset.keywords = vec!["changed".into()];
         asset.hidden = true;
         assert_eq!(
-            write_xmp_sidecar(&img, &asset).unwrap(),
+            write_xmp_sidecar(&img, &asset).unwrap().outcome,
             SidecarOutcome::Updated
         );
         let twice = fs::read_to_string(sidecar_path(&img)).unwrap();
@@ -472,7 +497,7 @@ fn files_that_are_not_xmp_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let img = image(dir.path());
         fs::write(sidecar_path(&img), content).unwrap();
-        let outcome = write_xmp_sidecar(&img, &full_asset()).unwrap();
+        let outcome = write_xmp_sidecar(&img, &full_asset()).unwrap().outcome;
         assert!(
             matches!(outcome, SidecarOutcome::LeftAlone { .. }),
             "{name}: {outcome:?}"
