@@ -175,11 +175,14 @@ fn forget(ctx: &RunContext, version: VersionKey) {
     }
 }
 
-/// The photos of the plan that may go to Recently Deleted now, with their library.
+/// The photos of the plan that may go to Recently Deleted now, with their library. A dry run
+/// downloaded nothing: its candidates are the photos a real run would download and then
+/// move, as well as those already on disk.
 pub(super) fn icloud_candidates(
     ctx: &RunContext,
     catalog: &Catalog,
     libraries: &HashMap<crate::catalog::LibraryId, Library>,
+    dry_run: bool,
 ) -> Result<Vec<(Arc<StoredAsset>, Library)>, MirrorError> {
     let Some(root) = ctx.root_id else {
         return Ok(Vec::new());
@@ -216,12 +219,22 @@ pub(super) fn icloud_candidates(
                 continue;
             }
             let old_enough = cutoff_ms.is_none_or(|cutoff| a.asset_date_ms <= cutoff);
+            // A dry run fetched nothing: it counts what a real run would fetch (and check).
             let fetched_now = !config.deletion.delete_after_download
-                || versions.iter().any(|v| ctx.transfers.is_done(*v));
+                || versions.iter().any(|v| {
+                    if dry_run {
+                        would_fetch(ctx, states.get(v))
+                    } else {
+                        ctx.transfers.is_done(*v)
+                    }
+                });
             if !(old_enough && fetched_now) {
                 continue;
             }
-            if versions.iter().all(|v| verified(ctx, states.get(v))) {
+            let checks_out = |v: &VersionKey| {
+                (dry_run && would_fetch(ctx, states.get(v))) || verified(ctx, states.get(v))
+            };
+            if versions.iter().all(checks_out) {
                 if let Some(library) = libraries.get(&asset.library) {
                     out.push((asset.clone(), library.clone()));
                 }
@@ -231,6 +244,14 @@ pub(super) fn icloud_candidates(
         }
     }
     Ok(out)
+}
+
+/// Whether a sync would download the version: not recorded as downloaded, or its file gone.
+fn would_fetch(ctx: &RunContext, state: Option<&DownloadState>) -> bool {
+    match state {
+        Some(DownloadState::Downloaded { rel_path, .. }) => !ctx.root.join(rel_path).exists(),
+        _ => true,
+    }
 }
 
 /// A version recorded as downloaded whose file has the recorded size and SHA-256 on disk.

@@ -414,7 +414,7 @@ async fn deletions(
             super::delete::local(&ctx2, &reader, dry_run)?;
         }
         if in_icloud {
-            super::delete::icloud_candidates(&ctx2, &reader, &libraries)
+            super::delete::icloud_candidates(&ctx2, &reader, &libraries, dry_run)
         } else {
             Ok(Vec::new())
         }

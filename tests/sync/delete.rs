@@ -110,7 +110,9 @@ fn photos_go_to_recently_deleted_only_when_every_version_is_downloaded_and_check
     let dry = env.sync(&photos, &["--keep-icloud-recent-days", "0", "--dry-run"]);
     dry.expect_code(0);
     let listed = dry.stdout.matches("would move to Recently Deleted").count();
-    assert_eq!(listed, others.len(), "{}", dry.stdout);
+    // The new photo too: a dry run cannot know that its download will fail.
+    assert_eq!(listed, others.len() + 1, "{}", dry.stdout);
+    assert!(dry.stdout.contains(&failing), "{}", dry.stdout);
     assert!(
         deleted_in_icloud(&env).is_empty(),
         "a dry run changes nothing in iCloud"
@@ -135,6 +137,17 @@ fn delete_after_download_takes_only_what_this_run_downloaded() {
     assert!(deleted_in_icloud(&env).is_empty());
     let base = files_on_disk(&photos);
     let added = env.mutate(json!({"op": "add", "count": 2}));
+    // A dry run names the photos it would download, then move: the new ones only.
+    let dry = env.sync(&photos, &["--delete-after-download", "--dry-run"]);
+    dry.expect_code(0);
+    let listed: Vec<&str> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.contains("would move to Recently Deleted"))
+        .collect();
+    assert_eq!(listed.len(), added.len(), "{}", dry.stdout);
+    assert!(added.iter().all(|id| dry.stdout.contains(id.as_str())));
+    assert!(deleted_in_icloud(&env).is_empty());
     let run = env.sync(&photos, &["--delete-after-download", "--yes"]);
     run.expect_code(0);
     let deleted = deleted_in_icloud(&env);
