@@ -133,7 +133,7 @@ pub(super) fn remove(
             forget(ctx, &file);
             tracing::warn!(
                 path = %kept_at,
-                "kept a file that the photo's edit replaced: it changed on disk since it was \
+                "kept a file that the photo's current version replaced: it changed on disk since it was \
                  downloaded, so it is left to you"
             );
             ctx.counters.warn();
@@ -156,7 +156,7 @@ pub(super) fn remove(
         }
         forget(ctx, &file);
         ctx.counters.replaced.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(path = %file.rel_path, "removed: replaced by the photo's edited version");
+        tracing::info!(path = %file.rel_path, "removed: replaced by the photo's current version (an edit made or reverted in iCloud)");
     }
     super::reconcile::remove_empty_dirs(&ctx.root, left_dirs);
     Ok(())
