@@ -56,8 +56,9 @@ const MOUNTED: u8 = 3;
 /// when dropped, so a panic still removes them).
 struct Scratch {
     base: PathBuf,
-    /// A mountpoint the user named and the demo created (removed too).
-    created_mountpoint: Option<PathBuf>,
+    /// Folders the demo created for a mountpoint the user named, the mountpoint last
+    /// (removed too, deepest first).
+    created: Vec<PathBuf>,
 }
 
 impl Scratch {
@@ -67,8 +68,8 @@ impl Scratch {
         {
             errln!("icloudpd-rs: could not remove {}: {e}", self.base.display());
         }
-        if let Some(m) = &self.created_mountpoint {
-            let _ = std::fs::remove_dir(m);
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -116,19 +117,24 @@ fn make_scratch(args: &DemoArgs) -> Result<Scratch, CommandError> {
         .mode(0o700)
         .create(&base)
         .map_err(|e| CommandError::failure(format!("cannot create {}: {e}", base.display())))?;
-    let mut created_mountpoint = None;
-    if let Some(m) = &args.mountpoint
-        && !m.exists()
-    {
-        std::fs::create_dir_all(m).map_err(|e| {
-            CommandError::failure(format!("cannot create the mountpoint {}: {e}", m.display()))
-        })?;
-        created_mountpoint = Some(m.clone());
-    }
-    Ok(Scratch {
+    let mut scratch = Scratch {
         base,
-        created_mountpoint,
-    })
+        created: Vec::new(),
+    };
+    if let Some(m) = &args.mountpoint {
+        // Each missing folder is created, and noted, so that all of them go at the end.
+        let missing: Vec<&Path> = m.ancestors().take_while(|a| !a.exists()).collect();
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(dir).map_err(|e| {
+                CommandError::failure(format!("cannot create the mountpoint {}: {e}", m.display()))
+            })?;
+            scratch.created.push(dir.to_path_buf());
+        }
+        // Refused now, not after the library is generated and listed.
+        crate::mount::preflight(&crate::mount::MountOptions::new(m))
+            .map_err(|e| CommandError::failure(e.to_string()))?;
+    }
+    Ok(scratch)
 }
 
 fn demo(args: &DemoArgs, scratch: &Arc<Scratch>) -> Result<(), CommandError> {

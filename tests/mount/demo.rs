@@ -74,9 +74,9 @@ fn demo_mounts_serves_and_cleans_up_on_ctrl_c() {
     if !fuse_ready() {
         return;
     }
-    // A mountpoint the demo creates (and removes again).
+    // A mountpoint the demo creates, with a missing parent (and removes again, both).
     let base = tempfile::tempdir().unwrap();
-    let wanted = base.path().join("photos");
+    let wanted = base.path().join("new").join("photos");
     let (demo, mnt, scratch) = start_demo(&[
         wanted.to_str().unwrap(),
         "--assets",
@@ -108,6 +108,37 @@ fn demo_mounts_serves_and_cleans_up_on_ctrl_c() {
     assert!(!is_mounted(&mnt), "left mounted");
     assert!(!scratch.exists(), "{scratch:?} left behind");
     assert!(!mnt.exists(), "the mountpoint it created is removed");
+    assert!(!base.path().join("new").exists(), "its parent too");
+}
+
+/// A mountpoint that cannot be used is refused at once, before the library is generated.
+#[test]
+fn demo_refuses_an_unusable_mountpoint_before_starting() {
+    let base = tempfile::tempdir().unwrap();
+    let full = base.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("keep.txt"), b"mine").unwrap();
+    let a_file = base.path().join("file");
+    std::fs::write(&a_file, b"x").unwrap();
+    for (mountpoint, says) in [
+        (full.clone(), "not empty"),
+        (
+            a_file.join("sub").join("mnt"),
+            "cannot create the mountpoint",
+        ),
+    ] {
+        let out = demo_command(&[mountpoint.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mountpoint:?}: {err}");
+        assert!(err.contains(says), "{mountpoint:?}: {err}");
+        assert!(
+            !err.contains("generating"),
+            "{mountpoint:?}: started: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(full.join("keep.txt")).unwrap(), b"mine");
 }
 
 /// Every command the guide suggests works as printed (but opening a file manager).
