@@ -123,17 +123,40 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
     };
     let mut checked = 0u64;
     let mut problems: Vec<(crate::catalog::VersionKey, String, Problem)> = Vec::new();
+    let mut records = Vec::new();
     for record in catalog.downloads(root_id, DownloadStateKind::Downloaded) {
         let record = record?;
-        let DownloadState::Downloaded {
+        if let DownloadState::Downloaded {
             rel_path,
             size,
             sha256,
-            ..
+            at_ms,
         } = record.state
-        else {
+        {
+            records.push((record.version, rel_path, size, sha256, at_ms));
+        }
+    }
+    // A path recorded for two versions (a folder removed by hand, then synced with another
+    // `--size`) holds the file written last: the older record is stale, not a damaged file.
+    let mut owner: std::collections::HashMap<&str, (i64, crate::catalog::VersionKey)> =
+        std::collections::HashMap::new();
+    for (version, rel_path, _, _, at_ms) in &records {
+        let entry = owner.entry(rel_path.as_str()).or_insert((*at_ms, *version));
+        if (*at_ms, *version) > *entry {
+            *entry = (*at_ms, *version);
+        }
+    }
+    let stale: Vec<(crate::catalog::VersionKey, String)> = records
+        .iter()
+        .filter(|(version, rel_path, ..)| owner[rel_path.as_str()].1 != *version)
+        .map(|(version, rel_path, ..)| (*version, rel_path.clone()))
+        .collect();
+    drop(owner);
+    let stale_versions: std::collections::HashSet<_> = stale.iter().map(|(v, _)| *v).collect();
+    for (version, rel_path, size, sha256, _) in records {
+        if stale_versions.contains(&version) {
             continue;
-        };
+        }
         checked += 1;
         let path = root.join(&rel_path);
         let problem = match std::fs::metadata(&path) {
@@ -152,10 +175,15 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
         };
         if let Some(p) = problem {
             println!("{rel_path}: {p}");
-            problems.push((record.version, rel_path, p));
+            problems.push((version, rel_path, p));
         }
     }
     drop(catalog);
+    for (_, rel_path) in &stale {
+        println!(
+            "{rel_path}: an older record (the file there was written for another version since)"
+        );
+    }
     let missing = problems
         .iter()
         .filter(|(_, _, p)| matches!(p, Problem::Missing))
@@ -169,6 +197,25 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
         },
         problems.len() - missing
     );
+    if !stale.is_empty() {
+        println!(
+            "{} older records of files now written for another version{}",
+            stale.len(),
+            if args.repair {
+                ": forgotten"
+            } else {
+                " (`--repair` forgets them)"
+            }
+        );
+        if args.repair {
+            let forget: Vec<DownloadUpdate> = stale
+                .iter()
+                .map(|(version, _)| DownloadUpdate::Forget { version: *version })
+                .collect();
+            ctx.open_catalog()?
+                .apply_download_updates(root_id, &forget)?;
+        }
+    }
     if problems.is_empty() {
         return Ok(exit::OK);
     }

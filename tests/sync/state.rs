@@ -126,6 +126,46 @@ fn failed_files_are_listed_and_retried() {
     assert!(again.stdout.contains(&said), "{}", again.stdout);
 }
 
+/// A folder removed by hand, then synced with `--size adjusted`: edits take their originals'
+/// paths, and the originals' records are stale, not missing or damaged files.
+#[test]
+fn verify_tells_stale_records_from_damaged_files() {
+    let env = Env::new(small(12));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    std::fs::remove_dir_all(&photos).unwrap();
+    env.sync(&photos, &["--size", "adjusted"]).expect_code(0);
+    let dir = photos.to_str().unwrap();
+    let check = env.run(&["verify", "-d", dir, "--checksums"]);
+    check.expect_code(0);
+    assert!(
+        check.stdout.contains("0 missing, 0 damaged"),
+        "{}",
+        check.stdout
+    );
+    let stale = check
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("(the file there was written for another version since)"))
+        .count();
+    assert!(stale > 0, "{}", check.stdout);
+    assert!(
+        check.stdout.contains(&format!("{stale} older records")),
+        "{}",
+        check.stdout
+    );
+    let repair = env.run(&["verify", "-d", dir, "--checksums", "--repair"]);
+    repair.expect_code(0);
+    assert!(repair.stdout.contains(": forgotten"), "{}", repair.stdout);
+    let again = env.run(&["verify", "-d", dir, "--checksums"]);
+    again.expect_code(0);
+    assert!(!again.stdout.contains("older record"), "{}", again.stdout);
+    // The files are all still there, and a sync has nothing to do.
+    let sync = env.sync(&photos, &["--size", "adjusted"]);
+    sync.expect_code(0);
+    assert_eq!(sync.summary().0, 0);
+}
+
 #[test]
 fn verify_finds_missing_and_damaged_files_and_repair_fetches_them_again() {
     let env = Env::new(small(30));
