@@ -29,6 +29,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
+use super::memory::BlockTable;
 use super::{BLOCK_SIZE, BlockCache, ContentKey, lock};
 
 /// Number of blocks of a file of `size` bytes.
@@ -100,17 +101,7 @@ impl BlockCache {
         if size == 0 {
             return false;
         }
-        let table = lock(&self.table);
-        // Asked after every store of a block: the count rules most contents out at once
-        // (looking at every block each time cost a streaming read O(blocks²)).
-        if table.blocks_of_content(key) < blocks_of(size) {
-            return false;
-        }
-        (0..blocks_of(size)).all(|idx| {
-            table
-                .get(&(key.clone(), idx))
-                .is_some_and(|m| m.len as u64 == block_len(size, idx))
-        })
+        whole_in(&lock(&self.table), key, size)
     }
 
     /// Whether `key` was verified complete (and has lost no block since).
@@ -171,9 +162,12 @@ impl BlockCache {
                 }
             }
         }
-        // Blocks may have gone while they were read: only a content still whole counts.
+        // Blocks may have gone while they were read: only a content still whole counts. The
+        // table is locked before `complete`, the order every path takes (an eviction holds
+        // the table when it forgets a complete content; the reverse order deadlocked).
+        let table = lock(&self.table);
         let mut complete = lock(&self.complete);
-        if self.is_complete(key, size) && self.stamp(key) == Some(before) && before.len == size {
+        if whole_in(&table, key, size) && self.stamp(key) == Some(before) && before.len == size {
             complete.insert(key.clone(), before);
             lock(&self.written).remove(key);
             true
@@ -258,4 +252,18 @@ impl BlockCache {
     pub(super) fn content_pinned(&self, key: &ContentKey) -> bool {
         lock(&self.content_pins).contains_key(key)
     }
+}
+
+/// Whether `table` holds every block of a content of `size` bytes, each whole.
+fn whole_in(table: &BlockTable, key: &ContentKey, size: u64) -> bool {
+    // Asked after every store of a block: the count rules most contents out at once (looking
+    // at every block each time cost a streaming read O(blocks²)).
+    if table.blocks_of_content(key) < blocks_of(size) {
+        return false;
+    }
+    (0..blocks_of(size)).all(|idx| {
+        table
+            .get(&(key.clone(), idx))
+            .is_some_and(|m| m.len as u64 == block_len(size, idx))
+    })
 }

@@ -17,6 +17,9 @@
 //!   1 MiB block cost one disk read and one checksum.
 //! - One process per cache directory (an exclusive `flock`); a damaged or foreign index is
 //!   rebuilt empty with a warning instead of failing.
+//! - Locks, when one is held while another is taken, in this order only: `table`, then
+//!   `pins`, `content_pins`, `complete`, `written`, `hot` (an eviction holds the table while
+//!   it forgets complete contents; taking `complete` first deadlocked the mount).
 
 mod budget;
 mod buffers;

@@ -493,3 +493,40 @@ fn only_blocks_this_process_wrote_with_no_other_writer_since_skip_the_read_back(
     assert!(!cache.verify_complete(&key, size));
     assert!(!cache.contains(&key, 0));
 }
+
+/// Evictions (which forget complete contents while holding the block table) racing with
+/// verifications of complete contents: the two once took their locks in opposite orders and
+/// deadlocked a mount's every thread.
+#[test]
+fn evictions_and_verifications_running_together_never_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for four small contents: nearly every store evicts one.
+    let cache = Arc::new(BlockCache::open(&CacheConfig::new(dir.path(), 4 * 4096)).unwrap());
+    const ROUNDS: u64 = 4000;
+    let key = |i: u64| ContentKey::new(&format!("content-{i}"), 4096);
+    let (done, finished) = std::sync::mpsc::channel();
+    let mut workers = Vec::new();
+    for worker in 0..2u64 {
+        let (cache, done) = (cache.clone(), done.clone());
+        workers.push(std::thread::spawn(move || {
+            for i in 0..ROUNDS {
+                let n = i * 2 + worker;
+                cache.put(&key(n), 0, &block(n as u8, 4096));
+                // The contents just stored by either worker, one of them maybe evicted meanwhile.
+                for back in 0..3 {
+                    cache.verify_complete(&key(n.saturating_sub(back)), 4096);
+                }
+            }
+            done.send(()).unwrap();
+        }));
+    }
+    for _ in 0..workers.len() {
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the cache deadlocked");
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(cache.stats().bytes <= 4 * 4096);
+}

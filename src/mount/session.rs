@@ -336,7 +336,8 @@ impl MountHandle {
         }
     }
 
-    /// Waits for the session to end after an unmount. A signal stops waiting (`None`).
+    /// Waits for the session to end after an unmount. A signal stops waiting (`None`), and
+    /// the process then ends within [`FORCED_EXIT_GRACE`] whatever its threads are doing.
     fn wait_for_end(&self, detached_lazily: bool) -> Option<io::Result<()>> {
         if detached_lazily {
             tracing::warn!(
@@ -358,6 +359,7 @@ impl MountHandle {
                         signal = name,
                         "stopping without waiting for the mount's users"
                     );
+                    force_exit_after(FORCED_EXIT_GRACE);
                     return None;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -498,4 +500,20 @@ fn lazy_unmount(path: &Path) -> io::Result<()> {
             "fusermount3 -uz exited with {status}"
         )))
     }
+}
+
+/// How long a process told twice to stop may take to wind down before it exits anyway.
+const FORCED_EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Exit with 130 after `grace` unless the process has ended by then: the second signal means
+/// "stop at once", and threads stuck in a request (a bug, a hung disk) must not keep the
+/// process alive. Nothing is lost: files and the catalog are written to survive a kill.
+fn force_exit_after(grace: Duration) {
+    let _ = std::thread::Builder::new()
+        .name("forced-exit".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            tracing::warn!("still stopping after the second signal; exiting now");
+            std::process::exit(130);
+        });
 }
