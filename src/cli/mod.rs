@@ -311,6 +311,7 @@ fn command_after_options(argv: &[std::ffi::OsString]) -> Option<String> {
 /// mount checks the outcome itself. Nor its "Failed to send FUSE reply" errors: the kernel
 /// refuses a reply to a request that was interrupted (a reader killed mid-read) or to a
 /// connection already gone (after a lazy unmount); neither is something the user can act on.
+/// Nor cookie values (see below), unless `RUST_LOG` names `cookie_store`.
 fn init_logging(level: Option<LogLevel>) {
     // The flag, given on this command line, wins over the environment.
     let user = match level {
@@ -321,11 +322,19 @@ fn init_logging(level: Option<LogLevel>) {
         .as_deref()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    if !user.is_some_and(|v| v.contains("fuser")) {
-        for quiet in ["fuser=warn", "fuser::session=error", "fuser::reply=off"] {
-            if let Ok(directive) = quiet.parse() {
-                filter = filter.add_directive(directive);
-            }
+    let named = |krate: &str| user.as_deref().is_some_and(|v| v.contains(krate));
+    let mut quiet = Vec::new();
+    if !named("fuser") {
+        quiet.extend(["fuser=warn", "fuser::session=error", "fuser::reply=off"]);
+    }
+    // cookie_store logs every cookie it stores, value included, at debug: the web session
+    // itself. A debug log attached to a bug report must not hand it over.
+    if !named("cookie_store") {
+        quiet.push("cookie_store=info");
+    }
+    for directive in quiet {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
         }
     }
     let _ = tracing_subscriber::fmt()
