@@ -29,6 +29,18 @@ pub enum AuthError {
     WhichAccount { data_dir: String, accounts: String },
 
     #[error(
+        "the saved session of {username} in {dir} was made with {saved}, not {given}; its \
+         tokens are not sent elsewhere: use another --data-dir for another server (or move \
+         {dir} away to sign in to {given} afresh)"
+    )]
+    OtherEndpoint {
+        username: String,
+        dir: String,
+        saved: String,
+        given: String,
+    },
+
+    #[error(
         "a password is needed to sign in as {username}, and none was given: use -p/--password, \
          ICLOUD_PASSWORD, --password-file or --password-command, or run `{login_command}` in a terminal"
     )]
@@ -199,6 +211,7 @@ impl AuthError {
             AuthError::NoUsername
                 | AuthError::NoSavedAccount { .. }
                 | AuthError::WhichAccount { .. }
+                | AuthError::OtherEndpoint { .. }
                 | AuthError::Unavailable { .. }
                 | AuthError::Network { .. }
                 | AuthError::Protocol { .. }

@@ -50,6 +50,11 @@ impl Authenticator {
             let (mut work, lock) = Work::open(opts).await?;
             let info = work.establish(Srp::Allowed, &mut NoPrompt).await?;
             if info.needs_two_factor() {
+                // Apple's answer is recorded (so `status` no longer says signed in), and a
+                // trust token it did not honour is no trust any more.
+                work.session.account = Some(info);
+                work.session.trust_token = None;
+                work.session.trust_established_at = None;
                 work.save()?;
                 return Err(work.two_factor_required());
             }
@@ -213,6 +218,7 @@ impl Work {
         let session = store
             .load_session()?
             .unwrap_or_else(|| SessionData::new(&opts.username));
+        check_endpoint(&session, &opts, &store)?;
         let jar = Arc::new(store.load_cookies()?);
         let api = build_api(&opts, jar.clone())?;
         let work = Work {
@@ -234,7 +240,8 @@ impl Work {
     }
 
     /// Save the session and cookies.
-    pub fn save(&self) -> Result<(), AuthError> {
+    pub fn save(&mut self) -> Result<(), AuthError> {
+        self.session.auth_root = Some(self.opts.endpoints.auth_root.clone());
         self.store.save_session(&self.session)?;
         self.store.save_cookies(&self.jar)
     }
@@ -571,6 +578,42 @@ pub(crate) fn build_api(opts: &AuthOptions, jar: Arc<CookieJar>) -> Result<Apple
 }
 
 /// A signed-in account that still cannot be used for photos.
+/// A saved session's tokens and cookies go only to the service that issued them: a run with
+/// another `--endpoint` (a proxy, a simulator, a stale `ICLOUDPD_RS_ENDPOINT`) on the same data
+/// directory is refused before anything is sent. A session saved before the origin was
+/// recorded came from Apple.
+fn check_endpoint(
+    session: &SessionData,
+    opts: &AuthOptions,
+    store: &AccountStore,
+) -> Result<(), AuthError> {
+    let has_tokens = session.session_token.is_some()
+        || session.trust_token.is_some()
+        || session.pending.is_some();
+    if !has_tokens {
+        return Ok(());
+    }
+    let given = &opts.endpoints.auth_root;
+    let saved_ok = match &session.auth_root {
+        Some(saved) => saved == given,
+        None => [Domain::Com, Domain::Cn]
+            .iter()
+            .any(|d| &super::endpoints::Endpoints::apple(*d).auth_root == given),
+    };
+    if saved_ok {
+        return Ok(());
+    }
+    Err(AuthError::OtherEndpoint {
+        username: opts.username.clone(),
+        dir: store.dir().display().to_string(),
+        saved: session
+            .auth_root
+            .clone()
+            .unwrap_or_else(|| "Apple's servers".to_string()),
+        given: given.clone(),
+    })
+}
+
 fn check_usable(info: &AccountInfo, opts: &AuthOptions) -> Result<(), AuthError> {
     if info.adp_enabled {
         return Err(AuthError::AdvancedDataProtection {

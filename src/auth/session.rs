@@ -229,7 +229,7 @@ impl AccountSession {
     /// end of a run, or now and then in a long one). A session saved meanwhile by another
     /// process after a newer sign-in is left alone.
     pub async fn persist(&self) -> Result<(), AuthError> {
-        let state = self.inner.reauth.lock().await;
+        let mut state = self.inner.reauth.lock().await;
         let _lock = state.work.store.lock(state.work.opts.lock_wait).await?;
         if let Some(saved) = state.work.store.load_session()?
             && saved.validated_at > state.work.session.validated_at

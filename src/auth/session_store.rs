@@ -105,6 +105,10 @@ pub struct SessionData {
     pub account: Option<AccountInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingCode>,
+    /// Origin of the sign-in service the session's tokens came from (`{AUTH_ROOT}`); absent in
+    /// files written before it was recorded, which came from Apple.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_root: Option<String>,
 }
 
 impl std::fmt::Debug for SessionData {
@@ -164,13 +168,17 @@ pub struct SessionSummary {
     pub code_pending: bool,
     /// The account uses two-factor authentication (`None`: not known, never signed in).
     pub two_factor: Option<bool>,
+    /// Advanced Data Protection is on: Apple refuses web access to the photos.
+    pub advanced_data_protection: bool,
 }
 
 impl SessionSummary {
     /// Summarise saved session data.
     pub fn from_data(data: &SessionData) -> Self {
         let trusted = data.trust_token.as_deref().is_some_and(|t| !t.is_empty());
+        let adp = data.account.as_ref().is_some_and(|a| a.adp_enabled);
         let signed_in = data.session_token.is_some()
+            && !adp
             && data
                 .account
                 .as_ref()
@@ -186,6 +194,7 @@ impl SessionSummary {
             last_validated_at: data.validated_at,
             code_pending: data.pending.is_some(),
             two_factor: data.account.as_ref().map(|a| a.hsa_version == 2),
+            advanced_data_protection: adp,
         }
     }
 

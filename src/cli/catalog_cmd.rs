@@ -470,6 +470,11 @@ fn print_session(session: Option<&crate::auth::SessionSummary>) {
         Some(s) => {
             let state = if s.code_pending {
                 "waiting for the two-factor code (run `icloudpd-rs login --submit-code CODE`)"
+            } else if s.advanced_data_protection {
+                "refused: Advanced Data Protection is on, and Apple gives no web access to the \
+                 photos (turn on \"Access iCloud Data on the Web\" on an Apple device)"
+            } else if s.two_factor == Some(true) && !s.signed_in && !s.trusted {
+                "signed out: Apple asks for a two-factor code (run `icloudpd-rs login`)"
             } else if s.signed_in {
                 "signed in"
             } else {

@@ -282,7 +282,8 @@ async fn saved_session_is_reused_with_validate_only() {
         serde_json::json!({
             "format": 1, "username": USER, "client_id": "auth-12345678-1234-1234-1234-123456789012",
             "session_token": "token-1234567890", "trust_token": "2svtoken-1234567890",
-            "scnt": "scnt-1234567890", "session_id": "sess-1234567890", "account_country": "USA"
+            "scnt": "scnt-1234567890", "session_id": "sess-1234567890", "account_country": "USA",
+            "auth_root": server.endpoint.trim_end_matches('/')
         })
         .to_string(),
     )

@@ -189,3 +189,108 @@ fn no_password_and_no_terminal_exit_3() {
     assert!(r.stderr.contains("a password is needed"), "{}", r.stderr);
     assert_eq!(sim.state().stats.count("/appleauth/auth/signin/init"), 0);
 }
+
+/// `status` of a data folder, as text and as JSON.
+fn status_of(data: &std::path::Path, secret: &str) -> (String, serde_json::Value) {
+    let d = data.to_string_lossy().into_owned();
+    let text = run(&["status", "--data-dir", &d], &[], None, secret);
+    let json = run(&["status", "--json", "--data-dir", &d], &[], None, secret);
+    let doc = serde_json::from_str(json.stdout.trim()).expect("status --json");
+    (text.stdout, doc)
+}
+
+/// A saved session's tokens go only to the service that issued them: another `--endpoint` on
+/// the same data folder is refused before anything is sent to it.
+#[test]
+fn a_saved_session_is_never_sent_to_another_endpoint() {
+    let first = sim(SimConfig {
+        two_factor: true,
+        ..Default::default()
+    });
+    let pw = first.account().password.clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let args = login_args(&first, data.path(), &password_file(secrets.path(), &pw));
+    let code = format!("{}\n", first.account().two_factor_code);
+    let r = run(&strs(&args), &[], Some(&code), &pw);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Another server (same account name and password, as a copy of the first).
+    let other = sim(SimConfig {
+        two_factor: true,
+        ..Default::default()
+    });
+    let mut args = args.clone();
+    let at = args.iter().position(|a| a == "--endpoint").unwrap() + 1;
+    args[at] = other.endpoint().to_string();
+    let r = run(&strs(&args), &[], None, &pw);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("was made with"), "{}", r.stderr);
+    assert!(r.stderr.contains("another --data-dir"), "{}", r.stderr);
+    let reached = other.state().stats.count("/setup/ws/1/accountLogin")
+        + other.state().stats.count("/setup/ws/1/validate")
+        + other.state().stats.count("/appleauth/auth/signin/init");
+    assert_eq!(reached, 0, "the other server was asked");
+    // The first server's session is intact.
+    args[at] = first.endpoint().to_string();
+    let r = run(&strs(&args), &[], None, &pw);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// When Apple asks for a code again (the trust expired) or refuses web access (ADP), `status`
+/// says so instead of "signed in".
+#[test]
+fn status_follows_what_apple_last_said() {
+    let sim = sim(SimConfig {
+        two_factor: true,
+        ..Default::default()
+    });
+    let acct = sim.account().clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let args = login_args(
+        &sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
+    let code = format!("{}\n", acct.two_factor_code);
+    assert_eq!(run(&strs(&args), &[], Some(&code), &acct.password).code, 0);
+    let (text, doc) = status_of(data.path(), &acct.password);
+    assert!(text.contains("signed in"), "{text}");
+    assert_eq!(doc["session"]["trusted"], true, "{doc}");
+
+    sim.state().auth.expire_web_sessions();
+    sim.state().auth.expire_trust_tokens();
+    let d = data.path().to_string_lossy().into_owned();
+    let refresh = run(
+        &[
+            "refresh",
+            "-u",
+            &acct.username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &d,
+        ],
+        &[("ICLOUD_PASSWORD", &acct.password)],
+        None,
+        &acct.password,
+    );
+    assert_eq!(refresh.code, 3, "{}", refresh.stderr);
+    let (text, doc) = status_of(data.path(), &acct.password);
+    assert!(text.contains("Apple asks for a two-factor code"), "{text}");
+    assert_eq!(doc["session"]["signed_in"], false, "{doc}");
+    assert_eq!(doc["session"]["trusted"], false, "{doc}");
+
+    // ADP: the password is accepted, web access is not.
+    let adp = crate::cli::sim(SimConfig {
+        adp: true,
+        ..Default::default()
+    });
+    let pw = adp.account().password.clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = login_args(&adp, data.path(), &password_file(secrets.path(), &pw));
+    assert_eq!(run(&strs(&args), &[], None, &pw).code, 3);
+    let (text, doc) = status_of(data.path(), &pw);
+    assert!(text.contains("Advanced Data Protection"), "{text}");
+    assert_eq!(doc["session"]["signed_in"], false, "{doc}");
+}
