@@ -137,9 +137,21 @@ impl AccountContext {
         Ok(Catalog::open_read_only(path)?)
     }
 
-    /// Sign in without prompting (saved session, or the configured password).
+    /// Sign in: the saved session, or the configured password; on a terminal, as icloudpd
+    /// does, the password and a verification code may be asked for. Without one (cron, a
+    /// service), nothing is asked and a needed code is an error naming `login`.
     pub async fn session(&self) -> Result<AccountSession, CommandError> {
-        Ok(Authenticator::resume(self.auth.clone()).await?)
+        Ok(self.sign_in().await?)
+    }
+
+    /// [`AccountContext::session`], with the sign-in's own error.
+    pub async fn sign_in(&self) -> Result<AccountSession, crate::auth::AuthError> {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let mut prompter = super::prompter::TerminalPrompter;
+            let method = crate::auth::SecondFactor::TrustedDevice;
+            return Authenticator::login(self.auth.clone(), &mut prompter, method).await;
+        }
+        Authenticator::resume(self.auth.clone()).await
     }
 
     /// Redact the password from a message.

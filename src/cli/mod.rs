@@ -29,6 +29,7 @@ pub mod global;
 mod login_cmd;
 pub mod mount_cmd;
 mod progress;
+mod prompter;
 mod sim_cmd;
 mod state_cmd;
 pub mod sync_cmd;

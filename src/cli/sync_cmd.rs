@@ -12,7 +12,7 @@ use super::context::{self, AccountContext, CommandError};
 use super::exit;
 use super::global::GlobalArgs;
 use super::progress::{self, ProgressLine};
-use crate::auth::{AccountSession, AuthError, Authenticator};
+use crate::auth::{AccountSession, AuthError};
 use crate::catalog::{Catalog, CatalogError};
 use crate::fetch::FetchConfig;
 use crate::mirror::notify::{self, Event, Figures};
@@ -279,9 +279,9 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         stopper: mirror.stopper(),
     };
     rt.block_on(async {
-        let received = signals::install(mirror.stopper(), signals::GRACE)
-            .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
-        let session = match Authenticator::resume(ctx.auth.clone()).await {
+        // Signed in before our signal handling starts: Ctrl-C at a password or code prompt
+        // ends the run at once, as at any prompt.
+        let session = match ctx.sign_in().await {
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
@@ -297,6 +297,8 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
                 return Err(e.into());
             }
         };
+        let received = signals::install(mirror.stopper(), signals::GRACE)
+            .map_err(|e| CommandError::failure(format!("cannot handle signals: {e}")))?;
         let mut refresh = refresh;
         loop {
             let bar = show_progress.then(|| ProgressLine::start(mirror.live_counters()));
