@@ -67,6 +67,13 @@ pub enum AuthError {
         login_command: String,
     },
 
+    #[error(
+        "the verification code was not accepted; the sign-in still waits for the right one: \
+         run `{login_command} --submit-code CODE` again (or `{login_command} --request-code` \
+         for a new code)"
+    )]
+    WrongSubmittedCode { login_command: String },
+
     #[error("a verification code has 6 digits; got {given_digits} digit(s)")]
     InvalidCodeFormat { given_digits: usize },
 

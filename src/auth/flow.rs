@@ -156,8 +156,7 @@ impl Authenticator {
         if !accepted {
             // Keep the pending sign-in: the user may retry with the right code.
             work.save()?;
-            return Err(AuthError::WrongCode {
-                attempts: 1,
+            return Err(AuthError::WrongSubmittedCode {
                 login_command: work.opts.login_command.clone(),
             });
         }

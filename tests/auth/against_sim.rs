@@ -249,7 +249,15 @@ async fn headless_sms_two_step_and_wrong_code_keeps_the_pending_sign_in() {
     let err = Authenticator::submit_code(opts(&sim, data.path()), wrong)
         .await
         .expect_err("wrong code");
-    assert!(matches!(err, AuthError::WrongCode { .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::WrongSubmittedCode { .. }),
+        "{err:?}"
+    );
+    // The message says to submit again, not to start over.
+    assert!(
+        err.to_string().contains("--submit-code CODE` again"),
+        "{err}"
+    );
     Authenticator::submit_code(opts(&sim, data.path()), &right)
         .await
         .expect("right code after a wrong one");
