@@ -1,6 +1,7 @@
 //! The Apple ID password: a type that never shows itself, the sources it is read from (in the
 //! order `--password`/`ICLOUD_PASSWORD`, `--password-file`, `--password-command`, terminal
-//! prompt), and redaction of any text that could echo it back.
+//! prompt; an empty `--password` counts as none), and redaction of any text that could echo it
+//! back.
 //!
 //! The password never leaves this process: SRP sends only proofs derived from it, and nothing
 //! here writes it to disk or to a log.
@@ -105,12 +106,19 @@ impl PasswordSources {
 
     /// True when some non-interactive source is configured.
     pub fn any(&self) -> bool {
-        self.literal.is_some() || self.file.is_some() || self.command.is_some()
+        self.given_literal().is_some() || self.file.is_some() || self.command.is_some()
+    }
+
+    /// The literal password, unless it is empty: `-p ""` or an empty `ICLOUD_PASSWORD` (a
+    /// variable left blank in a service file) count as not given, so that the next source is
+    /// used and no sign-in that Apple can only refuse is sent (refusals lead to throttling).
+    fn given_literal(&self) -> Option<&Password> {
+        self.literal.as_ref().filter(|p| !p.expose().is_empty())
     }
 
     /// The password from the first configured non-interactive source, `None` if none is.
     pub async fn resolve(&self) -> Result<Option<Password>, PasswordError> {
-        if let Some(p) = &self.literal {
+        if let Some(p) = self.given_literal() {
             return Ok(Some(p.clone()));
         }
         if let Some(path) = &self.file {
@@ -280,19 +288,86 @@ pub fn prompt_hidden(prompt: &str) -> std::io::Result<Password> {
     Ok(Password::new(first_line(&line)))
 }
 
-/// Terminal echo switched off until dropped.
+/// Terminal echo switched off until dropped. While it is off, a signal that ends the process
+/// (SIGINT, SIGTERM, SIGHUP, SIGQUIT) puts the saved settings back first: Drop never runs
+/// when such a signal kills the process, and a shell left with echo off looks broken.
 struct EchoOff {
     fd: i32,
     saved: libc::termios,
+    /// Dispositions in place before ours, put back exactly on drop (the program installs its
+    /// own handlers later, and an ignored SIGHUP under `nohup` must stay ignored).
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+    /// One prompt at a time: the handler reads a single saved state.
+    _exclusive: std::sync::MutexGuard<'static, ()>,
+}
+
+/// The signals whose default action ends the process and that a user sends at a prompt.
+const FATAL_AT_PROMPT: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+static ECHO_OFF_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The terminal settings to restore, where a signal handler can read them: written before
+/// the handlers are installed, read only while `armed`.
+struct SavedTerminal {
+    armed: std::sync::atomic::AtomicBool,
+    fd: std::sync::atomic::AtomicI32,
+    termios: std::cell::UnsafeCell<std::mem::MaybeUninit<libc::termios>>,
+}
+
+// SAFETY: `termios` is written only under ECHO_OFF_LOCK while `armed` is false (no handler
+// reads it then), and read by the handler only after `armed` was set with Release ordering.
+unsafe impl Sync for SavedTerminal {}
+
+static SAVED_TERMINAL: SavedTerminal = SavedTerminal {
+    armed: std::sync::atomic::AtomicBool::new(false),
+    fd: std::sync::atomic::AtomicI32::new(-1),
+    termios: std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()),
+};
+
+/// Restore the terminal, then die of `signal` as if no handler had been installed (the exit
+/// status a shell expects: 128 + signal). Only async-signal-safe calls.
+extern "C" fn restore_terminal_and_die(signal: libc::c_int) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: tcsetattr, sigaction and raise are async-signal-safe; the termios is complete
+    // once `armed` reads true (see SavedTerminal).
+    unsafe {
+        if SAVED_TERMINAL.armed.load(Ordering::Acquire) {
+            let fd = SAVED_TERMINAL.fd.load(Ordering::Relaxed);
+            let termios = (*SAVED_TERMINAL.termios.get()).as_ptr();
+            libc::tcsetattr(fd, libc::TCSANOW, termios);
+        }
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+        // Blocked while this handler runs; delivered, with the default action, when it returns.
+        libc::raise(signal);
+    }
 }
 
 impl EchoOff {
     fn new(fd: i32) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let exclusive = ECHO_OFF_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // SAFETY: termios is a plain C struct; tcgetattr fills it or fails.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
         if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: not armed, so no handler reads it; the lock keeps other prompts out.
+        unsafe { (*SAVED_TERMINAL.termios.get()).write(saved) };
+        SAVED_TERMINAL.fd.store(fd, Ordering::Relaxed);
+        SAVED_TERMINAL.armed.store(true, Ordering::Release);
+        // From here on, Drop disarms and puts back whatever was installed.
+        let mut guard = EchoOff {
+            fd,
+            saved,
+            previous: Vec::new(),
+            _exclusive: exclusive,
+        };
+        guard.catch_fatal_signals()?;
         let mut quiet = saved;
         quiet.c_lflag &= !libc::ECHO;
         quiet.c_lflag |= libc::ECHONL;
@@ -300,16 +375,53 @@ impl EchoOff {
         if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(EchoOff { fd, saved })
+        Ok(guard)
+    }
+
+    /// Install [`restore_terminal_and_die`] for each of [`FATAL_AT_PROMPT`] not ignored,
+    /// remembering the previous disposition.
+    fn catch_fatal_signals(&mut self) -> std::io::Result<()> {
+        // SAFETY: sigaction with valid, zero-initialised structs; the handler only makes
+        // async-signal-safe calls.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = restore_terminal_and_die as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            for signal in FATAL_AT_PROMPT {
+                libc::sigaddset(&mut action.sa_mask, signal);
+            }
+            for signal in FATAL_AT_PROMPT {
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut previous) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Ignored (`nohup`, a parent's choice): it would not end the process.
+                if previous.sa_sigaction == libc::SIG_IGN {
+                    continue;
+                }
+                if libc::sigaction(signal, &action, &mut previous) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                self.previous.push((signal, previous));
+            }
+        }
+        Ok(())
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new` on the same descriptor.
+        // SAFETY: restores the settings read in `new` on the same descriptor, then the
+        // dispositions sigaction returned when ours were installed.
         unsafe {
             libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
+            for (signal, previous) in self.previous.drain(..).rev() {
+                libc::sigaction(signal, &previous, std::ptr::null_mut());
+            }
         }
+        SAVED_TERMINAL
+            .armed
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -364,6 +476,31 @@ mod tests {
         assert!(sources.resolve().await.expect("ok").is_none());
     }
 
+    /// `-p ""` or `ICLOUD_PASSWORD=`: not a password, the next source is used.
+    #[tokio::test]
+    async fn an_empty_literal_is_no_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let mut sources = PasswordSources {
+            literal: Some(Password::new("")),
+            file: Some(file),
+            command: Some("echo from-command".into()),
+        };
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-file"
+        );
+        sources.file = None;
+        assert_eq!(
+            sources.resolve().await.expect("ok").expect("some").expose(),
+            "from-command"
+        );
+        sources.command = None;
+        assert!(!sources.any());
+        assert!(sources.resolve().await.expect("ok").is_none());
+    }
+
     #[tokio::test]
     async fn command_failures_do_not_show_output() {
         let err = run_password_command("echo leaked-secret; exit 3", Duration::from_secs(10))
@@ -413,6 +550,111 @@ mod tests {
                 "the command's child still runs"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The echo guard on a pseudo-terminal: echo off while it lives, then the terminal and
+    /// every signal disposition exactly as they were (a handler of the program's own, an
+    /// ignored signal left ignored). The binary dying of each signal at the prompt is tested in
+    /// tests/auth/cli.rs.
+    #[test]
+    fn echo_off_puts_back_the_terminal_and_the_signal_dispositions() {
+        extern "C" fn program_handler(_: libc::c_int) {}
+        fn disposition(signal: libc::c_int) -> libc::sigaction {
+            // SAFETY: queries only.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut action), 0);
+                action
+            }
+        }
+        fn set(signal: libc::c_int, action: &libc::sigaction) {
+            // SAFETY: a valid action; nothing in this test process sends these signals.
+            assert_eq!(
+                unsafe { libc::sigaction(signal, action, std::ptr::null_mut()) },
+                0
+            );
+        }
+        fn echo_on(fd: i32) -> bool {
+            // SAFETY: tcgetattr on an open terminal.
+            let mut t: libc::termios = unsafe { std::mem::zeroed() };
+            assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+            t.c_lflag & libc::ECHO != 0
+        }
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty fills two descriptors, closed at the end.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "{}", std::io::Error::last_os_error());
+        let original = FATAL_AT_PROMPT.map(disposition);
+        // SIGTERM handled by the program, SIGHUP ignored (nohup); SIGINT, SIGQUIT as they are.
+        // SAFETY: zeroed sigaction structs filled field by field.
+        let (handled, ignored) = unsafe {
+            let mut handled: libc::sigaction = std::mem::zeroed();
+            handled.sa_sigaction = program_handler as extern "C" fn(libc::c_int) as usize;
+            handled.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut handled.sa_mask);
+            libc::sigaddset(&mut handled.sa_mask, libc::SIGUSR1);
+            let mut ignored: libc::sigaction = std::mem::zeroed();
+            ignored.sa_sigaction = libc::SIG_IGN;
+            (handled, ignored)
+        };
+        set(libc::SIGTERM, &handled);
+        set(libc::SIGHUP, &ignored);
+        let before = FATAL_AT_PROMPT.map(disposition);
+
+        assert!(echo_on(slave));
+        let echo = EchoOff::new(slave).expect("echo off");
+        assert!(!echo_on(slave));
+        let ours = restore_terminal_and_die as extern "C" fn(libc::c_int) as usize;
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT] {
+            assert_eq!(disposition(signal).sa_sigaction, ours, "signal {signal}");
+        }
+        assert_eq!(disposition(libc::SIGHUP).sa_sigaction, libc::SIG_IGN);
+        drop(echo);
+
+        assert!(echo_on(slave));
+        assert!(
+            !SAVED_TERMINAL
+                .armed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+        for (signal, (now, before)) in FATAL_AT_PROMPT
+            .into_iter()
+            .zip(FATAL_AT_PROMPT.map(disposition).iter().zip(&before))
+        {
+            assert_eq!(now.sa_sigaction, before.sa_sigaction, "signal {signal}");
+            // glibc adds SA_RESTORER (its return trampoline) to every action it installs, so a
+            // default never set by anyone comes back with it; that flag changes nothing.
+            const SA_RESTORER: libc::c_int = 0x0400_0000;
+            assert_eq!(
+                now.sa_flags & !SA_RESTORER,
+                before.sa_flags & !SA_RESTORER,
+                "signal {signal}"
+            );
+            // SAFETY: membership tests on valid sets.
+            unsafe {
+                assert_eq!(
+                    libc::sigismember(&now.sa_mask, libc::SIGUSR1),
+                    libc::sigismember(&before.sa_mask, libc::SIGUSR1),
+                    "signal {signal}"
+                );
+            }
+        }
+        for (signal, action) in FATAL_AT_PROMPT.into_iter().zip(&original) {
+            set(signal, action);
+        }
+        // SAFETY: the descriptors openpty returned, closed once.
+        unsafe {
+            libc::close(slave);
+            libc::close(master);
         }
     }
 

@@ -190,6 +190,15 @@ fn password_from_the_environment_and_code_from_stdin() {
         files_containing(data.path(), &acct.password).is_empty(),
         "password stored"
     );
+    // The run logged at trace level: not one of the session's cookie values is in its log.
+    let values = cookie_values(data.path());
+    assert!(values.len() >= 3, "{values:?}");
+    for value in &values {
+        assert!(
+            !r.stderr.contains(value.as_str()),
+            "cookie value {value} logged"
+        );
+    }
 
     // Next time: nothing to type, no SRP.
     let inits = sim.state().stats.count("/appleauth/auth/signin/init");
@@ -554,5 +563,196 @@ fn log_level_flag_wins_over_the_environment() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     for level in [" TRACE ", " DEBUG ", " INFO "] {
         assert!(!r.stderr.contains(level), "{level} in: {}", r.stderr);
+    }
+}
+
+/// The values (longer than 8 characters) of the cookies saved under `data`.
+fn cookie_values(data: &std::path::Path) -> Vec<String> {
+    let mut values = Vec::new();
+    for account in std::fs::read_dir(data).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(account.path().join("cookies.json")) else {
+            continue;
+        };
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for cookie in doc.as_array().into_iter().flatten() {
+            let raw = cookie["raw_cookie"].as_str().unwrap_or_default();
+            let value = raw.split(';').next().and_then(|kv| kv.split_once('='));
+            if let Some((_, v)) = value
+                && v.trim_matches('"').len() > 8
+            {
+                values.push(v.trim_matches('"').to_string());
+            }
+        }
+    }
+    values
+}
+
+/// `-p ""` or an empty `ICLOUD_PASSWORD` is no password: `--password-file` is used, and with
+/// no other source the run says a password is needed without sending a sign-in that Apple
+/// could only refuse (refusals count towards throttling).
+#[test]
+fn an_empty_password_is_no_password() {
+    let sim = sim(SimConfig::default());
+    let pw = sim.account().password.clone();
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let pwfile = password_file(secrets.path(), &pw);
+    let empty_env = [("ICLOUD_PASSWORD", "")];
+    let empty_flag = ["-p".to_string(), String::new()];
+    for (flag, env) in [(&empty_flag[..], &[][..]), (&[][..], &empty_env[..])] {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut args = login_args(&sim, data.path(), &pwfile);
+        args.extend_from_slice(flag);
+        let r = run(&strs(&args), env, None, &pw);
+        assert_eq!(r.code, 0, "{flag:?} {env:?}: {}", r.stderr);
+        assert!(r.stdout.contains("Signed in as"), "{}", r.stdout);
+
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut args = login_args(&sim, data.path(), &pwfile);
+        args.truncate(args.len() - 2); // no --password-file
+        args.extend_from_slice(flag);
+        let inits = sim.state().stats.count("/appleauth/auth/signin/init");
+        let r = run(&strs(&args), env, None, &pw);
+        assert_eq!(r.code, 3, "{flag:?} {env:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("a password is needed") && r.stderr.contains("none was given"),
+            "{flag:?} {env:?}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            sim.state().stats.count("/appleauth/auth/signin/init"),
+            inits,
+            "{flag:?} {env:?}: a sign-in was sent with an empty password"
+        );
+    }
+}
+
+/// Ctrl-C (or SIGTERM, SIGHUP, SIGQUIT) at the hidden password prompt: the process dies of the
+/// signal, as shells expect (130 for Ctrl-C), and the terminal echoes again (it was left with
+/// echo off: the guard's Drop never runs when a signal kills the process).
+#[test]
+fn a_signal_at_the_password_prompt_leaves_the_terminal_echoing() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+    fn echo_on(fd: &OwnedFd) -> bool {
+        // SAFETY: tcgetattr on an open terminal into a zeroed struct.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+        t.c_lflag & libc::ECHO != 0
+    }
+    /// What the child wrote to the terminal, until `wanted` appears.
+    fn read_until(master: &OwnedFd, wanted: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(wanted) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {wanted:?} on the terminal; it shows: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            let mut poll = libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid descriptor, then read into a local buffer.
+            if unsafe { libc::poll(&mut poll, 1, 100) } == 1 {
+                let mut buf = [0u8; 1024];
+                let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), 1024) };
+                if n > 0 {
+                    seen.extend_from_slice(&buf[..n as usize]);
+                }
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty fills two descriptors, owned below.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh descriptors, owned once each.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        assert!(echo_on(&slave));
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(BIN);
+        // No password source and a terminal: the prompt comes before any request (port 9 is
+        // never reached).
+        cmd.args([
+            "login",
+            "-u",
+            "x@example.com",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--data-dir",
+            &data.path().to_string_lossy(),
+        ])
+        .env_remove("ICLOUD_USERNAME")
+        .env_remove("ICLOUD_PASSWORD")
+        .env_remove("ICLOUDPD_RS_ENDPOINT")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave.try_clone().expect("dup")));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Its own session with the pty as controlling terminal, as a shell would give
+                // it; no core file for SIGQUIT.
+                let no_core = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::setsid() < 0
+                    || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0
+                    || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the binary");
+        read_until(
+            &master,
+            "Password for x@example.com: ",
+            Duration::from_secs(60),
+        );
+        // The prompt is written just before echo goes off.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while echo_on(&slave) {
+            assert!(std::time::Instant::now() < deadline, "echo never went off");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("signal {signal} did not end the prompt");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(signal), "signal {signal}: {status}");
+        assert!(
+            echo_on(&slave),
+            "signal {signal} at the password prompt left the terminal with echo off"
+        );
     }
 }
