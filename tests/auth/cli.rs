@@ -12,6 +12,8 @@ use std::time::Duration;
 use icloudpd_rs::sim::{BackgroundSim, SimConfig};
 use support::files_containing;
 
+use crate::pty::Pty;
+
 const BIN: &str = env!("CARGO_BIN_EXE_icloudpd-rs");
 const TLS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
 
@@ -631,59 +633,10 @@ fn an_empty_password_is_no_password() {
 /// echo off: the guard's Drop never runs when a signal kills the process).
 #[test]
 fn a_signal_at_the_password_prompt_leaves_the_terminal_echoing() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-
-    fn echo_on(fd: &OwnedFd) -> bool {
-        // SAFETY: tcgetattr on an open terminal into a zeroed struct.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
-        t.c_lflag & libc::ECHO != 0
-    }
-    /// What the child wrote to the terminal, until `wanted` appears.
-    fn read_until(master: &OwnedFd, wanted: &str, limit: Duration) -> String {
-        let deadline = std::time::Instant::now() + limit;
-        let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains(wanted) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {wanted:?} on the terminal; it shows: {}",
-                String::from_utf8_lossy(&seen)
-            );
-            let mut poll = libc::pollfd {
-                fd: master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: poll on one valid descriptor, then read into a local buffer.
-            if unsafe { libc::poll(&mut poll, 1, 100) } == 1 {
-                let mut buf = [0u8; 1024];
-                let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), 1024) };
-                if n > 0 {
-                    seen.extend_from_slice(&buf[..n as usize]);
-                }
-            }
-        }
-        String::from_utf8_lossy(&seen).into_owned()
-    }
-
+    use std::os::unix::process::ExitStatusExt;
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        let (mut master, mut slave) = (-1, -1);
-        // SAFETY: openpty fills two descriptors, owned below.
-        let opened = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: fresh descriptors, owned once each.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        assert!(echo_on(&slave));
+        let mut pty = Pty::open();
+        assert!(pty.echo_on());
         let data = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(BIN);
         // No password source and a terminal: the prompt comes before any request (port 9 is
@@ -700,59 +653,104 @@ fn a_signal_at_the_password_prompt_leaves_the_terminal_echoing() {
         .env_remove("ICLOUD_USERNAME")
         .env_remove("ICLOUD_PASSWORD")
         .env_remove("ICLOUDPD_RS_ENDPOINT")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::from(slave.try_clone().expect("dup")))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::from(slave.try_clone().expect("dup")));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Its own session with the pty as controlling terminal, as a shell would give
-                // it; no core file for SIGQUIT.
-                let no_core = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::setsid() < 0
-                    || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0
-                    || libc::setrlimit(libc::RLIMIT_CORE, &no_core) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("start the binary");
-        read_until(
-            &master,
-            "Password for x@example.com: ",
-            Duration::from_secs(60),
-        );
+        .env_remove("RUST_LOG");
+        let mut child = pty.spawn(&mut cmd);
+        pty.read_until("Password for x@example.com: ", Duration::from_secs(60));
         // The prompt is written just before echo goes off.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while echo_on(&slave) {
+        while pty.echo_on() {
             assert!(std::time::Instant::now() < deadline, "echo never went off");
             std::thread::sleep(Duration::from_millis(10));
         }
         let pid = i32::try_from(child.id()).expect("pid");
         // SAFETY: kill(2) on our own child, not yet reaped.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("signal {signal} did not end the prompt");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_child(&mut child, Duration::from_secs(30));
         assert_eq!(status.signal(), Some(signal), "signal {signal}: {status}");
         assert!(
-            echo_on(&slave),
+            pty.echo_on(),
             "signal {signal} at the password prompt left the terminal with echo off"
         );
     }
+}
+
+/// The child's exit status, within `limit` (else it is killed and the test fails).
+fn wait_child(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// On a terminal, `sync` asks for the password and the two-factor code as icloudpd does (and
+/// `login` does), then downloads.
+#[test]
+fn sync_on_a_terminal_asks_for_the_password_and_the_code() {
+    let sim = sim(two_factor());
+    let acct = sim.account().clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let photos = tempfile::tempdir().expect("tempdir");
+    let mut pty = Pty::open();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "sync",
+        "-u",
+        &acct.username,
+        "--endpoint",
+        sim.endpoint(),
+        "--data-dir",
+        &data.path().to_string_lossy(),
+        "-d",
+        &photos.path().to_string_lossy(),
+        "--no-progress-bar",
+    ])
+    .env_remove("ICLOUD_USERNAME")
+    .env_remove("ICLOUD_PASSWORD")
+    .env_remove("ICLOUDPD_RS_ENDPOINT")
+    .env_remove("RUST_LOG");
+    let mut child = pty.spawn(&mut cmd);
+    pty.read_until(
+        &format!("Password for {}: ", acct.username),
+        Duration::from_secs(60),
+    );
+    // Typed once echo is off, as a person would after the prompt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pty.echo_on() {
+        assert!(std::time::Instant::now() < deadline, "echo never went off");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pty.type_in(&format!("{}\n", acct.password));
+    pty.read_until("Enter the 6-digit code", Duration::from_secs(60));
+    pty.type_in(&format!("{}\n", acct.two_factor_code));
+    let status = wait_child(&mut child, Duration::from_secs(120));
+    let shown = pty.read_until("", Duration::from_secs(1));
+    assert!(status.success(), "{status}: {shown}");
+    assert!(
+        !shown.contains(&acct.password),
+        "the password was echoed: {shown}"
+    );
+    // Five assets (some with a live photo's video too), all downloaded.
+    assert!(walk(photos.path()) >= 5, "{shown}");
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }

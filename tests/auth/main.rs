@@ -5,4 +5,5 @@ mod support;
 mod against_sim;
 mod cassettes;
 mod cli;
+mod pty;
 mod refusals;
