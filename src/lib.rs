@@ -18,5 +18,6 @@ pub mod model;
 pub mod mount;
 pub mod net;
 pub mod refresh;
+mod rename;
 pub mod sim;
 pub mod view;

@@ -418,7 +418,9 @@ fn last_sync_line(run: &crate::catalog::SyncRunRecord) -> String {
         None => format!("(started {})", local(run.started)),
     };
     let mut counts = vec![format!("{} downloaded", run.downloaded)];
-    if run.ended.is_some() {
+    // A run that failed reported no counts: its downloads are counted from the catalog, what
+    // it skipped is unknown (a "0 skipped" would be wrong).
+    if run.ended.is_some() && run.outcome != SyncOutcome::Failed {
         counts.push(format!("{} skipped", run.skipped));
     }
     if run.failed > 0 {

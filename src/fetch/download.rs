@@ -6,7 +6,9 @@
 //! - a temp file only ever holds a prefix of the right content: its name carries the version's
 //!   checksum and size, and a resume is only accepted with a matching `Content-Range`;
 //! - an interrupted transfer (error, cancel, `kill -9`) leaves at most that temp file, which the
-//!   next attempt resumes.
+//!   next attempt resumes;
+//! - the rename replaces nothing unless the caller said the destination holds an older copy
+//!   to replace: a file that appeared there while the bytes came in is someone else's.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,10 @@ pub struct Download<'a> {
     pub checksum: &'a str,
     /// Modification time to give the file (the asset's date).
     pub mtime: Option<SystemTime>,
+    /// Whatever is at `dest` may be replaced (an older copy of this very file). Otherwise a
+    /// file that appears there during the transfer (the user's) is never overwritten: the
+    /// download fails with [`FetchError::DestinationTaken`] and keeps its complete temp file.
+    pub replace: bool,
     /// Set when the bytes are all in and the file is being moved into place: from then on
     /// the caller must let the call finish (dropping it could leave the file in place with
     /// nobody told), which takes only local disk time.
@@ -348,6 +354,8 @@ async fn flush_part(file: &mut tokio::fs::File, temp: &Path) -> Result<(), Fetch
 }
 
 /// fsync the complete part, give it its mtime, rename it into place, fsync the directory.
+/// When something took the destination meanwhile (and `job.replace` is not set), the part is
+/// kept: complete, it finishes the file without the network once the way is clear.
 async fn finalize(
     job: &Download<'_>,
     temp: &Path,
@@ -360,7 +368,7 @@ async fn finalize(
     }
     let temp = temp.to_path_buf();
     let dest = job.dest.to_path_buf();
-    let mtime = job.mtime;
+    let (mtime, replace) = (job.mtime, job.replace);
     tokio::task::spawn_blocking(move || -> Result<(), FetchError> {
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -373,7 +381,20 @@ async fn finalize(
         file.sync_all()
             .map_err(|e| FetchError::io("fsync", &temp, e))?;
         drop(file);
-        std::fs::rename(&temp, &dest).map_err(|e| FetchError::io("rename into place", &dest, e))?;
+        // Whether the path is free was checked before the transfer, which can take minutes:
+        // only the rename itself can check it without a race.
+        let placed = if replace {
+            std::fs::rename(&temp, &dest)
+        } else {
+            crate::rename::rename_noreplace(&temp, &dest)
+        };
+        match placed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(FetchError::DestinationTaken { path: dest });
+            }
+            Err(e) => return Err(FetchError::io("rename into place", &dest, e)),
+        }
         if let Some(dir) = dest.parent() {
             // Make the rename itself durable.
             if let Ok(d) = std::fs::File::open(dir) {

@@ -3,8 +3,9 @@
 //! - [`download`](mod@download): a whole file into place: Range resume of a partial temp file
 //!   (validated `Content-Range`, restart on 200), size checks against `Content-Length` and the
 //!   catalog, magic-byte checks (an HTML or JSON page is never saved as a photo), temp file +
-//!   fsync + atomic rename, SHA-256 of what was written, retries with backoff and a fresh URL
-//!   when the old one expired.
+//!   fsync + atomic rename (over a file that appeared meanwhile only when asked to replace),
+//!   SHA-256 of what was written, retries with backoff and a fresh URL when the old one
+//!   expired.
 //! - [`range`]: a byte range for the mount's block cache, with the same validation.
 //! - [`sniff`]: what the first bytes of a body say about it.
 //! - [`backoff`]: retry delays with jitter and `Retry-After`.
@@ -98,6 +99,10 @@ pub enum FetchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Something was put at the destination while the file downloaded (and the download
+    /// was not meant to replace it). Not transient: the same file is still in the way.
+    #[error("{} appeared while the run was going on; it was left as it is", path.display())]
+    DestinationTaken { path: PathBuf },
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {
         attempts: u32,

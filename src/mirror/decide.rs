@@ -363,11 +363,15 @@ impl Planner<'_> {
             self.adopt(&item, &planned)?;
             return Ok(true);
         }
-        let error = format!(
-            "{} is in the way: a file that is not from this library (or another version of \
-             it) is there; move it away and run again",
-            planned
-        );
+        // Sync never makes a folder at a file's path: one there is the user's.
+        let error = if meta.is_dir() {
+            format!("{planned} is in the way: a folder is there; move it away and run again")
+        } else {
+            format!(
+                "{planned} is in the way: a file that is not from this library (or another \
+                 version of it) is there; move it away and run again"
+            )
+        };
         self.fail_unqueued(&item, &planned, error);
         Ok(true)
     }

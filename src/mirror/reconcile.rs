@@ -12,7 +12,6 @@
 //!   resume are removed.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -21,6 +20,8 @@ use crate::catalog::{Catalog, DownloadState, DownloadUpdate, VersionKey};
 
 use super::MirrorError;
 use super::engine::RunContext;
+
+pub(super) use crate::rename::rename_noreplace;
 
 /// A version that should end up at `target` (relative to the root).
 #[derive(Debug, Clone)]
@@ -336,39 +337,6 @@ fn temp_name(rel_path: &str, version: VersionKey) -> String {
     format!("{dir}.icloudpd-rs-move-{}", version.0)
 }
 
-/// `rename` that refuses to replace an existing file (Linux `renameat2(RENAME_NOREPLACE)`;
-/// on file systems without it, a check then a plain rename).
-pub(super) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (cf, ct) = (c(from)?, c(to)?);
-    // SAFETY: both strings are valid NUL-terminated paths for the duration of the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            cf.as_ptr(),
-            libc::AT_FDCWD,
-            ct.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if std::fs::symlink_metadata(to).is_ok() {
-                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
-            }
-            std::fs::rename(from, to)
-        }
-        _ => Err(err),
-    }
-}
-
 /// Remove directories left empty by renames, up to (not including) the root.
 pub(super) fn remove_empty_dirs(root: &Path, dirs: HashSet<PathBuf>) {
     for dir in dirs {
@@ -430,19 +398,6 @@ pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renames_never_replace() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, "a").unwrap();
-        std::fs::write(&b, "b").unwrap();
-        assert!(rename_noreplace(&a, &b).is_err());
-        assert_eq!(std::fs::read(&b).unwrap(), b"b");
-        let c = dir.path().join("c");
-        rename_noreplace(&a, &c).unwrap();
-        assert_eq!(std::fs::read(&c).unwrap(), b"a");
-    }
 
     #[test]
     fn free_names_keep_the_extension() {

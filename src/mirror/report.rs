@@ -229,8 +229,8 @@ pub(super) fn sync_run_end(result: &Result<RunReport, MirrorError>) -> SyncRunEn
                 _ => None,
             },
         },
-        // The counts of a run that could not go on are not in its error; the catalog's
-        // download state has them.
+        // The counts of a run that could not go on are not in its error: `record_end` takes
+        // the number it downloaded from the catalog; what it skipped is not known.
         Err(e) => SyncRunEnd {
             outcome: SyncOutcome::Failed,
             downloaded: 0,
@@ -254,11 +254,35 @@ pub(super) fn record_end(
         return;
     }
     let recorded = catalog.root_id(root).and_then(|id| match id {
-        Some(id) => catalog.end_sync_run(id, &sync_run_end(result)),
+        Some(id) => {
+            let mut end = sync_run_end(result);
+            if result.is_err() {
+                // A run that failed after downloading files (a full disk) did download them:
+                // count them as for a run that never ended, from the files recorded since it
+                // began (the run's catalog writer was closed, so they are all recorded).
+                end.downloaded = downloaded_by_unended_run(catalog, id);
+            }
+            catalog.end_sync_run(id, &end)
+        }
         None => Ok(false),
     });
     if let Err(e) = recorded {
         tracing::warn!(error = %e, "could not record how the sync ended; `status` will call it interrupted");
+    }
+}
+
+/// Files recorded as downloaded into `root` since its run that has not ended began (0 when
+/// there is no such run or the catalog cannot say).
+fn downloaded_by_unended_run(catalog: &Catalog, root: crate::catalog::RootId) -> u64 {
+    match catalog.last_sync_runs(Some(root)) {
+        Ok(runs) => runs
+            .into_iter()
+            .find(|run| run.ended.is_none())
+            .map_or(0, |run| run.downloaded),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot count the failed run's downloads");
+            0
+        }
     }
 }
 

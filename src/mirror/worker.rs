@@ -112,10 +112,7 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
         return;
     }
     if !job.replace && tokio::fs::symlink_metadata(&dest).await.is_ok() {
-        let error = format!(
-            "{} appeared while the run was going on; it was left as it is",
-            dest.display()
-        );
+        let error = FetchError::DestinationTaken { path: dest }.to_string();
         ctx.fail(job, error, false);
         return;
     }
@@ -130,6 +127,8 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
         uti: &job.file_type,
         checksum: &job.checksum,
         mtime: Some(mtime_from_ms(job.mtime_ms)),
+        // Checked above, but a file can appear during the transfer: the rename checks again.
+        replace: job.replace,
         committing: Some(committing),
     };
     let session = ctx.api.session();
@@ -150,7 +149,12 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
                 return;
             }
             Err(e) => {
-                let retryable = !matches!(e, FetchError::NoUrl(_));
+                // A file in the way stays in the way: trying again at the end of the run
+                // would only fail again (and the user's file must stay as it is).
+                let retryable = !matches!(
+                    e,
+                    FetchError::NoUrl(_) | FetchError::DestinationTaken { .. }
+                );
                 ctx.fail(job, e.to_string(), retryable);
                 return;
             }

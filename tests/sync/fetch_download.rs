@@ -171,6 +171,7 @@ fn job(dest: &Path) -> Download<'_> {
         uti: "public.jpeg",
         checksum: "AY6c+BsE0jjaXx9tmVGJM1D2VcEO",
         mtime: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000)),
+        replace: false,
         committing: None,
     }
 }
@@ -390,4 +391,51 @@ async fn range_fetch_returns_exact_bytes() {
     .await
     .unwrap();
     assert_eq!(&tail[..], &content()[SIZE - 10..]);
+}
+
+/// A file put at the destination while the bytes come in (here: before the call, which
+/// checks nothing up front) is not replaced unless the download is meant to replace it; the
+/// complete part is kept and finishes the file without the network once the way is clear.
+#[tokio::test]
+async fn a_file_at_the_destination_is_never_replaced_and_the_part_finishes_later() {
+    let (base, cdn) = start_cdn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("a.JPG");
+    std::fs::write(&dest, b"the user's own file").unwrap();
+    let err = download_from(&base, "ok", &dest).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::DestinationTaken { ref path } if *path == dest),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("appeared while the run was going on; it was left as it is"),
+        "{err}"
+    );
+    assert!(!err.is_local_io() && !err.is_transient());
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the user's own file");
+    assert_eq!(cdn.hits.load(Ordering::SeqCst), 1, "not retried");
+    let temp =
+        fetch::download::temp_path(&dest, job(&dest).checksum, SIZE as u64, &cfg().temp_suffix);
+    assert_eq!(
+        std::fs::read(&temp).unwrap(),
+        content(),
+        "the complete part is kept"
+    );
+
+    std::fs::rename(&dest, dir.path().join("moved-away")).unwrap();
+    let out = download_from(&base, "ok", &dest).await.unwrap();
+    assert_eq!((out.resumed_from, out.bytes_fetched), (SIZE as u64, 0));
+    assert_eq!(cdn.hits.load(Ordering::SeqCst), 1, "finished from the part");
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+    assert!(no_temp_left(dir.path()));
+
+    // An older copy the download is meant to replace is replaced.
+    std::fs::write(&dest, b"an older copy").unwrap();
+    let mut replacing = job(&dest);
+    replacing.replace = true;
+    fetch::download(&http(), &cfg(), &replacing, &FixedUrl(format!("{base}/ok")))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
 }

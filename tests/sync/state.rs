@@ -573,3 +573,57 @@ fn status_shows_the_last_sync_of_each_folder_interrupted_or_complete() {
         "{text}"
     );
 }
+
+/// `status` after a run that could not go on (here: a folder it must create is a file) gives
+/// the number of files that run downloaded before it stopped, not 0, and no skipped count
+/// (a failed run reports none).
+#[test]
+fn status_counts_what_a_failed_sync_downloaded_before_it_stopped() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let dirs: std::collections::BTreeSet<&str> = expected
+        .keys()
+        .filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir))
+        .collect();
+    // Folders are planned newest-named first: the files of the others are downloaded again,
+    // then the run stops at the last, whose folder is now a file.
+    let last = *dirs.first().unwrap();
+    let refetched: Vec<&String> = expected
+        .keys()
+        .filter(|p| p.rsplit_once('/').is_some_and(|(dir, _)| dir != last))
+        .collect();
+    assert!(refetched.len() > 10, "{dirs:?}");
+    for path in &refetched {
+        std::fs::remove_file(photos.join(path)).unwrap();
+    }
+    std::fs::remove_dir_all(photos.join(last)).unwrap();
+    std::fs::write(photos.join(last), "not a folder").unwrap();
+
+    // One transfer at a time: the first folder's files are all done before the last's.
+    let run = env.sync(&photos, &["--threads-num", "1"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("creating the folder"), "{}", run.stderr);
+    for path in &refetched {
+        assert!(photos.join(path).is_file(), "{path} downloaded again");
+    }
+
+    let status = env.run(&["status", "--json"]);
+    status.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let last_sync = &doc["last_syncs"][0];
+    assert_eq!(last_sync["outcome"], "failed", "{doc}");
+    assert_eq!(last_sync["downloaded"], refetched.len(), "{doc}");
+    let text = env.run(&["status"]);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Last sync into "))
+        .unwrap_or_else(|| panic!("no last sync line:\n{}", text.stdout));
+    assert!(
+        line.contains(": failed ") && line.contains(&format!("({} downloaded): ", refetched.len())),
+        "{line}"
+    );
+    assert!(line.contains("creating the folder"), "{line}");
+}
