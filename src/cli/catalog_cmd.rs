@@ -242,13 +242,10 @@ pub fn status_cmd(args: StatusArgs) -> i32 {
     };
     let result = (|| -> Result<(), CommandError> {
         let session = crate::auth::read_summary(&ctx.global.data_dir()?, &ctx.auth.username)?;
-        // Signed in (`login`) but nothing listed yet: the session is worth showing.
-        if !ctx.catalog_path().exists()
-            && let Some(session) = &session
-            && !args.failed
-            && args.directory.is_none()
-        {
-            print_no_catalog(session, args.json);
+        // Nothing listed yet: what there is of a session is worth showing (signed in with
+        // `login`, waiting for a code, or not signed in at all).
+        if !ctx.catalog_path().exists() && !args.failed && args.directory.is_none() {
+            print_no_catalog(session.as_ref(), args.json);
             return Ok(());
         }
         let catalog = ctx.open_catalog_read_only()?;
@@ -452,8 +449,8 @@ fn last_sync_line(run: &crate::catalog::SyncRunRecord) -> String {
     )
 }
 
-/// `status` of an account signed in to but not listed yet: zero counts, no catalog.
-fn print_no_catalog(session: &crate::auth::SessionSummary, json: bool) {
+/// `status` of an account not listed yet (signed in or not): zero counts, no catalog.
+fn print_no_catalog(session: Option<&crate::auth::SessionSummary>, json: bool) {
     if json {
         // The document of an empty catalog, with no catalog file to name.
         let mut doc = serde_json::to_value(crate::catalog::Status::default()).unwrap_or_default();
@@ -463,7 +460,7 @@ fn print_no_catalog(session: &crate::auth::SessionSummary, json: bool) {
         return;
     }
     println!("Catalog: none yet (`icloudpd-rs refresh`, `sync` or `mount` lists the library)");
-    print_session(Some(session));
+    print_session(session);
 }
 
 /// The session lines of `status`.

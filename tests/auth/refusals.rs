@@ -294,3 +294,21 @@ fn status_follows_what_apple_last_said() {
     assert!(text.contains("Advanced Data Protection"), "{text}");
     assert_eq!(doc["session"]["signed_in"], false, "{doc}");
 }
+
+/// `status` of an account with neither a session nor a catalog says so, and it is no error.
+#[test]
+fn status_of_an_account_never_signed_in() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = data.path().to_string_lossy().into_owned();
+    let r = run(
+        &["status", "-u", "nobody@example.com", "--data-dir", &d],
+        &[],
+        None,
+        "no-password-involved",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Catalog: none yet"), "{}", r.stdout);
+    assert!(r.stdout.contains("Session: not signed in"), "{}", r.stdout);
+    // Reading is all it did.
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
