@@ -212,7 +212,7 @@ impl BlockCache {
         }
     }
 
-    fn unpin_content(&self, key: &ContentKey) {
+    pub(super) fn unpin_content(&self, key: &ContentKey) {
         let mut pins = lock(&self.content_pins);
         if let Some(n) = pins.get_mut(key) {
             *n -= 1;

@@ -137,6 +137,23 @@ pub enum CacheError {
     },
 }
 
+/// Block bytes written by [`BlockCache::write_fetched`], waiting to be indexed (`None`: not
+/// written, the block being empty or too large).
+pub struct BlockWrite(Option<std::io::Result<(std::fs::Metadata, std::fs::Metadata)>>);
+
+/// A content held from eviction while blocks of it are being stored (see
+/// [`BlockCache::pin_content`]).
+pub struct ContentPin {
+    cache: Arc<BlockCache>,
+    key: ContentKey,
+}
+
+impl Drop for ContentPin {
+    fn drop(&mut self) {
+        self.cache.unpin_content(&self.key);
+    }
+}
+
 /// What `put` did.
 enum Put {
     Stored,
@@ -341,16 +358,68 @@ impl BlockCache {
         self.store(key, idx, data, false, Some(sum))
     }
 
+    /// The first half of [`BlockCache::put_fetched`], for a thread that must take no lock a
+    /// reader takes (the idle-priority cache writer: preempted while holding one, it stalled
+    /// every reader): the bytes of block `idx` of `key`, written to its block file, not yet
+    /// indexed. [`BlockCache::index_fetched`] finishes; meanwhile the content should be held
+    /// by [`BlockCache::pin_content`] so that no eviction frees what was just written.
+    pub fn write_fetched(&self, key: &ContentKey, idx: u64, data: &[u8]) -> BlockWrite {
+        let len = data.len() as u64;
+        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes() {
+            return BlockWrite(None);
+        }
+        BlockWrite(Some(self.files.write(key.as_str(), idx * BLOCK_SIZE, data)))
+    }
+
+    /// The second half of [`BlockCache::put_fetched`]: index the block `write_fetched` wrote.
+    pub fn index_fetched(
+        &self,
+        key: &ContentKey,
+        idx: u64,
+        data: Bytes,
+        sum: u32,
+        write: BlockWrite,
+    ) -> bool {
+        match write.0 {
+            Some(written) => self.finish_store(key, idx, data, false, sum, written),
+            None => false,
+        }
+    }
+
+    /// Hold `key` from eviction (as an open complete file is) until the pin is dropped.
+    pub fn pin_content(self: &Arc<Self>, key: &ContentKey) -> ContentPin {
+        *lock(&self.content_pins).entry(key.clone()).or_insert(0) += 1;
+        ContentPin {
+            cache: self.clone(),
+            key: key.clone(),
+        }
+    }
+
     fn store(&self, key: &ContentKey, idx: u64, data: Bytes, hot: bool, sum: Option<u32>) -> bool {
         let len = data.len() as u64;
         if len == 0 || len > BLOCK_SIZE || len > self.max_bytes() {
             return false;
         }
-        let id = (key.clone(), idx);
         let sum = sum.unwrap_or_else(|| crc32c::crc32c(&data));
-        let offset = idx * BLOCK_SIZE;
         // Bytes first, row second: a crash in between leaves bytes no row claims.
-        let mut written = self.files.write(key.as_str(), offset, &data);
+        let written = self.files.write(key.as_str(), idx * BLOCK_SIZE, &data);
+        self.finish_store(key, idx, data, hot, sum, written)
+    }
+
+    /// Index a block whose bytes `written` wrote (retrying once after making room when the
+    /// disk was full).
+    fn finish_store(
+        &self,
+        key: &ContentKey,
+        idx: u64,
+        data: Bytes,
+        hot: bool,
+        sum: u32,
+        mut written: std::io::Result<(std::fs::Metadata, std::fs::Metadata)>,
+    ) -> bool {
+        let len = data.len() as u64;
+        let id = (key.clone(), idx);
+        let offset = idx * BLOCK_SIZE;
         if let Err(e) = &written
             && is_disk_full(e)
             && self.shrink_after_disk_full(len, &id)

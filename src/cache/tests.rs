@@ -530,3 +530,27 @@ fn evictions_and_verifications_running_together_never_deadlock() {
     }
     assert!(cache.stats().bytes <= 4 * 4096);
 }
+
+/// Bytes written for a block but not indexed yet (the idle writer's first step) survive
+/// evictions meanwhile: their content is pinned until the index step.
+#[test]
+fn a_block_written_but_not_yet_indexed_survives_evictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(BlockCache::open(&cfg(dir.path(), 2)).unwrap());
+    let a = ContentKey::new("a", 2 * BLOCK_SIZE);
+    let b = ContentKey::new("b", 4 * BLOCK_SIZE);
+    assert!(cache.put(&a, 0, &block(1, BLOCK_SIZE as usize)));
+    let pin = cache.pin_content(&a);
+    let second = block(2, BLOCK_SIZE as usize);
+    let write = cache.write_fetched(&a, 1, &second);
+    // Others come in: without the pin, `a`'s only indexed block would be evicted and its
+    // block file, holding the bytes just written, removed.
+    for i in 0..4 {
+        cache.put(&b, i, &block(3, BLOCK_SIZE as usize));
+    }
+    let sum = crc32c::crc32c(&second);
+    assert!(cache.index_fetched(&a, 1, Bytes::from(second.clone()), sum, write));
+    drop(pin);
+    cache.drop_memory_tier();
+    assert_eq!(cache.get(&a, 1).as_deref(), Some(&second[..]));
+}

@@ -222,14 +222,25 @@ impl Delivery {
         let fetcher = self.fetcher.clone();
         let file = self.file.clone();
         let id = self.id;
-        // Into the cache off the async workers.
+        // Into the cache off the async workers, in two steps: the bytes on the idle-priority
+        // writer, which takes no lock a reader takes (preempted while holding one, it stalled
+        // every reader of a busy machine for seconds), then the index at normal priority. The
+        // content is held from eviction in between, so that nothing frees the bytes written.
+        let pin = self.fetcher.cache.pin_content(&file.content);
         self.fetcher.writer.run(Box::new(move || {
-            fetcher.cache.put_fetched(&file.content, idx, data, sum);
-            fetcher.unregister(&file.content, idx, id);
-            // The file's last missing block: make it a complete file.
-            if fetcher.cache.is_complete(&file.content, file.size) {
-                fetcher.verify_later(file.content.clone(), file.size);
-            }
+            let write = fetcher.cache.write_fetched(&file.content, idx, &data);
+            let writer = fetcher.clone();
+            writer.writer.at_normal_priority(Box::new(move || {
+                fetcher
+                    .cache
+                    .index_fetched(&file.content, idx, data, sum, write);
+                drop(pin);
+                fetcher.unregister(&file.content, idx, id);
+                // The file's last missing block: make it a complete file.
+                if fetcher.cache.is_complete(&file.content, file.size) {
+                    fetcher.verify_later(file.content.clone(), file.size);
+                }
+            }));
         }));
     }
 

@@ -13,6 +13,12 @@
 //! had idle time for the stores. The queue is lock-free: with a mutex, a sender could wait for
 //! the idle thread to be scheduled again (half the gain was lost that way).
 //!
+//! A store is two steps: the idle thread only writes the block's bytes to its file, touching
+//! no lock that a reader takes, and hands the index update (the block table, evictions, the
+//! journal) to the normal-priority thread. An idle thread preempted while it held the table
+//! stalled every reader of a busy machine for seconds (priority inversion), and the unmount
+//! waited for it as long.
+//!
 //! The price is a queue: a busy machine leaves the stores waiting. Past [`OVERFLOW_AT`] queued
 //! blocks a second thread, at normal priority, takes them too, so the memory held stays
 //! bounded; and [`CacheWriter::flush`] runs what is left at the caller's priority (an unmount
@@ -56,6 +62,8 @@ struct Threads {
     pending: Arc<Pending>,
     /// Work for the normal-priority thread ([`CacheWriter::at_normal_priority`]).
     jobs: Sender<Store>,
+    /// Its other end, shared with [`CacheWriter::flush`], and the jobs queued or running.
+    normal: Arc<Jobs>,
     /// The writer is gone: the overflow thread ends.
     closed: Arc<AtomicBool>,
     overflow: Thread,
@@ -76,12 +84,36 @@ impl Pending {
     }
 }
 
+/// The normal-priority jobs: the second step of every store (the index), verifications.
+struct Jobs {
+    taken: Receiver<Store>,
+    outstanding: AtomicUsize,
+}
+
+impl Jobs {
+    fn run(&self, job: Store) {
+        job();
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Runs the jobs queued now.
+    fn drain(&self) {
+        while let Ok(job) = self.taken.try_recv() {
+            self.run(job);
+        }
+    }
+}
+
 impl CacheWriter {
     pub(super) fn start() -> CacheWriter {
         let (queue, taken) = crossbeam_channel::unbounded::<Store>();
         let (jobs, job_rx) = crossbeam_channel::unbounded::<Store>();
         let pending = Arc::new(Pending {
             taken,
+            outstanding: AtomicUsize::new(0),
+        });
+        let normal = Arc::new(Jobs {
+            taken: job_rx,
             outstanding: AtomicUsize::new(0),
         });
         let closed = Arc::new(AtomicBool::new(false));
@@ -98,10 +130,10 @@ impl CacheWriter {
                 })
         };
         let overflow = idle.and_then(|_| {
-            let (pending, closed) = (pending.clone(), closed.clone());
+            let (pending, normal, closed) = (pending.clone(), normal.clone(), closed.clone());
             std::thread::Builder::new()
                 .name("cache-overflow".into())
-                .spawn(move || help(&pending, &job_rx, &closed))
+                .spawn(move || help(&pending, &normal, &closed))
         });
         match overflow {
             Ok(overflow) => CacheWriter {
@@ -109,6 +141,7 @@ impl CacheWriter {
                     queue,
                     pending,
                     jobs,
+                    normal,
                     closed,
                     overflow: overflow.thread().clone(),
                 }),
@@ -144,9 +177,10 @@ impl CacheWriter {
         let Some(t) = &self.threads else {
             return job();
         };
+        t.normal.outstanding.fetch_add(1, Ordering::AcqRel);
         match t.jobs.send(job) {
             Ok(()) => t.overflow.unpark(),
-            Err(e) => (e.into_inner())(),
+            Err(e) => t.normal.run(e.into_inner()),
         }
     }
 
@@ -156,11 +190,18 @@ impl CacheWriter {
         let Some(t) = &self.threads else {
             return;
         };
-        while let Ok(store) = t.pending.taken.try_recv() {
-            t.pending.run(store);
-        }
         let deadline = Instant::now() + FLUSH_WAIT;
-        while t.pending.outstanding.load(Ordering::Acquire) > 0 {
+        // A store's first step queues its second: both queues, until neither holds work.
+        loop {
+            while let Ok(store) = t.pending.taken.try_recv() {
+                t.pending.run(store);
+            }
+            t.normal.drain();
+            if t.pending.outstanding.load(Ordering::Acquire) == 0
+                && t.normal.outstanding.load(Ordering::Acquire) == 0
+            {
+                return;
+            }
             if Instant::now() >= deadline {
                 tracing::warn!("a block is still being stored into the cache; not waiting");
                 return;
@@ -181,12 +222,10 @@ impl Drop for CacheWriter {
 
 /// The normal-priority thread: sleeps until the queue passes [`OVERFLOW_AT`], then takes
 /// stores until it is back under; runs the jobs it is given.
-fn help(pending: &Pending, jobs: &Receiver<Store>, closed: &AtomicBool) {
+fn help(pending: &Pending, jobs: &Jobs, closed: &AtomicBool) {
     while !closed.load(Ordering::Acquire) {
         std::thread::park();
-        while let Ok(job) = jobs.try_recv() {
-            job();
-        }
+        jobs.drain();
         while pending.taken.len() > OVERFLOW_AT {
             match pending.taken.try_recv() {
                 Ok(store) => pending.run(store),
