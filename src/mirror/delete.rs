@@ -184,8 +184,11 @@ pub(super) fn icloud_candidates(
     libraries: &HashMap<crate::catalog::LibraryId, Library>,
     dry_run: bool,
 ) -> Result<Vec<(Arc<StoredAsset>, Library)>, MirrorError> {
-    let Some(root) = ctx.root_id else {
-        return Ok(Vec::new());
+    // A dry run into a folder never synced has no root recorded: nothing is on disk yet.
+    let root = match ctx.root_id {
+        Some(root) => Some(root),
+        None if dry_run => None,
+        None => return Ok(Vec::new()),
     };
     let config = &ctx.config;
     let cutoff_ms = config
@@ -193,18 +196,15 @@ pub(super) fn icloud_candidates(
         .keep_icloud_recent_days
         .map(|days| chrono::Utc::now().timestamp_millis() - i64::from(days) * 86_400_000);
     let sources = config.selection.sources(catalog)?;
-    let index = TreeIndex::build(
-        catalog,
-        &config.policy,
-        &config.selection,
-        &sources,
-        Some(root),
-    )?;
+    let index = TreeIndex::build(catalog, &config.policy, &config.selection, &sources, root)?;
     let mut out = Vec::new();
     for group in 0..index.directories() {
         let items = index.plan_directory(group, catalog, &config.policy, &config.selection)?;
         let versions: Vec<VersionKey> = items.iter().map(|i| i.version).collect();
-        let states = catalog.download_states(root, &versions)?;
+        let states = match root {
+            Some(root) => catalog.download_states(root, &versions)?,
+            None => HashMap::new(),
+        };
         let mut by_asset: HashMap<AssetKey, (Arc<StoredAsset>, Vec<VersionKey>)> = HashMap::new();
         for item in items {
             by_asset

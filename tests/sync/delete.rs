@@ -129,6 +129,21 @@ fn photos_go_to_recently_deleted_only_when_every_version_is_downloaded_and_check
 fn delete_after_download_takes_only_what_this_run_downloaded() {
     let env = Env::new(small(15));
     let photos = env.folder("photos");
+    // A dry run of a first sync names every photo it would download, then move.
+    let dry = env.sync(&photos, &["--delete-after-download", "--dry-run"]);
+    dry.expect_code(0);
+    let photo_count = expected_tree(&env, &[])
+        .values()
+        .map(|(asset, _)| asset.clone())
+        .collect::<HashSet<_>>()
+        .len();
+    assert_eq!(
+        dry.stdout.matches("would move to Recently Deleted").count(),
+        photo_count,
+        "{}",
+        dry.stdout
+    );
+    assert!(deleted_in_icloud(&env).is_empty());
     env.sync(&photos, &[]).expect_code(0);
     assert!(deleted_in_icloud(&env).is_empty());
     // Nothing downloaded now: nothing deleted.
