@@ -336,6 +336,12 @@ impl Work {
             }
             SetupOutcome::Refused { status, detail } => {
                 tracing::debug!(status, %detail, "saved session token refused; a new sign-in is needed");
+                // Dead now: forgotten on disk too, so that `status` no longer says signed in
+                // when the new sign-in cannot happen (no password in a cron job).
+                self.session.forget_web_session();
+                if let Err(e) = self.save() {
+                    tracing::debug!(error = %e, "could not save the forgotten session");
+                }
                 Ok(None)
             }
         }
@@ -608,7 +614,11 @@ fn check_endpoint(
         saved: session
             .auth_root
             .clone()
-            .unwrap_or_else(|| "Apple's servers".to_string()),
+            .unwrap_or_else(|| {
+                "Apple's servers (a session saved before its server was recorded is taken as \
+                 Apple's)"
+                    .to_string()
+            }),
         given: given.clone(),
     })
 }

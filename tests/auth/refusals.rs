@@ -312,3 +312,44 @@ fn status_of_an_account_never_signed_in() {
     // Reading is all it did.
     assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
 }
+
+/// A session Apple no longer accepts, in a run with no password to sign in again (cron):
+/// `status` then says signed out, not signed in.
+#[test]
+fn status_says_signed_out_once_the_saved_session_was_refused() {
+    let sim = sim(SimConfig::default());
+    let acct = sim.account().clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let args = login_args(
+        &sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
+    assert_eq!(run(&strs(&args), &[], None, &acct.password).code, 0);
+    sim.state().auth.expire_web_sessions();
+    let d = data.path().to_string_lossy().into_owned();
+    let refresh = run(
+        &[
+            "refresh",
+            "-u",
+            &acct.username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &d,
+        ],
+        &[],
+        None,
+        &acct.password,
+    );
+    assert_eq!(refresh.code, 3, "{}", refresh.stderr);
+    assert!(
+        refresh.stderr.contains("a password is needed"),
+        "{}",
+        refresh.stderr
+    );
+    let (text, doc) = status_of(data.path(), &acct.password);
+    assert_eq!(doc["session"]["signed_in"], false, "{doc}");
+    assert!(text.contains("signed out"), "{text}");
+}
