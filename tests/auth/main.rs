@@ -7,3 +7,4 @@ mod cassettes;
 mod cli;
 mod pty;
 mod refusals;
+mod terminal;
