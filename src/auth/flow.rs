@@ -611,14 +611,11 @@ fn check_endpoint(
     Err(AuthError::OtherEndpoint {
         username: opts.username.clone(),
         dir: store.dir().display().to_string(),
-        saved: session
-            .auth_root
-            .clone()
-            .unwrap_or_else(|| {
-                "Apple's servers (a session saved before its server was recorded is taken as \
+        saved: session.auth_root.clone().unwrap_or_else(|| {
+            "Apple's servers (a session saved before its server was recorded is taken as \
                  Apple's)"
-                    .to_string()
-            }),
+                .to_string()
+        }),
         given: given.clone(),
     })
 }

@@ -78,7 +78,9 @@ pub enum PasswordError {
     CommandStart { detail: String },
     #[error("the password command failed ({status}); its output is not shown")]
     CommandFailed { status: String },
-    #[error("the password command printed no password on its first line (the first line is the password)")]
+    #[error(
+        "the password command printed no password on its first line (the first line is the password)"
+    )]
     CommandEmpty,
     #[error("the password command did not finish within {} s and was stopped", .0.as_secs())]
     CommandTimeout(Duration),
