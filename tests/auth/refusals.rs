@@ -199,6 +199,26 @@ fn status_of(data: &std::path::Path, secret: &str) -> (String, serde_json::Value
     (text.stdout, doc)
 }
 
+/// `refresh` of the simulator's account into `data`, with `env`.
+fn refresh_of(
+    sim: &icloudpd_rs::sim::BackgroundSim,
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+    secret: &str,
+) -> crate::cli::Run {
+    let d = data.to_string_lossy().into_owned();
+    let args = [
+        "refresh",
+        "-u",
+        &sim.account().username,
+        "--endpoint",
+        sim.endpoint(),
+        "--data-dir",
+        &d,
+    ];
+    run(&args, env, None, secret)
+}
+
 /// A saved session's tokens go only to the service that issued them: another `--endpoint` on
 /// the same data folder is refused before anything is sent to it.
 #[test]
@@ -260,19 +280,10 @@ fn status_follows_what_apple_last_said() {
 
     sim.state().auth.expire_web_sessions();
     sim.state().auth.expire_trust_tokens();
-    let d = data.path().to_string_lossy().into_owned();
-    let refresh = run(
-        &[
-            "refresh",
-            "-u",
-            &acct.username,
-            "--endpoint",
-            sim.endpoint(),
-            "--data-dir",
-            &d,
-        ],
+    let refresh = refresh_of(
+        &sim,
+        data.path(),
         &[("ICLOUD_PASSWORD", &acct.password)],
-        None,
         &acct.password,
     );
     assert_eq!(refresh.code, 3, "{}", refresh.stderr);
@@ -328,21 +339,7 @@ fn status_says_signed_out_once_the_saved_session_was_refused() {
     );
     assert_eq!(run(&strs(&args), &[], None, &acct.password).code, 0);
     sim.state().auth.expire_web_sessions();
-    let d = data.path().to_string_lossy().into_owned();
-    let refresh = run(
-        &[
-            "refresh",
-            "-u",
-            &acct.username,
-            "--endpoint",
-            sim.endpoint(),
-            "--data-dir",
-            &d,
-        ],
-        &[],
-        None,
-        &acct.password,
-    );
+    let refresh = refresh_of(&sim, data.path(), &[], &acct.password);
     assert_eq!(refresh.code, 3, "{}", refresh.stderr);
     assert!(
         refresh.stderr.contains("a password is needed"),
