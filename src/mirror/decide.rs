@@ -366,6 +366,11 @@ impl Planner<'_> {
         // Sync never makes a folder at a file's path: one there is the user's.
         let error = if meta.is_dir() {
             format!("{planned} is in the way: a folder is there; move it away and run again")
+        } else if meta.is_symlink() {
+            format!(
+                "{planned} is in the way: a symbolic link is there (never written through); \
+                 move it away and run again"
+            )
         } else {
             format!(
                 "{planned} is in the way: a file that is not from this library (or another \

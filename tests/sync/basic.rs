@@ -146,16 +146,28 @@ fn a_file_or_folder_in_the_way_is_named_as_such_and_left_alone() {
     let expected = expected_tree(&env, &[]);
     let mut planned = expected.keys();
     let (folder, file) = (planned.next().unwrap(), planned.next().unwrap());
+    let link = planned.next().unwrap();
     std::fs::create_dir_all(photos.join(folder)).unwrap();
     std::fs::write(photos.join(folder).join("notes.txt"), "mine").unwrap();
     std::fs::create_dir_all(photos.join(file).parent().unwrap()).unwrap();
     std::fs::write(photos.join(file), "not a photo").unwrap();
+    // A symbolic link to a folder elsewhere, at a file's path: never written through.
+    let elsewhere = env.folder("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(photos.join(link).parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, photos.join(link)).unwrap();
 
     let report = env.folder("report.json");
     let r = report.display().to_string();
     env.sync(&photos, &["--report-json", &r]).expect_code(2);
     let failed = failures(&report);
-    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(
+        failed[link].starts_with(&format!("{link} is in the way: a symbolic link is there")),
+        "{}",
+        failed[link]
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert_eq!(
         failed[folder],
         format!("{folder} is in the way: a folder is there; move it away and run again")
