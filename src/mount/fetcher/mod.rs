@@ -266,13 +266,13 @@ impl BlockFetcher {
     /// Verify a content whose blocks are all cached, off the request path, so later opens
     /// read it as a complete file (see [`BlockCache::verify_complete`]).
     pub fn verify_later(&self, key: ContentKey, size: u64) {
-        if !self
-            .verifying
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone())
         {
-            return;
+            let mut verifying = self.verifying.lock().unwrap_or_else(|e| e.into_inner());
+            // A few at a time (each reads a whole file; dozens piled up on a busy machine):
+            // one left out is asked again at the file's next open.
+            if verifying.len() >= MAX_VERIFYING || !verifying.insert(key.clone()) {
+                return;
+            }
         }
         let cache = self.cache.clone();
         let verifying = self.verifying.clone();
@@ -474,6 +474,9 @@ impl Drop for BlockFetcher {
         tracing::debug!(fetcher = ?self.stats(), cache = ?self.cache.stats(), "read statistics");
     }
 }
+
+/// Verifications of complete contents running at once (see [`BlockFetcher::verify_later`]).
+const MAX_VERIFYING: usize = 4;
 
 /// Ends the verification of `key` in [`BlockFetcher::verify_later`]'s set.
 fn no_longer_verifying(verifying: &Mutex<HashSet<ContentKey>>, key: &ContentKey) {
