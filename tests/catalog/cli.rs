@@ -47,10 +47,11 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
     let account = sim.account().clone();
     let user = account.username.as_str();
 
-    // Before any refresh: a clear error naming the fix.
-    let (code, _, err) = run(dir.path(), user, &["status"]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("icloudpd-rs refresh"), "{err}");
+    // Before any refresh: no catalog yet, and what lists the library.
+    let (code, out, err) = run(dir.path(), user, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Catalog: none yet"), "{out}");
+    assert!(out.contains("icloudpd-rs refresh"), "{out}");
 
     let (code, _, err) = run(
         dir.path(),
