@@ -582,7 +582,6 @@ pub(crate) fn build_api(opts: &AuthOptions, jar: Arc<CookieJar>) -> Result<Apple
     ))
 }
 
-/// A signed-in account that still cannot be used for photos.
 /// A saved session's tokens and cookies go only to the service that issued them: a run with
 /// another `--endpoint` (a proxy, a simulator, a stale `ICLOUDPD_RS_ENDPOINT`) on the same data
 /// directory is refused before anything is sent. A session saved before the origin was
@@ -613,13 +612,14 @@ fn check_endpoint(
         dir: store.dir().display().to_string(),
         saved: session.auth_root.clone().unwrap_or_else(|| {
             "Apple's servers (a session saved before its server was recorded is taken as \
-                 Apple's)"
+             Apple's)"
                 .to_string()
         }),
         given: given.clone(),
     })
 }
 
+/// A signed-in account that still cannot be used for photos.
 fn check_usable(info: &AccountInfo, opts: &AuthOptions) -> Result<(), AuthError> {
     if info.adp_enabled {
         return Err(AuthError::AdvancedDataProtection {
