@@ -334,11 +334,18 @@ impl BlockCache {
 
     /// [`BlockCache::put`] without copying `data` (it is shared with the memory tier).
     pub fn put_bytes(&self, key: &ContentKey, idx: u64, data: Bytes) -> bool {
-        self.store(key, idx, data, true, None)
+        let len = data.len() as u64;
+        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes() {
+            return false;
+        }
+        let sum = crc32c::crc32c(&data);
+        // Bytes first, row second: a crash in between leaves bytes no row claims.
+        let written = self.files.write(key.as_str(), idx * BLOCK_SIZE, &data);
+        self.finish_store(key, idx, data, true, sum, written)
     }
 
     /// Hand the bytes of block `idx` of `key`, just fetched, to the memory tier ahead of
-    /// their store by [`BlockCache::put_fetched`]. A transfer does this before its readers get
+    /// their store by [`BlockCache::write_fetched`] and [`BlockCache::index_fetched`]. A transfer does this before its readers get
     /// the block: a sequential reader releases it (`release_hot`) as soon as it has passed it,
     /// whereas a store that came after the reader (the cache writer running behind) used to
     /// put the block back into the tier, where it held its buffer until evicted: 64 MiB of
@@ -349,17 +356,8 @@ impl BlockCache {
         }
     }
 
-    /// [`BlockCache::put_bytes`] of a block already handed to [`BlockCache::hold_hot`]: stored
-    /// on disk and indexed, the memory tier left as the readers left it. `sum` is the
-    /// CRC-32C of `data`, computed as its bytes were assembled (while they were in the CPU's
-    /// cache: a second pass over the block from memory cost a twelfth of the daemon's CPU
-    /// on a cold read).
-    pub fn put_fetched(&self, key: &ContentKey, idx: u64, data: Bytes, sum: u32) -> bool {
-        self.store(key, idx, data, false, Some(sum))
-    }
-
-    /// The first half of [`BlockCache::put_fetched`], for a thread that must take no lock a
-    /// reader takes (the idle-priority cache writer: preempted while holding one, it stalled
+    /// The first half of storing a fetched block already handed to [`BlockCache::hold_hot`],
+    /// for a thread that must take no lock a reader takes (the idle-priority cache writer: preempted while holding one, it stalled
     /// every reader): the bytes of block `idx` of `key`, written to its block file, not yet
     /// indexed. [`BlockCache::index_fetched`] finishes; meanwhile the content should be held
     /// by [`BlockCache::pin_content`] so that no eviction frees what was just written.
@@ -371,7 +369,10 @@ impl BlockCache {
         BlockWrite(Some(self.files.write(key.as_str(), idx * BLOCK_SIZE, data)))
     }
 
-    /// The second half of [`BlockCache::put_fetched`]: index the block `write_fetched` wrote.
+    /// The second half: index the block [`BlockCache::write_fetched`] wrote, the memory tier
+    /// left as the readers left it. `sum` is the CRC-32C of `data`, computed as its bytes were
+    /// assembled (while they were in the CPU's cache: a second pass over the block from memory
+    /// cost a twelfth of the daemon's CPU on a cold read).
     pub fn index_fetched(
         &self,
         key: &ContentKey,
@@ -393,17 +394,6 @@ impl BlockCache {
             cache: self.clone(),
             key: key.clone(),
         }
-    }
-
-    fn store(&self, key: &ContentKey, idx: u64, data: Bytes, hot: bool, sum: Option<u32>) -> bool {
-        let len = data.len() as u64;
-        if len == 0 || len > BLOCK_SIZE || len > self.max_bytes() {
-            return false;
-        }
-        let sum = sum.unwrap_or_else(|| crc32c::crc32c(&data));
-        // Bytes first, row second: a crash in between leaves bytes no row claims.
-        let written = self.files.write(key.as_str(), idx * BLOCK_SIZE, &data);
-        self.finish_store(key, idx, data, hot, sum, written)
     }
 
     /// Index a block whose bytes `written` wrote (retrying once after making room when the

@@ -106,7 +106,7 @@ impl BlockFetcher {
         let mut block = self.cache.buffer(block_len(first).max(prefix.len()));
         block.extend_from_slice(&prefix);
         // The block's checksum, computed piece by piece as it is assembled (see
-        // `BlockCache::put_fetched`).
+        // `BlockCache::index_fetched`).
         let mut sum = crc32c::crc32c(&prefix);
         let mut idx = first;
         let mut pos = first * BLOCK_SIZE + prefix.len() as u64;
