@@ -320,6 +320,16 @@ impl MountHandle {
     /// a second signal stops serving it.
     pub fn run_until_signal(mut self) -> Result<(), MountError> {
         self.catch_signals();
+        let result = self.serve_until_signal();
+        // Unmounted: what is left is winding down (the mirror's files in flight, the cache's
+        // last stores), which a busy machine can stretch. A signal now ends the process at
+        // once, as shells expect of a second Ctrl-C (nothing caught it any more: it did
+        // nothing).
+        default_signals();
+        result
+    }
+
+    fn serve_until_signal(mut self) -> Result<(), MountError> {
         match self.next_event() {
             Ok(Event::Ended(res)) => self.finish_with(res),
             Ok(Event::Signal(name)) => {
@@ -516,4 +526,14 @@ fn force_exit_after(grace: Duration) {
             tracing::warn!("still stopping after the second signal; exiting now");
             std::process::exit(130);
         });
+}
+
+/// The default disposition (end the process) for the signals the mount caught.
+fn default_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: resetting a signal to its default disposition.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
 }

@@ -64,6 +64,8 @@ struct Threads {
     jobs: Sender<Store>,
     /// Its other end, shared with [`CacheWriter::flush`], and the jobs queued or running.
     normal: Arc<Jobs>,
+    /// The idle thread's kernel id, once it runs (0 before).
+    idle_tid: Arc<std::sync::atomic::AtomicI32>,
     /// The writer is gone: the overflow thread ends.
     closed: Arc<AtomicBool>,
     overflow: Thread,
@@ -117,11 +119,14 @@ impl CacheWriter {
             outstanding: AtomicUsize::new(0),
         });
         let closed = Arc::new(AtomicBool::new(false));
+        let idle_tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
         let idle = {
-            let pending = pending.clone();
+            let (pending, idle_tid) = (pending.clone(), idle_tid.clone());
             std::thread::Builder::new()
                 .name("cache-writer".into())
                 .spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    idle_tid.store(unsafe { libc::gettid() }, Ordering::Release);
                     lower_priority();
                     // Ends when the writer (the only sender) is gone and the queue is empty.
                     for store in pending.taken.iter() {
@@ -142,6 +147,7 @@ impl CacheWriter {
                     pending,
                     jobs,
                     normal,
+                    idle_tid,
                     closed,
                     overflow: overflow.thread().clone(),
                 }),
@@ -190,6 +196,15 @@ impl CacheWriter {
         let Some(t) = &self.threads else {
             return;
         };
+        // The end: the idle thread must finish its store and exit, which it can take long to
+        // be given the CPU for on a busy machine (a minute seen). Back at normal priority if
+        // allowed (root, or an RLIMIT_NICE that permits it; otherwise nothing changes).
+        let tid = t.idle_tid.load(Ordering::Acquire);
+        if tid != 0 {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler on a thread of this process, valid parameter block.
+            unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) };
+        }
         let deadline = Instant::now() + FLUSH_WAIT;
         // A store's first step queues its second: both queues, until neither holds work.
         loop {
