@@ -4,7 +4,7 @@
 
 use icloudpd_rs::sim::SimConfig;
 
-use crate::cli::{login_args, password_file, run, sim, strs};
+use crate::cli::{login_args, password_file, run, sim, strs, two_factor};
 use crate::support::files_containing;
 
 /// Run a plain `login` against a simulator configured with `config`; returns exit code and
@@ -199,6 +199,25 @@ fn status_of(data: &std::path::Path, secret: &str) -> (String, serde_json::Value
     (text.stdout, doc)
 }
 
+/// `login` (password file, then the two-factor code on standard input) into a new data
+/// folder: the folder, the folder of the password file, and the `login` arguments.
+fn logged_in_with_a_code(
+    sim: &icloudpd_rs::sim::BackgroundSim,
+) -> (tempfile::TempDir, tempfile::TempDir, Vec<String>) {
+    let acct = sim.account();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let args = login_args(
+        sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
+    let code = format!("{}\n", acct.two_factor_code);
+    let r = run(&strs(&args), &[], Some(&code), &acct.password);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (data, secrets, args)
+}
+
 /// `refresh` of the simulator's account into `data`, with `env`.
 fn refresh_of(
     sim: &icloudpd_rs::sim::BackgroundSim,
@@ -223,22 +242,11 @@ fn refresh_of(
 /// the same data folder is refused before anything is sent to it.
 #[test]
 fn a_saved_session_is_never_sent_to_another_endpoint() {
-    let first = sim(SimConfig {
-        two_factor: true,
-        ..Default::default()
-    });
+    let first = sim(two_factor());
     let pw = first.account().password.clone();
-    let data = tempfile::tempdir().expect("tempdir");
-    let secrets = tempfile::tempdir().expect("tempdir");
-    let args = login_args(&first, data.path(), &password_file(secrets.path(), &pw));
-    let code = format!("{}\n", first.account().two_factor_code);
-    let r = run(&strs(&args), &[], Some(&code), &pw);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_data, _secrets, args) = logged_in_with_a_code(&first);
     // Another server (same account name and password, as a copy of the first).
-    let other = sim(SimConfig {
-        two_factor: true,
-        ..Default::default()
-    });
+    let other = sim(two_factor());
     let mut args = args.clone();
     let at = args.iter().position(|a| a == "--endpoint").unwrap() + 1;
     args[at] = other.endpoint().to_string();
@@ -260,20 +268,9 @@ fn a_saved_session_is_never_sent_to_another_endpoint() {
 /// says so instead of "signed in".
 #[test]
 fn status_follows_what_apple_last_said() {
-    let sim = sim(SimConfig {
-        two_factor: true,
-        ..Default::default()
-    });
+    let sim = sim(two_factor());
     let acct = sim.account().clone();
-    let data = tempfile::tempdir().expect("tempdir");
-    let secrets = tempfile::tempdir().expect("tempdir");
-    let args = login_args(
-        &sim,
-        data.path(),
-        &password_file(secrets.path(), &acct.password),
-    );
-    let code = format!("{}\n", acct.two_factor_code);
-    assert_eq!(run(&strs(&args), &[], Some(&code), &acct.password).code, 0);
+    let (data, secrets, _) = logged_in_with_a_code(&sim);
     let (text, doc) = status_of(data.path(), &acct.password);
     assert!(text.contains("signed in"), "{text}");
     assert_eq!(doc["session"]["trusted"], true, "{doc}");
