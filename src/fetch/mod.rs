@@ -131,18 +131,10 @@ impl FetchError {
         matches!(self, FetchError::UrlExpired { .. })
     }
 
-    /// The local disk is the problem (full, read-only, ...): stop the whole run.
+    /// The local disk is the problem (full, read-only, a folder in the way): retrying the
+    /// transfer cannot help. What it dooms, one file or the run, the caller decides.
     pub fn is_local_io(&self) -> bool {
         matches!(self, FetchError::Io { .. })
-    }
-
-    /// ENOSPC: the disk is full.
-    pub fn is_disk_full(&self) -> bool {
-        match self {
-            FetchError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
-            FetchError::GaveUp { last, .. } => last.is_disk_full(),
-            _ => false,
-        }
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

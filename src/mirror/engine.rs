@@ -25,7 +25,7 @@ use super::state::{StateHandle, StateWriter};
 use super::urls::{self, Api, LOOKUP_BATCH};
 use super::worker::{self, FileSpec, Job};
 use super::{
-    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, reconcile, stream,
+    MetadataOptions, MirrorConfig, MirrorError, RunMode, Stopper, decide, disk, reconcile, stream,
     supersede,
 };
 
@@ -162,7 +162,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         stopper,
     } = inputs;
     let writes = config.mode != RunMode::DryRun;
-    prepare_root(&config.root, writes)?;
+    disk::prepare_root(&config.root, writes)?;
     // Held until the run ends: two runs writing one folder would share partial files.
     let _root_lock = if writes {
         lock_root(&config.root)?
@@ -479,41 +479,4 @@ fn lock_root(root: &Path) -> Result<Option<std::fs::File>, MirrorError> {
             Ok(None)
         }
     }
-}
-
-/// The download folder must be a directory we can write (created when missing).
-fn prepare_root(root: &Path, writes: bool) -> Result<(), MirrorError> {
-    let bad = |reason: String| MirrorError::BadRoot {
-        path: root.to_path_buf(),
-        reason,
-    };
-    if !root.is_absolute() {
-        return Err(bad("not an absolute path".into()));
-    }
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(bad("exists and is not a directory".into())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !writes {
-                return Ok(());
-            }
-            std::fs::create_dir_all(root).map_err(|e| bad(format!("cannot create it: {e}")))?;
-        }
-        Err(e) => return Err(bad(e.to_string())),
-    }
-    if writes {
-        let probe = root.join(format!(".icloudpd-rs-probe-{}", std::process::id()));
-        match std::fs::File::create(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                return Err(MirrorError::DiskFull {
-                    path: root.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(bad(format!("cannot write in it: {e}"))),
-        }
-    }
-    Ok(())
 }

@@ -15,7 +15,8 @@
 //! 4. Queued files get fresh URLs in batched lookups (`urls`) and are fetched by a pool of
 //!    workers (`worker`) through `fetch::download`. Results go to a single catalog-writer
 //!    thread (`state`) that commits them in small batches. Failures worth retrying get a
-//!    second pass with fresh URLs.
+//!    second pass with fresh URLs. A local I/O error fails only the files that need its
+//!    folder, unless it dooms them all: a full disk, an unwritable download folder (`disk`).
 //! 5. `supersede` removes the files other files of their photo replaced (an edit), once
 //!    those are on disk and only if their bytes are still the ones written; then
 //!    `reconcile` renames files whose recorded path differs from the plan (a collision only
@@ -46,6 +47,7 @@
 
 mod decide;
 pub mod delete;
+mod disk;
 mod engine;
 pub mod notify;
 mod plan;
@@ -70,7 +72,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AccountSession, AuthError};
 use crate::catalog::{Catalog, CatalogError};
 use crate::cloudkit::CloudKitError;
-use crate::fetch::{FetchConfig, FetchError};
+use crate::fetch::FetchConfig;
 use crate::layout::LayoutPolicy;
 use crate::refresh::{RefreshError, RefreshOptions};
 
@@ -153,7 +155,7 @@ pub enum MirrorError {
     CloudKit(#[from] CloudKitError),
     #[error(transparent)]
     Selection(#[from] SelectionError),
-    #[error("the disk holding {} is full; free some space and run again (finished files are kept)", path.display())]
+    #[error("the disk holding {} is full (or your quota there is used up); free some space and run again (finished files are kept)", path.display())]
     DiskFull { path: PathBuf },
     #[error("{context} {}: {source}", path.display())]
     LocalIo {
@@ -184,40 +186,6 @@ impl MirrorError {
             MirrorError::Auth(e) => e.is_authentication_problem(),
             MirrorError::Refresh(e) => e.is_authentication_problem(),
             _ => false,
-        }
-    }
-
-    /// A local I/O failure (a full disk says so).
-    fn local_io(context: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            MirrorError::DiskFull {
-                path: path.to_path_buf(),
-            }
-        } else {
-            MirrorError::LocalIo {
-                context,
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    }
-
-    /// A local I/O failure of `fetch` as a run error.
-    fn from_fetch_io(e: FetchError) -> MirrorError {
-        match e {
-            FetchError::Io { op, path, source } => {
-                if source.raw_os_error() == Some(libc::ENOSPC) {
-                    MirrorError::DiskFull { path }
-                } else {
-                    MirrorError::LocalIo {
-                        context: op,
-                        path,
-                        source,
-                    }
-                }
-            }
-            FetchError::GaveUp { last, .. } => MirrorError::from_fetch_io(*last),
-            other => MirrorError::State(other.to_string()),
         }
     }
 }

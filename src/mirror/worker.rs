@@ -13,6 +13,7 @@ use crate::catalog::{DownloadUpdate, StoredAsset, VersionKey};
 use crate::fetch::{self, Download, FetchError};
 use crate::model::{Library, VersionKind};
 
+use super::disk::{self, Doomed};
 use super::engine::RunContext;
 use super::queue::{TransferHandle, TransferState};
 use super::urls::JobUrls;
@@ -108,7 +109,7 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
     {
-        ctx.fatal(MirrorError::local_io("creating the folder", parent, e));
+        local_error(ctx, job, "creating the folder", parent.to_path_buf(), e).await;
         return;
     }
     if !job.replace && tokio::fs::symlink_metadata(&dest).await.is_ok() {
@@ -144,8 +145,8 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
                     return;
                 }
             }
-            Err(e) if e.is_local_io() => {
-                ctx.fatal(MirrorError::from_fetch_io(e));
+            Err(FetchError::Io { op, path, source }) => {
+                local_error(ctx, job, op, path, source).await;
                 return;
             }
             Err(e) => {
@@ -166,6 +167,26 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
         .bytes
         .fetch_add(outcome.bytes_fetched, std::sync::atomic::Ordering::Relaxed);
     ctx.done(job, on_disk);
+}
+
+/// A local I/O error of `job`: it fails the files that need the same place, or stops the
+/// run when it dooms every file (a full disk, a download folder that cannot be written).
+async fn local_error(
+    ctx: &RunContext,
+    job: Job,
+    op: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+) {
+    let (root, at) = (ctx.root.clone(), path.clone());
+    let judged = tokio::task::spawn_blocking(move || disk::judge(&root, op, &at, source))
+        .await
+        .unwrap_or_else(|e| Doomed::File(format!("{op} {}: {e}", path.display())));
+    match judged {
+        // Not retried in this run: what is in the way stays there until someone clears it.
+        Doomed::File(error) => ctx.fail(job, error, false),
+        Doomed::Run(e) => ctx.fatal(e),
+    }
 }
 
 /// A downloaded file as it is on disk after the metadata was written.

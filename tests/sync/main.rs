@@ -10,6 +10,7 @@ mod delete;
 mod edits;
 mod faults;
 mod fetch_download;
+mod folders;
 mod input;
 mod layout;
 mod metadata;

@@ -1,0 +1,184 @@
+//! The download folder on disk: what a run needs of it, and what a local I/O error of one
+//! file's transfer dooms.
+//!
+//! A local error stops the run only when it dooms every file: a full disk (or a used-up
+//! quota), or a download folder that is gone or can no longer be written in (a filesystem
+//! remounted read-only, a disk pulled out). Anything else dooms only the files that need the
+//! same place: a folder that refuses new entries, a file where a folder must go, a read-only
+//! mount inside the tree, a name or size the filesystem refuses. Those files are recorded as
+//! failed with the error, the run goes on with the others, and `retry-failed` takes them once
+//! the way is clear. Which of the two it is is asked of the download folder itself (the check
+//! a run starts with), not guessed from the error number: EACCES, EPERM or EROFS mean the
+//! whole tree when they come from the download folder, one subtree when they come from below.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::MirrorError;
+
+/// What a local I/O error of one file's transfer dooms.
+#[derive(Debug)]
+pub(super) enum Doomed {
+    /// The files that need this place: fail this one with the message.
+    File(String),
+    /// Every file: stop the run.
+    Run(MirrorError),
+}
+
+/// ENOSPC or EDQUOT: no file can be written anywhere on this disk.
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Judge the error `source` of `op` on `path` (under `root`) in one file's transfer. Does a
+/// little blocking I/O (the checks of the download folder).
+pub(super) fn judge(root: &Path, op: &str, path: &Path, source: io::Error) -> Doomed {
+    if is_disk_full(&source) {
+        return Doomed::Run(MirrorError::DiskFull {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Err(e) = check_root(root, true) {
+        return Doomed::Run(e);
+    }
+    let mut error = format!("{op} {}: {source}", path.display());
+    if matches!(source.raw_os_error(), Some(libc::ENOTDIR | libc::EEXIST))
+        && let Some(file) = non_folder_on_the_way(root, path)
+    {
+        error.push_str(&format!("; {} is not a folder", file.display()));
+    }
+    Doomed::File(error)
+}
+
+/// The nearest existing ancestor of `path` (itself included, the root excluded) when it is
+/// not a folder: what stands where a folder must go.
+fn non_folder_on_the_way(root: &Path, path: &Path) -> Option<PathBuf> {
+    let existing = path
+        .ancestors()
+        .take_while(|a| *a != root && a.starts_with(root))
+        .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m)))?;
+    let (found, meta) = existing;
+    (!meta.is_dir()).then(|| found.to_path_buf())
+}
+
+/// The download folder must be a directory we can write (created when missing).
+pub(super) fn prepare_root(root: &Path, writes: bool) -> Result<(), MirrorError> {
+    if !root.is_absolute() {
+        return Err(bad_root(root, "not an absolute path".into()));
+    }
+    if let Err(e) = std::fs::metadata(root)
+        && e.kind() == io::ErrorKind::NotFound
+    {
+        if !writes {
+            return Ok(());
+        }
+        std::fs::create_dir_all(root)
+            .map_err(|e| bad_root(root, format!("cannot create it: {e}")))?;
+    }
+    check_root(root, writes)
+}
+
+/// The download folder is a directory, one we can write in when `writes`.
+fn check_root(root: &Path, writes: bool) -> Result<(), MirrorError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(bad_root(root, "exists and is not a directory".into())),
+        Err(e) => return Err(bad_root(root, e.to_string())),
+    }
+    if writes {
+        let probe = root.join(format!(".icloudpd-rs-probe-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) if is_disk_full(&e) => {
+                return Err(MirrorError::DiskFull {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(bad_root(root, format!("cannot write in it: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+fn bad_root(root: &Path, reason: String) -> MirrorError {
+    MirrorError::BadRoot {
+        path: root.to_path_buf(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: i32) -> io::Error {
+        io::Error::from_raw_os_error(errno)
+    }
+
+    #[test]
+    fn a_refused_folder_below_a_usable_root_dooms_only_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let folder = root.join("2021/05/21");
+        for errno in [libc::EACCES, libc::EPERM, libc::EROFS, libc::ENAMETOOLONG] {
+            let Doomed::File(error) = judge(root, "creating the folder", &folder, os(errno)) else {
+                panic!("errno {errno} stopped the run");
+            };
+            assert!(error.starts_with(&format!("creating the folder {}: ", folder.display())));
+            assert!(error.contains(&os(errno).to_string()), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_file_where_a_folder_must_go_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("2021"), "mine").unwrap();
+        let folder = root.join("2021/05/21");
+        let Doomed::File(error) = judge(root, "creating the folder", &folder, os(libc::ENOTDIR))
+        else {
+            panic!("stopped the run");
+        };
+        let named = format!("; {} is not a folder", root.join("2021").display());
+        assert!(error.ends_with(&named), "{error}");
+        // The folder itself taken by a file.
+        std::fs::create_dir_all(root.join("2022/05")).unwrap();
+        std::fs::write(root.join("2022/05/21"), "mine").unwrap();
+        let taken = root.join("2022/05/21");
+        let Doomed::File(error) = judge(root, "creating the folder", &taken, os(libc::EEXIST))
+        else {
+            panic!("stopped the run");
+        };
+        assert!(error.ends_with(&format!("; {} is not a folder", taken.display())));
+    }
+
+    #[test]
+    fn a_full_disk_or_an_unusable_root_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("photos");
+        std::fs::create_dir(&root).unwrap();
+        let file = root.join("2021/05/21/IMG_0001.JPG");
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let doomed = judge(&root, "write", &file, os(errno));
+            assert!(
+                matches!(&doomed, Doomed::Run(MirrorError::DiskFull { path }) if *path == file),
+                "{doomed:?}"
+            );
+        }
+        std::fs::remove_dir(&root).unwrap();
+        let doomed = judge(&root, "creating the folder", &file, os(libc::ENOENT));
+        assert!(
+            matches!(&doomed, Doomed::Run(MirrorError::BadRoot { path, .. }) if *path == root),
+            "{doomed:?}"
+        );
+        std::fs::write(&root, "not a folder").unwrap();
+        let doomed = judge(&root, "creating the folder", &file, os(libc::ENOTDIR));
+        assert!(
+            matches!(&doomed, Doomed::Run(MirrorError::BadRoot { reason, .. })
+                if reason.contains("not a directory")),
+            "{doomed:?}"
+        );
+    }
+}
