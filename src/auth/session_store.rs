@@ -34,6 +34,8 @@ const COOKIE_FILE: &str = "cookies.json";
 const LOCK_FILE: &str = "auth.lock";
 
 /// The Apple IDs with a saved session under `data_dir`, sorted (for commands given no `-u`).
+/// A session file in the folder of another Apple ID (copied or moved there) is ignored, as
+/// signing in as that account would ignore it.
 pub fn saved_accounts(data_dir: &Path) -> Vec<String> {
     #[derive(Deserialize)]
     struct Who {
@@ -44,10 +46,18 @@ pub fn saved_accounts(data_dir: &Path) -> Vec<String> {
     };
     let mut names: Vec<String> = entries
         .flatten()
-        .filter_map(|e| std::fs::read(e.path().join(SESSION_FILE)).ok())
-        .filter_map(|bytes| serde_json::from_slice::<Who>(&bytes).ok())
-        .map(|w| w.username)
-        .filter(|u| !u.trim().is_empty())
+        .filter_map(|e| {
+            let path = e.path().join(SESSION_FILE);
+            let who: Who = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            if who.username.trim().is_empty() {
+                return None;
+            }
+            if e.file_name() != account_dir_name(&who.username).as_str() {
+                tracing::warn!(path = %path.display(), username = %who.username, "saved session belongs to another Apple ID; ignoring it");
+                return None;
+            }
+            Some(who.username)
+        })
         .collect();
     names.sort();
     names.dedup();

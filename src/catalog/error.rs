@@ -154,6 +154,26 @@ pub enum CatalogError {
     BadStoredValue { what: &'static str, value: String },
 }
 
+impl CatalogError {
+    /// SQLite's words when a query met a damaged page (damage past the checks made when
+    /// opening, which readers keep short): the detail of the [`CatalogError::Corrupt`] that
+    /// whoever knows the file's path reports.
+    pub fn damage(&self) -> Option<String> {
+        match self {
+            CatalogError::Sqlite { source, .. } if is_damage(source) => Some(source.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Whether SQLite says the file is not a database or is damaged.
+pub(super) fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
 /// SQLite's own text, with what to do when the disk is full (SQLite says only "database or
 /// disk is full").
 fn explain_sqlite(e: &rusqlite::Error) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::error::{CatalogError, Result, SqlContext};
+use super::error::{CatalogError, Result, SqlContext, is_damage};
 use super::lock::acquire_writer_lock;
 use super::schema::{self, APPLICATION_ID, CURRENT_VERSION, MIGRATIONS};
 use super::{Catalog, RunId, now_ms};
@@ -48,13 +48,20 @@ impl Catalog {
     /// once that succeeds, copies left by earlier migrations are removed (one copy stays).
     pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
-                context: "creating the catalog directory",
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|source| CatalogError::Io {
+            context: "creating the catalog directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        // A writer makes files beside the catalog (its lock, the WAL and its index): said
+        // plainly here rather than as SQLite's "readonly database" halfway through opening.
+        may_write_in(dir).map_err(|source| CatalogError::Io {
+            context: "cannot write the catalog: no right to create files in",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let lock = acquire_writer_lock(&path)?;
         let found = inspect(&path, Check::Integrity)?;
 
@@ -77,7 +84,8 @@ impl Catalog {
                     .ctx("creating the schema")?;
                 schema::create_current(&tx).ctx("creating the schema")?;
                 tx.commit().ctx("creating the schema")?;
-                tracing::info!(path = %path.display(), "created a new catalog");
+                // Not for the user: the run may yet remove it (a first sign-in that fails).
+                tracing::debug!(path = %path.display(), "created a new catalog");
             }
             Found::Catalog { version } if version > CURRENT_VERSION => {
                 return Err(CatalogError::NewerSchema {
@@ -176,13 +184,7 @@ impl Catalog {
             }
             Found::Catalog { .. } => {}
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| classify(&path, source))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .ctx("setting the busy timeout")?;
+        let conn = open_reader(&path)?;
         conn.pragma_update(None, "query_only", true)
             .ctx("making the connection read-only")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -225,13 +227,7 @@ fn inspect(path: &Path, check: Check) -> Result<Found> {
         });
     }
 
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| classify(path, source))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .ctx("setting the busy timeout")?;
+    let conn = open_reader(path)?;
     let read_header = || -> rusqlite::Result<(i32, i64, i64)> {
         let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -256,6 +252,81 @@ fn inspect(path: &Path, check: Check) -> Result<Found> {
             reason: format!("an SQLite database with application id {other:#x}"),
         }),
     }
+}
+
+/// A read-only connection to the database at `path`, whose first read has succeeded.
+///
+/// Reading a WAL database needs its `-shm` index, which SQLite creates beside the file when it
+/// is missing (the last connection to close removes it): in a folder this process cannot
+/// write (a read-only mount, a backup, another user's data folder), that first read fails
+/// (SQLITE_CANTOPEN on a read-only file system, SQLITE_READONLY_DIRECTORY without the right to
+/// write the folder). SQLite's documented way to read such a file is the `immutable` URI
+/// parameter (<https://sqlite.org/wal.html#readonly>), which reads the database file alone,
+/// without locks. That is only right when there is no `-wal` file: every connection has one
+/// while it is open (a writer reaching the file by another path, a writable mount of the same
+/// folder, would be changing it under the reader) and one that died leaves its changes there.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let connect = |target: &Path, flags: OpenFlags| -> Result<Connection> {
+        let conn = Connection::open_with_flags(target, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|source| classify(path, source))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx("setting the busy timeout")?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|source| classify(path, source))?;
+        Ok(conn)
+    };
+    match connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Err(CatalogError::Sqlite { source, .. })
+            if matches!(
+                source.sqlite_error_code(),
+                Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
+            ) && !has_wal(path) =>
+        {
+            tracing::debug!(path = %path.display(), "no WAL index and no right to create one: reading the catalog file as immutable");
+            connect(
+                &immutable_uri(path),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+        other => other,
+    }
+}
+
+/// Whether this process may create files in `dir` (`access(2)`, which also sees a read-only
+/// file system, for root too).
+fn may_write_in(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a valid NUL-terminated path.
+    match unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Whether there is a `-wal` file beside `db`.
+fn has_wal(db: &Path) -> bool {
+    let mut wal = db.as_os_str().to_os_string();
+    wal.push("-wal");
+    std::fs::symlink_metadata(wal).is_ok()
+}
+
+/// `file:PATH?immutable=1`, with every byte of the path outside the URI's plain characters
+/// percent-encoded (`?`, `#` and `%` would otherwise end or escape the path).
+fn immutable_uri(db: &Path) -> PathBuf {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in db.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~@+,=".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            let _ = write!(uri, "%{b:02X}");
+        }
+    }
+    uri.push_str("?immutable=1");
+    PathBuf::from(uri)
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -290,15 +361,16 @@ pub(super) fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
 
 /// Maps SQLite's "this is not a database / it is damaged" codes to errors naming the file.
 fn classify(path: &Path, source: rusqlite::Error) -> CatalogError {
-    match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => CatalogError::Corrupt {
+    if is_damage(&source) {
+        CatalogError::Corrupt {
             path: path.to_path_buf(),
             detail: source.to_string(),
-        },
-        _ => CatalogError::Sqlite {
+        }
+    } else {
+        CatalogError::Sqlite {
             context: "opening the catalog",
             source,
-        },
+        }
     }
 }
 

@@ -17,15 +17,15 @@ pub const CATALOG_FILE: &str = "catalog.sqlite";
 pub struct CommandError {
     pub message: String,
     pub code: i32,
+    /// SQLite found the catalog damaged ([`CatalogError::damage`]): [`report`] names the file
+    /// and what to do, as the checks made when opening do.
+    catalog_damage: Option<String>,
 }
 
 impl CommandError {
     /// A failure (exit code 1).
     pub fn failure(message: impl Into<String>) -> Self {
-        CommandError {
-            message: message.into(),
-            code: exit::FAILURE,
-        }
+        CommandError::failure_or_auth(message.into(), false)
     }
 
     /// An authentication problem (exit code 3) when `auth_problem`, else a failure.
@@ -37,6 +37,7 @@ impl CommandError {
             } else {
                 exit::FAILURE
             },
+            catalog_damage: None,
         }
     }
 }
@@ -49,7 +50,10 @@ impl From<AuthError> for CommandError {
 
 impl From<CatalogError> for CommandError {
     fn from(e: CatalogError) -> Self {
-        CommandError::failure(e.to_string())
+        CommandError {
+            catalog_damage: e.damage(),
+            ..CommandError::failure(e.to_string())
+        }
     }
 }
 
@@ -65,8 +69,9 @@ pub struct AccountContext {
     pub auth: AuthOptions,
     /// `<data dir>/<sanitised Apple ID>`: session, cookies, catalog.
     pub dir: PathBuf,
-    /// `dir` did not exist before this run.
-    new_account: bool,
+    /// The outermost of `dir` and its parents that did not exist before this run (the data
+    /// folder too, on a first run): `None` for an account this data folder already holds.
+    made_from: Option<PathBuf>,
 }
 
 impl AccountContext {
@@ -76,18 +81,27 @@ impl AccountContext {
         let dir = AccountStore::new(&global.data_dir()?, global.username()?)
             .dir()
             .to_path_buf();
+        let made_from = dir
+            .ancestors()
+            .take_while(|d| {
+                !d.as_os_str().is_empty()
+                    && std::fs::symlink_metadata(d)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+            .last()
+            .map(PathBuf::from);
         Ok(AccountContext {
             global: global.clone(),
             auth,
-            new_account: !dir.exists(),
             dir,
+            made_from,
         })
     }
 
     /// A run that failed before signing in, for an account this data folder never held (a
-    /// mistyped Apple ID, a wrong password, no network), leaves no folder behind. Only a
-    /// folder this run created, holding nothing but the empty catalog, cache and locks a run
-    /// makes before it signs in, is removed.
+    /// mistyped Apple ID, a wrong password, no network), leaves no folder behind. Only the
+    /// folders this run created are removed: the account's, if it holds nothing but the empty
+    /// catalog, cache and locks a run makes before it signs in, then its parents, while empty.
     pub(crate) fn forget_if_new(&self) {
         const MADE_BEFORE_SIGN_IN: [&str; 7] = [
             CATALOG_FILE,
@@ -98,9 +112,9 @@ impl AccountContext {
             "auth.lock",
             "cache",
         ];
-        if !self.new_account {
+        let Some(made_from) = &self.made_from else {
             return;
-        }
+        };
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -109,9 +123,20 @@ impl AccountContext {
                 .to_str()
                 .is_some_and(|n| MADE_BEFORE_SIGN_IN.contains(&n))
         });
-        if only_made_before_sign_in && let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::debug!(error = %e, dir = %self.dir.display(), "could not remove the new account folder");
+        if !only_made_before_sign_in {
+            return;
         }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::debug!(error = %e, dir = %self.dir.display(), "could not remove the new account folder");
+            return;
+        }
+        let parents = self.dir.ancestors().skip(1);
+        for parent in parents.take_while(|p| p.starts_with(made_from)) {
+            if std::fs::remove_dir(parent).is_err() {
+                break;
+            }
+        }
+        tracing::debug!(dir = %made_from.display(), "nothing was kept: the folders this run made are removed");
     }
 
     /// The catalog's path.
@@ -190,7 +215,14 @@ pub fn report(ctx: Option<&AccountContext>, e: CommandError) -> i32 {
         ctx.forget_if_new();
     }
     let text = match ctx {
-        Some(ctx) => ctx.redact(&e.message),
+        Some(ctx) => match e.catalog_damage {
+            Some(detail) => CatalogError::Corrupt {
+                path: ctx.catalog_path(),
+                detail,
+            }
+            .to_string(),
+            None => ctx.redact(&e.message),
+        },
         None => e.message,
     };
     eprintln!("icloudpd-rs: {text}");

@@ -16,8 +16,8 @@ pub struct LoginArgs {
     #[arg(long, conflicts_with = "submit_code")]
     pub request_code: bool,
 
-    /// Headless sign-in, step 2: submit the code received after --request-code.
-    #[arg(long, value_name = "CODE")]
+    /// Headless sign-in, step 2: submit the 6-digit code received after --request-code.
+    #[arg(long, value_name = "CODE", value_parser = six_digit_code)]
     pub submit_code: Option<String>,
 
     /// Use a code sent by SMS to a trusted phone number instead of one shown on a device.
@@ -91,6 +91,12 @@ async fn login(args: &LoginArgs) -> Result<(), AuthError> {
     println!("Signed in as {username}.");
     print_trust(&session).await;
     Ok(())
+}
+
+/// A `--submit-code` value: bad input, refused before anything is sent to Apple (a code that
+/// cannot be right would spend one of the sign-in's attempts).
+fn six_digit_code(value: &str) -> Result<String, String> {
+    crate::auth::flow::normalize_code(value).map_err(|e| e.to_string())
 }
 
 async fn print_trust(session: &AccountSession) {

@@ -7,4 +7,5 @@ mod cassettes;
 mod cli;
 mod pty;
 mod refusals;
+mod saved_accounts;
 mod terminal;

@@ -347,3 +347,83 @@ fn status_says_signed_out_once_the_saved_session_was_refused() {
     assert_eq!(doc["session"]["signed_in"], false, "{doc}");
     assert!(text.contains("signed out"), "{text}");
 }
+
+/// A `--submit-code` that cannot be a code is bad input (exit 1, the expected format named),
+/// refused before anything is sent: the sign-in still waits for the right code.
+#[test]
+fn a_malformed_submitted_code_is_bad_input() {
+    let sim = sim(two_factor());
+    let acct = sim.account().clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let mut args = login_args(
+        &sim,
+        data.path(),
+        &password_file(secrets.path(), &acct.password),
+    );
+    args.push("--request-code".into());
+    let r = run(&strs(&args), &[], None, &acct.password);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let submit = |code: &str| {
+        let d = data.path().to_string_lossy().into_owned();
+        let args = [
+            "login",
+            "-u",
+            &acct.username,
+            "--endpoint",
+            sim.endpoint(),
+            "--data-dir",
+            &d,
+            "--submit-code",
+            code,
+        ];
+        run(&args, &[], None, &acct.password)
+    };
+    let requests = sim.state().stats.total();
+    let r = submit("12345");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--submit-code"), "{}", r.stderr);
+    assert!(r.stderr.contains("6 digits"), "{}", r.stderr);
+    assert_eq!(sim.state().stats.total(), requests, "sent to the server");
+    let r = submit(&acct.two_factor_code);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A first run into a data folder that does not exist yet, whose sign-in fails (a wrong
+/// password, a password command that fails): the folders it made are gone (a folder that was
+/// there stays), and no log says a catalog was created.
+#[test]
+fn a_failed_first_sign_in_leaves_no_data_folder() {
+    let sim = sim(SimConfig::default());
+    let base = tempfile::tempdir().expect("tempdir");
+    let existing = base.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    let photos = base.path().join("photos").to_string_lossy().into_owned();
+    let wrong = [("ICLOUD_PASSWORD", "wrong-secret")];
+    let runs: [&[&str]; 3] = [
+        &["sync", "-d", &photos],
+        &["refresh", "--password-command", "exit 1"],
+        &["login"],
+    ];
+    for data in [base.path().join("new/data"), existing.join("data")] {
+        let d = data.to_string_lossy().into_owned();
+        let user = &sim.account().username;
+        let common = ["-u", user, "--endpoint", sim.endpoint(), "--data-dir", &d];
+        for command in runs {
+            let args: Vec<&str> = [command, &common[..], &["--log-level", "info"]].concat();
+            // The password given wins over a command.
+            let env = if command.contains(&"--password-command") {
+                &[][..]
+            } else {
+                &wrong[..]
+            };
+            let r = run(&args, env, None, "wrong-secret");
+            assert_ne!(r.code, 0, "{args:?}");
+            assert!(!r.stderr.contains("created a new catalog"), "{}", r.stderr);
+            let left: Vec<_> = std::fs::read_dir(base.path()).unwrap().flatten().collect();
+            assert_eq!(left.len(), 1, "{args:?} left {left:?}");
+            assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0, "{args:?}");
+        }
+    }
+}

@@ -292,3 +292,52 @@ fn status_names_the_records_that_could_not_be_used() {
     let (_, out, _) = run(dir.path(), user, &["status"]);
     assert!(!out.contains("Not usable:"), "{out}");
 }
+
+/// A catalog damaged past its first page opens (readers check only its header), and a query
+/// meets the damage: the read-only commands name the file and the fix, as `sync` does, and
+/// leave it as it was.
+#[test]
+fn read_only_commands_name_a_damaged_catalog_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = "damaged@example.com";
+    let db = dir.path().join(user).join("catalog.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let (mut catalog, _) = crate::support::writer(&db);
+    catalog.register_root(&dir.path().join("photos")).unwrap();
+    drop(catalog);
+    // Every table's and index's first page, but not the schema's (page 1).
+    let roots: Vec<i64> = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT rootpage FROM sqlite_master WHERE rootpage > 1")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    for root in roots {
+        let start = (root as usize - 1) * page;
+        bytes[start..start + page].fill(0xA5);
+    }
+    std::fs::write(&db, &bytes).unwrap();
+
+    for args in [
+        &["status"][..],
+        &["status", "--failed"],
+        &["verify"],
+        &["list", "albums"],
+    ] {
+        let (code, _, err) = run(dir.path(), user, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        for says in [
+            format!("catalog {} is damaged", db.display()),
+            "it was left untouched: restore a backup or move it away".to_string(),
+        ] {
+            assert!(err.contains(&says), "{args:?}: no {says:?} in {err}");
+        }
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "the catalog changed");
+}

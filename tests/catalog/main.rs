@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod downloads;
 mod open;
+mod read_only;
 mod refresh;
 mod runs;
 mod views;
