@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use crate::catalog::{Catalog, DownloadState, DownloadUpdate, VersionKey};
 
 use super::MirrorError;
+use super::disk::{self, Doomed};
 use super::engine::RunContext;
 
 pub(super) use crate::rename::rename_noreplace;
@@ -132,7 +133,11 @@ pub(super) fn settle(
                 }
                 continue;
             }
-            move_file(ctx, &m, &from, &to)?;
+            if let Err(e) = move_file(ctx, &m, &from, &to) {
+                // The file stays where it is, recorded there; the next run tries again.
+                spare_the_run(ctx, e, "could not rename a file to its planned path")?;
+                continue;
+            }
             if let Some(dir) = from.parent() {
                 left_dirs.insert(dir.to_path_buf());
             }
@@ -155,11 +160,11 @@ pub(super) fn settle(
     Ok(())
 }
 
-fn move_file(ctx: &RunContext, m: &Move, from: &Path, to: &Path) -> Result<(), MirrorError> {
+fn move_file(ctx: &RunContext, m: &Move, from: &Path, to: &Path) -> Result<(), LocalIo> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io_error("creating the folder", parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| ("creating the folder", parent.into(), e))?;
     }
-    rename_noreplace(from, to).map_err(|e| io_error("renaming", from, e))?;
+    rename_noreplace(from, to).map_err(|e| ("renaming", from.into(), e))?;
     move_sidecar(from, to);
     record(ctx, m.version, &m.to, (m.size, m.sha256, m.source_sha256));
     ctx.claims.release(&m.from, m.version);
@@ -290,33 +295,66 @@ pub(super) fn link_duplicates(
                 true
             }
         };
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| io_error("creating the folder", parent, e))?;
-        }
-        // Short and unique per version in its folder (the name may be 255 bytes already).
-        let temp = to.with_file_name(format!(
-            ".icloudpd-rs-link-{}{}",
-            version.0, ctx.fetch.temp_suffix
-        ));
-        let _ = std::fs::remove_file(&temp);
-        if std::fs::hard_link(&from, &temp).is_err() {
-            std::fs::copy(&from, &temp)
-                .and_then(|_| std::fs::File::open(&temp)?.sync_all())
-                .map_err(|e| io_error("copying", &from, e))?;
-        }
-        let placed = if replace {
-            std::fs::rename(&temp, &to)
-        } else {
-            rename_noreplace(&temp, &to)
-        };
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io_error("linking", &to, e));
+        if let Err(e) = link_file(ctx, version, &from, &to, replace) {
+            spare_the_run(ctx, e, "could not place a file planned in several folders")?;
+            continue;
         }
         tracing::debug!(from = %first, to = %other, replace, "linked a file planned in several folders");
     }
     Ok(())
+}
+
+/// Place `to` as a hard link to `from` (a copy across file systems), through a temporary name.
+fn link_file(
+    ctx: &RunContext,
+    version: VersionKey,
+    from: &Path,
+    to: &Path,
+    replace: bool,
+) -> Result<(), LocalIo> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ("creating the folder", parent.into(), e))?;
+    }
+    // Short and unique per version in its folder (the name may be 255 bytes already).
+    let temp = to.with_file_name(format!(
+        ".icloudpd-rs-link-{}{}",
+        version.0, ctx.fetch.temp_suffix
+    ));
+    let _ = std::fs::remove_file(&temp);
+    if std::fs::hard_link(from, &temp).is_err() {
+        std::fs::copy(from, &temp)
+            .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                ("copying", from.into(), e)
+            })?;
+    }
+    let placed = if replace {
+        std::fs::rename(&temp, to)
+    } else {
+        rename_noreplace(&temp, to)
+    };
+    placed.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        ("linking", to.into(), e)
+    })
+}
+
+/// A local I/O error of one file's rename or link: what was done, where, and why.
+type LocalIo = (&'static str, PathBuf, std::io::Error);
+
+/// A rename or link that failed dooms only its file (a warning; the file stays where the
+/// catalog records it and the next run tries again) unless it dooms the run, as a download's
+/// local error does (see [`disk::judge`]).
+fn spare_the_run(ctx: &RunContext, (op, path, e): LocalIo, what: &str) -> Result<(), MirrorError> {
+    match disk::judge(&ctx.root, op, &path, e) {
+        Doomed::File(error) => {
+            tracing::warn!(%error, "{what}");
+            ctx.counters.warn();
+            Ok(())
+        }
+        Doomed::Run(e) => Err(e),
+    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
