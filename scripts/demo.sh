@@ -4,6 +4,12 @@
 # everything and cleans up. Extra arguments go to `icloudpd-rs demo` (e.g. a mountpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A Rust toolchain is the one thing not installed here (rustup installs it for the user).
+[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null 2>&1 || {
+  echo "error: cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+}
 # fuse3 to mount; attr for the `getfattr` the demo suggests.
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)

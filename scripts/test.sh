@@ -3,12 +3,19 @@
 # every test: unit, simulator integration and real FUSE mounts (which need /dev/fuse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A Rust toolchain is the one thing not installed here (rustup installs it for the user).
+[ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null 2>&1 || {
+  echo "error: cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+}
 
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
-# getfattr: the demo suggests it, and its test runs every suggestion (tests/mount/demo.rs).
+# getfattr and curl: the demo suggests them, and its test runs every suggestion (tests/mount/demo.rs).
 command -v getfattr >/dev/null 2>&1 || missing+=(attr)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # Independent readers for the metadata checks (tests/metadata/tools.rs).
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
 command -v heif-convert >/dev/null 2>&1 || missing+=(libheif-examples)
