@@ -96,7 +96,8 @@ pub struct LayoutArgs {
     /// Version to download (repeatable).
     #[arg(long = "size", value_enum, value_name = "SIZE")]
     pub sizes: Vec<SizeArg>,
-    /// Only the requested sizes: no fallback to the original when a size is missing.
+    /// A missing medium or thumb is skipped instead of replaced by the original; adjusted and
+    /// alternative still fall back to the original, as in icloudpd.
     #[arg(long)]
     pub force_size: bool,
     /// Size of the video part of live photos.
@@ -108,7 +109,8 @@ pub struct LayoutArgs {
     /// Which of a RAW+JPEG pair counts as the original.
     #[arg(long, value_enum, default_value = "as-is")]
     pub align_raw: AlignRawArg,
-    /// Folder template: "{:%Y/%m/%d}" (default), any strftime form, or "none".
+    /// Folder template: "{:%Y/%m/%d}" (default), any strftime form, or "none"; it may hold
+    /// {album} (the album's folder path, with --album) and {library} (the library's zone name).
     #[arg(long, value_name = "TEMPLATE", default_value = "{:%Y/%m/%d}")]
     pub folder_structure: String,
     /// How name collisions are resolved.

@@ -7,7 +7,8 @@
 //!
 //! One file serves every command that reads one (`sync`, `retry-failed`, `import-existing`,
 //! `mount`): a key that only another of them takes (`cache_size` for `sync`, `threads_num` for
-//! `mount`) is skipped, said at debug level; a key none of them takes is refused. The global
+//! `mount`, `dry_run` or `auto_delete` for `retry-failed`) is skipped, said at debug level; a
+//! key none of them takes is refused. The global
 //! `log_level` is a key too, beaten by `--log-level` and by `RUST_LOG`.
 
 use std::ffi::OsString;
@@ -394,11 +395,11 @@ mod tests {
             .then_some(super::super::LogLevel::Warn);
         for sync_like in ["sync", "retry-failed", "import-existing"] {
             let cli = parse(&[sync_like, &cfg]);
-            let (super::super::Command::Sync(args)
-            | super::super::Command::RetryFailed(args)
-            | super::super::Command::ImportExisting(args)) = cli.command
-            else {
-                panic!("{sync_like} parsed as {:?}", cli.command);
+            let args = match cli.command {
+                super::super::Command::Sync(args) => args.common,
+                super::super::Command::RetryFailed(args)
+                | super::super::Command::ImportExisting(args) => *args,
+                other => panic!("{sync_like} parsed as {other:?}"),
             };
             assert_eq!(args.layout.folder_structure, "none");
             assert_eq!(args.transfer.threads_num, 3);
@@ -449,6 +450,56 @@ mod tests {
             let e = merge_config_file(&super::super::Cli::command(), argv).unwrap_err();
             assert!(e.contains("invalid value 'loud' for '--log-level"), "{e}");
         }
+    }
+
+    /// The keys of `sync` alone (a dry run, watching, deleting) are skipped by the commands
+    /// that share its other flags, and each skip names the commands that do take the key.
+    #[test]
+    fn the_keys_of_sync_alone_are_skipped_by_retry_failed_and_import_existing() {
+        use clap::{CommandFactory, Parser};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "dry_run = true\nonly_print_filenames = true\nwatch_with_interval = 60\n\
+             auto_delete = true\ndelete_after_download = true\nkeep_icloud_recent_days = 3\n\
+             yes = true\nthreads_num = 3\n",
+        )
+        .unwrap();
+        let cfg = format!("--config={}", path.display());
+        let merge = |args: &[&str]| {
+            let mut argv: Vec<OsString> = vec!["icloudpd-rs".into()];
+            argv.extend(args.iter().map(OsString::from));
+            merge_config_file(&super::super::Cli::command(), argv).unwrap()
+        };
+        for command in ["retry-failed", "import-existing"] {
+            let merged = merge(&[command, &cfg]);
+            let cli = super::super::Cli::try_parse_from(merged.argv).unwrap();
+            let (super::super::Command::RetryFailed(args)
+            | super::super::Command::ImportExisting(args)) = cli.command
+            else {
+                panic!("{command} parsed as {:?}", cli.command);
+            };
+            assert_eq!(args.transfer.threads_num, 3);
+            assert_eq!(merged.notes.len(), 7, "{:?}", merged.notes);
+            for note in &merged.notes {
+                assert!(
+                    note.ends_with(&format!(": an option of sync, not of {command}")),
+                    "{note}"
+                );
+            }
+        }
+        // The mount is told the truth too: only sync takes these keys.
+        let merged = merge(&["mount", &cfg, "/mnt"]);
+        let watch = merged
+            .notes
+            .iter()
+            .find(|n| n.contains("\"watch_with_interval\""))
+            .unwrap();
+        assert!(
+            watch.ends_with(": an option of sync, not of mount"),
+            "{watch}"
+        );
     }
 
     #[test]

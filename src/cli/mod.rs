@@ -64,8 +64,13 @@ in iCloud gets its new file; the file it replaces (its original under --size adj
 copy of the edit) is removed once the new one is on disk, and only if its bytes are still the \
 ones downloaded. Nothing else is ever deleted unless --auto-delete is given.
 
-Exit codes: 0 ok, 1 failure, 2 partial, 3 authentication needed, 128 + N when stopped by \
-signal N (130 Ctrl-C, 143 SIGTERM; the next run resumes).";
+Deletions (--auto-delete, --delete-after-download, --keep-icloud-recent-days) are asked about \
+first on a terminal; without one (cron, systemd) they need --yes, or the run is refused at the \
+start with exit code 2.
+
+Exit codes: 0 ok, 1 failure, 2 partial (or a deletion refused for want of --yes), 3 \
+authentication needed, 128 + N when stopped by signal N (130 Ctrl-C, 143 SIGTERM; the next run \
+resumes).";
 
 /// Your iCloud Photos library as ordinary files.
 #[derive(Debug, Parser)]
@@ -107,27 +112,14 @@ pub enum Command {
     /// -d DIR` means `icloudpd-rs sync -u ME -d DIR`).
     #[command(after_help = SYNC_HELP)]
     Sync(Box<sync_cmd::SyncArgs>),
-    /// Download again the files whose last attempt failed (same flags as the sync).
-    #[command(
-        mut_arg("dry_run", hide),
-        mut_arg("only_print_filenames", hide),
-        mut_arg("watch_with_interval", hide),
-        mut_arg("auto_delete", hide),
-        mut_arg("keep_icloud_recent_days", hide),
-        mut_arg("delete_after_download", hide),
-        mut_arg("yes", hide)
-    )]
-    RetryFailed(Box<sync_cmd::SyncArgs>),
+    /// Download again the files whose last attempt failed (the sync's flags, without its
+    /// dry run, watching and deleting).
+    RetryFailed(Box<sync_cmd::EngineArgs>),
     /// Adopt a folder written by the Python icloudpd or by hand: match files by path, name
-    /// and size, record them as downloaded, download nothing (same flags as the sync).
-    #[command(
-        mut_arg("dry_run", hide), mut_arg("only_print_filenames", hide),
-        mut_arg("watch_with_interval", hide), mut_arg("auto_delete", hide),
-        mut_arg("keep_icloud_recent_days", hide), mut_arg("delete_after_download", hide),
-        mut_arg("yes", hide),
-        mut_arg("directory", |a| a.help("The folder the files are in"))
-    )]
-    ImportExisting(Box<sync_cmd::SyncArgs>),
+    /// and size, record them as downloaded, download nothing (the sync's flags, without its
+    /// dry run, watching and deleting).
+    #[command(mut_arg("directory", |a| a.help("The folder the files are in")))]
+    ImportExisting(Box<sync_cmd::EngineArgs>),
     /// Check that the files recorded as downloaded are on disk, whole (and with --checksums,
     /// unchanged).
     Verify(state_cmd::VerifyArgs),
@@ -158,11 +150,6 @@ pub enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-}
-
-/// Hides a flag of the sync's that a command sharing its arguments refuses.
-fn hide(arg: clap::Arg) -> clap::Arg {
-    arg.hide(true)
 }
 
 /// Parse the command line, run the command, return the process exit code.

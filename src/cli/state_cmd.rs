@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::context::{self, AccountContext, CommandError};
 use super::exit;
 use super::global::GlobalArgs;
-use super::sync_cmd::{self, Action, SyncArgs};
+use super::sync_cmd::{self, Action, EngineArgs, SyncArgs};
 use crate::catalog::{DownloadState, DownloadStateKind, DownloadUpdate};
 
 /// Arguments of `verify`.
@@ -44,13 +44,21 @@ pub struct ResetStateArgs {
 }
 
 /// `retry-failed`.
-pub fn retry_failed(args: SyncArgs) -> i32 {
-    sync_cmd::run_action(args, Action::RetryFailed)
+pub fn retry_failed(args: EngineArgs) -> i32 {
+    sync_cmd::run_action(without_sync_only(args), Action::RetryFailed)
 }
 
 /// `import-existing`.
-pub fn import_existing(args: SyncArgs) -> i32 {
-    sync_cmd::run_action(args, Action::ImportExisting)
+pub fn import_existing(args: EngineArgs) -> i32 {
+    sync_cmd::run_action(without_sync_only(args), Action::ImportExisting)
+}
+
+/// The sync's arguments with none of its own options (no dry run, watching or deleting).
+fn without_sync_only(common: EngineArgs) -> SyncArgs {
+    SyncArgs {
+        common,
+        sync: Default::default(),
+    }
 }
 
 /// One problem `verify` found.

@@ -21,9 +21,19 @@ use crate::mirror::{
 };
 use crate::refresh::{LibrarySelector, RefreshOptions};
 
-/// Arguments of `sync`.
+/// Arguments of `sync`: those it shares with `retry-failed` and `import-existing`, and its own.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub common: EngineArgs,
+    #[command(flatten)]
+    pub sync: SyncOnlyArgs,
+}
+
+/// The flags `sync` shares with `retry-failed` and `import-existing`: what decides the plan
+/// and how the run goes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
     /// The folder to download into (created when missing).
@@ -44,8 +54,6 @@ pub struct SyncArgs {
     pub transfer: TransferArgs,
     #[command(flatten)]
     pub run: RunArgs,
-    #[command(flatten)]
-    pub deletion: DeletionArgs,
 }
 
 /// How files are transferred.
@@ -73,23 +81,12 @@ pub struct RunArgs {
     /// `list libraries`); nothing is downloaded.
     #[arg(long)]
     pub list_libraries: bool,
-    /// Show what would be downloaded (planned paths on stdout); change no file, no download
-    /// state and nothing in iCloud.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print only the full paths of the files that would be downloaded, as icloudpd does
-    /// (implies --dry-run; --dry-run prints them relative to the download folder).
-    #[arg(long)]
-    pub only_print_filenames: bool,
     /// List the library in full instead of following the change feed.
     #[arg(long)]
     pub no_incremental: bool,
     /// Forget the stored sync tokens first (then list in full).
     #[arg(long)]
     pub reset_sync_token: bool,
-    /// Run again every SECONDS (incremental refresh each cycle) until stopped.
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub watch_with_interval: Option<u64>,
     /// No progress bar (it is only shown on a terminal anyway).
     #[arg(long)]
     pub no_progress_bar: bool,
@@ -102,22 +99,47 @@ pub struct RunArgs {
     pub notification_script: Option<PathBuf>,
 }
 
-/// Deleting local files and iCloud photos.
-#[derive(Debug, Clone, clap::Args)]
+/// The options of `sync` alone (`retry-failed` and `import-existing` do not take them, and
+/// skip them in a config file).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Run")]
+pub struct SyncOnlyArgs {
+    /// Show what would be downloaded (planned paths on stdout); change no file, no download
+    /// state and nothing in iCloud.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print only the full paths of the files that would be downloaded, as icloudpd does
+    /// (implies --dry-run; --dry-run prints them relative to the download folder).
+    #[arg(long)]
+    pub only_print_filenames: bool,
+    /// Run again every SECONDS (incremental refresh each cycle) until stopped.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch_with_interval: Option<u64>,
+    #[command(flatten)]
+    pub deletion: DeletionArgs,
+}
+
+/// Deleting local files and iCloud photos. Each deletion is asked about first; where there
+/// is no terminal to ask on (cron, systemd), `--yes` is needed, or the run is refused.
+#[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Deletion")]
 pub struct DeletionArgs {
-    /// Delete local files of photos that are in Recently Deleted or gone from iCloud.
+    /// Delete local files of photos that are in Recently Deleted or gone from iCloud (asks
+    /// first; needs --yes when not run from a terminal).
     #[arg(long)]
     pub auto_delete: bool,
     /// Move photos older than N days to Recently Deleted in iCloud once every version is
-    /// downloaded and verified (0 = every downloaded photo).
+    /// downloaded and verified (0 = every downloaded photo; asks first; needs --yes when not
+    /// run from a terminal).
     #[arg(long, value_name = "N", conflicts_with = "delete_after_download")]
     pub keep_icloud_recent_days: Option<u32>,
     /// Move each photo to Recently Deleted in iCloud once it is downloaded and verified
-    /// (icloudpd's flag; the same as --keep-icloud-recent-days 0).
+    /// (icloudpd's flag; the same as --keep-icloud-recent-days 0; unlike icloudpd, it asks
+    /// first, and needs --yes when not run from a terminal).
     #[arg(long)]
     pub delete_after_download: bool,
-    /// Do not ask before deleting.
+    /// Do not ask before deleting (needed to delete when not run from a terminal: cron,
+    /// systemd).
     #[arg(long)]
     pub yes: bool,
 }
@@ -140,18 +162,22 @@ pub fn run(args: SyncArgs) -> i32 {
 
 /// `sync`, `retry-failed` or `import-existing` (they share the flags that decide the plan).
 pub fn run_action(args: SyncArgs, action: Action) -> i32 {
-    let ctx = match AccountContext::new(&args.global) {
+    let ctx = match AccountContext::new(&args.common.global) {
         Ok(c) => c,
         Err(e) => return context::report(None, e),
     };
-    if args.run.list_albums || args.run.list_libraries {
+    if args.common.run.list_albums || args.common.run.list_libraries {
         // As icloudpd, `--list-libraries` lists every library, whatever `--library` says.
-        let libraries = if args.run.list_libraries {
+        let libraries = if args.common.run.list_libraries {
             LibrarySelector::All
         } else {
-            LibrarySelector::parse(&args.selection.library)
+            LibrarySelector::parse(&args.common.selection.library)
         };
-        return match super::catalog_cmd::refresh_and_list(&ctx, libraries, args.run.list_albums) {
+        return match super::catalog_cmd::refresh_and_list(
+            &ctx,
+            libraries,
+            args.common.run.list_albums,
+        ) {
             Ok(()) => exit::OK,
             Err(e) => context::report(Some(&ctx), e),
         };
@@ -173,16 +199,18 @@ pub fn download_folder(directory: Option<&Path>) -> Result<PathBuf, CommandError
 
 /// The engine's options from the flags (everything checked before any network access).
 pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, CommandError> {
-    let root = download_folder(args.directory.as_deref())?;
+    let root = download_folder(args.common.directory.as_deref())?;
     let selection = args
+        .common
         .selection
         .selection()
         .map_err(|e| CommandError::failure(e.to_string()))?;
     let policy = args
+        .common
         .layout
-        .policy(&args.selection)
+        .policy(&args.common.selection)
         .map_err(|e| CommandError::failure(e.to_string()))?;
-    let suffix = &args.transfer.temp_suffix;
+    let suffix = &args.common.transfer.temp_suffix;
     if suffix.is_empty() || suffix.contains('/') || suffix.contains('\0') || suffix.len() > 64 {
         return Err(CommandError::failure(format!(
             "invalid --temp-suffix {suffix:?}: give a short name ending such as .part"
@@ -190,22 +218,22 @@ pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, Com
     }
     let fetch = FetchConfig {
         temp_suffix: suffix.clone(),
-        stall_timeout: Duration::from_secs(args.global.timeout),
+        stall_timeout: Duration::from_secs(args.common.global.timeout),
         ..FetchConfig::default()
     };
     Ok(MirrorConfig {
         root,
         policy,
         selection,
-        threads: args.transfer.threads_num as usize,
+        threads: args.common.transfer.threads_num as usize,
         fetch,
-        metadata: args.metadata.options(),
+        metadata: args.common.metadata.options(),
         mode,
         on_planned: None,
         deletion: mirror::DeletionOptions {
-            auto_delete: args.deletion.auto_delete,
-            keep_icloud_recent_days: args.deletion.keep_icloud_recent_days,
-            delete_after_download: args.deletion.delete_after_download,
+            auto_delete: args.sync.deletion.auto_delete,
+            keep_icloud_recent_days: args.sync.deletion.keep_icloud_recent_days,
+            delete_after_download: args.sync.deletion.delete_after_download,
             confirm: None,
         },
         on_deletion: None,
@@ -213,12 +241,7 @@ pub fn mirror_config(args: &SyncArgs, mode: RunMode) -> Result<MirrorConfig, Com
 }
 
 fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32, CommandError> {
-    let dry_run = args.run.dry_run || args.run.only_print_filenames;
-    if action != Action::Sync && (dry_run || args.run.watch_with_interval.is_some()) {
-        return Err(CommandError::failure(
-            "--dry-run, --only-print-filenames and --watch-with-interval are options of sync",
-        ));
-    }
+    let dry_run = args.sync.dry_run || args.sync.only_print_filenames;
     let mode = match action {
         Action::Sync if dry_run => RunMode::DryRun,
         Action::Sync => RunMode::Download,
@@ -226,12 +249,6 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         Action::ImportExisting => RunMode::ImportExisting,
     };
     let mut config = mirror_config(args, mode)?;
-    if config.deletion.any() && action != Action::Sync {
-        return Err(CommandError::failure(
-            "--auto-delete, --delete-after-download and --keep-icloud-recent-days are options \
-             of sync",
-        ));
-    }
     if config.deletion.auto_delete && config.deletion.in_icloud() {
         return Err(CommandError::failure(
             "--auto-delete cannot be combined with --delete-after-download or \
@@ -239,33 +256,38 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
              move to Recently Deleted",
         ));
     }
-    if !args.deletion.yes {
+    if !args.sync.deletion.yes {
+        // A cron or systemd run that could never delete would look like one that deleted:
+        // refused before any work, as a bad command line is.
+        if config.deletion.any() && !dry_run && !can_ask() {
+            return Err(unconfirmed(args));
+        }
         config.deletion.confirm = Some(confirmation());
     }
-    if let Some(path) = &args.run.report_json {
+    if let Some(path) = &args.common.run.report_json {
         check_report_path(path)?;
     }
     if dry_run {
         // icloudpd's flag prints where each file would go, folder included.
-        let prefix = args.run.only_print_filenames.then(|| config.root.clone());
+        let prefix = args.sync.only_print_filenames.then(|| config.root.clone());
         config.on_planned = Some(Arc::new(move |path: &str| match &prefix {
             Some(root) => progress::suspend(|| outln!("{}", root.join(path).display())),
             None => progress::suspend(|| outln!("{path}")),
         }));
-        if !args.run.only_print_filenames {
+        if !args.sync.only_print_filenames {
             // Part of the plan, which goes to standard output.
             config.on_deletion = Some(Arc::new(|line: &str| {
                 progress::suspend(|| outln!("{line}"))
             }));
         }
     }
-    let show_progress = !args.run.no_progress_bar
-        && !args.run.only_print_filenames
+    let show_progress = !args.common.run.no_progress_bar
+        && !args.sync.only_print_filenames
         && std::io::stderr().is_terminal();
     let refresh = RefreshOptions {
-        libraries: LibrarySelector::parse(&args.selection.library),
-        full: args.run.no_incremental,
-        reset_sync_token: args.run.reset_sync_token,
+        libraries: LibrarySelector::parse(&args.common.selection.library),
+        full: args.common.run.no_incremental,
+        reset_sync_token: args.common.run.reset_sync_token,
         progress: false,
     };
     let rt = context::runtime()?;
@@ -273,7 +295,7 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     let root = config.root.clone();
     let mirror = Mirror::new(config);
     let notifier = Notifier {
-        script: args.run.notification_script.clone(),
+        script: args.common.run.notification_script.clone(),
         username: ctx.auth.username.clone(),
         directory: root.display().to_string(),
         stopper: mirror.stopper(),
@@ -285,7 +307,7 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             Ok(s) => s,
             Err(e) => {
                 notifier.auth_failure(&e);
-                if let Some(path) = &args.run.report_json {
+                if let Some(path) = &args.common.run.report_json {
                     let outcome = RunOutcome::Failed {
                         error: e.to_string(),
                     };
@@ -313,7 +335,7 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             {
                 return Ok(code);
             }
-            let Some(interval) = args.run.watch_with_interval else {
+            let Some(interval) = args.sync.watch_with_interval else {
                 return Ok(code);
             };
             if !watch::pause(Duration::from_secs(interval), &mirror.stopper()).await {
@@ -327,15 +349,43 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
     })
 }
 
-/// Deletions are confirmed on a terminal; without one (cron) they need `--yes`.
+/// Deletions are confirmed on a terminal; without one (cron) they need `--yes`, checked
+/// before the run starts.
 fn confirmation() -> mirror::Confirm {
     Arc::new(|question: &str| progress::suspend(|| ask(question)))
 }
 
-/// Ask on the terminal; "no" without one.
+/// Whether there is a terminal to ask on (and to read the answer from).
+fn can_ask() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The refusal of a run that would have to ask before deleting, with nowhere to ask.
+fn unconfirmed(args: &SyncArgs) -> CommandError {
+    let deletion = &args.sync.deletion;
+    let what = if deletion.auto_delete {
+        "--auto-delete deletes files"
+    } else if deletion.delete_after_download {
+        "--delete-after-download moves photos to Recently Deleted in iCloud"
+    } else {
+        "--keep-icloud-recent-days moves photos to Recently Deleted in iCloud"
+    };
+    let in_file = if args.common.config.is_some() {
+        " (`yes = true` in the config file)"
+    } else {
+        ""
+    };
+    // Bad input, as a flag clap refuses: exit code 1.
+    CommandError::failure(format!(
+        "{what} without asking only with --yes (there is no terminal to ask on): add \
+         --yes{in_file} to let this run delete, or run it from a terminal to be asked"
+    ))
+}
+
+/// Ask on the terminal; "no" without one (a terminal gone since the run started).
 fn ask(question: &str) -> bool {
     {
-        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        if !can_ask() {
             errln!("icloudpd-rs: {question} Not without --yes when not run from a terminal.");
             return false;
         }
@@ -375,7 +425,7 @@ fn finish_cycle(
     action: Action,
     root: &Path,
 ) -> i32 {
-    let dry_run = args.run.dry_run || args.run.only_print_filenames;
+    let dry_run = args.sync.dry_run || args.sync.only_print_filenames;
     match result {
         Ok(report) => {
             let code = match &report.outcome {
@@ -386,7 +436,7 @@ fn finish_cycle(
             };
             let line = report.summary_line();
             if dry_run {
-                if !args.run.only_print_filenames {
+                if !args.sync.only_print_filenames {
                     errln!(
                         "dry run: {} file(s) would be downloaded, {} already in {} ({} total)",
                         report
@@ -443,7 +493,7 @@ fn finish_cycle(
                 }
             }
             let mut code = code;
-            if let Some(path) = &args.run.report_json
+            if let Some(path) = &args.common.run.report_json
                 && let Err(e) = write_report(path, report)
             {
                 errln!("icloudpd-rs: {e}");
@@ -479,7 +529,7 @@ fn finish_cycle(
             if !dry_run && partial.downloaded + partial.failed > 0 {
                 outln!("{}", partial.summary_line());
             }
-            if let Some(path) = &args.run.report_json
+            if let Some(path) = &args.common.run.report_json
                 && let Err(err) = write_report(path, &partial)
             {
                 errln!("icloudpd-rs: {err}");

@@ -51,9 +51,9 @@ fn auto_delete_removes_the_files_of_deleted_photos_only_when_confirmed() {
         assert!(photos.join(p).exists(), "a dry run deletes nothing");
     }
 
-    // Not from a terminal and without --yes: nothing is deleted.
+    // Not from a terminal and without --yes: refused before any work, nothing deleted.
     let kept = env.sync(&photos, &["--auto-delete"]);
-    kept.expect_code(0);
+    kept.expect_code(1);
     assert!(kept.stderr.contains("--yes"), "{}", kept.stderr);
     for p in &doomed {
         assert!(photos.join(p).exists(), "{p} deleted without confirmation");

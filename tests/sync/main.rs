@@ -18,3 +18,4 @@ mod operation;
 mod plan;
 mod reconcile;
 mod state;
+mod usage;
