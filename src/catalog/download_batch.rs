@@ -27,8 +27,16 @@ pub enum DownloadUpdate {
         /// (`--set-exif-datetime`); `None` when the file holds the downloaded bytes.
         source_sha256: Option<[u8; 32]>,
     },
-    /// An attempt failed with this error (the attempt count goes up by one).
+    /// An attempt failed with this error (the attempt count goes up by one), e.g. `verify`
+    /// found the recorded file damaged.
     Failed { version: VersionKey, error: String },
+    /// An attempt to write the file at `rel_path` (the path the run planned for it) failed:
+    /// as [`DownloadUpdate::Failed`], and `status --failed` names that path.
+    FailedAt {
+        version: VersionKey,
+        rel_path: String,
+        error: String,
+    },
     /// Forget the state (the local file was removed on purpose).
     Forget { version: VersionKey },
     /// The XMP sidecar of the downloaded file was written (or found up to date) from the
@@ -71,6 +79,7 @@ impl Catalog {
             let version = match u {
                 DownloadUpdate::Downloaded { version, .. }
                 | DownloadUpdate::Failed { version, .. }
+                | DownloadUpdate::FailedAt { version, .. }
                 | DownloadUpdate::Forget { version }
                 | DownloadUpdate::Sidecar { version, .. } => *version,
             };
@@ -100,11 +109,12 @@ impl Catalog {
                     )?;
                 }
                 DownloadUpdate::Failed { error, .. } => {
-                    tx.prepare_cached(UPSERT_FAILED)
-                        .and_then(|mut s| {
-                            s.query_row(params![root, version, error, now], |r| r.get::<_, i64>(0))
-                        })
-                        .ctx("recording downloads")?;
+                    record_failure(&tx, (root, version), error, None, now)?;
+                }
+                DownloadUpdate::FailedAt {
+                    error, rel_path, ..
+                } => {
+                    record_failure(&tx, (root, version), error, Some(rel_path), now)?;
                 }
                 DownloadUpdate::Forget { .. } => {
                     tx.prepare_cached(
@@ -286,4 +296,21 @@ impl Catalog {
             .ctx("listing downloaded paths")?;
         Ok(rows)
     }
+}
+
+fn record_failure(
+    tx: &rusqlite::Connection,
+    (root, version): (RootId, VersionKey),
+    error: &str,
+    planned_path: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(UPSERT_FAILED)
+        .and_then(|mut s| {
+            s.query_row(params![root, version, error, now, planned_path], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .ctx("recording downloads")?;
+    Ok(())
 }

@@ -9,7 +9,9 @@
 //! size and SHA-256 when known (a [`super::PreviousCopy`]): after an edit in iCloud (the
 //! content changed; `downloaded_ms` is cleared) or a `reset-state` (the content did not;
 //! `downloaded_ms` stays). A failure of a version recorded as downloaded forgets the old
-//! digest: that file is missing or damaged (`verify --repair`).
+//! digest: that file is missing or damaged (`verify --repair`). A failed row also keeps the
+//! path its last attempt was to write (`planned_path`, from the run's layout), for
+//! `status --failed`.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -82,6 +84,9 @@ pub struct DownloadRecord {
     /// The asset has left iCloud (the file may still be on disk).
     pub asset_gone: bool,
     pub state: DownloadState,
+    /// For a failed version: where its last attempt was to write the file (the run's planned
+    /// path), when the failure said (see [`super::DownloadUpdate::FailedAt`]).
+    pub planned_path: Option<String>,
 }
 
 fn hex_digest<S: serde::Serializer>(d: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -108,7 +113,7 @@ pub(super) fn upsert_downloaded(
             state = 'downloaded', rel_path = excluded.rel_path, size = excluded.size,
             sha256 = excluded.sha256, source_sha256 = excluded.source_sha256,
             downloaded_ms = excluded.downloaded_ms, attempts = 0,
-            last_error = NULL, failed_ms = NULL",
+            last_error = NULL, failed_ms = NULL, planned_path = NULL",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -126,13 +131,14 @@ pub(super) fn upsert_downloaded(
 }
 
 /// Records a failed attempt (the count goes up by one) and returns the attempt count.
-/// Parameters: root, version, error, now (ms).
+/// Parameters: root, version, error, now (ms), the path the attempt was to write (or NULL).
 pub(super) const UPSERT_FAILED: &str =
-    "INSERT INTO downloads (root_id, version_key, state, attempts, last_error, failed_ms)
-     VALUES (?1, ?2, 'failed', 1, ?3, ?4)
+    "INSERT INTO downloads (root_id, version_key, state, attempts, last_error, failed_ms,
+                            planned_path)
+     VALUES (?1, ?2, 'failed', 1, ?3, ?4, ?5)
      ON CONFLICT (root_id, version_key) DO UPDATE SET
         state = 'failed', attempts = attempts + 1, last_error = excluded.last_error,
-        failed_ms = excluded.failed_ms,
+        failed_ms = excluded.failed_ms, planned_path = excluded.planned_path,
         -- A failed re-download of a file recorded as downloaded forgets its digest (it may be
         -- damaged); a pending or failed row keeps the digest of its older copy (an edit,
         -- reset-state) so that copy can still be recognised as ours.
@@ -270,7 +276,11 @@ impl Catalog {
         require_version(&tx, version)?;
         let attempts: i64 = tx
             .prepare_cached(UPSERT_FAILED)
-            .and_then(|mut s| s.query_row(params![root, version, error, now_ms()], |r| r.get(0)))
+            .and_then(|mut s| {
+                s.query_row(params![root, version, error, now_ms(), None::<&str>], |r| {
+                    r.get(0)
+                })
+            })
             .ctx("recording a failed download")?;
         tx.commit().ctx("recording a failed download")?;
         Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
@@ -353,7 +363,8 @@ fn download_page(
     after: VersionKey,
 ) -> Result<Vec<DownloadRecord>> {
     let sql = format!(
-        "SELECT d.version_key, v.asset_key, v.kind, a.gone_ms IS NOT NULL, {STATE_COLUMNS}
+        "SELECT d.version_key, v.asset_key, v.kind, a.gone_ms IS NOT NULL, {STATE_COLUMNS},
+                d.planned_path
          FROM downloads d JOIN versions v USING (version_key) JOIN assets a USING (asset_key)
          WHERE d.root_id = ?1 AND d.state = ?2 AND d.version_key > ?3
          ORDER BY d.version_key LIMIT ?4"
@@ -371,6 +382,7 @@ fn download_page(
                         .ok_or_else(|| super::bad_value(2, "version kind", &kind))?,
                     asset_gone: r.get(3)?,
                     state: state_from_row(r, 4)?,
+                    planned_path: r.get(12)?,
                 })
             },
         )

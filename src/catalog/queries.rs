@@ -64,12 +64,13 @@ pub enum SmartFolder {
 }
 
 impl SmartFolder {
-    /// The name icloudpd's `--list-albums` prints (and `--album` takes).
+    /// The name `list albums` prints: the mount's folder name (`--album` takes it, and
+    /// icloudpd's names, e.g. "Live").
     pub fn album_name(self) -> &'static str {
         match self {
             SmartFolder::Favorites => "Favorites",
             SmartFolder::Videos => "Videos",
-            SmartFolder::LivePhotos => "Live",
+            SmartFolder::LivePhotos => "Live Photos",
             SmartFolder::Screenshots => "Screenshots",
             SmartFolder::Bursts => "Bursts",
             SmartFolder::Panoramas => "Panoramas",

@@ -29,6 +29,9 @@
 //!   fills the new columns of assets stored before. And `moved_to_trash`: the assets this
 //!   tool moved to Recently Deleted itself (`--delete-after-download`,
 //!   `--keep-icloud-recent-days`), whose local copies `--auto-delete` keeps.
+//! - **7** ([`V7_CHANGES`]): `downloads.planned_path`, the path a failed download was to be
+//!   written to (the run's layout decided it; `rel_path` keeps meaning the older copy), so
+//!   `status --failed` names every failure by where its file goes.
 //!
 //! Choices in v1 worth knowing:
 //! - Row keys (`asset_key`, `version_key`, `album_key`, ...) are `AUTOINCREMENT` so a key is
@@ -47,7 +50,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 pub const APPLICATION_ID: i32 = 0x6943_5044;
 
 /// Schema version this program reads and writes.
-pub const CURRENT_VERSION: i64 = 6;
+pub const CURRENT_VERSION: i64 = 7;
 
 /// The columns of `assets` from version 1 to 5, in this order (v6 adds two at the end: see
 /// [`V6_CHANGES`]; the v4 rebuild copies rows by position, so this list stays as it was).
@@ -238,6 +241,11 @@ CREATE TABLE moved_to_trash (
 );
 "#;
 
+/// v6 -> v7: a new, empty column (failures recorded before name no planned path).
+pub const V7_CHANGES: &str = r#"
+ALTER TABLE downloads ADD COLUMN planned_path TEXT; -- failed: where the last attempt was to write
+"#;
+
 /// v2 -> v3: the files of lost versions (see `orphans.rs`).
 pub const V3_CHANGES: &str = r#"
 CREATE TABLE orphaned_downloads (
@@ -331,6 +339,11 @@ pub const MIGRATIONS: &[Migration] = &[
         to: 6,
         apply: migrate_v5_to_v6,
     },
+    Migration {
+        from: 6,
+        to: 7,
+        apply: migrate_v6_to_v7,
+    },
 ];
 
 /// Creates the current schema in an empty database (inside the caller's transaction).
@@ -341,6 +354,7 @@ pub fn create_current(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     rebuild_assets(tx)?;
     tx.execute_batch(V5_CHANGES)?;
     tx.execute_batch(V6_CHANGES)?;
+    tx.execute_batch(V7_CHANGES)?;
     stamp(tx, CURRENT_VERSION)
 }
 
@@ -377,6 +391,11 @@ fn migrate_v5_to_v6(tx: &Transaction<'_>) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// v6 -> v7: see [`V7_CHANGES`].
+fn migrate_v6_to_v7(tx: &Transaction<'_>) -> Result<(), String> {
+    tx.execute_batch(V7_CHANGES).map_err(|e| e.to_string())
 }
 
 /// Runs [`V4_ASSETS`] (foreign keys off: dropping `assets` must not touch `versions`), keeping
@@ -488,6 +507,41 @@ mod tests {
             version = m.to;
         }
         assert_eq!(version, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn a_v6_failure_keeps_its_row_and_names_no_planned_path() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in [V1_SCHEMA, V2_CHANGES, V3_CHANGES] {
+            tx.execute_batch(sql).unwrap();
+        }
+        rebuild_assets(&tx).unwrap();
+        for sql in [V5_CHANGES, V6_CHANGES] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.execute_batch(
+            "INSERT INTO libraries (database, zone) VALUES ('private', 'PrimarySync');
+             INSERT INTO assets (library_id, record_id, asset_record, kind, asset_date_ms,
+                                 added_date_ms, favorite, hidden, deleted, subtype, subtype_v2,
+                                 live, content_hash)
+                 VALUES (1, 'M1', 'A1', 'image', 1, 1, 0, 0, 0, 0, 0, 0, 0);
+             INSERT INTO versions (asset_key, kind, size, file_type, checksum)
+                 VALUES (1, 'original', 1, 'public.jpeg', 'c');
+             INSERT INTO download_roots (path, created_ms) VALUES (x'2f70', 1);
+             INSERT INTO downloads (root_id, version_key, state, rel_path, attempts, last_error)
+                 VALUES (1, 1, 'failed', 'a/IMG.JPG', 2, 'HTTP 503');",
+        )
+        .unwrap();
+        migrate_v6_to_v7(&tx).unwrap();
+        let row: (Option<String>, Option<String>, i64) = tx
+            .query_row(
+                "SELECT planned_path, rel_path, attempts FROM downloads",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (None, Some("a/IMG.JPG".into()), 2));
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn run_refresh(ctx: &AccountContext, args: &RefreshArgs) -> Result<(), CommandEr
         full: args.full,
         reset_sync_token: args.reset_sync_token,
         progress: true,
+        ..RefreshOptions::default()
     };
     let report = rt.block_on(async {
         let session = ctx.session().await?;
@@ -147,9 +148,7 @@ pub(super) fn refresh_and_list(
     let mut catalog = ctx.open_catalog()?;
     let options = RefreshOptions {
         libraries,
-        full: false,
-        reset_sync_token: false,
-        progress: false,
+        ..RefreshOptions::default()
     };
     rt.block_on(async {
         let session = ctx.session().await?;
@@ -199,11 +198,14 @@ fn print_list(
                 continue;
             }
             if !json && lib.library.zone == crate::model::Library::primary().zone {
-                // As icloudpd lists them, first: names `--album` takes besides the albums.
-                for folder in crate::catalog::SmartFolder::ALL {
-                    let assets =
-                        catalog.count_assets(lib.id, crate::catalog::AssetFilter::Smart(folder))?;
-                    println!("{}	{assets}	smart folder", folder.album_name());
+                // As icloudpd lists them, first: every name `--album` takes besides the albums,
+                // as the mount names its folders.
+                use crate::catalog::{AssetFilter, SmartFolder};
+                let all = catalog.count_assets(lib.id, AssetFilter::AllPhotos)?;
+                println!("All Photos\t{all}\tsmart folder");
+                for folder in SmartFolder::ALL {
+                    let assets = catalog.count_assets(lib.id, AssetFilter::Smart(folder))?;
+                    println!("{}\t{assets}\tsmart folder", folder.album_name());
                 }
             }
             // Deleted albums stay in the catalog (their record may come back) but are gone for
@@ -310,8 +312,15 @@ fn print_failed(
                 .as_ref()
                 .and_then(|a| a.asset.filename.clone())
                 .unwrap_or_else(|| "(no name)".into());
-            // Where the file is (or was) when that is known, else the photo's name.
-            let shown = previous_path.as_deref().unwrap_or(&name);
+            // Where the file goes: the path its last attempt was to write, else the file it
+            // replaces (`verify --repair`). Failures recorded by an older icloudpd-rs (catalog
+            // schema 6 and before) may name neither: the photo's name stands in until the next
+            // attempt.
+            let path = record.planned_path.as_ref().or(previous_path.as_ref());
+            let shown = match path {
+                Some(path) => format!("{path} ({})", record.kind.as_str()),
+                None => format!("{name} ({}, path not recorded)", record.kind.as_str()),
+            };
             let id = asset
                 .as_ref()
                 .map(|a| a.asset.id.clone())
@@ -322,15 +331,14 @@ fn print_failed(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"folder": r.path, "path": previous_path, "filename": name, "asset_id": id,
+                    serde_json::json!({"folder": r.path, "path": path, "filename": name, "asset_id": id,
                         "version": record.kind.as_str(), "attempts": attempts,
                         "error": last_error, "at": when})
                 );
             } else {
                 println!(
-                    "{}\t{shown} ({})\t{attempts} attempt(s), last {when}: {last_error}",
+                    "{}\t{shown}\t{attempts} attempt(s), last {when}: {last_error}",
                     r.path.display(),
-                    record.kind.as_str()
                 );
             }
         }

@@ -122,8 +122,13 @@ fn make_scratch(args: &DemoArgs) -> Result<Scratch, CommandError> {
         created: Vec::new(),
     };
     if let Some(m) = &args.mountpoint {
-        // Each missing folder is created, and noted, so that all of them go at the end.
-        let missing: Vec<&Path> = m.ancestors().take_while(|a| !a.exists()).collect();
+        // Each missing folder is created, and noted, so that all of them go at the end. From
+        // the absolute path: the ancestors of a bare `dmnt` end with an empty path, which no
+        // mkdir can create.
+        let abs = std::path::absolute(m).map_err(|e| {
+            CommandError::failure(format!("cannot create the mountpoint {}: {e}", m.display()))
+        })?;
+        let missing: Vec<&Path> = abs.ancestors().take_while(|a| !a.exists()).collect();
         for dir in missing.into_iter().rev() {
             std::fs::create_dir(dir).map_err(|e| {
                 CommandError::failure(format!("cannot create the mountpoint {}: {e}", m.display()))
@@ -342,8 +347,8 @@ fn print_guide(ready: &Ready<'_>, scratch: &Path, endpoint: &str, mirror: bool, 
         ),
     ];
     let mut text = format!(
-        "\niCloud Photos, simulated (no Apple account involved): {} files in the date tree, {} albums.\n\n  Mounted at: {}\n",
-        ready.counts.date_tree_files,
+        "\niCloud Photos, simulated (no Apple account involved): {} in the date tree, {} albums.\n\n  Mounted at: {}\n",
+        ready.date_tree(),
         ready.counts.albums,
         ready.mountpoint.display()
     );

@@ -72,6 +72,8 @@ pub struct Ready<'a> {
     pub mirror: Option<&'a Path>,
     /// What the tree holds.
     pub counts: ViewCounts,
+    /// XMP sidecars among `counts.date_tree_files` (`--xmp-sidecar`), which are not photos.
+    pub sidecars: usize,
     /// Names the views got.
     pub names: &'a view::TopNames,
 }
@@ -103,12 +105,11 @@ pub fn mount_runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 fn print_ready(ready: &Ready<'_>) {
-    let c = ready.counts;
     eprintln!(
-        "icloudpd-rs: {} files in the date tree, {} albums{}; mounted at {} \
+        "icloudpd-rs: {} in the date tree, {} albums{}; mounted at {} \
          (Ctrl-C or `fusermount3 -u {}` to unmount)",
-        c.date_tree_files,
-        c.albums,
+        ready.date_tree(),
+        ready.counts.albums,
         match ready.mirror {
             Some(m) => format!(", mirroring into {}", m.display()),
             None => String::new(),
@@ -116,6 +117,17 @@ fn print_ready(ready: &Ready<'_>) {
         ready.mountpoint.display(),
         ready.mountpoint.display(),
     );
+}
+
+impl Ready<'_> {
+    /// "N files" of the date tree, "N files and M XMP sidecars" with sidecars.
+    pub fn date_tree(&self) -> String {
+        let files = self.counts.date_tree_files.saturating_sub(self.sidecars);
+        match self.sidecars {
+            0 => format!("{files} files"),
+            n => format!("{files} files and {n} XMP sidecars"),
+        }
+    }
 }
 
 fn failure(e: impl std::fmt::Display) -> CommandError {
@@ -183,9 +195,8 @@ pub fn serve(
     let broker = UrlBroker::new(slot.clone());
     let refresh_opts = RefreshOptions {
         libraries: refresh_scope(&selection.libraries),
-        full: false,
-        reset_sync_token: false,
         progress: true,
+        ..RefreshOptions::default()
     };
     if let (CatalogAccess::Writer(catalog), Some(session)) = (&mut access, &session) {
         first_refresh(rt, session, catalog, &refresh_opts, &broker)?;
@@ -267,6 +278,12 @@ pub fn serve(
                 root: root.clone(),
             }),
     );
+    let sidecars = built
+        .entries
+        .iter()
+        .take(built.counts.date_tree_files)
+        .filter(|e| matches!(view::ids::kind_of(e.file), view::ids::FileKind::Sidecar(_)))
+        .count();
     let (ns, skipped) = Namespace::new(built.entries, &built.extra_dirs);
     for s in skipped.iter().take(5) {
         tracing::warn!(path = %s.path, reason = ?s.reason, "not shown");
@@ -313,9 +330,18 @@ pub fn serve(
         mountpoint: handle.mountpoint(),
         mirror: mirror_dir.as_deref(),
         counts: built.counts,
+        sidecars,
         names: &built.names,
     });
-    let result = handle.run_until_signal().map_err(failure);
+    let outcome = handle.run_until_signal();
+    let forced = matches!(outcome, Err(mount::MountError::ForcedStop));
+    let result = outcome.map_err(|e| {
+        let mut e = failure(e);
+        if forced {
+            e.code = mount::session::FORCED_EXIT_CODE;
+        }
+        e
+    });
 
     // Unmounted: stop the background work, letting the mirror finish the files in flight. A
     // sync started meanwhile waits for this process instead of failing on the catalog.
@@ -328,7 +354,9 @@ pub fn serve(
     }
     let _ = follower.join();
     if let Some(task) = mirror_task {
-        let deadline = std::time::Instant::now() + MIRROR_GRACE;
+        // Told twice to stop: the files in flight are dropped at once (resumed next time).
+        let grace = if forced { Duration::ZERO } else { MIRROR_GRACE };
+        let deadline = std::time::Instant::now() + grace;
         while !task.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -65,9 +65,14 @@ fn without_sync_only(common: EngineArgs) -> SyncArgs {
 #[derive(Debug)]
 enum Problem {
     Missing,
-    Size { recorded: u64, found: u64 },
+    Size {
+        recorded: u64,
+        found: u64,
+    },
     Content,
     Unreadable(String),
+    /// A symbolic link, a folder, ...: something the user put there.
+    NotAFile,
 }
 
 /// What `verify` prints, and what `status --failed` shows after `--repair`.
@@ -75,6 +80,7 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Missing => f.write_str("missing"),
+            Problem::NotAFile => f.write_str("not a regular file (a symbolic link or a folder)"),
             Problem::Size { recorded, found } => {
                 write!(f, "size differs: recorded {recorded} bytes, found {found}")
             }
@@ -167,9 +173,11 @@ fn run_verify(ctx: &AccountContext, args: &VerifyArgs) -> Result<i32, CommandErr
         }
         checked += 1;
         let path = root.join(&rel_path);
-        let problem = match std::fs::metadata(&path) {
+        // Not followed: a link put in a file's place is in the way for sync, not our file.
+        let problem = match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Problem::Missing),
             Err(e) => Some(Problem::Unreadable(e.to_string())),
+            Ok(m) if !m.is_file() => Some(Problem::NotAFile),
             Ok(m) if m.len() != size => Some(Problem::Size {
                 recorded: size,
                 found: m.len(),

@@ -288,7 +288,7 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
         libraries: LibrarySelector::parse(&args.common.selection.library),
         full: args.common.run.no_incremental,
         reset_sync_token: args.common.run.reset_sync_token,
-        progress: false,
+        ..RefreshOptions::default()
     };
     let rt = context::runtime()?;
     let mut catalog = open_writer(ctx)?;

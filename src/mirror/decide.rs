@@ -2,7 +2,8 @@
 //!
 //! | recorded | on disk | action |
 //! |---|---|---|
-//! | downloaded at the planned path | present | skip |
+//! | downloaded at the planned path | a regular file of the recorded size | skip |
+//! | downloaded | anything else (other bytes, a symbolic link, a folder) | decided as found there |
 //! | downloaded elsewhere | present there | skip; rename at the end (`reconcile`) |
 //! | downloaded | missing | download again |
 //! | not downloaded | nothing at the path | download (an older copy elsewhere goes once it is done) |
@@ -13,6 +14,7 @@
 //! | not downloaded | a file of another version of this run or catalog | download beside it ("parked"), rename at the end |
 //! | not downloaded | an unknown file of the right size | adopt it (hash, record) |
 //! | not downloaded | an unknown file of another size | fail this file; never overwrite it |
+//! | any | a symbolic link or a folder at the planned path | fail this file; never followed, replaced or removed |
 //!
 //! An asset whose adjusted version appeared (edited in iCloud) while only the edit is asked
 //! for (`--size adjusted`) no longer plans its original: the original's file is noted as
@@ -237,14 +239,12 @@ impl Planner<'_> {
         let mut previous: Option<&str> = None;
         match state {
             Some(DownloadState::Downloaded { rel_path, size, .. }) => {
+                // Not followed: a symbolic link put in the file's place is the user's.
                 let on_disk = std::fs::symlink_metadata(self.ctx.root.join(rel_path)).ok();
-                if let Some(meta) = on_disk.as_ref().filter(|m| m.is_file() && m.len() != *size) {
-                    // Not the file recorded: another version took the path while this one's
-                    // file was gone (an edit, later reverted). Decided below like any file
-                    // found at the planned path, never skipped as if it were this version.
-                    tracing::warn!(path = %rel_path, found = meta.len(), recorded = size, "a file recorded as downloaded holds other bytes; deciding it again");
-                    self.missing += 1;
-                } else if on_disk.is_some() {
+                if on_disk
+                    .as_ref()
+                    .is_some_and(|m| m.is_file() && m.len() == *size)
+                {
                     counters.skip(SkipReason::AlreadyDownloaded);
                     if mode == RunMode::Download && ctx.metadata.xmp_sidecar {
                         self.refresh_sidecar(&item, rel_path, sidecars.get(&item.version));
@@ -253,6 +253,13 @@ impl Planner<'_> {
                         self.moves.push(PendingMove::new(item.version, planned));
                     }
                     return Ok(true);
+                }
+                if let Some(meta) = on_disk {
+                    // Not the file recorded: another version took the path while this one's
+                    // file was gone (an edit, later reverted), or the user put something else
+                    // there (a link, a folder). Decided below like anything found at the
+                    // planned path, never skipped as if it were this version.
+                    tracing::warn!(path = %rel_path, symbolic_link = meta.is_symlink(), found = meta.len(), recorded = size, "the file recorded as downloaded was replaced; deciding it again");
                 } else {
                     tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
                     self.missing += 1;
@@ -322,9 +329,10 @@ impl Planner<'_> {
             }
             return self.queue(item, planned, false);
         };
-        if previous.is_some_and(|p| p.eq_ignore_ascii_case(&planned)) {
+        if meta.is_file() && previous.is_some_and(|p| p.eq_ignore_ascii_case(&planned)) {
             // An older copy of this very version (the photo was edited): replace it, unless it
-            // changed since it was written (then it is not ours to overwrite).
+            // changed since it was written (then it is not ours to overwrite). A symbolic link
+            // or a folder there is never ours: it is in the way (below).
             let check = match copy {
                 Some(copy) => self.check_copy(copy)?,
                 None => CopyCheck::Missing,
@@ -521,7 +529,6 @@ impl Planner<'_> {
         }
     }
 
-    /// Whether a path relative to the root exists (a cheap `stat`).
     /// The version recorded at `rel_path` in this root, if any.
     fn recorded_owner(&mut self, rel_path: &str) -> Option<VersionKey> {
         let root = self.ctx.root_id?;
@@ -574,6 +581,7 @@ impl Planner<'_> {
             checksum: version.checksum.clone(),
             mtime_ms: item.file.mtime_ms,
             rel_path,
+            planned: item.file.rel_path(),
             replace,
             asset: item.asset.clone(),
         };
@@ -624,7 +632,7 @@ impl Planner<'_> {
         if on_disk.is_some_and(|m| m.is_file() && m.len() == size) {
             return self.adopt(item, planned);
         }
-        for candidate in icloudpd_names(item) {
+        for candidate in item.icloudpd_names() {
             if candidate == planned || self.ctx.claims.owner(&candidate).is_some() {
                 continue;
             }
@@ -643,8 +651,9 @@ impl Planner<'_> {
     fn fail_unqueued(&mut self, item: &PlanItem, rel_path: &str, error: String) {
         tracing::warn!(path = %rel_path, %error, "not downloading");
         if let Some(state) = &self.ctx.state {
-            state.send(DownloadUpdate::Failed {
+            state.send(DownloadUpdate::FailedAt {
                 version: item.version,
+                rel_path: rel_path.to_string(),
                 error: error.clone(),
             });
         }
@@ -660,23 +669,6 @@ impl Planner<'_> {
 /// the same directory, unique per version.
 fn parked_path(dir_prefix: &str, version: VersionKey) -> String {
     format!("{dir_prefix}.icloudpd-rs-parked-{}", version.0)
-}
-
-/// Names under which icloudpd may have written the file: the name before collision handling,
-/// and that name with `-<size>` before the extension.
-fn icloudpd_names(item: &PlanItem) -> Vec<String> {
-    let Some(base) = &item.base_name else {
-        return Vec::new();
-    };
-    let dir = &item.file.dir;
-    let (stem, ext) = match base.rfind('.') {
-        Some(i) if i > 0 => (&base[..i], &base[i..]),
-        _ => (base.as_str(), ""),
-    };
-    vec![
-        dir.join(base),
-        dir.join(&format!("{stem}-{}{ext}", item.file.size)),
-    ]
 }
 
 /// Size and SHA-256 of a file.

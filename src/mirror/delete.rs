@@ -265,7 +265,12 @@ fn verified(ctx: &RunContext, state: Option<&DownloadState>) -> bool {
     else {
         return false;
     };
-    match hash_file(&ctx.root.join(rel_path)) {
+    // Only our own regular file counts, never one reached through a link put in its place.
+    let path = ctx.root.join(rel_path);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    match hash_file(&path) {
         Ok((s, d)) => s == *size && d == *sha256,
         Err(_) => false,
     }

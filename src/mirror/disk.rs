@@ -30,15 +30,51 @@ fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
+/// The download folder as a run found it at its start (device and inode; `None` when it did
+/// not exist, in a dry run). A folder at the same path later is another one: the empty
+/// mountpoint of a disk unmounted meanwhile, or a folder put where the first was moved away.
+/// Files must not go there, nor the root be created again by a file's `create_dir_all`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RootIdentity(Option<(u64, u64)>);
+
+impl RootIdentity {
+    pub fn of(root: &Path) -> RootIdentity {
+        use std::os::unix::fs::MetadataExt;
+        RootIdentity(std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino())))
+    }
+
+    /// The download folder is still the one the run started with.
+    pub fn check(self, root: &Path) -> Result<(), MirrorError> {
+        let Some(first) = self.0 else {
+            return Ok(());
+        };
+        match RootIdentity::of(root).0 {
+            Some(now) if now == first => Ok(()),
+            Some(_) => Err(bad_root(
+                root,
+                "it is another folder than when the run started (a disk unmounted, a folder \
+                 moved away?): nothing more is written there"
+                    .into(),
+            )),
+            None => Err(bad_root(root, "it is gone since the run started".into())),
+        }
+    }
+}
+
 /// Judge the error `source` of `op` on `path` (under `root`) in one file's transfer. Does a
 /// little blocking I/O (the checks of the download folder).
-pub(super) fn judge(root: &Path, op: &str, path: &Path, source: io::Error) -> Doomed {
+pub(super) fn judge(
+    (root, identity): (&Path, RootIdentity),
+    op: &str,
+    path: &Path,
+    source: io::Error,
+) -> Doomed {
     if is_disk_full(&source) {
         return Doomed::Run(MirrorError::DiskFull {
             path: path.to_path_buf(),
         });
     }
-    if let Err(e) = check_root(root, true) {
+    if let Err(e) = identity.check(root).and_then(|()| check_root(root, true)) {
         return Doomed::Run(e);
     }
     let mut error = format!("{op} {}: {source}", path.display());
@@ -123,7 +159,12 @@ mod tests {
         let root = dir.path();
         let folder = root.join("2021/05/21");
         for errno in [libc::EACCES, libc::EPERM, libc::EROFS, libc::ENAMETOOLONG] {
-            let Doomed::File(error) = judge(root, "creating the folder", &folder, os(errno)) else {
+            let Doomed::File(error) = judge(
+                (root, RootIdentity::of(root)),
+                "creating the folder",
+                &folder,
+                os(errno),
+            ) else {
                 panic!("errno {errno} stopped the run");
             };
             assert!(error.starts_with(&format!("creating the folder {}: ", folder.display())));
@@ -137,8 +178,12 @@ mod tests {
         let root = dir.path();
         std::fs::write(root.join("2021"), "mine").unwrap();
         let folder = root.join("2021/05/21");
-        let Doomed::File(error) = judge(root, "creating the folder", &folder, os(libc::ENOTDIR))
-        else {
+        let Doomed::File(error) = judge(
+            (root, RootIdentity::of(root)),
+            "creating the folder",
+            &folder,
+            os(libc::ENOTDIR),
+        ) else {
             panic!("stopped the run");
         };
         let named = format!("; {} is not a folder", root.join("2021").display());
@@ -147,8 +192,12 @@ mod tests {
         std::fs::create_dir_all(root.join("2022/05")).unwrap();
         std::fs::write(root.join("2022/05/21"), "mine").unwrap();
         let taken = root.join("2022/05/21");
-        let Doomed::File(error) = judge(root, "creating the folder", &taken, os(libc::EEXIST))
-        else {
+        let Doomed::File(error) = judge(
+            (root, RootIdentity::of(root)),
+            "creating the folder",
+            &taken,
+            os(libc::EEXIST),
+        ) else {
             panic!("stopped the run");
         };
         assert!(error.ends_with(&format!("; {} is not a folder", taken.display())));
@@ -159,22 +208,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("photos");
         std::fs::create_dir(&root).unwrap();
+        let id = RootIdentity::of(&root);
         let file = root.join("2021/05/21/IMG_0001.JPG");
         for errno in [libc::ENOSPC, libc::EDQUOT] {
-            let doomed = judge(&root, "write", &file, os(errno));
+            let doomed = judge((&root, id), "write", &file, os(errno));
             assert!(
                 matches!(&doomed, Doomed::Run(MirrorError::DiskFull { path }) if *path == file),
                 "{doomed:?}"
             );
         }
+        // Moved away, and another (empty) folder in its place: a disk unmounted.
+        std::fs::rename(&root, dir.path().join("moved")).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        let doomed = judge((&root, id), "creating the folder", &file, os(libc::ENOENT));
+        assert!(
+            matches!(&doomed, Doomed::Run(MirrorError::BadRoot { reason, .. })
+                if reason.contains("another folder")),
+            "{doomed:?}"
+        );
         std::fs::remove_dir(&root).unwrap();
-        let doomed = judge(&root, "creating the folder", &file, os(libc::ENOENT));
+        let doomed = judge((&root, id), "creating the folder", &file, os(libc::ENOENT));
         assert!(
             matches!(&doomed, Doomed::Run(MirrorError::BadRoot { path, .. }) if *path == root),
             "{doomed:?}"
         );
         std::fs::write(&root, "not a folder").unwrap();
-        let doomed = judge(&root, "creating the folder", &file, os(libc::ENOTDIR));
+        let id = RootIdentity::of(&root);
+        let doomed = judge((&root, id), "creating the folder", &file, os(libc::ENOTDIR));
         assert!(
             matches!(&doomed, Doomed::Run(MirrorError::BadRoot { reason, .. })
                 if reason.contains("not a directory")),

@@ -19,6 +19,7 @@ use crate::fetch::FetchConfig;
 use crate::model::Library;
 use crate::refresh::{self, NoSink, PageSink, RefreshOptions};
 
+use super::disk::RootIdentity;
 use super::queue::{PathClaims, PriorityGate, TransferState, Transfers};
 use super::report::{Counters, Failure, RunOutcome, RunReport};
 use super::state::{StateHandle, StateWriter};
@@ -45,6 +46,8 @@ pub(super) struct RunInputs<'a> {
 pub(super) struct RunContext {
     pub config: Arc<MirrorConfig>,
     pub root: PathBuf,
+    /// `root` as found at the start: files go nowhere else.
+    pub root_identity: RootIdentity,
     pub root_id: Option<RootId>,
     pub catalog_path: PathBuf,
     pub fetch: FetchConfig,
@@ -111,20 +114,21 @@ impl RunContext {
         match retries.as_mut().filter(|_| retryable) {
             Some(later) => {
                 // Not a warning yet: most such files come in the second pass.
-                tracing::info!(path = %job.rel_path, %error, "download failed; trying it again at the end of the run");
+                tracing::info!(path = %job.planned, %error, "download failed; trying it again at the end of the run");
                 later.push(job.spec.clone());
             }
-            None => tracing::warn!(path = %job.rel_path, %error, "download failed"),
+            None => tracing::warn!(path = %job.planned, %error, "download failed"),
         }
         drop(retries);
         if let Some(state) = &self.state {
-            state.send(DownloadUpdate::Failed {
+            state.send(DownloadUpdate::FailedAt {
                 version: job.version,
+                rel_path: job.planned.clone(),
                 error: error.clone(),
             });
         }
         self.counters.fail(Failure {
-            path: job.rel_path.clone(),
+            path: job.planned.clone(),
             asset_id: job.asset.asset.id.clone(),
             error: error.clone(),
         });
@@ -194,6 +198,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     let abort = stopper.abort.child_token();
     let ctx = Arc::new(RunContext {
         root: config.root.clone(),
+        root_identity: RootIdentity::of(&config.root),
         root_id,
         catalog_path: catalog.path().to_path_buf(),
         fetch: config.fetch.clone(),
@@ -449,7 +454,7 @@ async fn second_pass(ctx: &Arc<RunContext>, retries: Vec<Arc<FileSpec>>, threads
             continue;
         }
         // The attempt is counted again by its outcome.
-        ctx.counters.unfail(&spec.rel_path);
+        ctx.counters.unfail(&spec.planned);
         let job = Job {
             handle,
             spec,

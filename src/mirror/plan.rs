@@ -56,6 +56,25 @@ pub struct PlanItem {
     pub collided: bool,
 }
 
+impl PlanItem {
+    /// Names under which icloudpd may have written the file: the name before collision
+    /// handling, and that name with `-<size>` before the extension.
+    pub(super) fn icloudpd_names(&self) -> Vec<String> {
+        let Some(base) = &self.base_name else {
+            return Vec::new();
+        };
+        let dir = &self.file.dir;
+        let (stem, ext) = match base.rfind('.') {
+            Some(i) if i > 0 => (&base[..i], &base[i..]),
+            _ => (base.as_str(), ""),
+        };
+        vec![
+            dir.join(base),
+            dir.join(&format!("{stem}-{}{ext}", self.file.size)),
+        ]
+    }
+}
+
 impl TreeIndex {
     /// First pass: stream the selection's sources and place every accepted asset. `root`
     /// (when the root exists) lets `--until-found` see what is already downloaded or on disk.

@@ -274,7 +274,8 @@ pub(super) fn link_duplicates(
             continue;
         };
         let (from, to) = (ctx.root.join(first), ctx.root.join(&other));
-        let Ok(source) = std::fs::metadata(&from) else {
+        // A symbolic link in the file's place is not linked to (nor followed).
+        let Ok(source) = std::fs::symlink_metadata(&from) else {
             continue;
         };
         if !source.is_file() {
@@ -347,7 +348,7 @@ type LocalIo = (&'static str, PathBuf, std::io::Error);
 /// catalog records it and the next run tries again) unless it dooms the run, as a download's
 /// local error does (see [`disk::judge`]).
 fn spare_the_run(ctx: &RunContext, (op, path, e): LocalIo, what: &str) -> Result<(), MirrorError> {
-    match disk::judge(&ctx.root, op, &path, e) {
+    match disk::judge((&ctx.root, ctx.root_identity), op, &path, e) {
         Doomed::File(error) => {
             tracing::warn!(%error, "{what}");
             ctx.counters.warn();

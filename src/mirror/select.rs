@@ -61,8 +61,8 @@ pub enum SelectionError {
 }
 
 /// Smart folder names accepted by `--album`, as the help and errors list them.
-pub const SMART_NAMES: &str = "All Photos, Favorites, Videos, Live, Screenshots, Bursts, \
-     Panoramas, Slo-mo, Time-lapse, Hidden, Recently Deleted";
+pub const SMART_NAMES: &str = "All Photos, Favorites, Videos, Live Photos, Screenshots, \
+     Bursts, Panoramas, Slo-mo, Time-lapse, Hidden, Recently Deleted";
 
 /// The selection flags, checked.
 #[derive(Debug, Clone)]
@@ -621,6 +621,18 @@ mod tests {
             Some(Some(SmartFolder::RecentlyDeleted))
         );
         assert_eq!(smart_folder("All Photos"), Some(None));
+        assert_eq!(smart_folder("Live"), Some(Some(SmartFolder::LivePhotos)));
         assert_eq!(smart_folder("Holidays"), None);
+    }
+
+    #[test]
+    fn the_smart_names_given_are_the_listed_ones() {
+        let listed: Vec<&str> = std::iter::once("All Photos")
+            .chain(SmartFolder::ALL.iter().map(|f| f.album_name()))
+            .collect();
+        assert_eq!(SMART_NAMES.split(", ").collect::<Vec<_>>(), listed);
+        for name in listed {
+            assert!(smart_folder(name).is_some(), "{name}");
+        }
     }
 }

@@ -128,6 +128,7 @@ impl StreamSink {
                 checksum: v.checksum.clone(),
                 mtime_ms: file.mtime_ms,
                 rel_path: rel_path.clone(),
+                planned: rel_path.clone(),
                 replace: false,
             };
             let size = spec.size;

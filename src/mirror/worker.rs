@@ -36,6 +36,9 @@ pub struct FileSpec {
     pub mtime_ms: i64,
     /// Destination, relative to the root.
     pub rel_path: String,
+    /// Where the file belongs: `rel_path`, or the planned path a download parked beside
+    /// another version's file moves to at the end (what a failure is reported under).
+    pub planned: String,
     /// An older copy of this version is at `rel_path` and may be replaced.
     pub replace: bool,
 }
@@ -106,6 +109,11 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
     job.handle.running();
     ctx.transfer_starting();
     let dest = ctx.root.join(&job.rel_path);
+    // Checked before each file: `create_dir_all` would make the root again in its old place.
+    if let Err(e) = ctx.root_identity.check(&ctx.root) {
+        ctx.fatal(e);
+        return;
+    }
     if let Some(parent) = dest.parent()
         && let Err(e) = tokio::fs::create_dir_all(parent).await
     {
@@ -178,10 +186,11 @@ async fn local_error(
     path: PathBuf,
     source: std::io::Error,
 ) {
-    let (root, at) = (ctx.root.clone(), path.clone());
-    let judged = tokio::task::spawn_blocking(move || disk::judge(&root, op, &at, source))
-        .await
-        .unwrap_or_else(|e| Doomed::File(format!("{op} {}: {e}", path.display())));
+    let (root, identity, at) = (ctx.root.clone(), ctx.root_identity, path.clone());
+    let judged =
+        tokio::task::spawn_blocking(move || disk::judge((&root, identity), op, &at, source))
+            .await
+            .unwrap_or_else(|e| Doomed::File(format!("{op} {}: {e}", path.display())));
     match judged {
         // Not retried in this run: what is in the way stays there until someone clears it.
         Doomed::File(error) => ctx.fail(job, error, false),

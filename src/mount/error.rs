@@ -57,4 +57,9 @@ pub enum MountError {
     Unmount { path: PathBuf, source: io::Error },
     #[error("the filesystem session ended with an error: {0}")]
     Session(io::Error),
+    /// A second signal stopped the mount without waiting for the programs that used it.
+    #[error(
+        "stopped at once by a second signal: programs that still used the mount got I/O errors"
+    )]
+    ForcedStop,
 }

@@ -317,7 +317,8 @@ impl MountHandle {
     /// Block until SIGINT, SIGTERM or SIGHUP (then unmount) or an external unmount; `Ok` in
     /// both cases. A mount still in use when the signal comes (a shell inside it, a copy under
     /// way) is detached at once and served until its last user lets go, as `umount -l` does;
-    /// a second signal stops serving it.
+    /// a second signal stops serving it: [`MountError::ForcedStop`], after which the process
+    /// should exit with [`FORCED_EXIT_CODE`] (it does by itself after [`FORCED_EXIT_GRACE`]).
     pub fn run_until_signal(mut self) -> Result<(), MountError> {
         self.catch_signals();
         let result = self.serve_until_signal();
@@ -339,7 +340,7 @@ impl MountHandle {
                     Some(res) => self.finish_with(res),
                     // The process exits next, closing the connection: the remaining users get
                     // I/O errors, which the second signal asked for.
-                    None => Ok(()),
+                    None => Err(MountError::ForcedStop),
                 }
             }
             Err(_) => self.finish(),
@@ -513,18 +514,23 @@ fn lazy_unmount(path: &Path) -> io::Result<()> {
 }
 
 /// How long a process told twice to stop may take to wind down before it exits anyway.
-const FORCED_EXIT_GRACE: Duration = Duration::from_secs(5);
+pub const FORCED_EXIT_GRACE: Duration = Duration::from_secs(5);
 
-/// Exit with 130 after `grace` unless the process has ended by then: the second signal means
-/// "stop at once", and threads stuck in a request (a bug, a hung disk) must not keep the
-/// process alive. Nothing is lost: files and the catalog are written to survive a kill.
+/// The exit code of a process told twice to stop, whichever way it ends: that of a shell's
+/// interrupted command, since the mount's users were cut off rather than let go.
+pub const FORCED_EXIT_CODE: i32 = 130;
+
+/// Exit with [`FORCED_EXIT_CODE`] after `grace` unless the process has ended by then: the
+/// second signal means "stop at once", and threads stuck in a request (a bug, a hung disk) must
+/// not keep the process alive. Nothing is lost: files and the catalog are written to survive a
+/// kill.
 fn force_exit_after(grace: Duration) {
     let _ = std::thread::Builder::new()
         .name("forced-exit".into())
         .spawn(move || {
             std::thread::sleep(grace);
             tracing::warn!("still stopping after the second signal; exiting now");
-            std::process::exit(130);
+            std::process::exit(FORCED_EXIT_CODE);
         });
 }
 

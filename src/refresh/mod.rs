@@ -6,6 +6,14 @@
 //! `changes/zone` from the stored token. A rejected token falls back to a full listing with a
 //! warning. Tokens only advance in the same transaction as the pages they cover.
 //!
+//! Selecting more than the personal library takes a listing of the account's zones. A refresher
+//! lists them on its first refresh; its later ones (a mount's polls, a watching sync, through
+//! clones of the same [`RefreshOptions`]) list them again only when the private `changes/database` names a change, so that a poll which finds
+//! nothing costs that one call. A library new to the account is such a change: iCloud lists
+//! `SharedSync-*` zones in the private database (kei's live observation). One listed only in
+//! the shared database, as icloudpd's older recordings show, is found at the next change of
+//! the private database or the next start.
+//!
 //! Pages are stored as they arrive and handed to a [`PageSink`] right after, so a sync can start
 //! downloading while the listing is still running (the URLs in a page are fresh).
 //!
@@ -16,6 +24,8 @@ mod full;
 mod incremental;
 mod progress;
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::auth::{AccountSession, AuthError};
@@ -60,6 +70,34 @@ pub struct RefreshOptions {
     pub reset_sync_token: bool,
     /// Show a progress line on stderr when it is a terminal.
     pub progress: bool,
+    /// The libraries the last zone listing made with these options selected, shared by their
+    /// clones (a mount's polls, a watching sync's cycles).
+    pub listed: ListedLibraries,
+}
+
+/// What the last zone listing of a refresher selected, and for which catalog. Kept in memory,
+/// not in the catalog: a catalog that a `sync` of the personal library filled has a database
+/// token but not the shared libraries, so only a listing made by this refresher for the same
+/// selection vouches that the known libraries are all there is.
+#[derive(Debug, Clone, Default)]
+pub struct ListedLibraries(Arc<Mutex<Option<Listing>>>);
+
+/// A catalog and the libraries a zone listing selected for it.
+type Listing = (PathBuf, Vec<Library>);
+
+impl ListedLibraries {
+    fn get(&self, catalog: &Path) -> Option<Vec<Library>> {
+        let listed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        listed
+            .as_ref()
+            .filter(|(c, _)| c == catalog)
+            .map(|(_, libraries)| libraries.clone())
+    }
+
+    fn set(&self, catalog: &Path, libraries: &[Library]) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((catalog.to_path_buf(), libraries.to_vec()));
+    }
 }
 
 impl Default for RefreshOptions {
@@ -69,6 +107,7 @@ impl Default for RefreshOptions {
             full: false,
             reset_sync_token: false,
             progress: false,
+            listed: ListedLibraries::default(),
         }
     }
 }
@@ -272,11 +311,24 @@ pub async fn refresh(
     sink: &mut dyn PageSink,
 ) -> Result<RefreshReport, RefreshError> {
     let mut conn = Connection::new(session)?;
-    let libraries = select_libraries(&mut conn, &options.libraries).await?;
     // One `changes/database` call per database: which zones changed since the stored token,
     // and the token to store once every library of that database is up to date. It is taken
     // before any listing, so changes made meanwhile are seen by the next refresh.
     let mut databases: Vec<DatabaseState> = Vec::new();
+    let private = Database::Private.as_str();
+    let libraries = match options.listed.get(catalog.path()) {
+        Some(known) => {
+            let state = database_state(&mut conn, catalog, private, options).await?;
+            let quiet = state.changed_zones.as_ref().is_some_and(Vec::is_empty);
+            databases.push(state);
+            if quiet {
+                known
+            } else {
+                select_libraries(&mut conn, catalog.path(), options).await?
+            }
+        }
+        None => select_libraries(&mut conn, catalog.path(), options).await?,
+    };
     for library in &libraries {
         if databases.iter().any(|d| d.name == library.database) {
             continue;
@@ -434,11 +486,14 @@ fn unchanged_report(
     })
 }
 
-/// The libraries `selector` names.
+/// The libraries the options select (remembered in `options.listed` when it took a zone
+/// listing).
 async fn select_libraries(
     conn: &mut Connection<'_>,
-    selector: &LibrarySelector,
+    catalog: &Path,
+    options: &RefreshOptions,
 ) -> Result<Vec<Library>, RefreshError> {
+    let selector = &options.libraries;
     if *selector == LibrarySelector::Primary {
         return Ok(vec![Library::primary()]);
     }
@@ -463,5 +518,6 @@ async fn select_libraries(
         };
         return Err(RefreshError::NoSuchLibrary(name));
     }
+    options.listed.set(catalog, &picked);
     Ok(picked)
 }

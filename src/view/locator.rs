@@ -165,7 +165,12 @@ impl FileLocator for Arc<CatalogLocator> {
             let local = match &self.mirror {
                 Some(root) => match c.download_state(key, root.id)? {
                     Some(DownloadState::Downloaded { rel_path, size, .. }) if size == v.size => {
-                        Some(root.path.join(rel_path))
+                        // A symbolic link put in the file's place is never followed (the
+                        // mirror reports it in the way): the bytes come from iCloud.
+                        let path = root.path.join(rel_path);
+                        std::fs::symlink_metadata(&path)
+                            .is_ok_and(|m| m.is_file())
+                            .then_some(path)
                     }
                     _ => None,
                 },

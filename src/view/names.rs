@@ -139,6 +139,14 @@ mod tests {
     }
 
     #[test]
+    fn smart_folders_are_listed_under_their_mount_names() {
+        for f in SmartFolder::ALL {
+            let (top, sub) = smart_folder_place(f);
+            assert_eq!(sub.unwrap_or(top), f.album_name(), "{f:?}");
+        }
+    }
+
+    #[test]
     fn library_names() {
         assert_eq!(library_name("PrimarySync"), "Personal Library");
         assert_eq!(library_name("SharedSync-1234"), "Shared Library");

@@ -10,6 +10,7 @@ mod bulk;
 mod cli;
 mod crash;
 mod downloads;
+mod names_shown;
 mod open;
 mod read_only;
 mod refresh;

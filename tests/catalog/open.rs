@@ -556,7 +556,7 @@ fn a_v5_catalog_is_migrated_in_place_to_v6() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, CURRENT_VERSION);
     let sidecar_of: i64 = conn
         .query_row("SELECT sidecar_of FROM downloads", [], |r| r.get(0))
         .unwrap();

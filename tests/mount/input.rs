@@ -288,7 +288,7 @@ fn a_busy_mount_serves_its_users_until_they_let_go_unless_signalled_twice() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let (code, err) = up.wait_exit();
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 130, "{err}");
     let mut got = Vec::new();
     assert!(
         file.read_to_end(&mut got).is_err(),

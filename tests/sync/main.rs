@@ -11,6 +11,7 @@ mod edits;
 mod faults;
 mod fetch_download;
 mod folders;
+mod in_the_way;
 mod input;
 mod layout;
 mod metadata;

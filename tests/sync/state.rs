@@ -574,12 +574,15 @@ fn status_shows_the_last_sync_of_each_folder_interrupted_or_complete() {
     );
 }
 
-/// `status` after a run that could not go on (here: a folder it must create is a file) gives
-/// the number of files that run downloaded before it stopped, not 0, and no skipped count
-/// (a failed run reports none).
+/// `status` after a run that could not go on (here: its download folder was replaced by
+/// another one, as when a disk is unmounted under a run) gives the number of files that run
+/// downloaded before it stopped, not 0, and no skipped count (a failed run reports none). The
+/// run writes nothing into the folder now at the path.
 #[test]
 fn status_counts_what_a_failed_sync_downloaded_before_it_stopped() {
-    let env = Env::new(small(30));
+    let mut config = small(30);
+    config.stall_secs = 3;
+    let env = Env::new(config);
     let photos = env.folder("photos");
     env.sync(&photos, &[]).expect_code(0);
     let expected = expected_tree(&env, &[]);
@@ -588,25 +591,58 @@ fn status_counts_what_a_failed_sync_downloaded_before_it_stopped() {
         .filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir))
         .collect();
     // Folders are planned newest-named first: the files of the others are downloaded again,
-    // then the run stops at the last, whose folder is now a file.
+    // then the last's first transfer stalls, and the folder is swapped meanwhile.
     let last = *dirs.first().unwrap();
-    let refetched: Vec<&String> = expected
-        .keys()
-        .filter(|p| p.rsplit_once('/').is_some_and(|(dir, _)| dir != last))
-        .collect();
+    let in_last = |p: &String| p.rsplit_once('/').is_some_and(|(dir, _)| dir == last);
+    let refetched: Vec<&String> = expected.keys().filter(|p| !in_last(p)).collect();
     assert!(refetched.len() > 10, "{dirs:?}");
+    let stalled: HashSet<String> = expected
+        .iter()
+        .filter(|(p, _)| in_last(p))
+        .map(|(_, (asset, _))| asset.clone())
+        .collect();
     for path in &refetched {
         std::fs::remove_file(photos.join(path)).unwrap();
     }
     std::fs::remove_dir_all(photos.join(last)).unwrap();
-    std::fs::write(photos.join(last), "not a folder").unwrap();
+    let rule = FaultRule {
+        p: 1.0,
+        asset_ids: Some(stalled),
+        remaining: Some(1),
+    };
+    env.sim.state().faults.set(FaultKind::CdnStall, rule);
 
-    // One transfer at a time: the first folder's files are all done before the last's.
-    let run = env.sync(&photos, &["--threads-num", "1"]);
-    run.expect_code(1);
-    assert!(run.stderr.contains("creating the folder"), "{}", run.stderr);
+    // One transfer at a time: the other folders' files are all done before the last's.
+    let mut cmd = env.command(&[
+        "sync",
+        "-d",
+        photos.to_str().unwrap(),
+        "--no-progress-bar",
+        "--threads-num",
+        "1",
+        "--timeout",
+        "1",
+    ]);
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !refetched.iter().all(|p| photos.join(p).is_file()) {
+        assert!(std::time::Instant::now() < deadline, "the files never came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let away = env.folder("photos-away");
+    std::fs::rename(&photos, &away).unwrap();
+    std::fs::create_dir(&photos).unwrap();
+    let out = wait_bounded(child, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another folder"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&photos).unwrap().count(),
+        0,
+        "written into the folder now at the path"
+    );
     for path in &refetched {
-        assert!(photos.join(path).is_file(), "{path} downloaded again");
+        assert!(away.join(path).is_file(), "{path} downloaded again");
     }
 
     let status = env.run(&["status", "--json"]);
@@ -625,5 +661,5 @@ fn status_counts_what_a_failed_sync_downloaded_before_it_stopped() {
         line.contains(": failed ") && line.contains(&format!("({} downloaded): ", refetched.len())),
         "{line}"
     );
-    assert!(line.contains("creating the folder"), "{line}");
+    assert!(line.contains("another folder"), "{line}");
 }
