@@ -100,6 +100,10 @@ fn run_script_within(
     // started with it (a `sleep`, a `curl`), instead of leaving them behind at every round of
     // a watch.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // A run already stopping still tells the script how it ended: only a stop asked for
+    // while the script runs ends it. Asked before the spawn: a stop that comes once the
+    // script has started (a busy machine may not run this thread again before it) is one.
+    let mut watch_for_stop = !stopping();
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
@@ -111,9 +115,6 @@ fn run_script_within(
         }
     };
     let mut deadline = Instant::now() + timeout;
-    // A run already stopping still tells the script how it ended: only a stop asked for
-    // while the script runs ends it.
-    let mut watch_for_stop = !stopping();
     let mut stopped_with_run = false;
     loop {
         match child.try_wait() {
