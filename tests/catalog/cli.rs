@@ -28,7 +28,7 @@ fn run(data: &Path, username: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 /// A simulator of `assets` tiny assets.
-fn sim(assets: usize, seed: u64) -> BackgroundSim {
+pub(crate) fn sim(assets: usize, seed: u64) -> BackgroundSim {
     let _ = rustls::crypto::ring::default_provider().install_default();
     BackgroundSim::start(SimConfig {
         assets,

@@ -7,11 +7,12 @@ use std::path::Path;
 use std::process::Command;
 
 use icloudpd_rs::catalog::SmartFolder;
+use icloudpd_rs::sim::BackgroundSim;
 use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
-use icloudpd_rs::sim::{BackgroundSim, SimConfig};
 use icloudpd_rs::view::names::smart_folder_place;
 use serde_json::Value;
 
+use crate::cli::sim;
 use crate::support::primary_manifest;
 
 /// The binary signed in to `sim` with data in `data`: (exit code, stdout, stderr).
@@ -33,18 +34,6 @@ fn run(sim: &BackgroundSim, data: &Path, args: &[&str]) -> (i32, String, String)
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn sim(assets: usize, seed: u64) -> BackgroundSim {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    BackgroundSim::start(SimConfig {
-        assets,
-        seed,
-        size_scale: 0.0001,
-        iterations: 1000,
-        ..SimConfig::default()
-    })
-    .unwrap()
 }
 
 #[test]

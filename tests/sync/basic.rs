@@ -121,23 +121,6 @@ fn changes_in_icloud_are_followed_incrementally() {
     }
 }
 
-/// The failures of a `--report-json` document by path.
-fn failures(report: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("JSON");
-    doc["failures"]
-        .as_array()
-        .expect("failures")
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_string(),
-                f["error"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_file_or_folder_in_the_way_is_named_as_such_and_left_alone() {
     let env = Env::new(small(20));

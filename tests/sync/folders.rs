@@ -82,23 +82,16 @@ fn assert_partial(
     }
     assert_recorded(env, photos);
 
+    let report_path = report;
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report).expect("the report")).unwrap();
     assert_eq!(report["status"], "partial");
-    let failures: BTreeMap<String, String> = report["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let field = |k: &str| f[k].as_str().unwrap().to_string();
-            (field("path"), field("error"))
-        })
-        .collect();
+    let reported = failures(report_path);
     assert_eq!(
-        failures.keys().collect::<Vec<_>>(),
+        reported.keys().collect::<Vec<_>>(),
         blocked.keys().collect::<Vec<_>>()
     );
-    for (path, error) in &failures {
+    for (path, error) in &reported {
         let why = blocked[path];
         assert!(
             error.contains(why),

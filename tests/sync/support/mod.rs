@@ -411,3 +411,20 @@ pub fn wait_interrupted(child: Child) -> String {
     assert!(stderr.contains("stopping"), "{stderr}");
     stderr
 }
+
+/// The failures of a `--report-json` document by path.
+pub fn failures(report: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("report")).expect("JSON");
+    doc["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
