@@ -260,6 +260,13 @@ impl Planner<'_> {
                     // there (a link, a folder). Decided below like anything found at the
                     // planned path, never skipped as if it were this version.
                     tracing::warn!(path = %rel_path, symbolic_link = meta.is_symlink(), found = meta.len(), recorded = size, "the file recorded as downloaded was replaced; deciding it again");
+                    // Forgotten first: a failure recorded below must not name that path as
+                    // this version's older copy, which a later run would replace.
+                    if let Some(state) = &self.ctx.state {
+                        state.send(DownloadUpdate::Forget {
+                            version: item.version,
+                        });
+                    }
                 } else {
                     tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
                     self.missing += 1;

@@ -132,3 +132,30 @@ fn verify_reports_a_link_in_a_files_place() {
         verify.stdout
     );
 }
+
+/// A downloaded file the user rewrote (other bytes, another size) is in the way at every run,
+/// never overwritten: the first run reported it, and the second one took the failure recorded
+/// then for a copy of its own to replace.
+#[test]
+fn a_recorded_file_the_user_rewrote_is_never_overwritten() {
+    let env = Env::new(small(8));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let expected = expected_tree(&env, &[]);
+    let rewritten = expected.keys().next().unwrap();
+    std::fs::write(photos.join(rewritten), "the user's edit").unwrap();
+    for run in 1..=2 {
+        let sync = env.sync(&photos, &[]);
+        sync.expect_code(2);
+        assert!(
+            sync.stderr.contains("is in the way"),
+            "run {run}: {}",
+            sync.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(photos.join(rewritten)).unwrap(),
+            "the user's edit",
+            "run {run} overwrote the user's file"
+        );
+    }
+}
