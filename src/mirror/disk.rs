@@ -43,6 +43,11 @@ impl RootIdentity {
         RootIdentity(std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino())))
     }
 
+    /// The folder existed (a dry run may find none).
+    pub fn is_known(self) -> bool {
+        self.0.is_some()
+    }
+
     /// The download folder is still the one the run started with.
     pub fn check(self, root: &Path) -> Result<(), MirrorError> {
         let Some(first) = self.0 else {
@@ -52,11 +57,14 @@ impl RootIdentity {
             Some(now) if now == first => Ok(()),
             Some(_) => Err(bad_root(
                 root,
-                "it is another folder than when the run started (a disk unmounted, a folder \
-                 moved away?): nothing more is written there"
+                "it is another folder than when the first run started (a disk unmounted, a \
+                 folder moved away?): nothing more is written there"
                     .into(),
             )),
-            None => Err(bad_root(root, "it is gone since the run started".into())),
+            None => Err(bad_root(
+                root,
+                "it is gone since the first run started".into(),
+            )),
         }
     }
 }

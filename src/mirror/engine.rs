@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -40,6 +40,9 @@ pub(super) struct RunInputs<'a> {
     pub counters: Arc<Counters>,
     pub gate: PriorityGate,
     pub stopper: Stopper,
+    /// The download folder as the engine's first run found it: later runs (a watch, the
+    /// mount's mirror) write into that folder only, never into another one at its path.
+    pub first_root: &'a OnceLock<RootIdentity>,
 }
 
 /// State shared by the tasks of one run.
@@ -164,9 +167,18 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         counters,
         gate,
         stopper,
+        first_root,
     } = inputs;
     let writes = config.mode != RunMode::DryRun;
+    if let Some(first) = first_root.get() {
+        // Before `prepare_root`, which would make the folder again where it has gone.
+        first.check(&config.root)?;
+    }
     disk::prepare_root(&config.root, writes)?;
+    let root_identity = RootIdentity::of(&config.root);
+    if root_identity.is_known() {
+        first_root.get_or_init(|| root_identity);
+    }
     // Held until the run ends: two runs writing one folder would share partial files.
     let _root_lock = if writes {
         lock_root(&config.root)?
@@ -198,7 +210,7 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
     let abort = stopper.abort.child_token();
     let ctx = Arc::new(RunContext {
         root: config.root.clone(),
-        root_identity: RootIdentity::of(&config.root),
+        root_identity,
         root_id,
         catalog_path: catalog.path().to_path_buf(),
         fetch: config.fetch.clone(),

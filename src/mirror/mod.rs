@@ -229,6 +229,8 @@ pub struct Mirror {
     stopper: Stopper,
     transfers: Mutex<Transfers>,
     counters: LiveCounters,
+    /// The download folder as the first run found it (see [`disk::RootIdentity`]).
+    first_root: std::sync::OnceLock<disk::RootIdentity>,
 }
 
 /// The counters of whichever run is current (runs replace them); cheap to clone.
@@ -255,6 +257,7 @@ impl Mirror {
             stopper: Stopper::default(),
             transfers: Mutex::new(Transfers::default()),
             counters: LiveCounters::default(),
+            first_root: std::sync::OnceLock::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl Mirror {
             counters,
             gate: self.gate.clone(),
             stopper: self.stopper.clone(),
+            first_root: &self.first_root,
         })
         .await;
         report::record_end(catalog, &self.config.root, self.config.mode, &result);

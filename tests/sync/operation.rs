@@ -306,6 +306,73 @@ fn watch_mode_follows_changes_until_stopped() {
     assert_tree(&env, &photos, &expected);
 }
 
+/// A watch whose download folder is replaced between cycles (a disk unmounted, its empty
+/// mountpoint left) writes nothing into the other folder: its cycles fail until the folder is
+/// back, then it goes on where it was.
+#[test]
+fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
+    let env = Env::new(small(10));
+    let photos = env.folder("photos");
+    let log = env.folder("events.log");
+    let notify = script(env.dir.path(), &log);
+    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &dir,
+            "--no-progress-bar",
+            "--watch-with-interval",
+            "1",
+            "--notification-script",
+            &n,
+        ])
+        .spawn()
+        .unwrap();
+    let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pred(&lines(&log)) {
+            assert!(
+                Instant::now() < deadline,
+                "watch mode stalled: {:?}",
+                lines(&log)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&|l| !l.is_empty());
+    assert!(
+        lines(&log)[0].starts_with("sync-complete "),
+        "{:?}",
+        lines(&log)
+    );
+    let away = env.folder("photos-away");
+    std::fs::rename(&photos, &away).unwrap();
+    std::fs::create_dir(&photos).unwrap();
+    env.mutate(json!({"op": "add", "count": 2}));
+    wait_for(&|l| l.iter().any(|e| e.starts_with("sync-failed ")));
+    assert_eq!(
+        std::fs::read_dir(&photos).unwrap().count(),
+        0,
+        "written into the folder now at the path"
+    );
+    // The disk is back: the next cycle fetches the new photos into it.
+    let failed_at = lines(&log).len();
+    std::fs::remove_dir(&photos).unwrap();
+    std::fs::rename(&away, &photos).unwrap();
+    wait_for(&|l| {
+        l.iter()
+            .skip(failed_at)
+            .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another folder"), "{stderr}");
+    assert_tree(&env, &photos, &expected_tree(&env, &[]));
+}
+
 /// Ctrl-C reaches the terminal's process group, not the script's own one: the sync tells the
 /// script to stop instead of waiting the minute a script is allowed.
 #[test]
