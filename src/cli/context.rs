@@ -159,7 +159,20 @@ impl AccountContext {
                 self.auth.username
             )));
         }
-        Ok(Catalog::open_read_only(path)?)
+        match Catalog::open_read_only(&path) {
+            // A catalog of an older icloudpd-rs: migrated here when this process may (the
+            // writer's open does it, with its backup), so that `status` after an upgrade
+            // does not send the user to `sync` first. Where it may not (a read-only folder,
+            // a running writer of the older build), the error says what to run.
+            Err(e @ CatalogError::NeedsMigration { .. }) => match Catalog::open(&path) {
+                Ok(writer) => {
+                    drop(writer);
+                    Ok(Catalog::open_read_only(path)?)
+                }
+                Err(_) => Err(e.into()),
+            },
+            other => Ok(other?),
+        }
     }
 
     /// Sign in: the saved session, or the configured password; on a terminal, as icloudpd

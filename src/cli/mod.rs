@@ -50,10 +50,11 @@ pub mod exit {
 
 /// How runs end, for `--help`.
 const EXIT_HELP: &str = "Exit codes: 0 ok, 1 failure (bad input, disk, server), 2 partial (some \
-files failed; see `status --failed`), 3 authentication needed (run `login`). A run stopped by a \
+files failed; see `status --failed`), 3 authentication needed (run `login`). A sync stopped by a \
 signal exits with 128 + its number (130 for Ctrl-C, 143 for SIGTERM), as shells expect: files in \
 flight get 10 s to finish, what is done is recorded, the next run resumes the rest; a second \
-signal quits at once (finished files not yet recorded are adopted by the next run).";
+signal quits at once (finished files not yet recorded are adopted by the next run). A mount \
+unmounts on a signal and exits 0, or 130 when a second signal stopped it while in use.";
 
 /// What `sync` does to files already in the folder, for `sync --help`.
 const SYNC_HELP: &str = "Files already there: a file recorded as downloaded is skipped without \

@@ -341,3 +341,25 @@ fn read_only_commands_name_a_damaged_catalog_and_the_fix() {
     }
     assert_eq!(std::fs::read(&db).unwrap(), bytes, "the catalog changed");
 }
+
+/// `status` right after an upgrade reads a catalog of the older schema: migrated by the
+/// first command that may write the folder, this one included (it sent users to `sync`).
+#[test]
+fn status_migrates_a_catalog_of_an_older_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let username = "old@example.com";
+    let account = icloudpd_rs::auth::session_store::AccountStore::new(&data, username);
+    std::fs::create_dir_all(account.dir()).unwrap();
+    let catalog = account.dir().join("catalog.sqlite");
+    crate::open::build_v5(&catalog);
+    let (code, out, err) = run(&data, username, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["assets"].is_u64(), "{doc}");
+    let version: i64 = rusqlite::Connection::open(&catalog)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, icloudpd_rs::catalog::schema::CURRENT_VERSION);
+}

@@ -498,7 +498,7 @@ fn a_failed_migration_leaves_the_original_intact() {
 }
 
 /// A v5 catalog: two libraries with zone tokens, one with a located asset; a downloaded file.
-fn build_v5(path: &std::path::Path) {
+pub(crate) fn build_v5(path: &std::path::Path) {
     let conn = Connection::open(path).unwrap();
     for sql in [V1_SCHEMA, V2_CHANGES, V3_CHANGES, V4_ASSETS, V5_CHANGES] {
         conn.execute_batch(sql).unwrap();
