@@ -97,12 +97,12 @@ pub(super) fn judge(
 /// The nearest existing ancestor of `path` (itself included, the root excluded) when it is
 /// not a folder: what stands where a folder must go.
 fn non_folder_on_the_way(root: &Path, path: &Path) -> Option<PathBuf> {
-    let existing = path
+    // A symbolic link counts as what it points to; one pointing nowhere is no folder either.
+    let found = path
         .ancestors()
         .take_while(|a| *a != root && a.starts_with(root))
-        .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m)))?;
-    let (found, meta) = existing;
-    (!meta.is_dir()).then(|| found.to_path_buf())
+        .find(|a| std::fs::symlink_metadata(a).is_ok())?;
+    (!std::fs::metadata(found).is_ok_and(|m| m.is_dir())).then(|| found.to_path_buf())
 }
 
 /// The download folder must be a directory we can write (created when missing).
@@ -209,6 +209,19 @@ mod tests {
             panic!("stopped the run");
         };
         assert!(error.ends_with(&format!("; {} is not a folder", taken.display())));
+        // A link to nowhere where a year folder goes.
+        std::os::unix::fs::symlink(root.join("nowhere"), root.join("2023")).unwrap();
+        let folder = root.join("2023/05/21");
+        let Doomed::File(error) = judge(
+            (root, RootIdentity::of(root)),
+            "creating the folder",
+            &folder,
+            os(libc::EEXIST),
+        ) else {
+            panic!("stopped the run");
+        };
+        let named = format!("; {} is not a folder", root.join("2023").display());
+        assert!(error.ends_with(&named), "{error}");
     }
 
     #[test]
