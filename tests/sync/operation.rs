@@ -252,37 +252,44 @@ fn a_needed_two_factor_code_is_exit_3_and_notified() {
     assert_eq!(lines(&log), ["2fa-needed 0 0 0 3"]);
 }
 
+/// `sync --watch-with-interval 1` into `photos`, its events logged to `log` (see `script`).
+fn spawn_watch(env: &Env, photos: &Path, log: &Path) -> std::process::Child {
+    let notify = script(env.dir.path(), log);
+    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
+    env.command(&[
+        "sync",
+        "-d",
+        &dir,
+        "--no-progress-bar",
+        "--watch-with-interval",
+        "1",
+        "--notification-script",
+        &n,
+    ])
+    .spawn()
+    .unwrap()
+}
+
+/// Wait (at most a minute) until the events logged to `log` satisfy `pred`.
+fn wait_for_events(log: &Path, pred: &dyn Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pred(&lines(log)) {
+        assert!(
+            Instant::now() < deadline,
+            "watch mode stalled: {:?}",
+            lines(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn watch_mode_follows_changes_until_stopped() {
     let env = Env::new(small(15));
     let photos = env.folder("photos");
     let log = env.folder("events.log");
-    let notify = script(env.dir.path(), &log);
-    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &dir,
-            "--no-progress-bar",
-            "--watch-with-interval",
-            "1",
-            "--notification-script",
-            &n,
-        ])
-        .spawn()
-        .unwrap();
-    let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !pred(&lines(&log)) {
-            assert!(
-                Instant::now() < deadline,
-                "watch mode stalled: {:?}",
-                lines(&log)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let child = spawn_watch(&env, &photos, &log);
+    let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
     wait_for(&|l| !l.is_empty());
     let added = env.mutate(json!({"op": "add", "count": 2}));
     wait_for(&|l| {
@@ -314,32 +321,8 @@ fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
     let env = Env::new(small(10));
     let photos = env.folder("photos");
     let log = env.folder("events.log");
-    let notify = script(env.dir.path(), &log);
-    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &dir,
-            "--no-progress-bar",
-            "--watch-with-interval",
-            "1",
-            "--notification-script",
-            &n,
-        ])
-        .spawn()
-        .unwrap();
-    let wait_for = |pred: &dyn Fn(&[String]) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !pred(&lines(&log)) {
-            assert!(
-                Instant::now() < deadline,
-                "watch mode stalled: {:?}",
-                lines(&log)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let child = spawn_watch(&env, &photos, &log);
+    let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
     wait_for(&|l| !l.is_empty());
     assert!(
         lines(&log)[0].starts_with("sync-complete "),
