@@ -161,20 +161,26 @@ mod tests {
         io::Error::from_raw_os_error(errno)
     }
 
+    /// The message of a folder error that dooms one file only.
+    fn file_error(root: &Path, folder: &Path, errno: i32) -> String {
+        match judge(
+            (root, RootIdentity::of(root)),
+            "creating the folder",
+            folder,
+            os(errno),
+        ) {
+            Doomed::File(error) => error,
+            Doomed::Run(e) => panic!("stopped the run: {e}"),
+        }
+    }
+
     #[test]
     fn a_refused_folder_below_a_usable_root_dooms_only_its_files() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let folder = root.join("2021/05/21");
         for errno in [libc::EACCES, libc::EPERM, libc::EROFS, libc::ENAMETOOLONG] {
-            let Doomed::File(error) = judge(
-                (root, RootIdentity::of(root)),
-                "creating the folder",
-                &folder,
-                os(errno),
-            ) else {
-                panic!("errno {errno} stopped the run");
-            };
+            let error = file_error(root, &folder, errno);
             assert!(error.starts_with(&format!("creating the folder {}: ", folder.display())));
             assert!(error.contains(&os(errno).to_string()), "{error}");
         }
@@ -186,40 +192,19 @@ mod tests {
         let root = dir.path();
         std::fs::write(root.join("2021"), "mine").unwrap();
         let folder = root.join("2021/05/21");
-        let Doomed::File(error) = judge(
-            (root, RootIdentity::of(root)),
-            "creating the folder",
-            &folder,
-            os(libc::ENOTDIR),
-        ) else {
-            panic!("stopped the run");
-        };
+        let error = file_error(root, &folder, libc::ENOTDIR);
         let named = format!("; {} is not a folder", root.join("2021").display());
         assert!(error.ends_with(&named), "{error}");
         // The folder itself taken by a file.
         std::fs::create_dir_all(root.join("2022/05")).unwrap();
         std::fs::write(root.join("2022/05/21"), "mine").unwrap();
         let taken = root.join("2022/05/21");
-        let Doomed::File(error) = judge(
-            (root, RootIdentity::of(root)),
-            "creating the folder",
-            &taken,
-            os(libc::EEXIST),
-        ) else {
-            panic!("stopped the run");
-        };
+        let error = file_error(root, &taken, libc::EEXIST);
         assert!(error.ends_with(&format!("; {} is not a folder", taken.display())));
         // A link to nowhere where a year folder goes.
         std::os::unix::fs::symlink(root.join("nowhere"), root.join("2023")).unwrap();
         let folder = root.join("2023/05/21");
-        let Doomed::File(error) = judge(
-            (root, RootIdentity::of(root)),
-            "creating the folder",
-            &folder,
-            os(libc::EEXIST),
-        ) else {
-            panic!("stopped the run");
-        };
+        let error = file_error(root, &folder, libc::EEXIST);
         let named = format!("; {} is not a folder", root.join("2023").display());
         assert!(error.ends_with(&named), "{error}");
     }
