@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::downloads::{
-    STATE_COLUMNS, UPSERT_FAILED, check_rel_path, require_root, state_from_row, upsert_downloaded,
+    STATE_COLUMNS, check_rel_path, record_failure, require_root, state_from_row, upsert_downloaded,
 };
 use super::error::{Result, SqlContext};
 use super::queries::{KEY_BATCH, in_list};
@@ -296,21 +296,4 @@ impl Catalog {
             .ctx("listing downloaded paths")?;
         Ok(rows)
     }
-}
-
-fn record_failure(
-    tx: &rusqlite::Connection,
-    (root, version): (RootId, VersionKey),
-    error: &str,
-    planned_path: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    tx.prepare_cached(UPSERT_FAILED)
-        .and_then(|mut s| {
-            s.query_row(params![root, version, error, now, planned_path], |r| {
-                r.get::<_, i64>(0)
-            })
-        })
-        .ctx("recording downloads")?;
-    Ok(())
 }

@@ -130,6 +130,24 @@ pub(super) fn upsert_downloaded(
     Ok(())
 }
 
+/// Records a failed attempt of `version` in `root` that was to write `planned_path` (when
+/// known); returns the attempt count.
+pub(super) fn record_failure(
+    tx: &Connection,
+    (root, version): (RootId, VersionKey),
+    error: &str,
+    planned_path: Option<&str>,
+    now: i64,
+) -> Result<i64> {
+    tx.prepare_cached(UPSERT_FAILED)
+        .and_then(|mut s| {
+            s.query_row(params![root, version, error, now, planned_path], |r| {
+                r.get(0)
+            })
+        })
+        .ctx("recording downloads")
+}
+
 /// Records a failed attempt (the count goes up by one) and returns the attempt count.
 /// Parameters: root, version, error, now (ms), the path the attempt was to write (or NULL).
 pub(super) const UPSERT_FAILED: &str =
@@ -274,14 +292,7 @@ impl Catalog {
         let tx = self.write_tx("recording a failed download")?;
         require_root(&tx, root)?;
         require_version(&tx, version)?;
-        let attempts: i64 = tx
-            .prepare_cached(UPSERT_FAILED)
-            .and_then(|mut s| {
-                s.query_row(params![root, version, error, now_ms(), None::<&str>], |r| {
-                    r.get(0)
-                })
-            })
-            .ctx("recording a failed download")?;
+        let attempts = record_failure(&tx, (root, version), error, None, now_ms())?;
         tx.commit().ctx("recording a failed download")?;
         Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
     }

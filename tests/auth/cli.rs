@@ -256,23 +256,21 @@ fn second_factor_without_a_terminal_says_which_commands_to_run() {
     );
 }
 
-#[test]
-fn headless_request_then_submit_in_two_processes() {
-    let sim = sim(two_factor());
-    let acct = sim.account().clone();
-    let data = tempfile::tempdir().expect("tempdir");
+/// Headless sign-in, step 1: `login --request-code` with a password file (must succeed).
+pub(crate) fn request_code(sim: &BackgroundSim, data: &Path) -> Run {
+    let acct = sim.account();
     let secrets = tempfile::tempdir().expect("tempdir");
-    let mut args = login_args(
-        &sim,
-        data.path(),
-        &password_file(secrets.path(), &acct.password),
-    );
+    let mut args = login_args(sim, data, &password_file(secrets.path(), &acct.password));
     args.push("--request-code".into());
     let r = run(&strs(&args), &[], None, &acct.password);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("--submit-code CODE"), "{}", r.stdout);
+    r
+}
 
-    // The second process gets no password at all.
+/// Headless sign-in, step 2: `login --submit-code CODE` in a process given no password.
+pub(crate) fn submit_code(sim: &BackgroundSim, data: &Path, code: &str) -> Run {
+    let acct = sim.account();
+    let d = data.to_string_lossy();
     let args = [
         "login",
         "-u",
@@ -280,12 +278,23 @@ fn headless_request_then_submit_in_two_processes() {
         "--endpoint",
         sim.endpoint(),
         "--data-dir",
-        &data.path().to_string_lossy(),
+        &d,
         "--submit-code",
-        &acct.two_factor_code,
-    ]
-    .map(str::to_string);
-    let r = run(&strs(&args), &[], None, &acct.password);
+        code,
+    ];
+    run(&args, &[], None, &acct.password)
+}
+
+#[test]
+fn headless_request_then_submit_in_two_processes() {
+    let sim = sim(two_factor());
+    let acct = sim.account().clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let r = request_code(&sim, data.path());
+    assert!(r.stdout.contains("--submit-code CODE"), "{}", r.stdout);
+
+    // The second process gets no password at all.
+    let r = submit_code(&sim, data.path(), &acct.two_factor_code);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Signed in as"), "{}", r.stdout);
     assert_eq!(sim.state().stats.count("/appleauth/auth/signin/init"), 1);

@@ -4,7 +4,9 @@
 
 use icloudpd_rs::sim::SimConfig;
 
-use crate::cli::{login_args, password_file, run, sim, strs, two_factor};
+use crate::cli::{
+    login_args, password_file, request_code, run, sim, strs, submit_code, two_factor,
+};
 use crate::support::files_containing;
 
 /// Run a plain `login` against a simulator configured with `config`; returns exit code and
@@ -355,31 +357,8 @@ fn a_malformed_submitted_code_is_bad_input() {
     let sim = sim(two_factor());
     let acct = sim.account().clone();
     let data = tempfile::tempdir().expect("tempdir");
-    let secrets = tempfile::tempdir().expect("tempdir");
-    let mut args = login_args(
-        &sim,
-        data.path(),
-        &password_file(secrets.path(), &acct.password),
-    );
-    args.push("--request-code".into());
-    let r = run(&strs(&args), &[], None, &acct.password);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-
-    let submit = |code: &str| {
-        let d = data.path().to_string_lossy().into_owned();
-        let args = [
-            "login",
-            "-u",
-            &acct.username,
-            "--endpoint",
-            sim.endpoint(),
-            "--data-dir",
-            &d,
-            "--submit-code",
-            code,
-        ];
-        run(&args, &[], None, &acct.password)
-    };
+    request_code(&sim, data.path());
+    let submit = |code: &str| submit_code(&sim, data.path(), code);
     let requests = sim.state().stats.total();
     let r = submit("12345");
     assert_eq!(r.code, 1, "{}", r.stderr);
