@@ -37,7 +37,7 @@ impl BufferPool {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .pop()
-                .unwrap_or_else(|| Vec::with_capacity(len))
+                .unwrap_or_else(|| fresh_block(len))
         } else {
             Vec::with_capacity(len)
         };
@@ -64,6 +64,34 @@ impl BufferPool {
         }
     }
 }
+
+/// A new whole-block buffer with its pages already in memory. Filling fresh memory took a page
+/// fault per 4 KiB (a cold stream needs a hundred fresh buffers or so before they come back:
+/// the read-ahead and the stores queued behind it); one `MADV_POPULATE_WRITE` call maps them
+/// all at once. Measured on a 376 MiB cold read: page faults 38-58k -> 3-4k, the daemon's CPU
+/// time 9% lower. Older kernels (before 5.14) refuse the advice; the faults then happen as
+/// before.
+fn fresh_block(len: usize) -> Vec<u8> {
+    let vec = Vec::with_capacity(len);
+    let start = vec.as_ptr() as usize;
+    let first_page = start.div_ceil(PAGE) * PAGE;
+    let end_page = (start + len) / PAGE * PAGE;
+    if end_page > first_page {
+        // SAFETY: the range lies inside the allocation just made, which nothing else uses; the
+        // advice maps pages and changes no byte.
+        unsafe {
+            libc::madvise(
+                first_page as *mut libc::c_void,
+                end_page - first_page,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+    vec
+}
+
+/// The smallest page size of Linux (on larger pages the unaligned advice is refused: harmless).
+const PAGE: usize = 4096;
 
 /// A buffer being filled with a block's bytes; [`BlockBuf::freeze`] shares it as [`Bytes`],
 /// and it goes back to its pool when the last clone is dropped.
