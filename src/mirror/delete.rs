@@ -13,7 +13,7 @@
 //! was complete; the caller's [`Confirm`] answers before anything goes (`--yes`, a prompt on a
 //! terminal, or "no" in a script); a dry run only lists.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -140,6 +140,9 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
         );
         return Ok(());
     }
+    // Folders the deletions leave empty go too, as after a rename: a date tree of years of
+    // deleted photos would otherwise keep every emptied day folder.
+    let mut emptied = HashSet::new();
     for (version, rel_path, size) in doomed {
         let path = ctx.root.join(&rel_path);
         match std::fs::symlink_metadata(&path) {
@@ -165,7 +168,11 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
         forget(ctx, version);
         ctx.deleted.local.fetch_add(1, Ordering::Relaxed);
         tracing::info!(path = %rel_path, "deleted: the photo was deleted in iCloud");
+        if let Some(dir) = path.parent() {
+            emptied.insert(dir.to_path_buf());
+        }
     }
+    super::reconcile::remove_empty_dirs(&ctx.root, emptied);
     Ok(())
 }
 

@@ -211,3 +211,56 @@ fn auto_delete_and_icloud_deletion_together_are_refused() {
     run.expect_code(1);
     assert!(run.stderr.contains("cannot be combined"), "{}", run.stderr);
 }
+
+#[test]
+fn auto_delete_removes_the_folders_it_empties_and_keeps_folders_holding_anything_else() {
+    let env = Env::new(small(40));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let before = expected_tree(&env, &[]);
+    // Day folders (`YYYY/MM/DD`) by the assets whose files they hold.
+    let mut by_day: std::collections::BTreeMap<String, HashSet<String>> = Default::default();
+    for (path, (asset, _)) in &before {
+        let day = path.rsplit_once('/').unwrap().0.to_string();
+        by_day.entry(day).or_default().insert(asset.clone());
+    }
+    let lone: Vec<(&String, &String)> = by_day
+        .iter()
+        .filter(|(_, assets)| assets.len() == 1)
+        .map(|(day, assets)| (day, assets.iter().next().unwrap()))
+        .collect();
+    assert!(lone.len() >= 2, "the library has day folders of one photo");
+    let (emptied_day, gone) = lone[0];
+    let (kept_day, also_gone) = lone[1];
+    // The user keeps a note in the second folder: it must stay, with the folder.
+    std::fs::write(photos.join(kept_day).join("notes.txt"), b"mine").unwrap();
+    env.mutate(json!({"op": "delete", "asset_ids": [gone, also_gone]}));
+
+    env.sync(&photos, &["--auto-delete", "--yes"])
+        .expect_code(0);
+    assert!(
+        !photos.join(emptied_day).exists(),
+        "{emptied_day} left empty"
+    );
+    // Its month and year folders went too if they held nothing else; the root stays.
+    let month = emptied_day.rsplit_once('/').unwrap().0;
+    let month_still_used = before
+        .keys()
+        .any(|p| p.starts_with(&format!("{month}/")) && !p.starts_with(emptied_day))
+        || kept_day.starts_with(&format!("{month}/"));
+    assert_eq!(photos.join(month).exists(), month_still_used, "{month}");
+    assert!(photos.is_dir());
+    assert_eq!(
+        std::fs::read(photos.join(kept_day).join("notes.txt")).unwrap(),
+        b"mine"
+    );
+    let left: Vec<_> = std::fs::read_dir(photos.join(kept_day))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"], "only the photo's files went");
+    let after = expected_tree(&env, &[]);
+    for p in after.keys() {
+        assert!(photos.join(p).is_file(), "{p} lost");
+    }
+}
