@@ -253,21 +253,46 @@ fn a_needed_two_factor_code_is_exit_3_and_notified() {
 }
 
 /// `sync --watch-with-interval 1` into `photos`, its events logged to `log` (see `script`).
-fn spawn_watch(env: &Env, photos: &Path, log: &Path) -> std::process::Child {
+fn spawn_watch(env: &Env, photos: &Path, log: &Path) -> Watching {
     let notify = script(env.dir.path(), log);
     let (dir, n) = (photos.display().to_string(), notify.display().to_string());
-    env.command(&[
-        "sync",
-        "-d",
-        &dir,
-        "--no-progress-bar",
-        "--watch-with-interval",
-        "1",
-        "--notification-script",
-        &n,
-    ])
-    .spawn()
-    .unwrap()
+    let child = env
+        .command(&[
+            "sync",
+            "-d",
+            &dir,
+            "--no-progress-bar",
+            "--watch-with-interval",
+            "1",
+            "--notification-script",
+            &n,
+        ])
+        .spawn()
+        .unwrap();
+    Watching(Some(child))
+}
+
+/// A watching sync, killed if the test fails before it stops it: a failed test must not leave
+/// a sync running.
+struct Watching(Option<std::process::Child>);
+
+impl Watching {
+    /// SIGTERM, then its output (waited for at most a minute).
+    fn stop(mut self) -> std::process::Output {
+        let child = self.0.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_bounded(child, Duration::from_secs(60))
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Wait (at most a minute) until the events logged to `log` satisfy `pred`.
@@ -288,7 +313,7 @@ fn watch_mode_follows_changes_until_stopped() {
     let env = Env::new(small(15));
     let photos = env.folder("photos");
     let log = env.folder("events.log");
-    let child = spawn_watch(&env, &photos, &log);
+    let watching = spawn_watch(&env, &photos, &log);
     let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
     wait_for(&|l| !l.is_empty());
     let added = env.mutate(json!({"op": "add", "count": 2}));
@@ -297,9 +322,7 @@ fn watch_mode_follows_changes_until_stopped() {
             .skip(1)
             .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
     });
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = wait_bounded(child, Duration::from_secs(60));
+    let out = watching.stop();
     assert_eq!(
         out.status.code(),
         Some(143),
@@ -321,7 +344,7 @@ fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
     let env = Env::new(small(10));
     let photos = env.folder("photos");
     let log = env.folder("events.log");
-    let child = spawn_watch(&env, &photos, &log);
+    let watching = spawn_watch(&env, &photos, &log);
     let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
     wait_for(&|l| !l.is_empty());
     assert!(
@@ -348,9 +371,7 @@ fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
             .skip(failed_at)
             .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
     });
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = wait_bounded(child, Duration::from_secs(60));
+    let out = watching.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another folder"), "{stderr}");
     assert_tree(&env, &photos, &expected_tree(&env, &[]));
