@@ -255,21 +255,22 @@ fn a_needed_two_factor_code_is_exit_3_and_notified() {
 /// `sync --watch-with-interval 1` into `photos`, its events logged to `log` (see `script`).
 fn spawn_watch(env: &Env, photos: &Path, log: &Path) -> Watching {
     let notify = script(env.dir.path(), log);
+    spawn_notifying(env, photos, &notify, &["--watch-with-interval", "1"])
+}
+
+/// `sync -d photos --notification-script notify` with `extra` flags, running.
+fn spawn_notifying(env: &Env, photos: &Path, notify: &Path, extra: &[&str]) -> Watching {
     let (dir, n) = (photos.display().to_string(), notify.display().to_string());
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &dir,
-            "--no-progress-bar",
-            "--watch-with-interval",
-            "1",
-            "--notification-script",
-            &n,
-        ])
-        .spawn()
-        .unwrap();
-    Watching(Some(child))
+    let mut args = vec![
+        "sync",
+        "-d",
+        &dir,
+        "--no-progress-bar",
+        "--notification-script",
+        &n,
+    ];
+    args.extend_from_slice(extra);
+    Watching(Some(env.command(&args).spawn().unwrap()))
 }
 
 /// A watching sync, killed if the test fails before it stops it: a failed test must not leave
@@ -277,11 +278,11 @@ fn spawn_watch(env: &Env, photos: &Path, log: &Path) -> Watching {
 struct Watching(Option<std::process::Child>);
 
 impl Watching {
-    /// SIGTERM, then its output (waited for at most a minute).
-    fn stop(mut self) -> std::process::Output {
+    /// `signal`, then its output (waited for at most a minute).
+    fn stop(mut self, signal: i32) -> std::process::Output {
         let child = self.0.take().unwrap();
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         wait_bounded(child, Duration::from_secs(60))
     }
 }
@@ -322,7 +323,7 @@ fn watch_mode_follows_changes_until_stopped() {
             .skip(1)
             .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
     });
-    let out = watching.stop();
+    let out = watching.stop(libc::SIGTERM);
     assert_eq!(
         out.status.code(),
         Some(143),
@@ -371,7 +372,7 @@ fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
             .skip(failed_at)
             .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
     });
-    let out = watching.stop();
+    let out = watching.stop(libc::SIGTERM);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another folder"), "{stderr}");
     assert_tree(&env, &photos, &expected_tree(&env, &[]));
@@ -394,27 +395,14 @@ fn ctrl_c_while_the_notification_script_runs_ends_it() {
     )
     .unwrap();
     std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (dir, n) = (photos.display().to_string(), notify.display().to_string());
-    let child = env
-        .command(&[
-            "sync",
-            "-d",
-            &dir,
-            "--no-progress-bar",
-            "--notification-script",
-            &n,
-        ])
-        .spawn()
-        .unwrap();
+    let syncing = spawn_notifying(&env, &photos, &notify, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lines(&log).is_empty() {
         assert!(Instant::now() < deadline, "the script never ran");
         std::thread::sleep(Duration::from_millis(20));
     }
     let signalled = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = wait_bounded(child, Duration::from_secs(60));
+    let out = syncing.stop(libc::SIGINT);
     assert!(
         signalled.elapsed() < Duration::from_secs(30),
         "waited {:?} for the script",
