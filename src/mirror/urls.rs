@@ -7,7 +7,7 @@
 //! so workers do not wait on lookups.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,9 @@ pub struct Api {
     session: AccountSession,
     client: RwLock<CloudKitClient>,
     consecutive_reauths: AtomicU32,
+    /// One more than the newest session generation counted in `consecutive_reauths`: the
+    /// lookups in flight all see one expiry, and it counts once.
+    counted_generation: AtomicU64,
 }
 
 impl Api {
@@ -57,6 +60,7 @@ impl Api {
             session: session.clone(),
             client: RwLock::new(CloudKitClient::for_session(session)?),
             consecutive_reauths: AtomicU32::new(0),
+            counted_generation: AtomicU64::new(0),
         })
     }
 
@@ -75,7 +79,15 @@ impl Api {
     /// Sign in again after a refusal seen at `generation` (shared by every task: one sign-in
     /// runs, the others wait for it). Fails after too many in a row.
     pub async fn reauthenticate(&self, generation: u64) -> Result<(), AuthError> {
-        let n = self.consecutive_reauths.fetch_add(1, Ordering::Relaxed) + 1;
+        let first_to_see_it = self
+            .counted_generation
+            .fetch_max(generation + 1, Ordering::AcqRel)
+            <= generation;
+        let n = if first_to_see_it {
+            self.consecutive_reauths.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.consecutive_reauths.load(Ordering::Acquire)
+        };
         if n > MAX_CONSECUTIVE_REAUTHS {
             return Err(AuthError::Setup(format!(
                 "iCloud refused the session {n} times in a row after signing in again"
@@ -282,5 +294,48 @@ impl UrlProvider for JobUrls<'_> {
                 ))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthOptions, Authenticator, Domain, Endpoints, PasswordSources};
+    use crate::sim::{Sim, SimConfig};
+
+    /// The lookups in flight when a session expires all see that one expiry: it is one sign-in
+    /// again, not one per lookup (three lookups used up the allowance of re-authentications in a
+    /// row, and a run stopped at the next expiry with most files never tried).
+    #[tokio::test]
+    async fn one_expiry_seen_by_several_calls_counts_once() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sim = Sim::start(SimConfig {
+            assets: 1,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let account = sim.account();
+        let mut opts = AuthOptions::new(
+            &account.username,
+            PasswordSources::literal(&account.password),
+            data.path().to_path_buf(),
+        );
+        opts.endpoints = Endpoints::custom(sim.endpoint(), Domain::Com).unwrap();
+        let session = Authenticator::resume(opts).await.unwrap();
+        let api = Api::new(&session).unwrap();
+
+        let seen = session.generation();
+        for _ in 0..LOOKUPS_IN_FLIGHT {
+            api.reauthenticate(seen).await.unwrap();
+        }
+        assert_eq!(session.generation(), seen + 1, "one sign-in for one expiry");
+        // Later expiries, with no call working in between, still count up to the limit.
+        for _ in 1..MAX_CONSECUTIVE_REAUTHS {
+            api.reauthenticate(session.generation()).await.unwrap();
+        }
+        let refused = api.reauthenticate(session.generation()).await;
+        assert!(refused.is_err(), "{refused:?}");
     }
 }
