@@ -231,6 +231,13 @@ impl AuthError {
         )
     }
 
+    /// True when the command exits with code 3: the sign-in problems above, and Apple
+    /// throttling sign-ins (transient, but the answer is the same: no sign-in for now; the
+    /// user should wait, not retry at once).
+    pub fn exits_as_sign_in_failure(&self) -> bool {
+        self.is_authentication_problem() || matches!(self, AuthError::Throttled { .. })
+    }
+
     /// The same error with every occurrence of `password` removed from its text.
     pub fn redacted(self, password: &Password) -> AuthError {
         let r = |s: String| password.redact(&s);
@@ -302,16 +309,16 @@ mod tests {
             }
             .is_authentication_problem()
         );
-        // Transient: running `login` would not help (and would make throttling worse).
-        assert!(
-            !AuthError::Throttled {
-                endpoint: "signin/init",
-                status: 429,
-                attempts: 3,
-                retry_after: None
-            }
-            .is_authentication_problem()
-        );
+        // Transient: running `login` would not help (and would make throttling worse); still
+        // a sign-in refused, so exit code 3.
+        let throttled = AuthError::Throttled {
+            endpoint: "signin/init",
+            status: 429,
+            attempts: 3,
+            retry_after: None,
+        };
+        assert!(!throttled.is_authentication_problem());
+        assert!(throttled.exits_as_sign_in_failure());
         assert!(
             !AuthError::Network {
                 endpoint: "signin/init",

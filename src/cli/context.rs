@@ -20,6 +20,9 @@ pub struct CommandError {
     /// SQLite found the catalog damaged ([`CatalogError::damage`]): [`report`] names the file
     /// and what to do, as the checks made when opening do.
     catalog_damage: Option<String>,
+    /// Worth another try later (Apple throttling sign-ins): a mount with a catalog then
+    /// mounts what it knows.
+    pub transient: bool,
 }
 
 impl CommandError {
@@ -38,13 +41,17 @@ impl CommandError {
                 exit::FAILURE
             },
             catalog_damage: None,
+            transient: false,
         }
     }
 }
 
 impl From<AuthError> for CommandError {
     fn from(e: AuthError) -> Self {
-        CommandError::failure_or_auth(e.to_string(), e.is_authentication_problem())
+        CommandError {
+            transient: e.is_transient(),
+            ..CommandError::failure_or_auth(e.to_string(), e.exits_as_sign_in_failure())
+        }
     }
 }
 
@@ -59,7 +66,7 @@ impl From<CatalogError> for CommandError {
 
 impl From<crate::refresh::RefreshError> for CommandError {
     fn from(e: crate::refresh::RefreshError) -> Self {
-        CommandError::failure_or_auth(e.to_string(), e.is_authentication_problem())
+        CommandError::failure_or_auth(e.to_string(), e.exits_as_sign_in_failure())
     }
 }
 

@@ -50,7 +50,7 @@ pub fn run(args: LoginArgs) -> i32 {
             if let Some(account) = &account {
                 account.forget_if_new();
             }
-            if e.is_authentication_problem() {
+            if e.exits_as_sign_in_failure() {
                 exit::AUTH
             } else {
                 exit::FAILURE

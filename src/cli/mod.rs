@@ -67,10 +67,10 @@ ones downloaded. Nothing else is ever deleted unless --auto-delete is given.
 
 Deletions (--auto-delete, --delete-after-download, --keep-icloud-recent-days) are asked about \
 first on a terminal; without one (cron, systemd) they need --yes, or the run is refused at the \
-start with exit code 2.
+start with exit code 1.
 
-Exit codes: 0 ok, 1 failure, 2 partial (or a deletion refused for want of --yes), 3 \
-authentication needed, 128 + N when stopped by signal N (130 Ctrl-C, 143 SIGTERM; the next run \
+Exit codes: 0 ok, 1 failure (or a deletion refused for want of --yes), 2 partial, 3 sign-in \
+refused (run `icloudpd-rs login`, or wait when Apple is throttling sign-ins), 128 + N when stopped by signal N (130 Ctrl-C, 143 SIGTERM; the next run \
 resumes).";
 
 /// Your iCloud Photos library as ordinary files.

@@ -181,7 +181,7 @@ pub fn serve(
     // the user always stops here.
     let session = match rt.block_on(ctx.session()) {
         Ok(s) => Some(s),
-        Err(e) if e.code == exit::AUTH || !has_catalog => return Err(e),
+        Err(e) if (e.code == exit::AUTH && !e.transient) || !has_catalog => return Err(e),
         Err(e) => {
             eprintln!(
                 "icloudpd-rs: {}; mounting the catalog as it is (cached and mirrored files \

@@ -513,7 +513,7 @@ fn finish_cycle(
             code
         }
         Err(e) => {
-            let code = if e.is_authentication_problem() {
+            let code = if e.exits_as_sign_in_failure() {
                 exit::AUTH
             } else {
                 exit::FAILURE
@@ -616,7 +616,7 @@ impl Notifier {
         } else {
             Event::SyncFailed
         };
-        let code = if e.is_authentication_problem() {
+        let code = if e.exits_as_sign_in_failure() {
             exit::AUTH
         } else {
             exit::FAILURE

@@ -180,11 +180,20 @@ pub enum MirrorError {
 }
 
 impl MirrorError {
-    /// True when the user must sign in again (exit code 3).
+    /// True when the user must sign in again (a watch then stops).
     pub fn is_authentication_problem(&self) -> bool {
         match self {
             MirrorError::Auth(e) => e.is_authentication_problem(),
             MirrorError::Refresh(e) => e.is_authentication_problem(),
+            _ => false,
+        }
+    }
+
+    /// True when the command exits with code 3 ([`AuthError::exits_as_sign_in_failure`]).
+    pub fn exits_as_sign_in_failure(&self) -> bool {
+        match self {
+            MirrorError::Auth(e) => e.exits_as_sign_in_failure(),
+            MirrorError::Refresh(e) => e.exits_as_sign_in_failure(),
             _ => false,
         }
     }

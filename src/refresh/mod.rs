@@ -209,10 +209,18 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
-    /// True when the user must sign in again (exit code 3).
+    /// True when the user must sign in again.
     pub fn is_authentication_problem(&self) -> bool {
         match self {
             RefreshError::Auth(e) => e.is_authentication_problem(),
+            _ => false,
+        }
+    }
+
+    /// True when the command exits with code 3 ([`AuthError::exits_as_sign_in_failure`]).
+    pub fn exits_as_sign_in_failure(&self) -> bool {
+        match self {
+            RefreshError::Auth(e) => e.exits_as_sign_in_failure(),
             _ => false,
         }
     }

@@ -151,10 +151,10 @@ fn advanced_data_protection_exit_3() {
     );
 }
 
-/// Throttling is transient: exit 1 (a failure), not 3 (whose fix, `login`, would only add to
-/// the sign-ins Apple is throttling).
+/// Throttling is a sign-in refused: exit 3, with a message that says to wait (not to run
+/// `login`, which would only add to the sign-ins Apple is throttling).
 #[test]
-fn throttling_exit_1_after_bounded_retries() {
+fn throttling_exit_3_after_bounded_retries() {
     let (code, err) = refused(
         SimConfig {
             faults: vec!["api-429=1.0".into()],
@@ -162,7 +162,7 @@ fn throttling_exit_1_after_bounded_retries() {
         },
         None,
     );
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     for s in ["throttling", "after 3 attempts", "wait a while"] {
         assert!(err.contains(s), "no {s:?} in: {err}");
     }

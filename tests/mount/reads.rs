@@ -424,3 +424,26 @@ fn ioctls_and_seek_data_are_answered_quietly() {
     up.finish();
     assert!(!err.contains("Not Implemented"), "{err}");
 }
+
+/// Apple throttling the sign-in a mount needs (exit code 3 for a command) does not stop a mount
+/// whose catalog holds the library: it mounts what it knows, as when iCloud is out of reach.
+#[test]
+fn a_mount_starts_from_its_catalog_while_sign_ins_are_throttled() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(20, 0.001));
+    let mnt = env.empty_dir("mnt");
+    let up = env.mount(&mnt, &["--poll-interval", "3600"]);
+    let all = tree_sizes_via_stat(&mnt);
+    up.finish();
+
+    env.sim().state().auth.expire_web_sessions();
+    env.fault("api-429", 1.0);
+    let up = env.mount(&mnt, &["--poll-interval", "3600", "--read-timeout", "3"]);
+    let err = take(&up.stderr);
+    assert!(err.contains("throttling"), "{err}");
+    assert!(err.contains("mounting the catalog as it is"), "{err}");
+    assert_eq!(tree_sizes_via_stat(&mnt), all, "the whole tree");
+    up.finish();
+}
