@@ -28,7 +28,7 @@ pub(super) fn acquire_writer_lock(db: &Path) -> Result<File> {
     let started = Instant::now();
     let mut told = false;
     loop {
-        match crate::lock_file::try_lock(&lock_path, 0o644) {
+        match crate::lock_file::try_lock(&lock_path, 0o600) {
             Ok(Some(file)) => return Ok(file),
             Ok(None) => {}
             Err(source) => {

@@ -37,6 +37,27 @@ enum Found {
     Catalog { version: i64 },
 }
 
+/// Create the catalog file (empty: a new catalog) readable by its owner only, if it does not
+/// exist: SQLite would make it 0644, and its WAL and index files take its mode. Photo dates,
+/// places and names are personal, as the session files beside it.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CatalogError::Io {
+            context: "creating the catalog",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path` as its only writer.
     ///
@@ -63,6 +84,7 @@ impl Catalog {
             source,
         })?;
         let lock = acquire_writer_lock(&path)?;
+        create_private(&path)?;
         let found = inspect(&path, Check::Integrity)?;
 
         let mut conn = Connection::open_with_flags(

@@ -36,6 +36,14 @@ fn creates_a_catalog_in_wal_mode_and_reopens_it() {
     let lib = c.library_id("private", "PrimarySync").unwrap().unwrap();
     assert_eq!(c.count_assets(lib, AssetFilter::AllPhotos).unwrap(), 1);
     assert!(c.interrupted_at_open().is_empty());
+    // Personal data: the catalog and the files SQLite and the lock make beside it are the
+    // owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let file = s.path(&format!("nested/dir/catalog.db{suffix}"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
 }
 
 #[test]
