@@ -17,7 +17,7 @@
 # Variables set: APPLE_NS, APPLE_WORK, APPLE_CA (PEM), APPLE_NSENTER, SIM_PID, SIM_USER,
 # SIM_PASS, SIM_CODE, SIM_ADMIN (URL of the simulator's /_sim/ API, reachable inside).
 
-APPLE_HOSTS=(idmsa.apple.com setup.icloud.com www.icloud.com p61-ckdatabasews.icloud.com cvws.icloud-content.com)
+APPLE_HOSTS=(idmsa.apple.com setup.icloud.com www.icloud.com p01-ckdatabasews.icloud.com cvws.icloud-content.com)
 
 # Cleanup on exit (registered by apple_net_setup); returns RC (default: the status it found).
 apple_net_cleanup() {

@@ -247,7 +247,9 @@ impl SimUrls {
             auth_root: host("idmsa.apple.com", false),
             setup_root: host("setup.icloud.com", false),
             // Apple hands this one out with an explicit `:443`, and clients keep it verbatim.
-            ckdatabasews: host("p61-ckdatabasews.icloud.com", true),
+            // The partition (`pNN-`) varies by account (the recordings show p61); p01 is the
+            // one our Apple host list names, for DNS set up from it.
+            ckdatabasews: host("p01-ckdatabasews.icloud.com", true),
             cdn: host("cvws.icloud-content.com", false),
             home: host("www.icloud.com", false),
         }

@@ -236,7 +236,7 @@ async fn apple_host_names_scope_cookies_to_icloud_com() {
         .expect("url")
         .to_string();
     assert!(
-        url.starts_with("http://p61-ckdatabasews.icloud.com:"),
+        url.starts_with("http://p01-ckdatabasews.icloud.com:"),
         "{url}"
     );
     let drive = e5.json()["webservices"]["drivews"]["url"]
@@ -244,7 +244,7 @@ async fn apple_host_names_scope_cookies_to_icloud_com() {
         .expect("url")
         .to_string();
     assert!(
-        drive.starts_with("http://p61-drivews.icloud.com:"),
+        drive.starts_with("http://p01-drivews.icloud.com:"),
         "{drive}"
     );
 }

@@ -145,14 +145,14 @@ fn uuid_from(dsid: &str, label: &str) -> String {
     uuid::Uuid::from_bytes(bytes).to_string().to_uppercase()
 }
 
-/// URL of a service host such as `p61-drivews`: on Apple's host names, shaped like the
+/// URL of a service host such as `p01-drivews`: on Apple's host names, shaped like the
 /// `ckdatabasews` URL (explicit port); otherwise the simulator's own endpoint.
 fn service_url(state: &SimState, host: &str) -> String {
     if state.config.apple_hosts {
         state
             .urls
             .ckdatabasews
-            .replacen("p61-ckdatabasews", host, 1)
+            .replacen("p01-ckdatabasews", host, 1)
     } else {
         state.urls.endpoint.clone()
     }
@@ -162,43 +162,43 @@ fn webservices(state: &SimState) -> Value {
     let active = |host: &str| json!({"url": service_url(state, host), "status": "active"});
     let pcs = |host: &str| json!({"pcsRequired": true, "url": service_url(state, host), "status": "active"});
     json!({
-        "reminders": active("p61-remindersws"),
+        "reminders": active("p01-remindersws"),
         // pcsRequired stays true even without ADP: that is the recorded shape (A.7.1).
         "ckdatabasews": {"pcsRequired": true, "url": state.urls.ckdatabasews, "status": "active"},
-        "photosupload": pcs("p61-uploadphotosws"),
+        "photosupload": pcs("p01-uploadphotosws"),
         "photos": {
             "pcsRequired": true,
-            "uploadUrl": service_url(state, "p61-uploadphotosws"),
-            "url": service_url(state, "p61-photosws"),
+            "uploadUrl": service_url(state, "p01-uploadphotosws"),
+            "url": service_url(state, "p01-photosws"),
             "status": "active"
         },
-        "drivews": pcs("p61-drivews"),
-        "uploadimagews": active("p61-uploadimagews"),
+        "drivews": pcs("p01-drivews"),
+        "uploadimagews": active("p01-uploadimagews"),
         "schoolwork": {},
-        "cksharews": active("p61-ckshare"),
-        "findme": active("p61-fmipweb"),
-        "ckdeviceservice": {"url": service_url(state, "p61-ckdevice")},
-        "iworkthumbnailws": active("p61-iworkthumbnailws"),
-        "mccgateway": active("p61-mccgateway"),
-        "calendar": {"isMakoAccount": false, "url": service_url(state, "p61-calendarws"), "status": "active"},
-        "docws": pcs("p61-docws"),
-        "settings": active("p61-settingsws"),
-        "premiummailsettings": active("p61-maildomainws"),
-        "ubiquity": active("p61-ubiquityws"),
-        "keyvalue": active("p61-keyvalueservice"),
+        "cksharews": active("p01-ckshare"),
+        "findme": active("p01-fmipweb"),
+        "ckdeviceservice": {"url": service_url(state, "p01-ckdevice")},
+        "iworkthumbnailws": active("p01-iworkthumbnailws"),
+        "mccgateway": active("p01-mccgateway"),
+        "calendar": {"isMakoAccount": false, "url": service_url(state, "p01-calendarws"), "status": "active"},
+        "docws": pcs("p01-docws"),
+        "settings": active("p01-settingsws"),
+        "premiummailsettings": active("p01-maildomainws"),
+        "ubiquity": active("p01-ubiquityws"),
+        "keyvalue": active("p01-keyvalueservice"),
         "mpp": {"url": "https://relay.icloud-mpp.com", "status": "active"},
-        "archivews": active("p61-archivews"),
-        "push": active("p61-pushws"),
-        "iwmb": active("p61-iwmb"),
-        "iworkexportws": active("p61-iworkexportws"),
+        "archivews": active("p01-archivews"),
+        "push": active("p01-pushws"),
+        "iwmb": active("p01-iwmb"),
+        "iworkexportws": active("p01-iworkexportws"),
         "sharedlibrary": active("sharedlibrary"),
-        "geows": active("p61-geows"),
+        "geows": active("p01-geows"),
         "account": {
             "iCloudEnv": {"shortId": "p", "vipSuffix": "prod"},
-            "url": service_url(state, "p61-setup"),
+            "url": service_url(state, "p01-setup"),
             "status": "active"
         },
-        "contacts": active("p61-contactsws"),
+        "contacts": active("p01-contactsws"),
         "developerapi": active("developer-api"),
     })
 }
