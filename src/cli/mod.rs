@@ -156,21 +156,20 @@ pub enum Command {
 /// Parse the command line, run the command, return the process exit code.
 pub fn main() -> i32 {
     let given: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let argv = with_default_command(given.clone());
-    let merged = match config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv) {
-        Ok(merged) => merged,
-        Err(message) => {
+    // Options before the command (`icloudpd-rs --data-dir D status`, as `git -C D status`):
+    // when the line as given does not parse, the same words with the command first may.
+    let parsed =
+        parse(with_default_command(given.clone())).or_else(|first| match commands_first(&given) {
+            Some(reordered) => parse(reordered),
+            None => Err(first),
+        });
+    let (cli, notes) = match parsed {
+        Ok(parsed) => parsed,
+        Err(ParseError::Config(message)) => {
             eprintln!("icloudpd-rs: {message}");
             return exit::FAILURE;
         }
-    };
-    let cli = match Cli::try_parse_from(merged.argv) {
-        Ok(cli) => cli,
-        Err(e) => {
-            if let Some(fixed) = command_after_options(&given) {
-                eprintln!("icloudpd-rs: the command goes first, then its options: {fixed}");
-                return exit::FAILURE;
-            }
+        Err(ParseError::Clap(e)) => {
             let code = if e.use_stderr() {
                 exit::FAILURE
             } else {
@@ -181,7 +180,7 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.log_level);
-    for note in &merged.notes {
+    for note in &notes {
         tracing::debug!("{note}");
     }
     if matches!(
@@ -259,35 +258,46 @@ fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     argv
 }
 
-/// `icloudpd-rs --data-dir D status` (options before the command, as some tools take them):
-/// the command line with the command first, for the error message; `None` when the line does
-/// not start with an option or names no command other than `sync`.
-fn command_after_options(argv: &[std::ffi::OsString]) -> Option<String> {
-    let words: Vec<String> = argv
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if !words.get(1)?.starts_with('-') {
-        return None;
+/// `icloudpd-rs --data-dir D status`, `icloudpd-rs list --data-dir D albums`: the command
+/// line with its commands first and every other word after them, in order; `None` when that
+/// changes nothing.
+fn commands_first(argv: &[std::ffi::OsString]) -> Option<Vec<std::ffi::OsString>> {
+    let (program, words) = argv.split_first()?;
+    let mut level = <Cli as clap::CommandFactory>::command();
+    let (mut commands, mut rest) = (Vec::new(), Vec::new());
+    for word in words {
+        let name = word.to_string_lossy();
+        let sub = (!name.starts_with('-'))
+            .then(|| level.find_subcommand(word).cloned())
+            .flatten();
+        match sub {
+            Some(sub) => {
+                commands.push(word.clone());
+                level = sub;
+            }
+            None => rest.push(word.clone()),
+        }
     }
-    let cli = <Cli as clap::CommandFactory>::command();
-    let is_command = |w: &str| {
-        w != "sync"
-            && cli
-                .get_subcommands()
-                .any(|c| c.get_name() == w || c.get_all_aliases().any(|a| a == w))
-    };
-    let at = words.iter().skip(1).position(|w| is_command(w))? + 1;
-    let mut fixed = vec!["icloudpd-rs".to_string(), words[at].clone()];
-    fixed.extend(
-        words
-            .iter()
-            .enumerate()
-            .skip(1)
-            .filter(|(i, _)| *i != at)
-            .map(|(_, w)| global::shell_word(w)),
-    );
-    Some(fixed.join(" "))
+    let reordered: Vec<_> = std::iter::once(program.clone())
+        .chain(commands)
+        .chain(rest)
+        .collect();
+    (reordered != argv).then_some(reordered)
+}
+
+enum ParseError {
+    /// The config file (`--config`) is unusable.
+    Config(String),
+    Clap(clap::Error),
+}
+
+/// The command line, with the config file's settings merged in, parsed; and the notes the
+/// merge left for the log.
+fn parse(argv: Vec<std::ffi::OsString>) -> Result<(Cli, Vec<String>), ParseError> {
+    let merged = config::merge_config_file(&<Cli as clap::CommandFactory>::command(), argv)
+        .map_err(ParseError::Config)?;
+    let cli = Cli::try_parse_from(merged.argv).map_err(ParseError::Clap)?;
+    Ok((cli, merged.notes))
 }
 
 /// Logs go to stderr (above `sync`'s progress bar when one is shown); `RUST_LOG` overrides
@@ -335,7 +345,7 @@ fn init_logging(level: Option<LogLevel>) {
 
 #[cfg(test)]
 mod tests {
-    use super::command_after_options;
+    use super::commands_first;
 
     fn line(words: &[&str]) -> Vec<std::ffi::OsString> {
         words.iter().map(Into::into).collect()
@@ -366,24 +376,50 @@ mod tests {
     }
 
     #[test]
-    fn options_before_the_command_are_told_in_order() {
+    fn options_before_the_command_move_after_it() {
+        let reordered = |words: &[&str]| {
+            commands_first(&line(words)).map(|w| {
+                w.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
         assert_eq!(
-            command_after_options(&line(&["icloudpd-rs", "--data-dir", "my data", "status"]))
-                .as_deref(),
-            Some("icloudpd-rs status --data-dir 'my data'")
+            reordered(&["icloudpd-rs", "--data-dir", "my data", "status"]).unwrap(),
+            ["icloudpd-rs", "status", "--data-dir", "my data"]
         );
         assert_eq!(
-            command_after_options(&line(&["icloudpd-rs", "-u", "me", "mount", "/m"])).as_deref(),
-            Some("icloudpd-rs mount -u me /m")
+            reordered(&["icloudpd-rs", "-u", "me", "mount", "/m"]).unwrap(),
+            ["icloudpd-rs", "mount", "-u", "me", "/m"]
+        );
+        // A command group's own command comes first too, wherever it was.
+        assert_eq!(
+            reordered(&[
+                "icloudpd-rs",
+                "-u",
+                "me",
+                "list",
+                "--data-dir",
+                "d",
+                "albums"
+            ])
+            .unwrap(),
+            [
+                "icloudpd-rs",
+                "list",
+                "albums",
+                "-u",
+                "me",
+                "--data-dir",
+                "d"
+            ]
+        );
+        assert_eq!(
+            reordered(&["icloudpd-rs", "list", "--data-dir", "d", "libraries"]).unwrap(),
+            ["icloudpd-rs", "list", "libraries", "--data-dir", "d"]
         );
         // The bare form means sync; a command given first is not this mistake.
-        assert_eq!(
-            command_after_options(&line(&["icloudpd-rs", "-u", "me", "--bogus"])),
-            None
-        );
-        assert_eq!(
-            command_after_options(&line(&["icloudpd-rs", "status", "-u", "me"])),
-            None
-        );
+        assert_eq!(reordered(&["icloudpd-rs", "-u", "me", "--bogus"]), None);
+        assert_eq!(reordered(&["icloudpd-rs", "status", "-u", "me"]), None);
     }
 }

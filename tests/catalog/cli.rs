@@ -161,6 +161,31 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
             .unwrap()
             .ends_with('Z')
     );
+    // The account options before the command (`git -C DIR status` style), or between a
+    // command group and its command, give the same answers.
+    let data = dir.path().to_str().unwrap();
+    for (args, same_as) in [
+        (
+            vec!["-u", user, "--data-dir", data, "status", "--json"],
+            &out,
+        ),
+        (
+            vec!["--data-dir", data, "list", "-u", user, "albums"],
+            &text,
+        ),
+        (
+            vec!["list", "--data-dir", data, "albums", "-u", user],
+            &text,
+        ),
+    ] {
+        let got = Command::new(env!("CARGO_BIN_EXE_icloudpd-rs"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert_eq!(got.status.code(), Some(0), "{args:?}: {got:?}");
+        assert_eq!(&String::from_utf8_lossy(&got.stdout), same_as, "{args:?}");
+    }
     let (code, out, err) = run(dir.path(), user, &["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("Assets: {}", assets.len())), "{out}");
