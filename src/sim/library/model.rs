@@ -374,7 +374,10 @@ fn long_stem() -> String {
 /// The asset's filename and how `filenameEnc` carries it (None = absent).
 pub fn filename(asset: &Asset) -> (Option<String>, NameEncoding) {
     let idx = asset.idx();
-    let counter = idx % 9999 + 1;
+    // Cameras count IMG_0001 to IMG_9999 and wrap; phones restart at IMG_0001 when reset.
+    // One asset in 25 restarts the count, so that a library of a few hundred assets already
+    // holds many IMG_0001 of each kind (same name, other bytes).
+    let counter = if idx % 25 == 12 { 1 } else { idx % 9999 + 1 };
     let default = format!("IMG_{counter:04}.{}", asset.kind.extension());
     match SPECIAL_NAMES
         .iter()

@@ -687,3 +687,18 @@ fn resources_stay_current_until_purged_or_re_edited() {
         ..original
     }));
 }
+
+#[test]
+fn small_libraries_already_hold_many_img_0001() {
+    let lib = library(300);
+    let z = primary(&lib).read();
+    let mut by_name: std::collections::HashMap<String, usize> = Default::default();
+    for a in &z.assets {
+        if let Some(name) = filename(a).0 {
+            *by_name.entry(name).or_default() += 1;
+        }
+    }
+    let jpg = by_name.get("IMG_0001.JPG").copied().unwrap_or(0);
+    let heic = by_name.get("IMG_0001.HEIC").copied().unwrap_or(0);
+    assert!(jpg >= 3 && heic >= 3, "IMG_0001: {jpg} JPG, {heic} HEIC");
+}
