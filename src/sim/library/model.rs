@@ -502,4 +502,19 @@ pub(crate) mod tests {
             Some("IMG_9999.MOV")
         );
     }
+
+    #[test]
+    fn small_libraries_already_hold_many_img_0001() {
+        use super::super::tests::{library, primary};
+        let lib = library(300);
+        let names: Vec<_> = primary(&lib)
+            .read()
+            .assets
+            .iter()
+            .map(|a| filename(a).0)
+            .collect();
+        let count = |name: &str| names.iter().filter(|n| n.as_deref() == Some(name)).count();
+        let (jpg, heic) = (count("IMG_0001.JPG"), count("IMG_0001.HEIC"));
+        assert!(jpg >= 3 && heic >= 3, "IMG_0001: {jpg} JPG, {heic} HEIC");
+    }
 }
