@@ -149,9 +149,10 @@ impl PageSink for NoSink {
     }
 }
 
-/// How a library was brought up to date.
+/// How a library was brought up to date. In JSON, `"mode"` is always a string, with a
+/// `"reason"` beside it for a full listing.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "mode", rename_all = "snake_case")]
 pub enum RefreshMode {
     /// Listed in full (first refresh, `--full`, or a fallback: see `reason`).
     Full { reason: String },
@@ -167,6 +168,7 @@ pub struct LibraryReport {
     pub library: Library,
     #[serde(skip)]
     pub library_id: LibraryId,
+    #[serde(flatten)]
     pub mode: RefreshMode,
     /// Assets listed (full) or changed records applied (incremental).
     pub seen: u64,

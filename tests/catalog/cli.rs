@@ -53,11 +53,12 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
     assert!(out.contains("Catalog: none yet"), "{out}");
     assert!(out.contains("icloudpd-rs refresh"), "{out}");
 
-    let (code, _, err) = run(
+    let (code, out, err) = run(
         dir.path(),
         user,
         &[
             "refresh",
+            "--json",
             "-p",
             &account.password,
             "--endpoint",
@@ -65,6 +66,10 @@ fn list_and_status_report_the_refreshed_library_without_the_network() {
         ],
     );
     assert_eq!(code, 0, "{err}");
+    // `mode` is a string whatever the mode; a full listing says why beside it.
+    let report: Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(report["libraries"][0]["mode"], "full", "{out}");
+    assert_eq!(report["libraries"][0]["reason"], "first listing", "{out}");
 
     // What the simulator holds: assets of the primary library, and the visible members of
     // each album (album listings leave hidden and recently deleted assets out).
