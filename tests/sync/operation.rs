@@ -5,7 +5,7 @@
 use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
@@ -296,6 +296,25 @@ impl Drop for Watching {
     }
 }
 
+/// A library of `assets`, watched into `photos` with its events logged to `log`, once the
+/// watch's first cycle has ended.
+fn watch_started(assets: usize) -> (Env, PathBuf, PathBuf, Watching) {
+    let env = Env::new(small(assets));
+    let photos = env.folder("photos");
+    let log = env.folder("events.log");
+    let watching = spawn_watch(&env, &photos, &log);
+    wait_for_events(&log, &|l| !l.is_empty());
+    (env, photos, log, watching)
+}
+
+/// Whether a cycle logged after the first `skip` events downloaded something.
+fn downloaded_after(events: &[String], skip: usize) -> bool {
+    events
+        .iter()
+        .skip(skip)
+        .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
+}
+
 /// Wait (at most a minute) until the events logged to `log` satisfy `pred`.
 fn wait_for_events(log: &Path, pred: &dyn Fn(&[String]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -311,18 +330,9 @@ fn wait_for_events(log: &Path, pred: &dyn Fn(&[String]) -> bool) {
 
 #[test]
 fn watch_mode_follows_changes_until_stopped() {
-    let env = Env::new(small(15));
-    let photos = env.folder("photos");
-    let log = env.folder("events.log");
-    let watching = spawn_watch(&env, &photos, &log);
-    let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
-    wait_for(&|l| !l.is_empty());
+    let (env, photos, log, watching) = watch_started(15);
     let added = env.mutate(json!({"op": "add", "count": 2}));
-    wait_for(&|l| {
-        l.iter()
-            .skip(1)
-            .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
-    });
+    wait_for_events(&log, &|l| downloaded_after(l, 1));
     let out = watching.stop(libc::SIGTERM);
     assert_eq!(
         out.status.code(),
@@ -342,12 +352,8 @@ fn watch_mode_follows_changes_until_stopped() {
 /// back, then it goes on where it was.
 #[test]
 fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
-    let env = Env::new(small(10));
-    let photos = env.folder("photos");
-    let log = env.folder("events.log");
-    let watching = spawn_watch(&env, &photos, &log);
+    let (env, photos, log, watching) = watch_started(10);
     let wait_for = |pred: &dyn Fn(&[String]) -> bool| wait_for_events(&log, pred);
-    wait_for(&|l| !l.is_empty());
     assert!(
         lines(&log)[0].starts_with("sync-complete "),
         "{:?}",
@@ -367,11 +373,7 @@ fn watch_mode_writes_nothing_into_another_folder_at_its_path() {
     let failed_at = lines(&log).len();
     std::fs::remove_dir(&photos).unwrap();
     std::fs::rename(&away, &photos).unwrap();
-    wait_for(&|l| {
-        l.iter()
-            .skip(failed_at)
-            .any(|e| e.starts_with("sync-complete ") && !e.starts_with("sync-complete 0 "))
-    });
+    wait_for(&|l| downloaded_after(l, failed_at));
     let out = watching.stop(libc::SIGTERM);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another folder"), "{stderr}");
