@@ -22,8 +22,10 @@ BIN=$TARGET/release/icloudpd-rs
 RAW=$TARGET/release/examples/raw_pages
 WORK=$(mktemp -d)
 SIM_PID=
-cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; rm -rf "$WORK"; }
+source scripts/lib/page-reporting.sh
+cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; rm -rf "$WORK"; restore_freed_pages; }
 trap cleanup EXIT
+hold_freed_pages
 
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 

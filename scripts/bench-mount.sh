@@ -63,6 +63,7 @@ external() {
 }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+source scripts/lib/page-reporting.sh
 if [ "${1:-}" = "--core" ]; then
   exec cargo test --release --test mount -- --ignored --nocapture --test-threads=1 core_bench::bench_mount
 fi
@@ -70,4 +71,7 @@ if [ $# -gt 0 ]; then
   external "$@"
   exit 0
 fi
+cargo test --release --test mount --no-run --quiet
+trap restore_freed_pages EXIT
+hold_freed_pages
 cargo test --release --test mount -- --ignored --nocapture --test-threads=1 bench::bench_real_mount

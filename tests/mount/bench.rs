@@ -222,6 +222,10 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
+/// Page cache written and freed before each side of the cold read (`warm_free_memory`): more
+/// than either side allocates (the file's pages, plus the mount's block buffers).
+const WARM_MIB: usize = 900;
+
 fn data_phase(report: &mut Report) {
     let assets = env_u64("BENCH_DATA_ASSETS", 1000) as usize;
     let latency = env_u64("BENCH_LATENCY_MS", 20);
@@ -311,44 +315,90 @@ fn data_phase(report: &mut Report) {
         .unwrap();
     let client = http();
     let local_copy = env.path("big.local");
-    settle();
-    let own_cpu = cpu_time(std::process::id() as i32);
-    let (plain, got) = time(|| {
-        rt.block_on(async {
-            let mut resp = client.get(&url).send().await.unwrap();
-            let mut out = std::fs::File::create(&local_copy).unwrap();
-            let mut got = 0u64;
-            while let Some(chunk) = resp.chunk().await.unwrap() {
-                got += chunk.len() as u64;
-                std::io::Write::write_all(&mut out, &chunk).unwrap();
-            }
-            got
-        })
-    });
-    assert_eq!(got, big_size);
-    let plain_cpu = cpu_time(std::process::id() as i32) - own_cpu;
-    settle();
-    let profiler = Profiler::start(mounted.pid());
-    let (own_cpu, mount_cpu) = (cpu_time(std::process::id() as i32), cpu_time(mounted.pid()));
-    let (through, n) = time(|| read_all(&big_path));
-    let own_cpu = cpu_time(std::process::id() as i32) - own_cpu;
-    let mount_cpu = cpu_time(mounted.pid()) - mount_cpu;
-    drop(profiler);
-    assert_eq!(n, big_size);
+    // The cold read and its plain download, BENCH_COLD_ROUNDS times (default 3), the median
+    // ratio reported: one pair moved by 0.1x from run to run. Each earlier round reads through
+    // a mount of its own with a fresh cache; the last one through `mounted`, whose cache the
+    // block-cached read below then uses.
+    let rounds = env_u64("BENCH_COLD_ROUNDS", 3).max(1);
+    let mnt_root = mnt.clone();
+    let mut results: Vec<(Duration, Duration)> = Vec::new();
+    let mut cpu_notes: Vec<String> = Vec::new();
+    for round in 1..=rounds {
+        let extra = (round < rounds).then(|| {
+            let mnt = env.empty_dir(&format!("mnt-cold-{round}"));
+            let cache = env.path(&format!("cache-cold-{round}"));
+            let args = [
+                "--poll-interval",
+                "3600",
+                "--read-timeout",
+                "120",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ];
+            (env.mount(&mnt, &args), mnt)
+        });
+        let (through_mount, path) = match &extra {
+            Some((m, mnt)) => (m, mnt.join(big_path.strip_prefix(&mnt_root).unwrap())),
+            None => (&mounted, big_path.clone()),
+        };
+        // A new file each time: ext4 starts writing back a file truncated and written again
+        // when it is closed (`auto_da_alloc`), inside the timing; a first download pays none.
+        let _ = std::fs::remove_file(&local_copy);
+        settle();
+        warm_free_memory(&env.path(""), WARM_MIB);
+        let own_cpu = cpu_time(std::process::id() as i32);
+        let (plain, got) = time(|| {
+            rt.block_on(async {
+                let mut resp = client.get(&url).send().await.unwrap();
+                let mut out = std::fs::File::create(&local_copy).unwrap();
+                let mut got = 0u64;
+                while let Some(chunk) = resp.chunk().await.unwrap() {
+                    got += chunk.len() as u64;
+                    std::io::Write::write_all(&mut out, &chunk).unwrap();
+                }
+                got
+            })
+        });
+        assert_eq!(got, big_size);
+        let plain_cpu = cpu_time(std::process::id() as i32) - own_cpu;
+        settle();
+        warm_free_memory(&env.path(""), WARM_MIB);
+        let profiler = Profiler::start(through_mount.pid(), &format!(".{round}"));
+        let pid = through_mount.pid();
+        let (own_cpu, mount_cpu) = (cpu_time(std::process::id() as i32), cpu_time(pid));
+        let (through, n) = time(|| read_all(&path));
+        let own_cpu = cpu_time(std::process::id() as i32) - own_cpu;
+        let mount_cpu = cpu_time(pid) - mount_cpu;
+        drop(profiler);
+        assert_eq!(n, big_size);
+        cpu_notes.push(format!(
+            "{:.2}x ({:.3} s / {:.3} s): plain {:.2} s; mount {:.2} s + simulator and reader {:.2} s",
+            plain.as_secs_f64() / through.as_secs_f64(),
+            plain.as_secs_f64(),
+            through.as_secs_f64(),
+            plain_cpu.as_secs_f64(),
+            mount_cpu.as_secs_f64(),
+            own_cpu.as_secs_f64(),
+        ));
+        results.push((through, plain));
+        if let Some((m, _)) = extra {
+            m.finish();
+        }
+    }
     report.notes.push(format!(
-        "cold read CPU: plain download (simulator + client) {:.2} s; through the mount: \
-         mount {:.2} s + simulator and reader {:.2} s (load average {})",
-        plain_cpu.as_secs_f64(),
-        mount_cpu.as_secs_f64(),
-        own_cpu.as_secs_f64(),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .unwrap_or("?")
+        "cold read rounds (ratio (plain / mount time): CPU of the plain download, simulator + client; through the \
+         mount): {}",
+        cpu_notes.join("; ")
     ));
+    results.sort_by(|a, b| {
+        (b.1.as_secs_f64() / b.0.as_secs_f64()).total_cmp(&(a.1.as_secs_f64() / a.0.as_secs_f64()))
+    });
+    let (through, plain) = results[results.len() / 2];
     report.throughput(
-        &format!("cold sequential read, {} MiB", big_size / MIB),
+        &format!(
+            "cold sequential read, {} MiB (median of {rounds})",
+            big_size / MIB
+        ),
         through,
         plain,
         ">= 0.8x",

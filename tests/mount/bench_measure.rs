@@ -77,6 +77,27 @@ pub fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// Write `mib` MiB into a new file under `dir` and delete it, right before a timed step. Under
+/// a hypervisor that unmaps the pages a guest frees (see `scripts/lib/page-reporting.sh`), the
+/// first write to such a page costs a host fault: writing into the page cache ran at 450-580
+/// MiB/s on those pages against ~3,000 MiB/s on mapped ones. Which side of a comparison got
+/// mapped pages was chance (a plain download replacing its earlier copy reused that copy's
+/// pages; the mount's cache writes took unmapped ones: 20-30% of its CPU). With the reporting
+/// deferred, the page cache's next allocations reuse the pages freed here (freeing anonymous
+/// memory instead was measured not to do it).
+pub fn warm_free_memory(dir: &Path, mib: usize) {
+    let path = dir.join("warm-free-memory");
+    let block = vec![1u8; 1 << 20];
+    if let Ok(mut f) = std::fs::File::create(&path) {
+        for _ in 0..mib {
+            if std::io::Write::write_all(&mut f, &block).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 pub fn drop_page_cache(path: &Path) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).unwrap();
@@ -111,14 +132,16 @@ pub fn rss_mib(pid: i32) -> u64 {
 }
 
 /// `perf record` of the cold read when `BENCH_PERF` names an output file (the whole system
-/// with `BENCH_PERF_ALL`, else the mount process), stopped when dropped.
+/// with `BENCH_PERF_ALL`, else the mount process), stopped when dropped. `tag` is appended to
+/// the file's name (one file per round).
 pub struct Profiler(Option<std::process::Child>);
 
 impl Profiler {
-    pub fn start(pid: i32) -> Profiler {
+    pub fn start(pid: i32, tag: &str) -> Profiler {
         let Ok(out) = std::env::var("BENCH_PERF") else {
             return Profiler(None);
         };
+        let out = format!("{out}{tag}");
         let mut cmd = Command::new("perf");
         if std::env::var("BENCH_PERF_STAT").is_ok() {
             // Counts instead of samples: instructions hardly depend on the machine's load.
