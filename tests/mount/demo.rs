@@ -34,11 +34,12 @@ fn start_demo(args: &[&str]) -> (Mounted, PathBuf, PathBuf) {
             };
             break (field("Mounted at:"), field("Demo data:"));
         }
-        assert!(
-            Instant::now() < deadline,
-            "demo not ready:\n{}",
-            take(&stderr)
-        );
+        if Instant::now() >= deadline {
+            // Not left running (and mounted) behind the failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("demo not ready:\n{}", take(&stderr));
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     (

@@ -7,7 +7,6 @@ use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -51,14 +50,6 @@ fn files_of(mnt: &Path, ids: &[String], under: Option<&str>) -> HashMap<String, 
         }
     }
     out
-}
-
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use icloudpd_rs::sim::SimConfig;
 
@@ -70,19 +70,14 @@ fn made_since(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String,
 /// Wait (at most 30 s) until the mount shows every asset of `ids` (a shared library's are
 /// under `Libraries`).
 fn wait_for_assets(root: &Path, ids: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(&format!("{ids:?} in the mount"), || {
         let shown: BTreeSet<String> = files_under(root, false)
             .iter()
             .filter_map(|f| getxattr(f, "user.icloud.asset_id"))
             .map(|v| String::from_utf8(v).unwrap())
             .collect();
-        if ids.iter().all(|id| shown.contains(id)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{ids:?} not in the mount");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        ids.iter().all(|id| shown.contains(id))
+    });
 }
 
 #[test]

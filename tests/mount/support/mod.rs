@@ -518,3 +518,12 @@ pub fn asset_ids_in(dir: &Path) -> std::collections::BTreeSet<String> {
         .map(|v| String::from_utf8(v).unwrap())
         .collect()
 }
+
+/// Wait until `ok` holds (polled every 200 ms), failing the test after a minute.
+pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
