@@ -488,8 +488,24 @@ fn finish_cycle(
                         report.failed - 10
                     );
                 }
-                if report.outcome == RunOutcome::Interrupted {
-                    errln!("icloudpd-rs: interrupted; the next run resumes where this one stopped");
+                // A complete or partial run tried every file of its plan.
+                let untried = match report.outcome {
+                    RunOutcome::Complete | RunOutcome::Partial => 0,
+                    _ => not_tried(report),
+                };
+                match (&report.outcome, untried) {
+                    (RunOutcome::Interrupted, 0) => errln!(
+                        "icloudpd-rs: interrupted; the next run resumes where this one stopped"
+                    ),
+                    (RunOutcome::Interrupted, n) => errln!(
+                        "icloudpd-rs: interrupted with {n} file(s) not tried; the next run \
+                         resumes where this one stopped"
+                    ),
+                    (_, 0) => {}
+                    (_, n) => errln!(
+                        "icloudpd-rs: {n} file(s) not tried (the run stopped early); the next \
+                         run tries them"
+                    ),
                 }
             }
             let mut code = code;
@@ -528,6 +544,10 @@ fn finish_cycle(
             );
             if !dry_run && partial.downloaded + partial.failed > 0 {
                 outln!("{}", partial.summary_line());
+                let untried = not_tried(&partial);
+                if untried > 0 {
+                    errln!("icloudpd-rs: {untried} file(s) not tried; the next run tries them");
+                }
             }
             if let Some(path) = &args.common.run.report_json
                 && let Err(err) = write_report(path, &partial)
@@ -543,6 +563,14 @@ fn finish_cycle(
             code
         }
     }
+}
+
+/// Files of the plan a run never came to: the summary's counts leave them out, so a run that
+/// stopped early must say so or "0 failed" reads as "all done".
+fn not_tried(report: &mirror::RunReport) -> u64 {
+    report
+        .total
+        .saturating_sub(report.downloaded + report.skipped + report.failed)
 }
 
 fn is_two_factor(e: &MirrorError) -> bool {
