@@ -14,6 +14,7 @@
 //! terminal, or "no" in a script); a dry run only lists.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -123,15 +124,20 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
     if doomed.is_empty() {
         return Ok(());
     }
+    let links = album_links(&ctx.root, &doomed);
+    let link_count: usize = links.values().map(Vec::len).sum();
     if dry_run {
-        for (_, path, _) in &doomed {
+        for (version, path, _) in &doomed {
             ctx.report_deletion(&format!("would delete {path}"));
+            for link in links.get(version).into_iter().flatten() {
+                ctx.report_deletion(&format!("would delete {link}"));
+            }
         }
         return Ok(());
     }
     let question = format!(
         "Delete {} local file(s) of photos that were deleted in iCloud?",
-        doomed.len()
+        doomed.len() + link_count
     );
     if !ctx.config.deletion.confirmed(&question) {
         tracing::warn!(
@@ -156,6 +162,19 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
                 continue;
             }
         }
+        // Its other album folders' copies first: once the recorded file is gone, nothing
+        // tells them from the user's files.
+        for link in links.get(&version).into_iter().flatten() {
+            let at = ctx.root.join(link);
+            if std::fs::remove_file(&at).is_ok() {
+                let _ = std::fs::remove_file(crate::metadata::sidecar_path(&at));
+                ctx.deleted.local.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(path = %link, "deleted: the photo was deleted in iCloud (its copy in another album folder)");
+                if let Some(dir) = at.parent() {
+                    emptied.insert(dir.to_path_buf());
+                }
+            }
+        }
         std::fs::remove_file(&path).map_err(|source| MirrorError::LocalIo {
             context: "deleting",
             path: path.clone(),
@@ -174,6 +193,61 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
     }
     super::reconcile::remove_empty_dirs(&ctx.root, emptied);
     Ok(())
+}
+
+/// The other paths of doomed files under `root`: an asset in several album folders is written
+/// once and hard-linked into the others (`reconcile::link_duplicates`), and only the first path
+/// is recorded. A path counts when it is the same file (device and inode) as a recorded one
+/// still of its recorded size; one walk of the folder, made only when some doomed file has
+/// other links. Symbolic links are not followed.
+fn album_links(
+    root: &Path,
+    doomed: &[(VersionKey, String, u64)],
+) -> HashMap<VersionKey, Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut wanted: HashMap<(u64, u64), VersionKey> = HashMap::new();
+    let mut recorded: HashSet<PathBuf> = HashSet::new();
+    for (version, rel_path, size) in doomed {
+        let path = root.join(rel_path);
+        if let Ok(m) = std::fs::symlink_metadata(&path)
+            && m.is_file()
+            && m.len() == *size
+            && m.nlink() > 1
+        {
+            wanted.insert((m.dev(), m.ino()), *version);
+            recorded.insert(path);
+        }
+    }
+    let mut found: HashMap<VersionKey, Vec<String>> = HashMap::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file()
+                && !recorded.contains(&path)
+                && let Ok(m) = entry.metadata()
+                && let Some(version) = wanted.get(&(m.dev(), m.ino()))
+                && let Ok(rel) = path.strip_prefix(root)
+            {
+                found
+                    .entry(*version)
+                    .or_default()
+                    .push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
 }
 
 fn forget(ctx: &RunContext, version: VersionKey) {

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use icloudpd_rs::sim::faults::{FaultKind, FaultRule};
 use serde_json::json;
@@ -263,4 +263,46 @@ fn auto_delete_removes_the_folders_it_empties_and_keeps_folders_holding_anything
     for p in after.keys() {
         assert!(photos.join(p).is_file(), "{p} lost");
     }
+}
+
+#[test]
+fn auto_delete_removes_every_album_folder_copy_of_a_deleted_photo() {
+    // An asset in several album folders is written once and hard-linked into the others; only
+    // the first path is recorded.
+    let env = Env::new(small(60));
+    let photos = env.folder("photos");
+    let flags = ["--album", "all", "--folder-structure", "{album}"];
+    env.sync(&photos, &flags).expect_code(0);
+    let before = album_tree(&env, &[]);
+    assert_tree(&env, &photos, &before);
+    let mut paths_of: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (path, (id, _)) in &before {
+        paths_of.entry(id).or_default().push(path);
+    }
+    let (id, paths) = paths_of
+        .iter()
+        .find(|(_, p)| p.len() > 1)
+        .expect("no photo in two albums: the test proves little");
+    env.mutate(json!({"op": "delete", "asset_ids": [id]}));
+
+    let with = |extra: &[&'static str]| [&flags[..], extra].concat();
+    let dry = env.sync(&photos, &with(&["--auto-delete", "--dry-run"]));
+    dry.expect_code(0);
+    for p in paths {
+        assert!(
+            dry.stdout.contains(&format!("would delete {p}")),
+            "{p}: {}",
+            dry.stdout
+        );
+    }
+    env.sync(&photos, &with(&["--auto-delete", "--yes"]))
+        .expect_code(0);
+    for p in paths {
+        assert!(
+            !photos.join(p).exists(),
+            "{p} kept after its photo was deleted"
+        );
+    }
+    // Every other photo's files stay, in every folder.
+    assert_tree(&env, &photos, &album_tree(&env, &[]));
 }

@@ -330,33 +330,6 @@ fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The plan of an album layout (`--album all --folder-structure {album}` + `extra`): every
-/// album's members laid out in its folder.
-fn album_tree(env: &Env, extra: &[&str]) -> BTreeMap<String, (String, String)> {
-    use icloudpd_rs::catalog::AssetFilter;
-    let catalog = env.catalog();
-    let lib = catalog.libraries().unwrap()[0].id;
-    let policy = config_for(&[&["--folder-structure", "{album}"], extra].concat()).policy;
-    let mut out = BTreeMap::new();
-    for album in catalog.albums(lib).unwrap() {
-        if album.album.is_folder || album.album.deleted {
-            continue;
-        }
-        let members: Vec<_> = catalog
-            .assets(lib, AssetFilter::Album(album.key))
-            .map(|a| a.unwrap().asset)
-            .collect();
-        let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
-        for f in icloudpd_rs::layout::plan_tree(&members, &policy, Some(&path)) {
-            out.insert(
-                f.rel_path(),
-                (f.asset_id.clone(), f.version.as_str().to_string()),
-            );
-        }
-    }
-    out
-}
-
 #[test]
 fn edits_reach_every_album_folder_of_a_photo() {
     let env = Env::new(small(60));
