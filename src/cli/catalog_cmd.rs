@@ -297,6 +297,10 @@ fn print_failed(
         }
         for record in catalog.downloads(r.id, DownloadStateKind::Failed) {
             let record = record?;
+            // A photo gone from iCloud has nothing left to retry (`status` does not count it).
+            if record.asset_gone {
+                continue;
+            }
             let DownloadState::Failed {
                 attempts,
                 last_error,

@@ -126,6 +126,35 @@ fn failed_files_are_listed_and_retried() {
     assert!(again.stdout.contains(&said), "{}", again.stdout);
 }
 
+#[test]
+fn a_failure_of_a_photo_purged_from_icloud_is_no_longer_listed() {
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    env.sync(&env.folder("probe"), &["--dry-run"])
+        .expect_code(0);
+    let victim = expected_tree(&env, &[]).values().next().unwrap().0.clone();
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some(HashSet::from([victim.clone()])),
+            remaining: None,
+        },
+    );
+    env.sync(&photos, &[]).expect_code(2);
+    env.sim.state().faults.clear();
+    env.mutate(serde_json::json!({"op": "purge", "asset_ids": [victim]}));
+    env.sync(&photos, &[]).expect_code(0);
+    // `status`, `status --failed` and `retry-failed` agree: nothing failed.
+    let status = env.run(&["status", "--failed"]);
+    status.expect_code(0);
+    assert!(!status.stdout.contains("attempt"), "{}", status.stdout);
+    assert!(status.stdout.contains("0 failed"), "{}", status.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["failed"], 0, "{json}");
+}
+
 /// A folder removed by hand, then synced with `--size adjusted`: edits take their originals'
 /// paths, and the originals' records are stale, not missing or damaged files.
 #[test]
