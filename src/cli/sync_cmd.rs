@@ -329,7 +329,19 @@ fn run_sync(ctx: &AccountContext, args: &SyncArgs, action: Action) -> Result<i32
             if let Some(bar) = bar {
                 bar.finish();
             }
-            let code = finish_cycle(&mirror, &result, args, &notifier, &received, action, &root);
+            // A retry with other flags than the failed sync's plans none of its failures.
+            let failed_outside_plan = match (&result, action) {
+                (Ok(report), Action::RetryFailed) if report.total == 0 => {
+                    failed_in(&catalog, &root)
+                }
+                _ => 0,
+            };
+            let cycle = Cycle {
+                action,
+                root: &root,
+                failed_outside_plan,
+            };
+            let code = finish_cycle(&mirror, &result, args, &notifier, &received, &cycle);
             if let Err(e) = &result
                 && e.is_authentication_problem()
             {
@@ -415,6 +427,24 @@ async fn keep_alive(session: &AccountSession) {
     let _ = session.persist().await;
 }
 
+/// What a cycle's outcome is printed with.
+struct Cycle<'a> {
+    action: Action,
+    root: &'a Path,
+    /// Failed files of the folder that a `retry-failed` run did not plan (other flags).
+    failed_outside_plan: u64,
+}
+
+/// Failed files (of photos still in iCloud) recorded in the download folder `root`.
+fn failed_in(catalog: &Catalog, root: &Path) -> u64 {
+    let status = catalog
+        .root_id(root)
+        .ok()
+        .flatten()
+        .and_then(|id| catalog.status(Some(id)).ok());
+    status.map_or(0, |s| s.failed)
+}
+
 /// Print the outcome of one run, write its report, notify; returns the exit code.
 fn finish_cycle(
     mirror: &Mirror,
@@ -422,13 +452,19 @@ fn finish_cycle(
     args: &SyncArgs,
     notifier: &Notifier,
     received: &signals::Received,
-    action: Action,
-    root: &Path,
+    cycle: &Cycle,
 ) -> i32 {
+    let Cycle {
+        action,
+        root,
+        failed_outside_plan,
+    } = *cycle;
     let dry_run = args.sync.dry_run || args.sync.only_print_filenames;
     match result {
         Ok(report) => {
             let code = match &report.outcome {
+                // The failures are still there: not a success.
+                RunOutcome::Complete if failed_outside_plan > 0 => exit::PARTIAL,
                 RunOutcome::Complete => exit::OK,
                 RunOutcome::Partial => exit::PARTIAL,
                 RunOutcome::Interrupted => received.exit_code().unwrap_or(exit::FAILURE),
@@ -466,6 +502,17 @@ fn finish_cycle(
                         "{adopted} adopted, {} already recorded, {missing} not found ({} total)",
                         report.skipped - adopted,
                         report.total
+                    );
+                } else if action == Action::RetryFailed
+                    && report.total == 0
+                    && failed_outside_plan > 0
+                {
+                    errln!(
+                        "icloudpd-rs: nothing to retry with these flags, but {failed_outside_plan} \
+                         file(s) failed in {} (`icloudpd-rs status --failed` lists them): run \
+                         retry-failed with the flags of the sync that failed them (e.g. its \
+                         --size, --album, filters)",
+                        root.display()
                     );
                 } else if action == Action::RetryFailed && report.total == 0 {
                     outln!("nothing to retry: no file failed in {}", root.display());

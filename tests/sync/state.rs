@@ -127,6 +127,54 @@ fn failed_files_are_listed_and_retried() {
 }
 
 #[test]
+fn retry_failed_with_other_flags_than_the_failed_sync_says_what_it_left() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    let adjusted = ["--size", "adjusted"];
+    env.sync(&env.folder("probe"), &["--dry-run"])
+        .expect_code(0);
+    // A photo whose file under `--size adjusted` is its edit: a retry without the flag plans
+    // its original instead, which did not fail.
+    let victim = expected_tree(&env, &adjusted)
+        .values()
+        .find(|(_, version)| version == "adjusted")
+        .expect("an edited photo")
+        .0
+        .clone();
+    env.sim.state().faults.set(
+        FaultKind::UrlExpire,
+        FaultRule {
+            p: 1.0,
+            asset_ids: Some(HashSet::from([victim])),
+            remaining: None,
+        },
+    );
+    env.sync(&photos, &adjusted).expect_code(2);
+    env.sim.state().faults.clear();
+    let dir = photos.to_str().unwrap();
+    let bare = env.run(&["retry-failed", "-d", dir, "--no-progress-bar"]);
+    bare.expect_code(2);
+    assert!(
+        bare.stderr
+            .contains("nothing to retry with these flags, but 1 file(s) failed"),
+        "{}",
+        bare.stderr
+    );
+    assert!(!bare.stdout.contains("no file failed"), "{}", bare.stdout);
+    let flagged = env.run(&[
+        "retry-failed",
+        "-d",
+        dir,
+        "--no-progress-bar",
+        "--size",
+        "adjusted",
+    ]);
+    flagged.expect_code(0);
+    assert_eq!(flagged.summary(), (1, 0, 0, 1));
+    assert_tree(&env, &photos, &expected_tree(&env, &adjusted));
+}
+
+#[test]
 fn a_failure_of_a_photo_purged_from_icloud_is_no_longer_listed() {
     let env = Env::new(small(20));
     let photos = env.folder("photos");
