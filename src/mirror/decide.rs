@@ -24,13 +24,11 @@
 //! to the URL resolver over a bounded channel, so planning never runs far ahead of the
 //! downloads.
 
+use super::disk::hash_file;
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::catalog::{
@@ -378,6 +376,11 @@ impl Planner<'_> {
             self.adopt(&item, &planned)?;
             return Ok(true);
         }
+        if meta.is_file() && ctx.metadata.set_exif_datetime {
+            // Files are rewritten after download: this may be our own, its record lost.
+            let parked = parked_path(&item.file.dir.join(""), item.version);
+            return self.queue_as(item, parked, false, true);
+        }
         // Sync never makes a folder at a file's path: one there is the user's.
         let error = if meta.is_dir() {
             format!("{planned} is in the way: a folder is there; move it away and run again")
@@ -562,6 +565,17 @@ impl Planner<'_> {
         rel_path: String,
         replace: bool,
     ) -> Result<bool, MirrorError> {
+        self.queue_as(item, rel_path, replace, false)
+    }
+
+    /// [`Decider::queue`], with [`FileSpec::own_copy_at_planned`].
+    fn queue_as(
+        &mut self,
+        item: PlanItem,
+        rel_path: String,
+        replace: bool,
+        own_copy_at_planned: bool,
+    ) -> Result<bool, MirrorError> {
         let ctx = self.ctx;
         let Some(handle) = ctx.transfers.claim(item.version) else {
             return Ok(true);
@@ -590,6 +604,7 @@ impl Planner<'_> {
             rel_path,
             planned: item.file.rel_path(),
             replace,
+            own_copy_at_planned,
             asset: item.asset.clone(),
         };
         ctx.counters.queued.fetch_add(1, Ordering::Relaxed);
@@ -676,21 +691,4 @@ impl Planner<'_> {
 /// the same directory, unique per version.
 fn parked_path(dir_prefix: &str, version: VersionKey) -> String {
     format!("{dir_prefix}.icloudpd-rs-parked-{}", version.0)
-}
-
-/// Size and SHA-256 of a file.
-pub(super) fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((size, hasher.finalize().into()))
 }

@@ -24,7 +24,7 @@ use crate::catalog::{
 use crate::model::Library;
 
 use super::MirrorError;
-use super::decide::hash_file;
+use super::disk::hash_file;
 use super::engine::RunContext;
 use super::plan::TreeIndex;
 use super::urls::ApiError;

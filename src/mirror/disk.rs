@@ -11,7 +11,9 @@
 //! a run starts with), not guessed from the error number: EACCES, EPERM or EROFS mean the
 //! whole tree when they come from the download folder, one subtree when they come from below.
 
-use std::io;
+use std::io::{self, Read};
+
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 use super::MirrorError;
@@ -151,6 +153,23 @@ fn bad_root(root: &Path, reason: String) -> MirrorError {
         path: root.to_path_buf(),
         reason,
     }
+}
+
+/// Size and SHA-256 of a file.
+pub(super) fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hasher.finalize().into()))
 }
 
 #[cfg(test)]

@@ -288,7 +288,7 @@ pub(super) fn link_duplicates(
                 let old = replaced.get(&version);
                 let ours = m.is_file()
                     && old.is_some_and(|old| {
-                        super::decide::hash_file(&to).is_ok_and(|(_, sha)| sha == *old)
+                        super::disk::hash_file(&to).is_ok_and(|(_, sha)| sha == *old)
                     });
                 if !ours {
                     continue;

@@ -130,6 +130,7 @@ impl StreamSink {
                 rel_path: rel_path.clone(),
                 planned: rel_path.clone(),
                 replace: false,
+                own_copy_at_planned: false,
             };
             let size = spec.size;
             let job = Job {

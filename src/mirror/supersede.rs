@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use crate::catalog::{AssetKey, Catalog, DownloadState, DownloadUpdate, RootId, VersionKey};
 
 use super::MirrorError;
-use super::decide::hash_file;
+use super::disk::hash_file;
 use super::engine::RunContext;
 use super::plan::PlanItem;
 

@@ -23,7 +23,7 @@ use super::{MetadataOptions, MirrorError};
 const MAX_REAUTHS_PER_FILE: u32 = 3;
 
 /// What to fetch for one file of the plan, and where.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileSpec {
     pub version: VersionKey,
     pub asset: Arc<StoredAsset>,
@@ -41,6 +41,12 @@ pub struct FileSpec {
     pub planned: String,
     /// An older copy of this version is at `rel_path` and may be replaced.
     pub replace: bool,
+    /// The file at `planned` (another size than iCloud's) may be this version's own copy,
+    /// rewritten by `--set-exif-datetime`, whose record was lost (a run killed between writing
+    /// and recording it, or a folder taken over with a new data folder). The download goes to
+    /// `rel_path` beside it and takes its place only if it comes out byte for byte the same;
+    /// otherwise the file is in the way (see [`place_over_own_copy`]).
+    pub own_copy_at_planned: bool,
 }
 
 /// One file to fetch: its spec, the right to transfer it, and a URL once it has one.
@@ -174,7 +180,70 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
     ctx.counters
         .bytes
         .fetch_add(outcome.bytes_fetched, std::sync::atomic::Ordering::Relaxed);
+    if job.own_copy_at_planned {
+        place_over_own_copy(ctx, job, &dest, on_disk).await;
+        return;
+    }
     ctx.done(job, on_disk);
+}
+
+/// A download made beside the file at its planned path ([`FileSpec::own_copy_at_planned`]):
+/// when that file holds the very bytes just written, it was this version's own copy, and the
+/// download takes its place (same bytes, recorded at last); otherwise the download is removed
+/// and the file, someone else's, stays and is reported in the way, as before the download.
+async fn place_over_own_copy(ctx: &RunContext, mut job: Job, parked: &Path, mut on_disk: OnDisk) {
+    let planned = ctx.root.join(&job.planned);
+    let parked = parked.to_path_buf();
+    let placed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let parked_sidecar = crate::metadata::sidecar_path(&parked);
+        let same = std::fs::symlink_metadata(&planned).is_ok_and(|m| m.is_file())
+            && super::disk::hash_file(&planned)
+                .is_ok_and(|(size, sha)| size == on_disk.size && sha == on_disk.sha256);
+        if !same {
+            let _ = std::fs::remove_file(&parked_sidecar);
+            std::fs::remove_file(&parked)?;
+            return Ok(false);
+        }
+        std::fs::rename(&parked, &planned)?;
+        // A sidecar already there is kept (it may hold the user's values); the next run
+        // merges the photo's values into it (not recorded as up to date below).
+        let planned_sidecar = crate::metadata::sidecar_path(&planned);
+        if parked_sidecar.exists() {
+            if planned_sidecar.exists() {
+                let _ = std::fs::remove_file(&parked_sidecar);
+            } else {
+                std::fs::rename(&parked_sidecar, &planned_sidecar)?;
+            }
+        }
+        Ok(true)
+    })
+    .await;
+    match placed {
+        Ok(Ok(true)) => {
+            tracing::info!(path = %job.planned, "the file at the planned path was this photo's own copy: recorded");
+            let mut spec = (*job.spec).clone();
+            spec.rel_path = spec.planned.clone();
+            job.spec = Arc::new(spec);
+            on_disk.sidecar_of = None;
+            ctx.done(job, on_disk);
+        }
+        Ok(Ok(false)) => {
+            let error = format!(
+                "{} is in the way: a file that is not from this library (or another version \
+                 of it) is there; move it away and run again",
+                job.planned
+            );
+            ctx.fail(job, error, false);
+        }
+        Ok(Err(e)) => {
+            let error = format!("placing {}: {e}", job.planned);
+            ctx.fail(job, error, false);
+        }
+        Err(e) => {
+            let error = format!("placing {}: {e}", job.planned);
+            ctx.fail(job, error, false);
+        }
+    }
 }
 
 /// A local I/O error of `job`: it fails the files that need the same place, or stops the

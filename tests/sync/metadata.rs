@@ -184,3 +184,57 @@ fn sidecars_follow_files_downloaded_before_and_metadata_changed_since() {
         }
     }
 }
+
+/// `--set-exif-datetime` rewrites files after download, so a file whose record was lost (a run
+/// killed between writing and recording it, or the folder taken over with a new data folder)
+/// no longer has iCloud's size: it is downloaded beside and recognised by its bytes, and only a
+/// file that really differs is reported in the way.
+#[test]
+fn files_rewritten_by_set_exif_datetime_are_recognised_when_their_record_is_lost() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    let flags = ["--set-exif-datetime", "--xmp-sidecar"];
+    env.sync(&photos, &flags).expect_code(0);
+    let before = files_on_disk(&photos);
+    let stranger = expected_tree(&env, &[])
+        .into_keys()
+        .find(|p| p.ends_with(".JPG"))
+        .expect("a JPEG");
+    let strange_bytes = b"another file, not from this library";
+    std::fs::write(photos.join(&stranger), strange_bytes).unwrap();
+
+    let data2 = env.folder("data2");
+    let sync_anew = || {
+        let dir = photos.display().to_string();
+        let mut args = vec!["sync", "-d", dir.as_str(), "--no-progress-bar"];
+        args.extend_from_slice(&flags);
+        let out = env.command_in(&data2, &args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = sync_anew();
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{stranger} is in the way")),
+        "{stderr}"
+    );
+    // Every file as it was (sidecars included), the stranger untouched, nothing left beside.
+    let after = files_on_disk(&photos);
+    assert_eq!(after.len(), before.len(), "{:?}", after.keys());
+    for (path, sha) in &before {
+        if *path == stranger {
+            use sha2::{Digest, Sha256};
+            assert_eq!(after[path], hex::encode(Sha256::digest(strange_bytes)));
+        } else {
+            assert_eq!(after.get(path), Some(sha), "{path}");
+        }
+    }
+    // Recorded now: the next run downloads nothing but the stranger's comparison.
+    let (code, stdout, _) = sync_anew();
+    assert_eq!(code, Some(2));
+    assert!(stdout.contains("0 downloaded"), "{stdout}");
+    assert!(stdout.contains("1 failed"), "{stdout}");
+}
