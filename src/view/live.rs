@@ -4,7 +4,8 @@
 //! background mirror is woken to fetch what is new.
 //!
 //! When another icloudpd-rs process holds the catalog (a `sync` running in cron), the mount
-//! does not refresh: it follows that process's commits instead ([`CatalogAccess::Follower`]).
+//! does not refresh: it follows that process's commits instead ([`CatalogAccess::Follower`]),
+//! until a poll finds the catalog free: it is then its writer, as if it had started first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,47 @@ pub struct Follower {
     pub changed: Arc<Notify>,
 }
 
+/// One incremental refresh of `catalog`: whether it changed anything; `None` when `stop` came
+/// first (a sign-in to iCloud may wait up to the network timeout).
+async fn refresh_once(
+    session: &SessionSlot,
+    catalog: &mut Catalog,
+    refresh: &RefreshOptions,
+    broker: &Arc<UrlBroker>,
+    stop: &CancellationToken,
+) -> Option<bool> {
+    let session = tokio::select! {
+        s = session.get() => s,
+        _ = stop.cancelled() => return None,
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot refresh the catalog; trying again at the next poll");
+            return Some(false);
+        }
+    };
+    let mut sink = UrlSink(broker.clone());
+    let outcome = tokio::select! {
+        r = refresh::refresh(&session, catalog, refresh, &mut sink) => r,
+        _ = stop.cancelled() => return None,
+    };
+    Some(match outcome {
+        Ok(report) => report
+            .libraries
+            .iter()
+            .any(|l| l.mode != RefreshMode::Unchanged),
+        Err(e) => {
+            if e.is_authentication_problem() {
+                tracing::warn!(error = %e, "iCloud wants a new sign-in; the mount shows the catalog as it is (run `icloudpd-rs login`)");
+            } else {
+                tracing::warn!(error = %e, "catalog refresh failed; trying again at the next poll");
+            }
+            false
+        }
+    })
+}
+
 /// Refresh, rebuild and apply every poll interval until `stop`.
 pub async fn follow(f: Follower) {
     let Follower {
@@ -92,33 +134,20 @@ pub async fn follow(f: Follower) {
             _ = tokio::time::sleep(opts.poll_interval) => {}
             _ = stop.cancelled() => return,
         }
+        // The process that held the catalog when the mount started (a sync run by cron, the
+        // first of two mounts) has ended: the mount is its writer from now on, as when it
+        // starts first, and refreshes it.
+        if let CatalogAccess::Follower(catalog) = &access
+            && let Ok(writer) = Catalog::open(catalog.path())
+        {
+            tracing::info!("the catalog is free again: the mount refreshes it from now on");
+            access = CatalogAccess::Writer(writer);
+        }
         let stale = match &mut access {
             CatalogAccess::Writer(catalog) => {
-                let session = match session.get().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot refresh the catalog; trying again at the next poll");
-                        continue;
-                    }
-                };
-                let mut sink = UrlSink(broker.clone());
-                let outcome = tokio::select! {
-                    r = refresh::refresh(&session, catalog, &refresh, &mut sink) => r,
-                    _ = stop.cancelled() => return,
-                };
-                match outcome {
-                    Ok(report) => report
-                        .libraries
-                        .iter()
-                        .any(|l| l.mode != RefreshMode::Unchanged),
-                    Err(e) => {
-                        if e.is_authentication_problem() {
-                            tracing::warn!(error = %e, "iCloud wants a new sign-in; the mount shows the catalog as it is (run `icloudpd-rs login`)");
-                        } else {
-                            tracing::warn!(error = %e, "catalog refresh failed; trying again at the next poll");
-                        }
-                        false
-                    }
+                match refresh_once(&session, catalog, &refresh, &broker, &stop).await {
+                    Some(changed) => changed,
+                    None => return,
                 }
             }
             CatalogAccess::Follower(catalog) => {

@@ -204,3 +204,25 @@ fn xmp_sidecars_parse_and_xattrs_carry_the_catalog() {
     assert!(checked > 200, "checked {checked} files");
     mounted.finish();
 }
+
+/// A mount started while another process held the catalog follows it, and refreshes by itself
+/// once that process has ended (it used to stay frozen until remounted).
+#[test]
+fn a_following_mount_refreshes_once_the_catalogs_writer_has_ended() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(40, 0.0005));
+    let first_mnt = env.empty_dir("first");
+    let first = env.mount(&first_mnt, &["--poll-interval", "3600"]);
+    let mnt = env.empty_dir("mnt");
+    let cache = env.path("second-cache").display().to_string();
+    let following = env.mount(&mnt, &["--poll-interval", "1", "--cache-dir", &cache]);
+    first.finish();
+
+    let added = env.mutate(serde_json::json!({"op": "add", "count": 2}));
+    eventually("new photos in the mount that followed", || {
+        files_of(&mnt, &added, None).len() == 2
+    });
+    following.finish();
+}
