@@ -173,6 +173,8 @@ pub fn serve(
         .cache_dir
         .clone()
         .unwrap_or_else(|| ctx.dir.join("cache"));
+    outside_mountpoint("the data folder (--data-dir)", &ctx.dir, &mountpoint)?;
+    outside_mountpoint("the cache folder (--cache-dir)", &cache_dir, &mountpoint)?;
     let cache = BlockCache::open(&CacheConfig::new(&cache_dir, cache_size)).map_err(failure)?;
 
     let mut access = open_catalog(ctx)?;
@@ -397,6 +399,21 @@ fn refresh_scope(selected: &LibrarySelector) -> LibrarySelector {
         }
         _ => LibrarySelector::All,
     }
+}
+
+/// Refuse a folder the mount writes in (`what`) that lies inside the mountpoint: it would be
+/// created there, and then hidden by the mount (which needs an empty directory anyway).
+fn outside_mountpoint(what: &str, dir: &Path, mountpoint: &Path) -> Result<(), CommandError> {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let resolved = abs.canonicalize().unwrap_or_else(|_| abs.clone());
+    if abs.starts_with(mountpoint) || resolved.starts_with(mountpoint) {
+        return Err(CommandError::failure(format!(
+            "{what} {} is inside the mountpoint {}: choose a folder outside it",
+            abs.display(),
+            mountpoint.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The mirror folder: absolute, created if missing, and not inside the mount.

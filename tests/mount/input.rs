@@ -362,3 +362,24 @@ fn has_partial_file(dir: &Path) -> bool {
                 .ends_with(".icloudpd-rs.part")
     })
 }
+
+/// A cache folder inside the mountpoint would be created there, then hidden by the mount: it
+/// is refused before signing in (the simulator is down here), and nothing is made inside.
+#[test]
+fn a_cache_folder_inside_the_mountpoint_is_refused_before_signing_in() {
+    if !fuse_ready() {
+        return;
+    }
+    let mut env = Env::new(small(5, 0.0005));
+    env.stop_sim();
+    let mnt = env.empty_dir("mnt");
+    let inside = mnt.join("cache").display().to_string();
+    refused(
+        &env,
+        &mnt,
+        &["--cache-dir", &inside],
+        1,
+        "the cache folder (--cache-dir)",
+    );
+    assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0, "made inside");
+}
