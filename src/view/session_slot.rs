@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{AccountSession, AuthOptions, Authenticator};
 
-/// Least time between two sign-in attempts while offline (reads fail fast meanwhile).
-const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Least time between two sign-in attempts while offline (reads fail fast meanwhile): short,
+/// so that reads work again soon after the network is back (each attempt resumes the saved
+/// session: one request, no password).
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Why there is no session.
 #[derive(Debug, Clone, thiserror::Error)]
