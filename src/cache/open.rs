@@ -1,7 +1,7 @@
 //! Opening a cache directory: created private, locked for this process, its index loaded
 //! (or rebuilt empty, with a warning, when it is damaged or of another format).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,14 @@ impl BlockCache {
         };
         let files = BlockFiles::new(dir.join("blocks"));
         let (index, rows) = open_index(&dir, &files)?;
+        let indexed: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        let strays = files.remove_unindexed(|key| indexed.contains(key));
+        if strays > 0 {
+            tracing::info!(
+                files = strays,
+                "removed cache files no block of the index is in"
+            );
+        }
         let mut table = BlockTable::default();
         for r in rows {
             let id = (ContentKey(r.key.into()), r.idx);

@@ -86,6 +86,36 @@ impl BlockFiles {
         }
     }
 
+    /// Delete the block files whose key `indexed` does not know: blocks written but never
+    /// indexed (a crash before the index's commit, a store refused for want of room while
+    /// another block of the file was in flight) would otherwise hold their space, outside the
+    /// budget, for good. Returns how many went. Run at open, before any block is stored.
+    pub fn remove_unindexed(&self, indexed: impl Fn(&str) -> bool) -> usize {
+        let mut removed = 0;
+        let Ok(fans) = fs::read_dir(&self.root) else {
+            return 0;
+        };
+        for fan in fans.flatten() {
+            if !fan.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(files) = fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Some(key) = name.to_str() else { continue };
+                if file.file_type().is_ok_and(|t| t.is_file())
+                    && !indexed(key)
+                    && fs::remove_file(file.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Delete every block file (the index was rebuilt, so they are unreferenced).
     pub fn clear(&self) -> io::Result<()> {
         match fs::remove_dir_all(&self.root) {

@@ -554,3 +554,23 @@ fn a_block_written_but_not_yet_indexed_survives_evictions() {
     cache.drop_memory_tier();
     assert_eq!(cache.get(&a, 1).as_deref(), Some(&second[..]));
 }
+
+#[test]
+fn files_no_indexed_block_is_in_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ContentKey::new("kept", BLOCK_SIZE);
+    let data = block(3, BLOCK_SIZE as usize);
+    let stray = {
+        let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+        assert!(cache.put(&key, 0, &data));
+        // Bytes written under a key the index never got (a crash before its commit, a store
+        // refused while another block of the file was in flight).
+        let stray = cache.files.path("00ffstray");
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, [1u8; 5000]).unwrap();
+        stray
+    };
+    let cache = BlockCache::open(&cfg(dir.path(), 10)).unwrap();
+    assert!(!stray.exists(), "an unindexed block file stayed");
+    assert_eq!(cache.get(&key, 0).unwrap(), data);
+}
