@@ -84,14 +84,28 @@ pub struct Deleted {
     pub in_icloud: AtomicU64,
 }
 
+/// A local file `--auto-delete` removes.
+struct Doomed {
+    version: VersionKey,
+    rel_path: String,
+    size: u64,
+    /// The SHA-256 it must still have (a file of a reset state, not trusted by its size).
+    digest: Option<[u8; 32]>,
+}
+
 /// Remove the local files of photos deleted in iCloud (`--auto-delete`).
 pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Result<(), MirrorError> {
     let Some(root) = ctx.root_id else {
         return Ok(());
     };
+    // Files recorded as downloaded, and those of a folder whose state was reset (pending
+    // again, their path and digest kept): the sync reads the latter back only while their
+    // photo is planned, which a deleted photo no longer is.
     let mut records = Vec::new();
-    for r in catalog.downloads(root, DownloadStateKind::Downloaded) {
-        records.push(r?);
+    for kind in [DownloadStateKind::Downloaded, DownloadStateKind::Pending] {
+        for r in catalog.downloads(root, kind) {
+            records.push(r?);
+        }
     }
     let keys: Vec<AssetKey> = records.iter().map(|r| r.asset).collect();
     let deleted: HashMap<AssetKey, bool> = catalog
@@ -112,23 +126,45 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
             "kept the local files of photos that icloudpd-rs itself moved to Recently Deleted (--delete-after-download, --keep-icloud-recent-days)"
         );
     }
-    let doomed: Vec<(VersionKey, String, u64)> = records
+    let mut reset = Vec::new();
+    let mut doomed: Vec<Doomed> = records
         .into_iter()
         .filter(|r| !ours.contains(&r.asset))
         .filter(|r| r.asset_gone || deleted.get(&r.asset).copied().unwrap_or(false))
         .filter_map(|r| match r.state {
-            DownloadState::Downloaded { rel_path, size, .. } => Some((r.version, rel_path, size)),
-            _ => None,
+            DownloadState::Downloaded { rel_path, size, .. } => Some(Doomed {
+                version: r.version,
+                rel_path,
+                size,
+                digest: None,
+            }),
+            _ => {
+                reset.push(r.version);
+                None
+            }
         })
         .collect();
+    for (version, copy) in catalog.previous_copies(root, &reset)? {
+        if copy.current {
+            doomed.push(Doomed {
+                version,
+                rel_path: copy.rel_path,
+                size: copy.size,
+                digest: Some(copy.sha256),
+            });
+        }
+    }
     if doomed.is_empty() {
         return Ok(());
     }
     let links = album_links(&ctx.root, &doomed);
     let link_count: usize = links.values().map(Vec::len).sum();
     if dry_run {
-        for (version, path, _) in &doomed {
-            ctx.report_deletion(&format!("would delete {path}"));
+        for Doomed {
+            version, rel_path, ..
+        } in &doomed
+        {
+            ctx.report_deletion(&format!("would delete {rel_path}"));
             for link in links.get(version).into_iter().flatten() {
                 ctx.report_deletion(&format!("would delete {link}"));
             }
@@ -149,10 +185,20 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
     // Folders the deletions leave empty go too, as after a rename: a date tree of years of
     // deleted photos would otherwise keep every emptied day folder.
     let mut emptied = HashSet::new();
-    for (version, rel_path, size) in doomed {
+    for Doomed {
+        version,
+        rel_path,
+        size,
+        digest,
+    } in doomed
+    {
         let path = ctx.root.join(&rel_path);
         match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() && m.len() == size => {}
+            // A reset state trusts no file: its bytes are read back first.
+            Ok(m)
+                if m.is_file()
+                    && m.len() == size
+                    && digest.is_none_or(|d| hash_file(&path).is_ok_and(|(_, sha)| sha == d)) => {}
             Ok(_) => {
                 tracing::warn!(path = %rel_path, "not deleting a file that changed since it was downloaded");
                 continue;
@@ -200,14 +246,17 @@ pub(super) fn local(ctx: &RunContext, catalog: &Catalog, dry_run: bool) -> Resul
 /// is recorded. A path counts when it is the same file (device and inode) as a recorded one
 /// still of its recorded size; one walk of the folder, made only when some doomed file has
 /// other links. Symbolic links are not followed.
-fn album_links(
-    root: &Path,
-    doomed: &[(VersionKey, String, u64)],
-) -> HashMap<VersionKey, Vec<String>> {
+fn album_links(root: &Path, doomed: &[Doomed]) -> HashMap<VersionKey, Vec<String>> {
     use std::os::unix::fs::MetadataExt;
     let mut wanted: HashMap<(u64, u64), VersionKey> = HashMap::new();
     let mut recorded: HashSet<PathBuf> = HashSet::new();
-    for (version, rel_path, size) in doomed {
+    for Doomed {
+        version,
+        rel_path,
+        size,
+        ..
+    } in doomed
+    {
         let path = root.join(rel_path);
         if let Ok(m) = std::fs::symlink_metadata(&path)
             && m.is_file()

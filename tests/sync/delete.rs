@@ -306,3 +306,46 @@ fn auto_delete_removes_every_album_folder_copy_of_a_deleted_photo() {
     // Every other photo's files stay, in every folder.
     assert_tree(&env, &photos, &album_tree(&env, &[]));
 }
+
+#[test]
+fn auto_delete_after_a_reset_state_removes_the_files_still_as_written() {
+    let env = Env::new(small(30));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let before = expected_tree(&env, &[]);
+    let mut ids = before.values().map(|(a, _)| a.clone());
+    let (intact, changed) = (ids.next().unwrap(), ids.nth(3).unwrap());
+    let paths_of = |id: &String| -> Vec<&String> {
+        before
+            .iter()
+            .filter(|(_, (a, _))| a == id)
+            .map(|(p, _)| p)
+            .collect()
+    };
+    env.mutate(json!({"op": "delete", "asset_ids": [&intact, &changed]}));
+    env.sync(&photos, &[]).expect_code(0);
+    // The state forgotten: files are trusted again only once read back, and the photos in
+    // Recently Deleted are no longer planned, so no sync reads theirs back.
+    let dir = photos.display().to_string();
+    env.run(&["reset-state", "-d", &dir, "--yes"])
+        .expect_code(0);
+    // One of them changed since, at the same size: not ours to delete any more.
+    let edited = photos.join(paths_of(&changed)[0]);
+    let mut bytes = std::fs::read(&edited).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&edited, &bytes).unwrap();
+    env.sync(&photos, &[]).expect_code(0);
+
+    env.sync(&photos, &["--auto-delete", "--yes"])
+        .expect_code(0);
+    for p in paths_of(&intact) {
+        assert!(
+            !photos.join(p).exists(),
+            "{p} kept after its photo was deleted"
+        );
+    }
+    assert!(
+        edited.exists(),
+        "a file changed since it was written was deleted"
+    );
+}
