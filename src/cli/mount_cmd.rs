@@ -177,7 +177,7 @@ pub fn serve(
     outside_mountpoint("the cache folder (--cache-dir)", &cache_dir, &mountpoint)?;
     let cache = BlockCache::open(&CacheConfig::new(&cache_dir, cache_size)).map_err(failure)?;
 
-    let mut access = open_catalog(ctx)?;
+    let mut access = open_catalog(ctx, mirror_dir.is_some())?;
     let has_catalog = !access.catalog().libraries()?.is_empty();
     // Offline with a catalog: mount what is known and sign in later; a sign-in that needs
     // the user always stops here.
@@ -447,14 +447,21 @@ fn mirror_folder(dir: &Path, mountpoint: &Path) -> Result<PathBuf, CommandError>
     Ok(canonical)
 }
 
-/// The catalog as its writer, or as a follower of the process that holds it.
-fn open_catalog(ctx: &AccountContext) -> Result<CatalogAccess, CommandError> {
+/// The catalog as its writer, or as a follower of the process that holds it (not with a
+/// mirror, which records its downloads in the catalog).
+fn open_catalog(ctx: &AccountContext, mirror: bool) -> Result<CatalogAccess, CommandError> {
     context::create_private_dir(&ctx.dir)?;
     match Catalog::open(ctx.catalog_path()) {
         Ok(c) => Ok(CatalogAccess::Writer(c)),
         Err(CatalogError::Locked { holder, .. }) => {
-            // Not an error: say who writes the catalog and what this mount does about it.
             let holder = holder.map(|h| format!(" ({h})")).unwrap_or_default();
+            if mirror {
+                return Err(CommandError::failure(format!(
+                    "--mirror needs this account's catalog, which another icloudpd-rs \
+                     process{holder} is using; stop it or mount without --mirror"
+                )));
+            }
+            // Not an error: say who writes the catalog and what this mount does about it.
             eprintln!(
                 "icloudpd-rs: another icloudpd-rs process{holder} is updating this account's \
                  catalog; the mount shows the library as that process leaves it and follows its \

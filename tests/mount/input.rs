@@ -92,8 +92,22 @@ fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
     let first = format!("(pid {}: icloudpd-rs mount)", up.pid());
     refused(&env, &second, &[], 1, &first);
     refused(&env, &second, &[], 1, "pass another --cache-dir");
-    // With a cache of its own it mounts, following the first mount's catalog.
+    // With a cache of its own it mounts, following the first mount's catalog; not with a
+    // mirror, which needs the catalog (refused without first saying it would follow).
     let cache = env.path("second-cache").display().to_string();
+    let mirror = env.path("second-mirror").display().to_string();
+    let s = second.display().to_string();
+    let with_mirror = env.run(&["mount", &s, "--cache-dir", &cache, "--mirror", &mirror]);
+    assert_eq!(with_mirror.code, 1, "{}", with_mirror.stderr);
+    assert!(
+        with_mirror
+            .stderr
+            .contains("--mirror needs this account's catalog")
+            && with_mirror.stderr.contains(&first)
+            && !with_mirror.stderr.contains("follows its changes"),
+        "{}",
+        with_mirror.stderr
+    );
     let follower = env.mount(&second, &["--poll-interval", "3600", "--cache-dir", &cache]);
     let err = take(&follower.stderr);
     assert!(
