@@ -491,7 +491,14 @@ fn first_refresh(
     let mut sink = UrlSink(broker.clone());
     match rt.block_on(refresh::refresh(session, catalog, opts, &mut sink)) {
         Ok(_) => Ok(()),
-        Err(e) if e.is_authentication_problem() || !had_data => Err(e.into()),
+        // Bad input (a library iCloud does not have) is not a network problem to ride out.
+        Err(e)
+            if e.is_authentication_problem()
+                || !had_data
+                || matches!(e, refresh::RefreshError::NoSuchLibrary(_)) =>
+        {
+            Err(e.into())
+        }
         Err(e) => {
             eprintln!(
                 "icloudpd-rs: cannot bring the catalog up to date ({e}); mounting it as it is"

@@ -377,6 +377,32 @@ fn has_partial_file(dir: &Path) -> bool {
     })
 }
 
+/// A library iCloud does not have is bad input, refused as such on a later mount too (where
+/// a refresh that cannot reach iCloud mounts the catalog as it is).
+#[test]
+fn an_unknown_library_is_refused_without_mounting_the_catalog_as_it_is() {
+    if !fuse_ready() {
+        return;
+    }
+    let env = Env::new(small(5, 0.0005));
+    let mnt = env.empty_dir("mnt");
+    env.mount(&mnt, &["--poll-interval", "3600"]).finish();
+    let m = mnt.display().to_string();
+    let run = env.run(&["mount", &m, "--library", "nope"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no library matches --library"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("mounting it as it is"),
+        "{}",
+        run.stderr
+    );
+    assert!(!is_mounted(&mnt));
+}
+
 /// A cache folder inside the mountpoint would be created there, then hidden by the mount: it
 /// is refused before signing in (the simulator is down here), and nothing is made inside.
 #[test]
