@@ -271,31 +271,19 @@ fn album_links(root: &Path, doomed: &[Doomed]) -> HashMap<VersionKey, Vec<String
     if wanted.is_empty() {
         return found;
     }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file()
-                && !recorded.contains(&path)
-                && let Ok(m) = entry.metadata()
-                && let Some(version) = wanted.get(&(m.dev(), m.ino()))
-                && let Ok(rel) = path.strip_prefix(root)
-            {
-                found
-                    .entry(*version)
-                    .or_default()
-                    .push(rel.to_string_lossy().into_owned());
-            }
+    super::disk::for_each_file(root, |entry| {
+        let path = entry.path();
+        if !recorded.contains(&path)
+            && let Ok(m) = entry.metadata()
+            && let Some(version) = wanted.get(&(m.dev(), m.ino()))
+            && let Ok(rel) = path.strip_prefix(root)
+        {
+            found
+                .entry(*version)
+                .or_default()
+                .push(rel.to_string_lossy().into_owned());
         }
-    }
+    });
     found
 }
 

@@ -155,6 +155,24 @@ fn bad_root(root: &Path, reason: String) -> MirrorError {
     }
 }
 
+/// Call `f` with every regular file under `root` (symbolic links are not followed; folders
+/// that cannot be read are passed over).
+pub(super) fn for_each_file(root: &Path, mut f: impl FnMut(&std::fs::DirEntry)) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(kind) if kind.is_file() => f(&entry),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Size and SHA-256 of a file.
 pub(super) fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
     let mut file = std::fs::File::open(path)?;

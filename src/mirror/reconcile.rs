@@ -404,30 +404,18 @@ fn io_error(context: &'static str, path: &Path, source: std::io::Error) -> Mirro
 /// `root`: no planned transfer is left to resume them. Returns how many were removed.
 pub fn remove_stale_temp_files(root: &Path, suffix: &str) -> usize {
     let mut removed = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let name = entry.file_name();
-            let name = name.as_bytes();
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() && name.starts_with(b".") && name.ends_with(suffix.as_bytes())
-            {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file")
-                    }
+    super::disk::for_each_file(root, |entry| {
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name.starts_with(b".") && name.ends_with(suffix.as_bytes()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale partial file")
                 }
             }
         }
-    }
+    });
     if removed > 0 {
         tracing::info!(removed, "removed stale partial downloads");
     }

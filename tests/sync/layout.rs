@@ -371,26 +371,7 @@ fn a_photo_in_several_album_folders_is_downloaded_once_and_linked() {
     let flags = ["--album", "all", "--folder-structure", "{album}"];
     let run = env.sync(&photos, &flags);
     run.expect_code(0);
-    let catalog = env.catalog();
-    let lib = catalog.libraries().unwrap()[0].id;
-    let policy = config_for(&["--folder-structure", "{album}"]).policy;
-    let mut exp = BTreeMap::new();
-    for album in catalog.albums(lib).unwrap() {
-        if album.album.is_folder || album.album.deleted {
-            continue;
-        }
-        let members: Vec<_> = catalog
-            .assets(lib, AssetFilter::Album(album.key))
-            .map(|a| a.unwrap().asset)
-            .collect();
-        let path: Vec<&str> = album.path.iter().map(String::as_str).collect();
-        for f in layout::plan_tree(&members, &policy, Some(&path)) {
-            exp.insert(
-                f.rel_path(),
-                (f.asset_id.clone(), f.version.as_str().to_string()),
-            );
-        }
-    }
+    let exp = album_tree(&env, &[]);
     let distinct: std::collections::HashSet<_> = exp.values().collect();
     assert!(
         distinct.len() < exp.len(),
