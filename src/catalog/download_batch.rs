@@ -42,6 +42,14 @@ pub enum DownloadUpdate {
     /// The XMP sidecar of the downloaded file was written (or found up to date) from the
     /// asset whose content hash is `of` (see [`Catalog::sidecar_sources`]).
     Sidecar { version: VersionKey, of: i64 },
+    /// The downloaded file is about to be renamed to `rel_path` (noted before the rename; the
+    /// `Downloaded` record after it clears the note): a run killed in between leaves the file
+    /// at `rel_path` with its record naming the old path, and the next run finds it there
+    /// ([`Catalog::rename_targets`]).
+    Renaming {
+        version: VersionKey,
+        rel_path: String,
+    },
 }
 
 /// The file a pending or failed version had on disk before, as it was recorded.
@@ -81,7 +89,8 @@ impl Catalog {
                 | DownloadUpdate::Failed { version, .. }
                 | DownloadUpdate::FailedAt { version, .. }
                 | DownloadUpdate::Forget { version }
-                | DownloadUpdate::Sidecar { version, .. } => *version,
+                | DownloadUpdate::Sidecar { version, .. }
+                | DownloadUpdate::Renaming { version, .. } => *version,
             };
             let exists: bool = tx
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE version_key = ?1)")
@@ -129,6 +138,14 @@ impl Catalog {
                          WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'",
                     )
                     .and_then(|mut s| s.execute(params![root, version, of]))
+                    .ctx("recording downloads")?;
+                }
+                DownloadUpdate::Renaming { rel_path, .. } => {
+                    tx.prepare_cached(
+                        "UPDATE downloads SET planned_path = ?3
+                         WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'",
+                    )
+                    .and_then(|mut s| s.execute(params![root, version, rel_path]))
                     .ctx("recording downloads")?;
                 }
             }
@@ -243,6 +260,23 @@ impl Catalog {
                 };
                 Ok(Some((r.get(0)?, copy)))
             },
+        )
+    }
+
+    /// Where downloaded files of `versions` were about to be renamed when their run ended
+    /// (see [`DownloadUpdate::Renaming`]); versions without such a note are absent.
+    pub fn rename_targets(
+        &self,
+        root: RootId,
+        versions: &[VersionKey],
+    ) -> Result<HashMap<VersionKey, String>> {
+        self.by_version(
+            root,
+            versions,
+            "d.planned_path",
+            "d.state = 'downloaded' AND d.planned_path IS NOT NULL",
+            "reading renames in progress",
+            |r| Ok(Some((r.get(0)?, r.get(1)?))),
         )
     }
 

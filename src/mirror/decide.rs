@@ -24,7 +24,7 @@
 //! to the URL resolver over a bounded channel, so planning never runs far ahead of the
 //! downloads.
 
-use super::disk::hash_file;
+use super::disk::{CopyCheck, check_copy, hash_file};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -168,16 +168,6 @@ fn previous_path(state: &DownloadState) -> Option<&str> {
     }
 }
 
-/// What the bytes of a recorded copy say.
-enum CopyCheck {
-    /// Nothing there (or not a file).
-    Missing,
-    /// Exactly the bytes recorded.
-    Unchanged,
-    /// Something else: changed since it was written.
-    Changed,
-}
-
 struct Planner<'a> {
     ctx: &'a Arc<RunContext>,
     catalog: &'a Catalog,
@@ -236,7 +226,12 @@ impl Planner<'_> {
         }
         let mut previous: Option<&str> = None;
         match state {
-            Some(DownloadState::Downloaded { rel_path, size, .. }) => {
+            Some(DownloadState::Downloaded {
+                rel_path,
+                size,
+                sha256,
+                ..
+            }) => {
                 // Not followed: a symbolic link put in the file's place is the user's.
                 let on_disk = std::fs::symlink_metadata(self.ctx.root.join(rel_path)).ok();
                 if on_disk
@@ -265,6 +260,16 @@ impl Planner<'_> {
                             version: item.version,
                         });
                     }
+                } else if let Some(found) =
+                    super::reconcile::renamed_to(ctx, self.catalog, item.version, (*size, sha256))?
+                {
+                    // A run stopped between renaming this file and recording the rename.
+                    tracing::info!(from = %rel_path, to = %found, "found a file where an interrupted run renamed it");
+                    counters.skip(SkipReason::AlreadyDownloaded);
+                    if found != planned {
+                        self.moves.push(PendingMove::new(item.version, planned));
+                    }
+                    return Ok(true);
                 } else {
                     tracing::debug!(path = %rel_path, "recorded as downloaded but missing on disk; fetching it again");
                     self.missing += 1;
@@ -296,7 +301,7 @@ impl Planner<'_> {
         let copy = copies.get(&item.version);
         if let Some(copy) = copy.filter(|c| c.current) {
             // The state was reset: the file written before is kept if its bytes still match.
-            match self.check_copy(copy)? {
+            match check_copy(&self.ctx.root, copy)? {
                 CopyCheck::Unchanged => {
                     self.record_copy(&item, copy);
                     if !copy.rel_path.eq_ignore_ascii_case(&planned) {
@@ -339,7 +344,7 @@ impl Planner<'_> {
             // changed since it was written (then it is not ours to overwrite). A symbolic link
             // or a folder there is never ours: it is in the way (below).
             let check = match copy {
-                Some(copy) => self.check_copy(copy)?,
+                Some(copy) => check_copy(&self.ctx.root, copy)?,
                 None => CopyCheck::Missing,
             };
             match (check, copy) {
@@ -397,26 +402,6 @@ impl Planner<'_> {
         };
         self.fail_unqueued(&item, &planned, error);
         Ok(true)
-    }
-
-    /// Compare a recorded copy with what is on disk now (size first, then SHA-256).
-    fn check_copy(&self, copy: &PreviousCopy) -> Result<CopyCheck, MirrorError> {
-        let path = self.ctx.root.join(&copy.rel_path);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() && m.len() == copy.size => {}
-            Ok(m) if m.is_file() => return Ok(CopyCheck::Changed),
-            _ => return Ok(CopyCheck::Missing),
-        }
-        let (_, sha256) = hash_file(&path).map_err(|source| MirrorError::LocalIo {
-            context: "reading",
-            path: path.clone(),
-            source,
-        })?;
-        Ok(if sha256 == copy.sha256 {
-            CopyCheck::Unchanged
-        } else {
-            CopyCheck::Changed
-        })
     }
 
     /// Record a checked copy as downloaded again, where it is.

@@ -173,6 +173,39 @@ pub(super) fn for_each_file(root: &Path, mut f: impl FnMut(&std::fs::DirEntry)) 
     }
 }
 
+/// What the bytes of a recorded copy say.
+pub(super) enum CopyCheck {
+    /// Nothing there (or not a file).
+    Missing,
+    /// Exactly the bytes recorded.
+    Unchanged,
+    /// Something else: changed since it was written.
+    Changed,
+}
+
+/// Compare a recorded copy under `root` with what is on disk now (size first, then SHA-256).
+pub(super) fn check_copy(
+    root: &Path,
+    copy: &crate::catalog::PreviousCopy,
+) -> Result<CopyCheck, MirrorError> {
+    let path = root.join(&copy.rel_path);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() == copy.size => {}
+        Ok(m) if m.is_file() => return Ok(CopyCheck::Changed),
+        _ => return Ok(CopyCheck::Missing),
+    }
+    let (_, sha256) = hash_file(&path).map_err(|source| MirrorError::LocalIo {
+        context: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(if sha256 == copy.sha256 {
+        CopyCheck::Unchanged
+    } else {
+        CopyCheck::Changed
+    })
+}
+
 /// Size and SHA-256 of a file.
 pub(super) fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
     let mut file = std::fs::File::open(path)?;

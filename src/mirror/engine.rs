@@ -336,6 +336,19 @@ pub(super) async fn run(inputs: RunInputs<'_>) -> Result<RunReport, MirrorError>
         }
     }
     if writes && !ctx.stop.is_cancelled() && !(moves.is_empty() && links.is_empty()) {
+        // Each rename's target is noted before any is made: a run killed between a rename and
+        // its record leaves the next run a note of where the file went.
+        if let Some(state) = &ctx.state
+            && !moves.is_empty()
+        {
+            for m in &moves {
+                state.send(DownloadUpdate::Renaming {
+                    version: m.version,
+                    rel_path: m.target.clone(),
+                });
+            }
+            state.flush().await;
+        }
         let ctx2 = ctx.clone();
         let settling = ctx.clone();
         let settled = tokio::task::spawn_blocking(move || {

@@ -49,6 +49,32 @@ struct Move {
     source_sha256: Option<[u8; 32]>,
 }
 
+/// Where a run that was renaming `version`'s file (size and digest as recorded) left it,
+/// if it is there (a [`DownloadUpdate::Renaming`] note, and the very bytes): then recorded at
+/// that path.
+pub(super) fn renamed_to(
+    ctx: &RunContext,
+    catalog: &Catalog,
+    version: VersionKey,
+    (size, sha256): (u64, &[u8; 32]),
+) -> Result<Option<String>, MirrorError> {
+    let Some(root) = ctx.root_id else {
+        return Ok(None);
+    };
+    let Some(target) = catalog.rename_targets(root, &[version])?.remove(&version) else {
+        return Ok(None);
+    };
+    let path = ctx.root.join(&target);
+    let there = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == size)
+        && super::disk::hash_file(&path).is_ok_and(|(_, sha)| sha == *sha256);
+    if !there {
+        return Ok(None);
+    }
+    let source = catalog.download_source_digest(version, root)?;
+    record(ctx, version, &target, (size, *sha256, source));
+    Ok(Some(target))
+}
+
 /// Rename recorded files to their planned paths (see the module docs).
 pub(super) fn settle(
     ctx: &RunContext,

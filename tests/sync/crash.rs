@@ -306,3 +306,55 @@ fn files_on_disk_any(root: &std::path::Path, pred: impl Fn(&str) -> bool) -> boo
             .keys()
             .any(|p| pred(p.rsplit('/').next().unwrap_or(p)))
 }
+
+/// A run killed between renaming files to a new layout and recording the renames (the state
+/// a `kill -9` in the middle of a layout change leaves): the next run finds each file where it
+/// went, by the rename noted before it was made, instead of downloading it again and leaving
+/// the moved copy behind.
+#[test]
+fn files_renamed_by_a_killed_run_are_found_where_they_went() {
+    use icloudpd_rs::catalog::{Catalog, DownloadState, DownloadStateKind, DownloadUpdate};
+    let env = Env::new(small(20));
+    let photos = env.folder("photos");
+    env.sync(&photos, &[]).expect_code(0);
+    let dated = expected_tree(&env, &[]);
+    let flat: HashMap<(String, String), String> =
+        expected_tree(&env, &["--folder-structure", "none"])
+            .into_iter()
+            .map(|(path, key)| (key, path))
+            .collect();
+    let path = env.catalog().path().to_path_buf();
+    let mut catalog = Catalog::open(&path).unwrap();
+    let root = catalog.root_id(&photos).unwrap().unwrap();
+    let mut notes = Vec::new();
+    for record in catalog.downloads(root, DownloadStateKind::Downloaded) {
+        let record = record.unwrap();
+        let DownloadState::Downloaded { rel_path, .. } = record.state else {
+            continue;
+        };
+        if notes.len() == 5 {
+            break;
+        }
+        let target = flat[&dated[&rel_path]].clone();
+        std::fs::rename(photos.join(&rel_path), photos.join(&target)).unwrap();
+        notes.push(DownloadUpdate::Renaming {
+            version: record.version,
+            rel_path: target,
+        });
+    }
+    catalog.apply_download_updates(root, &notes).unwrap();
+    drop(catalog);
+
+    let before = env.cdn();
+    let run = env.sync(&photos, &[]);
+    run.expect_code(0);
+    assert_eq!(run.summary().0, 0, "downloaded again: {}", run.stderr);
+    assert_eq!(env.cdn(), before, "no CDN request");
+    assert_tree(&env, &photos, &dated);
+    assert_eq!(
+        files_on_disk(&photos).len(),
+        dated.len(),
+        "a moved copy stayed"
+    );
+    assert_recorded(&env, &photos);
+}
