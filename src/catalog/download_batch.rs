@@ -52,6 +52,22 @@ pub enum DownloadUpdate {
     },
 }
 
+/// Set `column` of a downloaded version's row (a row in another state is left alone).
+fn set_on_downloaded(
+    tx: &rusqlite::Transaction<'_>,
+    column: &'static str,
+    (root, version): (RootId, VersionKey),
+    value: &dyn rusqlite::ToSql,
+) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "UPDATE downloads SET {column} = ?3
+         WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'"
+    ))
+    .and_then(|mut s| s.execute(params![root, version, value]))
+    .ctx("recording downloads")?;
+    Ok(())
+}
+
 /// The file a pending or failed version had on disk before, as it was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviousCopy {
@@ -133,20 +149,10 @@ impl Catalog {
                     .ctx("recording downloads")?;
                 }
                 DownloadUpdate::Sidecar { of, .. } => {
-                    tx.prepare_cached(
-                        "UPDATE downloads SET sidecar_of = ?3
-                         WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'",
-                    )
-                    .and_then(|mut s| s.execute(params![root, version, of]))
-                    .ctx("recording downloads")?;
+                    set_on_downloaded(&tx, "sidecar_of", (root, version), of)?;
                 }
                 DownloadUpdate::Renaming { rel_path, .. } => {
-                    tx.prepare_cached(
-                        "UPDATE downloads SET planned_path = ?3
-                         WHERE root_id = ?1 AND version_key = ?2 AND state = 'downloaded'",
-                    )
-                    .and_then(|mut s| s.execute(params![root, version, rel_path]))
-                    .ctx("recording downloads")?;
+                    set_on_downloaded(&tx, "planned_path", (root, version), rel_path)?;
                 }
             }
             applied += 1;

@@ -538,7 +538,7 @@ fn finish_cycle(
                 // A complete or partial run tried every file of its plan.
                 let untried = match report.outcome {
                     RunOutcome::Complete | RunOutcome::Partial => 0,
-                    _ => not_tried(report),
+                    _ => report.not_tried(),
                 };
                 match (&report.outcome, untried) {
                     (RunOutcome::Interrupted, 0) => errln!(
@@ -591,7 +591,7 @@ fn finish_cycle(
             );
             if !dry_run && partial.downloaded + partial.failed > 0 {
                 outln!("{}", partial.summary_line());
-                let untried = not_tried(&partial);
+                let untried = partial.not_tried();
                 if untried > 0 {
                     errln!("icloudpd-rs: {untried} file(s) not tried; the next run tries them");
                 }
@@ -610,14 +610,6 @@ fn finish_cycle(
             code
         }
     }
-}
-
-/// Files of the plan a run never came to: the summary's counts leave them out, so a run that
-/// stopped early must say so or "0 failed" reads as "all done".
-fn not_tried(report: &mirror::RunReport) -> u64 {
-    report
-        .total
-        .saturating_sub(report.downloaded + report.skipped + report.failed)
 }
 
 fn is_two_factor(e: &MirrorError) -> bool {

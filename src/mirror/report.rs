@@ -191,6 +191,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Files of the plan the run never came to: the summary's counts leave them out, so a
+    /// run that stopped early must say so or "0 failed" reads as "all done".
+    pub fn not_tried(&self) -> u64 {
+        self.total
+            .saturating_sub(self.downloaded + self.skipped + self.failed)
+    }
+
     /// `50 downloaded, 350 skipped, 0 failed (400 total)`.
     pub fn summary_line(&self) -> String {
         format!(

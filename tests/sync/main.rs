@@ -8,6 +8,7 @@ mod basic;
 mod crash;
 mod delete;
 mod edits;
+mod failed;
 mod faults;
 mod fetch_download;
 mod folders;
