@@ -59,7 +59,8 @@ pub enum MountError {
     Session(io::Error),
     /// A second signal stopped the mount without waiting for the programs that used it.
     #[error(
-        "stopped at once by a second signal: programs that still used the mount got I/O errors"
+        "stopped at once by a second signal: programs that still used the mount got errors \
+         (transport endpoint is not connected)"
     )]
     ForcedStop,
 }
