@@ -395,10 +395,7 @@ impl Planner<'_> {
                  move it away and run again"
             )
         } else {
-            format!(
-                "{planned} is in the way: a file that is not from this library (or another \
-                 version of it) is there; move it away and run again"
-            )
+            stranger_in_the_way(&planned)
         };
         self.fail_unqueued(&item, &planned, error);
         Ok(true)
@@ -670,6 +667,14 @@ impl Planner<'_> {
             error,
         });
     }
+}
+
+/// The failure of a file whose planned path holds a file that is not this version's.
+pub(super) fn stranger_in_the_way(planned: &str) -> String {
+    format!(
+        "{planned} is in the way: a file that is not from this library (or another version of \
+         it) is there; move it away and run again"
+    )
 }
 
 /// Where a file waits when another version's file is at its planned path: a hidden name in

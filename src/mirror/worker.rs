@@ -188,38 +188,31 @@ async fn run_job(ctx: &RunContext, job: Job, committing: &AtomicBool) {
 }
 
 /// A download made beside the file at its planned path ([`FileSpec::own_copy_at_planned`]):
-/// when that file holds the very bytes just written, it was this version's own copy, and the
-/// download takes its place (same bytes, recorded at last); otherwise the download is removed
-/// and the file, someone else's, stays and is reported in the way, as before the download.
+/// when that file holds the very bytes just written, it was this version's own copy: it stays
+/// and is recorded at last, and the download goes. Otherwise the download goes too, and the
+/// file, someone else's, is reported in the way, as before the download.
 async fn place_over_own_copy(ctx: &RunContext, mut job: Job, parked: &Path, mut on_disk: OnDisk) {
     let planned = ctx.root.join(&job.planned);
     let parked = parked.to_path_buf();
     let placed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        let parked_sidecar = crate::metadata::sidecar_path(&parked);
         let same = std::fs::symlink_metadata(&planned).is_ok_and(|m| m.is_file())
             && super::disk::hash_file(&planned)
                 .is_ok_and(|(size, sha)| size == on_disk.size && sha == on_disk.sha256);
-        if !same {
-            let _ = std::fs::remove_file(&parked_sidecar);
-            std::fs::remove_file(&parked)?;
-            return Ok(false);
-        }
-        std::fs::rename(&parked, &planned)?;
-        // A sidecar already there is kept (it may hold the user's values); the next run
-        // merges the photo's values into it (not recorded as up to date below).
+        // The download's sidecar goes where none is (one there may hold the user's values:
+        // kept, and the next run merges the photo's values into it, the sidecar not being
+        // recorded as up to date below).
+        let parked_sidecar = crate::metadata::sidecar_path(&parked);
         let planned_sidecar = crate::metadata::sidecar_path(&planned);
-        if parked_sidecar.exists() {
-            if planned_sidecar.exists() {
-                let _ = std::fs::remove_file(&parked_sidecar);
-            } else {
-                std::fs::rename(&parked_sidecar, &planned_sidecar)?;
-            }
+        if same && parked_sidecar.exists() && !planned_sidecar.exists() {
+            std::fs::rename(&parked_sidecar, &planned_sidecar)?;
         }
-        Ok(true)
+        let _ = std::fs::remove_file(&parked_sidecar);
+        std::fs::remove_file(&parked)?;
+        Ok(same)
     })
     .await;
-    match placed {
-        Ok(Ok(true)) => {
+    match placed.unwrap_or_else(|e| Err(std::io::Error::other(e))) {
+        Ok(true) => {
             tracing::info!(path = %job.planned, "the file at the planned path was this photo's own copy: recorded");
             let mut spec = (*job.spec).clone();
             spec.rel_path = spec.planned.clone();
@@ -227,16 +220,8 @@ async fn place_over_own_copy(ctx: &RunContext, mut job: Job, parked: &Path, mut 
             on_disk.sidecar_of = None;
             ctx.done(job, on_disk);
         }
-        Ok(Ok(false)) => {
-            let error = format!(
-                "{} is in the way: a file that is not from this library (or another version \
-                 of it) is there; move it away and run again",
-                job.planned
-            );
-            ctx.fail(job, error, false);
-        }
-        Ok(Err(e)) => {
-            let error = format!("placing {}: {e}", job.planned);
+        Ok(false) => {
+            let error = super::decide::stranger_in_the_way(&job.planned);
             ctx.fail(job, error, false);
         }
         Err(e) => {

@@ -11,13 +11,15 @@ use std::time::Duration;
 use support::*;
 
 /// Run `mount` at `mnt` with `flags`; expect exit `code` and a message containing `hint`.
-fn refused(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) {
-    refused_run(env, mnt, flags, code, hint);
+fn refused(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) -> String {
+    let stderr = refused_run(env, mnt, flags, code, hint);
     let canonical = mnt.canonicalize().unwrap_or_else(|_| mnt.to_path_buf());
     assert!(!is_mounted(&canonical), "{flags:?} left a mount");
+    stderr
 }
 
-fn refused_run(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) {
+/// A mount refused with `code` and `hint` on standard error; its stderr for more checks.
+fn refused_run(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) -> String {
     let m = mnt.display().to_string();
     let mut args = vec!["mount", m.as_str(), "--poll-interval", "3600"];
     args.extend_from_slice(flags);
@@ -29,6 +31,7 @@ fn refused_run(env: &Env, mnt: &Path, flags: &[&str], code: i32, hint: &str) {
         run.stderr
     );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    run.stderr
 }
 
 #[test]
@@ -96,17 +99,17 @@ fn bad_mountpoints_and_flags_are_refused_with_their_fix() {
     // mirror, which needs the catalog (refused without first saying it would follow).
     let cache = env.path("second-cache").display().to_string();
     let mirror = env.path("second-mirror").display().to_string();
-    let s = second.display().to_string();
-    let with_mirror = env.run(&["mount", &s, "--cache-dir", &cache, "--mirror", &mirror]);
-    assert_eq!(with_mirror.code, 1, "{}", with_mirror.stderr);
+    let flags = ["--cache-dir", cache.as_str(), "--mirror", mirror.as_str()];
+    let err = refused(
+        &env,
+        &second,
+        &flags,
+        1,
+        "--mirror needs this account's catalog",
+    );
     assert!(
-        with_mirror
-            .stderr
-            .contains("--mirror needs this account's catalog")
-            && with_mirror.stderr.contains(&first)
-            && !with_mirror.stderr.contains("follows its changes"),
-        "{}",
-        with_mirror.stderr
+        err.contains(&first) && !err.contains("follows its changes"),
+        "{err}"
     );
     let follower = env.mount(&second, &["--poll-interval", "3600", "--cache-dir", &cache]);
     let err = take(&follower.stderr);
@@ -387,20 +390,14 @@ fn an_unknown_library_is_refused_without_mounting_the_catalog_as_it_is() {
     let env = Env::new(small(5, 0.0005));
     let mnt = env.empty_dir("mnt");
     env.mount(&mnt, &["--poll-interval", "3600"]).finish();
-    let m = mnt.display().to_string();
-    let run = env.run(&["mount", &m, "--library", "nope"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("no library matches --library"),
-        "{}",
-        run.stderr
+    let err = refused(
+        &env,
+        &mnt,
+        &["--library", "nope"],
+        1,
+        "no library matches --library",
     );
-    assert!(
-        !run.stderr.contains("mounting it as it is"),
-        "{}",
-        run.stderr
-    );
-    assert!(!is_mounted(&mnt));
+    assert!(!err.contains("mounting it as it is"), "{err}");
 }
 
 /// A cache folder inside the mountpoint would be created there, then hidden by the mount: it
